@@ -1,0 +1,383 @@
+//! Typed settings for Keyward.
+//!
+//! This crate owns the shape, defaults, layering and validation of Keyward's
+//! configuration: built-in defaults < `keyward.toml` (passed explicitly or
+//! named by `KEYWARD_CONFIG`) < `KEYWARD_*` environment variables. Settings
+//! are read once at start and are immutable afterwards.
+//!
+//! It refuses to: reload at runtime, open sockets, databases or files other
+//! than the config file and the master key file, pick a log format for the
+//! terminal (that is the binary's decision), and print secrets — `Debug`,
+//! errors and [`Settings::redacted_toml`] never show them.
+
+mod error;
+mod load;
+mod redact;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use redact::safe_url;
+
+/// Everything Keyward can be configured with.
+///
+/// Obtained from [`Settings::load`] / [`Settings::load_from`], which
+/// guarantee [`Settings::validate`] passed. Each field's doc names its
+/// environment variable; in `keyward.toml` the key is the field name.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `KEYWARD_DATA_DIR`: where the SQLite database and local state live.
+    pub data_dir: PathBuf,
+    /// `KEYWARD_DATABASE_URL`: `sqlite:` or `postgres://` / `postgresql://`.
+    /// Defaults to `sqlite://{data_dir}/keyward.db?mode=rwc` using the final `data_dir`.
+    pub database_url: String,
+    /// `KEYWARD_BIND`: public API listener, a socket address (port 0 = any free port).
+    pub bind: String,
+    /// `KEYWARD_MANAGEMENT_BIND`: health/metrics listener, a socket address.
+    pub management_bind: String,
+    /// `KEYWARD_PUBLIC_URL`: external base URL (http/https, no query or
+    /// fragment, no trailing `/`). `None`: the node derives `http://{bind}` once bound.
+    pub public_url: Option<String>,
+    /// `KEYWARD_AMQP_URL`: `amqp://` or `amqps://`; setting it makes the node distributed.
+    pub amqp_url: Option<SecretString>,
+    /// `KEYWARD_SMTP_URL`: `smtp://` or `smtps://`; unset means mail is not sent.
+    pub smtp_url: Option<SecretString>,
+    /// `KEYWARD_MAIL_FROM`: sender of outgoing mail, e.g. `Keyward <no-reply@example.com>`.
+    pub mail_from: String,
+    /// `KEYWARD_LOG`: tracing filter directives, e.g. `info,keyward=debug`.
+    pub log: String,
+    /// `KEYWARD_LOG_FORMAT`: `pretty`, `json` or `auto`.
+    pub log_format: LogFormat,
+    /// `KEYWARD_MASTER_KEY`: base64 (standard or url-safe, padding optional)
+    /// of exactly 32 bytes. Mutually exclusive with `master_key_file`.
+    pub master_key: Option<SecretString>,
+    /// `KEYWARD_MASTER_KEY_FILE`: a file holding the master key's base64
+    /// (surrounding whitespace ignored). Mutually exclusive with `master_key`.
+    pub master_key_file: Option<PathBuf>,
+    /// `[tokens]` / `KEYWARD_TOKENS__*`.
+    pub tokens: TokenSettings,
+    /// `[passwords]` / `KEYWARD_PASSWORDS__*`.
+    pub passwords: PasswordSettings,
+    /// `[http]` / `KEYWARD_HTTP__*`.
+    pub http: HttpSettings,
+}
+
+/// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    /// `aud` claim of issued access tokens; non-empty.
+    pub audience: String,
+    /// Access token lifetime; at least 1.
+    pub access_ttl_secs: u64,
+    /// A refresh token unused for this long expires; at least 1.
+    pub refresh_idle_ttl_secs: u64,
+    /// A refresh token family expires this long after login; `>= refresh_idle_ttl_secs`.
+    pub refresh_absolute_ttl_secs: u64,
+    /// A just-rotated refresh token stays usable this long (concurrent clients).
+    pub refresh_grace_secs: u64,
+    /// E-mail verification link lifetime; at least 1.
+    pub verification_ttl_secs: u64,
+    /// Password reset link lifetime; at least 1.
+    pub reset_ttl_secs: u64,
+}
+
+/// Password policy and hashing cost, `[passwords]` / `KEYWARD_PASSWORDS__<FIELD>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordSettings {
+    /// Shortest accepted password, in characters; 8..=128.
+    pub min_length: usize,
+    /// Longest accepted password, in characters; `min_length..=1024` (bounds hashing cost).
+    pub max_length: usize,
+    /// Argon2id memory cost in KiB; at least `8 * argon2_parallelism` (an Argon2 rule).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes; at least 1.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes; at least 1.
+    pub argon2_parallelism: u32,
+    /// Hashing threads; 0 = number of cores.
+    pub hasher_threads: usize,
+    /// Hash jobs allowed to wait before requests get 503; 0 = 4 × threads.
+    pub hasher_queue: usize,
+}
+
+/// HTTP server limits, `[http]` / `KEYWARD_HTTP__<FIELD>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest accepted request body; at least 1.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline; at least 1.
+    pub request_timeout_secs: u64,
+    /// HTTP worker threads; 0 = number of cores.
+    pub workers: usize,
+}
+
+/// Log output format. `Auto` lets the binary pick: JSON when stdout is not a TTY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+    /// Pretty on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("./data");
+        Settings {
+            database_url: default_database_url(&data_dir),
+            data_dir,
+            bind: "127.0.0.1:8080".to_owned(),
+            management_bind: "127.0.0.1:9090".to_owned(),
+            public_url: None,
+            amqp_url: None,
+            smtp_url: None,
+            mail_from: "Keyward <no-reply@localhost>".to_owned(),
+            log: "info".to_owned(),
+            log_format: LogFormat::Auto,
+            master_key: None,
+            master_key_file: None,
+            tokens: TokenSettings::default(),
+            passwords: PasswordSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            audience: "keyward".to_owned(),
+            access_ttl_secs: 900,
+            refresh_idle_ttl_secs: 14 * 24 * 3600,
+            refresh_absolute_ttl_secs: 30 * 24 * 3600,
+            refresh_grace_secs: 10,
+            verification_ttl_secs: 24 * 3600,
+            reset_ttl_secs: 3600,
+        }
+    }
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        PasswordSettings {
+            min_length: 8,
+            max_length: 256,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hasher_threads: 0,
+            hasher_queue: 0,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: 16384,
+            request_timeout_secs: 30,
+            workers: 0,
+        }
+    }
+}
+
+/// Hand-written so a password inside `database_url` (a plain `String`) is
+/// masked too; secret fields are already redacted by `secrecy`.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &safe_url(&self.database_url))
+            .field("bind", &self.bind)
+            .field("management_bind", &self.management_bind)
+            .field("public_url", &self.public_url)
+            .field("amqp_url", &self.amqp_url)
+            .field("smtp_url", &self.smtp_url)
+            .field("mail_from", &self.mail_from)
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .field("master_key", &self.master_key)
+            .field("master_key_file", &self.master_key_file)
+            .field("tokens", &self.tokens)
+            .field("passwords", &self.passwords)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Load from the process: defaults < the file named by `KEYWARD_CONFIG`
+    /// (if set) < `KEYWARD_*` environment variables, then validate.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let env = load::process_env()?;
+        Self::load_from(None, &env)
+    }
+
+    /// Defaults < `file` (or, when `None`, the file named by `KEYWARD_CONFIG`
+    /// in `env`) < `KEYWARD_*` entries of `env`, then validate.
+    ///
+    /// `env` stands in for the process environment so callers and tests can
+    /// load without touching it. Empty values count as unset; unknown
+    /// `KEYWARD_*` names and unknown file keys are warned about, not fatal.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        load::load_from(file, env)
+    }
+
+    /// Check every invariant documented on the fields, including that the
+    /// master key decodes and that distributed mode has one.
+    /// Called by the loaders; call it again after mutating a `Settings`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
+    }
+
+    /// Whether this node shares state with others (AMQP set, or a
+    /// PostgreSQL database), which requires a master key.
+    pub fn is_distributed(&self) -> bool {
+        self.amqp_url.is_some() || self.is_postgres()
+    }
+
+    /// Whether the database is SQLite (`sqlite:` URL).
+    pub fn is_sqlite(&self) -> bool {
+        has_scheme(&self.database_url, &["sqlite"])
+    }
+
+    fn is_postgres(&self) -> bool {
+        has_scheme(&self.database_url, &["postgres", "postgresql"])
+    }
+
+    /// The effective configuration as TOML, for `keyward config check`.
+    /// Secrets are replaced by `"***"` and URL passwords masked.
+    pub fn redacted_toml(&self) -> String {
+        redact::redacted_toml(self)
+    }
+
+    /// The 32 master-key bytes from `master_key` or `master_key_file`;
+    /// `None` when neither is set. Errors name the key and the fix.
+    pub fn master_key_bytes(&self) -> Result<Option<[u8; 32]>, ConfigError> {
+        validate::master_key_bytes(self)
+    }
+}
+
+pub(crate) fn default_database_url(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("keyward.db").display()
+    )
+}
+
+/// Whether `url` starts with `<one of schemes>:` (ASCII case-insensitive).
+pub(crate) fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    match url.split_once(':') {
+        Some((scheme, _)) => schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let s = Settings::default();
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.database_url, "sqlite://./data/keyward.db?mode=rwc");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.management_bind, "127.0.0.1:9090");
+        assert_eq!(s.public_url, None);
+        assert!(s.amqp_url.is_none() && s.smtp_url.is_none());
+        assert_eq!(s.mail_from, "Keyward <no-reply@localhost>");
+        assert_eq!(s.log, "info");
+        assert_eq!(s.log_format, LogFormat::Auto);
+        assert!(s.master_key.is_none() && s.master_key_file.is_none());
+        assert_eq!(s.tokens.audience, "keyward");
+        assert_eq!(s.tokens.access_ttl_secs, 900);
+        assert_eq!(s.tokens.refresh_idle_ttl_secs, 1_209_600);
+        assert_eq!(s.tokens.refresh_absolute_ttl_secs, 2_592_000);
+        assert_eq!(s.tokens.refresh_grace_secs, 10);
+        assert_eq!(s.tokens.verification_ttl_secs, 86_400);
+        assert_eq!(s.tokens.reset_ttl_secs, 3600);
+        assert_eq!(
+            s.passwords,
+            PasswordSettings {
+                min_length: 8,
+                max_length: 256,
+                argon2_memory_kib: 19456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                hasher_threads: 0,
+                hasher_queue: 0,
+            }
+        );
+        assert_eq!(
+            s.http,
+            HttpSettings {
+                max_body_bytes: 16384,
+                request_timeout_secs: 30,
+                workers: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_not_distributed() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert!(s.is_sqlite());
+        assert!(!s.is_distributed());
+        assert_eq!(s.master_key_bytes().unwrap(), None);
+    }
+
+    #[test]
+    fn postgres_or_amqp_makes_the_node_distributed() {
+        let mut s = Settings {
+            database_url: "postgresql://u:p@db/keyward".to_owned(),
+            ..Settings::default()
+        };
+        assert!(s.is_distributed());
+        assert!(!s.is_sqlite());
+        s.database_url = "POSTGRES://db/keyward".to_owned();
+        assert!(s.is_distributed());
+        s.database_url = Settings::default().database_url;
+        s.amqp_url = Some(SecretString::from("amqp://mq"));
+        assert!(s.is_distributed());
+        assert!(s.is_sqlite());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_database_passwords() {
+        let s = Settings {
+            database_url: "postgres://keyward:dbpass@db/keyward".to_owned(),
+            amqp_url: Some(SecretString::from("amqp://u:mqpass@mq")),
+            master_key: Some(SecretString::from("c2VjcmV0LWtleQ")),
+            ..Settings::default()
+        };
+        let debug = format!("{s:?}");
+        for secret in ["dbpass", "mqpass", "c2VjcmV0LWtleQ"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        assert!(debug.contains("postgres://keyward:***@db/keyward"));
+        assert_eq!(
+            s.master_key.as_ref().unwrap().expose_secret(),
+            "c2VjcmV0LWtleQ"
+        );
+    }
+}

@@ -1,0 +1,793 @@
+//! Layering with figment: defaults < TOML file < `KEYWARD_*` variables.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::ExposeSecret;
+
+use crate::error::one_line;
+use crate::{default_database_url, ConfigError, Settings};
+
+const PREFIX: &str = "KEYWARD_";
+/// Names the config file; not a setting.
+const CONFIG_VAR: &str = "KEYWARD_CONFIG";
+const ENV_SOURCE: &str = "KEYWARD_* environment variables";
+
+/// Every key `Settings` accepts, as `(section, fields)`; `""` is the top level.
+/// Kept in sync with the structs by `the_schema_matches_the_structs`.
+pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "data_dir",
+            "database_url",
+            "bind",
+            "management_bind",
+            "public_url",
+            "amqp_url",
+            "smtp_url",
+            "mail_from",
+            "log",
+            "log_format",
+            "master_key",
+            "master_key_file",
+        ],
+    ),
+    (
+        "tokens",
+        &[
+            "audience",
+            "access_ttl_secs",
+            "refresh_idle_ttl_secs",
+            "refresh_absolute_ttl_secs",
+            "refresh_grace_secs",
+            "verification_ttl_secs",
+            "reset_ttl_secs",
+        ],
+    ),
+    (
+        "passwords",
+        &[
+            "min_length",
+            "max_length",
+            "argon2_memory_kib",
+            "argon2_iterations",
+            "argon2_parallelism",
+            "hasher_threads",
+            "hasher_queue",
+        ],
+    ),
+    (
+        "http",
+        &["max_body_bytes", "request_timeout_secs", "workers"],
+    ),
+];
+
+/// Settings whose values must never appear in messages.
+const SECRET_FIELDS: &[&str] = &["amqp_url", "smtp_url", "master_key"];
+
+/// The settings key path (`["tokens", "access_ttl_secs"]`) as its variable name.
+fn env_name(path: &[String]) -> String {
+    format!("{PREFIX}{}", path.join("__").to_ascii_uppercase())
+}
+
+fn is_known(section: &str, field: &str) -> bool {
+    SCHEMA
+        .iter()
+        .any(|(s, fields)| *s == section && fields.contains(&field))
+}
+
+fn is_section(name: &str) -> bool {
+    !name.is_empty() && SCHEMA.iter().any(|(s, _)| *s == name)
+}
+
+/// `KEYWARD_TOKENS__ACCESS_TTL_SECS` → `["tokens", "access_ttl_secs"]`.
+fn env_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.to_ascii_uppercase();
+    let rest = rest.strip_prefix(PREFIX)?.to_ascii_lowercase();
+    match rest.split_once("__") {
+        Some((section, field)) if is_section(section) && is_known(section, field) => {
+            Some(vec![section.to_owned(), field.to_owned()])
+        }
+        Some(_) => None,
+        None if is_known("", &rest) => Some(vec![rest]),
+        None => None,
+    }
+}
+
+/// The process environment's `KEYWARD_*` variables, for [`Settings::load`].
+pub(crate) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.to_ascii_uppercase().starts_with(PREFIX) {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_owned(), value)),
+            Err(_) => {
+                return Err(ConfigError::invalid(
+                    name,
+                    "is not valid UTF-8 (set it to a UTF-8 value or unset it)",
+                ))
+            }
+        }
+    }
+    Ok(vars)
+}
+
+/// The `KEYWARD_*` part of an environment, as a figment provider.
+struct EnvLayer {
+    /// `(settings path, value)` of known, non-empty variables; later wins.
+    values: Vec<(Vec<String>, String)>,
+    /// `KEYWARD_CONFIG`, if set and non-empty.
+    config_file: Option<PathBuf>,
+    /// `KEYWARD_*` names that are not settings.
+    unknown: Vec<String>,
+}
+
+impl EnvLayer {
+    fn new(env: &[(String, String)]) -> Self {
+        let mut layer = EnvLayer {
+            values: Vec::new(),
+            config_file: None,
+            unknown: Vec::new(),
+        };
+        for (name, value) in env {
+            let upper = name.trim().to_ascii_uppercase();
+            if !upper.starts_with(PREFIX) {
+                continue;
+            }
+            let value = value.trim();
+            if upper == CONFIG_VAR {
+                layer.config_file = (!value.is_empty()).then(|| PathBuf::from(value));
+                continue;
+            }
+            match env_path(&upper) {
+                // Empty counts as unset: drop what an earlier duplicate set.
+                Some(path) if value.is_empty() => layer.values.retain(|(p, _)| *p != path),
+                Some(path) => layer.values.push((path, value.to_owned())),
+                None => layer.unknown.push(name.trim().to_owned()),
+            }
+        }
+        layer
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        let mut sections: Map<String, Dict> = Map::new();
+        for (path, value) in &self.values {
+            // Strings stay strings; `extract_lossy` turns them into numbers
+            // only where a number is expected.
+            let value = Value::from(value.clone());
+            match path.as_slice() {
+                [field] => {
+                    root.insert(field.clone(), value);
+                }
+                [section, field] => {
+                    sections
+                        .entry(section.clone())
+                        .or_default()
+                        .insert(field.clone(), value);
+                }
+                _ => {}
+            }
+        }
+        for (section, dict) in sections {
+            root.insert(section, Value::from(dict));
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// Where the TOML layer comes from, for messages.
+struct FileSource {
+    path: PathBuf,
+    /// `KEYWARD_CONFIG`, or `config file` when passed explicitly.
+    key: &'static str,
+}
+
+impl FileSource {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::File {
+            key: self.key.to_owned(),
+            path: self.path.clone(),
+            message: one_line(&message.into()),
+        }
+    }
+}
+
+pub(crate) fn load_from(
+    file: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Settings, ConfigError> {
+    let env = EnvLayer::new(env);
+    for name in &env.unknown {
+        match suggestion(name) {
+            Some(known) => tracing::warn!(
+                variable = %name,
+                "ignoring unknown environment variable {name} (did you mean {known}?)"
+            ),
+            None => {
+                tracing::warn!(variable = %name, "ignoring unknown environment variable {name}")
+            }
+        }
+    }
+
+    let source = match file {
+        Some(path) => Some(FileSource {
+            path: path.to_owned(),
+            key: "config file",
+        }),
+        None => env.config_file.clone().map(|path| FileSource {
+            path,
+            key: CONFIG_VAR,
+        }),
+    };
+
+    let mut figment = Figment::new();
+    if let Some(source) = &source {
+        let toml = read_toml(source)?;
+        figment = figment.merge(toml);
+    }
+    let figment = figment.merge(env);
+
+    let mut settings: Settings = figment
+        .extract_lossy()
+        .map_err(|err| from_figment(err, source.as_ref()))?;
+    if !figment.contains("database_url") || settings.database_url.trim().is_empty() {
+        settings.database_url = default_database_url(&settings.data_dir);
+    }
+    normalize(&mut settings);
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The TOML layer, after checking the file exists and warning about unknown keys.
+fn read_toml(source: &FileSource) -> Result<figment::providers::Data<Toml>, ConfigError> {
+    match std::fs::metadata(&source.path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(source.error("is not a file (fix the path)")),
+        Err(err) => return Err(source.error(format!("{err} (fix the path)"))),
+    }
+    let toml = Toml::file_exact(&source.path);
+    let data = toml
+        .data()
+        .map_err(|err| source.error(format!("{} (fix the TOML syntax)", err.kind)))?;
+    if let Some(dict) = data.get(&Profile::Default) {
+        for key in unknown_file_keys(dict) {
+            tracing::warn!(
+                key = %key,
+                file = %source.path.display(),
+                "ignoring unknown key {key} in {}",
+                source.path.display()
+            );
+        }
+    }
+    Ok(toml)
+}
+
+/// Dotted names of keys in a TOML document that are not settings.
+fn unknown_file_keys(dict: &Dict) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for (key, value) in dict {
+        if is_section(key) {
+            if let Value::Dict(_, fields) = value {
+                unknown.extend(
+                    fields
+                        .keys()
+                        .filter(|field| !is_known(key, field))
+                        .map(|field| format!("{key}.{field}")),
+                );
+            }
+        } else if !is_known("", key) {
+            unknown.push(key.clone());
+        }
+    }
+    unknown
+}
+
+/// The known variable an unknown one most likely meant, e.g. a single `_`
+/// where the section separator `__` belongs.
+fn suggestion(name: &str) -> Option<String> {
+    let squash = |s: &str| s.to_ascii_uppercase().replace("__", "_");
+    let wanted = squash(name);
+    SCHEMA
+        .iter()
+        .flat_map(|(section, fields)| {
+            fields.iter().map(move |field| {
+                let path: Vec<String> = if section.is_empty() {
+                    vec![(*field).to_owned()]
+                } else {
+                    vec![(*section).to_owned(), (*field).to_owned()]
+                };
+                env_name(&path)
+            })
+        })
+        .find(|known| squash(known) == wanted && known != name)
+}
+
+/// Turn a figment extraction error into a one-line error naming the variable.
+fn from_figment(err: figment::Error, file: Option<&FileSource>) -> ConfigError {
+    let in_file = err
+        .metadata
+        .as_ref()
+        .is_some_and(|meta| meta.name != ENV_SOURCE);
+    let secret = err
+        .path
+        .last()
+        .is_some_and(|field| SECRET_FIELDS.contains(&field.as_str()));
+    let key = match (err.path.is_empty(), file) {
+        (false, _) => env_name(&err.path),
+        (true, Some(file)) => file.key.to_owned(),
+        (true, None) => "configuration".to_owned(),
+    };
+    let mut message = describe(&err.kind, secret);
+    if let (true, Some(file), false) = (in_file, file, err.path.is_empty()) {
+        message.push_str(&format!(
+            " (key {} in {})",
+            err.path.join("."),
+            file.path.display()
+        ));
+    }
+    ConfigError::invalid(key, message)
+}
+
+fn describe(kind: &figment::error::Kind, secret: bool) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) if secret => {
+            format!("has the wrong type, expected {}", human(expected))
+        }
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {}, found {actual}", human(expected))
+        }
+        Kind::UnknownVariant(found, expected) => format!(
+            "unknown value \"{found}\", expected one of: {}",
+            expected.join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn human(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Canonical forms: empty optional values are unset, `public_url` has no trailing `/`.
+fn normalize(settings: &mut Settings) {
+    settings.public_url = settings
+        .public_url
+        .take()
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty());
+    for secret in [
+        &mut settings.amqp_url,
+        &mut settings.smtp_url,
+        &mut settings.master_key,
+    ] {
+        if secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().trim().is_empty())
+        {
+            *secret = None;
+        }
+    }
+    if settings
+        .master_key_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        settings.master_key_file = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::LogFormat;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use secrecy::SecretString;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn write_toml(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn master_key() -> String {
+        STANDARD.encode([42u8; 32])
+    }
+
+    #[test]
+    fn nothing_configured_gives_the_defaults() {
+        let s = Settings::load_from(None, &[]).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.redacted_toml(), d.redacted_toml());
+        assert_eq!(s.database_url, d.database_url);
+    }
+
+    #[test]
+    fn the_file_overrides_the_defaults() {
+        let (_dir, path) = write_toml(
+            "bind = \"0.0.0.0:80\"\nlog_format = \"json\"\n[tokens]\naccess_ttl_secs = 60\n",
+        );
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(s.bind, "0.0.0.0:80");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.tokens.access_ttl_secs, 60);
+        assert_eq!(s.tokens.reset_ttl_secs, 3600, "unset keys keep defaults");
+    }
+
+    #[test]
+    fn an_env_variable_overrides_the_file() {
+        let (_dir, path) = write_toml("bind = \"0.0.0.0:80\"\n[http]\nworkers = 2\n");
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[
+                ("KEYWARD_BIND", "0.0.0.0:8443"),
+                ("KEYWARD_HTTP__WORKERS", "16"),
+                ("KEYWARD_TOKENS__ACCESS_TTL_SECS", "120"),
+                ("KEYWARD_LOG_FORMAT", "pretty"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.bind, "0.0.0.0:8443");
+        assert_eq!(s.http.workers, 16);
+        assert_eq!(s.tokens.access_ttl_secs, 120);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn keyward_config_names_the_file_when_none_is_passed() {
+        let (_dir, path) = write_toml("log = \"debug\"\n");
+        let s =
+            Settings::load_from(None, &env(&[("KEYWARD_CONFIG", path.to_str().unwrap())])).unwrap();
+        assert_eq!(s.log, "debug");
+
+        let (_other_dir, other) = write_toml("log = \"trace\"\n");
+        let s = Settings::load_from(
+            Some(&other),
+            &env(&[("KEYWARD_CONFIG", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(s.log, "trace", "an explicit path wins over KEYWARD_CONFIG");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let e = Settings::load_from(None, &env(&[("KEYWARD_CONFIG", missing.to_str().unwrap())]))
+            .unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_CONFIG");
+        assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn invalid_toml_is_one_line_naming_the_file() {
+        let (_dir, path) = write_toml("bind = \n");
+        let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, ConfigError::File { .. }), "{text}");
+        assert!(text.contains("keyward.toml"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn an_empty_env_variable_counts_as_unset() {
+        let (_dir, path) = write_toml("bind = \"0.0.0.0:80\"\n");
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[
+                ("KEYWARD_BIND", ""),
+                ("KEYWARD_PUBLIC_URL", ""),
+                ("KEYWARD_MASTER_KEY", ""),
+                ("KEYWARD_TOKENS__ACCESS_TTL_SECS", ""),
+                ("KEYWARD_CONFIG", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.bind, "0.0.0.0:80");
+        assert_eq!(s.public_url, None);
+        assert!(s.master_key.is_none());
+        assert_eq!(s.tokens.access_ttl_secs, 900);
+    }
+
+    #[test]
+    fn the_database_url_default_follows_data_dir() {
+        let s =
+            Settings::load_from(None, &env(&[("KEYWARD_DATA_DIR", "/var/lib/keyward")])).unwrap();
+        assert_eq!(
+            s.database_url,
+            "sqlite:///var/lib/keyward/keyward.db?mode=rwc"
+        );
+
+        let (_dir, path) = write_toml("data_dir = \"/srv/kw\"\n");
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(s.database_url, "sqlite:///srv/kw/keyward.db?mode=rwc");
+
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[("KEYWARD_DATABASE_URL", "sqlite::memory:")]),
+        )
+        .unwrap();
+        assert_eq!(s.database_url, "sqlite::memory:", "an explicit URL is kept");
+    }
+
+    #[test]
+    fn a_wrongly_typed_env_variable_names_the_variable() {
+        let e = Settings::load_from(None, &env(&[("KEYWARD_TOKENS__ACCESS_TTL_SECS", "abc")]))
+            .unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_TOKENS__ACCESS_TTL_SECS");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("KEYWARD_TOKENS__ACCESS_TTL_SECS: "),
+            "{text}"
+        );
+        assert!(text.contains("whole number"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+
+        let e = Settings::load_from(None, &env(&[("KEYWARD_HTTP__WORKERS", "-1")])).unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_HTTP__WORKERS", "{e}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_file_key_names_the_variable_and_the_file_key() {
+        let (_dir, path) = write_toml("[passwords]\nmin_length = \"long\"\n");
+        let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_PASSWORDS__MIN_LENGTH");
+        assert!(e.to_string().contains("passwords.min_length"), "{e}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_secret_is_not_echoed() {
+        let (_dir, path) = write_toml("master_key = 123456789\n");
+        let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+        assert!(!e.to_string().contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_log_format_lists_the_choices() {
+        let e = Settings::load_from(None, &env(&[("KEYWARD_LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_LOG_FORMAT");
+        assert!(e.to_string().contains("pretty, json, auto"), "{e}");
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_strings() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("KEYWARD_TOKENS__AUDIENCE", "12345"), ("KEYWARD_LOG", "1")]),
+        )
+        .unwrap();
+        assert_eq!(s.tokens.audience, "12345");
+        assert_eq!(s.log, "1");
+    }
+
+    #[test]
+    fn unknown_keys_are_not_fatal() {
+        let (_dir, path) = write_toml(
+            "colour = \"blue\"\nbind = \"127.0.0.1:1\"\n[tokens]\nttl = 5\n[extra]\nx = 1\n",
+        );
+        let vars = env(&[
+            ("KEYWARD_NOPE", "1"),
+            ("KEYWARD_TOKENS_ACCESS_TTL_SECS", "5"),
+            ("KEYWARD_TOKENS", "5"),
+            ("OTHER_THING", "x"),
+        ]);
+        let s = Settings::load_from(Some(&path), &vars).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:1");
+        assert_eq!(s.tokens.access_ttl_secs, 900);
+
+        assert_eq!(
+            EnvLayer::new(&vars).unknown,
+            [
+                "KEYWARD_NOPE",
+                "KEYWARD_TOKENS_ACCESS_TTL_SECS",
+                "KEYWARD_TOKENS"
+            ]
+        );
+        let data = Toml::file_exact(&path).data().unwrap();
+        assert_eq!(
+            unknown_file_keys(&data[&Profile::Default]),
+            ["colour", "extra", "tokens.ttl"]
+        );
+        assert_eq!(
+            suggestion("KEYWARD_TOKENS_ACCESS_TTL_SECS").as_deref(),
+            Some("KEYWARD_TOKENS__ACCESS_TTL_SECS")
+        );
+    }
+
+    #[test]
+    fn every_documented_variable_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, master_key()).unwrap();
+        let vars = env(&[
+            ("KEYWARD_DATA_DIR", "/d"),
+            ("KEYWARD_DATABASE_URL", "postgres://kw:pw@db/kw"),
+            ("KEYWARD_BIND", "0.0.0.0:1"),
+            ("KEYWARD_MANAGEMENT_BIND", "0.0.0.0:2"),
+            ("KEYWARD_PUBLIC_URL", "https://id.example.com/"),
+            ("KEYWARD_AMQP_URL", "amqp://mq"),
+            ("KEYWARD_SMTP_URL", "smtp://mail"),
+            ("KEYWARD_MAIL_FROM", "a@b.c"),
+            ("KEYWARD_LOG", "debug"),
+            ("KEYWARD_LOG_FORMAT", "json"),
+            ("KEYWARD_MASTER_KEY_FILE", key_file.to_str().unwrap()),
+            ("KEYWARD_TOKENS__AUDIENCE", "aud"),
+            ("KEYWARD_TOKENS__ACCESS_TTL_SECS", "1"),
+            ("KEYWARD_TOKENS__REFRESH_IDLE_TTL_SECS", "2"),
+            ("KEYWARD_TOKENS__REFRESH_ABSOLUTE_TTL_SECS", "3"),
+            ("KEYWARD_TOKENS__REFRESH_GRACE_SECS", "4"),
+            ("KEYWARD_TOKENS__VERIFICATION_TTL_SECS", "5"),
+            ("KEYWARD_TOKENS__RESET_TTL_SECS", "6"),
+            ("KEYWARD_PASSWORDS__MIN_LENGTH", "10"),
+            ("KEYWARD_PASSWORDS__MAX_LENGTH", "20"),
+            ("KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB", "64"),
+            ("KEYWARD_PASSWORDS__ARGON2_ITERATIONS", "3"),
+            ("KEYWARD_PASSWORDS__ARGON2_PARALLELISM", "2"),
+            ("KEYWARD_PASSWORDS__HASHER_THREADS", "4"),
+            ("KEYWARD_PASSWORDS__HASHER_QUEUE", "8"),
+            ("KEYWARD_HTTP__MAX_BODY_BYTES", "100"),
+            ("KEYWARD_HTTP__REQUEST_TIMEOUT_SECS", "7"),
+            ("KEYWARD_HTTP__WORKERS", "9"),
+        ]);
+        let layer = EnvLayer::new(&vars);
+        assert!(layer.unknown.is_empty(), "{:?}", layer.unknown);
+        let s = Settings::load_from(None, &vars).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/d"));
+        assert_eq!(s.database_url, "postgres://kw:pw@db/kw");
+        assert_eq!(
+            (s.bind.as_str(), s.management_bind.as_str()),
+            ("0.0.0.0:1", "0.0.0.0:2")
+        );
+        assert_eq!(s.public_url.as_deref(), Some("https://id.example.com"));
+        assert_eq!(s.amqp_url.as_ref().unwrap().expose_secret(), "amqp://mq");
+        assert_eq!(s.smtp_url.as_ref().unwrap().expose_secret(), "smtp://mail");
+        assert_eq!((s.mail_from.as_str(), s.log.as_str()), ("a@b.c", "debug"));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.master_key_bytes().unwrap(), Some([42u8; 32]));
+        assert!(s.is_distributed());
+        assert_eq!(
+            s.tokens,
+            crate::TokenSettings {
+                audience: "aud".into(),
+                access_ttl_secs: 1,
+                refresh_idle_ttl_secs: 2,
+                refresh_absolute_ttl_secs: 3,
+                refresh_grace_secs: 4,
+                verification_ttl_secs: 5,
+                reset_ttl_secs: 6,
+            }
+        );
+        assert_eq!(
+            s.passwords,
+            crate::PasswordSettings {
+                min_length: 10,
+                max_length: 20,
+                argon2_memory_kib: 64,
+                argon2_iterations: 3,
+                argon2_parallelism: 2,
+                hasher_threads: 4,
+                hasher_queue: 8,
+            }
+        );
+        assert_eq!(
+            s.http,
+            crate::HttpSettings {
+                max_body_bytes: 100,
+                request_timeout_secs: 7,
+                workers: 9,
+            }
+        );
+    }
+
+    #[test]
+    fn the_schema_matches_the_structs() {
+        let full = Settings {
+            public_url: Some("https://x".into()),
+            amqp_url: Some(SecretString::from("amqp://mq")),
+            smtp_url: Some(SecretString::from("smtp://mail")),
+            master_key: Some(SecretString::from(master_key())),
+            master_key_file: Some("/k".into()),
+            ..Settings::default()
+        };
+        let table: toml::Table = full.redacted_toml().parse().unwrap();
+        let mut rendered: Vec<(String, String)> = Vec::new();
+        for (key, value) in &table {
+            match value.as_table() {
+                Some(fields) => {
+                    rendered.extend(fields.keys().map(|f| (key.clone(), f.clone())));
+                }
+                None => rendered.push((String::new(), key.clone())),
+            }
+        }
+        let mut schema: Vec<(String, String)> = SCHEMA
+            .iter()
+            .flat_map(|(s, fields)| fields.iter().map(|f| ((*s).to_owned(), (*f).to_owned())))
+            .collect();
+        rendered.sort();
+        schema.sort();
+        assert_eq!(rendered, schema);
+    }
+
+    #[test]
+    fn public_url_loses_its_trailing_slash() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("KEYWARD_PUBLIC_URL", "https://example.com/auth/")]),
+        )
+        .unwrap();
+        assert_eq!(s.public_url.as_deref(), Some("https://example.com/auth"));
+    }
+
+    #[test]
+    fn a_distributed_env_without_a_master_key_fails_to_load() {
+        let e =
+            Settings::load_from(None, &env(&[("KEYWARD_AMQP_URL", "amqp://u:p@mq")])).unwrap_err();
+        assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("KEYWARD_AMQP_URL", "amqp://u:p@mq"),
+                ("KEYWARD_MASTER_KEY", &master_key()),
+            ]),
+        )
+        .unwrap();
+        assert!(s.is_distributed());
+    }
+}
+#[cfg(test)]
+mod show {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    #[test]
+    fn show_messages() {
+        let e = |pairs: &[(&str, &str)]| {
+            let v: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+            println!("{}", Settings::load_from(None, &v).unwrap_err());
+        };
+        e(&[("KEYWARD_TOKENS__ACCESS_TTL_SECS", "abc")]);
+        e(&[("KEYWARD_HTTP__WORKERS", "-1")]);
+        e(&[("KEYWARD_LOG_FORMAT", "xml")]);
+        e(&[("KEYWARD_AMQP_URL", "amqp://u:p@mq")]);
+        e(&[("KEYWARD_MASTER_KEY", "abcd")]);
+        e(&[("KEYWARD_DATABASE_URL", "postgres://u:p/w@db/x")]);
+        e(&[("KEYWARD_PUBLIC_URL", "https://x?y=1")]);
+        e(&[("KEYWARD_CONFIG", "/nonexistent.toml")]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.toml");
+        std::fs::write(&p, "bind = \n").unwrap();
+        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
+        std::fs::write(&p, "[tokens]\naccess_ttl_secs = \"x\"\n").unwrap();
+        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
+        std::fs::write(&p, "tokens = 5\n").unwrap();
+        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
+        println!("{}", Settings::default().redacted_toml());
+    }
+}

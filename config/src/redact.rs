@@ -1,0 +1,185 @@
+//! Rendering settings without their secrets.
+
+use serde::Serialize;
+
+use crate::{HttpSettings, LogFormat, PasswordSettings, Settings, TokenSettings};
+
+const MASK: &str = "***";
+
+/// Mask the password of a URL so it can be logged:
+/// `amqp://u:secret@h` → `amqp://u:***@h`.
+///
+/// URLs without a password are returned unchanged. When the text does not
+/// parse as a URL (e.g. an unescaped `/` in the password), everything between
+/// the first `:` of the user-info and the last `@` is masked, erring on the
+/// side of hiding too much.
+pub fn safe_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_none() {
+            return url.to_owned();
+        }
+        if parsed.set_password(Some(MASK)).is_ok() {
+            return parsed.to_string();
+        }
+    }
+    mask_unparsed(url)
+}
+
+fn mask_unparsed(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:{MASK}{}",
+        &url[..authority_start],
+        &rest[..colon],
+        &rest[at..]
+    )
+}
+
+/// What `keyward config check` prints: the settings with secrets masked.
+#[derive(Serialize)]
+struct Redacted<'a> {
+    data_dir: String,
+    database_url: String,
+    bind: &'a str,
+    management_bind: &'a str,
+    public_url: Option<&'a str>,
+    amqp_url: Option<&'static str>,
+    smtp_url: Option<&'static str>,
+    mail_from: &'a str,
+    log: &'a str,
+    log_format: LogFormat,
+    master_key: Option<&'static str>,
+    master_key_file: Option<String>,
+    tokens: &'a TokenSettings,
+    passwords: &'a PasswordSettings,
+    http: &'a HttpSettings,
+}
+
+pub(crate) fn redacted_toml(settings: &Settings) -> String {
+    let mask = |set: bool| set.then_some(MASK);
+    let view = Redacted {
+        data_dir: settings.data_dir.display().to_string(),
+        database_url: safe_url(&settings.database_url),
+        bind: &settings.bind,
+        management_bind: &settings.management_bind,
+        public_url: settings.public_url.as_deref(),
+        amqp_url: mask(settings.amqp_url.is_some()),
+        smtp_url: mask(settings.smtp_url.is_some()),
+        mail_from: &settings.mail_from,
+        log: &settings.log,
+        log_format: settings.log_format,
+        master_key: mask(settings.master_key.is_some()),
+        master_key_file: settings
+            .master_key_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        tokens: &settings.tokens,
+        passwords: &settings.passwords,
+        http: &settings.http,
+    };
+    match toml::to_string(&view) {
+        Ok(text) => text,
+        // Only plain strings and integers are serialised; keep the signature
+        // infallible for the CLI but still say what happened.
+        Err(err) => format!("# could not render the settings as TOML: {err}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn safe_url_masks_the_password() {
+        assert_eq!(safe_url("amqp://u:secret@h"), "amqp://u:***@h");
+        assert_eq!(
+            safe_url("postgres://user:pw@host:5432/db?sslmode=require"),
+            "postgres://user:***@host:5432/db?sslmode=require"
+        );
+        assert_eq!(
+            safe_url("smtps://mailer:p%40ss@smtp.example.com:465"),
+            "smtps://mailer:***@smtp.example.com:465"
+        );
+    }
+
+    #[test]
+    fn safe_url_leaves_urls_without_a_password_alone() {
+        for url in [
+            "amqp://mq:5672",
+            "postgres://user@host/db",
+            "sqlite://./data/keyward.db?mode=rwc",
+            "not a url",
+        ] {
+            assert_eq!(safe_url(url), url);
+        }
+    }
+
+    #[test]
+    fn safe_url_masks_passwords_even_in_unparseable_urls() {
+        assert_eq!(safe_url("amqp://u:pa/ss@h"), "amqp://u:***@h");
+        assert_eq!(
+            safe_url("postgres://u:p@ss:w@rd@db/x"),
+            "postgres://u:***@db/x"
+        );
+    }
+
+    #[test]
+    fn redacted_output_never_contains_the_secret() {
+        let settings = Settings {
+            database_url: "postgres://keyward:dbsecret@db/keyward".to_owned(),
+            amqp_url: Some(SecretString::from("amqps://mq:mqsecret@mq.internal")),
+            smtp_url: Some(SecretString::from("smtps://mail:smtpsecret@smtp.internal")),
+            master_key: Some(SecretString::from(
+                "a2V5c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0MTIz",
+            )),
+            ..Settings::default()
+        };
+        let text = settings.redacted_toml();
+        for secret in [
+            "dbsecret",
+            "mqsecret",
+            "mq.internal",
+            "smtpsecret",
+            "a2V5c2VjcmV0",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked in:\n{text}");
+        }
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(
+            table["database_url"].as_str(),
+            Some("postgres://keyward:***@db/keyward")
+        );
+        assert_eq!(table["amqp_url"].as_str(), Some("***"));
+        assert_eq!(table["smtp_url"].as_str(), Some("***"));
+        assert_eq!(table["master_key"].as_str(), Some("***"));
+    }
+
+    #[test]
+    fn redacted_output_is_the_effective_config_and_loads_back() {
+        let settings = Settings::default();
+        let text = settings.redacted_toml();
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table["bind"].as_str(), Some("127.0.0.1:8080"));
+        assert_eq!(table["log_format"].as_str(), Some("auto"));
+        assert_eq!(table["tokens"]["access_ttl_secs"].as_integer(), Some(900));
+        assert!(!table.contains_key("public_url"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(&path, &text).unwrap();
+        let loaded = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(loaded.redacted_toml(), text);
+    }
+}

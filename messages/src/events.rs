@@ -1,0 +1,235 @@
+//! Domain events (past tense), email jobs, and the envelope both travel in.
+//!
+//! Events go to `keyward.events` (routing key = type) and never carry secrets: no password,
+//! hash, one-time token or refresh token. One-time links travel only inside [`EmailJob`]s, which
+//! go to the `keyward.notify.email` work queue.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::commands::Locale;
+use crate::values::{SessionId, UserId};
+
+/// Version of every `data` shape below; bumped on an incompatible change.
+pub const EVENT_VERSION: u32 = 1;
+
+/// Why a session ended; carried as `reason` on `session.revoked`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    Logout,
+    RevokedByUser,
+    PasswordChanged,
+    PasswordReset,
+    ReuseDetected,
+}
+
+/// Something that happened. The serde tag is the routing key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum DomainEvent {
+    #[serde(rename = "user.registered")]
+    UserRegistered {
+        user_id: UserId,
+        email: String,
+        username: Option<String>,
+        locale: Locale,
+    },
+    #[serde(rename = "user.email_verified")]
+    UserEmailVerified { user_id: UserId, email: String },
+    #[serde(rename = "user.logged_in")]
+    UserLoggedIn {
+        user_id: UserId,
+        session_id: SessionId,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    #[serde(rename = "user.password_changed")]
+    UserPasswordChanged {
+        user_id: UserId,
+        /// "change" (by the user) or "reset" (through a reset link).
+        via: String,
+    },
+    #[serde(rename = "session.revoked")]
+    SessionRevoked {
+        user_id: UserId,
+        session_id: SessionId,
+        reason: RevokeReason,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    #[serde(rename = "session.reuse_detected")]
+    SessionReuseDetected {
+        user_id: UserId,
+        session_id: SessionId,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+}
+
+impl DomainEvent {
+    /// The event type, which is also its routing key on `keyward.events`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::UserRegistered { .. } => "user.registered",
+            Self::UserEmailVerified { .. } => "user.email_verified",
+            Self::UserLoggedIn { .. } => "user.logged_in",
+            Self::UserPasswordChanged { .. } => "user.password_changed",
+            Self::SessionRevoked { .. } => "session.revoked",
+            Self::SessionReuseDetected { .. } => "session.reuse_detected",
+        }
+    }
+
+    pub fn user_id(&self) -> UserId {
+        match self {
+            Self::UserRegistered { user_id, .. }
+            | Self::UserEmailVerified { user_id, .. }
+            | Self::UserLoggedIn { user_id, .. }
+            | Self::UserPasswordChanged { user_id, .. }
+            | Self::SessionRevoked { user_id, .. }
+            | Self::SessionReuseDetected { user_id, .. } => *user_id,
+        }
+    }
+
+    /// The `data` member of the envelope.
+    pub fn data(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut m)) => m.remove("data").unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
+    }
+}
+
+/// Which email to send. Templates live in the notify context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTemplate {
+    /// A link to verify the address (`variables.link`).
+    VerifyEmail,
+    /// Someone tried to register an address that already has an account.
+    AccountExists,
+    /// A link to reset the password (`variables.link`).
+    PasswordReset,
+    /// The password was changed or reset.
+    PasswordChanged,
+}
+
+impl EmailTemplate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::AccountExists => "account_exists",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+/// A unit of work for the mailer: who, which template, which language, which values. May
+/// carry a one-time link, so it is only ever sent to the email work queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmailJob {
+    pub to: String,
+    pub template: EmailTemplate,
+    pub locale: Locale,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// What the outbox holds and the bus carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outgoing {
+    Event(DomainEvent),
+    Email(EmailJob),
+}
+
+impl Outgoing {
+    /// The routing key / message type: the event type, or `email.<template>`.
+    pub fn message_type(&self) -> String {
+        match self {
+            Self::Event(e) => e.event_type().to_owned(),
+            Self::Email(j) => format!("email.{}", j.template.as_str()),
+        }
+    }
+}
+
+/// The JSON envelope of every message Keyward publishes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// UUID v7; also the AMQP message_id, and the key consumers dedupe on.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub source: String,
+    pub correlation_id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+impl Envelope {
+    pub fn new(id: Uuid, occurred_at: DateTime<Utc>, correlation_id: Option<String>, msg: &Outgoing) -> Self {
+        let data = match msg {
+            Outgoing::Event(e) => e.data(),
+            Outgoing::Email(j) => serde_json::to_value(j).unwrap_or_default(),
+        };
+        Self {
+            id,
+            kind: msg.message_type(),
+            version: EVENT_VERSION,
+            occurred_at,
+            source: "keyward".into(),
+            correlation_id,
+            data,
+        }
+    }
+
+    /// Decodes the envelope's payload back into what it carries.
+    pub fn decode(&self) -> Result<Outgoing, serde_json::Error> {
+        if self.kind.starts_with("email.") {
+            serde_json::from_value(self.data.clone()).map(Outgoing::Email)
+        } else {
+            serde_json::from_value(serde_json::json!({"type": self.kind, "data": self.data}))
+                .map(Outgoing::Event)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_event_round_trips_through_its_envelope() {
+        let ev = DomainEvent::SessionRevoked {
+            user_id: UserId::new(),
+            session_id: SessionId::new(),
+            reason: RevokeReason::Logout,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+        };
+        let env = Envelope::new(Uuid::now_v7(), Utc::now(), Some("req-1".into()), &Outgoing::Event(ev.clone()));
+        assert_eq!(env.kind, "session.revoked");
+        assert_eq!(env.data["reason"], "logout");
+        let json = serde_json::to_string(&env).unwrap();
+        let back: Envelope = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.decode().unwrap(), Outgoing::Event(ev));
+    }
+
+    #[test]
+    fn an_email_job_round_trips_through_its_envelope() {
+        let job = EmailJob {
+            to: "a@example.com".into(),
+            template: EmailTemplate::VerifyEmail,
+            locale: Locale::Ru,
+            variables: [("link".to_string(), "http://x/?token=abc".to_string())].into(),
+        };
+        let env = Envelope::new(Uuid::now_v7(), Utc::now(), None, &Outgoing::Email(job.clone()));
+        assert_eq!(env.kind, "email.verify_email");
+        assert_eq!(env.decode().unwrap(), Outgoing::Email(job));
+    }
+}

@@ -1,0 +1,177 @@
+//! Schema migrations. Each runs in one transaction on every backend; none is ever rolled back
+//! (`down` refuses), so a deployed schema only moves forward.
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Initial)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct M0001Initial;
+
+fn uuid_pk(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).uuid().not_null().primary_key().to_owned()
+}
+fn uuid_col(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).uuid().not_null().to_owned()
+}
+fn text(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).text().not_null().to_owned()
+}
+fn text_null(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).text().null().to_owned()
+}
+fn ts(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).timestamp_with_time_zone().not_null().to_owned()
+}
+fn ts_null(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).timestamp_with_time_zone().null().to_owned()
+}
+fn boolean(c: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(c)).boolean().not_null().default(false).to_owned()
+}
+fn table(name: &str, cols: Vec<ColumnDef>) -> TableCreateStatement {
+    let mut t = Table::create();
+    t.table(Alias::new(name));
+    for c in cols {
+        t.col(c);
+    }
+    t.to_owned()
+}
+fn index(table: &str, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(Alias::new(table));
+    for c in cols {
+        i.col(Alias::new(*c));
+    }
+    if unique {
+        i.unique();
+    }
+    i.to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Initial {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "users",
+            vec![
+                uuid_pk("id"),
+                text("email"),
+                text("email_normalized"),
+                text_null("username"),
+                text_null("username_normalized"),
+                text("password_hash"),
+                boolean("email_verified"),
+                text("locale"),
+                boolean("blocked"),
+                ts("created_at"),
+                ts("updated_at"),
+            ],
+        ))
+        .await?;
+        // NOTE: uniqueness on the lower-cased copies makes email and username
+        // case-insensitively unique on SQLite and PostgreSQL alike.
+        m.create_index(index("users", "users_email_normalized_key", &["email_normalized"], true)).await?;
+        m.create_index(index("users", "users_username_normalized_key", &["username_normalized"], true)).await?;
+
+        let mut roles = table(
+            "user_roles",
+            vec![uuid_col("user_id"), text("role"), ts("granted_at")],
+        );
+        roles.primary_key(Index::create().col(Alias::new("user_id")).col(Alias::new("role")));
+        m.create_table(roles).await?;
+
+        m.create_table(table(
+            "email_tokens",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                text("purpose"),
+                text("token_hash"),
+                ts("created_at"),
+                ts("expires_at"),
+                ts_null("used_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index("email_tokens", "email_tokens_hash_key", &["token_hash"], true)).await?;
+        m.create_index(index("email_tokens", "email_tokens_user_idx", &["user_id", "purpose"], false)).await?;
+
+        m.create_table(table(
+            "sessions",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                ts("created_at"),
+                ts("last_used_at"),
+                ts("idle_expires_at"),
+                ts("expires_at"),
+                ts_null("revoked_at"),
+                text_null("revoke_reason"),
+                text_null("user_agent"),
+                text_null("ip"),
+            ],
+        ))
+        .await?;
+        m.create_index(index("sessions", "sessions_user_idx", &["user_id"], false)).await?;
+
+        m.create_table(table(
+            "refresh_tokens",
+            vec![
+                uuid_pk("id"),
+                uuid_col("session_id"),
+                text("token_hash"),
+                ts("created_at"),
+                ts_null("rotated_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index("refresh_tokens", "refresh_tokens_hash_key", &["token_hash"], true)).await?;
+        m.create_index(index("refresh_tokens", "refresh_tokens_session_idx", &["session_id"], false)).await?;
+
+        m.create_table(table(
+            "signing_keys",
+            vec![
+                ColumnDef::new(Alias::new("kid")).text().not_null().primary_key().to_owned(),
+                text("algorithm"),
+                text("public_key"),
+                text("private_key_enc"),
+                ts("created_at"),
+                ts_null("retired_at"),
+            ],
+        ))
+        .await?;
+
+        m.create_table(table(
+            "outbox",
+            vec![
+                uuid_pk("id"),
+                text("message_type"),
+                text("payload"),
+                ts("created_at"),
+                ts_null("published_at"),
+                ColumnDef::new(Alias::new("attempts")).integer().not_null().default(0).to_owned(),
+            ],
+        ))
+        .await?;
+        m.create_index(index("outbox", "outbox_pending_idx", &["published_at", "id"], false)).await?;
+
+        let mut inbox = table(
+            "inbox",
+            vec![text("consumer"), uuid_col("message_id"), ts("processed_at")],
+        );
+        inbox.primary_key(Index::create().col(Alias::new("consumer")).col(Alias::new("message_id")));
+        m.create_table(inbox).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Plain records that cross the storage boundary.
+
+use chrono::{DateTime, Utc};
+use keyward_messages::{SessionId, UserId};
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email: String,
+    pub username: Option<String>,
+    /// PHC string; never leaves the accounts context.
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub locale: String,
+    pub blocked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user to create. `email_normalized`/`username_normalized` are the uniqueness keys.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email: String,
+    pub email_normalized: String,
+    pub username: Option<String>,
+    pub username_normalized: Option<String>,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub locale: String,
+    pub now: DateTime<Utc>,
+}
+
+/// What a one-time email token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A one-time token; only its SHA-256 is stored.
+#[derive(Clone, Debug)]
+pub struct NewEmailToken {
+    pub user_id: UserId,
+    pub purpose: TokenPurpose,
+    pub token_hash: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionRecord {
+    /// Live: not revoked, and neither the idle nor the absolute lifetime has passed.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.expires_at
+    }
+}
+
+/// One refresh token of a session's family; only its SHA-256 is stored.
+#[derive(Clone, Debug)]
+pub struct RefreshTokenRecord {
+    pub id: Uuid,
+    pub session_id: SessionId,
+    pub created_at: DateTime<Utc>,
+    /// When its successor was issued; a rotated token presented again is reuse (after grace).
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub algorithm: String,
+    /// Base64url raw public key (the JWK `x`).
+    pub public_key: String,
+    /// Private key encrypted under the master key (format owned by the keys module).
+    pub private_key_enc: String,
+    pub created_at: DateTime<Utc>,
+    /// When it stopped signing; it stays published until its last token expires.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// A message waiting in (or delivered from) the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxRecord {
+    pub id: Uuid,
+    pub message_type: String,
+    /// The JSON envelope, exactly as it will be published.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}

@@ -1,0 +1,516 @@
+//! The store (reads, connection, migrations) and its transactions (every write).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keyward_messages::events::Envelope;
+use keyward_messages::{SessionId, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use uuid::Uuid;
+
+use crate::entities::{
+    email_token, inbox, outbox, refresh_token, session, signing_key, user, user_role,
+};
+use crate::migrations::Migrator;
+use crate::records::*;
+use crate::{Result, StorageError};
+
+/// A pooled connection to the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let sqlite = url.starts_with("sqlite:");
+        let mut opts = ConnectOptions::new(url.to_owned());
+        // NOTE: SQLite takes one writer at a time and a deferred transaction that upgrades to a
+        // write fails with SQLITE_BUSY instead of waiting; one pooled connection serialises
+        // statements (each is microseconds) and removes that failure mode.
+        opts.max_connections(if sqlite { 1 } else { 16 })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let db = Database::connect(opts).await?;
+        if sqlite {
+            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+            db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
+        }
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize> {
+        let pending = Migrator::get_pending_migrations(&self.db).await?.len();
+        Migrator::up(&self.db, None).await?;
+        Ok(pending)
+    }
+
+    /// Fails when the database does not answer (for /readyz).
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(StorageError::from)
+    }
+
+    /// Starts a unit of work. Dropping the `Tx` without `commit` rolls it back.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            tx: self.db.begin().await?,
+        })
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        user_by_id(&self.db, id).await
+    }
+
+    pub async fn user_by_email(&self, normalized: &str) -> Result<Option<UserRecord>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::EmailNormalized.eq(normalized))
+            .one(&self.db)
+            .await?
+            .map(user_record))
+    }
+
+    pub async fn user_by_username(&self, normalized: &str) -> Result<Option<UserRecord>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::UsernameNormalized.eq(normalized))
+            .one(&self.db)
+            .await?
+            .map(user_record))
+    }
+
+    pub async fn username_exists(&self, normalized: &str) -> Result<bool> {
+        Ok(user::Entity::find()
+            .filter(user::Column::UsernameNormalized.eq(normalized))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    pub async fn roles_of(&self, id: UserId) -> Result<Vec<String>> {
+        Ok(user_role::Entity::find()
+            .filter(user_role::Column::UserId.eq(id.0))
+            .order_by_asc(user_role::Column::Role)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.role)
+            .collect())
+    }
+
+    pub async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        Ok(session::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .map(session_record))
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn live_sessions_of(&self, id: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        Ok(session::Entity::find()
+            .filter(session::Column::UserId.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::IdleExpiresAt.gt(now))
+            .order_by_desc(session::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(session_record)
+            .collect())
+    }
+
+    pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshTokenRecord>> {
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .one(&self.db)
+            .await?
+            .map(refresh_record))
+    }
+
+    /// Every stored signing key, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        Ok(signing_key::Entity::find()
+            .order_by_asc(signing_key::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| SigningKeyRecord {
+                kid: m.kid,
+                algorithm: m.algorithm,
+                public_key: m.public_key,
+                private_key_enc: m.private_key_enc,
+                created_at: m.created_at,
+                retired_at: m.retired_at,
+            })
+            .collect())
+    }
+
+    /// Unpublished outbox messages in commit order.
+    pub async fn pending_outbox(&self, limit: u64) -> Result<Vec<OutboxRecord>> {
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| OutboxRecord {
+                id: m.id,
+                message_type: m.message_type,
+                payload: m.payload,
+                created_at: m.created_at,
+                attempts: m.attempts,
+            })
+            .collect())
+    }
+
+    pub async fn outbox_backlog(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .count(&self.db)
+            .await?)
+    }
+
+    pub async fn mark_published(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_failed_attempt(&self, id: Uuid) -> Result<()> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `consumer` already processed message `id` (consumers dedupe on this).
+    pub async fn inbox_contains(&self, consumer: &str, id: Uuid) -> Result<bool> {
+        Ok(inbox::Entity::find_by_id((consumer.to_owned(), id))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Records that `consumer` processed message `id`; a second record is a no-op.
+    pub async fn inbox_record(&self, consumer: &str, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        let row = inbox::ActiveModel {
+            consumer: Set(consumer.to_owned()),
+            message_id: Set(id),
+            processed_at: Set(now),
+        };
+        match row.insert(&self.db).await.map_err(StorageError::from) {
+            Ok(_) | Err(StorageError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One transaction. Everything written through it, outbox messages included, commits or
+/// rolls back together.
+pub struct Tx {
+    tx: DatabaseTransaction,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(StorageError::from)
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        user_by_id(&self.tx, id).await
+    }
+
+    /// Conflict { what: "email" | "username" } when either is taken.
+    pub async fn insert_user(&self, u: NewUser) -> Result<()> {
+        user::ActiveModel {
+            id: Set(u.id.0),
+            email: Set(u.email),
+            email_normalized: Set(u.email_normalized),
+            username: Set(u.username),
+            username_normalized: Set(u.username_normalized),
+            password_hash: Set(u.password_hash),
+            email_verified: Set(u.email_verified),
+            locale: Set(u.locale),
+            blocked: Set(false),
+            created_at: Set(u.now),
+            updated_at: Set(u.now),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn grant_role(&self, id: UserId, role: &str, now: DateTime<Utc>) -> Result<()> {
+        user_role::ActiveModel {
+            user_id: Set(id.0),
+            role: Set(role.to_owned()),
+            granted_at: Set(now),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_email_verified(&self, id: UserId, now: DateTime<Utc>) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::EmailVerified, Expr::value(true))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_password_hash(&self, id: UserId, hash: &str, now: DateTime<Utc>) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_email_token(&self, t: NewEmailToken) -> Result<()> {
+        email_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(t.user_id.0),
+            purpose: Set(t.purpose.as_str().to_owned()),
+            token_hash: Set(t.token_hash),
+            created_at: Set(t.now),
+            expires_at: Set(t.expires_at),
+            used_at: Set(None),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a live token used and returns its user; None when it is unknown, used, expired or
+    /// for another purpose. Two concurrent consumers: exactly one gets the user.
+    pub async fn consume_email_token(
+        &self,
+        purpose: TokenPurpose,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        let Some(t) = email_token::Entity::find()
+            .filter(email_token::Column::TokenHash.eq(hash))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::UsedAt.is_null())
+            .filter(email_token::Column::ExpiresAt.gt(now))
+            .one(&self.tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let res = email_token::Entity::update_many()
+            .col_expr(email_token::Column::UsedAt, Expr::value(now))
+            .filter(email_token::Column::Id.eq(t.id))
+            .filter(email_token::Column::UsedAt.is_null())
+            .exec(&self.tx)
+            .await?;
+        Ok((res.rows_affected == 1).then_some(UserId(t.user_id)))
+    }
+
+    /// Ends every outstanding token of one purpose for a user (a newer one replaces them).
+    pub async fn invalidate_email_tokens(&self, id: UserId, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<()> {
+        email_token::Entity::update_many()
+            .col_expr(email_token::Column::UsedAt, Expr::value(now))
+            .filter(email_token::Column::UserId.eq(id.0))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::UsedAt.is_null())
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        session::ActiveModel {
+            id: Set(s.id.0),
+            user_id: Set(s.user_id.0),
+            created_at: Set(s.created_at),
+            last_used_at: Set(s.last_used_at),
+            idle_expires_at: Set(s.idle_expires_at),
+            expires_at: Set(s.expires_at),
+            revoked_at: Set(s.revoked_at),
+            revoke_reason: Set(None),
+            user_agent: Set(s.user_agent.clone()),
+            ip: Set(s.ip.clone()),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        Ok(session::Entity::find_by_id(id.0)
+            .one(&self.tx)
+            .await?
+            .map(session_record))
+    }
+
+    pub async fn touch_session(&self, id: SessionId, now: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> Result<()> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .col_expr(session::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+            .filter(session::Column::Id.eq(id.0))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes one session; false when it was already revoked.
+    pub async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>, reason: &str) -> Result<bool> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .col_expr(session::Column::RevokeReason, Expr::value(reason))
+            .filter(session::Column::Id.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&self.tx)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Revokes every unrevoked session of a user except `keep`; returns the ones it revoked.
+    pub async fn revoke_user_sessions(
+        &self,
+        id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<SessionId>> {
+        let mut q = session::Entity::find()
+            .filter(session::Column::UserId.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null());
+        if let Some(k) = keep {
+            q = q.filter(session::Column::Id.ne(k.0));
+        }
+        let mut revoked = Vec::new();
+        for s in q.all(&self.tx).await? {
+            if self.revoke_session(SessionId(s.id), now, reason).await? {
+                revoked.push(SessionId(s.id));
+            }
+        }
+        Ok(revoked)
+    }
+
+    pub async fn insert_refresh_token(&self, session_id: SessionId, hash: &str, now: DateTime<Utc>) -> Result<()> {
+        refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id.0),
+            token_hash: Set(hash.to_owned()),
+            created_at: Set(now),
+            rotated_at: Set(None),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a refresh token rotated; false when another request rotated it first (the caller
+    /// then takes the grace / reuse path instead of issuing a second successor).
+    pub async fn mark_rotated(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let res = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(id))
+            .filter(refresh_token::Column::RotatedAt.is_null())
+            .exec(&self.tx)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    pub async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<()> {
+        signing_key::ActiveModel {
+            kid: Set(k.kid.clone()),
+            algorithm: Set(k.algorithm.clone()),
+            public_key: Set(k.public_key.clone()),
+            private_key_enc: Set(k.private_key_enc.clone()),
+            created_at: Set(k.created_at),
+            retired_at: Set(k.retired_at),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Retires every active signing key (they keep verifying until their tokens expire).
+    pub async fn retire_signing_keys(&self, now: DateTime<Utc>) -> Result<()> {
+        signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(now))
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .exec(&self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues a message for the relay; it becomes visible only if this transaction commits.
+    pub async fn enqueue(&self, e: &Envelope) -> Result<()> {
+        let payload = serde_json::to_string(e).map_err(|err| StorageError::Corrupt(err.to_string()))?;
+        outbox::ActiveModel {
+            id: Set(e.id),
+            message_type: Set(e.kind.clone()),
+            payload: Set(payload),
+            created_at: Set(e.occurred_at),
+            published_at: Set(None),
+            attempts: Set(0),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn user_by_id<C: ConnectionTrait>(db: &C, id: UserId) -> Result<Option<UserRecord>> {
+    Ok(user::Entity::find_by_id(id.0).one(db).await?.map(user_record))
+}
+
+fn user_record(m: user::Model) -> UserRecord {
+    UserRecord {
+        id: UserId(m.id),
+        email: m.email,
+        username: m.username,
+        password_hash: m.password_hash,
+        email_verified: m.email_verified,
+        locale: m.locale,
+        blocked: m.blocked,
+        created_at: m.created_at,
+    }
+}
+
+fn session_record(m: session::Model) -> SessionRecord {
+    SessionRecord {
+        id: SessionId(m.id),
+        user_id: UserId(m.user_id),
+        created_at: m.created_at,
+        last_used_at: m.last_used_at,
+        idle_expires_at: m.idle_expires_at,
+        expires_at: m.expires_at,
+        revoked_at: m.revoked_at,
+        user_agent: m.user_agent,
+        ip: m.ip,
+    }
+}
+
+fn refresh_record(m: refresh_token::Model) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        id: m.id,
+        session_id: SessionId(m.session_id),
+        created_at: m.created_at,
+        rotated_at: m.rotated_at,
+    }
+}
