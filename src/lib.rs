@@ -1,1 +1,113 @@
-//! placeholder
+//! Wiring of a Keyward node: starts the actors, hands their `Recipient`s to the gateway, binds
+//! the public and management listeners. `main.rs` only parses the CLI; tests start nodes
+//! through [`Node::start`] exactly as `keyward serve` does.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keyward_actors::system::{self, Contexts, NodeOptions};
+use keyward_actors::{hasher::HashParams, Clock, StartError};
+use keyward_config::Settings;
+use keyward_gateway::{GatewayOptions, Recipients};
+
+/// A running node.
+pub struct Node {
+    pub public_addr: SocketAddr,
+    pub management_addr: SocketAddr,
+    pub public_url: String,
+    pub mail_dir: Option<PathBuf>,
+    pub contexts: Contexts,
+    public: actix_web::dev::ServerHandle,
+    management: actix_web::dev::ServerHandle,
+}
+
+/// Test and embedding knobs beyond the settings.
+#[derive(Default)]
+pub struct StartOptions {
+    pub clock: Option<Clock>,
+    pub hash_params: Option<HashParams>,
+    pub danger_test_panic_on_register: Option<String>,
+}
+
+fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
+}
+
+impl Node {
+    /// Binds both listeners, starts every actor and both HTTP servers. Runs inside an actix
+    /// `System` (as `#[actix_web::main]` and `#[actix_web::test]` provide).
+    pub async fn start(settings: &Settings, opts: StartOptions) -> anyhow::Result<Node> {
+        let public_listener = bind(&settings.bind, "KEYWARD_BIND")?;
+        let management_listener = bind(&settings.management_bind, "KEYWARD_MANAGEMENT_BIND")?;
+        let public_addr = public_listener.local_addr()?;
+        let management_addr = management_listener.local_addr()?;
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{public_addr}"));
+        let contexts = system::start(
+            settings,
+            NodeOptions {
+                public_url: public_url.clone(),
+                clock: opts.clock.unwrap_or_else(keyward_actors::system_clock),
+                hash_params: opts.hash_params,
+                danger_test_panic_on_register: opts.danger_test_panic_on_register,
+            },
+        )
+        .await
+        .map_err(start_error)?;
+        let a = &contexts.accounts;
+        let s = &contexts.sessions;
+        let recipients = Recipients {
+            register: a.clone().recipient(),
+            verify_email: a.clone().recipient(),
+            resend_verification: a.clone().recipient(),
+            login: a.clone().recipient(),
+            forgot_password: a.clone().recipient(),
+            reset_password: a.clone().recipient(),
+            change_password: a.clone().recipient(),
+            get_me: a.clone().recipient(),
+            authenticate: s.clone().recipient(),
+            refresh: s.clone().recipient(),
+            logout: s.clone().recipient(),
+            list_sessions: s.clone().recipient(),
+            revoke_session: s.clone().recipient(),
+            revoke_other_sessions: s.clone().recipient(),
+            get_jwks: s.clone().recipient(),
+        };
+        let opts = GatewayOptions {
+            max_body_bytes: settings.http.max_body_bytes,
+            request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
+            workers: settings.http.workers,
+        };
+        let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
+        let management = keyward_gateway::management_server(
+            management_listener,
+            vec![("database".to_owned(), s.clone().recipient())],
+        )?;
+        let node = Node {
+            public_addr,
+            management_addr,
+            public_url,
+            mail_dir: contexts.mail_dir.clone(),
+            contexts,
+            public: public.handle(),
+            management: management.handle(),
+        };
+        for srv in [public, management] {
+            actix_rt::spawn(srv);
+        }
+        Ok(node)
+    }
+
+    /// Stops both HTTP servers gracefully (in-flight requests finish).
+    pub async fn stop(&self) {
+        self.public.stop(true).await;
+        self.management.stop(true).await;
+    }
+}
+
+fn start_error(e: StartError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}

@@ -1,1 +1,204 @@
-fn main() {}
+//! The `keyward` command: CLI parsing and process wiring only.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyward::{Node, StartOptions};
+use keyward_config::{LogFormat, Settings};
+
+/// Keyward: accounts, sessions and tokens for microservice products.
+///
+/// Configuration comes from defaults, then keyward.toml (KEYWARD_CONFIG or --config), then
+/// KEYWARD_* environment variables. With no services configured it runs embedded: SQLite in
+/// ./data, mail written as .eml files to ./data/mail, an in-process event bus.
+#[derive(Parser)]
+#[command(name = "keyward", version)]
+struct Cli {
+    /// Path to a keyward.toml (overrides KEYWARD_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: public API on KEYWARD_BIND, /healthz /readyz on KEYWARD_MANAGEMENT_BIND.
+    Serve,
+    /// Run an email worker consuming keyward.notify.email (distributed mode).
+    Worker,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Administrative operations on accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate and print the effective configuration (secrets redacted); non-zero on error.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a verified user. The password is read from standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Grant a role (repeatable).
+        #[arg(long = "role", value_name = "R")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys (kid, created, retired).
+    List,
+    /// Retire the active signing key and generate a new one. Running nodes pick the new key up
+    /// at their next start; retired keys stay in JWKS until their tokens expire.
+    Rotate,
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let settings = match &cli.config {
+        Some(path) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            Settings::load_from(Some(path), &env)
+        }
+        None => Settings::load(),
+    };
+    settings.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match settings.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let node = Node::start(&settings, StartOptions::default()).await?;
+    println!(
+        "keyward listening on http://{} (management http://{}, public URL {})",
+        node.public_addr, node.management_addr, node.public_url
+    );
+    if let Some(dir) = &node.mail_dir {
+        println!("mail is written to {}", dir.display());
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = load_settings(&cli)?;
+    init_logging(&settings);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Worker => anyhow::bail!(
+            "keyward worker consumes the RabbitMQ email queue and needs distributed mode (KEYWARD_AMQP_URL), which this build does not support yet; in embedded mode `keyward serve` sends mail itself"
+        ),
+        Command::Migrate => {
+            keyward_actors::system::open_store(&settings).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            keyward_actors::system::master_key(&settings)?;
+            print!("{}", settings.redacted_toml());
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::CreateUser { email, password_stdin: _, roles },
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let store = keyward_actors::system::open_store(&settings).await?;
+            let id = keyward_actors::admin::create_user(&settings, &store, &email, password, &roles).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Keys { command } => {
+            let store = keyward_actors::system::open_store(&settings).await?;
+            match command {
+                KeysCommand::List => {
+                    for k in keyward_actors::keys::list(&store).await? {
+                        let state = k.retired_at.map_or("active".to_owned(), |t| format!("retired {}", t.to_rfc3339()));
+                        println!("{}\t{}\tcreated {}\t{}", k.kid, k.algorithm, k.created_at.to_rfc3339(), state);
+                    }
+                }
+                KeysCommand::Rotate => {
+                    let master = keyward_actors::system::master_key(&settings)?;
+                    let kid = keyward_actors::keys::rotate(&store, &master, chrono::Utc::now()).await?;
+                    println!("{kid}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = actix_rt::System::new().block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub enum ConfigError {
     /// The configuration file is missing, unreadable or not valid TOML.
     #[error("{key}: cannot use config file \"{}\": {message}", path.display())]
     File {
-        /// `KEYWARD_CONFIG`, or `config file` when the path was passed explicitly.
+        /// Always `KEYWARD_CONFIG` (an explicit path stands in for it).
         key: String,
         /// The file that was asked for.
         path: PathBuf,

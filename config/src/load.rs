@@ -188,17 +188,16 @@ impl Provider for EnvLayer {
     }
 }
 
-/// Where the TOML layer comes from, for messages.
+/// Where the TOML layer comes from, for messages. Named `KEYWARD_CONFIG`
+/// even when passed explicitly: the binary's `--config` mirrors that variable.
 struct FileSource {
     path: PathBuf,
-    /// `KEYWARD_CONFIG`, or `config file` when passed explicitly.
-    key: &'static str,
 }
 
 impl FileSource {
     fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::File {
-            key: self.key.to_owned(),
+            key: CONFIG_VAR.to_owned(),
             path: self.path.clone(),
             message: one_line(&message.into()),
         }
@@ -225,12 +224,8 @@ pub(crate) fn load_from(
     let source = match file {
         Some(path) => Some(FileSource {
             path: path.to_owned(),
-            key: "config file",
         }),
-        None => env.config_file.clone().map(|path| FileSource {
-            path,
-            key: CONFIG_VAR,
-        }),
+        None => env.config_file.clone().map(|path| FileSource { path }),
     };
 
     let mut figment = Figment::new();
@@ -259,9 +254,12 @@ fn read_toml(source: &FileSource) -> Result<figment::providers::Data<Toml>, Conf
         Err(err) => return Err(source.error(format!("{err} (fix the path)"))),
     }
     let toml = Toml::file_exact(&source.path);
-    let data = toml
-        .data()
-        .map_err(|err| source.error(format!("{} (fix the TOML syntax)", err.kind)))?;
+    let data = toml.data().map_err(|err| {
+        source.error(format!(
+            "{} (fix the TOML syntax)",
+            one_line(&err.kind.to_string())
+        ))
+    })?;
     if let Some(dict) = data.get(&Profile::Default) {
         for key in unknown_file_keys(dict) {
             tracing::warn!(
@@ -327,7 +325,7 @@ fn from_figment(err: figment::Error, file: Option<&FileSource>) -> ConfigError {
         .is_some_and(|field| SECRET_FIELDS.contains(&field.as_str()));
     let key = match (err.path.is_empty(), file) {
         (false, _) => env_name(&err.path),
-        (true, Some(file)) => file.key.to_owned(),
+        (true, Some(_)) => CONFIG_VAR.to_owned(),
         (true, None) => "configuration".to_owned(),
     };
     let mut message = describe(&err.kind, secret);
@@ -362,6 +360,7 @@ fn human(expected: &str) -> String {
     match expected {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        other if other.starts_with("struct ") => "a table of settings".to_owned(),
         other => other.to_owned(),
     }
 }
@@ -492,6 +491,7 @@ mod tests {
         let e = Settings::load_from(Some(&path), &[]).unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, ConfigError::File { .. }), "{text}");
+        assert_eq!(e.key(), "KEYWARD_CONFIG");
         assert!(text.contains("keyward.toml"), "{text}");
         assert!(!text.contains('\n'), "{text}");
     }
@@ -760,34 +760,5 @@ mod tests {
         )
         .unwrap();
         assert!(s.is_distributed());
-    }
-}
-#[cfg(test)]
-mod show {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    #[test]
-    fn show_messages() {
-        let e = |pairs: &[(&str, &str)]| {
-            let v: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-            println!("{}", Settings::load_from(None, &v).unwrap_err());
-        };
-        e(&[("KEYWARD_TOKENS__ACCESS_TTL_SECS", "abc")]);
-        e(&[("KEYWARD_HTTP__WORKERS", "-1")]);
-        e(&[("KEYWARD_LOG_FORMAT", "xml")]);
-        e(&[("KEYWARD_AMQP_URL", "amqp://u:p@mq")]);
-        e(&[("KEYWARD_MASTER_KEY", "abcd")]);
-        e(&[("KEYWARD_DATABASE_URL", "postgres://u:p/w@db/x")]);
-        e(&[("KEYWARD_PUBLIC_URL", "https://x?y=1")]);
-        e(&[("KEYWARD_CONFIG", "/nonexistent.toml")]);
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("k.toml");
-        std::fs::write(&p, "bind = \n").unwrap();
-        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
-        std::fs::write(&p, "[tokens]\naccess_ttl_secs = \"x\"\n").unwrap();
-        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
-        std::fs::write(&p, "tokens = 5\n").unwrap();
-        println!("{}", Settings::load_from(Some(&p), &[]).unwrap_err());
-        println!("{}", Settings::default().redacted_toml());
     }
 }

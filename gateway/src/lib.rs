@@ -1,1 +1,129 @@
-//! placeholder
+//! keyward-gateway: the thin actix-web layer of Keyward. It turns HTTP requests into the typed
+//! commands of `keyward-messages`, sends them to the context actors through `Recipient`s, and
+//! maps their replies and errors to HTTP (errors as RFC 9457 problem+json).
+//!
+//! Refuses: storage, actors, hashing and business rules. It never imports storage or actors; a
+//! handler parses, sends and maps. It binds no socket itself: the binary passes listeners in.
+
+mod extract;
+mod input;
+mod management;
+mod middleware;
+mod problem;
+mod routes;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix::Recipient;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use keyward_messages::commands::{
+    Authenticate, ChangePassword, CheckReady, ForgotPassword, GetJwks, GetMe, ListSessions, Login,
+    Logout, Refresh, Register, ResendVerification, ResetPassword, RevokeOtherSessions,
+    RevokeSession, VerifyEmail,
+};
+
+use crate::management::{management_app, Probes};
+use crate::state::AppState;
+
+/// Seconds a stopping server gives in-flight requests.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Everything the HTTP layer can ask for. Built by the binary from actor addresses.
+#[derive(Clone)]
+pub struct Recipients {
+    // accounts context
+    pub register: Recipient<Register>,
+    pub verify_email: Recipient<VerifyEmail>,
+    pub resend_verification: Recipient<ResendVerification>,
+    pub login: Recipient<Login>,
+    pub forgot_password: Recipient<ForgotPassword>,
+    pub reset_password: Recipient<ResetPassword>,
+    pub change_password: Recipient<ChangePassword>,
+    pub get_me: Recipient<GetMe>,
+    // sessions context
+    pub authenticate: Recipient<Authenticate>,
+    pub refresh: Recipient<Refresh>,
+    pub logout: Recipient<Logout>,
+    pub list_sessions: Recipient<ListSessions>,
+    pub revoke_session: Recipient<RevokeSession>,
+    pub revoke_other_sessions: Recipient<RevokeOtherSessions>,
+    pub get_jwks: Recipient<GetJwks>,
+}
+
+/// Limits of the public server.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// JSON bodies beyond this many bytes (after decompression) get a 413 problem.
+    pub max_body_bytes: usize,
+    /// Every send to an actor gives up after this long with a 503 problem (Retry-After: 1).
+    pub request_timeout: Duration,
+    /// actix-web workers; 0 keeps actix's default (one per core).
+    pub workers: usize,
+}
+
+/// The public API on `listener` (port 0 allowed). Signals are not handled: the binary stops the
+/// returned `Server` through its handle.
+pub fn public_server(
+    listener: TcpListener,
+    recipients: Recipients,
+    opts: GatewayOptions,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(AppState::new(recipients, opts.request_timeout));
+    let limit = opts.max_body_bytes;
+    let mut server = HttpServer::new(move || public_app(state.clone(), limit));
+    if opts.workers > 0 {
+        server = server.workers(opts.workers);
+    }
+    Ok(server
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .disable_signals()
+        .listen(listener)?
+        .run())
+}
+
+/// The management API on `listener`: `GET /healthz` and `GET /readyz`, which asks every probe
+/// (name, recipient) concurrently.
+pub fn management_server(
+    listener: TcpListener,
+    probes: Vec<(String, Recipient<CheckReady>)>,
+) -> std::io::Result<Server> {
+    let probes = web::Data::new(Probes(probes));
+    Ok(HttpServer::new(move || management_app(probes.clone()))
+        .workers(1)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .disable_signals()
+        .listen(listener)?
+        .run())
+}
+
+/// The public app: routes, body limits, middleware. Shared by `public_server` and the tests.
+pub(crate) fn public_app(
+    state: web::Data<AppState>,
+    max_body_bytes: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    // NOTE: wrap order is inside-out: the request-id layer is outermost so its access line
+    // sees the final status, and the 405 rewrite sits inside the security headers.
+    App::new()
+        .app_data(state)
+        .app_data(input::json_config(max_body_bytes))
+        .configure(routes::configure)
+        .wrap(from_fn(middleware::problem_for_bare_405))
+        .wrap(middleware::security_headers())
+        .wrap(from_fn(middleware::request_context))
+}

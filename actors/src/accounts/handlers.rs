@@ -1,0 +1,379 @@
+//! One handler per message of the accounts context.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use keyward_messages::commands::*;
+use keyward_messages::events::{DomainEvent, EmailJob, EmailTemplate, Outgoing, RevokeReason};
+use keyward_messages::{codes, CommandError, FieldError, LoginId, RequestMeta};
+use keyward_storage::{NewEmailToken, NewUser, StorageError, TokenPurpose, Tx, UserRecord};
+use secrecy::ExposeSecret;
+
+use super::policy::{invalid_credentials, reset_link, verification_link};
+use super::Accounts;
+use crate::edge::guarded;
+use crate::sessions::issue::open_session;
+use crate::system::{storage_err, Deps};
+use crate::tokens::{random_token, sha256_hex};
+
+fn email_job(to: &str, template: EmailTemplate, locale: Locale, link: Option<String>) -> Outgoing {
+    let mut variables = BTreeMap::new();
+    if let Some(l) = link {
+        variables.insert("link".to_owned(), l);
+    }
+    Outgoing::Email(EmailJob {
+        to: to.to_owned(),
+        template,
+        locale,
+        variables,
+    })
+}
+
+/// Writes a fresh one-time token (ending older ones of its purpose) and its email.
+async fn issue_email_token(
+    deps: &Deps,
+    tx: &Tx,
+    meta: &RequestMeta,
+    user: &UserRecord,
+    purpose: TokenPurpose,
+) -> Result<(), CommandError> {
+    let now = (deps.clock)();
+    let token = random_token();
+    let (ttl, template, link) = match purpose {
+        TokenPurpose::VerifyEmail => (
+            deps.tokens.verification_ttl,
+            EmailTemplate::VerifyEmail,
+            verification_link(&deps.public_url, &token),
+        ),
+        TokenPurpose::ResetPassword => (
+            deps.tokens.reset_ttl,
+            EmailTemplate::PasswordReset,
+            reset_link(&deps.public_url, &token),
+        ),
+    };
+    tx.invalidate_email_tokens(user.id, purpose, now).await.map_err(storage_err)?;
+    tx.insert_email_token(NewEmailToken {
+        user_id: user.id,
+        purpose,
+        token_hash: sha256_hex(&token),
+        now,
+        expires_at: now + ttl,
+    })
+    .await
+    .map_err(storage_err)?;
+    let job = email_job(&user.email, template, Locale::parse(&user.locale), Some(link));
+    tx.enqueue(&deps.envelope(meta, job)).await.map_err(storage_err)
+}
+
+fn username_taken() -> CommandError {
+    CommandError::Conflict {
+        code: codes::USERNAME_TAKEN,
+        detail: "this username is taken; choose another".into(),
+        field: Some("username".into()),
+    }
+}
+
+async fn register(deps: Arc<Deps>, danger_panic: Option<String>, m: Register) -> Result<(), CommandError> {
+    if danger_panic.as_deref() == Some(m.email.normalized().as_str()) {
+        // NOTE: a test-only fault, armed only by the test harness, proving the handler edge.
+        #[allow(clippy::panic)]
+        {
+            panic!("danger_test_panic_on_register for this email");
+        }
+    }
+    let mut context = vec![m.email.as_str(), m.email.local_part()];
+    if let Some(u) = &m.username {
+        context.push(u.as_str());
+    }
+    deps.password_policy
+        .check("password", m.password.expose(), &context)
+        .map_err(|e| CommandError::invalid(vec![e]))?;
+    if let Some(u) = &m.username {
+        if deps.store.username_exists(&u.normalized()).await.map_err(storage_err)? {
+            return Err(username_taken());
+        }
+    }
+    // Hash before looking the email up, so both branches cost the same.
+    let hash = deps.hasher.hash(m.password.expose()).await?;
+    let now = (deps.clock)();
+    if let Some(existing) = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)? {
+        let tx = deps.store.begin().await.map_err(storage_err)?;
+        let notice = email_job(&existing.email, EmailTemplate::AccountExists, Locale::parse(&existing.locale), None);
+        tx.enqueue(&deps.envelope(&m.meta, notice)).await.map_err(storage_err)?;
+        tx.commit().await.map_err(storage_err)?;
+        deps.wake_relay();
+        return Ok(());
+    }
+    let user = NewUser {
+        id: keyward_messages::UserId::new(),
+        email: m.email.as_str().to_owned(),
+        email_normalized: m.email.normalized(),
+        username: m.username.as_ref().map(|u| u.as_str().to_owned()),
+        username_normalized: m.username.as_ref().map(|u| u.normalized()),
+        password_hash: hash,
+        email_verified: false,
+        locale: m.locale.as_str().to_owned(),
+        now,
+    };
+    let record = UserRecord {
+        id: user.id,
+        email: user.email.clone(),
+        username: user.username.clone(),
+        password_hash: String::new(),
+        email_verified: false,
+        locale: user.locale.clone(),
+        blocked: false,
+        created_at: now,
+    };
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    match tx.insert_user(user).await {
+        Ok(()) => {}
+        Err(StorageError::Conflict { what }) if what == "username" => return Err(username_taken()),
+        // Lost a race with a registration of the same email: same reply as any existing email.
+        Err(StorageError::Conflict { .. }) => return Ok(()),
+        Err(e) => return Err(storage_err(e)),
+    }
+    let ev = DomainEvent::UserRegistered {
+        user_id: record.id,
+        email: record.email.clone(),
+        username: record.username.clone(),
+        locale: m.locale,
+    };
+    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    issue_email_token(&deps, &tx, &m.meta, &record, TokenPurpose::VerifyEmail).await?;
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    tracing::info!(user_id = %record.id, "account registered");
+    Ok(())
+}
+
+async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, CommandError> {
+    let now = (deps.clock)();
+    let invalid = || CommandError::invalid_token("the verification link is invalid, used or expired; ask for a new one");
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let user_id = tx
+        .consume_email_token(TokenPurpose::VerifyEmail, &sha256_hex(m.token.expose_secret()), now)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(invalid)?;
+    let user = tx.user_by_id(user_id).await.map_err(storage_err)?.ok_or_else(invalid)?;
+    tx.set_email_verified(user_id, now).await.map_err(storage_err)?;
+    let ev = DomainEvent::UserEmailVerified {
+        user_id,
+        email: user.email.clone(),
+    };
+    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    Ok(EmailVerified {
+        user_id,
+        email: user.email,
+        email_verified: true,
+    })
+}
+
+async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandError> {
+    let user = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)?;
+    if let Some(user) = user.filter(|u| !u.email_verified) {
+        let tx = deps.store.begin().await.map_err(storage_err)?;
+        issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::VerifyEmail).await?;
+        tx.commit().await.map_err(storage_err)?;
+        deps.wake_relay();
+    }
+    Ok(())
+}
+
+async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> {
+    if let Some(user) = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)? {
+        let tx = deps.store.begin().await.map_err(storage_err)?;
+        issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::ResetPassword).await?;
+        tx.commit().await.map_err(storage_err)?;
+        deps.wake_relay();
+    }
+    Ok(())
+}
+
+async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
+    let user = match &m.login {
+        LoginId::Email(e) => deps.store.user_by_email(&e.normalized()).await,
+        LoginId::Username(u) => deps.store.user_by_username(&u.normalized()).await,
+    }
+    .map_err(storage_err)?;
+    let Some(user) = user else {
+        deps.hasher.dummy_verify(m.password.expose()).await?;
+        return Err(invalid_credentials());
+    };
+    let v = deps.hasher.verify(m.password.expose(), &user.password_hash).await?;
+    if !v.matches {
+        tracing::info!(user_id = %user.id, "login failed: wrong password");
+        return Err(invalid_credentials());
+    }
+    // Only a caller who knows the password learns the account's state.
+    if user.blocked {
+        return Err(CommandError::Forbidden {
+            code: codes::ACCOUNT_BLOCKED,
+            detail: "this account is blocked".into(),
+        });
+    }
+    if !user.email_verified {
+        return Err(CommandError::Forbidden {
+            code: codes::EMAIL_NOT_VERIFIED,
+            detail: "confirm your email address first; POST /v1/auth/verify-email/resend sends a new link".into(),
+        });
+    }
+    let rehash = if v.needs_rehash {
+        Some(deps.hasher.hash(m.password.expose()).await?)
+    } else {
+        None
+    };
+    let pair = open_session(&deps, &user, &m.meta, rehash).await?;
+    tracing::info!(user_id = %user.id, session_id = %pair.session_id, "login succeeded");
+    Ok(pair)
+}
+
+fn policy_context(user: &UserRecord) -> Vec<&str> {
+    let mut c = vec![user.email.as_str()];
+    if let Some((local, _)) = user.email.rsplit_once('@') {
+        c.push(local);
+    }
+    if let Some(u) = &user.username {
+        c.push(u.as_str());
+    }
+    c
+}
+
+async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), CommandError> {
+    let now = (deps.clock)();
+    let hash_of_token = sha256_hex(m.token.expose_secret());
+    let invalid = || CommandError::invalid_token("the reset link is invalid, used or expired; ask for a new one");
+    // A rejected password drops `tx`, rolling the token's use back: the link can be retried.
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let user_id = tx
+        .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(invalid)?;
+    let user = tx.user_by_id(user_id).await.map_err(storage_err)?.ok_or_else(invalid)?;
+    deps.password_policy
+        .check("password", m.password.expose(), &policy_context(&user))
+        .map_err(|e| CommandError::invalid(vec![e]))?;
+    let hash = deps.hasher.hash(m.password.expose()).await?;
+    tx.set_password_hash(user_id, &hash, now).await.map_err(storage_err)?;
+    // Proving control of the mailbox also verifies it.
+    if !user.email_verified {
+        tx.set_email_verified(user_id, now).await.map_err(storage_err)?;
+    }
+    tx.invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now).await.map_err(storage_err)?;
+    let ended = tx
+        .revoke_user_sessions(user_id, None, now, "password_reset")
+        .await
+        .map_err(storage_err)?;
+    password_changed_messages(&deps, &tx, &m.meta, &user, "reset", RevokeReason::PasswordReset, ended).await?;
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    tracing::info!(user_id = %user_id, "password reset");
+    Ok(())
+}
+
+async fn password_changed_messages(
+    deps: &Deps,
+    tx: &Tx,
+    meta: &RequestMeta,
+    user: &UserRecord,
+    via: &str,
+    reason: RevokeReason,
+    ended: Vec<keyward_messages::SessionId>,
+) -> Result<(), CommandError> {
+    let ev = DomainEvent::UserPasswordChanged {
+        user_id: user.id,
+        via: via.to_owned(),
+    };
+    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    for sid in ended {
+        let ev = DomainEvent::SessionRevoked {
+            user_id: user.id,
+            session_id: sid,
+            reason,
+            ip: meta.client_ip.map(|i| i.to_string()),
+            user_agent: meta.user_agent.clone(),
+        };
+        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    }
+    let notice = email_job(&user.email, EmailTemplate::PasswordChanged, Locale::parse(&user.locale), None);
+    tx.enqueue(&deps.envelope(meta, notice)).await.map_err(storage_err)
+}
+
+async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), CommandError> {
+    let p = m.principal;
+    let user = deps
+        .store
+        .user_by_id(p.user_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(|| CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists"))?;
+    let v = deps.hasher.verify(m.current_password.expose(), &user.password_hash).await?;
+    if !v.matches {
+        return Err(CommandError::invalid(vec![FieldError::new(
+            "current_password",
+            "incorrect",
+            "the current password is incorrect",
+        )]));
+    }
+    deps.password_policy
+        .check("new_password", m.new_password.expose(), &policy_context(&user))
+        .map_err(|e| CommandError::invalid(vec![e]))?;
+    let hash = deps.hasher.hash(m.new_password.expose()).await?;
+    let now = (deps.clock)();
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    tx.set_password_hash(user.id, &hash, now).await.map_err(storage_err)?;
+    let ended = tx
+        .revoke_user_sessions(user.id, Some(p.session_id), now, "password_changed")
+        .await
+        .map_err(storage_err)?;
+    password_changed_messages(&deps, &tx, &m.meta, &user, "change", RevokeReason::PasswordChanged, ended).await?;
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    tracing::info!(user_id = %user.id, "password changed");
+    Ok(())
+}
+
+async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
+    let u = deps
+        .store
+        .user_by_id(m.principal.user_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(|| CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists"))?;
+    let roles = deps.store.roles_of(u.id).await.map_err(storage_err)?;
+    Ok(UserView {
+        id: u.id,
+        email: u.email,
+        email_verified: u.email_verified,
+        username: u.username,
+        roles,
+        created_at: u.created_at,
+    })
+}
+
+macro_rules! handle {
+    ($msg:ty, $reply:ty, |$deps:ident, $m:ident, $act:ident| $body:expr) => {
+        impl Handler<$msg> for Accounts {
+            type Result = ResponseFuture<Result<$reply, CommandError>>;
+            fn handle(&mut self, $m: $msg, ctx: &mut Context<Self>) -> Self::Result {
+                let $deps = self.deps.clone();
+                let $act = &*self;
+                guarded(ctx.address(), stringify!($msg), $body)
+            }
+        }
+    };
+}
+
+handle!(Register, (), |deps, m, act| register(deps, act.deps.danger_test_panic_on_register.clone(), m));
+handle!(VerifyEmail, EmailVerified, |deps, m, _act| verify_email(deps, m));
+handle!(ResendVerification, (), |deps, m, _act| resend(deps, m));
+handle!(ForgotPassword, (), |deps, m, _act| forgot(deps, m));
+handle!(Login, TokenPair, |deps, m, _act| login(deps, m));
+handle!(ResetPassword, (), |deps, m, _act| reset_password(deps, m));
+handle!(ChangePassword, (), |deps, m, _act| change_password(deps, m));
+handle!(GetMe, UserView, |deps, m, _act| get_me(deps, m));

@@ -1,0 +1,155 @@
+//! The outbox relay of the in-process bus: reads committed outbox rows in order, hands each
+//! to the subscribers whose prefix matches its type, and marks it published once every one of
+//! them has taken it. A failed delivery is retried with backoff; nothing is dropped.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use keyward_messages::events::Envelope;
+use keyward_storage::Store;
+
+use crate::Clock;
+
+/// Relay → subscriber: one message to take. Ok means it was processed (or was a duplicate).
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct Deliver(pub Envelope);
+
+/// Anyone → relay: the outbox has new rows, look now rather than at the next tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// A consumer of messages whose type starts with `prefix` ("" for all).
+#[derive(Clone)]
+pub struct Subscriber {
+    pub name: &'static str,
+    pub prefix: &'static str,
+    pub recipient: Recipient<Deliver>,
+}
+
+pub struct Relay {
+    store: Store,
+    clock: Clock,
+    subscribers: Vec<Subscriber>,
+    running: bool,
+    again: bool,
+    failures: u32,
+    not_before: Option<Instant>,
+}
+
+const TICK: Duration = Duration::from_millis(500);
+const BATCH: u64 = 100;
+
+impl Relay {
+    pub fn new(store: Store, clock: Clock, subscribers: Vec<Subscriber>) -> Self {
+        Self {
+            store,
+            clock,
+            subscribers,
+            running: false,
+            again: false,
+            failures: 0,
+            not_before: None,
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            self.again = true;
+            return;
+        }
+        if self.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.running = true;
+        self.again = false;
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let subs = self.subscribers.clone();
+        async move { drain_once(&store, &clock, &subs).await }
+            .into_actor(self)
+            .map(|ok, act, ctx| {
+                act.running = false;
+                if ok {
+                    act.failures = 0;
+                    act.not_before = None;
+                    if act.again {
+                        act.drain(ctx);
+                    }
+                } else {
+                    act.failures = act.failures.saturating_add(1);
+                    let secs = 2u64.saturating_pow(act.failures.min(6)).min(60);
+                    act.not_before = Some(Instant::now() + Duration::from_secs(secs));
+                }
+            })
+            .spawn(ctx);
+    }
+}
+
+/// Publishes pending rows; false when a delivery failed (the rest waits for the retry).
+async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber]) -> bool {
+    loop {
+        let rows = match store.pending_outbox(BATCH).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = ?e, "relay cannot read the outbox");
+                return false;
+            }
+        };
+        if rows.is_empty() {
+            return true;
+        }
+        for row in rows {
+            let env: Envelope = match serde_json::from_str(&row.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    // A row that cannot decode will never decode: park it instead of blocking.
+                    tracing::error!(id = %row.id, error = %e, "undecodable outbox row; skipping it");
+                    let _ = store.mark_published(row.id, clock()).await;
+                    continue;
+                }
+            };
+            for s in subs.iter().filter(|s| env.kind.starts_with(s.prefix)) {
+                let res = s.recipient.send(Deliver(env.clone())).await;
+                let err = match res {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = err {
+                    tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %e, "delivery failed; will retry");
+                    let _ = store.record_failed_attempt(row.id).await;
+                    return false;
+                }
+            }
+            if let Err(e) = store.mark_published(row.id, clock()).await {
+                tracing::warn!(error = ?e, "relay cannot mark a row published");
+                return false;
+            }
+            tracing::debug!(id = %env.id, kind = %env.kind, "published");
+        }
+    }
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK, |act, ctx| act.drain(ctx));
+        self.drain(ctx);
+    }
+}
+
+impl Supervised for Relay {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.running = false;
+    }
+}
+
+impl Handler<Wake> for Relay {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}

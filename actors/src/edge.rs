@@ -1,0 +1,42 @@
+//! The handler edge: every context handler's future runs inside `guarded`, which turns a
+//! panic into a 500 reply, logs it, and stops the actor so its `Supervisor` restarts it.
+//! (actix's Supervisor restarts an actor that stops, not one that panics.)
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use actix::{Actor, Addr, Handler, Message, ResponseFuture};
+use futures::FutureExt;
+use keyward_messages::CommandError;
+
+/// Tells a context actor to stop so its supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Restart;
+
+fn panic_text(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+pub(crate) fn guarded<A, T, F>(addr: Addr<A>, handler: &'static str, fut: F) -> ResponseFuture<Result<T, CommandError>>
+where
+    A: Actor + Handler<Restart>,
+    A::Context: actix::dev::ToEnvelope<A, Restart>,
+    T: 'static,
+    F: Future<Output = Result<T, CommandError>> + 'static,
+{
+    Box::pin(async move {
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(r) => r,
+            Err(p) => {
+                tracing::error!(handler, panic = %panic_text(&*p), "handler panicked; answering 500 and restarting the actor");
+                addr.do_send(Restart);
+                Err(CommandError::Internal)
+            }
+        }
+    })
+}

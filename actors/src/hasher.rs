@@ -1,0 +1,238 @@
+//! The password hasher: argon2id on a `SyncArbiter` pool sized to the cores, off the async
+//! runtime, behind a bounded queue. When the queue is full the caller gets `Unavailable`
+//! (503 + Retry-After) at once instead of waiting behind everyone else.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use keyward_messages::CommandError;
+use secrecy::{ExposeSecret, SecretString};
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl HashParams {
+    /// OWASP's argon2id recommendation (m=19456 KiB, t=2, p=1).
+    pub const OWASP: HashParams = HashParams {
+        memory_kib: 19456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Cheap parameters for tests only: never use them for real passwords.
+    pub const DANGER_TEST_ONLY: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn argon2(&self) -> Result<Argon2<'static>, argon2::Error> {
+        let p = Params::new(self.memory_kib, self.iterations, self.parallelism, None)?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+    }
+}
+
+/// Hashes a password into a PHC string, synchronously (for the admin CLI and the pool).
+pub fn hash_blocking(params: HashParams, password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    params
+        .argon2()
+        .map_err(|e| e.to_string())?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The result of checking a password against a stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, actix::MessageResponse)]
+pub struct Verified {
+    pub matches: bool,
+    /// The stored hash uses other parameters (or algorithm) than the current ones.
+    pub needs_rehash: bool,
+}
+
+fn verify_blocking(params: HashParams, password: &str, phc: &str) -> Verified {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verified {
+            matches: false,
+            needs_rehash: true,
+        };
+    };
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    let current = parsed.algorithm.as_str() == "argon2id"
+        && Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() == params.memory_kib
+                && p.t_cost() == params.iterations
+                && p.p_cost() == params.parallelism
+        });
+    Verified {
+        matches,
+        needs_rehash: !current,
+    }
+}
+
+/// One pool thread.
+struct Hasher {
+    params: HashParams,
+}
+
+impl Actor for Hasher {
+    type Context = SyncContext<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<String, String>")]
+struct Hash(SecretString);
+
+#[derive(Message)]
+#[rtype(result = "Verified")]
+struct Verify(SecretString, String);
+
+impl Handler<Hash> for Hasher {
+    type Result = Result<String, String>;
+    fn handle(&mut self, m: Hash, _: &mut SyncContext<Self>) -> Self::Result {
+        hash_blocking(self.params, m.0.expose_secret())
+    }
+}
+
+impl Handler<Verify> for Hasher {
+    type Result = Verified;
+    fn handle(&mut self, m: Verify, _: &mut SyncContext<Self>) -> Verified {
+        verify_blocking(self.params, m.0.expose_secret(), &m.1)
+    }
+}
+
+/// A handle on the pool; cheap to clone.
+#[derive(Clone)]
+pub struct HasherPool {
+    addr: Addr<Hasher>,
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
+    params: HashParams,
+    dummy: Arc<String>,
+}
+
+/// Releases a queue slot however the job ends.
+struct Slot(Arc<AtomicUsize>);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl HasherPool {
+    /// Starts `threads` hasher threads; at most `threads + queue` jobs are admitted at once.
+    pub fn start(threads: usize, queue: usize, params: HashParams) -> Result<Self, String> {
+        params.argon2().map_err(|e| format!("argon2 parameters: {e}"))?;
+        // The dummy hash makes a check for an unknown account cost one real verify.
+        let dummy = hash_blocking(params, &crate::tokens::random_token())?;
+        let threads = threads.max(1);
+        let addr = SyncArbiter::start(threads, move || Hasher { params });
+        Ok(Self {
+            addr,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            capacity: threads + queue,
+            params,
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Jobs admitted and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn admit(&self) -> Result<Slot, CommandError> {
+        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(self.in_flight.clone());
+        if before >= self.capacity {
+            tracing::warn!(in_flight = before, capacity = self.capacity, "hasher queue full; shedding");
+            return Err(CommandError::overloaded(1));
+        }
+        Ok(slot)
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, CommandError> {
+        let _slot = self.admit()?;
+        match self.addr.send(Hash(SecretString::from(password.to_owned()))).await {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "password hashing failed");
+                Err(CommandError::Internal)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "hasher pool unreachable");
+                Err(CommandError::unavailable("the password hasher is unavailable"))
+            }
+        }
+    }
+
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified, CommandError> {
+        let _slot = self.admit()?;
+        self.addr
+            .send(Verify(SecretString::from(password.to_owned()), phc.to_owned()))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "hasher pool unreachable");
+                CommandError::unavailable("the password hasher is unavailable")
+            })
+    }
+
+    /// Costs what a real verify costs and always fails: used for unknown accounts.
+    pub async fn dummy_verify(&self, password: &str) -> Result<(), CommandError> {
+        let dummy = self.dummy.clone();
+        self.verify(password, &dummy).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_and_a_wrong_password_does_not() {
+        let p = HashParams::DANGER_TEST_ONLY;
+        let h = hash_blocking(p, "velvet otter").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_blocking(p, "velvet otter", &h).matches);
+        assert!(!verify_blocking(p, "velvet otteR", &h).matches);
+        assert!(!verify_blocking(p, "velvet otter", &h).needs_rehash);
+    }
+
+    #[test]
+    fn a_hash_with_old_parameters_asks_for_a_rehash() {
+        let old = hash_blocking(HashParams::DANGER_TEST_ONLY, "pw").unwrap();
+        let v = verify_blocking(HashParams { memory_kib: 128, ..HashParams::DANGER_TEST_ONLY }, "pw", &old);
+        assert!(v.matches);
+        assert!(v.needs_rehash);
+    }
+
+    #[test]
+    fn a_garbage_hash_never_matches() {
+        assert!(!verify_blocking(HashParams::DANGER_TEST_ONLY, "pw", "not a phc").matches);
+    }
+
+    #[actix_rt::test]
+    async fn a_full_queue_sheds_instead_of_waiting() {
+        let pool = HasherPool::start(1, 0, HashParams { memory_kib: 8192, iterations: 3, parallelism: 1 }).unwrap();
+        let (a, b) = futures::join!(pool.hash("one password"), pool.hash("two password"));
+        let shed = [a.is_err(), b.is_err()].iter().filter(|x| **x).count();
+        assert_eq!(shed, 1, "one job runs, the other is refused");
+        assert_eq!(pool.in_flight(), 0);
+    }
+}

@@ -1,0 +1,249 @@
+//! Signing keys: Ed25519 key pairs generated on first start, stored encrypted under the master
+//! key (ChaCha20-Poly1305, key id as associated data), published as JWKS, rotated on demand.
+//! A retired key stops signing but stays published until every token it signed has expired.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use chrono::{DateTime, Duration, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use keyward_messages::CommandError;
+use keyward_storage::{SigningKeyRecord, Store};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::tokens::derive_key;
+use crate::StartError;
+
+const ALG: &str = "EdDSA";
+
+struct Inner {
+    signing: Option<(String, EncodingKey)>,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: serde_json::Value,
+}
+
+/// The node's view of the signing keys. Reads never wait on I/O.
+pub struct KeyRing {
+    inner: RwLock<Inner>,
+}
+
+/// What `keyward keys list` shows.
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+fn cipher(master: &[u8; 32]) -> ChaCha20Poly1305 {
+    ChaCha20Poly1305::new(&derive_key(master, "signing-keys").into())
+}
+
+fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, String> {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ct = cipher(master)
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: kid.as_bytes() })
+        .map_err(|_| "encryption failed".to_string())?;
+    Ok(format!("v1:{}:{}", STANDARD.encode(nonce), STANDARD.encode(ct)))
+}
+
+fn decrypt(master: &[u8; 32], kid: &str, stored: &str) -> Result<Vec<u8>, String> {
+    let mut parts = stored.split(':');
+    let (Some("v1"), Some(n), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("key {kid}: unknown storage format"));
+    };
+    let nonce = STANDARD.decode(n).map_err(|_| format!("key {kid}: bad nonce"))?;
+    let ct = STANDARD.decode(c).map_err(|_| format!("key {kid}: bad ciphertext"))?;
+    if nonce.len() != 12 {
+        return Err(format!("key {kid}: bad nonce"));
+    }
+    cipher(master)
+        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: kid.as_bytes() })
+        .map_err(|_| {
+            format!("key {kid} cannot be decrypted: KEYWARD_MASTER_KEY differs from the one that encrypted it")
+        })
+}
+
+/// RFC 7638 thumbprint of an Ed25519 JWK: a stable, content-derived key id.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, String> {
+    let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+    let x = URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
+    let kid = thumbprint(&x);
+    let der = sk.to_pkcs8_der().map_err(|e| format!("encoding a new key: {e}"))?;
+    Ok(SigningKeyRecord {
+        private_key_enc: encrypt(master, &kid, der.as_bytes())?,
+        kid,
+        algorithm: ALG.into(),
+        public_key: x,
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+impl KeyRing {
+    /// Loads the stored keys, generating the first one when there is none.
+    pub async fn load_or_create(
+        store: &Store,
+        master: &[u8; 32],
+        now: DateTime<Utc>,
+        access_ttl: Duration,
+    ) -> Result<Arc<KeyRing>, StartError> {
+        let mut records = store.signing_keys().await?;
+        if !records.iter().any(|r| r.retired_at.is_none()) {
+            let rec = generate(master, now).map_err(StartError::Keys)?;
+            let tx = store.begin().await?;
+            tx.insert_signing_key(&rec).await?;
+            tx.commit().await?;
+            tracing::info!(kid = %rec.kid, "generated a signing key");
+            records.push(rec);
+        }
+        let ring = KeyRing {
+            inner: RwLock::new(Inner {
+                signing: None,
+                verifying: HashMap::new(),
+                jwks: serde_json::json!({"keys": []}),
+            }),
+        };
+        ring.install(&records, master, now, access_ttl)?;
+        Ok(Arc::new(ring))
+    }
+
+    fn install(
+        &self,
+        records: &[SigningKeyRecord],
+        master: &[u8; 32],
+        now: DateTime<Utc>,
+        access_ttl: Duration,
+    ) -> Result<(), StartError> {
+        // A retired key is published while tokens it signed may live (plus a minute of skew).
+        let horizon = access_ttl + Duration::seconds(60);
+        let mut signing = None;
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        for r in records {
+            if r.algorithm != ALG {
+                continue;
+            }
+            let published = r.retired_at.is_none_or(|t| t + horizon > now);
+            if !published {
+                continue;
+            }
+            let key = DecodingKey::from_ed_components(&r.public_key)
+                .map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
+            verifying.insert(r.kid.clone(), key);
+            jwks.push(serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
+                "kid": r.kid, "alg": ALG, "use": "sig",
+            }));
+            if r.retired_at.is_none() {
+                let der = decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
+                // Check the key decodes now rather than at the first login.
+                SigningKey::from_pkcs8_der(&der).map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
+                // The newest active key signs.
+                signing = Some((r.kid.clone(), EncodingKey::from_ed_der(&der)));
+            }
+        }
+        let mut inner = self.inner.write().map_err(|_| StartError::Keys("key ring poisoned".into()))?;
+        *inner = Inner {
+            signing,
+            verifying,
+            jwks: serde_json::json!({ "keys": jwks }),
+        };
+        Ok(())
+    }
+
+    /// Signs `claims` as an access token (typ at+jwt, alg EdDSA, kid).
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CommandError> {
+        let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
+        let Some((kid, key)) = &inner.signing else {
+            tracing::error!("no active signing key");
+            return Err(CommandError::Internal);
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, claims, key).map_err(|e| {
+            tracing::error!(error = %e, "signing an access token failed");
+            CommandError::Internal
+        })
+    }
+
+    /// The verification key for `kid`, if it is published.
+    pub fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
+        self.inner.read().ok()?.verifying.get(kid).cloned()
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        self.inner
+            .read()
+            .map(|i| i.jwks.clone())
+            .unwrap_or_else(|_| serde_json::json!({"keys": []}))
+    }
+}
+
+/// Retires the active keys and generates a new one; returns its kid.
+pub async fn rotate(store: &Store, master: &[u8; 32], now: DateTime<Utc>) -> Result<String, StartError> {
+    // Refuse to rotate under a wrong master key: the old keys must decrypt.
+    for r in store.signing_keys().await?.iter().filter(|r| r.retired_at.is_none()) {
+        decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
+    }
+    let rec = generate(master, now).map_err(StartError::Keys)?;
+    let tx = store.begin().await?;
+    tx.retire_signing_keys(now).await?;
+    tx.insert_signing_key(&rec).await?;
+    tx.commit().await?;
+    Ok(rec.kid)
+}
+
+pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
+    Ok(store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .map(|r| KeyInfo {
+            kid: r.kid,
+            algorithm: r.algorithm,
+            created_at: r.created_at,
+            retired_at: r.retired_at,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_private_key_only_decrypts_under_its_master_key_and_kid() {
+        let rec = generate(&[7; 32], Utc::now()).unwrap();
+        assert!(decrypt(&[7; 32], &rec.kid, &rec.private_key_enc).is_ok());
+        assert!(decrypt(&[8; 32], &rec.kid, &rec.private_key_enc).is_err());
+        assert!(decrypt(&[7; 32], "other-kid", &rec.private_key_enc).is_err());
+        assert!(!rec.private_key_enc.contains(&rec.public_key));
+    }
+
+    #[test]
+    fn the_kid_is_the_jwk_thumbprint() {
+        // RFC 8037 appendix A.3 test vector.
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! One handler per message of the sessions context.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use keyward_messages::commands::*;
+use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
+use keyward_messages::{codes, CommandError, RequestMeta, SessionId, UserId};
+use secrecy::ExposeSecret;
+
+use super::issue::pair;
+use super::policy::{validation, AccessClaims, MAX_TOKEN_BYTES};
+use super::Sessions;
+use crate::edge::guarded;
+use crate::system::{storage_err, Deps};
+use crate::tokens::{sha256_hex, successor_token};
+
+fn bad_token(why: &str) -> CommandError {
+    tracing::debug!(reason = why, "access token refused");
+    CommandError::unauthenticated(codes::UNAUTHENTICATED, "the access token is invalid, expired or revoked")
+}
+
+fn bad_refresh() -> CommandError {
+    CommandError::unauthenticated(
+        codes::INVALID_REFRESH_TOKEN,
+        "the refresh token is invalid, expired, used or revoked; log in again",
+    )
+}
+
+/// Verifies an access token: header (typ, alg, kid, no key-carrying headers), signature, claims,
+/// and that its session is live.
+async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, CommandError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(bad_token("oversized"));
+    }
+    let header = jsonwebtoken::decode_header(&token).map_err(|_| bad_token("malformed header"))?;
+    if header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() != Some("at+jwt") {
+        return Err(bad_token("typ is not at+jwt"));
+    }
+    if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() {
+        return Err(bad_token("key-carrying header"));
+    }
+    let kid = header.kid.ok_or_else(|| bad_token("no kid"))?;
+    let key = deps.keys.decoding_key(&kid).ok_or_else(|| bad_token("unknown kid"))?;
+    let v = validation(&deps.tokens.issuer, &deps.tokens.audience);
+    let data = jsonwebtoken::decode::<AccessClaims>(&token, &key, &v).map_err(|_| bad_token("signature or claims"))?;
+    let c = data.claims;
+    let user_id = UserId::parse("sub", &c.sub).map_err(|_| bad_token("sub"))?;
+    let session_id = SessionId::parse("sid", &c.sid).map_err(|_| bad_token("sid"))?;
+    let session = deps.store.session(session_id).await.map_err(storage_err)?;
+    match session {
+        Some(s) if s.user_id == user_id && s.is_live((deps.clock)()) => Ok(Principal {
+            user_id,
+            session_id,
+            roles: c.roles,
+        }),
+        _ => Err(bad_token("session ended")),
+    }
+}
+
+async fn revoke(
+    deps: &Deps,
+    meta: &RequestMeta,
+    user_id: UserId,
+    session_id: SessionId,
+    reason: RevokeReason,
+) -> Result<bool, CommandError> {
+    let now = (deps.clock)();
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let done = tx
+        .revoke_session(session_id, now, reason_str(reason))
+        .await
+        .map_err(storage_err)?;
+    if done {
+        let ev = DomainEvent::SessionRevoked {
+            user_id,
+            session_id,
+            reason,
+            ip: meta.client_ip.map(|i| i.to_string()),
+            user_agent: meta.user_agent.clone(),
+        };
+        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    }
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    Ok(done)
+}
+
+pub(crate) fn reason_str(r: RevokeReason) -> &'static str {
+    match r {
+        RevokeReason::Logout => "logout",
+        RevokeReason::RevokedByUser => "revoked_by_user",
+        RevokeReason::PasswordChanged => "password_changed",
+        RevokeReason::PasswordReset => "password_reset",
+        RevokeReason::ReuseDetected => "reuse_detected",
+    }
+}
+
+/// Rotation. A live token yields a successor derived from it; the same predecessor inside the
+/// grace window yields the same successor again; outside it, presenting a rotated token is
+/// reuse and ends the session.
+async fn refresh(deps: Arc<Deps>, meta: RequestMeta, presented: String) -> Result<TokenPair, CommandError> {
+    let now = (deps.clock)();
+    let rec = deps
+        .store
+        .refresh_token_by_hash(&sha256_hex(&presented))
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(bad_refresh)?;
+    let session = deps
+        .store
+        .session(rec.session_id)
+        .await
+        .map_err(storage_err)?
+        .filter(|s| s.is_live(now))
+        .ok_or_else(bad_refresh)?;
+    let user = deps
+        .store
+        .user_by_id(session.user_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(bad_refresh)?;
+    if user.blocked {
+        return Err(bad_refresh());
+    }
+    let successor = successor_token(&deps.refresh_secret, &presented);
+
+    let rotated_at = match rec.rotated_at {
+        Some(t) => Some(t),
+        None => {
+            let tx = deps.store.begin().await.map_err(storage_err)?;
+            if tx.mark_rotated(rec.id, now).await.map_err(storage_err)? {
+                tx.insert_refresh_token(session.id, &sha256_hex(&successor), now)
+                    .await
+                    .map_err(storage_err)?;
+                let idle = (now + deps.tokens.refresh_idle).min(session.expires_at);
+                tx.touch_session(session.id, now, idle).await.map_err(storage_err)?;
+                tx.commit().await.map_err(storage_err)?;
+                let mut s = session.clone();
+                s.idle_expires_at = idle;
+                let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+                return pair(&deps, &user, &roles, &s, successor, now);
+            }
+            // Another request rotated it between our read and our update.
+            Some(now)
+        }
+    };
+    let rotated_at = rotated_at.unwrap_or(now);
+    if now - rotated_at <= deps.tokens.refresh_grace {
+        // Same predecessor, same successor: a second tab refreshing at once stays logged in.
+        let current = deps
+            .store
+            .refresh_token_by_hash(&sha256_hex(&successor))
+            .await
+            .map_err(storage_err)?;
+        if current.is_some() {
+            let session = deps.store.session(session.id).await.map_err(storage_err)?.unwrap_or(session);
+            let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+            return pair(&deps, &user, &roles, &session, successor, now);
+        }
+    }
+    tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; revoking the session");
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    if tx
+        .revoke_session(session.id, now, reason_str(RevokeReason::ReuseDetected))
+        .await
+        .map_err(storage_err)?
+    {
+        let ip = meta.client_ip.map(|i| i.to_string());
+        let detected = DomainEvent::SessionReuseDetected {
+            user_id: user.id,
+            session_id: session.id,
+            ip: ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        let revoked = DomainEvent::SessionRevoked {
+            user_id: user.id,
+            session_id: session.id,
+            reason: RevokeReason::ReuseDetected,
+            ip,
+            user_agent: meta.user_agent.clone(),
+        };
+        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(detected))).await.map_err(storage_err)?;
+        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(revoked))).await.map_err(storage_err)?;
+    }
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    Err(bad_refresh())
+}
+
+impl Handler<Authenticate> for Sessions {
+    type Result = ResponseFuture<Result<Principal, CommandError>>;
+    fn handle(&mut self, m: Authenticate, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "Authenticate", authenticate(deps, m.token.expose_secret().to_owned()))
+    }
+}
+
+impl Handler<Refresh> for Sessions {
+    type Result = ResponseFuture<Result<TokenPair, CommandError>>;
+    fn handle(&mut self, m: Refresh, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "Refresh", refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()))
+    }
+}
+
+impl Handler<Logout> for Sessions {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(&mut self, m: Logout, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "Logout", async move {
+            let p = m.principal;
+            revoke(&deps, &m.meta, p.user_id, p.session_id, RevokeReason::Logout).await.map(|_| ())
+        })
+    }
+}
+
+impl Handler<ListSessions> for Sessions {
+    type Result = ResponseFuture<Result<Vec<SessionView>, CommandError>>;
+    fn handle(&mut self, m: ListSessions, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "ListSessions", async move {
+            let p = m.principal;
+            let rows = deps
+                .store
+                .live_sessions_of(p.user_id, (deps.clock)())
+                .await
+                .map_err(storage_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|s| SessionView {
+                    current: s.id == p.session_id,
+                    id: s.id,
+                    created_at: s.created_at,
+                    last_used_at: s.last_used_at,
+                    expires_at: s.idle_expires_at.min(s.expires_at),
+                    user_agent: s.user_agent,
+                    ip: s.ip.and_then(|i| i.parse().ok()),
+                })
+                .collect())
+        })
+    }
+}
+
+impl Handler<RevokeSession> for Sessions {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(&mut self, m: RevokeSession, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "RevokeSession", async move {
+            let p = m.principal;
+            let owned_and_live = deps
+                .store
+                .session(m.session_id)
+                .await
+                .map_err(storage_err)?
+                .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
+            let not_found = || CommandError::NotFound {
+                code: codes::SESSION_NOT_FOUND,
+                detail: "no live session with this id belongs to you".into(),
+            };
+            if !owned_and_live {
+                return Err(not_found());
+            }
+            let reason = if m.session_id == p.session_id { RevokeReason::Logout } else { RevokeReason::RevokedByUser };
+            if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
+                Ok(())
+            } else {
+                Err(not_found())
+            }
+        })
+    }
+}
+
+impl Handler<RevokeOtherSessions> for Sessions {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(&mut self, m: RevokeOtherSessions, ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        guarded(ctx.address(), "RevokeOtherSessions", async move {
+            let p = m.principal;
+            let now = (deps.clock)();
+            let tx = deps.store.begin().await.map_err(storage_err)?;
+            let ended = tx
+                .revoke_user_sessions(p.user_id, Some(p.session_id), now, reason_str(RevokeReason::RevokedByUser))
+                .await
+                .map_err(storage_err)?;
+            for sid in ended {
+                let ev = DomainEvent::SessionRevoked {
+                    user_id: p.user_id,
+                    session_id: sid,
+                    reason: RevokeReason::RevokedByUser,
+                    ip: m.meta.client_ip.map(|i| i.to_string()),
+                    user_agent: m.meta.user_agent.clone(),
+                };
+                tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+            }
+            tx.commit().await.map_err(storage_err)?;
+            deps.wake_relay();
+            Ok(())
+        })
+    }
+}
+
+impl Handler<GetJwks> for Sessions {
+    type Result = Result<serde_json::Value, CommandError>;
+    fn handle(&mut self, _: GetJwks, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.deps.keys.jwks())
+    }
+}
+
+impl Handler<CheckReady> for Sessions {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(&mut self, _: CheckReady, _: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move {
+            deps.store.ping().await.map_err(|e| {
+                tracing::warn!(error = ?e, "database ping failed");
+                CommandError::unavailable("the database does not answer")
+            })
+        })
+    }
+}

@@ -1,0 +1,98 @@
+//! Issuing tokens: opening a session (called by accounts after a successful login) and
+//! minting access tokens for a live session.
+
+use chrono::{DateTime, Utc};
+use keyward_messages::commands::TokenPair;
+use keyward_messages::events::{DomainEvent, Outgoing};
+use keyward_messages::{CommandError, RequestMeta, SessionId};
+use keyward_storage::{SessionRecord, UserRecord};
+use uuid::Uuid;
+
+use super::policy::{secs_until, AccessClaims};
+use crate::system::{storage_err, Deps};
+use crate::tokens::{random_token, sha256_hex};
+
+/// Signs an access token for `user` in session `sid`.
+pub(crate) fn access_token(
+    deps: &Deps,
+    user: &UserRecord,
+    roles: &[String],
+    sid: SessionId,
+    now: DateTime<Utc>,
+) -> Result<String, CommandError> {
+    let claims = AccessClaims {
+        iss: deps.tokens.issuer.clone(),
+        sub: user.id.to_string(),
+        aud: deps.tokens.audience.clone(),
+        exp: (now + deps.tokens.access_ttl).timestamp(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        jti: Uuid::now_v7().to_string(),
+        sid: sid.to_string(),
+        email: user.email.clone(),
+        email_verified: user.email_verified,
+        roles: roles.to_vec(),
+    };
+    deps.keys.sign(&claims)
+}
+
+pub(crate) fn pair(
+    deps: &Deps,
+    user: &UserRecord,
+    roles: &[String],
+    session: &SessionRecord,
+    refresh_token: String,
+    now: DateTime<Utc>,
+) -> Result<TokenPair, CommandError> {
+    Ok(TokenPair {
+        access_token: access_token(deps, user, roles, session.id, now)?,
+        token_type: "Bearer",
+        expires_in: u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0),
+        refresh_token,
+        refresh_expires_in: secs_until(now, session.idle_expires_at.min(session.expires_at)),
+        session_id: session.id,
+    })
+}
+
+/// Opens a session for an authenticated user: session row, first refresh token and
+/// `user.logged_in` in one transaction. `rehash` replaces the stored password hash in the same
+/// transaction when the parameters changed.
+pub(crate) async fn open_session(
+    deps: &Deps,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    rehash: Option<String>,
+) -> Result<TokenPair, CommandError> {
+    let now = (deps.clock)();
+    let session = SessionRecord {
+        id: SessionId::new(),
+        user_id: user.id,
+        created_at: now,
+        last_used_at: now,
+        idle_expires_at: (now + deps.tokens.refresh_idle).min(now + deps.tokens.refresh_absolute),
+        expires_at: now + deps.tokens.refresh_absolute,
+        revoked_at: None,
+        user_agent: meta.user_agent.clone(),
+        ip: meta.client_ip.map(|ip| ip.to_string()),
+    };
+    let refresh = random_token();
+    let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    if let Some(hash) = rehash {
+        tx.set_password_hash(user.id, &hash, now).await.map_err(storage_err)?;
+    }
+    tx.insert_session(&session).await.map_err(storage_err)?;
+    tx.insert_refresh_token(session.id, &sha256_hex(&refresh), now)
+        .await
+        .map_err(storage_err)?;
+    let ev = DomainEvent::UserLoggedIn {
+        user_id: user.id,
+        session_id: session.id,
+        ip: session.ip.clone(),
+        user_agent: session.user_agent.clone(),
+    };
+    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
+    pair(deps, user, &roles, &session, refresh, now)
+}

@@ -1,0 +1,256 @@
+//! Starts and wires a node's actors: storage, signing keys, hasher pool, notify, the outbox
+//! relay, and the supervised context actors. Addresses are handed back to the caller (the
+//! binary), which gives the gateway only `Recipient`s.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Duration;
+use keyward_config::Settings;
+use keyward_messages::events::{Envelope, Outgoing};
+use keyward_messages::password_policy::PasswordPolicy;
+use keyward_messages::{CommandError, RequestMeta};
+use keyward_storage::{StorageError, Store};
+use rand::RngCore;
+use uuid::Uuid;
+
+use crate::accounts::Accounts;
+use crate::bus::{Relay, Subscriber, Wake};
+use crate::hasher::{HashParams, HasherPool};
+use crate::keys::KeyRing;
+use crate::notify::{Mailer, Notify};
+use crate::sessions::Sessions;
+use crate::tokens::derive_key;
+use crate::{Clock, StartError};
+
+/// Token lifetimes and identifiers, resolved from settings.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_idle: Duration,
+    pub refresh_absolute: Duration,
+    pub refresh_grace: Duration,
+    pub verification_ttl: Duration,
+    pub reset_ttl: Duration,
+}
+
+/// What every context handler may use. Shared, immutable after start.
+pub struct Deps {
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub hasher: HasherPool,
+    pub clock: Clock,
+    pub tokens: TokenPolicy,
+    pub password_policy: PasswordPolicy,
+    /// Base of links in emails, without a trailing slash.
+    pub public_url: String,
+    /// Key of the refresh-token successor derivation.
+    pub refresh_secret: [u8; 32],
+    pub(crate) relay: Recipient<Wake>,
+    pub(crate) danger_test_panic_on_register: Option<String>,
+}
+
+impl Deps {
+    /// An envelope for `msg`, correlated with the request that caused it.
+    pub fn envelope(&self, meta: &RequestMeta, msg: Outgoing) -> Envelope {
+        let correlation = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
+        Envelope::new(Uuid::now_v7(), (self.clock)(), correlation, &msg)
+    }
+
+    /// Tells the relay that a transaction with outbox rows committed.
+    pub fn wake_relay(&self) {
+        self.relay.do_send(Wake);
+    }
+}
+
+/// Maps a storage failure to a command error, logging the cause (which never reaches clients).
+pub fn storage_err(e: StorageError) -> CommandError {
+    match e {
+        StorageError::Conflict { what } => CommandError::Conflict {
+            code: "conflict",
+            detail: format!("{what} already exists"),
+            field: Some(what),
+        },
+        StorageError::Backend(err) => {
+            tracing::error!(error = %err, "database error");
+            CommandError::unavailable("the database is unavailable; retry shortly")
+        }
+        StorageError::Corrupt(why) => {
+            tracing::error!(error = %why, "corrupt data");
+            CommandError::Internal
+        }
+    }
+}
+
+/// Knobs the binary and tests set beyond the settings.
+pub struct NodeOptions {
+    /// The resolved public URL (issuer and link base), e.g. http://127.0.0.1:8080.
+    pub public_url: String,
+    pub clock: Clock,
+    /// Overrides the argon2 parameters of the settings (tests use cheap ones).
+    pub hash_params: Option<HashParams>,
+    /// Test-only: registering this (normalized) email panics inside the accounts handler.
+    pub danger_test_panic_on_register: Option<String>,
+}
+
+/// The running contexts of a node.
+pub struct Contexts {
+    pub accounts: Addr<Accounts>,
+    pub sessions: Addr<Sessions>,
+    pub notify: Addr<Notify>,
+    pub relay: Addr<Relay>,
+    pub store: Store,
+    /// Where mail is written in embedded mode.
+    pub mail_dir: Option<PathBuf>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| StartError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The master key: configured, or (embedded mode only) generated into the data dir.
+pub fn master_key(settings: &Settings) -> Result<[u8; 32], StartError> {
+    if let Some(k) = settings.master_key_bytes().map_err(|e| StartError::Config(e.to_string()))? {
+        return Ok(k);
+    }
+    if settings.is_distributed() {
+        return Err(StartError::Config(
+            "KEYWARD_MASTER_KEY is required in distributed mode (32 random bytes, base64; the same on every node)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(io_err(&settings.data_dir))?;
+    let path = settings.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| StartError::Config(format!("{}: not base64; delete it only if no keys were encrypted with it", path.display())))?;
+        return bytes
+            .try_into()
+            .map_err(|_| StartError::Config(format!("{}: must hold 32 bytes", path.display())));
+    }
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    write_private(&path, &STANDARD.encode(k))?;
+    tracing::warn!(path = %path.display(), "generated a master key into the data dir; set KEYWARD_MASTER_KEY for production");
+    Ok(k)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).map_err(io_err(path))?;
+    f.write_all(contents.as_bytes()).map_err(io_err(path))
+}
+
+/// Creates the data dir (embedded mode) and opens and migrates the database.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
+    if settings.is_sqlite() {
+        std::fs::create_dir_all(&settings.data_dir).map_err(io_err(&settings.data_dir))?;
+    }
+    let store = Store::connect(&settings.database_url).await?;
+    let ran = store.migrate().await?;
+    if ran > 0 {
+        tracing::info!(migrations = ran, "database migrated");
+    }
+    Ok(store)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+/// The argon2 parameters of the settings.
+pub fn hash_params(settings: &Settings) -> HashParams {
+    HashParams {
+        memory_kib: settings.passwords.argon2_memory_kib,
+        iterations: settings.passwords.argon2_iterations,
+        parallelism: settings.passwords.argon2_parallelism,
+    }
+}
+
+/// Starts every actor of a node. Must run inside an actix `System`.
+pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, StartError> {
+    let clock = opts.clock.clone();
+    let master = master_key(settings)?;
+    let store = open_store(settings).await?;
+    let t = &settings.tokens;
+    let tokens = TokenPolicy {
+        issuer: opts.public_url.trim_end_matches('/').to_owned(),
+        audience: t.audience.clone(),
+        access_ttl: secs(t.access_ttl_secs),
+        refresh_idle: secs(t.refresh_idle_ttl_secs),
+        refresh_absolute: secs(t.refresh_absolute_ttl_secs),
+        refresh_grace: secs(t.refresh_grace_secs),
+        verification_ttl: secs(t.verification_ttl_secs),
+        reset_ttl: secs(t.reset_ttl_secs),
+    };
+    let keys = KeyRing::load_or_create(&store, &master, clock(), tokens.access_ttl).await?;
+
+    let p = &settings.passwords;
+    let threads = if p.hasher_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        p.hasher_threads
+    };
+    let queue = if p.hasher_queue == 0 { 4 * threads } else { p.hasher_queue };
+    let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
+    let hasher = HasherPool::start(threads, queue, params).map_err(StartError::Config)?;
+
+    use secrecy::ExposeSecret;
+    let smtp = settings.smtp_url.as_ref().map(|s| s.expose_secret().to_owned());
+    let mail_dir = settings.data_dir.join("mail");
+    let mailer = Mailer::new(smtp.as_deref(), mail_dir.clone())?;
+    let notify_actor = Notify::new(mailer, &settings.mail_from, store.clone(), clock.clone())?;
+    let notify = Supervisor::start(move |_| notify_actor);
+
+    let relay_store = store.clone();
+    let relay_clock = clock.clone();
+    let subscribers = vec![Subscriber {
+        name: "notify",
+        prefix: "email.",
+        recipient: notify.clone().recipient(),
+    }];
+    let relay = Supervisor::start(move |_| Relay::new(relay_store, relay_clock, subscribers));
+
+    let deps = Arc::new(Deps {
+        store: store.clone(),
+        keys,
+        hasher,
+        clock,
+        tokens,
+        password_policy: PasswordPolicy {
+            min_length: p.min_length,
+            max_length: p.max_length,
+        },
+        public_url: opts.public_url.trim_end_matches('/').to_owned(),
+        refresh_secret: derive_key(&master, "refresh-successor"),
+        relay: relay.clone().recipient(),
+        danger_test_panic_on_register: opts.danger_test_panic_on_register,
+    });
+    let d = deps.clone();
+    let accounts = Supervisor::start(move |_| Accounts::new(d));
+    let d = deps.clone();
+    let sessions = Supervisor::start(move |_| Sessions::new(d));
+    Ok(Contexts {
+        accounts,
+        sessions,
+        notify,
+        relay,
+        store,
+        mail_dir: smtp.is_none().then_some(mail_dir),
+    })
+}

@@ -1,0 +1,115 @@
+//! Extractors for what handlers need from the request besides the body: who the caller is
+//! ([`Authenticated`], from a bearer token), where the request came from ([`Meta`]) and which
+//! language they read ([`ClientLocale`]).
+//!
+//! Refuses: verifying tokens itself (the sessions context does, through `Authenticate`) and
+//! trusting `X-Forwarded-For` (no trusted-proxy configuration exists yet).
+
+use std::convert::Infallible;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures::future::{ready, LocalBoxFuture, Ready};
+use keyward_messages::commands::{Authenticate, Locale, Principal};
+use keyward_messages::RequestMeta;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::middleware::RequestId;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Longer bearer tokens are refused without asking the sessions context.
+const BEARER_MAX_BYTES: usize = 8 * 1024;
+const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// The caller, proven by `Authorization: Bearer <access token>` and a live session.
+pub(crate) struct Authenticated(pub Principal);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?;
+            let Some(state) = state else {
+                tracing::error!("AppState is not registered on this app");
+                return Err(ApiError::internal());
+            };
+            state
+                .ask(&state.to.authenticate, Authenticate { token })
+                .await
+                .map(Authenticated)
+                .map_err(ApiError::with_invalid_token_challenge)
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {
+    const HOW: &str = "send an access token as 'Authorization: Bearer <token>'";
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::missing_bearer(HOW));
+    };
+    let value = value.to_str().map_err(|_| ApiError::missing_bearer(HOW))?;
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return Err(ApiError::missing_bearer(HOW));
+    };
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(ApiError::missing_bearer(HOW));
+    }
+    if token.len() > BEARER_MAX_BYTES {
+        return Err(
+            ApiError::missing_bearer("the access token is too long").with_invalid_token_challenge()
+        );
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+/// Who is asking, for events, sessions and logs.
+pub(crate) struct Meta(pub RequestMeta);
+
+impl FromRequest for Meta {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Infallible>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // NOTE: without the request-id middleware (never in the real app) an id is still made,
+        // so commands always carry one.
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(|| Uuid::new_v4().to_string(), |id| id.0.clone());
+        let user_agent = req.headers().get(header::USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(USER_AGENT_MAX_CHARS)
+                .collect()
+        });
+        ready(Ok(Meta(RequestMeta {
+            request_id,
+            client_ip: req.peer_addr().map(|a| a.ip()),
+            user_agent,
+        })))
+    }
+}
+
+/// The language for emails, from `Accept-Language`.
+pub(crate) struct ClientLocale(pub Locale);
+
+impl FromRequest for ClientLocale {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Infallible>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        ready(Ok(ClientLocale(Locale::from_accept_language(header))))
+    }
+}

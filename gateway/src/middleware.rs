@@ -1,0 +1,133 @@
+//! Cross-cutting request handling: the request id (reused or generated, echoed, and carried by
+//! the span every log line of the request sits in), one access-log line per request, security
+//! headers, and problem bodies for actix's own bare 405s.
+//!
+//! Refuses: logging bodies, query strings or the Authorization header. The access line names the
+//! method, the path (without query: it may hold tokens), the status and the latency.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{Error, HttpMessage, ResponseError};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID_MAX: usize = 128;
+
+/// The id of the current request, in the request's extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub String);
+
+/// An incoming id is reused only when it is safe to log and echo as is.
+fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&REQUEST_ID)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= REQUEST_ID_MAX
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then(|| v.to_owned())
+}
+
+/// Outermost middleware: request id, span, access log.
+pub(crate) async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = incoming_request_id(req.headers()).unwrap_or_else(|| Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let started = Instant::now();
+
+    // NOTE: the request must not be cloned before routing (actix needs it unshared), so an
+    // error escaping the app is logged and passed on: actix renders it, without our header.
+    let outcome = async move { next.call(req).await }
+        .instrument(span.clone())
+        .await;
+    let status = match &outcome {
+        Ok(res) => res.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            latency_ms,
+            "request finished"
+        );
+    });
+    let mut res = outcome?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    Ok(res)
+}
+
+/// actix answers a known path with an unknown method by an empty 405 carrying `Allow`; give it
+/// a problem body and keep the `Allow`.
+pub(crate) async fn problem_for_bare_405(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let res = next.call(req).await?;
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return Ok(res.map_into_boxed_body());
+    }
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let (req, _) = res.into_parts();
+    let mut problem = ApiError::method_not_allowed().error_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(ServiceResponse::new(req, problem))
+}
+
+/// Headers every public response carries (a handler may set a stricter CSP of its own).
+pub(crate) fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn with_id(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_well_formed_incoming_request_id_is_reused() {
+        assert_eq!(
+            incoming_request_id(&with_id("abc-123_x.y")).as_deref(),
+            Some("abc-123_x.y")
+        );
+    }
+
+    #[test]
+    fn an_empty_long_or_odd_request_id_is_not_reused() {
+        assert_eq!(incoming_request_id(&with_id("")), None);
+        assert_eq!(incoming_request_id(&with_id("a b")), None);
+        assert_eq!(incoming_request_id(&with_id("a/b")), None);
+        assert_eq!(incoming_request_id(&with_id(&"a".repeat(129))), None);
+        assert!(incoming_request_id(&with_id(&"a".repeat(128))).is_some());
+        assert_eq!(incoming_request_id(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The public route table (DESIGN.md, "HTTP API") and the small reply helpers handlers share.
+//!
+//! Refuses: any logic beyond parse, send, map. Handlers live in one module per context.
+
+mod accounts;
+mod sessions;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use crate::problem::ApiError;
+
+/// Registers every public route; unknown paths answer a 404 problem.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/auth/register").route(web::post().to(accounts::register)))
+        .service(
+            web::resource("/v1/auth/verify-email")
+                .route(web::get().to(accounts::verify_email_link))
+                .route(web::post().to(accounts::verify_email)),
+        )
+        .service(
+            web::resource("/v1/auth/verify-email/resend")
+                .route(web::post().to(accounts::resend_verification)),
+        )
+        .service(web::resource("/v1/auth/login").route(web::post().to(accounts::login)))
+        .service(web::resource("/v1/auth/refresh").route(web::post().to(sessions::refresh)))
+        .service(web::resource("/v1/auth/logout").route(web::post().to(sessions::logout)))
+        .service(
+            web::resource("/v1/auth/password/forgot")
+                .route(web::post().to(accounts::forgot_password)),
+        )
+        .service(
+            web::resource("/v1/auth/password/reset")
+                .route(web::post().to(accounts::reset_password)),
+        )
+        .service(
+            web::resource("/v1/auth/password/change")
+                .route(web::post().to(accounts::change_password)),
+        )
+        .service(web::resource("/v1/auth/verify").route(web::get().to(sessions::forward_auth)))
+        .service(
+            web::resource("/v1/sessions")
+                .route(web::get().to(sessions::list))
+                .route(web::delete().to(sessions::revoke_others)),
+        )
+        .service(web::resource("/v1/sessions/{id}").route(web::delete().to(sessions::revoke)))
+        .service(web::resource("/v1/users/me").route(web::get().to(accounts::me)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
+        .default_service(web::to(not_found));
+}
+
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+/// `202 {"status": …}`: the request was taken; the outcome arrives by email.
+fn accepted(status: &'static str) -> HttpResponse {
+    HttpResponse::Accepted().json(serde_json::json!({ "status": status }))
+}
+
+/// A reply that holds credentials or personal data: never stored by caches.
+fn private_json(body: &impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}

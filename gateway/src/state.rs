@@ -1,0 +1,40 @@
+//! What every handler shares: the context actors' recipients and the timeout on every send.
+//!
+//! Refuses: holding actor addresses or anything but `Recipient`s, so the gateway cannot reach
+//! past the message vocabulary.
+
+use std::time::Duration;
+
+use actix::{Message, Recipient};
+use keyward_messages::CommandError;
+
+use crate::problem::ApiError;
+use crate::Recipients;
+
+pub(crate) struct AppState {
+    pub(crate) to: Recipients,
+    timeout: Duration,
+}
+
+impl AppState {
+    pub(crate) fn new(to: Recipients, timeout: Duration) -> Self {
+        Self { to, timeout }
+    }
+
+    /// Sends a command and maps both ways it can fail: the actor's answer, or no answer in time.
+    pub(crate) async fn ask<M, T>(&self, to: &Recipient<M>, msg: M) -> Result<T, ApiError>
+    where
+        M: Message<Result = Result<T, CommandError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match to.send(msg).timeout(self.timeout).await {
+            Ok(reply) => reply.map_err(ApiError::from),
+            Err(err) => Err(ApiError::mailbox(err, short_type_name::<M>())),
+        }
+    }
+}
+
+pub(crate) fn short_type_name<M>() -> &'static str {
+    let full = std::any::type_name::<M>();
+    full.rsplit("::").next().unwrap_or(full)
+}

@@ -1,0 +1,91 @@
+//! The bearer extractor and forward-auth: who gets in, and what a refused caller is told.
+
+use actix_web::test::TestRequest;
+
+use super::*;
+
+fn me() -> TestRequest {
+    TestRequest::get().uri("/v1/users/me")
+}
+
+#[actix_web::test]
+async fn a_missing_bearer_is_a_401_with_a_bearer_challenge() {
+    let fake = Fake::default();
+    let r = call(&fake, me()).await;
+    r.assert_problem(401, "unauthenticated");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert!(fake.seen().is_empty());
+}
+
+#[actix_web::test]
+async fn another_authorization_scheme_is_a_401() {
+    let req = me().insert_header(("Authorization", "Basic YWxpY2U6cHc="));
+    let r = call(&Fake::default(), req).await;
+    r.assert_problem(401, "unauthenticated");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+}
+
+#[actix_web::test]
+async fn a_refused_token_is_a_401_with_an_invalid_token_challenge() {
+    let r = call(&Fake::default(), bearer(me(), "stale")).await;
+    r.assert_problem(401, "invalid_token");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+}
+
+#[actix_web::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let req = me().insert_header(("Authorization", format!("bEaReR {GOOD_TOKEN}")));
+    let r = call(&Fake::default(), req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["email"], "alice@example.com");
+}
+
+#[actix_web::test]
+async fn a_token_over_8_kib_is_refused_without_asking() {
+    let fake = Fake::default();
+    let r = call(&fake, bearer(me(), &"t".repeat(8 * 1024 + 1))).await;
+    r.assert_problem(401, "unauthenticated");
+    assert!(fake.seen().is_empty());
+}
+
+#[actix_web::test]
+async fn forward_auth_answers_200_with_the_identity_headers() {
+    let r = call(
+        &Fake::default(),
+        bearer(TestRequest::get().uri("/v1/auth/verify"), GOOD_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.is_empty());
+    assert_eq!(
+        r.header("x-keyward-user-id"),
+        Some(USER.to_string().as_str())
+    );
+    assert_eq!(
+        r.header("x-keyward-session-id"),
+        Some(SESSION.to_string().as_str())
+    );
+    assert_eq!(r.header("x-keyward-roles"), Some("user,admin"));
+}
+
+#[actix_web::test]
+async fn forward_auth_without_a_bearer_is_a_401_problem() {
+    let r = call(&Fake::default(), TestRequest::get().uri("/v1/auth/verify")).await;
+    r.assert_problem(401, "unauthenticated");
+    assert!(r.header("x-keyward-user-id").is_none());
+}
+
+#[actix_web::test]
+async fn a_silent_sessions_actor_makes_authentication_a_503_not_a_401() {
+    let fake = Fake {
+        delay: Some(Duration::from_millis(500)),
+        ..Fake::default()
+    };
+    let req = bearer(TestRequest::get().uri("/v1/sessions"), GOOD_TOKEN);
+    // Authenticate answers at once; the ListSessions send then times out.
+    let r = call_with(&fake, Duration::from_millis(20), req).await;
+    r.assert_problem(503, "service_unavailable");
+}

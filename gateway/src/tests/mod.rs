@@ -1,0 +1,258 @@
+//! HTTP-mapping tests: the public and management apps driven through actix's test utilities,
+//! with a fake actor standing in for the context actors (it answers canned replies, or a chosen
+//! error, and records what it was sent). End-to-end behaviour is tested in the workspace's
+//! `tests/` against real actors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod body;
+mod errors;
+mod management;
+mod routes;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use chrono::{TimeZone, Utc};
+use keyward_messages::commands::*;
+use keyward_messages::{codes, CommandError, SessionId, UserId};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::state::AppState;
+use crate::{public_app, Recipients};
+
+pub(crate) const GOOD_TOKEN: &str = "good-token";
+pub(crate) const USER: Uuid = Uuid::from_u128(0x0190_b0a4_7c2e_7d1a_9f3e_2a4b_6c8d_0e1f);
+pub(crate) const SESSION: Uuid = Uuid::from_u128(0x0190_b0a4_7c2e_7d1a_9f3e_2a4b_6c8d_0e20);
+
+/// Stands in for every context actor.
+#[derive(Clone, Default)]
+pub(crate) struct Fake {
+    /// Every command (not `Authenticate`) answers this error when set.
+    pub fail: Option<CommandError>,
+    /// Every command waits this long before answering.
+    pub delay: Option<Duration>,
+    /// `Debug` of every message received, in order.
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    pub fn failing(e: CommandError) -> Self {
+        Self {
+            fail: Some(e),
+            ..Self::default()
+        }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn recipients(&self) -> Recipients {
+        let a = self.clone().start();
+        Recipients {
+            register: a.clone().recipient(),
+            verify_email: a.clone().recipient(),
+            resend_verification: a.clone().recipient(),
+            login: a.clone().recipient(),
+            forgot_password: a.clone().recipient(),
+            reset_password: a.clone().recipient(),
+            change_password: a.clone().recipient(),
+            get_me: a.clone().recipient(),
+            authenticate: a.clone().recipient(),
+            refresh: a.clone().recipient(),
+            logout: a.clone().recipient(),
+            list_sessions: a.clone().recipient(),
+            revoke_session: a.clone().recipient(),
+            revoke_other_sessions: a.clone().recipient(),
+            get_jwks: a.recipient(),
+        }
+    }
+
+    fn answer<T: Send + 'static>(
+        &self,
+        msg: &impl std::fmt::Debug,
+        ok: T,
+    ) -> ResponseFuture<Result<T, CommandError>> {
+        self.seen.lock().unwrap().push(format!("{msg:?}"));
+        let (fail, delay) = (self.fail.clone(), self.delay);
+        Box::pin(async move {
+            if let Some(d) = delay {
+                actix_web::rt::time::sleep(d).await;
+            }
+            fail.map_or(Ok(ok), Err)
+        })
+    }
+}
+
+impl Actor for Fake {
+    type Context = Context<Self>;
+}
+
+macro_rules! canned {
+    ($($msg:ty => $reply:expr;)*) => {$(
+        impl Handler<$msg> for Fake {
+            type Result = ResponseFuture<<$msg as Message>::Result>;
+            fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
+                self.answer(&msg, $reply)
+            }
+        }
+    )*};
+}
+
+canned! {
+    Register => ();
+    VerifyEmail => EmailVerified {
+        user_id: UserId(USER),
+        email: "alice@example.com".into(),
+        email_verified: true,
+    };
+    ResendVerification => ();
+    Login => token_pair();
+    ForgotPassword => ();
+    ResetPassword => ();
+    ChangePassword => ();
+    GetMe => UserView {
+        id: UserId(USER),
+        email: "alice@example.com".into(),
+        email_verified: true,
+        username: Some("alice".into()),
+        roles: vec!["user".into()],
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+    };
+    Refresh => token_pair();
+    Logout => ();
+    ListSessions => vec![SessionView {
+        id: SessionId(SESSION),
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        last_used_at: Utc.timestamp_opt(1_700_000_100, 0).unwrap(),
+        expires_at: Utc.timestamp_opt(1_700_900_000, 0).unwrap(),
+        user_agent: Some("curl/8".into()),
+        ip: Some("203.0.113.7".parse().unwrap()),
+        current: true,
+    }];
+    RevokeSession => ();
+    RevokeOtherSessions => ();
+    GetJwks => json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "abc"}]});
+    CheckReady => ();
+}
+
+/// Only `GOOD_TOKEN` is a live access token.
+impl Handler<Authenticate> for Fake {
+    type Result = Result<Principal, CommandError>;
+    fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
+        self.seen.lock().unwrap().push(format!("{msg:?}"));
+        if msg.token.expose_secret() == GOOD_TOKEN {
+            Ok(principal())
+        } else {
+            Err(CommandError::unauthenticated(
+                codes::INVALID_TOKEN,
+                "the access token is invalid or expired",
+            ))
+        }
+    }
+}
+
+pub(crate) fn principal() -> Principal {
+    Principal {
+        user_id: UserId(USER),
+        session_id: SessionId(SESSION),
+        roles: vec!["user".into(), "admin".into()],
+    }
+}
+
+fn token_pair() -> TokenPair {
+    TokenPair {
+        access_token: "at".into(),
+        token_type: "Bearer",
+        expires_in: 900,
+        refresh_token: "rt".into(),
+        refresh_expires_in: 2_592_000,
+        session_id: SessionId(SESSION),
+    }
+}
+
+/// A response, read whole.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The codes and fields of a problem's `errors`, for compact asserts.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.json()["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap().to_owned(),
+                            e["code"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status);
+        assert_eq!(body["type"], format!("urn:keyward:problem:{code}"));
+        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+}
+
+pub(crate) const LIMIT: usize = 16 * 1024;
+
+/// One request through a fresh public app backed by `fake`.
+pub(crate) async fn call(fake: &Fake, req: TestRequest) -> Reply {
+    call_with(fake, Duration::from_secs(5), req).await
+}
+
+pub(crate) async fn call_with(fake: &Fake, timeout: Duration, req: TestRequest) -> Reply {
+    let state = web::Data::new(AppState::new(fake.recipients(), timeout));
+    let app = test::init_service(public_app(state, LIMIT)).await;
+    let res = test::call_service(&app, req.to_request()).await;
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = test::read_body(res).await.to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub(crate) fn post_json(path: &str, body: Value) -> TestRequest {
+    TestRequest::post().uri(path).set_json(body)
+}
+
+pub(crate) fn bearer(req: TestRequest, token: &str) -> TestRequest {
+    req.insert_header(("Authorization", format!("Bearer {token}")))
+}
