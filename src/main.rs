@@ -1,6 +1,6 @@
 //! The `keyward` command: CLI parsing and process wiring only.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,13 +107,17 @@ fn init_logging(settings: &Settings) {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let node = Node::start(&settings, StartOptions::default()).await?;
-    println!(
+    // A closed stdout (e.g. a supervisor that stopped reading) must not stop the node.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "keyward listening on http://{} (management http://{}, public URL {})",
         node.public_addr, node.management_addr, node.public_url
     );
     if let Some(dir) = &node.mail_dir {
-        println!("mail is written to {}", dir.display());
+        let _ = writeln!(out, "mail is written to {}", dir.display());
     }
+    let _ = out.flush();
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.stop().await;

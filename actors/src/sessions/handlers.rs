@@ -9,7 +9,7 @@ use keyward_messages::{codes, CommandError, RequestMeta, SessionId, UserId};
 use secrecy::ExposeSecret;
 
 use super::issue::pair;
-use super::policy::{validation, AccessClaims, MAX_TOKEN_BYTES};
+use super::policy::{times_ok, validation, AccessClaims, MAX_TOKEN_BYTES};
 use super::Sessions;
 use crate::edge::guarded;
 use crate::system::{storage_err, Deps};
@@ -45,6 +45,9 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
     let v = validation(&deps.tokens.issuer, &deps.tokens.audience);
     let data = jsonwebtoken::decode::<AccessClaims>(&token, &key, &v).map_err(|_| bad_token("signature or claims"))?;
     let c = data.claims;
+    if !times_ok(&c, (deps.clock)()) {
+        return Err(bad_token("expired or not yet valid"));
+    }
     let user_id = UserId::parse("sub", &c.sub).map_err(|_| bad_token("sub"))?;
     let session_id = SessionId::parse("sid", &c.sid).map_err(|_| bad_token("sid"))?;
     let session = deps.store.session(session_id).await.map_err(storage_err)?;
