@@ -22,7 +22,8 @@ pub async fn create_user(
     password: &str,
     roles: &[String],
 ) -> Result<UserId, StartError> {
-    let email = Email::parse("--email", email).map_err(|e| StartError::Config(format!("--email: {}", e.message)))?;
+    let email = Email::parse("--email", email)
+        .map_err(|e| StartError::Config(format!("--email: {}", e.message)))?;
     let policy = PasswordPolicy {
         min_length: settings.passwords.min_length,
         max_length: settings.passwords.max_length,
@@ -31,8 +32,15 @@ pub async fn create_user(
         .check("password", password, &[email.as_str(), email.local_part()])
         .map_err(|e| StartError::Config(format!("password: {}", e.message)))?;
     for r in roles {
-        if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')) {
-            return Err(StartError::Config(format!("--role {r:?}: use 1-64 letters, digits, '_', '-', '.', ':'")));
+        if r.is_empty()
+            || r.len() > 64
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+        {
+            return Err(StartError::Config(format!(
+                "--role {r:?}: use 1-64 letters, digits, '_', '-', '.', ':'"
+            )));
         }
     }
     let hash = hash_blocking(hash_params(settings), password).map_err(StartError::Config)?;
@@ -55,7 +63,9 @@ pub async fn create_user(
     {
         Ok(()) => {}
         Err(StorageError::Conflict { .. }) => {
-            return Err(StartError::Config(format!("--email: {email} already has an account")))
+            return Err(StartError::Config(format!(
+                "--email: {email} already has an account"
+            )))
         }
         Err(e) => return Err(e.into()),
     }
@@ -68,7 +78,13 @@ pub async fn create_user(
         username: None,
         locale: Locale::En,
     };
-    tx.enqueue(&Envelope::new(Uuid::now_v7(), now, None, &Outgoing::Event(ev))).await?;
+    tx.enqueue(&Envelope::new(
+        Uuid::now_v7(),
+        now,
+        None,
+        &Outgoing::Event(ev),
+    ))
+    .await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -22,7 +22,11 @@ fn panic_text(p: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-pub(crate) fn guarded<A, T, F>(addr: Addr<A>, handler: &'static str, fut: F) -> ResponseFuture<Result<T, CommandError>>
+pub(crate) fn guarded<A, T, F>(
+    addr: Addr<A>,
+    handler: &'static str,
+    fut: F,
+) -> ResponseFuture<Result<T, CommandError>>
 where
     A: Actor + Handler<Restart>,
     A::Context: actix::dev::ToEnvelope<A, Restart>,

@@ -133,7 +133,9 @@ impl Drop for Slot {
 impl HasherPool {
     /// Starts `threads` hasher threads; at most `threads + queue` jobs are admitted at once.
     pub fn start(threads: usize, queue: usize, params: HashParams) -> Result<Self, String> {
-        params.argon2().map_err(|e| format!("argon2 parameters: {e}"))?;
+        params
+            .argon2()
+            .map_err(|e| format!("argon2 parameters: {e}"))?;
         // The dummy hash makes a check for an unknown account cost one real verify.
         let dummy = hash_blocking(params, &crate::tokens::random_token())?;
         let threads = threads.max(1);
@@ -160,7 +162,11 @@ impl HasherPool {
         let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
         let slot = Slot(self.in_flight.clone());
         if before >= self.capacity {
-            tracing::warn!(in_flight = before, capacity = self.capacity, "hasher queue full; shedding");
+            tracing::warn!(
+                in_flight = before,
+                capacity = self.capacity,
+                "hasher queue full; shedding"
+            );
             return Err(CommandError::overloaded(1));
         }
         Ok(slot)
@@ -168,7 +174,11 @@ impl HasherPool {
 
     pub async fn hash(&self, password: &str) -> Result<String, CommandError> {
         let _slot = self.admit()?;
-        match self.addr.send(Hash(SecretString::from(password.to_owned()))).await {
+        match self
+            .addr
+            .send(Hash(SecretString::from(password.to_owned())))
+            .await
+        {
             Ok(Ok(h)) => Ok(h),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "password hashing failed");
@@ -176,7 +186,9 @@ impl HasherPool {
             }
             Err(e) => {
                 tracing::error!(error = %e, "hasher pool unreachable");
-                Err(CommandError::unavailable("the password hasher is unavailable"))
+                Err(CommandError::unavailable(
+                    "the password hasher is unavailable",
+                ))
             }
         }
     }
@@ -184,7 +196,10 @@ impl HasherPool {
     pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified, CommandError> {
         let _slot = self.admit()?;
         self.addr
-            .send(Verify(SecretString::from(password.to_owned()), phc.to_owned()))
+            .send(Verify(
+                SecretString::from(password.to_owned()),
+                phc.to_owned(),
+            ))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "hasher pool unreachable");
@@ -217,7 +232,14 @@ mod tests {
     #[test]
     fn a_hash_with_old_parameters_asks_for_a_rehash() {
         let old = hash_blocking(HashParams::DANGER_TEST_ONLY, "pw").unwrap();
-        let v = verify_blocking(HashParams { memory_kib: 128, ..HashParams::DANGER_TEST_ONLY }, "pw", &old);
+        let v = verify_blocking(
+            HashParams {
+                memory_kib: 128,
+                ..HashParams::DANGER_TEST_ONLY
+            },
+            "pw",
+            &old,
+        );
         assert!(v.matches);
         assert!(v.needs_rehash);
     }
@@ -229,7 +251,16 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
-        let pool = HasherPool::start(1, 0, HashParams { memory_kib: 8192, iterations: 3, parallelism: 1 }).unwrap();
+        let pool = HasherPool::start(
+            1,
+            0,
+            HashParams {
+                memory_kib: 8192,
+                iterations: 3,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
         let (a, b) = futures::join!(pool.hash("one password"), pool.hash("two password"));
         let shed = [a.is_err(), b.is_err()].iter().filter(|x| **x).count();
         assert_eq!(shed, 1, "one job runs, the other is refused");

@@ -52,18 +52,34 @@ fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, String>
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let ct = cipher(master)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: kid.as_bytes() })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: kid.as_bytes(),
+            },
+        )
         .map_err(|_| "encryption failed".to_string())?;
-    Ok(format!("v1:{}:{}", STANDARD.encode(nonce), STANDARD.encode(ct)))
+    Ok(format!(
+        "v1:{}:{}",
+        STANDARD.encode(nonce),
+        STANDARD.encode(ct)
+    ))
 }
 
 fn decrypt(master: &[u8; 32], kid: &str, stored: &str) -> Result<Vec<u8>, String> {
     let mut parts = stored.split(':');
-    let (Some("v1"), Some(n), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("v1"), Some(n), Some(c), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(format!("key {kid}: unknown storage format"));
     };
-    let nonce = STANDARD.decode(n).map_err(|_| format!("key {kid}: bad nonce"))?;
-    let ct = STANDARD.decode(c).map_err(|_| format!("key {kid}: bad ciphertext"))?;
+    let nonce = STANDARD
+        .decode(n)
+        .map_err(|_| format!("key {kid}: bad nonce"))?;
+    let ct = STANDARD
+        .decode(c)
+        .map_err(|_| format!("key {kid}: bad ciphertext"))?;
     if nonce.len() != 12 {
         return Err(format!("key {kid}: bad nonce"));
     }
@@ -84,7 +100,9 @@ fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, S
     let sk = SigningKey::generate(&mut rand::rngs::OsRng);
     let x = URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
     let kid = thumbprint(&x);
-    let der = sk.to_pkcs8_der().map_err(|e| format!("encoding a new key: {e}"))?;
+    let der = sk
+        .to_pkcs8_der()
+        .map_err(|e| format!("encoding a new key: {e}"))?;
     Ok(SigningKeyRecord {
         private_key_enc: encrypt(master, &kid, der.as_bytes())?,
         kid,
@@ -153,12 +171,16 @@ impl KeyRing {
             if r.retired_at.is_none() {
                 let der = decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
                 // Check the key decodes now rather than at the first login.
-                SigningKey::from_pkcs8_der(&der).map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
+                SigningKey::from_pkcs8_der(&der)
+                    .map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
                 // The newest active key signs.
                 signing = Some((r.kid.clone(), EncodingKey::from_ed_der(&der)));
             }
         }
-        let mut inner = self.inner.write().map_err(|_| StartError::Keys("key ring poisoned".into()))?;
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| StartError::Keys("key ring poisoned".into()))?;
         *inner = Inner {
             signing,
             verifying,
@@ -197,9 +219,18 @@ impl KeyRing {
 }
 
 /// Retires the active keys and generates a new one; returns its kid.
-pub async fn rotate(store: &Store, master: &[u8; 32], now: DateTime<Utc>) -> Result<String, StartError> {
+pub async fn rotate(
+    store: &Store,
+    master: &[u8; 32],
+    now: DateTime<Utc>,
+) -> Result<String, StartError> {
     // Refuse to rotate under a wrong master key: the old keys must decrypt.
-    for r in store.signing_keys().await?.iter().filter(|r| r.retired_at.is_none()) {
+    for r in store
+        .signing_keys()
+        .await?
+        .iter()
+        .filter(|r| r.retired_at.is_none())
+    {
         decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
     }
     let rec = generate(master, now).map_err(StartError::Keys)?;

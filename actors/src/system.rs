@@ -118,7 +118,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
 
 /// The master key: configured, or (embedded mode only) generated into the data dir.
 pub fn master_key(settings: &Settings) -> Result<[u8; 32], StartError> {
-    if let Some(k) = settings.master_key_bytes().map_err(|e| StartError::Config(e.to_string()))? {
+    if let Some(k) = settings
+        .master_key_bytes()
+        .map_err(|e| StartError::Config(e.to_string()))?
+    {
         return Ok(k);
     }
     if settings.is_distributed() {
@@ -130,9 +133,12 @@ pub fn master_key(settings: &Settings) -> Result<[u8; 32], StartError> {
     let path = settings.data_dir.join("master.key");
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| StartError::Config(format!("{}: not base64; delete it only if no keys were encrypted with it", path.display())))?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
+            StartError::Config(format!(
+                "{}: not base64; delete it only if no keys were encrypted with it",
+                path.display()
+            ))
+        })?;
         return bytes
             .try_into()
             .map_err(|_| StartError::Config(format!("{}: must hold 32 bytes", path.display())));
@@ -206,12 +212,19 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     } else {
         p.hasher_threads
     };
-    let queue = if p.hasher_queue == 0 { 4 * threads } else { p.hasher_queue };
+    let queue = if p.hasher_queue == 0 {
+        4 * threads
+    } else {
+        p.hasher_queue
+    };
     let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
     let hasher = HasherPool::start(threads, queue, params).map_err(StartError::Config)?;
 
     use secrecy::ExposeSecret;
-    let smtp = settings.smtp_url.as_ref().map(|s| s.expose_secret().to_owned());
+    let smtp = settings
+        .smtp_url
+        .as_ref()
+        .map(|s| s.expose_secret().to_owned());
     let mail_dir = settings.data_dir.join("mail");
     let mailer = Mailer::new(smtp.as_deref(), mail_dir.clone())?;
     let notify_actor = Notify::new(mailer, &settings.mail_from, store.clone(), clock.clone())?;

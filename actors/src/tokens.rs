@@ -57,7 +57,9 @@ mod tests {
     fn random_tokens_are_256_bits_and_url_safe() {
         let t = random_token();
         assert_eq!(t.len(), 43);
-        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(t, random_token());
     }
 

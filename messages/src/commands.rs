@@ -29,7 +29,12 @@ impl Locale {
     pub fn from_accept_language(header: Option<&str>) -> Self {
         let Some(h) = header else { return Self::En };
         for part in h.split(',') {
-            let tag = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if tag.starts_with("ru") {
                 return Self::Ru;
             }

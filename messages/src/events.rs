@@ -171,7 +171,12 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn new(id: Uuid, occurred_at: DateTime<Utc>, correlation_id: Option<String>, msg: &Outgoing) -> Self {
+    pub fn new(
+        id: Uuid,
+        occurred_at: DateTime<Utc>,
+        correlation_id: Option<String>,
+        msg: &Outgoing,
+    ) -> Self {
         let data = match msg {
             Outgoing::Event(e) => e.data(),
             Outgoing::Email(j) => serde_json::to_value(j).unwrap_or_default(),
@@ -212,7 +217,12 @@ mod tests {
             ip: Some("127.0.0.1".into()),
             user_agent: None,
         };
-        let env = Envelope::new(Uuid::now_v7(), Utc::now(), Some("req-1".into()), &Outgoing::Event(ev.clone()));
+        let env = Envelope::new(
+            Uuid::now_v7(),
+            Utc::now(),
+            Some("req-1".into()),
+            &Outgoing::Event(ev.clone()),
+        );
         assert_eq!(env.kind, "session.revoked");
         assert_eq!(env.data["reason"], "logout");
         let json = serde_json::to_string(&env).unwrap();
@@ -228,7 +238,12 @@ mod tests {
             locale: Locale::Ru,
             variables: [("link".to_string(), "http://x/?token=abc".to_string())].into(),
         };
-        let env = Envelope::new(Uuid::now_v7(), Utc::now(), None, &Outgoing::Email(job.clone()));
+        let env = Envelope::new(
+            Uuid::now_v7(),
+            Utc::now(),
+            None,
+            &Outgoing::Email(job.clone()),
+        );
         assert_eq!(env.kind, "email.verify_email");
         assert_eq!(env.decode().unwrap(), Outgoing::Email(job));
     }

@@ -41,7 +41,10 @@ impl PasswordPolicy {
             return Err(FieldError::new(
                 field,
                 "too_short",
-                format!("use at least {} characters; a few unrelated words make a strong password", self.min_length),
+                format!(
+                    "use at least {} characters; a few unrelated words make a strong password",
+                    self.min_length
+                ),
             ));
         }
         if n > self.max_length {
@@ -131,22 +134,44 @@ mod tests {
 
     #[test]
     fn the_configured_minimum_applies() {
-        let p = PasswordPolicy { min_length: 15, max_length: 256 };
-        assert_eq!(p.check("password", "velvet-otter-42", &[]).map(|_| ()), Ok(()));
-        assert_eq!(p.check("password", "velvet-otter4", &[]).unwrap_err().code, "too_short");
+        let p = PasswordPolicy {
+            min_length: 15,
+            max_length: 256,
+        };
+        assert_eq!(
+            p.check("password", "velvet-otter-42", &[]).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            p.check("password", "velvet-otter4", &[]).unwrap_err().code,
+            "too_short"
+        );
     }
 
     #[test]
     fn common_passwords_are_refused() {
-        for p in ["password", "password1", "12345678", "iloveyou", "qwertyuiop", "Password123"] {
+        for p in [
+            "password",
+            "password1",
+            "12345678",
+            "iloveyou",
+            "qwertyuiop",
+            "Password123",
+        ] {
             assert_eq!(check(p).unwrap_err().code, "too_common", "{p}");
         }
     }
 
     #[test]
     fn passwords_built_from_the_email_or_username_are_refused() {
-        assert_eq!(check("alice@example.com").unwrap_err().code, "derived_from_account");
-        assert_eq!(check("alice_w2024").unwrap_err().code, "derived_from_account");
+        assert_eq!(
+            check("alice@example.com").unwrap_err().code,
+            "derived_from_account"
+        );
+        assert_eq!(
+            check("alice_w2024").unwrap_err().code,
+            "derived_from_account"
+        );
     }
 
     #[test]

@@ -101,15 +101,11 @@ impl Username {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let s = raw.trim();
         let n = s.chars().count();
-        if n < Self::MIN || n > Self::MAX {
+        if !(Self::MIN..=Self::MAX).contains(&n) {
             return Err(FieldError::new(
                 field,
                 "invalid_length",
-                format!(
-                    "a username has {} to {} characters",
-                    Self::MIN,
-                    Self::MAX
-                ),
+                format!("a username has {} to {} characters", Self::MIN, Self::MAX),
             ));
         }
         let ok_chars = s
@@ -281,7 +277,15 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_rejected_naming_the_field() {
-        for bad in ["", "alice", "alice@", "@example.com", "a b@example.com", "alice@localhost", "a@b."] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a b@example.com",
+            "alice@localhost",
+            "a@b.",
+        ] {
             let e = Email::parse("email", bad).unwrap_err();
             assert_eq!(e.field, "email", "{bad}");
         }
@@ -301,13 +305,24 @@ mod tests {
         assert!(Username::parse("username", "bob@x").is_err());
         assert!(Username::parse("username", "_bob").is_err());
         assert!(Username::parse("username", "ab").is_err());
-        assert_eq!(Username::parse("username", "Bob.Smith-1").unwrap().normalized(), "bob.smith-1");
+        assert_eq!(
+            Username::parse("username", "Bob.Smith-1")
+                .unwrap()
+                .normalized(),
+            "bob.smith-1"
+        );
     }
 
     #[test]
     fn a_login_with_an_at_sign_is_an_email() {
-        assert!(matches!(LoginId::parse("login", "a@example.com").unwrap(), LoginId::Email(_)));
-        assert!(matches!(LoginId::parse("login", "alice").unwrap(), LoginId::Username(_)));
+        assert!(matches!(
+            LoginId::parse("login", "a@example.com").unwrap(),
+            LoginId::Email(_)
+        ));
+        assert!(matches!(
+            LoginId::parse("login", "alice").unwrap(),
+            LoginId::Username(_)
+        ));
         assert_eq!(LoginId::parse("login", " ").unwrap_err().code, "required");
     }
 

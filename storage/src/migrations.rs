@@ -15,7 +15,11 @@ impl MigratorTrait for Migrator {
 struct M0001Initial;
 
 fn uuid_pk(c: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(c)).uuid().not_null().primary_key().to_owned()
+    ColumnDef::new(Alias::new(c))
+        .uuid()
+        .not_null()
+        .primary_key()
+        .to_owned()
 }
 fn uuid_col(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c)).uuid().not_null().to_owned()
@@ -27,13 +31,23 @@ fn text_null(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c)).text().null().to_owned()
 }
 fn ts(c: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(c)).timestamp_with_time_zone().not_null().to_owned()
+    ColumnDef::new(Alias::new(c))
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
 }
 fn ts_null(c: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(c)).timestamp_with_time_zone().null().to_owned()
+    ColumnDef::new(Alias::new(c))
+        .timestamp_with_time_zone()
+        .null()
+        .to_owned()
 }
 fn boolean(c: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(c)).boolean().not_null().default(false).to_owned()
+    ColumnDef::new(Alias::new(c))
+        .boolean()
+        .not_null()
+        .default(false)
+        .to_owned()
 }
 fn table(name: &str, cols: Vec<ColumnDef>) -> TableCreateStatement {
     let mut t = Table::create();
@@ -81,14 +95,30 @@ impl MigrationTrait for M0001Initial {
         .await?;
         // NOTE: uniqueness on the lower-cased copies makes email and username
         // case-insensitively unique on SQLite and PostgreSQL alike.
-        m.create_index(index("users", "users_email_normalized_key", &["email_normalized"], true)).await?;
-        m.create_index(index("users", "users_username_normalized_key", &["username_normalized"], true)).await?;
+        m.create_index(index(
+            "users",
+            "users_email_normalized_key",
+            &["email_normalized"],
+            true,
+        ))
+        .await?;
+        m.create_index(index(
+            "users",
+            "users_username_normalized_key",
+            &["username_normalized"],
+            true,
+        ))
+        .await?;
 
         let mut roles = table(
             "user_roles",
             vec![uuid_col("user_id"), text("role"), ts("granted_at")],
         );
-        roles.primary_key(Index::create().col(Alias::new("user_id")).col(Alias::new("role")));
+        roles.primary_key(
+            Index::create()
+                .col(Alias::new("user_id"))
+                .col(Alias::new("role")),
+        );
         m.create_table(roles).await?;
 
         m.create_table(table(
@@ -104,8 +134,20 @@ impl MigrationTrait for M0001Initial {
             ],
         ))
         .await?;
-        m.create_index(index("email_tokens", "email_tokens_hash_key", &["token_hash"], true)).await?;
-        m.create_index(index("email_tokens", "email_tokens_user_idx", &["user_id", "purpose"], false)).await?;
+        m.create_index(index(
+            "email_tokens",
+            "email_tokens_hash_key",
+            &["token_hash"],
+            true,
+        ))
+        .await?;
+        m.create_index(index(
+            "email_tokens",
+            "email_tokens_user_idx",
+            &["user_id", "purpose"],
+            false,
+        ))
+        .await?;
 
         m.create_table(table(
             "sessions",
@@ -123,7 +165,8 @@ impl MigrationTrait for M0001Initial {
             ],
         ))
         .await?;
-        m.create_index(index("sessions", "sessions_user_idx", &["user_id"], false)).await?;
+        m.create_index(index("sessions", "sessions_user_idx", &["user_id"], false))
+            .await?;
 
         m.create_table(table(
             "refresh_tokens",
@@ -136,13 +179,29 @@ impl MigrationTrait for M0001Initial {
             ],
         ))
         .await?;
-        m.create_index(index("refresh_tokens", "refresh_tokens_hash_key", &["token_hash"], true)).await?;
-        m.create_index(index("refresh_tokens", "refresh_tokens_session_idx", &["session_id"], false)).await?;
+        m.create_index(index(
+            "refresh_tokens",
+            "refresh_tokens_hash_key",
+            &["token_hash"],
+            true,
+        ))
+        .await?;
+        m.create_index(index(
+            "refresh_tokens",
+            "refresh_tokens_session_idx",
+            &["session_id"],
+            false,
+        ))
+        .await?;
 
         m.create_table(table(
             "signing_keys",
             vec![
-                ColumnDef::new(Alias::new("kid")).text().not_null().primary_key().to_owned(),
+                ColumnDef::new(Alias::new("kid"))
+                    .text()
+                    .not_null()
+                    .primary_key()
+                    .to_owned(),
                 text("algorithm"),
                 text("public_key"),
                 text("private_key_enc"),
@@ -160,17 +219,31 @@ impl MigrationTrait for M0001Initial {
                 text("payload"),
                 ts("created_at"),
                 ts_null("published_at"),
-                ColumnDef::new(Alias::new("attempts")).integer().not_null().default(0).to_owned(),
+                ColumnDef::new(Alias::new("attempts"))
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
             ],
         ))
         .await?;
-        m.create_index(index("outbox", "outbox_pending_idx", &["published_at", "id"], false)).await?;
+        m.create_index(index(
+            "outbox",
+            "outbox_pending_idx",
+            &["published_at", "id"],
+            false,
+        ))
+        .await?;
 
         let mut inbox = table(
             "inbox",
             vec![text("consumer"), uuid_col("message_id"), ts("processed_at")],
         );
-        inbox.primary_key(Index::create().col(Alias::new("consumer")).col(Alias::new("message_id")));
+        inbox.primary_key(
+            Index::create()
+                .col(Alias::new("consumer"))
+                .col(Alias::new("message_id")),
+        );
         m.create_table(inbox).await?;
         Ok(())
     }

@@ -112,7 +112,11 @@ impl Store {
     }
 
     /// The user's live sessions, newest first.
-    pub async fn live_sessions_of(&self, id: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+    pub async fn live_sessions_of(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>> {
         Ok(session::Entity::find()
             .filter(session::Column::UserId.eq(id.0))
             .filter(session::Column::RevokedAt.is_null())
@@ -190,7 +194,10 @@ impl Store {
 
     pub async fn record_failed_attempt(&self, id: Uuid) -> Result<()> {
         outbox::Entity::update_many()
-            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .col_expr(
+                outbox::Column::Attempts,
+                Expr::col(outbox::Column::Attempts).add(1),
+            )
             .filter(outbox::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
@@ -275,7 +282,12 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn set_password_hash(&self, id: UserId, hash: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Expr::value(hash))
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
@@ -328,7 +340,12 @@ impl Tx {
     }
 
     /// Ends every outstanding token of one purpose for a user (a newer one replaces them).
-    pub async fn invalidate_email_tokens(&self, id: UserId, purpose: TokenPurpose, now: DateTime<Utc>) -> Result<()> {
+    pub async fn invalidate_email_tokens(
+        &self,
+        id: UserId,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         email_token::Entity::update_many()
             .col_expr(email_token::Column::UsedAt, Expr::value(now))
             .filter(email_token::Column::UserId.eq(id.0))
@@ -364,7 +381,12 @@ impl Tx {
             .map(session_record))
     }
 
-    pub async fn touch_session(&self, id: SessionId, now: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> Result<()> {
+    pub async fn touch_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<()> {
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(session::Column::IdleExpiresAt, Expr::value(idle_expires_at))
@@ -375,7 +397,12 @@ impl Tx {
     }
 
     /// Revokes one session; false when it was already revoked.
-    pub async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>, reason: &str) -> Result<bool> {
+    pub async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool> {
         let res = session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
             .col_expr(session::Column::RevokeReason, Expr::value(reason))
@@ -409,7 +436,12 @@ impl Tx {
         Ok(revoked)
     }
 
-    pub async fn insert_refresh_token(&self, session_id: SessionId, hash: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn insert_refresh_token(
+        &self,
+        session_id: SessionId,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         refresh_token::ActiveModel {
             id: Set(Uuid::now_v7()),
             session_id: Set(session_id.0),
@@ -460,7 +492,8 @@ impl Tx {
 
     /// Queues a message for the relay; it becomes visible only if this transaction commits.
     pub async fn enqueue(&self, e: &Envelope) -> Result<()> {
-        let payload = serde_json::to_string(e).map_err(|err| StorageError::Corrupt(err.to_string()))?;
+        let payload =
+            serde_json::to_string(e).map_err(|err| StorageError::Corrupt(err.to_string()))?;
         outbox::ActiveModel {
             id: Set(e.id),
             message_type: Set(e.kind.clone()),
@@ -476,7 +509,10 @@ impl Tx {
 }
 
 async fn user_by_id<C: ConnectionTrait>(db: &C, id: UserId) -> Result<Option<UserRecord>> {
-    Ok(user::Entity::find_by_id(id.0).one(db).await?.map(user_record))
+    Ok(user::Entity::find_by_id(id.0)
+        .one(db)
+        .await?
+        .map(user_record))
 }
 
 fn user_record(m: user::Model) -> UserRecord {

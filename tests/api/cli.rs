@@ -21,10 +21,17 @@ fn config_check_prints_the_effective_config_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path())
         .args(["config", "check"])
-        .env("KEYWARD_SMTP_URL", "smtp://user:hunter2secret@mail.example.com:25")
+        .env(
+            "KEYWARD_SMTP_URL",
+            "smtp://user:hunter2secret@mail.example.com:25",
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bind"));
     assert!(!text.contains("hunter2secret"));
@@ -33,18 +40,29 @@ fn config_check_prints_the_effective_config_without_secrets() {
 #[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = keyward(dir.path()).args(["config", "check"]).env("KEYWARD_BIND", "not-an-address").output().unwrap();
+    let out = keyward(dir.path())
+        .args(["config", "check"])
+        .env("KEYWARD_BIND", "not-an-address")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KEYWARD_BIND"), "{err}");
-    let out = keyward(dir.path()).arg("serve").env("KEYWARD_DATABASE_URL", "mysql://x").output().unwrap();
+    let out = keyward(dir.path())
+        .arg("serve")
+        .env("KEYWARD_DATABASE_URL", "mysql://x")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEYWARD_DATABASE_URL"));
 }
 
 #[test]
 fn help_explains_each_command() {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyward")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in ["serve", "worker", "migrate", "config", "admin", "keys"] {
         assert!(text.contains(cmd), "{cmd} in {text}");
@@ -55,18 +73,39 @@ fn help_explains_each_command() {
 async fn an_admin_created_user_logs_in_to_a_served_node_with_real_argon2_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path()).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut child = keyward(dir.path())
-        .args(["admin", "create-user", "--email", "root@example.com", "--password-stdin", "--role", "admin"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "root@example.com",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"operator passphrase 7\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"operator passphrase 7\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = keyward(dir.path()).args(["keys", "list"]).output().unwrap();
     assert!(out.status.success());
@@ -82,12 +121,19 @@ async fn an_admin_created_user_logs_in_to_a_served_node_with_real_argon2_default
     let mut line = String::new();
     let mut stdout = BufReader::new(serve.stdout.take().unwrap());
     stdout.read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).expect("address printed").to_owned();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address printed")
+        .to_owned();
 
     let client = reqwest::Client::new();
     let r = client
         .post(format!("http://{addr}/v1/auth/login"))
-        .json(&serde_json::json!({"login": "Root@Example.com", "password": "operator passphrase 7"}))
+        .json(
+            &serde_json::json!({"login": "Root@Example.com", "password": "operator passphrase 7"}),
+        )
         .timeout(Duration::from_secs(10))
         .send()
         .await

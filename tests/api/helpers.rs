@@ -30,9 +30,12 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// Changes a test applies to the node's settings.
+pub type Tweak = Box<dyn FnOnce(&mut Settings)>;
+
 #[derive(Default)]
 pub struct Options {
-    pub settings: Option<Box<dyn FnOnce(&mut Settings)>>,
+    pub settings: Option<Tweak>,
     pub danger_test_panic_on_register: Option<String>,
 }
 
@@ -42,11 +45,13 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::default();
-    settings.data_dir = dir.path().to_path_buf();
-    settings.database_url = format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display());
-    settings.bind = "127.0.0.1:0".into();
-    settings.management_bind = "127.0.0.1:0".into();
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        database_url: format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display()),
+        bind: "127.0.0.1:0".into(),
+        management_bind: "127.0.0.1:0".into(),
+        ..Settings::default()
+    };
     if let Some(f) = opts.settings {
         f(&mut settings);
     }
@@ -55,20 +60,30 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let node = Node::start(
         &settings,
         StartOptions {
-            clock: Some(Arc::new(move || Utc::now() + chrono::Duration::seconds(o.load(Ordering::SeqCst)))),
+            clock: Some(Arc::new(move || {
+                Utc::now() + chrono::Duration::seconds(o.load(Ordering::SeqCst))
+            })),
             hash_params: Some(HashParams::DANGER_TEST_ONLY),
             danger_test_panic_on_register: opts.danger_test_panic_on_register,
         },
     )
     .await
     .expect("node starts");
-    let db = Database::connect(settings.database_url.clone()).await.expect("test db connection");
+    let db = Database::connect(settings.database_url.clone())
+        .await
+        .expect("test db connection");
     TestApp {
         base: format!("http://{}", node.public_addr),
         management: format!("http://{}", node.management_addr),
-        mail_dir: node.mail_dir.clone().expect("embedded mode has a mail drop"),
+        mail_dir: node
+            .mail_dir
+            .clone()
+            .expect("embedded mode has a mail drop"),
         node,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
         db,
         clock_offset: offset,
         _dir: dir,
@@ -127,7 +142,12 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.client.post(self.url(path)).json(&body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post_bearer(&self, path: &str, token: &str, body: Option<Value>) -> Response {
@@ -139,11 +159,21 @@ impl TestApp {
     }
 
     pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
-        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn register(&self, email: &str, password: &str, username: Option<&str>) -> Response {
@@ -155,7 +185,11 @@ impl TestApp {
     }
 
     pub async fn login(&self, login: &str, password: &str) -> Response {
-        self.post("/v1/auth/login", json!({"login": login, "password": password})).await
+        self.post(
+            "/v1/auth/login",
+            json!({"login": login, "password": password}),
+        )
+        .await
     }
 
     /// Logs in and returns the TokenPair, asserting 200.
@@ -166,7 +200,8 @@ impl TestApp {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post("/v1/auth/refresh", json!({"refresh_token": refresh_token})).await
+        self.post("/v1/auth/refresh", json!({"refresh_token": refresh_token}))
+            .await
     }
 
     /// Every mail in the drop, oldest first.
@@ -176,7 +211,10 @@ impl TestApp {
             .unwrap_or_default();
         files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
         files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        files.iter().map(|p| parse_mail(&std::fs::read(p).expect("mail file"))).collect()
+        files
+            .iter()
+            .map(|p| parse_mail(&std::fs::read(p).expect("mail file")))
+            .collect()
     }
 
     /// Waits (up to 10 s) for the `n`-th mail (1-based) to `to` whose subject contains `subject`.
@@ -186,12 +224,18 @@ impl TestApp {
             let found: Vec<Mail> = self
                 .mails()
                 .into_iter()
-                .filter(|m| m.to.to_lowercase().contains(&to.to_lowercase()) && m.subject.contains(subject))
+                .filter(|m| {
+                    m.to.to_lowercase().contains(&to.to_lowercase()) && m.subject.contains(subject)
+                })
                 .collect();
             if found.len() >= n {
                 return found[n - 1].clone();
             }
-            assert!(Instant::now() < deadline, "no mail #{n} to {to} with subject {subject:?}; have {:?}", self.mails());
+            assert!(
+                Instant::now() < deadline,
+                "no mail #{n} to {to} with subject {subject:?}; have {:?}",
+                self.mails()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -205,7 +249,9 @@ impl TestApp {
         let r = self.register(email, PASSWORD, username).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         let token = self.wait_for_mail(email, "Confirm").await.token();
-        let r = self.post("/v1/auth/verify-email", json!({"token": token})).await;
+        let r = self
+            .post("/v1/auth/verify-email", json!({"token": token}))
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
     }
 
@@ -220,12 +266,19 @@ impl TestApp {
             .await
             .expect("outbox query");
         rows.iter()
-            .map(|r| serde_json::from_str(&r.try_get::<String>("", "payload").expect("payload")).expect("json"))
+            .map(|r| {
+                serde_json::from_str(&r.try_get::<String>("", "payload").expect("payload"))
+                    .expect("json")
+            })
             .collect()
     }
 
     pub async fn events_of_type(&self, kind: &str) -> Vec<Value> {
-        self.events().await.into_iter().filter(|e| e["type"] == kind).collect()
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect()
     }
 
     /// Waits until the outbox holds no unpublished row.
@@ -270,7 +323,10 @@ pub async fn problem(r: Response) -> (StatusCode, Value) {
         .unwrap_or("")
         .to_owned();
     let body: Value = r.json().await.expect("problem body");
-    assert!(ct.starts_with("application/problem+json"), "content-type {ct} for {body}");
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct} for {body}"
+    );
     for k in ["type", "title", "status", "detail", "code"] {
         assert!(body.get(k).is_some(), "problem has {k}: {body}");
     }

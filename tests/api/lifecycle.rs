@@ -10,11 +10,20 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     let app = spawn_app().await;
 
     // Register: 202 and a verification mail with a link.
-    let r = app.register("Alice@Example.com", PASSWORD, Some("alice")).await;
+    let r = app
+        .register("Alice@Example.com", PASSWORD, Some("alice"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({"status": "verification_sent"}));
-    let mail = app.wait_for_mail("alice@example.com", "Confirm your email").await;
-    assert!(mail.text.contains(&format!("{}/v1/auth/verify-email?token=", app.base)));
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"status": "verification_sent"})
+    );
+    let mail = app
+        .wait_for_mail("alice@example.com", "Confirm your email")
+        .await;
+    assert!(mail
+        .text
+        .contains(&format!("{}/v1/auth/verify-email?token=", app.base)));
     assert!(mail.html.contains("token="));
 
     // Not verified yet: the right password gets 403 email_not_verified.
@@ -23,9 +32,17 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     assert_eq!(body["code"], "email_not_verified");
 
     // The link in the mail (GET) renders a page and verifies.
-    let r = app.client.get(app.url(&format!("/v1/auth/verify-email?token={}", mail.token()))).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/auth/verify-email?token={}", mail.token())))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(r.text().await.unwrap().to_lowercase().contains("verified"));
 
     // Login by username, case-insensitively.
@@ -36,7 +53,12 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
     assert!(pair["refresh_expires_in"].as_u64().unwrap() > 0);
 
-    let me: serde_json::Value = app.get_bearer("/v1/users/me", &access).await.json().await.unwrap();
+    let me: serde_json::Value = app
+        .get_bearer("/v1/users/me", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "Alice@Example.com");
     assert_eq!(me["email_verified"], true);
     assert_eq!(me["username"], "alice");
@@ -57,9 +79,17 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["code"], "invalid_refresh_token");
     let (status, _) = problem(app.refresh(&refresh2).await).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the whole family is revoked");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the whole family is revoked"
+    );
     let (status, _) = problem(app.get_bearer("/v1/users/me", &access).await).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "its access tokens are refused at once");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "its access tokens are refused at once"
+    );
 
     // A new login, then logout ends that session at once.
     let pair = app.login_ok("alice@example.com", PASSWORD).await;
@@ -75,7 +105,13 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     app.wait_outbox_drained().await;
     let events = app.events().await;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
-    for k in ["user.registered", "user.email_verified", "user.logged_in", "session.reuse_detected", "session.revoked"] {
+    for k in [
+        "user.registered",
+        "user.email_verified",
+        "user.logged_in",
+        "session.reuse_detected",
+        "session.revoked",
+    ] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
     let registered = &app.events_of_type("user.registered").await[0];
@@ -85,8 +121,18 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     assert_eq!(registered["data"]["locale"], "en");
     assert!(registered["data"]["user_id"].is_string());
     assert!(registered["correlation_id"].is_string());
-    let all = serde_json::to_string(&app.events().await.iter().filter(|e| !e["type"].as_str().unwrap().starts_with("email.")).collect::<Vec<_>>()).unwrap();
-    assert!(!all.contains(PASSWORD) && !all.contains(&refresh) && !all.contains(&mail.token()), "events carry no secrets");
+    let all = serde_json::to_string(
+        &app.events()
+            .await
+            .iter()
+            .filter(|e| !e["type"].as_str().unwrap().starts_with("email."))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        !all.contains(PASSWORD) && !all.contains(&refresh) && !all.contains(&mail.token()),
+        "events carry no secrets"
+    );
 }
 
 #[actix_web::test]
@@ -109,7 +155,10 @@ async fn two_tabs_refreshing_at_once_get_the_same_successor_and_stay_logged_in()
     // The session is still alive and the successor rotates normally.
     let r = app.refresh(&successors[0]).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(app.events_of_type("session.reuse_detected").await.is_empty());
+    assert!(app
+        .events_of_type("session.reuse_detected")
+        .await
+        .is_empty());
 }
 
 #[actix_web::test]
@@ -126,5 +175,8 @@ async fn a_registration_in_russian_gets_russian_mail() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let mail = app.wait_for_mail("ivan@example.ru", "Подтвердите").await;
     assert!(mail.text.contains("token="));
-    assert_eq!(app.events_of_type("user.registered").await[0]["data"]["locale"], "ru");
+    assert_eq!(
+        app.events_of_type("user.registered").await[0]["data"]["locale"],
+        "ru"
+    );
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests: each starts a whole node and talks to it over HTTP like a client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod helpers;
 
 mod accounts;

@@ -15,12 +15,19 @@ async fn a_panic_inside_an_actor_handler_answers_500_and_the_node_keeps_serving(
     let (status, body) = problem(app.register("boom@example.com", PASSWORD, None).await).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["code"], "internal_error");
-    assert!(!body["detail"].as_str().unwrap().contains("danger"), "no internal text leaks");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("danger"),
+        "no internal text leaks"
+    );
 
     // The restarted accounts actor serves the next requests.
     app.verified_user("after@example.com", None).await;
     app.login_ok("after@example.com", PASSWORD).await;
-    assert!(app.events_of_type("user.registered").await.iter().all(|e| e["data"]["email"] != "boom@example.com"));
+    assert!(app
+        .events_of_type("user.registered")
+        .await
+        .iter()
+        .all(|e| e["data"]["email"] != "boom@example.com"));
 }
 
 #[actix_web::test]
@@ -34,9 +41,13 @@ async fn concurrent_registrations_all_succeed_without_losing_a_mail() {
     })
     .await;
     let emails: Vec<String> = (0..12).map(|i| format!("user{i}@example.com")).collect();
-    let replies = futures::future::join_all(emails.iter().map(|e| app.register(e, PASSWORD, None))).await;
+    let replies =
+        futures::future::join_all(emails.iter().map(|e| app.register(e, PASSWORD, None))).await;
     let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status()).collect();
-    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+        "{statuses:?}"
+    );
     for e in &emails {
         app.wait_for_mail(e, "Confirm").await;
     }
@@ -54,14 +65,22 @@ async fn overload_beyond_the_hasher_queue_is_shed_with_503_and_retry_after() {
     })
     .await;
     let emails: Vec<String> = (0..16).map(|i| format!("load{i}@example.com")).collect();
-    let replies = futures::future::join_all(emails.iter().map(|e| app.register(e, PASSWORD, None))).await;
+    let replies =
+        futures::future::join_all(emails.iter().map(|e| app.register(e, PASSWORD, None))).await;
     let mut accepted = Vec::new();
     let mut shed = 0;
     for (r, e) in replies.into_iter().zip(&emails) {
         match r.status() {
             StatusCode::ACCEPTED => accepted.push(e.clone()),
             StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+                assert!(
+                    r.headers()["retry-after"]
+                        .to_str()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                        >= 1
+                );
                 let (_, body) = problem(r).await;
                 assert_eq!(body["code"], "overloaded");
                 shed += 1;
@@ -75,7 +94,10 @@ async fn overload_beyond_the_hasher_queue_is_shed_with_503_and_retry_after() {
         app.wait_for_mail(e, "Confirm").await;
     }
     // Shed requests wrote nothing.
-    assert_eq!(app.events_of_type("user.registered").await.len(), accepted.len());
+    assert_eq!(
+        app.events_of_type("user.registered").await.len(),
+        accepted.len()
+    );
 }
 
 #[actix_web::test]
@@ -83,18 +105,57 @@ async fn malformed_bodies_get_4xx_problems_never_500() {
     let app = spawn_app().await;
     let url = app.url("/v1/auth/login");
     let cases: Vec<(reqwest::RequestBuilder, StatusCode)> = vec![
-        (app.client.post(&url).header("content-type", "application/json").body("{not json"), StatusCode::BAD_REQUEST),
-        (app.client.post(&url).header("content-type", "application/json").body("[1,2]"), StatusCode::BAD_REQUEST),
-        (app.client.post(&url).header("content-type", "text/plain").body("{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (app.client.post(&url).json(&json!({"login": 5, "password": null})), StatusCode::BAD_REQUEST),
-        (app.client.post(&url).json(&json!({"login": "x".repeat(40_000), "password": "p"})), StatusCode::PAYLOAD_TOO_LARGE),
-        (app.client.post(&url).header("content-type", "application/json").body("[".repeat(5000)), StatusCode::BAD_REQUEST),
+        (
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{not json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("[1,2]"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            app.client
+                .post(&url)
+                .header("content-type", "text/plain")
+                .body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            app.client
+                .post(&url)
+                .json(&json!({"login": 5, "password": null})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            app.client
+                .post(&url)
+                .json(&json!({"login": "x".repeat(40_000), "password": "p"})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("[".repeat(5000)),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (req, expected) in cases {
         let (status, _) = problem(req.send().await.unwrap()).await;
         assert_eq!(status, expected);
     }
-    let r = app.post("/v1/auth/refresh", json!({"refresh_token": "garbage"})).await;
+    let r = app
+        .post("/v1/auth/refresh", json!({"refresh_token": "garbage"}))
+        .await;
     let (status, body) = problem(r).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
 }

@@ -13,23 +13,53 @@ async fn a_user_lists_and_revokes_their_sessions() {
     let c = app.login_ok("kim@example.com", PASSWORD).await;
     let at = a["access_token"].as_str().unwrap();
 
-    let list: Vec<serde_json::Value> = app.get_bearer("/v1/sessions", at).await.json().await.unwrap();
+    let list: Vec<serde_json::Value> = app
+        .get_bearer("/v1/sessions", at)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 3);
     let current: Vec<_> = list.iter().filter(|s| s["current"] == true).collect();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["id"], a["session_id"]);
-    for k in ["created_at", "last_used_at", "expires_at", "user_agent", "ip"] {
+    for k in [
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip",
+    ] {
         assert!(current[0].get(k).is_some(), "{k}");
     }
     assert_eq!(current[0]["ip"], "127.0.0.1");
 
     // Revoke one other session by id.
-    let r = app.delete_bearer(&format!("/v1/sessions/{}", b["session_id"].as_str().unwrap()), at).await;
+    let r = app
+        .delete_bearer(
+            &format!("/v1/sessions/{}", b["session_id"].as_str().unwrap()),
+            at,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (status, _) = problem(app.get_bearer("/v1/users/me", b["access_token"].as_str().unwrap()).await).await;
+    let (status, _) = problem(
+        app.get_bearer("/v1/users/me", b["access_token"].as_str().unwrap())
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = problem(app.delete_bearer(&format!("/v1/sessions/{}", b["session_id"].as_str().unwrap()), at).await).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("session_not_found")));
+    let (status, body) = problem(
+        app.delete_bearer(
+            &format!("/v1/sessions/{}", b["session_id"].as_str().unwrap()),
+            at,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("session_not_found"))
+    );
     let (status, body) = problem(app.delete_bearer("/v1/sessions/not-a-uuid", at).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"][0]["field"], "id");
@@ -37,16 +67,33 @@ async fn a_user_lists_and_revokes_their_sessions() {
     // Someone else's session is not found, not revoked.
     app.verified_user("lee@example.com", None).await;
     let lee = app.login_ok("lee@example.com", PASSWORD).await;
-    let (status, _) = problem(app.delete_bearer(&format!("/v1/sessions/{}", lee["session_id"].as_str().unwrap()), at).await).await;
+    let (status, _) = problem(
+        app.delete_bearer(
+            &format!("/v1/sessions/{}", lee["session_id"].as_str().unwrap()),
+            at,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get_bearer("/v1/users/me", lee["access_token"].as_str().unwrap()).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_bearer("/v1/users/me", lee["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     // DELETE /v1/sessions ends all others and keeps this one.
     let r = app.delete_bearer("/v1/sessions", at).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (status, _) = problem(app.refresh(c["refresh_token"].as_str().unwrap()).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let list: Vec<serde_json::Value> = app.get_bearer("/v1/sessions", at).await.json().await.unwrap();
+    let list: Vec<serde_json::Value> = app
+        .get_bearer("/v1/sessions", at)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
 }
 
@@ -55,11 +102,21 @@ async fn forward_auth_answers_with_identity_headers_or_401() {
     let app = spawn_app().await;
     app.verified_user("max@example.com", None).await;
     let pair = app.login_ok("max@example.com", PASSWORD).await;
-    let r = app.get_bearer("/v1/auth/verify", pair["access_token"].as_str().unwrap()).await;
+    let r = app
+        .get_bearer("/v1/auth/verify", pair["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["x-keyward-session-id"], pair["session_id"].as_str().unwrap());
+    assert_eq!(
+        r.headers()["x-keyward-session-id"],
+        pair["session_id"].as_str().unwrap()
+    );
     assert!(r.headers().contains_key("x-keyward-user-id"));
     assert!(r.headers().contains_key("x-keyward-roles"));
-    let r = app.client.get(app.url("/v1/auth/verify")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/auth/verify"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

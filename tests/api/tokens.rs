@@ -17,7 +17,12 @@ async fn an_access_token_verifies_through_the_published_jwks() {
     let pair = app.login_ok("nia@example.com", PASSWORD).await;
     let token = pair["access_token"].as_str().unwrap();
 
-    let r = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let jwks: JwkSet = r.json().await.unwrap();
     let header = decode_header(token).unwrap();
@@ -31,7 +36,12 @@ async fn an_access_token_verifies_through_the_published_jwks() {
     v.set_audience(&["keyward"]);
     let data = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).expect("verifies");
     let c = data.claims;
-    let me: Value = app.get_bearer("/v1/users/me", token).await.json().await.unwrap();
+    let me: Value = app
+        .get_bearer("/v1/users/me", token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c["sub"], me["id"]);
     assert_eq!(c["sid"], pair["session_id"]);
     assert_eq!(c["email"], "nia@example.com");
@@ -55,7 +65,8 @@ async fn altered_or_forged_tokens_are_refused() {
     let token = pair["access_token"].as_str().unwrap();
     let parts: Vec<&str> = token.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     claims["roles"] = serde_json::json!(["admin"]);
 
     let mut none_header = header.clone();
@@ -66,7 +77,12 @@ async fn altered_or_forged_tokens_are_refused() {
         format!("{}.{}.{}", parts[0], b64(&claims), parts[2]),
         format!("{}.{}.", b64(&none_header), b64(&claims)),
         format!("{}.{}.{}", b64(&jwt_typ), parts[1], parts[2]),
-        format!("{}.{}.{}", parts[0], parts[1], &parts[2][..parts[2].len() - 2]),
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            &parts[2][..parts[2].len() - 2]
+        ),
         "not.a.jwt".to_owned(),
     ];
     for f in forged {

@@ -52,7 +52,9 @@ async fn issue_email_token(
             reset_link(&deps.public_url, &token),
         ),
     };
-    tx.invalidate_email_tokens(user.id, purpose, now).await.map_err(storage_err)?;
+    tx.invalidate_email_tokens(user.id, purpose, now)
+        .await
+        .map_err(storage_err)?;
     tx.insert_email_token(NewEmailToken {
         user_id: user.id,
         purpose,
@@ -62,8 +64,15 @@ async fn issue_email_token(
     })
     .await
     .map_err(storage_err)?;
-    let job = email_job(&user.email, template, Locale::parse(&user.locale), Some(link));
-    tx.enqueue(&deps.envelope(meta, job)).await.map_err(storage_err)
+    let job = email_job(
+        &user.email,
+        template,
+        Locale::parse(&user.locale),
+        Some(link),
+    );
+    tx.enqueue(&deps.envelope(meta, job))
+        .await
+        .map_err(storage_err)
 }
 
 fn username_taken() -> CommandError {
@@ -74,7 +83,11 @@ fn username_taken() -> CommandError {
     }
 }
 
-async fn register(deps: Arc<Deps>, danger_panic: Option<String>, m: Register) -> Result<(), CommandError> {
+async fn register(
+    deps: Arc<Deps>,
+    danger_panic: Option<String>,
+    m: Register,
+) -> Result<(), CommandError> {
     if danger_panic.as_deref() == Some(m.email.normalized().as_str()) {
         // NOTE: a test-only fault, armed only by the test harness, proving the handler edge.
         #[allow(clippy::panic)]
@@ -90,17 +103,34 @@ async fn register(deps: Arc<Deps>, danger_panic: Option<String>, m: Register) ->
         .check("password", m.password.expose(), &context)
         .map_err(|e| CommandError::invalid(vec![e]))?;
     if let Some(u) = &m.username {
-        if deps.store.username_exists(&u.normalized()).await.map_err(storage_err)? {
+        if deps
+            .store
+            .username_exists(&u.normalized())
+            .await
+            .map_err(storage_err)?
+        {
             return Err(username_taken());
         }
     }
     // Hash before looking the email up, so both branches cost the same.
     let hash = deps.hasher.hash(m.password.expose()).await?;
     let now = (deps.clock)();
-    if let Some(existing) = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)? {
+    if let Some(existing) = deps
+        .store
+        .user_by_email(&m.email.normalized())
+        .await
+        .map_err(storage_err)?
+    {
         let tx = deps.store.begin().await.map_err(storage_err)?;
-        let notice = email_job(&existing.email, EmailTemplate::AccountExists, Locale::parse(&existing.locale), None);
-        tx.enqueue(&deps.envelope(&m.meta, notice)).await.map_err(storage_err)?;
+        let notice = email_job(
+            &existing.email,
+            EmailTemplate::AccountExists,
+            Locale::parse(&existing.locale),
+            None,
+        );
+        tx.enqueue(&deps.envelope(&m.meta, notice))
+            .await
+            .map_err(storage_err)?;
         tx.commit().await.map_err(storage_err)?;
         deps.wake_relay();
         return Ok(());
@@ -140,7 +170,9 @@ async fn register(deps: Arc<Deps>, danger_panic: Option<String>, m: Register) ->
         username: record.username.clone(),
         locale: m.locale,
     };
-    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
+        .await
+        .map_err(storage_err)?;
     issue_email_token(&deps, &tx, &m.meta, &record, TokenPurpose::VerifyEmail).await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -150,20 +182,36 @@ async fn register(deps: Arc<Deps>, danger_panic: Option<String>, m: Register) ->
 
 async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, CommandError> {
     let now = (deps.clock)();
-    let invalid = || CommandError::invalid_token("the verification link is invalid, used or expired; ask for a new one");
+    let invalid = || {
+        CommandError::invalid_token(
+            "the verification link is invalid, used or expired; ask for a new one",
+        )
+    };
     let tx = deps.store.begin().await.map_err(storage_err)?;
     let user_id = tx
-        .consume_email_token(TokenPurpose::VerifyEmail, &sha256_hex(m.token.expose_secret()), now)
+        .consume_email_token(
+            TokenPurpose::VerifyEmail,
+            &sha256_hex(m.token.expose_secret()),
+            now,
+        )
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
-    let user = tx.user_by_id(user_id).await.map_err(storage_err)?.ok_or_else(invalid)?;
-    tx.set_email_verified(user_id, now).await.map_err(storage_err)?;
+    let user = tx
+        .user_by_id(user_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(invalid)?;
+    tx.set_email_verified(user_id, now)
+        .await
+        .map_err(storage_err)?;
     let ev = DomainEvent::UserEmailVerified {
         user_id,
         email: user.email.clone(),
     };
-    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
+        .await
+        .map_err(storage_err)?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     Ok(EmailVerified {
@@ -174,7 +222,11 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
 }
 
 async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandError> {
-    let user = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)?;
+    let user = deps
+        .store
+        .user_by_email(&m.email.normalized())
+        .await
+        .map_err(storage_err)?;
     if let Some(user) = user.filter(|u| !u.email_verified) {
         let tx = deps.store.begin().await.map_err(storage_err)?;
         issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::VerifyEmail).await?;
@@ -185,7 +237,12 @@ async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandErr
 }
 
 async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> {
-    if let Some(user) = deps.store.user_by_email(&m.email.normalized()).await.map_err(storage_err)? {
+    if let Some(user) = deps
+        .store
+        .user_by_email(&m.email.normalized())
+        .await
+        .map_err(storage_err)?
+    {
         let tx = deps.store.begin().await.map_err(storage_err)?;
         issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::ResetPassword).await?;
         tx.commit().await.map_err(storage_err)?;
@@ -204,7 +261,10 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
         deps.hasher.dummy_verify(m.password.expose()).await?;
         return Err(invalid_credentials());
     };
-    let v = deps.hasher.verify(m.password.expose(), &user.password_hash).await?;
+    let v = deps
+        .hasher
+        .verify(m.password.expose(), &user.password_hash)
+        .await?;
     if !v.matches {
         tracing::info!(user_id = %user.id, "login failed: wrong password");
         return Err(invalid_credentials());
@@ -246,7 +306,9 @@ fn policy_context(user: &UserRecord) -> Vec<&str> {
 async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), CommandError> {
     let now = (deps.clock)();
     let hash_of_token = sha256_hex(m.token.expose_secret());
-    let invalid = || CommandError::invalid_token("the reset link is invalid, used or expired; ask for a new one");
+    let invalid = || {
+        CommandError::invalid_token("the reset link is invalid, used or expired; ask for a new one")
+    };
     // A rejected password drops `tx`, rolling the token's use back: the link can be retried.
     let tx = deps.store.begin().await.map_err(storage_err)?;
     let user_id = tx
@@ -254,22 +316,41 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
-    let user = tx.user_by_id(user_id).await.map_err(storage_err)?.ok_or_else(invalid)?;
+    let user = tx
+        .user_by_id(user_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(invalid)?;
     deps.password_policy
         .check("password", m.password.expose(), &policy_context(&user))
         .map_err(|e| CommandError::invalid(vec![e]))?;
     let hash = deps.hasher.hash(m.password.expose()).await?;
-    tx.set_password_hash(user_id, &hash, now).await.map_err(storage_err)?;
+    tx.set_password_hash(user_id, &hash, now)
+        .await
+        .map_err(storage_err)?;
     // Proving control of the mailbox also verifies it.
     if !user.email_verified {
-        tx.set_email_verified(user_id, now).await.map_err(storage_err)?;
+        tx.set_email_verified(user_id, now)
+            .await
+            .map_err(storage_err)?;
     }
-    tx.invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now).await.map_err(storage_err)?;
+    tx.invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
+        .await
+        .map_err(storage_err)?;
     let ended = tx
         .revoke_user_sessions(user_id, None, now, "password_reset")
         .await
         .map_err(storage_err)?;
-    password_changed_messages(&deps, &tx, &m.meta, &user, "reset", RevokeReason::PasswordReset, ended).await?;
+    password_changed_messages(
+        &deps,
+        &tx,
+        &m.meta,
+        &user,
+        "reset",
+        RevokeReason::PasswordReset,
+        ended,
+    )
+    .await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     tracing::info!(user_id = %user_id, "password reset");
@@ -289,7 +370,9 @@ async fn password_changed_messages(
         user_id: user.id,
         via: via.to_owned(),
     };
-    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
+        .await
+        .map_err(storage_err)?;
     for sid in ended {
         let ev = DomainEvent::SessionRevoked {
             user_id: user.id,
@@ -298,10 +381,19 @@ async fn password_changed_messages(
             ip: meta.client_ip.map(|i| i.to_string()),
             user_agent: meta.user_agent.clone(),
         };
-        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
+            .await
+            .map_err(storage_err)?;
     }
-    let notice = email_job(&user.email, EmailTemplate::PasswordChanged, Locale::parse(&user.locale), None);
-    tx.enqueue(&deps.envelope(meta, notice)).await.map_err(storage_err)
+    let notice = email_job(
+        &user.email,
+        EmailTemplate::PasswordChanged,
+        Locale::parse(&user.locale),
+        None,
+    );
+    tx.enqueue(&deps.envelope(meta, notice))
+        .await
+        .map_err(storage_err)
 }
 
 async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), CommandError> {
@@ -311,8 +403,13 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
         .user_by_id(p.user_id)
         .await
         .map_err(storage_err)?
-        .ok_or_else(|| CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists"))?;
-    let v = deps.hasher.verify(m.current_password.expose(), &user.password_hash).await?;
+        .ok_or_else(|| {
+            CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
+        })?;
+    let v = deps
+        .hasher
+        .verify(m.current_password.expose(), &user.password_hash)
+        .await?;
     if !v.matches {
         return Err(CommandError::invalid(vec![FieldError::new(
             "current_password",
@@ -321,17 +418,32 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
         )]));
     }
     deps.password_policy
-        .check("new_password", m.new_password.expose(), &policy_context(&user))
+        .check(
+            "new_password",
+            m.new_password.expose(),
+            &policy_context(&user),
+        )
         .map_err(|e| CommandError::invalid(vec![e]))?;
     let hash = deps.hasher.hash(m.new_password.expose()).await?;
     let now = (deps.clock)();
     let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.set_password_hash(user.id, &hash, now).await.map_err(storage_err)?;
+    tx.set_password_hash(user.id, &hash, now)
+        .await
+        .map_err(storage_err)?;
     let ended = tx
         .revoke_user_sessions(user.id, Some(p.session_id), now, "password_changed")
         .await
         .map_err(storage_err)?;
-    password_changed_messages(&deps, &tx, &m.meta, &user, "change", RevokeReason::PasswordChanged, ended).await?;
+    password_changed_messages(
+        &deps,
+        &tx,
+        &m.meta,
+        &user,
+        "change",
+        RevokeReason::PasswordChanged,
+        ended,
+    )
+    .await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     tracing::info!(user_id = %user.id, "password changed");
@@ -344,7 +456,9 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
         .user_by_id(m.principal.user_id)
         .await
         .map_err(storage_err)?
-        .ok_or_else(|| CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists"))?;
+        .ok_or_else(|| {
+            CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
+        })?;
     let roles = deps.store.roles_of(u.id).await.map_err(storage_err)?;
     Ok(UserView {
         id: u.id,
@@ -369,8 +483,14 @@ macro_rules! handle {
     };
 }
 
-handle!(Register, (), |deps, m, act| register(deps, act.deps.danger_test_panic_on_register.clone(), m));
-handle!(VerifyEmail, EmailVerified, |deps, m, _act| verify_email(deps, m));
+handle!(Register, (), |deps, m, act| register(
+    deps,
+    act.deps.danger_test_panic_on_register.clone(),
+    m
+));
+handle!(VerifyEmail, EmailVerified, |deps, m, _act| verify_email(
+    deps, m
+));
 handle!(ResendVerification, (), |deps, m, _act| resend(deps, m));
 handle!(ForgotPassword, (), |deps, m, _act| forgot(deps, m));
 handle!(Login, TokenPair, |deps, m, _act| login(deps, m));

@@ -14,7 +14,10 @@ pub fn reset_link(public_url: &str, token: &str) -> String {
 
 /// The one reply for a wrong password and for an unknown account.
 pub fn invalid_credentials() -> CommandError {
-    CommandError::unauthenticated(codes::INVALID_CREDENTIALS, "the login or password is incorrect")
+    CommandError::unauthenticated(
+        codes::INVALID_CREDENTIALS,
+        "the login or password is incorrect",
+    )
 }
 
 #[cfg(test)]

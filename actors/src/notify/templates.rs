@@ -63,7 +63,11 @@ pub fn render(job: &EmailJob) -> (String, String, String) {
     }
     if let (Some(label), false) = (action, link.is_empty()) {
         text.push_str(&format!("\n\n{label}: {link}\n"));
-        html.push_str(&format!("<p><a href=\"{}\">{}</a></p>", escape(link), escape(label)));
+        html.push_str(&format!(
+            "<p><a href=\"{}\">{}</a></p>",
+            escape(link),
+            escape(label)
+        ));
     }
     html.push_str("</body></html>");
     (subject.to_owned(), text, html)

@@ -17,7 +17,10 @@ use crate::tokens::{sha256_hex, successor_token};
 
 fn bad_token(why: &str) -> CommandError {
     tracing::debug!(reason = why, "access token refused");
-    CommandError::unauthenticated(codes::UNAUTHENTICATED, "the access token is invalid, expired or revoked")
+    CommandError::unauthenticated(
+        codes::UNAUTHENTICATED,
+        "the access token is invalid, expired or revoked",
+    )
 }
 
 fn bad_refresh() -> CommandError {
@@ -34,16 +37,26 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
         return Err(bad_token("oversized"));
     }
     let header = jsonwebtoken::decode_header(&token).map_err(|_| bad_token("malformed header"))?;
-    if header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() != Some("at+jwt") {
+    if header
+        .typ
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+        != Some("at+jwt")
+    {
         return Err(bad_token("typ is not at+jwt"));
     }
     if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() {
         return Err(bad_token("key-carrying header"));
     }
     let kid = header.kid.ok_or_else(|| bad_token("no kid"))?;
-    let key = deps.keys.decoding_key(&kid).ok_or_else(|| bad_token("unknown kid"))?;
+    let key = deps
+        .keys
+        .decoding_key(&kid)
+        .ok_or_else(|| bad_token("unknown kid"))?;
     let v = validation(&deps.tokens.issuer, &deps.tokens.audience);
-    let data = jsonwebtoken::decode::<AccessClaims>(&token, &key, &v).map_err(|_| bad_token("signature or claims"))?;
+    let data = jsonwebtoken::decode::<AccessClaims>(&token, &key, &v)
+        .map_err(|_| bad_token("signature or claims"))?;
     let c = data.claims;
     if !times_ok(&c, (deps.clock)()) {
         return Err(bad_token("expired or not yet valid"));
@@ -82,7 +95,9 @@ async fn revoke(
             ip: meta.client_ip.map(|i| i.to_string()),
             user_agent: meta.user_agent.clone(),
         };
-        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
+            .await
+            .map_err(storage_err)?;
     }
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -102,7 +117,11 @@ pub(crate) fn reason_str(r: RevokeReason) -> &'static str {
 /// Rotation. A live token yields a successor derived from it; the same predecessor inside the
 /// grace window yields the same successor again; outside it, presenting a rotated token is
 /// reuse and ends the session.
-async fn refresh(deps: Arc<Deps>, meta: RequestMeta, presented: String) -> Result<TokenPair, CommandError> {
+async fn refresh(
+    deps: Arc<Deps>,
+    meta: RequestMeta,
+    presented: String,
+) -> Result<TokenPair, CommandError> {
     let now = (deps.clock)();
     let rec = deps
         .store
@@ -137,7 +156,9 @@ async fn refresh(deps: Arc<Deps>, meta: RequestMeta, presented: String) -> Resul
                     .await
                     .map_err(storage_err)?;
                 let idle = (now + deps.tokens.refresh_idle).min(session.expires_at);
-                tx.touch_session(session.id, now, idle).await.map_err(storage_err)?;
+                tx.touch_session(session.id, now, idle)
+                    .await
+                    .map_err(storage_err)?;
                 tx.commit().await.map_err(storage_err)?;
                 let mut s = session.clone();
                 s.idle_expires_at = idle;
@@ -157,7 +178,12 @@ async fn refresh(deps: Arc<Deps>, meta: RequestMeta, presented: String) -> Resul
             .await
             .map_err(storage_err)?;
         if current.is_some() {
-            let session = deps.store.session(session.id).await.map_err(storage_err)?.unwrap_or(session);
+            let session = deps
+                .store
+                .session(session.id)
+                .await
+                .map_err(storage_err)?
+                .unwrap_or(session);
             let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
             return pair(&deps, &user, &roles, &session, successor, now);
         }
@@ -183,8 +209,12 @@ async fn refresh(deps: Arc<Deps>, meta: RequestMeta, presented: String) -> Resul
             ip,
             user_agent: meta.user_agent.clone(),
         };
-        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(detected))).await.map_err(storage_err)?;
-        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(revoked))).await.map_err(storage_err)?;
+        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(detected)))
+            .await
+            .map_err(storage_err)?;
+        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(revoked)))
+            .await
+            .map_err(storage_err)?;
     }
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -195,7 +225,11 @@ impl Handler<Authenticate> for Sessions {
     type Result = ResponseFuture<Result<Principal, CommandError>>;
     fn handle(&mut self, m: Authenticate, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "Authenticate", authenticate(deps, m.token.expose_secret().to_owned()))
+        guarded(
+            ctx.address(),
+            "Authenticate",
+            authenticate(deps, m.token.expose_secret().to_owned()),
+        )
     }
 }
 
@@ -203,7 +237,11 @@ impl Handler<Refresh> for Sessions {
     type Result = ResponseFuture<Result<TokenPair, CommandError>>;
     fn handle(&mut self, m: Refresh, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "Refresh", refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()))
+        guarded(
+            ctx.address(),
+            "Refresh",
+            refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()),
+        )
     }
 }
 
@@ -213,7 +251,15 @@ impl Handler<Logout> for Sessions {
         let deps = self.deps.clone();
         guarded(ctx.address(), "Logout", async move {
             let p = m.principal;
-            revoke(&deps, &m.meta, p.user_id, p.session_id, RevokeReason::Logout).await.map(|_| ())
+            revoke(
+                &deps,
+                &m.meta,
+                p.user_id,
+                p.session_id,
+                RevokeReason::Logout,
+            )
+            .await
+            .map(|_| ())
         })
     }
 }
@@ -264,7 +310,11 @@ impl Handler<RevokeSession> for Sessions {
             if !owned_and_live {
                 return Err(not_found());
             }
-            let reason = if m.session_id == p.session_id { RevokeReason::Logout } else { RevokeReason::RevokedByUser };
+            let reason = if m.session_id == p.session_id {
+                RevokeReason::Logout
+            } else {
+                RevokeReason::RevokedByUser
+            };
             if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
                 Ok(())
             } else {
@@ -283,7 +333,12 @@ impl Handler<RevokeOtherSessions> for Sessions {
             let now = (deps.clock)();
             let tx = deps.store.begin().await.map_err(storage_err)?;
             let ended = tx
-                .revoke_user_sessions(p.user_id, Some(p.session_id), now, reason_str(RevokeReason::RevokedByUser))
+                .revoke_user_sessions(
+                    p.user_id,
+                    Some(p.session_id),
+                    now,
+                    reason_str(RevokeReason::RevokedByUser),
+                )
                 .await
                 .map_err(storage_err)?;
             for sid in ended {
@@ -294,7 +349,9 @@ impl Handler<RevokeOtherSessions> for Sessions {
                     ip: m.meta.client_ip.map(|i| i.to_string()),
                     user_agent: m.meta.user_agent.clone(),
                 };
-                tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+                tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
+                    .await
+                    .map_err(storage_err)?;
             }
             tx.commit().await.map_err(storage_err)?;
             deps.wake_relay();

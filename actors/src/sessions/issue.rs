@@ -79,7 +79,9 @@ pub(crate) async fn open_session(
     let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
     let tx = deps.store.begin().await.map_err(storage_err)?;
     if let Some(hash) = rehash {
-        tx.set_password_hash(user.id, &hash, now).await.map_err(storage_err)?;
+        tx.set_password_hash(user.id, &hash, now)
+            .await
+            .map_err(storage_err)?;
     }
     tx.insert_session(&session).await.map_err(storage_err)?;
     tx.insert_refresh_token(session.id, &sha256_hex(&refresh), now)
@@ -91,7 +93,9 @@ pub(crate) async fn open_session(
         ip: session.ip.clone(),
         user_agent: session.user_agent.clone(),
     };
-    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev))).await.map_err(storage_err)?;
+    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
+        .await
+        .map_err(storage_err)?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     pair(deps, user, &roles, &session, refresh, now)
