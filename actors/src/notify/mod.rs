@@ -13,7 +13,9 @@ use actix::prelude::*;
 use keyward_messages::events::{EmailJob, Envelope, Outgoing};
 use keyward_storage::Store;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor};
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
+};
 
 use crate::bus::Deliver;
 use crate::{Clock, StartError};
@@ -65,10 +67,17 @@ pub struct Notify {
 
 impl Notify {
     pub fn new(mailer: Mailer, from: &str, store: Store, clock: Clock) -> Result<Self, StartError> {
-        let from = from
-            .parse::<Mailbox>()
-            .map_err(|e| StartError::Config(format!("KEYWARD_MAIL_FROM: {e} (expected e.g. Keyward <no-reply@example.com>)")))?;
-        Ok(Self { mailer, from, store, clock })
+        let from = from.parse::<Mailbox>().map_err(|e| {
+            StartError::Config(format!(
+                "KEYWARD_MAIL_FROM: {e} (expected e.g. Keyward <no-reply@example.com>)"
+            ))
+        })?;
+        Ok(Self {
+            mailer,
+            from,
+            store,
+            clock,
+        })
     }
 }
 
@@ -82,14 +91,32 @@ pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, String> {
         .subject(subject)
         .multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
         )
         .map_err(|e| e.to_string())
 }
 
-async fn deliver(mailer: Mailer, from: Mailbox, store: Store, clock: Clock, env: Envelope) -> Result<(), String> {
-    if store.inbox_contains(CONSUMER, env.id).await.map_err(|e| format!("{e:?}"))? {
+async fn deliver(
+    mailer: Mailer,
+    from: Mailbox,
+    store: Store,
+    clock: Clock,
+    env: Envelope,
+) -> Result<(), String> {
+    if store
+        .inbox_contains(CONSUMER, env.id)
+        .await
+        .map_err(|e| format!("{e:?}"))?
+    {
         tracing::debug!(id = %env.id, "duplicate email job dropped");
         return Ok(());
     }
@@ -99,18 +126,27 @@ async fn deliver(mailer: Mailer, from: Mailbox, store: Store, clock: Clock, env:
         Err(e) => {
             // Poison: it will never decode. Record it so it is not retried forever.
             tracing::error!(id = %env.id, error = %e, "undecodable email job dropped");
-            return store.inbox_record(CONSUMER, env.id, clock()).await.map_err(|e| format!("{e:?}"));
+            return store
+                .inbox_record(CONSUMER, env.id, clock())
+                .await
+                .map_err(|e| format!("{e:?}"));
         }
     };
     let mail = match build_mail(&from, &job) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(id = %env.id, error = %e, "email job cannot be built; dropped");
-            return store.inbox_record(CONSUMER, env.id, clock()).await.map_err(|e| format!("{e:?}"));
+            return store
+                .inbox_record(CONSUMER, env.id, clock())
+                .await
+                .map_err(|e| format!("{e:?}"));
         }
     };
     mailer.send(mail).await?;
-    store.inbox_record(CONSUMER, env.id, clock()).await.map_err(|e| format!("{e:?}"))?;
+    store
+        .inbox_record(CONSUMER, env.id, clock())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     tracing::info!(id = %env.id, template = job.template.as_str(), locale = job.locale.as_str(), "email sent");
     Ok(())
 }
@@ -124,6 +160,12 @@ impl Supervised for Notify {}
 impl Handler<Deliver> for Notify {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(deliver(self.mailer.clone(), self.from.clone(), self.store.clone(), self.clock.clone(), env))
+        Box::pin(deliver(
+            self.mailer.clone(),
+            self.from.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            env,
+        ))
     }
 }
