@@ -27,6 +27,8 @@ pub struct TestApp {
     pub mail_dir: PathBuf,
     /// Seconds added to the node's clock.
     pub clock_offset: Arc<AtomicI64>,
+    // Field order matters: the node's pool closes before the database is dropped.
+    _pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,11 +45,89 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// A PostgreSQL database made for one test and dropped when the test ends.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// With KEYWARD_TEST_DATABASE_URL (an admin URL, as scripts/services.sh exports), a fresh
+    /// database; without it, None and the test runs on SQLite.
+    async fn create() -> Option<(TestDatabase, String)> {
+        let admin_url = std::env::var("KEYWARD_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = format!("kw_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(admin_url.clone())
+            .await
+            .expect("admin connection to PostgreSQL");
+        admin
+            .execute_raw(Statement::from_string(
+                admin.get_database_backend(),
+                format!("CREATE DATABASE {name}"),
+            ))
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+        let url = format!("{base}/{name}");
+        Some((TestDatabase { admin_url, name }, url))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // NOTE: not joined. DROP DATABASE waits for every backend to absorb a barrier,
+        // including the node's own connections, which this (the node's) thread serves; it
+        // completes once the test's runtime has shut down. A process that exits first leaves
+        // the database behind: scripts/services.sh removes the whole cluster on exit anyway.
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(db) = Database::connect(url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = db
+                        .execute_raw(Statement::from_string(db.get_database_backend(), sql))
+                        .await;
+                    let _ = db.close().await;
+                }
+            })
+        });
+    }
+}
+
+/// Which backend this run of the suite uses, for test output.
+pub fn backend() -> &'static str {
+    if std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    let pg = TestDatabase::create().await;
+    let database_url = match &pg {
+        Some((_, url)) => url.clone(),
+        None => format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display()),
+    };
     let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
-        database_url: format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display()),
+        database_url,
+        // Distributed storage requires a configured master key.
+        master_key: pg.as_ref().map(|_| {
+            use base64::Engine;
+            let key: [u8; 32] = rand_key();
+            secrecy::SecretString::from(base64::engine::general_purpose::STANDARD.encode(key))
+        }),
         bind: "127.0.0.1:0".into(),
         management_bind: "127.0.0.1:0".into(),
         ..Settings::default()
@@ -72,6 +152,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let db = Database::connect(settings.database_url.clone())
         .await
         .expect("test db connection");
+    let _pg = pg.map(|(d, _)| d);
     TestApp {
         base: format!("http://{}", node.public_addr),
         management: format!("http://{}", node.management_addr),
@@ -86,8 +167,22 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             .expect("client"),
         db,
         clock_offset: offset,
+        _pg,
         _dir: dir,
     }
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    for (i, b) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .enumerate()
+    {
+        k[i] = *b;
+    }
+    k
 }
 
 /// A decoded email from the mail drop.
