@@ -2,11 +2,14 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
 #                              the test suite creates one database per test and drops it)
+#   KEYWARD_TEST_AMQP_URL      amqp://guest:guest@127.0.0.1:PORT/%2f (the test suite uses one
+#                              vhost per test)
+#   KEYWARD_TEST_RABBITMQCTL   a script that runs rabbitmqctl against that node
 #
 # Installs what is missing with apt-get (needs root, as on CI). No Docker engine is needed.
 set -euo pipefail
@@ -15,7 +18,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -62,9 +65,59 @@ start_postgres() {
   log "postgres ready on 127.0.0.1:$port"
 }
 
+start_rabbitmq() {
+  if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    log "installing rabbitmq-server"
+    apt_install rabbitmq-server
+  fi
+  local dir="$root/rabbitmq" port dist epmd
+  port=$(free_port); dist=$(free_port); epmd=$(free_port)
+  mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
+  python3 -c 'import secrets; print(secrets.token_hex(20), end="")' > "$dir/home/.erlang.cookie"
+  chmod 400 "$dir/home/.erlang.cookie"
+  printf 'listeners.tcp.1 = 127.0.0.1:%s\nmanagement.tcp.ip = 127.0.0.1\nloopback_users = none\n' "$port" > "$dir/rabbitmq.conf"
+  echo '[].' > "$dir/enabled_plugins"
+  : > "$dir/rabbitmq-env.conf"
+  cat > "$dir/env" <<ENV
+export HOME='$dir/home'
+export RABBITMQ_NODENAME='kw$port@localhost'
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT=$port
+export RABBITMQ_DIST_PORT=$dist
+export RABBITMQ_MNESIA_BASE='$dir/mnesia'
+export RABBITMQ_LOG_BASE='$dir/log'
+export RABBITMQ_CONFIG_FILE='$dir/rabbitmq.conf'
+export RABBITMQ_ENABLED_PLUGINS_FILE='$dir/enabled_plugins'
+export RABBITMQ_CONF_ENV_FILE='$dir/rabbitmq-env.conf'
+export RABBITMQ_PID_FILE='$dir/rabbitmq.pid'
+export ERL_EPMD_ADDRESS=127.0.0.1
+export ERL_EPMD_PORT=$epmd
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
+export RABBITMQ_CTL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
+ENV
+  cat > "$dir/ctl" <<CTL
+#!/usr/bin/env bash
+. '$dir/env'
+exec /usr/lib/rabbitmq/bin/rabbitmqctl "\$@"
+CTL
+  chmod +x "$dir/ctl"
+  ( . "$dir/env"; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >"$dir/server.out" 2>&1 &
+  cleanup_steps+=("(. '$dir/env'; [ -f \"\$RABBITMQ_PID_FILE\" ] && kill \$(cat \"\$RABBITMQ_PID_FILE\") 2>/dev/null; for i in \$(seq 1 100); do [ -f \"\$RABBITMQ_PID_FILE\" ] && kill -0 \$(cat \"\$RABBITMQ_PID_FILE\") 2>/dev/null || break; sleep 0.1; done; epmd -kill >/dev/null 2>&1)")
+  local i
+  for i in $(seq 1 120); do
+    if "$dir/ctl" -q await_startup --timeout 5 >/dev/null 2>&1; then break; fi
+    [ "$i" = 120 ] && { cat "$dir/server.out" >&2; exit 1; }
+    sleep 1
+  done
+  export KEYWARD_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${port}/%2f"
+  export KEYWARD_TEST_RABBITMQCTL="$dir/ctl"
+  log "rabbitmq ready on 127.0.0.1:$port"
+}
+
 for s in "${want[@]}"; do
   case "$s" in
     postgres) start_postgres ;;
+    rabbitmq) start_rabbitmq ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

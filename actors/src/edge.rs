@@ -9,6 +9,7 @@ use std::panic::AssertUnwindSafe;
 use actix::{Actor, Addr, Handler, Message, ResponseFuture};
 use futures::FutureExt;
 use keyward_messages::CommandError;
+use tracing::Instrument;
 
 /// Tells a context actor to stop so its supervisor restarts it.
 #[derive(Message)]
@@ -22,9 +23,12 @@ fn panic_text(p: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
+/// Runs a handler's future inside a span carrying the request id (so every log line of a
+/// request names it, in the gateway and in the actors alike) and catches its panic.
 pub(crate) fn guarded<A, T, F>(
     addr: Addr<A>,
     handler: &'static str,
+    request_id: &str,
     fut: F,
 ) -> ResponseFuture<Result<T, CommandError>>
 where
@@ -33,7 +37,8 @@ where
     T: 'static,
     F: Future<Output = Result<T, CommandError>> + 'static,
 {
-    Box::pin(async move {
+    let span = tracing::info_span!("handler", handler, request_id = %request_id);
+    let guarded = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(r) => r,
             Err(p) => {
@@ -42,5 +47,6 @@ where
                 Err(CommandError::Internal)
             }
         }
-    })
+    };
+    Box::pin(guarded.instrument(span))
 }

@@ -33,6 +33,7 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
+        let meta = request_meta(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let token = token?;
@@ -41,7 +42,7 @@ impl FromRequest for Authenticated {
                 return Err(ApiError::internal());
             };
             state
-                .ask(&state.to.authenticate, Authenticate { token })
+                .ask(&state.to.authenticate, Authenticate { meta, token })
                 .await
                 .map(Authenticated)
                 .map_err(ApiError::with_invalid_token_challenge)
@@ -78,6 +79,13 @@ impl FromRequest for Meta {
     type Future = Ready<Result<Self, Infallible>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Meta(request_meta(req))))
+    }
+}
+
+/// Who is asking: request id, peer address, user agent.
+fn request_meta(req: &HttpRequest) -> RequestMeta {
+    {
         // NOTE: without the request-id middleware (never in the real app) an id is still made,
         // so commands always carry one.
         let request_id = req
@@ -90,11 +98,11 @@ impl FromRequest for Meta {
                 .take(USER_AGENT_MAX_CHARS)
                 .collect()
         });
-        ready(Ok(Meta(RequestMeta {
+        RequestMeta {
             request_id,
             client_ip: req.peer_addr().map(|a| a.ip()),
             user_agent,
-        })))
+        }
     }
 }
 

@@ -186,6 +186,7 @@ pub struct ChangePassword {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<UserView, CommandError>")]
 pub struct GetMe {
+    pub meta: RequestMeta,
     pub principal: Principal,
 }
 
@@ -196,6 +197,7 @@ pub struct GetMe {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Principal, CommandError>")]
 pub struct Authenticate {
+    pub meta: RequestMeta,
     pub token: SecretString,
 }
 
@@ -219,6 +221,7 @@ pub struct Logout {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<SessionView>, CommandError>")]
 pub struct ListSessions {
+    pub meta: RequestMeta,
     pub principal: Principal,
 }
 

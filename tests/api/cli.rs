@@ -156,3 +156,99 @@ async fn an_admin_created_user_logs_in_to_a_served_node_with_real_argon2_default
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
     assert!(std::fs::metadata(dir.path().join("data/master.key")).is_ok());
 }
+
+#[actix_web::test]
+async fn every_log_line_of_a_request_names_its_request_id_and_no_password_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = keyward(dir.path());
+    cmd.arg("serve")
+        .env("KEYWARD_BIND", "127.0.0.1:0")
+        .env("KEYWARD_MANAGEMENT_BIND", "127.0.0.1:0")
+        .env("KEYWARD_LOG", "info")
+        .env("KEYWARD_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    let password = "secret-velvet-otter-lantern";
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://{addr}/v1/auth/register"))
+        .header("x-request-id", "req-register-42")
+        .json(&serde_json::json!({"email": "logs@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = client
+        .post(format!("http://{addr}/v1/auth/login"))
+        .header("x-request-id", "req-login-43")
+        .json(&serde_json::json!({"login": "logs@example.com", "password": "a wrong password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Let the mail be written (its log line belongs to no request).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !text.contains(password) && !text.contains("a wrong password"),
+        "a password reached the log"
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let registered: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("account registered"))
+        })
+        .collect();
+    assert_eq!(registered.len(), 1, "{text}");
+    assert!(
+        registered[0].to_string().contains("req-register-42"),
+        "actor line carries the id: {}",
+        registered[0]
+    );
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("login failed"))
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(failed[0].to_string().contains("req-login-43"));
+    // Every line inside a request span (gateway access log and actor lines) names its request.
+    let in_request: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("span").is_some() || l.get("spans").is_some())
+        .collect();
+    assert!(in_request.len() >= 4, "{text}");
+    for l in in_request {
+        let s = l.to_string();
+        assert!(
+            s.contains("req-register-42") || s.contains("req-login-43"),
+            "line without request id: {s}"
+        );
+    }
+}

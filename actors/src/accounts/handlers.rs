@@ -259,6 +259,7 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     .map_err(storage_err)?;
     let Some(user) = user else {
         deps.hasher.dummy_verify(m.password.expose()).await?;
+        tracing::info!("login failed: unknown account");
         return Err(invalid_credentials());
     };
     let v = deps
@@ -477,7 +478,8 @@ macro_rules! handle {
             fn handle(&mut self, $m: $msg, ctx: &mut Context<Self>) -> Self::Result {
                 let $deps = self.deps.clone();
                 let $act = &*self;
-                guarded(ctx.address(), stringify!($msg), $body)
+                let request_id = $m.meta.request_id.clone();
+                guarded(ctx.address(), stringify!($msg), &request_id, $body)
             }
         }
     };

@@ -228,6 +228,7 @@ impl Handler<Authenticate> for Sessions {
         guarded(
             ctx.address(),
             "Authenticate",
+            &m.meta.request_id.clone(),
             authenticate(deps, m.token.expose_secret().to_owned()),
         )
     }
@@ -240,6 +241,7 @@ impl Handler<Refresh> for Sessions {
         guarded(
             ctx.address(),
             "Refresh",
+            &m.meta.request_id.clone(),
             refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()),
         )
     }
@@ -249,18 +251,23 @@ impl Handler<Logout> for Sessions {
     type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, m: Logout, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "Logout", async move {
-            let p = m.principal;
-            revoke(
-                &deps,
-                &m.meta,
-                p.user_id,
-                p.session_id,
-                RevokeReason::Logout,
-            )
-            .await
-            .map(|_| ())
-        })
+        guarded(
+            ctx.address(),
+            "Logout",
+            &m.meta.request_id.clone(),
+            async move {
+                let p = m.principal;
+                revoke(
+                    &deps,
+                    &m.meta,
+                    p.user_id,
+                    p.session_id,
+                    RevokeReason::Logout,
+                )
+                .await
+                .map(|_| ())
+            },
+        )
     }
 }
 
@@ -268,26 +275,31 @@ impl Handler<ListSessions> for Sessions {
     type Result = ResponseFuture<Result<Vec<SessionView>, CommandError>>;
     fn handle(&mut self, m: ListSessions, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "ListSessions", async move {
-            let p = m.principal;
-            let rows = deps
-                .store
-                .live_sessions_of(p.user_id, (deps.clock)())
-                .await
-                .map_err(storage_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|s| SessionView {
-                    current: s.id == p.session_id,
-                    id: s.id,
-                    created_at: s.created_at,
-                    last_used_at: s.last_used_at,
-                    expires_at: s.idle_expires_at.min(s.expires_at),
-                    user_agent: s.user_agent,
-                    ip: s.ip.and_then(|i| i.parse().ok()),
-                })
-                .collect())
-        })
+        guarded(
+            ctx.address(),
+            "ListSessions",
+            &m.meta.request_id.clone(),
+            async move {
+                let p = m.principal;
+                let rows = deps
+                    .store
+                    .live_sessions_of(p.user_id, (deps.clock)())
+                    .await
+                    .map_err(storage_err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|s| SessionView {
+                        current: s.id == p.session_id,
+                        id: s.id,
+                        created_at: s.created_at,
+                        last_used_at: s.last_used_at,
+                        expires_at: s.idle_expires_at.min(s.expires_at),
+                        user_agent: s.user_agent,
+                        ip: s.ip.and_then(|i| i.parse().ok()),
+                    })
+                    .collect())
+            },
+        )
     }
 }
 
@@ -295,32 +307,37 @@ impl Handler<RevokeSession> for Sessions {
     type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, m: RevokeSession, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "RevokeSession", async move {
-            let p = m.principal;
-            let owned_and_live = deps
-                .store
-                .session(m.session_id)
-                .await
-                .map_err(storage_err)?
-                .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
-            let not_found = || CommandError::NotFound {
-                code: codes::SESSION_NOT_FOUND,
-                detail: "no live session with this id belongs to you".into(),
-            };
-            if !owned_and_live {
-                return Err(not_found());
-            }
-            let reason = if m.session_id == p.session_id {
-                RevokeReason::Logout
-            } else {
-                RevokeReason::RevokedByUser
-            };
-            if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
-                Ok(())
-            } else {
-                Err(not_found())
-            }
-        })
+        guarded(
+            ctx.address(),
+            "RevokeSession",
+            &m.meta.request_id.clone(),
+            async move {
+                let p = m.principal;
+                let owned_and_live = deps
+                    .store
+                    .session(m.session_id)
+                    .await
+                    .map_err(storage_err)?
+                    .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
+                let not_found = || CommandError::NotFound {
+                    code: codes::SESSION_NOT_FOUND,
+                    detail: "no live session with this id belongs to you".into(),
+                };
+                if !owned_and_live {
+                    return Err(not_found());
+                }
+                let reason = if m.session_id == p.session_id {
+                    RevokeReason::Logout
+                } else {
+                    RevokeReason::RevokedByUser
+                };
+                if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
+                    Ok(())
+                } else {
+                    Err(not_found())
+                }
+            },
+        )
     }
 }
 
@@ -328,35 +345,40 @@ impl Handler<RevokeOtherSessions> for Sessions {
     type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, m: RevokeOtherSessions, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(ctx.address(), "RevokeOtherSessions", async move {
-            let p = m.principal;
-            let now = (deps.clock)();
-            let tx = deps.store.begin().await.map_err(storage_err)?;
-            let ended = tx
-                .revoke_user_sessions(
-                    p.user_id,
-                    Some(p.session_id),
-                    now,
-                    reason_str(RevokeReason::RevokedByUser),
-                )
-                .await
-                .map_err(storage_err)?;
-            for sid in ended {
-                let ev = DomainEvent::SessionRevoked {
-                    user_id: p.user_id,
-                    session_id: sid,
-                    reason: RevokeReason::RevokedByUser,
-                    ip: m.meta.client_ip.map(|i| i.to_string()),
-                    user_agent: m.meta.user_agent.clone(),
-                };
-                tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
+        guarded(
+            ctx.address(),
+            "RevokeOtherSessions",
+            &m.meta.request_id.clone(),
+            async move {
+                let p = m.principal;
+                let now = (deps.clock)();
+                let tx = deps.store.begin().await.map_err(storage_err)?;
+                let ended = tx
+                    .revoke_user_sessions(
+                        p.user_id,
+                        Some(p.session_id),
+                        now,
+                        reason_str(RevokeReason::RevokedByUser),
+                    )
                     .await
                     .map_err(storage_err)?;
-            }
-            tx.commit().await.map_err(storage_err)?;
-            deps.wake_relay();
-            Ok(())
-        })
+                for sid in ended {
+                    let ev = DomainEvent::SessionRevoked {
+                        user_id: p.user_id,
+                        session_id: sid,
+                        reason: RevokeReason::RevokedByUser,
+                        ip: m.meta.client_ip.map(|i| i.to_string()),
+                        user_agent: m.meta.user_agent.clone(),
+                    };
+                    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
+                        .await
+                        .map_err(storage_err)?;
+                }
+                tx.commit().await.map_err(storage_err)?;
+                deps.wake_relay();
+                Ok(())
+            },
+        )
     }
 }
 

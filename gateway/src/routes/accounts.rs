@@ -170,9 +170,10 @@ pub(super) async fn change_password(
 
 pub(super) async fn me(
     st: State,
+    Meta(meta): Meta,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let user = st.ask(&st.to.get_me, GetMe { principal }).await?;
+    let user = st.ask(&st.to.get_me, GetMe { meta, principal }).await?;
     Ok(private_json(&user))
 }
 

@@ -51,10 +51,11 @@ pub(super) async fn logout(
 
 pub(super) async fn list(
     st: State,
+    Meta(meta): Meta,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let sessions = st
-        .ask(&st.to.list_sessions, ListSessions { principal })
+        .ask(&st.to.list_sessions, ListSessions { meta, principal })
         .await?;
     Ok(private_json(&sessions))
 }
