@@ -89,7 +89,6 @@ export RABBITMQ_LOG_BASE='$dir/log'
 export RABBITMQ_CONFIG_FILE='$dir/rabbitmq.conf'
 export RABBITMQ_ENABLED_PLUGINS_FILE='$dir/enabled_plugins'
 export RABBITMQ_CONF_ENV_FILE='$dir/rabbitmq-env.conf'
-export RABBITMQ_PID_FILE='$dir/rabbitmq.pid'
 export ERL_EPMD_ADDRESS=127.0.0.1
 export ERL_EPMD_PORT=$epmd
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
@@ -102,7 +101,7 @@ exec /usr/lib/rabbitmq/bin/rabbitmqctl "\$@"
 CTL
   chmod +x "$dir/ctl"
   ( . "$dir/env"; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >"$dir/server.out" 2>&1 &
-  cleanup_steps+=("(. '$dir/env'; [ -f \"\$RABBITMQ_PID_FILE\" ] && kill \$(cat \"\$RABBITMQ_PID_FILE\") 2>/dev/null; for i in \$(seq 1 100); do [ -f \"\$RABBITMQ_PID_FILE\" ] && kill -0 \$(cat \"\$RABBITMQ_PID_FILE\") 2>/dev/null || break; sleep 0.1; done; epmd -kill >/dev/null 2>&1)")
+  cleanup_steps+=("'$dir/ctl' -q shutdown --timeout 60 >/dev/null 2>&1; (. '$dir/env'; epmd -kill >/dev/null 2>&1)")
   local i
   for i in $(seq 1 120); do
     if "$dir/ctl" -q await_startup --timeout 5 >/dev/null 2>&1; then break; fi

@@ -82,10 +82,11 @@ impl Node {
             workers: settings.http.workers,
         };
         let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
-        let management = keyward_gateway::management_server(
-            management_listener,
-            vec![("database".to_owned(), s.clone().recipient())],
-        )?;
+        let mut probes = vec![("database".to_owned(), s.clone().recipient())];
+        if let Some(amqp) = &contexts.amqp {
+            probes.push(("rabbitmq".to_owned(), amqp.clone().recipient()));
+        }
+        let management = keyward_gateway::management_server(management_listener, probes)?;
         let node = Node {
             public_addr,
             management_addr,

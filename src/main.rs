@@ -90,8 +90,13 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // NOTE: lapin logs a returned message with its body at WARN; an email job's body holds a
+    // one-time link, so that target is kept quiet (the relay reports returns without bodies).
+    // Directives in KEYWARD_LOG come later and can override it.
+    let directives = format!("lapin::returned_messages=error,{}", settings.log);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,lapin::returned_messages=error")
+    });
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -130,6 +135,73 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn worker(settings: Settings) -> anyhow::Result<()> {
+    use keyward_actors::notify::worker::{Worker, WorkerProbe};
+    use secrecy::ExposeSecret;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let Some(amqp_url) = settings
+        .amqp_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned())
+    else {
+        anyhow::bail!(
+            "KEYWARD_AMQP_URL: keyward worker consumes the RabbitMQ email queue; set it (e.g. amqp://user:pass@host:5672/%2f). In embedded mode `keyward serve` sends mail itself"
+        );
+    };
+    let store = keyward_actors::system::open_store(&settings).await?;
+    let smtp = settings
+        .smtp_url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
+    if smtp.is_none() {
+        tracing::warn!(
+            "KEYWARD_SMTP_URL is not set: the worker writes mail to the data dir's mail drop"
+        );
+    }
+    let mailer =
+        keyward_actors::notify::Mailer::new(smtp.as_deref(), settings.data_dir.join("mail"))?;
+    let from = keyward_actors::notify::parse_from(&settings.mail_from)?;
+    let consuming = Arc::new(AtomicBool::new(false));
+    let probe = actix::Actor::start(WorkerProbe {
+        consuming: consuming.clone(),
+    });
+    let listener = std::net::TcpListener::bind(&settings.management_bind).map_err(|e| {
+        anyhow::anyhow!(
+            "KEYWARD_MANAGEMENT_BIND: cannot listen on {}: {e}",
+            settings.management_bind
+        )
+    })?;
+    let management_addr = listener.local_addr()?;
+    let management = keyward_gateway::management_server(
+        listener,
+        vec![("rabbitmq".to_owned(), probe.recipient())],
+    )?;
+    let handle = management.handle();
+    actix_rt::spawn(management);
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "keyward worker consuming keyward.notify.email (management http://{management_addr})"
+    );
+    let _ = out.flush();
+    let worker = Worker {
+        amqp_url,
+        mailer,
+        from,
+        store,
+        clock: keyward_actors::system_clock(),
+        consuming,
+    };
+    tokio::select! {
+        _ = worker.run() => {}
+        _ = shutdown_signal() => tracing::info!("worker shutting down"),
+    }
+    handle.stop(true).await;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -157,27 +229,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&settings);
     match cli.command {
         Command::Serve => serve(settings).await,
-        Command::Worker => anyhow::bail!(
-            "keyward worker consumes the RabbitMQ email queue and needs distributed mode (KEYWARD_AMQP_URL), which this build does not support yet; in embedded mode `keyward serve` sends mail itself"
-        ),
+        Command::Worker => worker(settings).await,
         Command::Migrate => {
             keyward_actors::system::open_store(&settings).await?;
             println!("database is up to date");
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             keyward_actors::system::master_key(&settings)?;
             print!("{}", settings.redacted_toml());
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::CreateUser { email, password_stdin: _, roles },
+            command:
+                AdminCommand::CreateUser {
+                    email,
+                    password_stdin: _,
+                    roles,
+                },
         } => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             let store = keyward_actors::system::open_store(&settings).await?;
-            let id = keyward_actors::admin::create_user(&settings, &store, &email, password, &roles).await?;
+            let id =
+                keyward_actors::admin::create_user(&settings, &store, &email, password, &roles)
+                    .await?;
             println!("{id}");
             Ok(())
         }
@@ -186,13 +265,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 KeysCommand::List => {
                     for k in keyward_actors::keys::list(&store).await? {
-                        let state = k.retired_at.map_or("active".to_owned(), |t| format!("retired {}", t.to_rfc3339()));
-                        println!("{}\t{}\tcreated {}\t{}", k.kid, k.algorithm, k.created_at.to_rfc3339(), state);
+                        let state = k.retired_at.map_or("active".to_owned(), |t| {
+                            format!("retired {}", t.to_rfc3339())
+                        });
+                        println!(
+                            "{}\t{}\tcreated {}\t{}",
+                            k.kid,
+                            k.algorithm,
+                            k.created_at.to_rfc3339(),
+                            state
+                        );
                     }
                 }
                 KeysCommand::Rotate => {
                     let master = keyward_actors::system::master_key(&settings)?;
-                    let kid = keyward_actors::keys::rotate(&store, &master, chrono::Utc::now()).await?;
+                    let kid =
+                        keyward_actors::keys::rotate(&store, &master, chrono::Utc::now()).await?;
                     println!("{kid}");
                 }
             }

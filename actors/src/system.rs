@@ -18,6 +18,7 @@ use rand::RngCore;
 use uuid::Uuid;
 
 use crate::accounts::Accounts;
+use crate::bus::amqp::AmqpPublisher;
 use crate::bus::{Relay, Subscriber, Wake};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
@@ -102,7 +103,10 @@ pub struct NodeOptions {
 pub struct Contexts {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
-    pub notify: Addr<Notify>,
+    /// The mail sender, in embedded mode.
+    pub notify: Option<Addr<Notify>>,
+    /// The RabbitMQ publisher, in distributed mode.
+    pub amqp: Option<Addr<AmqpPublisher>>,
     pub relay: Addr<Relay>,
     pub store: Store,
     /// Where mail is written in embedded mode.
@@ -225,18 +229,41 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         .smtp_url
         .as_ref()
         .map(|s| s.expose_secret().to_owned());
-    let mail_dir = settings.data_dir.join("mail");
-    let mailer = Mailer::new(smtp.as_deref(), mail_dir.clone())?;
-    let notify_actor = Notify::new(mailer, &settings.mail_from, store.clone(), clock.clone())?;
-    let notify = Supervisor::start(move |_| notify_actor);
-
+    let amqp_url = settings
+        .amqp_url
+        .as_ref()
+        .map(|s| s.expose_secret().to_owned());
+    let mut mail_dir = None;
+    let mut notify = None;
+    let mut amqp = None;
+    let subscribers = match amqp_url {
+        // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail.
+        Some(url) => {
+            let publisher = Supervisor::start(move |_| AmqpPublisher::new(url));
+            amqp = Some(publisher.clone());
+            vec![Subscriber {
+                name: "rabbitmq",
+                prefix: "",
+                recipient: publisher.recipient(),
+            }]
+        }
+        None => {
+            let dir = settings.data_dir.join("mail");
+            let mailer = Mailer::new(smtp.as_deref(), dir.clone())?;
+            let notify_actor =
+                Notify::new(mailer, &settings.mail_from, store.clone(), clock.clone())?;
+            let addr = Supervisor::start(move |_| notify_actor);
+            notify = Some(addr.clone());
+            mail_dir = smtp.is_none().then_some(dir);
+            vec![Subscriber {
+                name: "notify",
+                prefix: "email.",
+                recipient: addr.recipient(),
+            }]
+        }
+    };
     let relay_store = store.clone();
     let relay_clock = clock.clone();
-    let subscribers = vec![Subscriber {
-        name: "notify",
-        prefix: "email.",
-        recipient: notify.clone().recipient(),
-    }];
     let relay = Supervisor::start(move |_| Relay::new(relay_store, relay_clock, subscribers));
 
     let deps = Arc::new(Deps {
@@ -262,8 +289,9 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         accounts,
         sessions,
         notify,
+        amqp,
         relay,
         store,
-        mail_dir: smtp.is_none().then_some(mail_dir),
+        mail_dir,
     })
 }

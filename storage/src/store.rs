@@ -20,6 +20,9 @@ use crate::migrations::Migrator;
 use crate::records::*;
 use crate::{Result, StorageError};
 
+/// Key of the PostgreSQL advisory lock taken while migrating.
+const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
+
 /// A pooled connection to the database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -46,8 +49,18 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// Applies pending migrations; returns how many ran.
+    /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock held
+    /// for the transaction serialises nodes and workers that start at the same time.
     pub async fn migrate(&self) -> Result<usize> {
+        if self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            let tx = self.db.begin().await?;
+            tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await?;
+            let pending = Migrator::get_pending_migrations(&tx).await?.len();
+            Migrator::up(&tx, None).await?;
+            tx.commit().await?;
+            return Ok(pending);
+        }
         let pending = Migrator::get_pending_migrations(&self.db).await?.len();
         Migrator::up(&self.db, None).await?;
         Ok(pending)

@@ -6,6 +6,7 @@
 //! than one delivery.
 
 mod templates;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,7 @@ use crate::{Clock, StartError};
 
 pub use templates::render;
 
+/// Inbox consumer name: one id is sent once, whichever node or worker takes it.
 const CONSUMER: &str = "notify.email";
 
 /// Where mail goes.
@@ -67,18 +69,22 @@ pub struct Notify {
 
 impl Notify {
     pub fn new(mailer: Mailer, from: &str, store: Store, clock: Clock) -> Result<Self, StartError> {
-        let from = from.parse::<Mailbox>().map_err(|e| {
-            StartError::Config(format!(
-                "KEYWARD_MAIL_FROM: {e} (expected e.g. Keyward <no-reply@example.com>)"
-            ))
-        })?;
         Ok(Self {
             mailer,
-            from,
+            from: parse_from(from)?,
             store,
             clock,
         })
     }
+}
+
+/// The sender address of KEYWARD_MAIL_FROM.
+pub fn parse_from(from: &str) -> Result<Mailbox, StartError> {
+    from.parse::<Mailbox>().map_err(|e| {
+        StartError::Config(format!(
+            "KEYWARD_MAIL_FROM: {e} (expected e.g. Keyward <no-reply@example.com>)"
+        ))
+    })
 }
 
 /// Builds the MIME message for a job: text and HTML alternatives.

@@ -1,6 +1,10 @@
-//! The outbox relay of the in-process bus: reads committed outbox rows in order, hands each
-//! to the subscribers whose prefix matches its type, and marks it published once every one of
-//! them has taken it. A failed delivery is retried with backoff; nothing is dropped.
+//! The outbox relay: reads committed outbox rows in order, hands each to the subscribers whose
+//! prefix matches its type, and marks it published once every one of them has taken it. A
+//! failed delivery is retried with backoff; nothing is dropped. In embedded mode the notify
+//! actor subscribes to email jobs; in distributed mode the one subscriber is the AMQP publisher
+//! ([`amqp`]), so a row is marked only once RabbitMQ confirmed it.
+
+pub mod amqp;
 
 use std::time::{Duration, Instant};
 
@@ -79,7 +83,8 @@ impl Relay {
                     }
                 } else {
                     act.failures = act.failures.saturating_add(1);
-                    let secs = 2u64.saturating_pow(act.failures.min(6)).min(60);
+                    // Capped low: after an outage, events must flow within seconds of the broker's return.
+                    let secs = 2u64.saturating_pow(act.failures.min(3)).min(5);
                     act.not_before = Some(Instant::now() + Duration::from_secs(secs));
                 }
             })

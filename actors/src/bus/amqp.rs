@@ -1,0 +1,267 @@
+//! The RabbitMQ side of the bus: the topology, a publisher with confirms, and the connection
+//! helpers the worker shares.
+//!
+//! Topology (declared by [`declare_topology`], at every connect and reconnect; idempotent):
+//! - `keyward.events`: topic exchange, durable; routing key = event type.
+//! - `keyward.notify.email`: quorum queue, durable, fed through the default exchange; a message
+//!   delivered [`EMAIL_DELIVERY_LIMIT`] times without an ack is dead-lettered.
+//! - `keyward.dead`: fanout exchange and durable queue of that name, for dead letters.
+//! - `keyward.broadcast`: fanout exchange for node-local caches.
+//!
+//! Refuses: marking anything sent before the broker confirmed it; treating a returned email job
+//! as delivered. (An event that no queue is bound for is confirmed and reaches nobody: consumers
+//! bind their own queues to `keyward.events`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use keyward_messages::events::Envelope;
+use keyward_messages::CommandError;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::Deliver;
+
+pub const EVENTS_EXCHANGE: &str = "keyward.events";
+pub const EMAIL_QUEUE: &str = "keyward.notify.email";
+pub const DEAD_EXCHANGE: &str = "keyward.dead";
+pub const DEAD_QUEUE: &str = "keyward.dead";
+pub const BROADCAST_EXCHANGE: &str = "keyward.broadcast";
+/// Deliveries of one email job before it goes to `keyward.dead`.
+pub const EMAIL_DELIVERY_LIMIT: i32 = 6;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn durable() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+/// Declares every exchange and queue Keyward uses. Safe to call any number of times.
+pub async fn declare_topology(ch: &Channel) -> lapin::Result<()> {
+    ch.exchange_declare(
+        EVENTS_EXCHANGE.into(),
+        ExchangeKind::Topic,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        BROADCAST_EXCHANGE.into(),
+        ExchangeKind::Fanout,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        DEAD_EXCHANGE.into(),
+        ExchangeKind::Fanout,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    let q = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(DEAD_QUEUE.into(), q, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        DEAD_QUEUE.into(),
+        DEAD_EXCHANGE.into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(DEAD_EXCHANGE)),
+    );
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(EMAIL_DELIVERY_LIMIT),
+    );
+    ch.queue_declare(EMAIL_QUEUE.into(), q, args).await?;
+    Ok(())
+}
+
+/// Connects (bounded by a timeout) and opens a channel with the topology declared.
+pub async fn connect(url: &str, name: &str) -> Result<(Connection, Channel), String> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props))
+        .await
+        .map_err(|_| "timed out connecting to RabbitMQ".to_owned())?
+        .map_err(|e| format!("connecting to RabbitMQ: {e}"))?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| format!("opening a channel: {e}"))?;
+    declare_topology(&ch)
+        .await
+        .map_err(|e| format!("declaring the topology: {e}"))?;
+    Ok((conn, ch))
+}
+
+/// Where an envelope goes: events to the topic exchange by type, email jobs to their queue.
+pub fn route(env: &Envelope) -> (&'static str, String) {
+    if env.kind.starts_with("email.") {
+        ("", EMAIL_QUEUE.to_owned())
+    } else {
+        (EVENTS_EXCHANGE, env.kind.clone())
+    }
+}
+
+/// The documented AMQP properties of an envelope.
+pub fn properties(env: &Envelope) -> BasicProperties {
+    let mut p = BasicProperties::default()
+        .with_message_id(env.id.to_string().into())
+        .with_type(env.kind.clone().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_timestamp(u64::try_from(env.occurred_at.timestamp()).unwrap_or(0));
+    if let Some(c) = &env.correlation_id {
+        p = p.with_correlation_id(c.clone().into());
+    }
+    p
+}
+
+struct Link {
+    conn: Connection,
+    channel: Channel,
+}
+
+/// Publishes the relay's envelopes to RabbitMQ. Connects lazily and again after any failure;
+/// the relay's retry (with backoff) is what drives reconnection, so an outage never blocks a
+/// request, and rows wait in the outbox until the broker is back.
+pub struct AmqpPublisher {
+    url: Arc<String>,
+    link: Arc<Mutex<Option<Link>>>,
+}
+
+impl AmqpPublisher {
+    pub fn new(url: String) -> Self {
+        Self {
+            url: Arc::new(url),
+            link: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+async fn ensure(url: &str, slot: &mut Option<Link>) -> Result<Channel, String> {
+    if let Some(l) = slot.as_ref() {
+        if l.conn.status().connected() && l.channel.status().connected() {
+            return Ok(l.channel.clone());
+        }
+    }
+    *slot = None;
+    let (conn, channel) = connect(url, "keyward-node-publisher").await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| format!("enabling publisher confirms: {e}"))?;
+    tracing::info!(url = %keyward_config::safe_url(url), "connected to RabbitMQ");
+    *slot = Some(Link {
+        conn,
+        channel: channel.clone(),
+    });
+    Ok(channel)
+}
+
+async fn publish(
+    url: Arc<String>,
+    link: Arc<Mutex<Option<Link>>>,
+    env: Envelope,
+) -> Result<(), String> {
+    let mut slot = link.lock().await;
+    let ch = ensure(&url, &mut slot).await?;
+    let body = serde_json::to_vec(&env).map_err(|e| e.to_string())?;
+    let (exchange, key) = route(&env);
+    let attempt = async {
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &body,
+                properties(&env),
+            )
+            .await?
+            .await?;
+        Ok::<_, lapin::Error>(confirm)
+    };
+    let result = tokio::time::timeout(CONFIRM_TIMEOUT, attempt).await;
+    let confirm = match result {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            *slot = None;
+            return Err(format!("publishing: {e}"));
+        }
+        Err(_) => {
+            *slot = None;
+            return Err("no publisher confirm in time".into());
+        }
+    };
+    if !confirm.is_ack() {
+        return Err("the broker refused (nack) the message".into());
+    }
+    if let Some(returned) = confirm.take_message() {
+        // NOTE: an event no queue is bound for reaches nobody, as pub/sub means; blocking the
+        // ordered outbox on it would stall every later message. An email job must reach its
+        // queue, so for those a return is a failure to retry.
+        if exchange == EVENTS_EXCHANGE {
+            tracing::debug!(kind = %env.kind, "no queue is bound for this event type");
+        } else {
+            return Err(format!("unroutable: {} ({})", key, returned.reply_text));
+        }
+    }
+    Ok(())
+}
+
+impl Actor for AmqpPublisher {
+    type Context = Context<Self>;
+}
+
+impl Supervised for AmqpPublisher {}
+
+impl Handler<Deliver> for AmqpPublisher {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(publish(self.url.clone(), self.link.clone(), env))
+    }
+}
+
+impl Handler<keyward_messages::commands::CheckReady> for AmqpPublisher {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(
+        &mut self,
+        _: keyward_messages::commands::CheckReady,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let (url, link) = (self.url.clone(), self.link.clone());
+        Box::pin(async move {
+            let mut slot = link.lock().await;
+            ensure(&url, &mut slot).await.map(|_| ()).map_err(|e| {
+                tracing::warn!(error = %e, "RabbitMQ is not reachable");
+                CommandError::unavailable("RabbitMQ is not reachable")
+            })
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! `keyward worker`: consumes `keyward.notify.email` and sends each job through the mailer.
+//!
+//! Acks only after the mail went out and its id is recorded (a crash before that redelivers
+//! it; the inbox drops the duplicate). A message that cannot be decoded is rejected without
+//! requeue, so it goes to `keyward.dead`; a send failure is requeued after a backoff, and the
+//! quorum queue's delivery limit dead-letters a job that keeps failing. Reconnects with backoff.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use keyward_messages::commands::CheckReady;
+use keyward_messages::events::Envelope;
+use keyward_messages::CommandError;
+use keyward_storage::Store;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lettre::message::Mailbox;
+
+use super::{deliver, Mailer};
+use crate::bus::amqp::{connect, EMAIL_QUEUE};
+use crate::Clock;
+
+/// Jobs a worker holds unacknowledged at once.
+const PREFETCH: u16 = 8;
+
+/// Answers /readyz for a worker: ready while it is consuming.
+pub struct WorkerProbe {
+    pub consuming: Arc<AtomicBool>,
+}
+
+impl Actor for WorkerProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<CheckReady> for WorkerProbe {
+    type Result = Result<(), CommandError>;
+    fn handle(&mut self, _: CheckReady, _: &mut Context<Self>) -> Self::Result {
+        if self.consuming.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(CommandError::unavailable("not consuming from RabbitMQ"))
+        }
+    }
+}
+
+pub struct Worker {
+    pub amqp_url: String,
+    pub mailer: Mailer,
+    pub from: Mailbox,
+    pub store: Store,
+    pub clock: Clock,
+    pub consuming: Arc<AtomicBool>,
+}
+
+fn delivery_count(d: &Delivery) -> i64 {
+    let headers: Option<&FieldTable> = d.properties.headers().as_ref();
+    match headers.and_then(|h| h.inner().get("x-delivery-count")) {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n),
+        _ => 0,
+    }
+}
+
+impl Worker {
+    /// Consumes until the process is stopped; never returns on broker trouble, it reconnects.
+    pub async fn run(self) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.consume_once().await {
+                Ok(()) => tracing::warn!("the consumer stopped; reconnecting"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker cannot consume; retrying")
+                }
+            }
+            self.consuming.store(false, Ordering::SeqCst);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn consume_once(&self) -> Result<(), String> {
+        let (conn, ch) = connect(&self.amqp_url, "keyward-worker").await?;
+        ch.basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .map_err(|e| format!("basic_qos: {e}"))?;
+        let tag = format!("keyward-worker-{}", uuid::Uuid::new_v4());
+        let mut consumer = ch
+            .basic_consume(
+                EMAIL_QUEUE.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("basic_consume: {e}"))?;
+        self.consuming.store(true, Ordering::SeqCst);
+        tracing::info!(queue = EMAIL_QUEUE, prefetch = PREFETCH, "worker consuming");
+        while let Some(next) = consumer.next().await {
+            let delivery = next.map_err(|e| format!("consumer: {e}"))?;
+            self.handle(delivery).await?;
+        }
+        drop(conn);
+        Ok(())
+    }
+
+    /// Errors only for broker trouble (ack/nack failed); job failures are handled here.
+    async fn handle(&self, d: Delivery) -> Result<(), String> {
+        let env: Envelope = match serde_json::from_slice(&d.data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable message on the email queue; dead-lettering it");
+                return d
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("nack: {e}"));
+            }
+        };
+        let id = env.id;
+        match deliver(
+            self.mailer.clone(),
+            self.from.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            env,
+        )
+        .await
+        {
+            Ok(()) => d
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("ack: {e}")),
+            Err(e) => {
+                let count = delivery_count(&d);
+                let wait = Duration::from_millis(250u64.saturating_mul(1 << count.clamp(0, 5)));
+                tracing::warn!(%id, error = %e, deliveries = count + 1, retry_in_ms = wait.as_millis() as u64, "sending failed; requeueing");
+                tokio::time::sleep(wait).await;
+                d.nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("nack: {e}"))
+            }
+        }
+    }
+}
