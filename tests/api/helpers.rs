@@ -25,10 +25,13 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     pub mail_dir: PathBuf,
+    /// The settings the node runs with (peers started with `spawn_peer` share them).
+    pub settings: Settings,
     /// Seconds added to the node's clock.
     pub clock_offset: Arc<AtomicI64>,
     // Field order matters: the node's pool closes before the database is dropped.
     _pg: Option<TestDatabase>,
+    _vhost: Option<TestVhost>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,6 +41,9 @@ pub type Tweak = Box<dyn FnOnce(&mut Settings)>;
 #[derive(Default)]
 pub struct Options {
     pub settings: Option<Tweak>,
+    /// Distributed mode: a vhost of its own on KEYWARD_TEST_AMQP_URL, and an in-process email
+    /// worker writing to the mail drop the helpers read.
+    pub amqp: bool,
     pub danger_test_panic_on_register: Option<String>,
 }
 
@@ -115,6 +121,11 @@ pub fn backend() -> &'static str {
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let pg = TestDatabase::create().await;
+    let vhost = if opts.amqp {
+        Some(TestVhost::create().await)
+    } else {
+        None
+    };
     let database_url = match &pg {
         Some((_, url)) => url.clone(),
         None => format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display()),
@@ -123,7 +134,10 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         data_dir: dir.path().to_path_buf(),
         database_url,
         // Distributed storage requires a configured master key.
-        master_key: pg.as_ref().map(|_| {
+        amqp_url: vhost
+            .as_ref()
+            .map(|v| secrecy::SecretString::from(v.url.clone())),
+        master_key: (pg.is_some() || vhost.is_some()).then(|| {
             use base64::Engine;
             let key: [u8; 32] = rand_key();
             secrecy::SecretString::from(base64::engine::general_purpose::STANDARD.encode(key))
@@ -153,13 +167,26 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         .await
         .expect("test db connection");
     let _pg = pg.map(|(d, _)| d);
-    TestApp {
-        base: format!("http://{}", node.public_addr),
-        management: format!("http://{}", node.management_addr),
-        mail_dir: node
+    if vhost.is_some() {
+        wait_ready(&format!("http://{}/readyz", node.management_addr)).await;
+    }
+    let mail_dir = match &vhost {
+        Some(v) => start_worker(
+            &v.url,
+            dir.path().join("worker-mail"),
+            node.contexts.store.clone(),
+        ),
+        None => node
             .mail_dir
             .clone()
             .expect("embedded mode has a mail drop"),
+    };
+    TestApp {
+        base: format!("http://{}", node.public_addr),
+        management: format!("http://{}", node.management_addr),
+        mail_dir,
+        settings: settings.clone(),
+        _vhost: vhost,
         node,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -314,7 +341,7 @@ impl TestApp {
 
     /// Waits (up to 10 s) for the `n`-th mail (1-based) to `to` whose subject contains `subject`.
     pub async fn wait_for_mail_n(&self, to: &str, subject: &str, n: usize) -> Mail {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let found: Vec<Mail> = self
                 .mails()
@@ -378,7 +405,7 @@ impl TestApp {
 
     /// Waits until the outbox holds no unpublished row.
     pub async fn wait_outbox_drained(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let rows = self
                 .db
@@ -427,4 +454,219 @@ pub async fn problem(r: Response) -> (StatusCode, Value) {
     }
     assert_eq!(body["status"], status.as_u16());
     (status, body)
+}
+
+/// Waits (up to 30 s) until a /readyz answers 200, as a deployment's health check would.
+async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts an email worker (as `keyward worker` does) inside the test process.
+fn start_worker(amqp_url: &str, mail_dir: PathBuf, store: keyward_storage::Store) -> PathBuf {
+    use keyward_actors::notify::{parse_from, worker::Worker, Mailer};
+    let worker = Worker {
+        amqp_url: amqp_url.to_owned(),
+        mailer: Mailer::new(None, mail_dir.clone()).expect("mail drop"),
+        from: parse_from("Keyward <no-reply@localhost>").expect("sender"),
+        store,
+        clock: keyward_actors::system_clock(),
+        consuming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    actix_rt::spawn(worker.run());
+    mail_dir
+}
+
+/// How to reach the test broker, or a panic that says how to provide one.
+pub fn amqp_admin() -> (String, String) {
+    let url = std::env::var("KEYWARD_TEST_AMQP_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let ctl = std::env::var("KEYWARD_TEST_RABBITMQCTL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    match (url, ctl) {
+        (Some(u), Some(c)) => (u, c),
+        _ => panic!("this test needs RabbitMQ: run it under scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored"),
+    }
+}
+
+/// Runs rabbitmqctl against the test broker.
+pub fn rabbitmqctl(args: &[&str]) {
+    let (_, ctl) = amqp_admin();
+    let out = std::process::Command::new(ctl)
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A RabbitMQ vhost made for one test and deleted when it ends.
+pub struct TestVhost {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestVhost {
+    async fn create() -> TestVhost {
+        let (base, _) = amqp_admin();
+        let name = format!("kw_test_{}", uuid::Uuid::new_v4().simple());
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || {
+            rabbitmqctl(&["-q", "add_vhost", &n]);
+            rabbitmqctl(&["-q", "set_permissions", "-p", &n, "guest", ".*", ".*", ".*"]);
+        })
+        .await
+        .expect("vhost setup");
+        let (root, _) = base.rsplit_once('/').expect("AMQP URL has a vhost path");
+        TestVhost {
+            url: format!("{root}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestVhost {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Not joined: the broker is removed with scripts/services.sh's temp dir in any case.
+        std::thread::spawn(move || {
+            if let Ok(ctl) = std::env::var("KEYWARD_TEST_RABBITMQCTL") {
+                let _ = std::process::Command::new(ctl)
+                    .args(["-q", "delete_vhost", &name])
+                    .output();
+            }
+        });
+    }
+}
+
+/// Tests that stop the broker must not overlap with other broker tests.
+pub async fn broker_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A queue of the test's own bound to `keyward.events`, as a product's service would bind one.
+pub struct EventConsumer {
+    pub channel: lapin::Channel,
+    pub queue: String,
+    _conn: lapin::Connection,
+}
+
+impl EventConsumer {
+    /// Declares a durable queue `queue` bound to `keyward.events` with `pattern`.
+    pub async fn bind(url: &str, queue: &str, pattern: &str) -> EventConsumer {
+        use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("test consumer connects");
+        let channel = conn.create_channel().await.expect("channel");
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), opts, FieldTable::default())
+            .await
+            .expect("queue");
+        channel
+            .queue_bind(
+                queue.into(),
+                "keyward.events".into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        EventConsumer {
+            channel,
+            queue: queue.to_owned(),
+            _conn: conn,
+        }
+    }
+
+    /// Reconnects to an existing queue (after a broker restart).
+    pub async fn reopen(url: &str, queue: &str) -> EventConsumer {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("test consumer reconnects");
+        let channel = conn.create_channel().await.expect("channel");
+        EventConsumer {
+            channel,
+            queue: queue.to_owned(),
+            _conn: conn,
+        }
+    }
+
+    /// Takes deliveries (acking each) until every type in `wanted` was seen, or 30 s passed.
+    pub async fn collect(&self, wanted: &[&str]) -> Vec<lapin::message::Delivery> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got: Vec<lapin::message::Delivery> = Vec::new();
+        loop {
+            let seen = |k: &str| {
+                got.iter()
+                    .any(|d| d.properties.kind().as_ref().map(|t| t.as_str()) == Some(k))
+            };
+            if wanted.iter().all(|k| seen(k)) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "events {wanted:?} did not all arrive; got {:?}",
+                got.iter()
+                    .map(|d| d.properties.kind().clone())
+                    .collect::<Vec<_>>()
+            );
+            match self
+                .channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .expect("basic_get")
+            {
+                Some(m) => {
+                    m.delivery
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                    got.push(m.delivery);
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl TestApp {
+    /// A second node on the same database and broker (another process in production). Like
+    /// nodes behind one load balancer, it shares the first node's public URL (the issuer).
+    pub async fn spawn_peer(&self) -> Node {
+        let mut settings = self.settings.clone();
+        settings.public_url = Some(self.base.clone());
+        Node::start(
+            &settings,
+            StartOptions {
+                clock: None,
+                hash_params: Some(HashParams::DANGER_TEST_ONLY),
+                danger_test_panic_on_register: None,
+            },
+        )
+        .await
+        .expect("peer node starts")
+    }
 }

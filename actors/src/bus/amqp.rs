@@ -237,6 +237,21 @@ async fn publish(
 
 impl Actor for AmqpPublisher {
     type Context = Context<Self>;
+
+    /// Connects (and declares the topology) at start, so consumers can bind before the first
+    /// event; a broker that is down now is retried by the relay's next delivery.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (url, link) = (self.url.clone(), self.link.clone());
+        ctx.spawn(
+            async move {
+                let mut slot = link.lock().await;
+                if let Err(e) = ensure(&url, &mut slot).await {
+                    tracing::warn!(error = %e, "RabbitMQ is not reachable yet; events wait in the outbox");
+                }
+            }
+            .into_actor(self),
+        );
+    }
 }
 
 impl Supervised for AmqpPublisher {}

@@ -1,0 +1,278 @@
+//! Distributed mode against a real RabbitMQ (and PostgreSQL when KEYWARD_TEST_DATABASE_URL is
+//! set): ignored in a bare `cargo test`; CI runs them with
+//! `scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    broker_lock, problem, rabbitmqctl, spawn_app_with, EventConsumer, Options, PASSWORD,
+};
+
+fn amqp() -> Options {
+    Options {
+        amqp: true,
+        ..Options::default()
+    }
+}
+
+fn queue_name() -> String {
+    format!("test-consumer-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn envelope(d: &lapin::message::Delivery) -> Value {
+    serde_json::from_slice(&d.data).expect("JSON envelope")
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn an_external_consumer_receives_events_with_the_documented_envelope_and_properties() {
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(amqp()).await;
+    let url = app
+        .settings
+        .amqp_url
+        .as_ref()
+        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
+        .unwrap();
+    let consumer = EventConsumer::bind(&url, &queue_name(), "#").await;
+
+    app.verified_user("ext@example.com", None).await;
+    let pair = app.login_ok("ext@example.com", PASSWORD).await;
+    let r = app
+        .post_bearer(
+            "/v1/auth/logout",
+            pair["access_token"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let got = consumer
+        .collect(&[
+            "user.registered",
+            "user.email_verified",
+            "user.logged_in",
+            "session.revoked",
+        ])
+        .await;
+    for d in &got {
+        let env = envelope(d);
+        let p = &d.properties;
+        assert_eq!(
+            p.message_id().as_ref().map(|s| s.as_str().to_owned()),
+            env["id"].as_str().map(str::to_owned)
+        );
+        assert_eq!(
+            p.kind().as_ref().map(|s| s.as_str().to_owned()),
+            env["type"].as_str().map(str::to_owned)
+        );
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(*p.delivery_mode(), Some(2), "persistent");
+        assert!(p.timestamp().is_some());
+        assert_eq!(d.routing_key.as_str(), env["type"].as_str().unwrap());
+        assert_eq!(env["source"], "keyward");
+        assert_eq!(env["version"], 1);
+        assert!(env["data"]["user_id"].is_string());
+        assert!(
+            !env["type"].as_str().unwrap().starts_with("email."),
+            "email jobs never go to keyward.events"
+        );
+        let text = env.to_string();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("token"),
+            "no secrets: {text}"
+        );
+    }
+    let logged_in = got
+        .iter()
+        .map(envelope)
+        .find(|e| e["type"] == "user.logged_in")
+        .unwrap();
+    assert_eq!(logged_in["data"]["session_id"], pair["session_id"]);
+    let revoked = got
+        .iter()
+        .map(envelope)
+        .find(|e| e["type"] == "session.revoked")
+        .unwrap();
+    assert_eq!(revoked["data"]["reason"], "logout");
+    let registered = got
+        .iter()
+        .map(envelope)
+        .find(|e| e["type"] == "user.registered")
+        .unwrap();
+    assert_eq!(registered["data"]["email"], "ext@example.com");
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_it() {
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(amqp()).await;
+    let url = app
+        .settings
+        .amqp_url
+        .as_ref()
+        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
+        .unwrap();
+    let queue = queue_name();
+    drop(EventConsumer::bind(&url, &queue, "#").await);
+    app.verified_user("steady@example.com", None).await;
+
+    let stop = tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "stop_app"]));
+    stop.await.unwrap();
+    // The broker is down: API calls still succeed; their events wait in the outbox.
+    let r = app.register("during@example.com", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let pair = app.login_ok("steady@example.com", PASSWORD).await;
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.management))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness reports the broker"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "start_app"]))
+        .await
+        .unwrap();
+    let consumer = EventConsumer::reopen(&url, &queue).await;
+    let got = consumer
+        .collect(&["user.registered", "user.logged_in"])
+        .await;
+    // Every event written during the outage arrived; a consumer that dedupes by id sees each once.
+    app.wait_outbox_drained().await;
+    let mut more = got;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Some(m) = consumer
+        .channel
+        .basic_get(
+            consumer.queue.as_str().into(),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .unwrap()
+    {
+        m.delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+        more.push(m.delivery);
+    }
+    let received: HashSet<String> = more
+        .iter()
+        .map(|d| envelope(d)["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<Value> = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| !e["type"].as_str().unwrap().starts_with("email."))
+        .collect();
+    for e in &expected {
+        assert!(
+            received.contains(e["id"].as_str().unwrap()),
+            "event {} ({}) arrived",
+            e["id"],
+            e["type"]
+        );
+    }
+    assert!(more
+        .iter()
+        .any(|d| envelope(d)["data"]["session_id"] == pair["session_id"]));
+    // The worker reconnected too: the mail queued during the outage is delivered.
+    app.wait_for_mail("during@example.com", "Confirm").await;
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.management))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by_the_other() {
+    let _broker = broker_lock().await;
+    let a = spawn_app_with(amqp()).await;
+    let b = a.spawn_peer().await;
+    let b_url = |path: &str| format!("http://{}{}", b.public_addr, path);
+
+    // Register on A; the worker delivers the verification mail; verify on A; log in on B.
+    let r = a.register("both@example.com", PASSWORD, Some("both")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let token = a.wait_for_mail("both@example.com", "Confirm").await.token();
+    assert_eq!(
+        a.post("/v1/auth/verify-email", json!({"token": token}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let r = a
+        .client
+        .post(b_url("/v1/auth/login"))
+        .json(&json!({"login": "both", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let access = pair["access_token"].as_str().unwrap();
+
+    // B's token works on A (same keys), and forward-auth on B accepts it.
+    assert_eq!(
+        a.get_bearer("/v1/users/me", access).await.status(),
+        StatusCode::OK
+    );
+    let r = a
+        .client
+        .get(b_url("/v1/auth/verify"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Log out on A: B refuses the session at once, in forward-auth and in refresh.
+    assert_eq!(
+        a.post_bearer("/v1/auth/logout", access, None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let started = std::time::Instant::now();
+    let r = a
+        .client
+        .get(b_url("/v1/auth/verify"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = a
+        .client
+        .post(b_url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    b.stop().await;
+}
