@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -10,6 +10,8 @@
 #   KEYWARD_TEST_AMQP_URL      amqp://guest:guest@127.0.0.1:PORT/%2f (the test suite uses one
 #                              vhost per test)
 #   KEYWARD_TEST_RABBITMQCTL   a script that runs rabbitmqctl against that node
+#   KEYWARD_TEST_SMTP_URL      smtp://127.0.0.1:PORT (MailDev, an SMTP sink)
+#   KEYWARD_TEST_MAILDEV_URL   http://127.0.0.1:PORT (its HTTP API: GET /email)
 #
 # Installs what is missing with apt-get (needs root, as on CI). No Docker engine is needed.
 set -euo pipefail
@@ -18,7 +20,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -113,10 +115,38 @@ CTL
   log "rabbitmq ready on 127.0.0.1:$port"
 }
 
+start_maildev() {
+  # Cached outside the clone: the npm install is the slow part. 2.x: 3.x does not resolve.
+  local cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/maildev-2.2.1"
+  if [ ! -x "$cache/node_modules/.bin/maildev" ]; then
+    command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
+    log "installing maildev from npm"
+    mkdir -p "$cache"
+    (cd "$cache" && npm install --ignore-scripts --no-audit --no-fund --silent maildev@2.2.1 >/dev/null)
+  fi
+  local dir="$root/maildev" smtp web
+  smtp=$(free_port); web=$(free_port)
+  mkdir -p "$dir/mail"
+  node "$cache/node_modules/.bin/maildev" --ip 127.0.0.1 --web-ip 127.0.0.1 -s "$smtp" -w "$web" \
+    --mail-directory "$dir/mail" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$web/email', timeout=1)" 2>/dev/null; then break; fi
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  export KEYWARD_TEST_SMTP_URL="smtp://127.0.0.1:$smtp"
+  export KEYWARD_TEST_MAILDEV_URL="http://127.0.0.1:$web"
+  log "maildev ready: smtp 127.0.0.1:$smtp, api http://127.0.0.1:$web"
+}
+
 for s in "${want[@]}"; do
   case "$s" in
     postgres) start_postgres ;;
     rabbitmq) start_rabbitmq ;;
+    maildev) start_maildev ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

@@ -159,7 +159,7 @@ async fn an_expired_verification_link_is_refused_and_resend_issues_a_new_one() {
         .post("/v1/auth/verify-email", json!({"token": fresh}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(app.mails().iter().all(|m| !m.to.contains("nobody")));
+    assert!(app.mails().await.iter().all(|m| !m.to.contains("nobody")));
 }
 
 #[actix_web::test]

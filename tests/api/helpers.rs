@@ -25,6 +25,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     pub mail_dir: PathBuf,
+    /// MailDev's API when the worker sends through the SMTP sink (then `mail_dir` is unused).
+    pub maildev: Option<String>,
     /// The settings the node runs with (peers started with `spawn_peer` share them).
     pub settings: Settings,
     /// Seconds added to the node's clock.
@@ -170,11 +172,18 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     if vhost.is_some() {
         wait_ready(&format!("http://{}/readyz", node.management_addr)).await;
     }
+    let smtp = std::env::var("KEYWARD_TEST_SMTP_URL")
+        .ok()
+        .filter(|u| !u.is_empty() && vhost.is_some());
+    let maildev = smtp
+        .as_ref()
+        .and_then(|_| std::env::var("KEYWARD_TEST_MAILDEV_URL").ok());
     let mail_dir = match &vhost {
         Some(v) => start_worker(
             &v.url,
             dir.path().join("worker-mail"),
             node.contexts.store.clone(),
+            smtp.as_deref(),
         ),
         None => node
             .mail_dir
@@ -185,6 +194,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         base: format!("http://{}", node.public_addr),
         management: format!("http://{}", node.management_addr),
         mail_dir,
+        maildev,
         settings: settings.clone(),
         _vhost: vhost,
         node,
@@ -326,8 +336,33 @@ impl TestApp {
             .await
     }
 
-    /// Every mail in the drop, oldest first.
-    pub fn mails(&self) -> Vec<Mail> {
+    /// Every mail sent so far, oldest first: from MailDev when the worker uses SMTP, else from
+    /// the mail drop.
+    pub async fn mails(&self) -> Vec<Mail> {
+        if let Some(api) = &self.maildev {
+            let list: Vec<Value> = reqwest::get(format!("{api}/email"))
+                .await
+                .expect("maildev")
+                .json()
+                .await
+                .expect("maildev JSON");
+            return list
+                .iter()
+                .map(|m| Mail {
+                    to: m["to"][0]["address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    subject: m["subject"].as_str().unwrap_or_default().to_owned(),
+                    text: m["text"].as_str().unwrap_or_default().to_owned(),
+                    html: m["html"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect();
+        }
+        self.dropped_mails()
+    }
+
+    fn dropped_mails(&self) -> Vec<Mail> {
         let mut files: Vec<_> = std::fs::read_dir(&self.mail_dir)
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -345,6 +380,7 @@ impl TestApp {
         loop {
             let found: Vec<Mail> = self
                 .mails()
+                .await
                 .into_iter()
                 .filter(|m| {
                     m.to.to_lowercase().contains(&to.to_lowercase()) && m.subject.contains(subject)
@@ -356,7 +392,7 @@ impl TestApp {
             assert!(
                 Instant::now() < deadline,
                 "no mail #{n} to {to} with subject {subject:?}; have {:?}",
-                self.mails()
+                self.mails().await
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -472,11 +508,16 @@ async fn wait_ready(url: &str) {
 }
 
 /// Starts an email worker (as `keyward worker` does) inside the test process.
-fn start_worker(amqp_url: &str, mail_dir: PathBuf, store: keyward_storage::Store) -> PathBuf {
+fn start_worker(
+    amqp_url: &str,
+    mail_dir: PathBuf,
+    store: keyward_storage::Store,
+    smtp: Option<&str>,
+) -> PathBuf {
     use keyward_actors::notify::{parse_from, worker::Worker, Mailer};
     let worker = Worker {
         amqp_url: amqp_url.to_owned(),
-        mailer: Mailer::new(None, mail_dir.clone()).expect("mail drop"),
+        mailer: Mailer::new(smtp, mail_dir.clone()).expect("mailer"),
         from: parse_from("Keyward <no-reply@localhost>").expect("sender"),
         store,
         clock: keyward_actors::system_clock(),
