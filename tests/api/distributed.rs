@@ -276,3 +276,114 @@ async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by
     assert!(started.elapsed() < Duration::from_secs(1));
     b.stop().await;
 }
+
+/// Recipients MailDev has mail for, with their counts.
+async fn maildev_recipients(api: &str, domain: &str) -> std::collections::HashMap<String, usize> {
+    let list: Vec<Value> = reqwest::get(format!("{api}/email"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut m = std::collections::HashMap::new();
+    for mail in list {
+        let to = mail["to"][0]["address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        if to.ends_with(domain) {
+            *m.entry(to).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+fn worker_process(app: &crate::helpers::TestApp, smtp: &str) -> std::process::Child {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEYWARD_DATA_DIR", &dir)
+        .env("KEYWARD_DATABASE_URL", &app.settings.database_url)
+        .env(
+            "KEYWARD_AMQP_URL",
+            app.settings.amqp_url.as_ref().unwrap().expose_secret(),
+        )
+        .env(
+            "KEYWARD_MASTER_KEY",
+            app.settings.master_key.as_ref().unwrap().expose_secret(),
+        )
+        .env("KEYWARD_SMTP_URL", smtp)
+        .env("KEYWARD_MANAGEMENT_BIND", "127.0.0.1:0")
+        .env("KEYWARD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ and an SMTP sink (scripts/services.sh postgres rabbitmq maildev -- cargo test --test api -- --include-ignored)"]
+async fn a_worker_killed_mid_batch_loses_no_email() {
+    let _broker = broker_lock().await;
+    let (Ok(smtp), Ok(api)) = (
+        std::env::var("KEYWARD_TEST_SMTP_URL"),
+        std::env::var("KEYWARD_TEST_MAILDEV_URL"),
+    ) else {
+        panic!("needs KEYWARD_TEST_SMTP_URL and KEYWARD_TEST_MAILDEV_URL: run under scripts/services.sh … maildev");
+    };
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        ..Options::default()
+    })
+    .await;
+    // A batch of verification mails waits in the queue: no worker runs yet.
+    let domain = format!("@b{}.example.com", uuid::Uuid::new_v4().simple());
+    let n = 120;
+    for i in 0..n {
+        let r = app.register(&format!("u{i}{domain}"), PASSWORD, None).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    app.wait_outbox_drained().await;
+
+    // The first worker starts on the batch and is SIGKILLed as soon as mail flows.
+    let mut first = worker_process(&app, &smtp);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let delivered_at_kill = loop {
+        let got = maildev_recipients(&api, &domain).await.len();
+        if got > 0 {
+            first.kill().unwrap(); // SIGKILL: no chance to ack or clean up
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker never sent a mail"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    first.wait().unwrap();
+    assert!(
+        delivered_at_kill < n,
+        "the worker was killed mid-batch ({delivered_at_kill} of {n} sent)"
+    );
+
+    // A second worker finishes the batch: every recipient gets its mail.
+    let mut second = worker_process(&app, &smtp);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = maildev_recipients(&api, &domain).await;
+        if got.len() == n || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(got.len(), n, "every mail of the batch was delivered");
+    // At-least-once: only a mail sent but not yet recorded when the kill came can repeat.
+    let repeats: usize = got.values().map(|c| c - 1).sum();
+    assert!(repeats <= 8, "{repeats} repeats (prefetch is 8)");
+}

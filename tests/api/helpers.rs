@@ -46,6 +46,8 @@ pub struct Options {
     /// Distributed mode: a vhost of its own on KEYWARD_TEST_AMQP_URL, and an in-process email
     /// worker writing to the mail drop the helpers read.
     pub amqp: bool,
+    /// With `amqp`: start no in-process worker (the test runs `keyward worker` processes).
+    pub external_worker: bool,
     pub danger_test_panic_on_register: Option<String>,
 }
 
@@ -178,13 +180,14 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let maildev = smtp
         .as_ref()
         .and_then(|_| std::env::var("KEYWARD_TEST_MAILDEV_URL").ok());
-    let mail_dir = match &vhost {
+    let mail_dir = match vhost.as_ref().filter(|_| !opts.external_worker) {
         Some(v) => start_worker(
             &v.url,
             dir.path().join("worker-mail"),
             node.contexts.store.clone(),
             smtp.as_deref(),
         ),
+        None if opts.external_worker => dir.path().join("unused-mail"),
         None => node
             .mail_dir
             .clone()
