@@ -387,3 +387,54 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
     let repeats: usize = got.values().map(|c| c - 1).sum();
     assert!(repeats <= 8, "{repeats} repeats (prefetch is 8)");
 }
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_poison_email_job_goes_to_the_dead_letter_queue_and_the_next_one_is_sent() {
+    use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(amqp()).await;
+    let url = app
+        .settings
+        .amqp_url
+        .as_ref()
+        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
+        .unwrap();
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "".into(),
+        "keyward.notify.email".into(),
+        BasicPublishOptions::default(),
+        b"{not an envelope",
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // The worker is not stuck on it: the next job is sent.
+    app.register("after-poison@example.com", PASSWORD, None)
+        .await;
+    app.wait_for_mail("after-poison@example.com", "Confirm")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(m) = ch
+            .basic_get("keyward.dead".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            assert_eq!(m.delivery.data, b"{not an envelope");
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poison message reached keyward.dead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
