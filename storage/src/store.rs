@@ -66,6 +66,11 @@ impl Store {
         Ok(pending)
     }
 
+    /// PostgreSQL, where several nodes may share the outbox.
+    pub fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
+    }
+
     /// Fails when the database does not answer (for /readyz).
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(StorageError::from)
@@ -178,13 +183,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|m| OutboxRecord {
-                id: m.id,
-                message_type: m.message_type,
-                payload: m.payload,
-                created_at: m.created_at,
-                attempts: m.attempts,
-            })
+            .map(outbox_record)
             .collect())
     }
 
@@ -503,6 +502,30 @@ impl Tx {
         Ok(())
     }
 
+    /// PostgreSQL only: unpublished rows in commit order, locked until this transaction ends;
+    /// another node's relay skips them, so each row is published by one relay.
+    pub async fn claim_pending_outbox(&self, limit: u64) -> Result<Vec<OutboxRecord>> {
+        use sea_orm::sea_query::{LockBehavior, LockType};
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&self.tx)
+            .await?
+            .into_iter()
+            .map(outbox_record)
+            .collect())
+    }
+
+    pub async fn mark_published(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        mark_published(&self.tx, id, now).await
+    }
+
+    pub async fn record_failed_attempt(&self, id: Uuid) -> Result<()> {
+        record_failed_attempt(&self.tx, id).await
+    }
+
     /// Queues a message for the relay; it becomes visible only if this transaction commits.
     pub async fn enqueue(&self, e: &Envelope) -> Result<()> {
         let payload =
@@ -518,6 +541,37 @@ impl Tx {
         .insert(&self.tx)
         .await?;
         Ok(())
+    }
+}
+
+async fn mark_published<C: ConnectionTrait>(db: &C, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+        .filter(outbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn record_failed_attempt<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<()> {
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::Attempts,
+            Expr::col(outbox::Column::Attempts).add(1),
+        )
+        .filter(outbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+fn outbox_record(m: outbox::Model) -> OutboxRecord {
+    OutboxRecord {
+        id: m.id,
+        message_type: m.message_type,
+        payload: m.payload,
+        created_at: m.created_at,
+        attempts: m.attempts,
     }
 }
 

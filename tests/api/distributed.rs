@@ -274,6 +274,7 @@ async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by
         (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
     );
     assert!(started.elapsed() < Duration::from_secs(1));
+
     b.stop().await;
 }
 
@@ -437,4 +438,64 @@ async fn a_poison_email_job_goes_to_the_dead_letter_queue_and_the_next_one_is_se
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ and PostgreSQL (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn two_nodes_draining_one_outbox_publish_each_event_once() {
+    if crate::helpers::backend() != "postgres" {
+        panic!("needs KEYWARD_TEST_DATABASE_URL: nodes share an outbox only on PostgreSQL");
+    }
+    let _broker = broker_lock().await;
+    let a = spawn_app_with(amqp()).await;
+    let b = a.spawn_peer().await;
+    let url = a
+        .settings
+        .amqp_url
+        .as_ref()
+        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
+        .unwrap();
+    let queue = queue_name();
+    drop(EventConsumer::bind(&url, &queue, "user.registered").await);
+
+    // A backlog builds up while the broker is away; then both relays drain it at once.
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "stop_app"]))
+        .await
+        .unwrap();
+    let n = 40;
+    for i in 0..n {
+        assert_eq!(
+            a.register(&format!("backlog{i}@example.com"), PASSWORD, None)
+                .await
+                .status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "start_app"]))
+        .await
+        .unwrap();
+    a.wait_outbox_drained().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let consumer = EventConsumer::reopen(&url, &queue).await;
+    let mut ids = Vec::new();
+    while let Some(m) = consumer
+        .channel
+        .basic_get(
+            consumer.queue.as_str().into(),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .unwrap()
+    {
+        ids.push(envelope(&m.delivery)["id"].as_str().unwrap().to_owned());
+    }
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), n, "every event arrived");
+    assert_eq!(
+        ids.len(),
+        n,
+        "each was published once, by one of the two relays"
+    );
+    b.stop().await;
 }

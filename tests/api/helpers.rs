@@ -27,6 +27,7 @@ pub struct TestApp {
     pub mail_dir: PathBuf,
     /// MailDev's API when the worker sends through the SMTP sink (then `mail_dir` is unused).
     pub maildev: Option<String>,
+    maildev_seen: std::collections::HashSet<String>,
     /// The settings the node runs with (peers started with `spawn_peer` share them).
     pub settings: Settings,
     /// Seconds added to the node's clock.
@@ -180,6 +181,13 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let maildev = smtp
         .as_ref()
         .and_then(|_| std::env::var("KEYWARD_TEST_MAILDEV_URL").ok());
+    // The sink outlives tests: mail that was there before this test is not this test's.
+    let mut maildev_seen = std::collections::HashSet::new();
+    if let Some(api) = &maildev {
+        for m in maildev_list(api).await {
+            maildev_seen.insert(m["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
     let mail_dir = match vhost.as_ref().filter(|_| !opts.external_worker) {
         Some(v) => start_worker(
             &v.url,
@@ -198,6 +206,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         management: format!("http://{}", node.management_addr),
         mail_dir,
         maildev,
+        maildev_seen,
         settings: settings.clone(),
         _vhost: vhost,
         node,
@@ -343,14 +352,14 @@ impl TestApp {
     /// the mail drop.
     pub async fn mails(&self) -> Vec<Mail> {
         if let Some(api) = &self.maildev {
-            let list: Vec<Value> = reqwest::get(format!("{api}/email"))
+            return maildev_list(api)
                 .await
-                .expect("maildev")
-                .json()
-                .await
-                .expect("maildev JSON");
-            return list
                 .iter()
+                .filter(|m| {
+                    !self
+                        .maildev_seen
+                        .contains(m["id"].as_str().unwrap_or_default())
+                })
                 .map(|m| Mail {
                     to: m["to"][0]["address"]
                         .as_str()
@@ -493,6 +502,15 @@ pub async fn problem(r: Response) -> (StatusCode, Value) {
     }
     assert_eq!(body["status"], status.as_u16());
     (status, body)
+}
+
+async fn maildev_list(api: &str) -> Vec<Value> {
+    reqwest::get(format!("{api}/email"))
+        .await
+        .expect("maildev")
+        .json()
+        .await
+        .expect("maildev JSON")
 }
 
 /// Waits (up to 30 s) until a /readyz answers 200, as a deployment's health check would.

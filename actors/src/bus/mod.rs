@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use keyward_messages::events::Envelope;
-use keyward_storage::Store;
+use keyward_storage::{OutboxRecord, StorageError, Store};
 
 use crate::Clock;
 
@@ -92,48 +92,94 @@ impl Relay {
     }
 }
 
+enum Outcome {
+    /// Every subscriber took it, or it can never be decoded (parked, logged): mark it.
+    Done,
+    /// A subscriber failed: keep it, retry later, and hold back the rows after it.
+    Failed,
+}
+
+async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
+    let env: Envelope = match serde_json::from_str(&row.payload) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(id = %row.id, error = %e, "undecodable outbox row; skipping it");
+            return Outcome::Done;
+        }
+    };
+    for s in subs.iter().filter(|s| env.kind.starts_with(s.prefix)) {
+        let err = match s.recipient.send(Deliver(env.clone())).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %err, "delivery failed; will retry");
+        return Outcome::Failed;
+    }
+    tracing::debug!(id = %env.id, kind = %env.kind, "published");
+    Outcome::Done
+}
+
 /// Publishes pending rows; false when a delivery failed (the rest waits for the retry).
 async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber]) -> bool {
+    let result = if store.is_postgres() {
+        drain_claimed(store, clock, subs).await
+    } else {
+        drain_plain(store, clock, subs).await
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = ?e, "relay cannot use the outbox");
+        false
+    })
+}
+
+/// One relay per database (SQLite): read, deliver, mark.
+async fn drain_plain(
+    store: &Store,
+    clock: &Clock,
+    subs: &[Subscriber],
+) -> Result<bool, StorageError> {
     loop {
-        let rows = match store.pending_outbox(BATCH).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = ?e, "relay cannot read the outbox");
-                return false;
-            }
-        };
+        let rows = store.pending_outbox(BATCH).await?;
         if rows.is_empty() {
-            return true;
+            return Ok(true);
         }
         for row in rows {
-            let env: Envelope = match serde_json::from_str(&row.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    // A row that cannot decode will never decode: park it instead of blocking.
-                    tracing::error!(id = %row.id, error = %e, "undecodable outbox row; skipping it");
-                    let _ = store.mark_published(row.id, clock()).await;
-                    continue;
-                }
-            };
-            for s in subs.iter().filter(|s| env.kind.starts_with(s.prefix)) {
-                let res = s.recipient.send(Deliver(env.clone())).await;
-                let err = match res {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(e) => Some(e.to_string()),
-                };
-                if let Some(e) = err {
-                    tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %e, "delivery failed; will retry");
-                    let _ = store.record_failed_attempt(row.id).await;
-                    return false;
+            match deliver_row(&row, subs).await {
+                Outcome::Done => store.mark_published(row.id, clock()).await?,
+                Outcome::Failed => {
+                    store.record_failed_attempt(row.id).await?;
+                    return Ok(false);
                 }
             }
-            if let Err(e) = store.mark_published(row.id, clock()).await {
-                tracing::warn!(error = ?e, "relay cannot mark a row published");
-                return false;
-            }
-            tracing::debug!(id = %env.id, kind = %env.kind, "published");
         }
+    }
+}
+
+/// Several nodes share the outbox (PostgreSQL): each batch is claimed with FOR UPDATE SKIP
+/// LOCKED inside one transaction, so each row is published by one relay.
+async fn drain_claimed(
+    store: &Store,
+    clock: &Clock,
+    subs: &[Subscriber],
+) -> Result<bool, StorageError> {
+    loop {
+        let tx = store.begin().await?;
+        let rows = tx.claim_pending_outbox(BATCH).await?;
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        for row in rows {
+            match deliver_row(&row, subs).await {
+                Outcome::Done => tx.mark_published(row.id, clock()).await?,
+                Outcome::Failed => {
+                    tx.record_failed_attempt(row.id).await?;
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+            }
+        }
+        tx.commit().await?;
     }
 }
 
