@@ -46,9 +46,12 @@ impl Node {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{public_addr}"));
+        let registry = prometheus::Registry::new();
+        let metrics = keyward_actors::metrics::Metrics::register(&registry)?;
         let contexts = system::start(
             settings,
             NodeOptions {
+                metrics,
                 public_url: public_url.clone(),
                 clock: opts.clock.unwrap_or_else(keyward_actors::system_clock),
                 hash_params: opts.hash_params,
@@ -86,7 +89,7 @@ impl Node {
         if let Some(amqp) = &contexts.amqp {
             probes.push(("rabbitmq".to_owned(), amqp.clone().recipient()));
         }
-        let management = keyward_gateway::management_server(management_listener, probes)?;
+        let management = keyward_gateway::management_server(management_listener, probes, registry)?;
         let node = Node {
             public_addr,
             management_addr,

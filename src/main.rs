@@ -163,6 +163,8 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let mailer =
         keyward_actors::notify::Mailer::new(smtp.as_deref(), settings.data_dir.join("mail"))?;
     let from = keyward_actors::notify::parse_from(&settings.mail_from)?;
+    let registry = prometheus::Registry::new();
+    let metrics = keyward_actors::metrics::Metrics::register(&registry)?;
     let consuming = Arc::new(AtomicBool::new(false));
     let probe = actix::Actor::start(WorkerProbe {
         consuming: consuming.clone(),
@@ -177,6 +179,7 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let management = keyward_gateway::management_server(
         listener,
         vec![("rabbitmq".to_owned(), probe.recipient())],
+        registry,
     )?;
     let handle = management.handle();
     actix_rt::spawn(management);
@@ -187,6 +190,7 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     );
     let _ = out.flush();
     let worker = Worker {
+        metrics,
         amqp_url,
         mailer,
         from,

@@ -11,6 +11,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use keyward_messages::CommandError;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::metrics::Metrics;
+
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashParams {
@@ -120,19 +122,26 @@ pub struct HasherPool {
     capacity: usize,
     params: HashParams,
     dummy: Arc<String>,
+    metrics: Metrics,
 }
 
 /// Releases a queue slot however the job ends.
-struct Slot(Arc<AtomicUsize>);
+struct Slot(Arc<AtomicUsize>, prometheus::IntGauge);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        self.1.dec();
     }
 }
 
 impl HasherPool {
     /// Starts `threads` hasher threads; at most `threads + queue` jobs are admitted at once.
-    pub fn start(threads: usize, queue: usize, params: HashParams) -> Result<Self, String> {
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        params: HashParams,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
         params
             .argon2()
             .map_err(|e| format!("argon2 parameters: {e}"))?;
@@ -146,6 +155,7 @@ impl HasherPool {
             capacity: threads + queue,
             params,
             dummy: Arc::new(dummy),
+            metrics,
         })
     }
 
@@ -160,8 +170,13 @@ impl HasherPool {
 
     fn admit(&self) -> Result<Slot, CommandError> {
         let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let slot = Slot(self.in_flight.clone());
+        self.metrics.hasher_in_flight.inc();
+        let slot = Slot(
+            self.in_flight.clone(),
+            self.metrics.hasher_in_flight.clone(),
+        );
         if before >= self.capacity {
+            self.metrics.hasher_shed.inc();
             tracing::warn!(
                 in_flight = before,
                 capacity = self.capacity,
@@ -251,6 +266,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
         let pool = HasherPool::start(
             1,
             0,
@@ -259,11 +275,14 @@ mod tests {
                 iterations: 3,
                 parallelism: 1,
             },
+            metrics.clone(),
         )
         .unwrap();
         let (a, b) = futures::join!(pool.hash("one password"), pool.hash("two password"));
         let shed = [a.is_err(), b.is_err()].iter().filter(|x| **x).count();
         assert_eq!(shed, 1, "one job runs, the other is refused");
         assert_eq!(pool.in_flight(), 0);
+        assert_eq!(metrics.hasher_shed.get(), 1);
+        assert_eq!(metrics.hasher_in_flight.get(), 0);
     }
 }

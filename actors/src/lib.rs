@@ -11,6 +11,7 @@ pub mod bus;
 mod edge;
 pub mod hasher;
 pub mod keys;
+pub mod metrics;
 pub mod notify;
 pub mod sessions;
 pub mod system;

@@ -22,6 +22,7 @@ use crate::bus::amqp::AmqpPublisher;
 use crate::bus::{Relay, Subscriber, Wake};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
+use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
 use crate::sessions::Sessions;
 use crate::tokens::derive_key;
@@ -54,6 +55,7 @@ pub struct Deps {
     pub refresh_secret: [u8; 32],
     pub(crate) relay: Recipient<Wake>,
     pub(crate) danger_test_panic_on_register: Option<String>,
+    pub metrics: Metrics,
 }
 
 impl Deps {
@@ -97,6 +99,8 @@ pub struct NodeOptions {
     pub hash_params: Option<HashParams>,
     /// Test-only: registering this (normalized) email panics inside the accounts handler.
     pub danger_test_panic_on_register: Option<String>,
+    /// Where this node's metrics go (served at /metrics).
+    pub metrics: Metrics,
 }
 
 /// The running contexts of a node.
@@ -222,7 +226,9 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         p.hasher_queue
     };
     let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
-    let hasher = HasherPool::start(threads, queue, params).map_err(StartError::Config)?;
+    let metrics = opts.metrics.clone();
+    let hasher =
+        HasherPool::start(threads, queue, params, metrics.clone()).map_err(StartError::Config)?;
 
     use secrecy::ExposeSecret;
     let smtp = settings
@@ -250,8 +256,13 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         None => {
             let dir = settings.data_dir.join("mail");
             let mailer = Mailer::new(smtp.as_deref(), dir.clone())?;
-            let notify_actor =
-                Notify::new(mailer, &settings.mail_from, store.clone(), clock.clone())?;
+            let notify_actor = Notify::new(
+                mailer,
+                &settings.mail_from,
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+            )?;
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
             mail_dir = smtp.is_none().then_some(dir);
@@ -264,7 +275,10 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     };
     let relay_store = store.clone();
     let relay_clock = clock.clone();
-    let relay = Supervisor::start(move |_| Relay::new(relay_store, relay_clock, subscribers));
+    let relay_metrics = metrics.clone();
+    let relay = Supervisor::start(move |_| {
+        Relay::new(relay_store, relay_clock, subscribers, relay_metrics)
+    });
 
     let deps = Arc::new(Deps {
         store: store.clone(),
@@ -280,6 +294,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         refresh_secret: derive_key(&master, "refresh-successor"),
         relay: relay.clone().recipient(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
+        metrics,
     });
     let d = deps.clone();
     let accounts = Supervisor::start(move |_| Accounts::new(d));

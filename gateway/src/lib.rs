@@ -89,13 +89,14 @@ pub fn public_server(
         .run())
 }
 
-/// The management API on `listener`: `GET /healthz` and `GET /readyz`, which asks every probe
-/// (name, recipient) concurrently.
+/// The management API on `listener`: `GET /healthz`, `GET /readyz` (which asks every probe,
+/// name and recipient, concurrently) and `GET /metrics` (the registry, Prometheus text format).
 pub fn management_server(
     listener: TcpListener,
     probes: Vec<(String, Recipient<CheckReady>)>,
+    metrics: prometheus::Registry,
 ) -> std::io::Result<Server> {
-    let probes = web::Data::new(Probes(probes));
+    let probes = web::Data::new(Probes(probes, metrics));
     Ok(HttpServer::new(move || management_app(probes.clone()))
         .workers(1)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)

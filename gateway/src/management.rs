@@ -1,5 +1,5 @@
-//! The management bind: liveness (`/healthz`) and readiness (`/readyz`, asking every configured
-//! backend probe at once).
+//! The management bind: liveness (`/healthz`), readiness (`/readyz`, asking every configured
+//! backend probe at once) and metrics (`/metrics`, Prometheus text format).
 //!
 //! Refuses: serving anything of the public API, and logging each probe request (orchestrators
 //! poll every few seconds). A failed check shows a safe one-line reason, never a cause chain.
@@ -21,7 +21,11 @@ use crate::routes::not_found;
 /// Each probe gets this long; a slower backend counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(crate) struct Probes(pub Vec<(String, Recipient<CheckReady>)>);
+/// The readiness probes and the metrics registry of a process.
+pub(crate) struct Probes(
+    pub Vec<(String, Recipient<CheckReady>)>,
+    pub prometheus::Registry,
+);
 
 pub(crate) fn management_app(
     probes: web::Data<Probes>,
@@ -38,6 +42,7 @@ pub(crate) fn management_app(
         .app_data(probes)
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
         .default_service(web::to(not_found))
         .wrap(from_fn(problem_for_bare_405))
         .wrap(security_headers())
@@ -47,6 +52,20 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({ "status": "ok" }))
+}
+
+async fn metrics(probes: web::Data<Probes>) -> HttpResponse {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut body = Vec::new();
+    if let Err(e) = encoder.encode(&probes.1.gather(), &mut body) {
+        tracing::error!(error = %e, "encoding metrics failed");
+        return HttpResponse::InternalServerError().finish();
+    }
+    HttpResponse::Ok()
+        .content_type(encoder.format_type())
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body)
 }
 
 async fn readyz(probes: web::Data<Probes>) -> HttpResponse {

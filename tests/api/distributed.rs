@@ -299,7 +299,19 @@ async fn maildev_recipients(api: &str, domain: &str) -> std::collections::HashMa
     m
 }
 
-fn worker_process(app: &crate::helpers::TestApp, smtp: &str) -> std::process::Child {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn worker_process(
+    app: &crate::helpers::TestApp,
+    smtp: &str,
+    management_port: u16,
+) -> std::process::Child {
     use secrecy::ExposeSecret;
     let dir = tempfile::tempdir().unwrap().keep();
     std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -317,7 +329,10 @@ fn worker_process(app: &crate::helpers::TestApp, smtp: &str) -> std::process::Ch
             app.settings.master_key.as_ref().unwrap().expose_secret(),
         )
         .env("KEYWARD_SMTP_URL", smtp)
-        .env("KEYWARD_MANAGEMENT_BIND", "127.0.0.1:0")
+        .env(
+            "KEYWARD_MANAGEMENT_BIND",
+            format!("127.0.0.1:{management_port}"),
+        )
         .env("KEYWARD_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -351,7 +366,7 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
     app.wait_outbox_drained().await;
 
     // The first worker starts on the batch and is SIGKILLed as soon as mail flows.
-    let mut first = worker_process(&app, &smtp);
+    let mut first = worker_process(&app, &smtp, free_port());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let delivered_at_kill = loop {
         let got = maildev_recipients(&api, &domain).await.len();
@@ -372,7 +387,8 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
     );
 
     // A second worker finishes the batch: every recipient gets its mail.
-    let mut second = worker_process(&app, &smtp);
+    let port = free_port();
+    let mut second = worker_process(&app, &smtp, port);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let got = loop {
         let got = maildev_recipients(&api, &domain).await;
@@ -381,9 +397,22 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The worker's management bind: ready while consuming, and its /metrics count its sends.
+    let management = format!("http://127.0.0.1:{port}");
+    let ready = reqwest::get(format!("{management}/readyz"))
+        .await
+        .map(|r| r.status());
+    let sent = crate::ops::metric(&management, "keyward_emails_sent_total").await;
+    let consuming = crate::ops::metric(&management, "keyward_amqp_consuming").await;
     let _ = second.kill();
     let _ = second.wait();
     assert_eq!(got.len(), n, "every mail of the batch was delivered");
+    assert_eq!(ready.ok(), Some(StatusCode::OK));
+    assert!(
+        sent.unwrap_or(0.0) >= (n - delivered_at_kill) as f64,
+        "worker counted {sent:?}"
+    );
+    assert_eq!(consuming, Some(1.0));
     // At-least-once: only a mail sent but not yet recorded when the kill came can repeat.
     let repeats: usize = got.values().map(|c| c - 1).sum();
     assert!(repeats <= 8, "{repeats} repeats (prefetch is 8)");

@@ -537,6 +537,8 @@ fn start_worker(
 ) -> PathBuf {
     use keyward_actors::notify::{parse_from, worker::Worker, Mailer};
     let worker = Worker {
+        metrics: keyward_actors::metrics::Metrics::register(&prometheus::Registry::new())
+            .expect("metrics"),
         amqp_url: amqp_url.to_owned(),
         mailer: Mailer::new(smtp, mail_dir.clone()).expect("mailer"),
         from: parse_from("Keyward <no-reply@localhost>").expect("sender"),

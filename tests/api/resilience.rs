@@ -20,6 +20,15 @@ async fn a_panic_inside_an_actor_handler_answers_500_and_the_node_keeps_serving(
         "no internal text leaks"
     );
 
+    // The actor was restarted, and the restart counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::ops::metric(&app.management, "keyward_actor_restarts_total").await != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keyward_actor_restarts_total never reached 1"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // The restarted accounts actor serves the next requests.
     app.verified_user("after@example.com", None).await;
     app.login_ok("after@example.com", PASSWORD).await;

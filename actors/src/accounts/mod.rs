@@ -32,6 +32,7 @@ impl Actor for Accounts {
 
 impl Supervised for Accounts {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.actor_restarts.inc();
         tracing::warn!("accounts actor restarting");
     }
 }

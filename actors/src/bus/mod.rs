@@ -12,6 +12,7 @@ use actix::prelude::*;
 use keyward_messages::events::Envelope;
 use keyward_storage::{OutboxRecord, StorageError, Store};
 
+use crate::metrics::Metrics;
 use crate::Clock;
 
 /// Relay → subscriber: one message to take. Ok means it was processed (or was a duplicate).
@@ -33,6 +34,7 @@ pub struct Subscriber {
 }
 
 pub struct Relay {
+    metrics: Metrics,
     store: Store,
     clock: Clock,
     subscribers: Vec<Subscriber>,
@@ -46,8 +48,9 @@ const TICK: Duration = Duration::from_millis(500);
 const BATCH: u64 = 100;
 
 impl Relay {
-    pub fn new(store: Store, clock: Clock, subscribers: Vec<Subscriber>) -> Self {
+    pub fn new(store: Store, clock: Clock, subscribers: Vec<Subscriber>, metrics: Metrics) -> Self {
         Self {
+            metrics,
             store,
             clock,
             subscribers,
@@ -71,24 +74,33 @@ impl Relay {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let subs = self.subscribers.clone();
-        async move { drain_once(&store, &clock, &subs).await }
-            .into_actor(self)
-            .map(|ok, act, ctx| {
-                act.running = false;
-                if ok {
-                    act.failures = 0;
-                    act.not_before = None;
-                    if act.again {
-                        act.drain(ctx);
-                    }
-                } else {
-                    act.failures = act.failures.saturating_add(1);
-                    // Capped low: after an outage, events must flow within seconds of the broker's return.
-                    let secs = 2u64.saturating_pow(act.failures.min(3)).min(5);
-                    act.not_before = Some(Instant::now() + Duration::from_secs(secs));
+        let metrics = self.metrics.clone();
+        async move {
+            let ok = drain_once(&store, &clock, &subs, &metrics).await;
+            if let Ok(n) = store.outbox_backlog().await {
+                metrics
+                    .outbox_backlog
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            ok
+        }
+        .into_actor(self)
+        .map(|ok, act, ctx| {
+            act.running = false;
+            if ok {
+                act.failures = 0;
+                act.not_before = None;
+                if act.again {
+                    act.drain(ctx);
                 }
-            })
-            .spawn(ctx);
+            } else {
+                act.failures = act.failures.saturating_add(1);
+                // Capped low: after an outage, events must flow within seconds of the broker's return.
+                let secs = 2u64.saturating_pow(act.failures.min(3)).min(5);
+                act.not_before = Some(Instant::now() + Duration::from_secs(secs));
+            }
+        })
+        .spawn(ctx);
     }
 }
 
@@ -121,11 +133,11 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
 }
 
 /// Publishes pending rows; false when a delivery failed (the rest waits for the retry).
-async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber]) -> bool {
+async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber], metrics: &Metrics) -> bool {
     let result = if store.is_postgres() {
-        drain_claimed(store, clock, subs).await
+        drain_claimed(store, clock, subs, metrics).await
     } else {
-        drain_plain(store, clock, subs).await
+        drain_plain(store, clock, subs, metrics).await
     };
     result.unwrap_or_else(|e| {
         tracing::warn!(error = ?e, "relay cannot use the outbox");
@@ -138,6 +150,7 @@ async fn drain_plain(
     store: &Store,
     clock: &Clock,
     subs: &[Subscriber],
+    metrics: &Metrics,
 ) -> Result<bool, StorageError> {
     loop {
         let rows = store.pending_outbox(BATCH).await?;
@@ -146,8 +159,12 @@ async fn drain_plain(
         }
         for row in rows {
             match deliver_row(&row, subs).await {
-                Outcome::Done => store.mark_published(row.id, clock()).await?,
+                Outcome::Done => {
+                    store.mark_published(row.id, clock()).await?;
+                    metrics.outbox_published.inc();
+                }
                 Outcome::Failed => {
+                    metrics.outbox_publish_failures.inc();
                     store.record_failed_attempt(row.id).await?;
                     return Ok(false);
                 }
@@ -162,6 +179,7 @@ async fn drain_claimed(
     store: &Store,
     clock: &Clock,
     subs: &[Subscriber],
+    metrics: &Metrics,
 ) -> Result<bool, StorageError> {
     loop {
         let tx = store.begin().await?;
@@ -171,8 +189,12 @@ async fn drain_claimed(
         }
         for row in rows {
             match deliver_row(&row, subs).await {
-                Outcome::Done => tx.mark_published(row.id, clock()).await?,
+                Outcome::Done => {
+                    tx.mark_published(row.id, clock()).await?;
+                    metrics.outbox_published.inc();
+                }
                 Outcome::Failed => {
+                    metrics.outbox_publish_failures.inc();
                     tx.record_failed_attempt(row.id).await?;
                     tx.commit().await?;
                     return Ok(false);

@@ -19,6 +19,7 @@ use lettre::{
 };
 
 use crate::bus::Deliver;
+use crate::metrics::Metrics;
 use crate::{Clock, StartError};
 
 pub use templates::render;
@@ -61,6 +62,7 @@ impl Mailer {
 }
 
 pub struct Notify {
+    metrics: Metrics,
     mailer: Mailer,
     from: Mailbox,
     store: Store,
@@ -68,8 +70,15 @@ pub struct Notify {
 }
 
 impl Notify {
-    pub fn new(mailer: Mailer, from: &str, store: Store, clock: Clock) -> Result<Self, StartError> {
+    pub fn new(
+        mailer: Mailer,
+        from: &str,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Result<Self, StartError> {
         Ok(Self {
+            metrics,
             mailer,
             from: parse_from(from)?,
             store,
@@ -111,11 +120,14 @@ pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Sends one email job unless this consumer already processed its id. Ok also for poison
+/// (logged, recorded and dropped); Err means "try again later".
 async fn deliver(
     mailer: Mailer,
     from: Mailbox,
     store: Store,
     clock: Clock,
+    metrics: Metrics,
     env: Envelope,
 ) -> Result<(), String> {
     if store
@@ -148,7 +160,11 @@ async fn deliver(
                 .map_err(|e| format!("{e:?}"));
         }
     };
-    mailer.send(mail).await?;
+    if let Err(e) = mailer.send(mail).await {
+        metrics.emails_failed.inc();
+        return Err(e);
+    }
+    metrics.emails_sent.inc();
     store
         .inbox_record(CONSUMER, env.id, clock())
         .await
@@ -171,6 +187,7 @@ impl Handler<Deliver> for Notify {
             self.from.clone(),
             self.store.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             env,
         ))
     }

@@ -22,6 +22,7 @@ use lettre::message::Mailbox;
 
 use super::{deliver, Mailer};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
+use crate::metrics::Metrics;
 use crate::Clock;
 
 /// Jobs a worker holds unacknowledged at once.
@@ -48,6 +49,7 @@ impl Handler<CheckReady> for WorkerProbe {
 }
 
 pub struct Worker {
+    pub metrics: Metrics,
     pub amqp_url: String,
     pub mailer: Mailer,
     pub from: Mailbox,
@@ -77,6 +79,7 @@ impl Worker {
                 }
             }
             self.consuming.store(false, Ordering::SeqCst);
+            self.metrics.amqp_consuming.set(0);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -98,6 +101,7 @@ impl Worker {
             .await
             .map_err(|e| format!("basic_consume: {e}"))?;
         self.consuming.store(true, Ordering::SeqCst);
+        self.metrics.amqp_consuming.set(1);
         tracing::info!(queue = EMAIL_QUEUE, prefetch = PREFETCH, "worker consuming");
         while let Some(next) = consumer.next().await {
             let delivery = next.map_err(|e| format!("consumer: {e}"))?;
@@ -113,6 +117,7 @@ impl Worker {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "undecodable message on the email queue; dead-lettering it");
+                self.metrics.emails_dead_lettered.inc();
                 return d
                     .nack(BasicNackOptions {
                         requeue: false,
@@ -129,6 +134,7 @@ impl Worker {
             self.from.clone(),
             self.store.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             env,
         )
         .await

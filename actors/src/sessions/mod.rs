@@ -34,6 +34,7 @@ impl Actor for Sessions {
 
 impl Supervised for Sessions {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.actor_restarts.inc();
         tracing::warn!("sessions actor restarting");
     }
 }

@@ -10,7 +10,11 @@ use crate::management::{management_app, Probes};
 use crate::{management_server, public_server, GatewayOptions};
 
 async fn probe_call(probes: Vec<(String, Recipient<CheckReady>)>, req: TestRequest) -> Reply {
-    let app = test::init_service(management_app(web::Data::new(Probes(probes)))).await;
+    let app = test::init_service(management_app(web::Data::new(Probes(
+        probes,
+        prometheus::Registry::new(),
+    ))))
+    .await;
     let res = test::call_service(&app, req.to_request()).await;
     let (status, headers) = (res.status(), res.headers().clone());
     let body = test::read_body(res).await.to_vec();
@@ -90,8 +94,12 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         workers: 1,
     };
     let public = public_server(public, Fake::default().recipients(), opts).unwrap();
-    let management =
-        management_server(management, vec![("db".into(), probe(Fake::default()))]).unwrap();
+    let management = management_server(
+        management,
+        vec![("db".into(), probe(Fake::default()))],
+        prometheus::Registry::new(),
+    )
+    .unwrap();
     let handles = [public.handle(), management.handle()];
     actix_web::rt::spawn(public);
     actix_web::rt::spawn(management);
