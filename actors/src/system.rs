@@ -10,10 +10,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Duration;
 use keyward_config::Settings;
-use keyward_messages::events::{Envelope, Outgoing};
+use keyward_messages::events::{DomainEvent, Envelope, Outgoing, RevokeReason};
 use keyward_messages::password_policy::PasswordPolicy;
-use keyward_messages::{CommandError, RequestMeta};
-use keyward_storage::{StorageError, Store};
+use keyward_messages::{CommandError, RequestMeta, SessionId, UserId};
+use keyward_storage::{StorageError, Store, Tx};
 use rand::RngCore;
 use uuid::Uuid;
 
@@ -63,6 +63,34 @@ impl Deps {
     pub fn envelope(&self, meta: &RequestMeta, msg: Outgoing) -> Envelope {
         let correlation = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
         Envelope::new(Uuid::now_v7(), (self.clock)(), correlation, &msg)
+    }
+
+    /// Writes `msg` to the outbox inside `tx`: it is published only if `tx` commits.
+    pub async fn enqueue(
+        &self,
+        tx: &Tx,
+        meta: &RequestMeta,
+        msg: Outgoing,
+    ) -> Result<(), CommandError> {
+        tx.enqueue(&self.envelope(meta, msg))
+            .await
+            .map_err(storage_err)
+    }
+
+    /// `session.revoked` for one session, naming the client that caused it.
+    pub fn session_revoked(
+        meta: &RequestMeta,
+        user_id: UserId,
+        session_id: SessionId,
+        reason: RevokeReason,
+    ) -> Outgoing {
+        Outgoing::Event(DomainEvent::SessionRevoked {
+            user_id,
+            session_id,
+            reason,
+            ip: meta.client_ip.map(|i| i.to_string()),
+            user_agent: meta.user_agent.clone(),
+        })
     }
 
     /// Tells the relay that a transaction with outbox rows committed.

@@ -32,12 +32,7 @@ fn envelope(d: &lapin::message::Delivery) -> Value {
 async fn an_external_consumer_receives_events_with_the_documented_envelope_and_properties() {
     let _broker = broker_lock().await;
     let app = spawn_app_with(amqp()).await;
-    let url = app
-        .settings
-        .amqp_url
-        .as_ref()
-        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
-        .unwrap();
+    let url = app.amqp_url();
     let consumer = EventConsumer::bind(&url, &queue_name(), "#").await;
 
     app.verified_user("ext@example.com", None).await;
@@ -115,12 +110,7 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
 async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_it() {
     let _broker = broker_lock().await;
     let app = spawn_app_with(amqp()).await;
-    let url = app
-        .settings
-        .amqp_url
-        .as_ref()
-        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
-        .unwrap();
+    let url = app.amqp_url();
     let queue = queue_name();
     drop(EventConsumer::bind(&url, &queue, "#").await);
     app.verified_user("steady@example.com", None).await;
@@ -424,12 +414,7 @@ async fn a_poison_email_job_goes_to_the_dead_letter_queue_and_the_next_one_is_se
     use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
     let _broker = broker_lock().await;
     let app = spawn_app_with(amqp()).await;
-    let url = app
-        .settings
-        .amqp_url
-        .as_ref()
-        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
-        .unwrap();
+    let url = app.amqp_url();
     let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
         .await
         .unwrap();
@@ -478,12 +463,7 @@ async fn two_nodes_draining_one_outbox_publish_each_event_once() {
     let _broker = broker_lock().await;
     let a = spawn_app_with(amqp()).await;
     let b = a.spawn_peer().await;
-    let url = a
-        .settings
-        .amqp_url
-        .as_ref()
-        .map(|u| secrecy::ExposeSecret::expose_secret(u).to_owned())
-        .unwrap();
+    let url = a.amqp_url();
     let queue = queue_name();
     drop(EventConsumer::bind(&url, &queue, "user.registered").await);
 

@@ -717,6 +717,17 @@ impl EventConsumer {
 }
 
 impl TestApp {
+    /// The node's RabbitMQ URL (its own vhost), in distributed mode.
+    pub fn amqp_url(&self) -> String {
+        use secrecy::ExposeSecret;
+        self.settings
+            .amqp_url
+            .as_ref()
+            .expect("distributed mode")
+            .expose_secret()
+            .to_owned()
+    }
+
     /// A second node on the same database and broker (another process in production). Like
     /// nodes behind one load balancer, it shares the first node's public URL (the issuer).
     pub async fn spawn_peer(&self) -> Node {

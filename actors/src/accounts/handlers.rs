@@ -70,9 +70,7 @@ async fn issue_email_token(
         Locale::parse(&user.locale),
         Some(link),
     );
-    tx.enqueue(&deps.envelope(meta, job))
-        .await
-        .map_err(storage_err)
+    deps.enqueue(tx, meta, job).await
 }
 
 fn username_taken() -> CommandError {
@@ -128,9 +126,7 @@ async fn register(
             Locale::parse(&existing.locale),
             None,
         );
-        tx.enqueue(&deps.envelope(&m.meta, notice))
-            .await
-            .map_err(storage_err)?;
+        deps.enqueue(&tx, &m.meta, notice).await?;
         tx.commit().await.map_err(storage_err)?;
         deps.wake_relay();
         return Ok(());
@@ -170,9 +166,7 @@ async fn register(
         username: record.username.clone(),
         locale: m.locale,
     };
-    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
-        .await
-        .map_err(storage_err)?;
+    deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
     issue_email_token(&deps, &tx, &m.meta, &record, TokenPurpose::VerifyEmail).await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -209,9 +203,7 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
         user_id,
         email: user.email.clone(),
     };
-    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
-        .await
-        .map_err(storage_err)?;
+    deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     Ok(EmailVerified {
@@ -371,20 +363,10 @@ async fn password_changed_messages(
         user_id: user.id,
         via: via.to_owned(),
     };
-    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
-        .await
-        .map_err(storage_err)?;
+    deps.enqueue(tx, meta, Outgoing::Event(ev)).await?;
     for sid in ended {
-        let ev = DomainEvent::SessionRevoked {
-            user_id: user.id,
-            session_id: sid,
-            reason,
-            ip: meta.client_ip.map(|i| i.to_string()),
-            user_agent: meta.user_agent.clone(),
-        };
-        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
-            .await
-            .map_err(storage_err)?;
+        deps.enqueue(tx, meta, Deps::session_revoked(meta, user.id, sid, reason))
+            .await?;
     }
     let notice = email_job(
         &user.email,
@@ -392,9 +374,7 @@ async fn password_changed_messages(
         Locale::parse(&user.locale),
         None,
     );
-    tx.enqueue(&deps.envelope(meta, notice))
-        .await
-        .map_err(storage_err)
+    deps.enqueue(tx, meta, notice).await
 }
 
 async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), CommandError> {

@@ -88,16 +88,12 @@ async fn revoke(
         .await
         .map_err(storage_err)?;
     if done {
-        let ev = DomainEvent::SessionRevoked {
-            user_id,
-            session_id,
-            reason,
-            ip: meta.client_ip.map(|i| i.to_string()),
-            user_agent: meta.user_agent.clone(),
-        };
-        tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
-            .await
-            .map_err(storage_err)?;
+        deps.enqueue(
+            &tx,
+            meta,
+            Deps::session_revoked(meta, user_id, session_id, reason),
+        )
+        .await?;
     }
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -195,26 +191,16 @@ async fn refresh(
         .await
         .map_err(storage_err)?
     {
-        let ip = meta.client_ip.map(|i| i.to_string());
         let detected = DomainEvent::SessionReuseDetected {
             user_id: user.id,
             session_id: session.id,
-            ip: ip.clone(),
+            ip: meta.client_ip.map(|i| i.to_string()),
             user_agent: meta.user_agent.clone(),
         };
-        let revoked = DomainEvent::SessionRevoked {
-            user_id: user.id,
-            session_id: session.id,
-            reason: RevokeReason::ReuseDetected,
-            ip,
-            user_agent: meta.user_agent.clone(),
-        };
-        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(detected)))
-            .await
-            .map_err(storage_err)?;
-        tx.enqueue(&deps.envelope(&meta, Outgoing::Event(revoked)))
-            .await
-            .map_err(storage_err)?;
+        deps.enqueue(&tx, &meta, Outgoing::Event(detected)).await?;
+        let revoked =
+            Deps::session_revoked(&meta, user.id, session.id, RevokeReason::ReuseDetected);
+        deps.enqueue(&tx, &meta, revoked).await?;
     }
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
@@ -363,16 +349,12 @@ impl Handler<RevokeOtherSessions> for Sessions {
                     .await
                     .map_err(storage_err)?;
                 for sid in ended {
-                    let ev = DomainEvent::SessionRevoked {
-                        user_id: p.user_id,
-                        session_id: sid,
-                        reason: RevokeReason::RevokedByUser,
-                        ip: m.meta.client_ip.map(|i| i.to_string()),
-                        user_agent: m.meta.user_agent.clone(),
-                    };
-                    tx.enqueue(&deps.envelope(&m.meta, Outgoing::Event(ev)))
-                        .await
-                        .map_err(storage_err)?;
+                    deps.enqueue(
+                        &tx,
+                        &m.meta,
+                        Deps::session_revoked(&m.meta, p.user_id, sid, RevokeReason::RevokedByUser),
+                    )
+                    .await?;
                 }
                 tx.commit().await.map_err(storage_err)?;
                 deps.wake_relay();

@@ -93,9 +93,7 @@ pub(crate) async fn open_session(
         ip: session.ip.clone(),
         user_agent: session.user_agent.clone(),
     };
-    tx.enqueue(&deps.envelope(meta, Outgoing::Event(ev)))
-        .await
-        .map_err(storage_err)?;
+    deps.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     pair(deps, user, &roles, &session, refresh, now)
