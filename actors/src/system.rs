@@ -41,6 +41,15 @@ pub struct TokenPolicy {
     pub reset_ttl: Duration,
 }
 
+/// Failed-login throttling, resolved from settings.
+#[derive(Clone, Debug)]
+pub struct ThrottlePolicy {
+    pub account_max_failures: u32,
+    pub ip_max_failures: u32,
+    pub window: Duration,
+    pub base_delay: Duration,
+}
+
 /// What every context handler may use. Shared, immutable after start.
 pub struct Deps {
     pub store: Store,
@@ -48,6 +57,7 @@ pub struct Deps {
     pub hasher: HasherPool,
     pub clock: Clock,
     pub tokens: TokenPolicy,
+    pub throttle: ThrottlePolicy,
     pub password_policy: PasswordPolicy,
     /// Base of links in emails, without a trailing slash.
     pub public_url: String,
@@ -314,6 +324,12 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         hasher,
         clock,
         tokens,
+        throttle: ThrottlePolicy {
+            account_max_failures: settings.throttle.account_max_failures,
+            ip_max_failures: settings.throttle.ip_max_failures,
+            window: secs(settings.throttle.window_secs),
+            base_delay: secs(settings.throttle.base_delay_secs),
+        },
         password_policy: PasswordPolicy {
             min_length: p.min_length,
             max_length: p.max_length,

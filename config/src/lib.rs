@@ -66,6 +66,8 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     /// `[http]` / `KEYWARD_HTTP__*`.
     pub http: HttpSettings,
+    /// `[throttle]` / `KEYWARD_THROTTLE__*`.
+    pub throttle: ThrottleSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -120,6 +122,32 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
+/// Failed-login throttling, `[throttle]` / `KEYWARD_THROTTLE__<FIELD>`. State lives in the
+/// database, so every node counts the same failures.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ThrottleSettings {
+    /// Failed logins on one account within the window before it is throttled; at least 1.
+    pub account_max_failures: u32,
+    /// Failed logins from one client IP within the window before it is throttled; at least 1.
+    pub ip_max_failures: u32,
+    /// The sliding window; at least 1.
+    pub window_secs: u64,
+    /// First delay once throttled; it doubles with every further failure, up to the window.
+    pub base_delay_secs: u64,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            account_max_failures: 5,
+            ip_max_failures: 100,
+            window_secs: 900,
+            base_delay_secs: 30,
+        }
+    }
+}
+
 /// Log output format. `Auto` lets the binary pick: JSON when stdout is not a TTY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,6 +180,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             passwords: PasswordSettings::default(),
             http: HttpSettings::default(),
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -214,6 +243,7 @@ impl fmt::Debug for Settings {
             .field("tokens", &self.tokens)
             .field("passwords", &self.passwords)
             .field("http", &self.http)
+            .field("throttle", &self.throttle)
             .finish()
     }
 }

@@ -63,6 +63,15 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         "http",
         &["max_body_bytes", "request_timeout_secs", "workers"],
     ),
+    (
+        "throttle",
+        &[
+            "account_max_failures",
+            "ip_max_failures",
+            "window_secs",
+            "base_delay_secs",
+        ],
+    ),
 ];
 
 /// Settings whose values must never appear in messages.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{HttpSettings, LogFormat, PasswordSettings, Settings, TokenSettings};
+use crate::{HttpSettings, LogFormat, PasswordSettings, Settings, ThrottleSettings, TokenSettings};
 
 const MASK: &str = "***";
 
@@ -63,6 +63,7 @@ struct Redacted<'a> {
     tokens: &'a TokenSettings,
     passwords: &'a PasswordSettings,
     http: &'a HttpSettings,
+    throttle: &'a ThrottleSettings,
 }
 
 pub(crate) fn redacted_toml(settings: &Settings) -> String {
@@ -86,6 +87,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         tokens: &settings.tokens,
         passwords: &settings.passwords,
         http: &settings.http,
+        throttle: &settings.throttle,
     };
     match toml::to_string(&view) {
         Ok(text) => text,

@@ -73,6 +73,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     tokens(s)?;
     passwords(s)?;
     http(s)?;
+    throttle(s)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -265,6 +266,23 @@ fn http(s: &Settings) -> Result<(), ConfigError> {
         s.http.request_timeout_secs,
         1,
     )?;
+    Ok(())
+}
+
+fn throttle(s: &Settings) -> Result<(), ConfigError> {
+    let t = &s.throttle;
+    at_least(
+        "KEYWARD_THROTTLE__ACCOUNT_MAX_FAILURES",
+        u64::from(t.account_max_failures),
+        1,
+    )?;
+    at_least(
+        "KEYWARD_THROTTLE__IP_MAX_FAILURES",
+        u64::from(t.ip_max_failures),
+        1,
+    )?;
+    at_least("KEYWARD_THROTTLE__WINDOW_SECS", t.window_secs, 1)?;
+    at_least("KEYWARD_THROTTLE__BASE_DELAY_SECS", t.base_delay_secs, 1)?;
     Ok(())
 }
 

@@ -47,6 +47,18 @@ pub enum DomainEvent {
         ip: Option<String>,
         user_agent: Option<String>,
     },
+    #[serde(rename = "user.login_failed")]
+    UserLoginFailed {
+        user_id: UserId,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    #[serde(rename = "user.throttled")]
+    UserThrottled {
+        user_id: UserId,
+        ip: Option<String>,
+        retry_after_secs: u64,
+    },
     #[serde(rename = "user.password_changed")]
     UserPasswordChanged {
         user_id: UserId,
@@ -77,6 +89,8 @@ impl DomainEvent {
             Self::UserRegistered { .. } => "user.registered",
             Self::UserEmailVerified { .. } => "user.email_verified",
             Self::UserLoggedIn { .. } => "user.logged_in",
+            Self::UserLoginFailed { .. } => "user.login_failed",
+            Self::UserThrottled { .. } => "user.throttled",
             Self::UserPasswordChanged { .. } => "user.password_changed",
             Self::SessionRevoked { .. } => "session.revoked",
             Self::SessionReuseDetected { .. } => "session.reuse_detected",
@@ -88,6 +102,8 @@ impl DomainEvent {
             Self::UserRegistered { user_id, .. }
             | Self::UserEmailVerified { user_id, .. }
             | Self::UserLoggedIn { user_id, .. }
+            | Self::UserLoginFailed { user_id, .. }
+            | Self::UserThrottled { user_id, .. }
             | Self::UserPasswordChanged { user_id, .. }
             | Self::SessionRevoked { user_id, .. }
             | Self::SessionReuseDetected { user_id, .. } => *user_id,

@@ -7,12 +7,19 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002LoginFailures)]
     }
 }
 
-#[derive(DeriveMigrationName)]
+// NOTE: names are explicit: DeriveMigrationName names a migration after its module, so two
+// migrations in one file would share a name. A name, once released, never changes.
 struct M0001Initial;
+
+impl MigrationName for M0001Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
 
 fn uuid_pk(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c))
@@ -245,6 +252,38 @@ impl MigrationTrait for M0001Initial {
                 .col(Alias::new("message_id")),
         );
         m.create_table(inbox).await?;
+        Ok(())
+    }
+}
+
+struct M0002LoginFailures;
+
+impl MigrationName for M0002LoginFailures {
+    fn name(&self) -> &str {
+        "m0002_login_failures"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002LoginFailures {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One row per failed login, keyed by "account:<id or login>" and "ip:<address>".
+        m.create_table(table(
+            "login_failures",
+            vec![uuid_pk("id"), text("key"), ts("at")],
+        ))
+        .await?;
+        m.create_index(index(
+            "login_failures",
+            "login_failures_key_at_idx",
+            &["key", "at"],
+            false,
+        ))
+        .await?;
         Ok(())
     }
 }

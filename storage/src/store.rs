@@ -14,7 +14,7 @@ use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::entities::{
-    email_token, inbox, outbox, refresh_token, session, signing_key, user, user_role,
+    email_token, inbox, login_failure, outbox, refresh_token, session, signing_key, user, user_role,
 };
 use crate::migrations::Migrator;
 use crate::records::*;
@@ -214,6 +214,21 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// Failed logins under `key` since `since`: how many, and the latest.
+    pub async fn login_failures_since(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, Option<DateTime<Utc>>)> {
+        let rows = login_failure::Entity::find()
+            .filter(login_failure::Column::Key.eq(key))
+            .filter(login_failure::Column::At.gt(since))
+            .order_by_desc(login_failure::Column::At)
+            .all(&self.db)
+            .await?;
+        Ok((rows.len() as u64, rows.first().map(|r| r.at)))
     }
 
     /// Whether `consumer` already processed message `id` (consumers dedupe on this).
@@ -524,6 +539,26 @@ impl Tx {
 
     pub async fn record_failed_attempt(&self, id: Uuid) -> Result<()> {
         record_failed_attempt(&self.tx, id).await
+    }
+
+    pub async fn record_login_failure(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
+        login_failure::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            key: Set(key.to_owned()),
+            at: Set(now),
+        }
+        .insert(&self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the failed logins under `key` (after a successful login or password reset).
+    pub async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        login_failure::Entity::delete_many()
+            .filter(login_failure::Column::Key.eq(key))
+            .exec(&self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Queues a message for the relay; it becomes visible only if this transaction commits.

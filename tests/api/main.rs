@@ -11,4 +11,5 @@ mod lifecycle;
 mod ops;
 mod resilience;
 mod sessions;
+mod throttle;
 mod tokens;

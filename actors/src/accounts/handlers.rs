@@ -10,7 +10,7 @@ use keyward_messages::{codes, CommandError, FieldError, LoginId, RequestMeta};
 use keyward_storage::{NewEmailToken, NewUser, StorageError, TokenPurpose, Tx, UserRecord};
 use secrecy::ExposeSecret;
 
-use super::policy::{invalid_credentials, reset_link, verification_link};
+use super::policy::{invalid_credentials, reset_link, throttle_delay, verification_link};
 use super::Accounts;
 use crate::edge::guarded;
 use crate::sessions::issue::open_session;
@@ -243,25 +243,86 @@ async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> 
     Ok(())
 }
 
+/// The throttle keys of a login attempt: the account (its id when it exists, else the login as
+/// typed, so unknown accounts throttle exactly like known ones) and the client IP.
+fn throttle_keys(m: &Login, user: Option<&UserRecord>) -> (String, Option<String>) {
+    let account = match (user, &m.login) {
+        (Some(u), _) => format!("account:{}", u.id),
+        (None, LoginId::Email(e)) => format!("login:{}", e.normalized()),
+        (None, LoginId::Username(u)) => format!("login:{}", u.normalized()),
+    };
+    (account, m.meta.client_ip.map(|ip| format!("ip:{ip}")))
+}
+
+/// Seconds to wait when `key` is throttled under `limit`.
+async fn throttled(deps: &Deps, key: &str, limit: u32) -> Result<Option<u64>, CommandError> {
+    let now = (deps.clock)();
+    let t = &deps.throttle;
+    let (failures, latest) = deps
+        .store
+        .login_failures_since(key, now - t.window)
+        .await
+        .map_err(storage_err)?;
+    Ok(throttle_delay(
+        failures,
+        latest,
+        limit,
+        t.base_delay,
+        t.window,
+        now,
+    ))
+}
+
 async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     let user = match &m.login {
         LoginId::Email(e) => deps.store.user_by_email(&e.normalized()).await,
         LoginId::Username(u) => deps.store.user_by_username(&u.normalized()).await,
     }
     .map_err(storage_err)?;
-    let Some(user) = user else {
-        deps.hasher.dummy_verify(m.password.expose()).await?;
-        tracing::info!("login failed: unknown account");
+    let (account_key, ip_key) = throttle_keys(&m, user.as_ref());
+    let ip = m.meta.client_ip.map(|i| i.to_string());
+
+    // Throttled: the same answer whether or not the password is right, checked before it is.
+    let mut wait = throttled(&deps, &account_key, deps.throttle.account_max_failures).await?;
+    if let Some(k) = &ip_key {
+        let by_ip = throttled(&deps, k, deps.throttle.ip_max_failures).await?;
+        wait = wait.max(by_ip);
+    }
+    if let Some(retry_after_secs) = wait {
+        if let Some(u) = &user {
+            let tx = deps.store.begin().await.map_err(storage_err)?;
+            let ev = DomainEvent::UserThrottled {
+                user_id: u.id,
+                ip: ip.clone(),
+                retry_after_secs,
+            };
+            deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+            tx.commit().await.map_err(storage_err)?;
+            deps.wake_relay();
+        }
+        tracing::info!(retry_after_secs, "login throttled");
+        return Err(CommandError::RateLimited { retry_after_secs });
+    }
+
+    let verified = match &user {
+        Some(u) => {
+            deps.hasher
+                .verify(m.password.expose(), &u.password_hash)
+                .await?
+        }
+        None => {
+            deps.hasher.dummy_verify(m.password.expose()).await?;
+            crate::hasher::Verified {
+                matches: false,
+                needs_rehash: false,
+            }
+        }
+    };
+    let user_id = user.as_ref().map(|u| u.id);
+    let Some(user) = user.filter(|_| verified.matches) else {
+        record_failure(&deps, &m, &account_key, ip_key.as_deref(), user_id).await?;
         return Err(invalid_credentials());
     };
-    let v = deps
-        .hasher
-        .verify(m.password.expose(), &user.password_hash)
-        .await?;
-    if !v.matches {
-        tracing::info!(user_id = %user.id, "login failed: wrong password");
-        return Err(invalid_credentials());
-    }
     // Only a caller who knows the password learns the account's state.
     if user.blocked {
         return Err(CommandError::Forbidden {
@@ -275,14 +336,64 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
             detail: "confirm your email address first; POST /v1/auth/verify-email/resend sends a new link".into(),
         });
     }
-    let rehash = if v.needs_rehash {
+    let rehash = if verified.needs_rehash {
         Some(deps.hasher.hash(m.password.expose()).await?)
     } else {
         None
     };
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    tx.clear_login_failures(&account_key)
+        .await
+        .map_err(storage_err)?;
+    tx.commit().await.map_err(storage_err)?;
     let pair = open_session(&deps, &user, &m.meta, rehash).await?;
     tracing::info!(user_id = %user.id, session_id = %pair.session_id, "login succeeded");
     Ok(pair)
+}
+
+/// Counts a failed login under both keys, with `user.login_failed` (and `user.throttled` when
+/// this failure reaches the limit) for an existing account, in one transaction.
+async fn record_failure(
+    deps: &Deps,
+    m: &Login,
+    account_key: &str,
+    ip_key: Option<&str>,
+    user_id: Option<keyward_messages::UserId>,
+) -> Result<(), CommandError> {
+    let now = (deps.clock)();
+    let ip = m.meta.client_ip.map(|i| i.to_string());
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    tx.record_login_failure(account_key, now)
+        .await
+        .map_err(storage_err)?;
+    if let Some(k) = ip_key {
+        tx.record_login_failure(k, now).await.map_err(storage_err)?;
+    }
+    if let Some(user_id) = user_id {
+        let ev = DomainEvent::UserLoginFailed {
+            user_id,
+            ip: ip.clone(),
+            user_agent: m.meta.user_agent.clone(),
+        };
+        deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+    }
+    tx.commit().await.map_err(storage_err)?;
+    if let (Some(user_id), Some(retry_after_secs)) = (
+        user_id,
+        throttled(deps, account_key, deps.throttle.account_max_failures).await?,
+    ) {
+        let tx = deps.store.begin().await.map_err(storage_err)?;
+        let ev = DomainEvent::UserThrottled {
+            user_id,
+            ip,
+            retry_after_secs,
+        };
+        deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+        tx.commit().await.map_err(storage_err)?;
+    }
+    deps.wake_relay();
+    tracing::info!(user_id = ?user_id, "login failed");
+    Ok(())
 }
 
 fn policy_context(user: &UserRecord) -> Vec<&str> {
@@ -328,6 +439,9 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
             .map_err(storage_err)?;
     }
     tx.invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
+        .await
+        .map_err(storage_err)?;
+    tx.clear_login_failures(&format!("account:{user_id}"))
         .await
         .map_err(storage_err)?;
     let ended = tx

@@ -1,5 +1,6 @@
 //! Pure rules of the accounts context.
 
+use chrono::{DateTime, Duration, Utc};
 use keyward_messages::{codes, CommandError};
 
 /// The link a verification email carries.
@@ -10,6 +11,32 @@ pub fn verification_link(public_url: &str, token: &str) -> String {
 /// The link a reset email carries. It points at the API; a product puts its own page in front.
 pub fn reset_link(public_url: &str, token: &str) -> String {
     format!("{public_url}/v1/auth/password/reset?token={token}")
+}
+
+/// How long a key (account or client IP) must wait before its next login attempt, or None when
+/// it may try now. Below `limit` failures in the window nothing waits; from then on each
+/// further failure doubles the delay, starting at `base` and capped at `window`, counted from
+/// the latest failure.
+pub fn throttle_delay(
+    failures: u64,
+    latest: Option<DateTime<Utc>>,
+    limit: u32,
+    base: Duration,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    if failures < u64::from(limit) {
+        return None;
+    }
+    let doublings = u32::try_from(failures - u64::from(limit))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    let delay = (base * 2i32.pow(doublings)).min(window);
+    let until = latest? + delay;
+    (now < until).then(|| {
+        let ms = (until - now).num_milliseconds();
+        u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
+    })
 }
 
 /// The one reply for a wrong password and for an unknown account.
@@ -23,6 +50,21 @@ pub fn invalid_credentials() -> CommandError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_starts_at_the_limit_and_the_delay_doubles_up_to_the_window() {
+        let now = Utc::now();
+        let (base, window) = (Duration::seconds(30), Duration::seconds(900));
+        let d = |failures| throttle_delay(failures, Some(now), 5, base, window, now);
+        assert_eq!(d(4), None);
+        assert_eq!(d(5), Some(30));
+        assert_eq!(d(6), Some(60));
+        assert_eq!(d(7), Some(120));
+        assert_eq!(d(40), Some(900));
+        // The delay runs from the latest failure.
+        let later = now + Duration::seconds(31);
+        assert_eq!(throttle_delay(5, Some(now), 5, base, window, later), None);
+    }
 
     #[test]
     fn links_carry_the_token_as_a_query_parameter() {

@@ -2,6 +2,7 @@
 
 pub mod email_token;
 pub mod inbox;
+pub mod login_failure;
 pub mod outbox;
 pub mod refresh_token;
 pub mod session;

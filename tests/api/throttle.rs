@@ -1,0 +1,131 @@
+//! Failed-login throttling, per account and per client IP, through the public API.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{problem, spawn_app, spawn_app_with, Options, PASSWORD};
+
+const WRONG: &str = "not the right password";
+
+async fn throttled(r: reqwest::Response) -> (u64, Value) {
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["code"], "too_many_requests");
+    (retry, body)
+}
+
+#[actix_web::test]
+async fn five_failures_throttle_an_account_whatever_the_password_and_the_wait_grows() {
+    let app = spawn_app().await;
+    app.verified_user("tom@example.com", Some("tom")).await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.login("tom@example.com", WRONG).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Throttled: the right password gets the same answer as a wrong one, by email or username.
+    let (r1, b1) = throttled(app.login("tom@example.com", PASSWORD).await).await;
+    let (r2, b2) = throttled(app.login("TOM", WRONG).await).await;
+    assert_eq!(b1, b2);
+    assert_eq!((r1, r2), (30, 30));
+
+    // After the wait one more try is allowed; failing it doubles the wait.
+    app.advance(31);
+    assert_eq!(
+        app.login("tom@example.com", WRONG).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (r3, _) = throttled(app.login("tom@example.com", PASSWORD).await).await;
+    assert_eq!(r3, 60);
+
+    // A success after the wait clears the count.
+    app.advance(61);
+    app.login_ok("tom@example.com", PASSWORD).await;
+    assert_eq!(
+        app.login("tom@example.com", WRONG).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    app.wait_outbox_drained().await;
+    assert_eq!(app.events_of_type("user.login_failed").await.len(), 7);
+    let throttled_events = app.events_of_type("user.throttled").await;
+    assert!(throttled_events.len() >= 2, "{throttled_events:?}");
+    assert!(throttled_events
+        .iter()
+        .all(|e| e["data"]["retry_after_secs"].as_u64().is_some()));
+}
+
+#[actix_web::test]
+async fn an_unknown_account_is_throttled_exactly_like_a_known_one() {
+    let app = spawn_app().await;
+    app.verified_user("known@example.com", None).await;
+    for login in ["known@example.com", "ghost@example.com"] {
+        for _ in 0..5 {
+            assert_eq!(
+                app.login(login, WRONG).await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    let known = throttled(app.login("known@example.com", WRONG).await).await;
+    let ghost = throttled(app.login("ghost@example.com", WRONG).await).await;
+    assert_eq!(
+        known, ghost,
+        "throttling does not reveal which accounts exist"
+    );
+    // Another account is not affected.
+    app.verified_user("other@example.com", None).await;
+    app.login_ok("other@example.com", PASSWORD).await;
+}
+
+#[actix_web::test]
+async fn a_password_reset_lifts_the_throttle() {
+    let app = spawn_app().await;
+    app.verified_user("uma@example.com", None).await;
+    for _ in 0..6 {
+        app.login("uma@example.com", WRONG).await;
+    }
+    throttled(app.login("uma@example.com", PASSWORD).await).await;
+    app.post(
+        "/v1/auth/password/forgot",
+        serde_json::json!({"email": "uma@example.com"}),
+    )
+    .await;
+    let token = app.wait_for_mail("uma@example.com", "Reset").await.token();
+    let r = app
+        .post(
+            "/v1/auth/password/reset",
+            serde_json::json!({"token": token, "password": "a fresh start passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.login_ok("uma@example.com", "a fresh start passphrase")
+        .await;
+}
+
+#[actix_web::test]
+async fn failures_from_one_client_ip_add_up_across_accounts() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| s.throttle.ip_max_failures = 3)),
+        ..Options::default()
+    })
+    .await;
+    app.verified_user("vic@example.com", None).await;
+    for login in ["a@example.com", "b@example.com", "c@example.com"] {
+        assert_eq!(
+            app.login(login, WRONG).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The IP is over its limit: even a right password on an untouched account waits.
+    let (retry, _) = throttled(app.login("vic@example.com", PASSWORD).await).await;
+    assert_eq!(retry, 30);
+    app.advance(31);
+    app.login_ok("vic@example.com", PASSWORD).await;
+}
