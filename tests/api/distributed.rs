@@ -145,21 +145,7 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     app.wait_outbox_drained().await;
     let mut more = got;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    while let Some(m) = consumer
-        .channel
-        .basic_get(
-            consumer.queue.as_str().into(),
-            lapin::options::BasicGetOptions::default(),
-        )
-        .await
-        .unwrap()
-    {
-        m.delivery
-            .ack(lapin::options::BasicAckOptions::default())
-            .await
-            .unwrap();
-        more.push(m.delivery);
-    }
+    more.extend(consumer.drain().await);
     let received: HashSet<String> = more
         .iter()
         .map(|d| envelope(d)["id"].as_str().unwrap().to_owned())
@@ -487,18 +473,12 @@ async fn two_nodes_draining_one_outbox_publish_each_event_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     let consumer = EventConsumer::reopen(&url, &queue).await;
-    let mut ids = Vec::new();
-    while let Some(m) = consumer
-        .channel
-        .basic_get(
-            consumer.queue.as_str().into(),
-            lapin::options::BasicGetOptions::default(),
-        )
+    let ids: Vec<String> = consumer
+        .drain()
         .await
-        .unwrap()
-    {
-        ids.push(envelope(&m.delivery)["id"].as_str().unwrap().to_owned());
-    }
+        .iter()
+        .map(|d| envelope(d)["id"].as_str().unwrap().to_owned())
+        .collect();
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), n, "every event arrived");
     assert_eq!(

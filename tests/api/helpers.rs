@@ -677,6 +677,25 @@ impl EventConsumer {
         }
     }
 
+    /// Takes (and acks) whatever the queue holds now.
+    pub async fn drain(&self) -> Vec<lapin::message::Delivery> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let mut got = Vec::new();
+        while let Some(m) = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            m.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            got.push(m.delivery);
+        }
+        got
+    }
+
     /// Takes deliveries (acking each) until every type in `wanted` was seen, or 30 s passed.
     pub async fn collect(&self, wanted: &[&str]) -> Vec<lapin::message::Delivery> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
