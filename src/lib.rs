@@ -83,6 +83,10 @@ impl Node {
             max_body_bytes: settings.http.max_body_bytes,
             request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
             workers: settings.http.workers,
+            trusted_proxies: settings
+                .http
+                .trusted_proxy_nets()
+                .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__TRUSTED_PROXIES: {e}"))?,
         };
         let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
         let mut probes = vec![("database".to_owned(), s.clone().recipient())];

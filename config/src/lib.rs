@@ -120,6 +120,27 @@ pub struct HttpSettings {
     pub request_timeout_secs: u64,
     /// HTTP worker threads; 0 = number of cores.
     pub workers: usize,
+    /// Comma-separated IPs or CIDRs of proxies whose `X-Forwarded-For` is believed; empty:
+    /// the client IP is always the TCP peer's.
+    pub trusted_proxies: String,
+}
+
+impl HttpSettings {
+    /// The trusted proxies as networks (a bare IP is a /32 or /128).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{p:?} is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)")
+                    })
+            })
+            .collect()
+    }
 }
 
 /// Failed-login throttling, `[throttle]` / `KEYWARD_THROTTLE__<FIELD>`. State lives in the
@@ -219,6 +240,7 @@ impl Default for HttpSettings {
             max_body_bytes: 16384,
             request_timeout_secs: 30,
             workers: 0,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -363,6 +385,7 @@ mod tests {
                 max_body_bytes: 16384,
                 request_timeout_secs: 30,
                 workers: 0,
+                trusted_proxies: String::new(),
             }
         );
     }

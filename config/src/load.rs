@@ -61,7 +61,12 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["max_body_bytes", "request_timeout_secs", "workers"],
+        &[
+            "max_body_bytes",
+            "request_timeout_secs",
+            "workers",
+            "trusted_proxies",
+        ],
     ),
     (
         "throttle",
@@ -712,6 +717,7 @@ mod tests {
                 max_body_bytes: 100,
                 request_timeout_secs: 7,
                 workers: 9,
+                trusted_proxies: String::new(),
             }
         );
     }

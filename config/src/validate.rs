@@ -256,6 +256,9 @@ fn passwords(s: &Settings) -> Result<(), ConfigError> {
 }
 
 fn http(s: &Settings) -> Result<(), ConfigError> {
+    s.http
+        .trusted_proxy_nets()
+        .map_err(|e| ConfigError::invalid("KEYWARD_HTTP__TRUSTED_PROXIES", e))?;
     at_least(
         "KEYWARD_HTTP__MAX_BODY_BYTES",
         s.http.max_body_bytes as u64,
@@ -267,6 +270,26 @@ fn http(s: &Settings) -> Result<(), ConfigError> {
         1,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod trusted_proxy_tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::Settings;
+
+    #[test]
+    fn trusted_proxies_take_ips_and_cidrs_and_a_bad_one_names_the_key() {
+        let mut s = Settings::default();
+        s.http.trusted_proxies = " 127.0.0.1, 10.0.0.0/8 ,::1".into();
+        assert_eq!(s.http.trusted_proxy_nets().unwrap().len(), 3);
+        assert!(s.validate().is_ok());
+        s.http.trusted_proxies = "10.0.0.0/8, nginx".into();
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("KEYWARD_HTTP__TRUSTED_PROXIES"),
+            "{e}"
+        );
+    }
 }
 
 fn throttle(s: &Settings) -> Result<(), ConfigError> {

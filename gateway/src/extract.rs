@@ -6,6 +6,7 @@
 //! trusting `X-Forwarded-For` (no trusted-proxy configuration exists yet).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -98,12 +99,50 @@ fn request_meta(req: &HttpRequest) -> RequestMeta {
                 .take(USER_AGENT_MAX_CHARS)
                 .collect()
         });
+        let trusted = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.trusted_proxies.as_slice())
+            .unwrap_or_default();
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         RequestMeta {
             request_id,
-            client_ip: req.peer_addr().map(|a| a.ip()),
+            client_ip: client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted),
             user_agent,
         }
     }
+}
+
+/// The client's address. Only a trusted proxy's `X-Forwarded-For` is believed, and in it the
+/// rightmost address that is not itself a trusted proxy is the client: entries to its left were
+/// written by the client and can be forged.
+pub(crate) fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let hops = forwarded
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// The language for emails, from `Accept-Language`.
@@ -119,5 +158,48 @@ impl FromRequest for ClientLocale {
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
         ready(Ok(ClientLocale(Locale::from_accept_language(header))))
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::client_ip;
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        assert_eq!(
+            client_ip(Some(ip("198.51.100.9")), &["203.0.113.7"], &[]),
+            Some(ip("198.51.100.9"))
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_rightmost_untrusted_address() {
+        let trusted = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        // The client forged 1.1.1.1; the proxy appended the real peer it saw.
+        let got = client_ip(
+            Some(ip("127.0.0.1")),
+            &["1.1.1.1, 203.0.113.7", "10.1.2.3"],
+            &trusted,
+        );
+        assert_eq!(got, Some(ip("203.0.113.7")));
+        // No header: the proxy itself.
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &[], &trusted),
+            Some(ip("127.0.0.1"))
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            client_ip(Some(ip("127.0.0.1")), &["junk, 10.0.0.5"], &trusted),
+            Some(ip("10.0.0.5"))
+        );
     }
 }

@@ -67,6 +67,8 @@ pub struct GatewayOptions {
     pub request_timeout: Duration,
     /// actix-web workers; 0 keeps actix's default (one per core).
     pub workers: usize,
+    /// Proxies whose `X-Forwarded-For` names the client; empty: the client is the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The public API on `listener` (port 0 allowed). Signals are not handled: the binary stops the
@@ -76,7 +78,10 @@ pub fn public_server(
     recipients: Recipients,
     opts: GatewayOptions,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(AppState::new(recipients, opts.request_timeout));
+    let state = web::Data::new(
+        AppState::new(recipients, opts.request_timeout)
+            .with_trusted_proxies(opts.trusted_proxies.clone()),
+    );
     let limit = opts.max_body_bytes;
     let mut server = HttpServer::new(move || public_app(state.clone(), limit));
     if opts.workers > 0 {

@@ -14,11 +14,22 @@ use crate::Recipients;
 pub(crate) struct AppState {
     pub(crate) to: Recipients,
     timeout: Duration,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
     pub(crate) fn new(to: Recipients, timeout: Duration) -> Self {
-        Self { to, timeout }
+        Self {
+            to,
+            timeout,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_trusted_proxies(mut self, nets: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = nets;
+        self
     }
 
     /// Sends a command and maps both ways it can fail: the actor's answer, or no answer in time.

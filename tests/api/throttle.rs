@@ -129,3 +129,64 @@ async fn failures_from_one_client_ip_add_up_across_accounts() {
     app.advance(31);
     app.login_ok("vic@example.com", PASSWORD).await;
 }
+
+async fn login_from(
+    app: &crate::helpers::TestApp,
+    forwarded_for: &str,
+    login: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_recorded() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.http.trusted_proxies = "127.0.0.1".into();
+            s.throttle.ip_max_failures = 2;
+        })),
+        ..Options::default()
+    })
+    .await;
+    app.verified_user("wes@example.com", None).await;
+    for login in ["x1@example.com", "x2@example.com"] {
+        assert_eq!(
+            login_from(&app, "203.0.113.1", login, WRONG).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // That client is throttled; another client behind the same proxy is not.
+    throttled(login_from(&app, "203.0.113.1", "wes@example.com", PASSWORD).await).await;
+    let r = login_from(&app, "203.0.113.2", "wes@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let sessions: Vec<Value> = app
+        .get_bearer("/v1/sessions", pair["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "203.0.113.2");
+}
+
+#[actix_web::test]
+async fn without_trusted_proxies_x_forwarded_for_is_ignored() {
+    let app = spawn_app().await;
+    app.verified_user("xena@example.com", None).await;
+    let r = login_from(&app, "203.0.113.9", "xena@example.com", PASSWORD).await;
+    let pair: Value = r.json().await.unwrap();
+    let sessions: Vec<Value> = app
+        .get_bearer("/v1/sessions", pair["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "127.0.0.1");
+}

@@ -92,6 +92,7 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         max_body_bytes: LIMIT,
         request_timeout: Duration::from_secs(5),
         workers: 1,
+        trusted_proxies: vec![],
     };
     let public = public_server(public, Fake::default().recipients(), opts).unwrap();
     let management = management_server(
