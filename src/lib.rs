@@ -87,6 +87,7 @@ impl Node {
                 .http
                 .trusted_proxy_nets()
                 .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__TRUSTED_PROXIES: {e}"))?,
+            header_timeout: Duration::from_secs(settings.http.header_timeout_secs),
         };
         let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
         let mut probes = vec![("database".to_owned(), s.clone().recipient())];

@@ -120,6 +120,8 @@ pub struct HttpSettings {
     pub request_timeout_secs: u64,
     /// HTTP worker threads; 0 = number of cores.
     pub workers: usize,
+    /// Seconds a client has to send its whole request head (slow clients get 408); at least 1.
+    pub header_timeout_secs: u64,
     /// Comma-separated IPs or CIDRs of proxies whose `X-Forwarded-For` is believed; empty:
     /// the client IP is always the TCP peer's.
     pub trusted_proxies: String,
@@ -240,6 +242,7 @@ impl Default for HttpSettings {
             max_body_bytes: 16384,
             request_timeout_secs: 30,
             workers: 0,
+            header_timeout_secs: 5,
             trusted_proxies: String::new(),
         }
     }
@@ -385,6 +388,7 @@ mod tests {
                 max_body_bytes: 16384,
                 request_timeout_secs: 30,
                 workers: 0,
+                header_timeout_secs: 5,
                 trusted_proxies: String::new(),
             }
         );

@@ -65,6 +65,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "max_body_bytes",
             "request_timeout_secs",
             "workers",
+            "header_timeout_secs",
             "trusted_proxies",
         ],
     ),
@@ -717,6 +718,7 @@ mod tests {
                 max_body_bytes: 100,
                 request_timeout_secs: 7,
                 workers: 9,
+                header_timeout_secs: 5,
                 trusted_proxies: String::new(),
             }
         );

@@ -269,6 +269,11 @@ fn http(s: &Settings) -> Result<(), ConfigError> {
         s.http.request_timeout_secs,
         1,
     )?;
+    at_least(
+        "KEYWARD_HTTP__HEADER_TIMEOUT_SECS",
+        s.http.header_timeout_secs,
+        1,
+    )?;
     Ok(())
 }
 

@@ -69,6 +69,8 @@ pub struct GatewayOptions {
     pub workers: usize,
     /// Proxies whose `X-Forwarded-For` names the client; empty: the client is the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A client must send its whole request head within this long, or gets 408 and is dropped.
+    pub header_timeout: Duration,
 }
 
 /// The public API on `listener` (port 0 allowed). Signals are not handled: the binary stops the
@@ -88,6 +90,7 @@ pub fn public_server(
         server = server.workers(opts.workers);
     }
     Ok(server
+        .client_request_timeout(opts.header_timeout)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .disable_signals()
         .listen(listener)?

@@ -168,3 +168,40 @@ async fn malformed_bodies_get_4xx_problems_never_500() {
         (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
     );
 }
+
+#[actix_web::test]
+async fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| s.http.header_timeout_secs = 1)),
+        ..Options::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(app.node.public_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"POST /v1/auth/login HTTP/1.1\r\nHost: keyward\r\nContent-Type: app")
+        .await
+        .unwrap();
+    // Others are served while it dawdles.
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Within a few seconds the server answers 408 and closes, or just closes.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

@@ -93,6 +93,7 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         request_timeout: Duration::from_secs(5),
         workers: 1,
         trusted_proxies: vec![],
+        header_timeout: Duration::from_secs(5),
     };
     let public = public_server(public, Fake::default().recipients(), opts).unwrap();
     let management = management_server(
