@@ -88,6 +88,10 @@ impl Node {
                 .trusted_proxy_nets()
                 .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__TRUSTED_PROXIES: {e}"))?,
             header_timeout: Duration::from_secs(settings.http.header_timeout_secs),
+            cors_origins: settings
+                .http
+                .cors_origin_list()
+                .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__CORS_ORIGINS: {e}"))?,
         };
         let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
         let mut probes = vec![("database".to_owned(), s.clone().recipient())];

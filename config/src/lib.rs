@@ -122,12 +122,38 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Seconds a client has to send its whole request head (slow clients get 408); at least 1.
     pub header_timeout_secs: u64,
+    /// Comma-separated browser origins allowed to call the API cross-origin (exact, e.g.
+    /// `https://app.example.com`); empty: no cross-origin access.
+    pub cors_origins: String,
     /// Comma-separated IPs or CIDRs of proxies whose `X-Forwarded-For` is believed; empty:
     /// the client IP is always the TCP peer's.
     pub trusted_proxies: String,
 }
 
 impl HttpSettings {
+    /// The CORS origins, each checked to be an origin (scheme, host, optional port; no path).
+    pub fn cors_origin_list(&self) -> Result<Vec<String>, String> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let url = url::Url::parse(o).map_err(|_| format!("{o:?} is not an origin (e.g. https://app.example.com)"))?;
+                let bare = matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && !o.ends_with('/')
+                    && url.query().is_none()
+                    && url.username().is_empty();
+                if bare {
+                    Ok(o.to_owned())
+                } else {
+                    Err(format!("{o:?} is not an origin: use scheme://host[:port] with no path (e.g. https://app.example.com)"))
+                }
+            })
+            .collect()
+    }
+
     /// The trusted proxies as networks (a bare IP is a /32 or /128).
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.trusted_proxies
@@ -243,6 +269,7 @@ impl Default for HttpSettings {
             request_timeout_secs: 30,
             workers: 0,
             header_timeout_secs: 5,
+            cors_origins: String::new(),
             trusted_proxies: String::new(),
         }
     }
@@ -389,6 +416,7 @@ mod tests {
                 request_timeout_secs: 30,
                 workers: 0,
                 header_timeout_secs: 5,
+                cors_origins: String::new(),
                 trusted_proxies: String::new(),
             }
         );

@@ -257,6 +257,9 @@ fn passwords(s: &Settings) -> Result<(), ConfigError> {
 
 fn http(s: &Settings) -> Result<(), ConfigError> {
     s.http
+        .cors_origin_list()
+        .map_err(|e| ConfigError::invalid("KEYWARD_HTTP__CORS_ORIGINS", e))?;
+    s.http
         .trusted_proxy_nets()
         .map_err(|e| ConfigError::invalid("KEYWARD_HTTP__TRUSTED_PROXIES", e))?;
     at_least(
@@ -294,6 +297,26 @@ mod trusted_proxy_tests {
             e.to_string().contains("KEYWARD_HTTP__TRUSTED_PROXIES"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        let mut s = Settings::default();
+        s.http.cors_origins = "https://app.example.com, http://localhost:3000".into();
+        assert_eq!(s.http.cors_origin_list().unwrap().len(), 2);
+        for bad in [
+            "https://app.example.com/path",
+            "app.example.com",
+            "ftp://x.example.com",
+            "https://app.example.com/",
+        ] {
+            s.http.cors_origins = bad.into();
+            let e = s.validate().unwrap_err();
+            assert!(
+                e.to_string().contains("KEYWARD_HTTP__CORS_ORIGINS"),
+                "{bad}: {e}"
+            );
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub struct GatewayOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A client must send its whole request head within this long, or gets 408 and is dropped.
     pub header_timeout: Duration,
+    /// Browser origins allowed cross-origin; empty: none (no CORS headers are ever sent).
+    pub cors_origins: Vec<String>,
 }
 
 /// The public API on `listener` (port 0 allowed). Signals are not handled: the binary stops the
@@ -85,7 +87,8 @@ pub fn public_server(
             .with_trusted_proxies(opts.trusted_proxies.clone()),
     );
     let limit = opts.max_body_bytes;
-    let mut server = HttpServer::new(move || public_app(state.clone(), limit));
+    let origins = opts.cors_origins.clone();
+    let mut server = HttpServer::new(move || public_app(state.clone(), limit).wrap(cors(&origins)));
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }
@@ -114,6 +117,26 @@ pub fn management_server(
 }
 
 /// The public app: routes, body limits, middleware. Shared by `public_server` and the tests.
+/// Strict CORS: only the configured origins, only what the API uses, no credentials (the API
+/// takes bearer tokens, not cookies). A request from another origin gets no CORS headers, so
+/// browsers refuse to hand its answer to the page.
+pub(crate) fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix_cors::Cors> {
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::ACCEPT,
+            actix_web::http::header::ACCEPT_LANGUAGE,
+        ])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(600);
+    for o in origins {
+        c = c.allowed_origin(o);
+    }
+    actix_web::middleware::Condition::new(!origins.is_empty(), c)
+}
+
 pub(crate) fn public_app(
     state: web::Data<AppState>,
     max_body_bytes: usize,

@@ -126,3 +126,91 @@ async fn metrics_on_the_management_bind_count_what_the_node_did() {
         "not on the public bind"
     );
 }
+
+fn preflight(app: &crate::helpers::TestApp, origin: &str) -> reqwest::RequestBuilder {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/auth/login"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+}
+
+#[actix_web::test]
+async fn cors_admits_only_the_configured_origins() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        settings: Some(Box::new(|s| {
+            s.http.cors_origins = "https://app.example.com".into()
+        })),
+        ..Default::default()
+    })
+    .await;
+    let r = preflight(&app, "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert!(!r.headers().contains_key("access-control-allow-credentials"));
+
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+
+    // Another origin gets no CORS headers: browsers keep the answer from the page.
+    let r = preflight(&app, "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "non-browser clients are not blocked"
+    );
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
+
+#[actix_web::test]
+async fn without_configured_origins_no_cors_headers_are_sent() {
+    let app = spawn_app().await;
+    let r = preflight(&app, "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
