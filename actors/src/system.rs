@@ -13,7 +13,7 @@ use keyward_config::Settings;
 use keyward_messages::events::{DomainEvent, Envelope, Outgoing, RevokeReason};
 use keyward_messages::password_policy::PasswordPolicy;
 use keyward_messages::{CommandError, RequestMeta, SessionId, UserId};
-use keyward_storage::{StorageError, Store, Tx};
+use keyward_storage::{AuditRecord, StorageError, Store, Tx};
 use rand::RngCore;
 use uuid::Uuid;
 
@@ -75,16 +75,44 @@ impl Deps {
         Envelope::new(Uuid::now_v7(), (self.clock)(), correlation, &msg)
     }
 
-    /// Writes `msg` to the outbox inside `tx`: it is published only if `tx` commits.
+    /// Writes `msg` to the outbox inside `tx`: it is published only if `tx` commits. A
+    /// security event also gets its audit-log line in the same transaction.
     pub async fn enqueue(
         &self,
         tx: &Tx,
         meta: &RequestMeta,
         msg: Outgoing,
     ) -> Result<(), CommandError> {
+        if let Outgoing::Event(ev) = &msg {
+            if is_security_event(ev) {
+                self.audit(tx, meta, ev.event_type(), Some(ev.user_id()), ev.data())
+                    .await?;
+            }
+        }
         tx.enqueue(&self.envelope(meta, msg))
             .await
             .map_err(storage_err)
+    }
+
+    /// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.
+    pub async fn audit(
+        &self,
+        tx: &Tx,
+        meta: &RequestMeta,
+        kind: &str,
+        user_id: Option<UserId>,
+        details: serde_json::Value,
+    ) -> Result<(), CommandError> {
+        let line = AuditRecord {
+            at: (self.clock)(),
+            kind: kind.to_owned(),
+            user_id,
+            ip: meta.client_ip.map(|i| i.to_string()),
+            user_agent: meta.user_agent.clone(),
+            request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
+            details: details.to_string(),
+        };
+        tx.append_audit(&line).await.map_err(storage_err)
     }
 
     /// `session.revoked` for one session, naming the client that caused it.
@@ -107,6 +135,19 @@ impl Deps {
     pub fn wake_relay(&self) {
         self.relay.do_send(Wake);
     }
+}
+
+/// Events that belong in the audit log.
+fn is_security_event(ev: &DomainEvent) -> bool {
+    matches!(
+        ev,
+        DomainEvent::UserLoggedIn { .. }
+            | DomainEvent::UserLoginFailed { .. }
+            | DomainEvent::UserThrottled { .. }
+            | DomainEvent::UserPasswordChanged { .. }
+            | DomainEvent::SessionRevoked { .. }
+            | DomainEvent::SessionReuseDetected { .. }
+    )
 }
 
 /// Maps a storage failure to a command error, logging the cause (which never reaches clients).

@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002LoginFailures)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002LoginFailures),
+            Box::new(M0003AuditLog),
+        ]
     }
 }
 
@@ -284,6 +288,75 @@ impl MigrationTrait for M0002LoginFailures {
             false,
         ))
         .await?;
+        Ok(())
+    }
+}
+
+struct M0003AuditLog;
+
+impl MigrationName for M0003AuditLog {
+    fn name(&self) -> &str {
+        "m0003_audit_log"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003AuditLog {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "audit_log",
+            vec![
+                uuid_pk("id"),
+                ts("at"),
+                text("kind"),
+                ColumnDef::new(Alias::new("user_id"))
+                    .uuid()
+                    .null()
+                    .to_owned(),
+                text_null("ip"),
+                text_null("user_agent"),
+                text_null("request_id"),
+                text("details"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "audit_log",
+            "audit_log_user_at_idx",
+            &["user_id", "at"],
+            false,
+        ))
+        .await?;
+        // Append-only, enforced by the database itself, not just by the code that writes it.
+        let db = m.get_connection();
+        match m.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                db.execute_unprepared(
+                    "CREATE FUNCTION keyward_audit_log_append_only() RETURNS trigger AS $$ \
+                     BEGIN RAISE EXCEPTION 'audit_log is append-only'; END; $$ LANGUAGE plpgsql",
+                )
+                .await?;
+                db.execute_unprepared(
+                    "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log \
+                     FOR EACH ROW EXECUTE FUNCTION keyward_audit_log_append_only()",
+                )
+                .await?;
+            }
+            _ => {
+                for op in ["UPDATE", "DELETE"] {
+                    db.execute_unprepared(&format!(
+                        "CREATE TRIGGER audit_log_no_{} BEFORE {op} ON audit_log \
+                         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+                        op.to_lowercase()
+                    ))
+                    .await?;
+                }
+            }
+        }
         Ok(())
     }
 }

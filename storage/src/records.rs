@@ -110,3 +110,17 @@ pub struct OutboxRecord {
     pub created_at: DateTime<Utc>,
     pub attempts: i32,
 }
+
+/// One line of the audit log: a security-relevant event and who caused it.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    /// The event type, e.g. `user.login_failed`.
+    pub kind: String,
+    pub user_id: Option<UserId>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// JSON with what else the event is about (never a secret).
+    pub details: String,
+}

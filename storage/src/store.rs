@@ -14,7 +14,8 @@ use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::entities::{
-    email_token, inbox, login_failure, outbox, refresh_token, session, signing_key, user, user_role,
+    audit, email_token, inbox, login_failure, outbox, refresh_token, session, signing_key, user,
+    user_role,
 };
 use crate::migrations::Migrator;
 use crate::records::*;
@@ -558,6 +559,23 @@ impl Tx {
             .filter(login_failure::Column::Key.eq(key))
             .exec(&self.tx)
             .await?;
+        Ok(())
+    }
+
+    /// Appends a line to the audit log (the table refuses updates and deletes).
+    pub async fn append_audit(&self, a: &AuditRecord) -> Result<()> {
+        audit::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            at: Set(a.at),
+            kind: Set(a.kind.clone()),
+            user_id: Set(a.user_id.map(|u| u.0)),
+            ip: Set(a.ip.clone()),
+            user_agent: Set(a.user_agent.clone()),
+            request_id: Set(a.request_id.clone()),
+            details: Set(a.details.clone()),
+        }
+        .insert(&self.tx)
+        .await?;
         Ok(())
     }
 

@@ -289,17 +289,27 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
         wait = wait.max(by_ip);
     }
     if let Some(retry_after_secs) = wait {
-        if let Some(u) = &user {
-            let tx = deps.store.begin().await.map_err(storage_err)?;
-            let ev = DomainEvent::UserThrottled {
-                user_id: u.id,
-                ip: ip.clone(),
-                retry_after_secs,
-            };
-            deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
-            tx.commit().await.map_err(storage_err)?;
-            deps.wake_relay();
+        let tx = deps.store.begin().await.map_err(storage_err)?;
+        match &user {
+            Some(u) => {
+                let ev = DomainEvent::UserThrottled {
+                    user_id: u.id,
+                    ip: ip.clone(),
+                    retry_after_secs,
+                };
+                deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+            }
+            None => {
+                let details = serde_json::json!({
+                    "login": account_key.trim_start_matches("login:"),
+                    "retry_after_secs": retry_after_secs,
+                });
+                deps.audit(&tx, &m.meta, "user.throttled", None, details)
+                    .await?;
+            }
         }
+        tx.commit().await.map_err(storage_err)?;
+        deps.wake_relay();
         tracing::info!(retry_after_secs, "login throttled");
         return Err(CommandError::RateLimited { retry_after_secs });
     }
@@ -368,6 +378,12 @@ async fn record_failure(
         .map_err(storage_err)?;
     if let Some(k) = ip_key {
         tx.record_login_failure(k, now).await.map_err(storage_err)?;
+    }
+    if user_id.is_none() {
+        // No account, so no event; the attempt still belongs in the audit log.
+        let details = serde_json::json!({ "login": account_key.trim_start_matches("login:") });
+        deps.audit(&tx, &m.meta, "user.login_failed", None, details)
+            .await?;
     }
     if let Some(user_id) = user_id {
         let ev = DomainEvent::UserLoginFailed {

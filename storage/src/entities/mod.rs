@@ -1,5 +1,6 @@
 //! sea-orm entities. Private to the crate: repositories return value types, never `Model`s.
 
+pub mod audit;
 pub mod email_token;
 pub mod inbox;
 pub mod login_failure;
