@@ -217,6 +217,24 @@ impl Store {
         Ok(())
     }
 
+    /// The user a live one-time token belongs to, without using it up (so work that needs no
+    /// transaction, like hashing, can happen before [`Tx::consume_email_token`]).
+    pub async fn email_token_user(
+        &self,
+        purpose: TokenPurpose,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        Ok(email_token::Entity::find()
+            .filter(email_token::Column::TokenHash.eq(hash))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_token::Column::UsedAt.is_null())
+            .filter(email_token::Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await?
+            .map(|t| UserId(t.user_id)))
+    }
+
     /// Failed logins under `key` since `since`: how many, and the latest.
     pub async fn login_failures_since(
         &self,

@@ -429,14 +429,16 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     let invalid = || {
         CommandError::invalid_token("the reset link is invalid, used or expired; ask for a new one")
     };
-    // A rejected password drops `tx`, rolling the token's use back: the link can be retried.
-    let tx = deps.store.begin().await.map_err(storage_err)?;
-    let user_id = tx
-        .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
+    // Policy and hashing happen before the transaction: argon2 must not hold a connection
+    // (SQLite has one). A rejected password leaves the link usable.
+    let user_id = deps
+        .store
+        .email_token_user(TokenPurpose::ResetPassword, &hash_of_token, now)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
-    let user = tx
+    let user = deps
+        .store
         .user_by_id(user_id)
         .await
         .map_err(storage_err)?
@@ -445,6 +447,17 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
         .check("password", m.password.expose(), &policy_context(&user))
         .map_err(|e| CommandError::invalid(vec![e]))?;
     let hash = deps.hasher.hash(m.password.expose()).await?;
+
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    // Consuming is conditional: of two requests with one link, only one gets here.
+    if tx
+        .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
+        .await
+        .map_err(storage_err)?
+        != Some(user_id)
+    {
+        return Err(invalid());
+    }
     tx.set_password_hash(user_id, &hash, now)
         .await
         .map_err(storage_err)?;
@@ -460,18 +473,14 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     tx.clear_login_failures(&format!("account:{user_id}"))
         .await
         .map_err(storage_err)?;
-    let ended = tx
-        .revoke_user_sessions(user_id, None, now, "password_reset")
-        .await
-        .map_err(storage_err)?;
-    password_changed_messages(
+    end_sessions_after_password(
         &deps,
         &tx,
         &m.meta,
         &user,
+        None,
         "reset",
         RevokeReason::PasswordReset,
-        ended,
     )
     .await?;
     tx.commit().await.map_err(storage_err)?;
@@ -480,15 +489,22 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     Ok(())
 }
 
-async fn password_changed_messages(
+/// After a password change or reset: ends the user's sessions (all but `keep`) and writes
+/// `user.password_changed`, one `session.revoked` per ended session, and the notice email.
+async fn end_sessions_after_password(
     deps: &Deps,
     tx: &Tx,
     meta: &RequestMeta,
     user: &UserRecord,
+    keep: Option<keyward_messages::SessionId>,
     via: &str,
     reason: RevokeReason,
-    ended: Vec<keyward_messages::SessionId>,
 ) -> Result<(), CommandError> {
+    let now = (deps.clock)();
+    let ended = tx
+        .revoke_user_sessions(user.id, keep, now, crate::sessions::reason_str(reason))
+        .await
+        .map_err(storage_err)?;
     let ev = DomainEvent::UserPasswordChanged {
         user_id: user.id,
         via: via.to_owned(),
@@ -541,18 +557,14 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
     tx.set_password_hash(user.id, &hash, now)
         .await
         .map_err(storage_err)?;
-    let ended = tx
-        .revoke_user_sessions(user.id, Some(p.session_id), now, "password_changed")
-        .await
-        .map_err(storage_err)?;
-    password_changed_messages(
+    end_sessions_after_password(
         &deps,
         &tx,
         &m.meta,
         &user,
+        Some(p.session_id),
         "change",
         RevokeReason::PasswordChanged,
-        ended,
     )
     .await?;
     tx.commit().await.map_err(storage_err)?;

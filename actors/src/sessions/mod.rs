@@ -16,6 +16,7 @@ use actix::prelude::*;
 use crate::edge::Restart;
 use crate::system::Deps;
 
+pub(crate) use handlers::reason_str;
 pub use policy::AccessClaims;
 
 pub struct Sessions {
