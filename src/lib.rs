@@ -71,6 +71,7 @@ impl Node {
             reset_password: a.clone().recipient(),
             change_password: a.clone().recipient(),
             get_me: a.clone().recipient(),
+            set_blocked: a.clone().recipient(),
             authenticate: s.clone().recipient(),
             refresh: s.clone().recipient(),
             logout: s.clone().recipient(),
@@ -88,6 +89,7 @@ impl Node {
                 .trusted_proxy_nets()
                 .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__TRUSTED_PROXIES: {e}"))?,
             header_timeout: Duration::from_secs(settings.http.header_timeout_secs),
+            body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             cors_origins: settings
                 .http
                 .cors_origin_list()

@@ -55,6 +55,8 @@ enum ConfigCommand {
 }
 
 #[derive(Subcommand)]
+// The subcommand names (create-user, block-user, …) are the documented CLI.
+#[allow(clippy::enum_variant_names)]
 enum AdminCommand {
     /// Create a verified user. The password is read from standard input.
     CreateUser {
@@ -66,6 +68,20 @@ enum AdminCommand {
         /// Grant a role (repeatable).
         #[arg(long = "role", value_name = "R")]
         roles: Vec<String>,
+    },
+    /// Block an account: its sessions end at once, and it cannot log in or refresh until
+    /// unblocked. Running nodes publish user.blocked from the outbox.
+    BlockUser {
+        #[arg(long)]
+        email: String,
+        /// Why (kept in the audit log and the user.blocked event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unblock an account.
+    UnblockUser {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -262,6 +278,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 keyward_actors::admin::create_user(&settings, &store, &email, password, &roles)
                     .await?;
             println!("{id}");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::BlockUser { email, reason },
+        } => {
+            let store = keyward_actors::system::open_store(&settings).await?;
+            let changed = keyward_actors::admin::set_blocked(&store, &email, true, reason).await?;
+            println!(
+                "{}",
+                if changed {
+                    "blocked"
+                } else {
+                    "already blocked"
+                }
+            );
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::UnblockUser { email },
+        } => {
+            let store = keyward_actors::system::open_store(&settings).await?;
+            let changed = keyward_actors::admin::set_blocked(&store, &email, false, None).await?;
+            println!("{}", if changed { "unblocked" } else { "not blocked" });
             Ok(())
         }
         Command::Keys { command } => {

@@ -6,7 +6,7 @@ use keyward_config::Settings;
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
 use keyward_messages::password_policy::PasswordPolicy;
-use keyward_messages::{Email, UserId};
+use keyward_messages::{Email, RequestMeta, UserId};
 use keyward_storage::{NewUser, StorageError, Store};
 use uuid::Uuid;
 
@@ -87,4 +87,47 @@ pub async fn create_user(
     .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// Blocks or unblocks the account of `email` (see `accounts::blocking::apply`); false when it
+/// already was in that state.
+pub async fn set_blocked(
+    store: &Store,
+    email: &str,
+    blocked: bool,
+    reason: Option<String>,
+) -> Result<bool, StartError> {
+    let email = Email::parse("--email", email)
+        .map_err(|e| StartError::Config(format!("--email: {}", e.message)))?;
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(StartError::Config(
+            "--reason: use at most 500 characters".into(),
+        ));
+    }
+    let user = store
+        .user_by_email(&email.normalized())
+        .await?
+        .ok_or_else(|| StartError::Config(format!("--email: no account has {email}")))?;
+    let meta = RequestMeta {
+        request_id: Uuid::new_v4().to_string(),
+        client_ip: None,
+        user_agent: Some("keyward admin (CLI)".into()),
+    };
+    let tx = store.begin().await?;
+    let changed = crate::accounts::blocking::apply(
+        &tx,
+        chrono::Utc::now(),
+        &meta,
+        user.id,
+        blocked,
+        reason,
+        None,
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("could not change the account: {e}")))?;
+    tx.commit().await?;
+    Ok(changed)
 }

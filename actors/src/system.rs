@@ -69,32 +69,17 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// An envelope for `msg`, correlated with the request that caused it.
-    pub fn envelope(&self, meta: &RequestMeta, msg: Outgoing) -> Envelope {
-        let correlation = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
-        Envelope::new(Uuid::now_v7(), (self.clock)(), correlation, &msg)
-    }
-
-    /// Writes `msg` to the outbox inside `tx`: it is published only if `tx` commits. A
-    /// security event also gets its audit-log line in the same transaction.
+    /// Writes `msg` to the outbox inside `tx` (see [`enqueue_at`]).
     pub async fn enqueue(
         &self,
         tx: &Tx,
         meta: &RequestMeta,
         msg: Outgoing,
     ) -> Result<(), CommandError> {
-        if let Outgoing::Event(ev) = &msg {
-            if is_security_event(ev) {
-                self.audit(tx, meta, ev.event_type(), Some(ev.user_id()), ev.data())
-                    .await?;
-            }
-        }
-        tx.enqueue(&self.envelope(meta, msg))
-            .await
-            .map_err(storage_err)
+        enqueue_at(tx, (self.clock)(), meta, msg).await
     }
 
-    /// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.
+    /// Appends an audit-log line inside `tx` (see [`audit_at`]).
     pub async fn audit(
         &self,
         tx: &Tx,
@@ -103,16 +88,7 @@ impl Deps {
         user_id: Option<UserId>,
         details: serde_json::Value,
     ) -> Result<(), CommandError> {
-        let line = AuditRecord {
-            at: (self.clock)(),
-            kind: kind.to_owned(),
-            user_id,
-            ip: meta.client_ip.map(|i| i.to_string()),
-            user_agent: meta.user_agent.clone(),
-            request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
-            details: details.to_string(),
-        };
-        tx.append_audit(&line).await.map_err(storage_err)
+        audit_at(tx, (self.clock)(), meta, kind, user_id, details).await
     }
 
     /// `session.revoked` for one session, naming the client that caused it.
@@ -137,6 +113,55 @@ impl Deps {
     }
 }
 
+/// Writes `msg` to the outbox inside `tx`, correlated with the request that caused it: it is
+/// published only if `tx` commits. A security event also gets its audit-log line (time, kind,
+/// user, client, request id, details) in the same transaction.
+pub async fn enqueue_at(
+    tx: &Tx,
+    now: chrono::DateTime<chrono::Utc>,
+    meta: &RequestMeta,
+    msg: Outgoing,
+) -> Result<(), CommandError> {
+    if let Outgoing::Event(ev) = &msg {
+        if is_security_event(ev) {
+            audit_at(
+                tx,
+                now,
+                meta,
+                ev.event_type(),
+                Some(ev.user_id()),
+                ev.data(),
+            )
+            .await?;
+        }
+    }
+    let correlation = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
+    tx.enqueue(&Envelope::new(Uuid::now_v7(), now, correlation, &msg))
+        .await
+        .map_err(storage_err)
+}
+
+/// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.
+pub async fn audit_at(
+    tx: &Tx,
+    now: chrono::DateTime<chrono::Utc>,
+    meta: &RequestMeta,
+    kind: &str,
+    user_id: Option<UserId>,
+    details: serde_json::Value,
+) -> Result<(), CommandError> {
+    let line = AuditRecord {
+        at: now,
+        kind: kind.to_owned(),
+        user_id,
+        ip: meta.client_ip.map(|i| i.to_string()),
+        user_agent: meta.user_agent.clone(),
+        request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
+        details: details.to_string(),
+    };
+    tx.append_audit(&line).await.map_err(storage_err)
+}
+
 /// Events that belong in the audit log.
 fn is_security_event(ev: &DomainEvent) -> bool {
     matches!(
@@ -145,6 +170,8 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::UserLoginFailed { .. }
             | DomainEvent::UserThrottled { .. }
             | DomainEvent::UserPasswordChanged { .. }
+            | DomainEvent::UserBlocked { .. }
+            | DomainEvent::UserUnblocked { .. }
             | DomainEvent::SessionRevoked { .. }
             | DomainEvent::SessionReuseDetected { .. }
     )

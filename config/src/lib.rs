@@ -122,6 +122,9 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Seconds a client has to send its whole request head (slow clients get 408); at least 1.
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send its whole request body once the head is in (slow clients
+    /// get 408); at least 1.
+    pub body_timeout_secs: u64,
     /// Comma-separated browser origins allowed to call the API cross-origin (exact, e.g.
     /// `https://app.example.com`); empty: no cross-origin access.
     pub cors_origins: String,
@@ -269,6 +272,7 @@ impl Default for HttpSettings {
             request_timeout_secs: 30,
             workers: 0,
             header_timeout_secs: 5,
+            body_timeout_secs: 10,
             cors_origins: String::new(),
             trusted_proxies: String::new(),
         }
@@ -416,6 +420,7 @@ mod tests {
                 request_timeout_secs: 30,
                 workers: 0,
                 header_timeout_secs: 5,
+                body_timeout_secs: 10,
                 cors_origins: String::new(),
                 trusted_proxies: String::new(),
             }

@@ -66,6 +66,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "request_timeout_secs",
             "workers",
             "header_timeout_secs",
+            "body_timeout_secs",
             "cors_origins",
             "trusted_proxies",
         ],
@@ -720,6 +721,7 @@ mod tests {
                 request_timeout_secs: 7,
                 workers: 9,
                 header_timeout_secs: 5,
+                body_timeout_secs: 10,
                 cors_origins: String::new(),
                 trusted_proxies: String::new(),
             }

@@ -277,6 +277,11 @@ fn http(s: &Settings) -> Result<(), ConfigError> {
         s.http.header_timeout_secs,
         1,
     )?;
+    at_least(
+        "KEYWARD_HTTP__BODY_TIMEOUT_SECS",
+        s.http.body_timeout_secs,
+        1,
+    )?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! Refuses: business rules. Shapes are checked by the value types' own `parse`; what the values
 //! mean (taken, expired, too common) is the context actors' business.
 
+use std::io::ErrorKind;
+
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::{web, HttpRequest};
 use keyward_messages::FieldError;
@@ -12,6 +14,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::problem::ApiError;
+
+/// Bodies are flat objects; deeper nesting is refused rather than walked.
+pub(crate) const MAX_JSON_DEPTH: usize = 8;
 
 /// One-time and refresh tokens are short URL-safe strings; anything longer is not ours.
 pub(crate) const TOKEN_MAX_BYTES: usize = 512;
@@ -31,6 +36,9 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
         | JsonPayloadError::Overflow { .. }
         | JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::payload_too_large(limit),
         JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
+        JsonPayloadError::Payload(PayloadError::Io(e)) if e.kind() == ErrorKind::TimedOut => {
+            ApiError::body_timeout()
+        }
         // NOTE: serde_json's text gives a position and a reason, never the input itself.
         JsonPayloadError::Deserialize(e) => {
             ApiError::invalid_json(format!("the body is not valid JSON: {e}"))
@@ -61,6 +69,11 @@ enum Raw {
 
 impl Fields {
     pub(crate) fn new(body: web::Json<Value>) -> Result<Self, ApiError> {
+        if depth(&body) > MAX_JSON_DEPTH {
+            return Err(ApiError::invalid_json(format!(
+                "the body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object"
+            )));
+        }
         match body.into_inner() {
             Value::Object(body) => Ok(Self {
                 body,
@@ -124,6 +137,21 @@ impl Fields {
             ApiError::internal()
         })
     }
+}
+
+/// Nesting depth of a JSON value (a scalar is 0), without recursion.
+fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn required(field: &str) -> FieldError {

@@ -27,7 +27,7 @@ use actix_web::{web, App, HttpServer};
 use keyward_messages::commands::{
     Authenticate, ChangePassword, CheckReady, ForgotPassword, GetJwks, GetMe, ListSessions, Login,
     Logout, Refresh, Register, ResendVerification, ResetPassword, RevokeOtherSessions,
-    RevokeSession, VerifyEmail,
+    RevokeSession, SetBlocked, VerifyEmail,
 };
 
 use crate::management::{management_app, Probes};
@@ -48,6 +48,7 @@ pub struct Recipients {
     pub reset_password: Recipient<ResetPassword>,
     pub change_password: Recipient<ChangePassword>,
     pub get_me: Recipient<GetMe>,
+    pub set_blocked: Recipient<SetBlocked>,
     // sessions context
     pub authenticate: Recipient<Authenticate>,
     pub refresh: Recipient<Refresh>,
@@ -71,6 +72,8 @@ pub struct GatewayOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A client must send its whole request head within this long, or gets 408 and is dropped.
     pub header_timeout: Duration,
+    /// Once the head is in, the body must arrive within this long, or the client gets 408.
+    pub body_timeout: Duration,
     /// Browser origins allowed cross-origin; empty: none (no CORS headers are ever sent).
     pub cors_origins: Vec<String>,
 }
@@ -84,7 +87,8 @@ pub fn public_server(
 ) -> std::io::Result<Server> {
     let state = web::Data::new(
         AppState::new(recipients, opts.request_timeout)
-            .with_trusted_proxies(opts.trusted_proxies.clone()),
+            .with_trusted_proxies(opts.trusted_proxies.clone())
+            .with_body_timeout(opts.body_timeout),
     );
     let limit = opts.max_body_bytes;
     let origins = opts.cors_origins.clone();
@@ -156,6 +160,7 @@ pub(crate) fn public_app(
         .app_data(input::json_config(max_body_bytes))
         .configure(routes::configure)
         .wrap(from_fn(middleware::problem_for_bare_405))
+        .wrap(from_fn(middleware::body_deadline))
         .wrap(middleware::security_headers())
         .wrap(from_fn(middleware::request_context))
 }

@@ -8,15 +8,21 @@
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{web, Error, HttpMessage, ResponseError};
+use futures::StreamExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::problem::ApiError;
+use crate::state::AppState;
+
+type BoxedPayloadStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<web::Bytes, PayloadError>>>>;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REQUEST_ID_MAX: usize = 128;
@@ -71,6 +77,37 @@ pub(crate) async fn request_context(
         res.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(res)
+}
+
+/// Puts a deadline on reading the request body, counted from the end of its head: a client
+/// that trickles its body gets 408 (through the JSON extractor) instead of holding the
+/// connection open. The head has its own timeout (`client_request_timeout`).
+pub(crate) async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if let Some(limit) = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.body_timeout)
+    {
+        let deadline = actix_web::rt::time::Instant::now() + limit;
+        let inner = req.take_payload();
+        let timed = futures::stream::unfold(Some(inner), move |state| async move {
+            let mut inner = state?;
+            let left = deadline.saturating_duration_since(actix_web::rt::time::Instant::now());
+            match actix_web::rt::time::timeout(left, inner.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(inner))),
+                Ok(None) => None,
+                Err(_) => {
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "body deadline");
+                    Some((Err(PayloadError::Io(e)), None))
+                }
+            }
+        });
+        let boxed: BoxedPayloadStream = Box::pin(timed);
+        req.set_payload(Payload::from(boxed));
+    }
+    next.call(req).await
 }
 
 /// actix answers a known path with an unknown method by an empty 405 carrying `Allow`; give it

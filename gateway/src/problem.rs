@@ -19,6 +19,7 @@ pub(crate) mod http_codes {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
 }
 
 const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -74,6 +75,14 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             http_codes::PAYLOAD_TOO_LARGE,
             format!("the body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            http_codes::REQUEST_TIMEOUT,
+            "the request body did not arrive in time; send it in one go",
         )
     }
 

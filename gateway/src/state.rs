@@ -16,6 +16,8 @@ pub(crate) struct AppState {
     timeout: Duration,
     /// Proxies whose X-Forwarded-For is believed.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Deadline for reading a request body, from the end of its head.
+    pub(crate) body_timeout: Duration,
 }
 
 impl AppState {
@@ -24,7 +26,13 @@ impl AppState {
             to,
             timeout,
             trusted_proxies: Vec::new(),
+            body_timeout: Duration::from_secs(10),
         }
+    }
+
+    pub(crate) fn with_body_timeout(mut self, t: Duration) -> Self {
+        self.body_timeout = t;
+        self
     }
 
     pub(crate) fn with_trusted_proxies(mut self, nets: Vec<ipnet::IpNet>) -> Self {

@@ -61,6 +61,9 @@ impl Locale {
     }
 }
 
+/// The role that may use the admin API.
+pub const ADMIN_ROLE: &str = "admin";
+
 /// An authenticated caller, produced by [`Authenticate`] from a bearer access token whose
 /// session is still live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,6 +183,17 @@ pub struct ChangePassword {
     pub principal: Principal,
     pub current_password: Password,
     pub new_password: Password,
+}
+
+/// Gateway → accounts. An administrator blocks (ending every session) or unblocks an account.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SetBlocked {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: UserId,
+    pub blocked: bool,
+    pub reason: Option<String>,
 }
 
 /// Gateway → accounts. The caller's own account.

@@ -15,6 +15,8 @@ pub mod codes {
     pub const ACCOUNT_BLOCKED: &str = "account_blocked";
     pub const USERNAME_TAKEN: &str = "username_taken";
     pub const SESSION_NOT_FOUND: &str = "session_not_found";
+    pub const USER_NOT_FOUND: &str = "user_not_found";
+    pub const FORBIDDEN: &str = "forbidden";
     pub const NOT_FOUND: &str = "not_found";
     pub const TOO_MANY_REQUESTS: &str = "too_many_requests";
     pub const OVERLOADED: &str = "overloaded";

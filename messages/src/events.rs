@@ -25,6 +25,7 @@ pub enum RevokeReason {
     PasswordChanged,
     PasswordReset,
     ReuseDetected,
+    AccountBlocked,
 }
 
 /// Something that happened. The serde tag is the routing key.
@@ -65,6 +66,16 @@ pub enum DomainEvent {
         /// "change" (by the user) or "reset" (through a reset link).
         via: String,
     },
+    /// An administrator blocked the account; its sessions end (each with `session.revoked`).
+    #[serde(rename = "user.blocked")]
+    UserBlocked {
+        user_id: UserId,
+        reason: Option<String>,
+        /// The administrator, or none when blocked from the CLI.
+        by: Option<UserId>,
+    },
+    #[serde(rename = "user.unblocked")]
+    UserUnblocked { user_id: UserId, by: Option<UserId> },
     #[serde(rename = "session.revoked")]
     SessionRevoked {
         user_id: UserId,
@@ -92,6 +103,8 @@ impl DomainEvent {
             Self::UserLoginFailed { .. } => "user.login_failed",
             Self::UserThrottled { .. } => "user.throttled",
             Self::UserPasswordChanged { .. } => "user.password_changed",
+            Self::UserBlocked { .. } => "user.blocked",
+            Self::UserUnblocked { .. } => "user.unblocked",
             Self::SessionRevoked { .. } => "session.revoked",
             Self::SessionReuseDetected { .. } => "session.reuse_detected",
         }
@@ -105,6 +118,8 @@ impl DomainEvent {
             | Self::UserLoginFailed { user_id, .. }
             | Self::UserThrottled { user_id, .. }
             | Self::UserPasswordChanged { user_id, .. }
+            | Self::UserBlocked { user_id, .. }
+            | Self::UserUnblocked { user_id, .. }
             | Self::SessionRevoked { user_id, .. }
             | Self::SessionReuseDetected { user_id, .. } => *user_id,
         }

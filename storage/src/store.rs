@@ -328,6 +328,18 @@ impl Tx {
         Ok(())
     }
 
+    /// Sets the blocked flag; false when it already had that value.
+    pub async fn set_blocked(&self, id: UserId, blocked: bool, now: DateTime<Utc>) -> Result<bool> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::Blocked, Expr::value(blocked))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .filter(user::Column::Blocked.ne(blocked))
+            .exec(&self.tx)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
     pub async fn set_password_hash(
         &self,
         id: UserId,

@@ -621,3 +621,6 @@ handle!(Login, TokenPair, |deps, m, _act| login(deps, m));
 handle!(ResetPassword, (), |deps, m, _act| reset_password(deps, m));
 handle!(ChangePassword, (), |deps, m, _act| change_password(deps, m));
 handle!(GetMe, UserView, |deps, m, _act| get_me(deps, m));
+handle!(SetBlocked, (), |deps, m, _act| async move {
+    super::blocking::set_blocked(&deps, m).await
+});

@@ -6,6 +6,7 @@
 //! resend and forgot answer the same either way; an unknown login costs a dummy verify), and
 //! writing any state without its event in the same transaction.
 
+pub(crate) mod blocking;
 mod handlers;
 pub mod policy;
 

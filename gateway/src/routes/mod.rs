@@ -3,6 +3,7 @@
 //! Refuses: any logic beyond parse, send, map. Handlers live in one module per context.
 
 mod accounts;
+mod admin;
 mod sessions;
 
 use actix_web::http::header;
@@ -46,6 +47,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/sessions/{id}").route(web::delete().to(sessions::revoke)))
         .service(web::resource("/v1/users/me").route(web::get().to(accounts::me)))
+        .service(web::resource("/v1/admin/users/{id}/block").route(web::post().to(admin::block)))
+        .service(
+            web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
+        )
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
         .default_service(web::to(not_found));
 }

@@ -94,6 +94,7 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         workers: 1,
         trusted_proxies: vec![],
         header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(10),
         cors_origins: vec![],
     };
     let public = public_server(public, Fake::default().recipients(), opts).unwrap();

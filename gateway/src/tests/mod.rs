@@ -67,6 +67,7 @@ impl Fake {
             reset_password: a.clone().recipient(),
             change_password: a.clone().recipient(),
             get_me: a.clone().recipient(),
+            set_blocked: a.clone().recipient(),
             authenticate: a.clone().recipient(),
             refresh: a.clone().recipient(),
             logout: a.clone().recipient(),
@@ -120,6 +121,7 @@ canned! {
     ForgotPassword => ();
     ResetPassword => ();
     ChangePassword => ();
+    SetBlocked => ();
     GetMe => UserView {
         id: UserId(USER),
         email: "alice@example.com".into(),

@@ -1,0 +1,106 @@
+//! Blocking an account: the flag, the end of every session, and the events, in one
+//! transaction. Used by the admin API and by `keyward admin block-user`.
+
+use chrono::{DateTime, Utc};
+use keyward_messages::commands::{SetBlocked, ADMIN_ROLE};
+use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
+use keyward_messages::{codes, CommandError, FieldError, RequestMeta, UserId};
+use keyward_storage::Tx;
+
+use crate::sessions::reason_str;
+use crate::system::{enqueue_at, storage_err, Deps};
+
+/// Blocks or unblocks `user` inside `tx`. Blocking ends every session of the user
+/// (`session.revoked`, reason `account_blocked`) and writes `user.blocked`; unblocking writes
+/// `user.unblocked`. Returns false, writing nothing, when the flag already had that value.
+pub(crate) async fn apply(
+    tx: &Tx,
+    now: DateTime<Utc>,
+    meta: &RequestMeta,
+    user: UserId,
+    blocked: bool,
+    reason: Option<String>,
+    by: Option<UserId>,
+) -> Result<bool, CommandError> {
+    if !tx
+        .set_blocked(user, blocked, now)
+        .await
+        .map_err(storage_err)?
+    {
+        return Ok(false);
+    }
+    if !blocked {
+        let ev = DomainEvent::UserUnblocked { user_id: user, by };
+        enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
+        return Ok(true);
+    }
+    let why = RevokeReason::AccountBlocked;
+    let ended = tx
+        .revoke_user_sessions(user, None, now, reason_str(why))
+        .await
+        .map_err(storage_err)?;
+    let ev = DomainEvent::UserBlocked {
+        user_id: user,
+        reason,
+        by,
+    };
+    enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
+    for sid in ended {
+        enqueue_at(tx, now, meta, Deps::session_revoked(meta, user, sid, why)).await?;
+    }
+    Ok(true)
+}
+
+/// The admin API's block and unblock. Idempotent: blocking a blocked account is a success.
+pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), CommandError> {
+    // NOTE: roles are read from storage, not from the token: an administrator who lost the
+    // role must not keep it until their access token expires.
+    let roles = deps
+        .store
+        .roles_of(m.principal.user_id)
+        .await
+        .map_err(storage_err)?;
+    if !roles.iter().any(|r| r == ADMIN_ROLE) {
+        return Err(CommandError::Forbidden {
+            code: codes::FORBIDDEN,
+            detail: format!("this needs the '{ADMIN_ROLE}' role"),
+        });
+    }
+    if m.blocked && m.user_id == m.principal.user_id {
+        return Err(CommandError::invalid(vec![FieldError::new(
+            "id",
+            "own_account",
+            "an administrator cannot block their own account",
+        )]));
+    }
+    if deps
+        .store
+        .user_by_id(m.user_id)
+        .await
+        .map_err(storage_err)?
+        .is_none()
+    {
+        return Err(CommandError::NotFound {
+            code: codes::USER_NOT_FOUND,
+            detail: "no user has this id".into(),
+        });
+    }
+    let now = (deps.clock)();
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let changed = apply(
+        &tx,
+        now,
+        &m.meta,
+        m.user_id,
+        m.blocked,
+        m.reason,
+        Some(m.principal.user_id),
+    )
+    .await?;
+    tx.commit().await.map_err(storage_err)?;
+    if changed {
+        deps.wake_relay();
+        tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = %m.principal.user_id, "account block flag changed");
+    }
+    Ok(())
+}

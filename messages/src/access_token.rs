@@ -1,0 +1,176 @@
+//! The access-token contract (DESIGN.md, "Tokens and secrets") and its verification, as pure
+//! functions: the sessions context calls [`verify`] with the node's keys and clock, and the
+//! fuzz targets call it with arbitrary input.
+//!
+//! Refuses (RFC 8725): any algorithm but EdDSA (so `none` and HS256 keyed with the public key
+//! fail), any header but `alg`, `typ` and `kid` (so `jku`, `x5u`, `jwk`, `x5c` and `crit` fail:
+//! keys come only from the node's own key ring), a `typ` other than `at+jwt`, an unknown `kid`,
+//! a wrong issuer or audience, a token outside its `nbf`..`exp` span, and tokens over
+//! [`MAX_TOKEN_BYTES`], which are refused unparsed.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Longest bearer token looked at.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+/// Clock skew tolerated between nodes, in seconds.
+pub const LEEWAY_SECS: i64 = 5;
+/// The `typ` header of an access token (RFC 9068).
+pub const TYP: &str = "at+jwt";
+const HEADER_FIELDS: [&str; 3] = ["alg", "typ", "kid"];
+
+/// The claims of a Keyward access token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub sid: String,
+    pub email: String,
+    pub email_verified: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Why a token was refused. Only logged at debug level: the client always gets one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Oversized,
+    Malformed,
+    /// A header other than alg, typ and kid (jku, x5u, jwk, x5c, crit, …).
+    ForeignHeader,
+    WrongTyp,
+    WrongAlg,
+    NoKid,
+    UnknownKid,
+    /// Bad signature, or a claim missing, mistyped, or with the wrong iss or aud.
+    SignatureOrClaims,
+    Expired,
+    NotYetValid,
+}
+
+/// Verifies `token` against the keys `key_for(kid)` knows, `issuer`, `audience` and the time
+/// `now` (Unix seconds).
+pub fn verify(
+    token: &str,
+    key_for: impl Fn(&str) -> Option<DecodingKey>,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<AccessClaims, Refusal> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Refusal::Oversized);
+    }
+    let kid = check_header(token)?;
+    let key = key_for(&kid).ok_or(Refusal::UnknownKid)?;
+    let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation(issuer, audience))
+        .map_err(|_| Refusal::SignatureOrClaims)?;
+    let c = data.claims;
+    if now >= c.exp.saturating_add(LEEWAY_SECS) {
+        return Err(Refusal::Expired);
+    }
+    if c.nbf > now.saturating_add(LEEWAY_SECS) {
+        return Err(Refusal::NotYetValid);
+    }
+    Ok(c)
+}
+
+/// The header must be exactly what Keyward signs: `{"alg":"EdDSA","typ":"at+jwt","kid":…}`.
+/// Returns the kid.
+fn check_header(token: &str) -> Result<String, Refusal> {
+    let encoded = token.split('.').next().ok_or(Refusal::Malformed)?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| Refusal::Malformed)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&raw).map_err(|_| Refusal::Malformed)?;
+    if header.keys().any(|k| !HEADER_FIELDS.contains(&k.as_str())) {
+        return Err(Refusal::ForeignHeader);
+    }
+    let text = |k: &str| header.get(k).and_then(serde_json::Value::as_str);
+    if !text("typ").is_some_and(|t| t.eq_ignore_ascii_case(TYP)) {
+        return Err(Refusal::WrongTyp);
+    }
+    if text("alg") != Some("EdDSA") {
+        return Err(Refusal::WrongAlg);
+    }
+    text("kid").map(str::to_owned).ok_or(Refusal::NoKid)
+}
+
+/// EdDSA only, issuer and audience pinned, every time claim required. Times are checked by
+/// [`verify`] against the caller's clock, not the library's.
+fn validation(issuer: &str, audience: &str) -> Validation {
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    fn header_of(h: serde_json::Value) -> Result<String, Refusal> {
+        check_header(&format!("{}.e30.sig", b64(&h)))
+    }
+
+    #[test]
+    fn only_the_exact_keyward_header_passes() {
+        let ok = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1"});
+        assert_eq!(header_of(ok).as_deref(), Ok("k1"));
+        for (h, why) in [
+            (
+                serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": "k1"}),
+                Refusal::WrongAlg,
+            ),
+            (
+                serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}),
+                Refusal::WrongAlg,
+            ),
+            (
+                serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}),
+                Refusal::WrongTyp,
+            ),
+            (
+                serde_json::json!({"alg": "EdDSA", "kid": "k1"}),
+                Refusal::WrongTyp,
+            ),
+            (
+                serde_json::json!({"alg": "EdDSA", "typ": "at+jwt"}),
+                Refusal::NoKid,
+            ),
+            (
+                serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1", "jku": "https://x"}),
+                Refusal::ForeignHeader,
+            ),
+            (
+                serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1", "crit": ["exp"]}),
+                Refusal::ForeignHeader,
+            ),
+        ] {
+            assert_eq!(header_of(h.clone()), Err(why), "{h}");
+        }
+        assert_eq!(check_header("%%%.e30.sig"), Err(Refusal::Malformed));
+        assert_eq!(check_header(""), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn an_oversized_token_is_refused_before_parsing() {
+        let t = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(verify(&t, |_| None, "i", "a", 0), Err(Refusal::Oversized));
+    }
+}
