@@ -241,6 +241,24 @@ pub async fn rotate(
     Ok(rec.kid)
 }
 
+/// The active signing key: its kid and its PKCS#8 DER. For tools and tests that hold the
+/// master key (the security suite signs tokens with it to show that each claim check holds on
+/// its own, not only the signature check).
+pub async fn active_private_key(
+    store: &Store,
+    master: &[u8; 32],
+) -> Result<(String, Vec<u8>), StartError> {
+    let rec = store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .filter(|r| r.retired_at.is_none())
+        .max_by_key(|r| r.created_at)
+        .ok_or_else(|| StartError::Keys("no active signing key".into()))?;
+    let der = decrypt(master, &rec.kid, &rec.private_key_enc).map_err(StartError::Keys)?;
+    Ok((rec.kid, der))
+}
+
 pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
     Ok(store
         .signing_keys()

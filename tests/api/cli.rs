@@ -70,7 +70,7 @@ fn help_explains_each_command() {
 }
 
 #[actix_web::test]
-async fn an_admin_created_user_logs_in_to_a_served_node_with_real_argon2_defaults() {
+async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path()).arg("migrate").output().unwrap();
     assert!(
@@ -149,11 +149,54 @@ async fn an_admin_created_user_logs_in_to_a_served_node_with_real_argon2_default
         .json()
         .await
         .unwrap();
+    // Blocked from the CLI while the node runs: the node refuses the session and the login at
+    // once; unblocked, the login works again.
+    let cli = |args: &[&str]| {
+        let out = keyward(dir.path()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    let blocked = cli(&[
+        "admin",
+        "block-user",
+        "--email",
+        "root@example.com",
+        "--reason",
+        "left",
+    ]);
+    let again = cli(&["admin", "block-user", "--email", "root@example.com"]);
+    let unknown = cli(&["admin", "block-user", "--email", "nobody@example.com"]);
+    let me_after = client
+        .get(format!("http://{addr}/v1/users/me"))
+        .bearer_auth(pair["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let login = |password: &'static str| {
+        client
+            .post(format!("http://{addr}/v1/auth/login"))
+            .json(&serde_json::json!({"login": "root@example.com", "password": password}))
+            .send()
+    };
+    let login_blocked = login("operator passphrase 7").await.unwrap().status();
+    let unblocked = cli(&["admin", "unblock-user", "--email", "root@example.com"]);
+    let login_unblocked = login("operator passphrase 7").await.unwrap().status();
     drop(stdout);
     let _ = serve.kill();
     let _ = serve.wait();
     assert_eq!(status, StatusCode::OK, "{pair}");
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
+    assert_eq!(blocked, (true, "blocked".into(), String::new()));
+    assert_eq!(again.1, "already blocked");
+    assert!(!unknown.0 && unknown.2.contains("--email"), "{unknown:?}");
+    assert_eq!(me_after, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_blocked, StatusCode::FORBIDDEN);
+    assert_eq!(unblocked.1, "unblocked");
+    assert_eq!(login_unblocked, StatusCode::OK);
     assert!(std::fs::metadata(dir.path().join("data/master.key")).is_ok());
 }
 

@@ -50,6 +50,8 @@ pub struct Options {
     /// With `amqp`: start no in-process worker (the test runs `keyward worker` processes).
     pub external_worker: bool,
     pub danger_test_panic_on_register: Option<String>,
+    /// Real argon2 parameters instead of the fast test-only ones.
+    pub hash_params: Option<HashParams>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -162,7 +164,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             clock: Some(Arc::new(move || {
                 Utc::now() + chrono::Duration::seconds(o.load(Ordering::SeqCst))
             })),
-            hash_params: Some(HashParams::DANGER_TEST_ONLY),
+            hash_params: Some(opts.hash_params.unwrap_or(HashParams::DANGER_TEST_ONLY)),
             danger_test_panic_on_register: opts.danger_test_panic_on_register,
         },
     )

@@ -5,12 +5,10 @@
 mod helpers;
 
 mod accounts;
-mod audit;
 mod cli;
 mod distributed;
 mod lifecycle;
 mod ops;
 mod resilience;
+mod security;
 mod sessions;
-mod throttle;
-mod tokens;

@@ -394,17 +394,30 @@ async fn record_failure(
         deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
     }
     tx.commit().await.map_err(storage_err)?;
-    if let (Some(user_id), Some(retry_after_secs)) = (
-        user_id,
-        throttled(deps, account_key, deps.throttle.account_max_failures).await?,
-    ) {
+    // NOTE: known and unknown logins take the same steps here, so timing does not tell them
+    // apart; only a known account has an event.
+    if let Some(retry_after_secs) =
+        throttled(deps, account_key, deps.throttle.account_max_failures).await?
+    {
         let tx = deps.store.begin().await.map_err(storage_err)?;
-        let ev = DomainEvent::UserThrottled {
-            user_id,
-            ip,
-            retry_after_secs,
-        };
-        deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+        match user_id {
+            Some(user_id) => {
+                let ev = DomainEvent::UserThrottled {
+                    user_id,
+                    ip,
+                    retry_after_secs,
+                };
+                deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+            }
+            None => {
+                let details = serde_json::json!({
+                    "login": account_key.trim_start_matches("login:"),
+                    "retry_after_secs": retry_after_secs,
+                });
+                deps.audit(&tx, &m.meta, "user.throttled", None, details)
+                    .await?;
+            }
+        }
         tx.commit().await.map_err(storage_err)?;
     }
     deps.wake_relay();

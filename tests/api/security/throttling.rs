@@ -20,7 +20,7 @@ async fn throttled(r: reqwest::Response) -> (u64, Value) {
 }
 
 #[actix_web::test]
-async fn five_failures_throttle_an_account_whatever_the_password_and_the_wait_grows() {
+async fn asvs_v6_3_1_five_failures_throttle_an_account_whatever_the_password_and_the_wait_grows() {
     let app = spawn_app().await;
     app.verified_user("tom@example.com", Some("tom")).await;
     for _ in 0..5 {
@@ -62,7 +62,7 @@ async fn five_failures_throttle_an_account_whatever_the_password_and_the_wait_gr
 }
 
 #[actix_web::test]
-async fn an_unknown_account_is_throttled_exactly_like_a_known_one() {
+async fn asvs_v6_3_8_an_unknown_account_is_throttled_exactly_like_a_known_one() {
     let app = spawn_app().await;
     app.verified_user("known@example.com", None).await;
     for login in ["known@example.com", "ghost@example.com"] {
@@ -85,7 +85,7 @@ async fn an_unknown_account_is_throttled_exactly_like_a_known_one() {
 }
 
 #[actix_web::test]
-async fn a_password_reset_lifts_the_throttle() {
+async fn asvs_v6_3_1_a_password_reset_lifts_the_throttle() {
     let app = spawn_app().await;
     app.verified_user("uma@example.com", None).await;
     for _ in 0..6 {
@@ -110,7 +110,7 @@ async fn a_password_reset_lifts_the_throttle() {
 }
 
 #[actix_web::test]
-async fn failures_from_one_client_ip_add_up_across_accounts() {
+async fn asvs_v6_3_1_failures_from_one_client_ip_add_up_across_accounts() {
     let app = spawn_app_with(Options {
         settings: Some(Box::new(|s| s.throttle.ip_max_failures = 3)),
         ..Options::default()
@@ -146,7 +146,7 @@ async fn login_from(
 }
 
 #[actix_web::test]
-async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_recorded() {
+async fn asvs_v15_3_4_behind_a_trusted_proxy_the_forwarded_client_is_counted_and_recorded() {
     let app = spawn_app_with(Options {
         settings: Some(Box::new(|s| {
             s.http.trusted_proxies = "127.0.0.1".into();
@@ -177,7 +177,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_recorded() {
 }
 
 #[actix_web::test]
-async fn without_trusted_proxies_x_forwarded_for_is_ignored() {
+async fn asvs_v15_3_4_without_trusted_proxies_x_forwarded_for_is_ignored() {
     let app = spawn_app().await;
     app.verified_user("xena@example.com", None).await;
     let r = login_from(&app, "203.0.113.9", "xena@example.com", PASSWORD).await;

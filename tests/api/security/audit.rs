@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, PASSWORD};
 
-async fn audit_rows(app: &crate::helpers::TestApp) -> Vec<Value> {
+pub(crate) async fn audit_rows(app: &crate::helpers::TestApp) -> Vec<Value> {
     let rows = app
         .db
         .query_all_raw(Statement::from_string(
@@ -30,7 +30,7 @@ async fn audit_rows(app: &crate::helpers::TestApp) -> Vec<Value> {
 }
 
 #[actix_web::test]
-async fn security_events_leave_an_audit_trail_naming_user_client_and_request() {
+async fn asvs_v16_3_1_security_events_leave_an_audit_trail_naming_user_client_and_request() {
     let app = spawn_app().await;
     app.verified_user("ann@example.com", None).await;
     let post = |path: &str, body: Value, rid: &str| {
@@ -137,7 +137,7 @@ async fn security_events_leave_an_audit_trail_naming_user_client_and_request() {
 }
 
 #[actix_web::test]
-async fn the_audit_log_refuses_updates_and_deletes() {
+async fn asvs_v16_4_2_the_audit_log_refuses_updates_and_deletes() {
     let app = spawn_app().await;
     app.login("ghost@example.com", "wrong password!").await;
     assert_eq!(audit_rows(&app).await.len(), 1);
