@@ -144,3 +144,25 @@ async fn asvs_v6_3_8_login_timing_does_not_tell_an_unknown_account_from_a_wrong_
     assert!(mk.abs_diff(mu) * 100 < 15 * (mk - mb), "{summary}");
     eprintln!("{summary}");
 }
+
+#[actix_web::test]
+async fn asvs_v6_3_8_resend_and_forgot_answer_the_same_for_known_unverified_and_unknown_emails() {
+    let app = spawn_app().await;
+    app.verified_user("vic@example.com", None).await;
+    let r = app.register("una@example.com", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for path in ["/v1/auth/verify-email/resend", "/v1/auth/password/forgot"] {
+        let mut replies = Vec::new();
+        for email in ["vic@example.com", "una@example.com", "nobody@example.com"] {
+            let r = app.post(path, json!({ "email": email })).await;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            replies.push((status, body));
+        }
+        assert_eq!(replies[0].0, StatusCode::ACCEPTED, "{path}");
+        assert!(
+            replies.iter().all(|r| *r == replies[0]),
+            "{path}: {replies:?}"
+        );
+    }
+}
