@@ -16,8 +16,8 @@ pub const EMAIL_MAX_LEN: usize = 254;
 /// cannot buy a long argon2 run. The configurable character limit is checked by the policy.
 pub const PASSWORD_MAX_BYTES: usize = 4096;
 
-/// An email address as the user typed it (trimmed). Equality and lookups use
-/// [`Email::normalized`], so `Alice@Example.com` and `alice@example.com` are one account.
+/// An email address as the user typed it (trimmed). Lookups use [`Email::normalized`], so
+/// `Alice@Example.com` and `alice@example.com` are one account; `==` compares as typed.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
