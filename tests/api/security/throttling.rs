@@ -190,3 +190,35 @@ async fn asvs_v15_3_4_without_trusted_proxies_x_forwarded_for_is_ignored() {
         .unwrap();
     assert_eq!(sessions[0]["ip"], "127.0.0.1");
 }
+
+#[actix_web::test]
+async fn asvs_v6_3_1_guesses_spread_over_two_nodes_and_many_ips_count_together() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| s.http.trusted_proxies = "127.0.0.1".into())),
+        ..Options::default()
+    })
+    .await;
+    let peer = app.spawn_peer().await;
+    app.verified_user("yan@example.com", None).await;
+    let on_peer = |ip: &str, password: &str| {
+        app.client
+            .post(format!("http://{}/v1/auth/login", peer.public_addr))
+            .header("x-forwarded-for", ip.to_owned())
+            .json(&serde_json::json!({"login": "yan@example.com", "password": password}))
+            .send()
+    };
+    // Five guesses, alternating nodes, each from another client address.
+    for i in 0..5 {
+        let ip = format!("198.51.100.{i}");
+        let r = if i % 2 == 0 {
+            login_from(&app, &ip, "yan@example.com", WRONG).await
+        } else {
+            on_peer(&ip, WRONG).await.unwrap()
+        };
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // The account is throttled on both nodes, for yet another address, right password or not.
+    throttled(login_from(&app, "198.51.100.50", "yan@example.com", PASSWORD).await).await;
+    throttled(on_peer("198.51.100.51", PASSWORD).await.unwrap()).await;
+    peer.stop().await;
+}
