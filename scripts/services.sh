@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -12,6 +12,8 @@
 #   KEYWARD_TEST_RABBITMQCTL   a script that runs rabbitmqctl against that node
 #   KEYWARD_TEST_SMTP_URL      smtp://127.0.0.1:PORT (MailDev, an SMTP sink)
 #   KEYWARD_TEST_MAILDEV_URL   http://127.0.0.1:PORT (its HTTP API: GET /email)
+#   KEYWARD_TEST_NGINX         /path/to/nginx (only the binary: nothing is started; the test
+#                              runs deploy/nginx/forward-auth.conf in a temp dir of its own)
 #
 # Installs what is missing with apt-get (needs root, as on CI). No Docker engine is needed.
 set -euo pipefail
@@ -20,7 +22,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -142,11 +144,45 @@ start_maildev() {
   log "maildev ready: smtp 127.0.0.1:$smtp, api http://127.0.0.1:$web"
 }
 
+start_nginx() {
+  local bin
+  bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+  if [ -z "$bin" ]; then
+    log "installing nginx"
+    # The package's postinst starts a system nginx on port 80 (and fails the install if
+    # that port is taken). Nothing here needs it: unless a policy-rc.d already decides (as
+    # in most containers), forbid service starts for the length of the install.
+    local policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# keyward scripts/services.sh: no service starts during its apt install\nexit 101\n' > "$policy"
+      chmod 755 "$policy"
+      cleanup_steps+=("rm -f '$policy'")
+      apt_install nginx
+      rm -f "$policy"
+    else
+      apt_install nginx
+    fi
+    # Under systemd the unit is still enabled for the next boot, and an older policy may
+    # have let it start: stop and disable it. Elsewhere (no init) nothing runs.
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+      systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+    bin=/usr/sbin/nginx
+  fi
+  case "$("$bin" -V 2>&1)" in
+    *--with-http_auth_request_module*) ;;
+    *) echo "$bin was built without the auth_request module" >&2; exit 1 ;;
+  esac
+  export KEYWARD_TEST_NGINX="$bin"
+  log "nginx: $bin ($("$bin" -v 2>&1 | sed 's/^nginx version: //'))"
+}
+
 for s in "${want[@]}"; do
   case "$s" in
     postgres) start_postgres ;;
     rabbitmq) start_rabbitmq ;;
     maildev) start_maildev ;;
+    nginx) start_nginx ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

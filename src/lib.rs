@@ -95,7 +95,9 @@ impl Node {
                 .cors_origin_list()
                 .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__CORS_ORIGINS: {e}"))?,
         };
-        let public = keyward_gateway::public_server(public_listener, recipients, opts)?;
+        let http_metrics = keyward_gateway::HttpMetrics::register(&registry)?;
+        let public =
+            keyward_gateway::public_server(public_listener, recipients, opts, http_metrics)?;
         let mut probes = vec![("database".to_owned(), s.clone().recipient())];
         if let Some(amqp) = &contexts.amqp {
             probes.push(("rabbitmq".to_owned(), amqp.clone().recipient()));

@@ -46,6 +46,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print the OpenAPI 3.1 description of the HTTP API (also served at /openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -108,11 +110,13 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 fn init_logging(settings: &Settings) {
     // NOTE: lapin logs a returned message with its body at WARN; an email job's body holds a
     // one-time link, so that target is kept quiet (the relay reports returns without bodies).
-    // Directives in KEYWARD_LOG come later and can override it.
-    let directives = format!("lapin::returned_messages=error,{}", settings.log);
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,lapin::returned_messages=error")
-    });
+    // actix-http logs every malformed request a client sends at ERROR; that is the client's
+    // fault (the client gets its 400) and would let anyone flood the error log, so it is off.
+    // Directives in KEYWARD_LOG come later and can override both.
+    const QUIET: &str = "lapin::returned_messages=error,actix_http::h1::dispatcher=off";
+    let directives = format!("{QUIET},{}", settings.log);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET}")));
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -245,9 +249,14 @@ async fn shutdown_signal() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        println!("{}", keyward_gateway::openapi_json()?);
+        return Ok(());
+    }
     let settings = load_settings(&cli)?;
     init_logging(&settings);
     match cli.command {
+        Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,
         Command::Worker => worker(settings).await,
         Command::Migrate => {

@@ -1,9 +1,14 @@
 //! The password hasher: argon2id on a `SyncArbiter` pool sized to the cores, off the async
 //! runtime, behind a bounded queue. When the queue is full the caller gets `Unavailable`
 //! (503 + Retry-After) at once instead of waiting behind everyone else.
+//!
+//! Metrics: jobs admitted (`keyward_hasher_in_flight`), those of them still waiting for a thread
+//! (`keyward_hasher_queue_depth`), each job's wait and run (`keyward_hasher_wait_seconds`,
+//! `keyward_hasher_duration_seconds`), and jobs refused (`keyward_hasher_shed_total`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -92,25 +97,72 @@ impl Actor for Hasher {
     type Context = SyncContext<Self>;
 }
 
+/// A job's place in the queue, travelling with its message: counted in the queue depth from
+/// admission until a thread starts it, or until it is dropped unstarted (actix drops a job
+/// whose caller went away without running it).
+struct Ticket {
+    admitted: Instant,
+    metrics: Metrics,
+    waiting: bool,
+}
+
+impl Ticket {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.hasher_queue_depth.inc();
+        Self {
+            admitted: Instant::now(),
+            metrics: metrics.clone(),
+            waiting: true,
+        }
+    }
+
+    /// Leaves the queue, records the wait, and times `job`.
+    fn run<T>(mut self, job: impl FnOnce() -> T) -> T {
+        self.waiting = false;
+        self.metrics.hasher_queue_depth.dec();
+        self.metrics
+            .hasher_wait
+            .observe(self.admitted.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let out = job();
+        self.metrics
+            .hasher_duration
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.metrics.hasher_queue_depth.dec();
+        }
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<String, String>")]
-struct Hash(SecretString);
+struct Hash(SecretString, Ticket);
 
 #[derive(Message)]
 #[rtype(result = "Verified")]
-struct Verify(SecretString, String);
+struct Verify(SecretString, String, Ticket);
 
 impl Handler<Hash> for Hasher {
     type Result = Result<String, String>;
-    fn handle(&mut self, m: Hash, _: &mut SyncContext<Self>) -> Self::Result {
-        hash_blocking(self.params, m.0.expose_secret())
+    fn handle(&mut self, Hash(password, ticket): Hash, _: &mut SyncContext<Self>) -> Self::Result {
+        ticket.run(|| hash_blocking(self.params, password.expose_secret()))
     }
 }
 
 impl Handler<Verify> for Hasher {
     type Result = Verified;
-    fn handle(&mut self, m: Verify, _: &mut SyncContext<Self>) -> Verified {
-        verify_blocking(self.params, m.0.expose_secret(), &m.1)
+    fn handle(
+        &mut self,
+        Verify(password, phc, ticket): Verify,
+        _: &mut SyncContext<Self>,
+    ) -> Verified {
+        ticket.run(|| verify_blocking(self.params, password.expose_secret(), &phc))
     }
 }
 
@@ -191,7 +243,10 @@ impl HasherPool {
         let _slot = self.admit()?;
         match self
             .addr
-            .send(Hash(SecretString::from(password.to_owned())))
+            .send(Hash(
+                SecretString::from(password.to_owned()),
+                Ticket::new(&self.metrics),
+            ))
             .await
         {
             Ok(Ok(h)) => Ok(h),
@@ -214,6 +269,7 @@ impl HasherPool {
             .send(Verify(
                 SecretString::from(password.to_owned()),
                 phc.to_owned(),
+                Ticket::new(&self.metrics),
             ))
             .await
             .map_err(|e| {
@@ -283,6 +339,83 @@ mod tests {
         assert_eq!(shed, 1, "one job runs, the other is refused");
         assert_eq!(pool.in_flight(), 0);
         assert_eq!(metrics.hasher_shed.get(), 1);
+        assert_eq!(metrics.hasher_in_flight.get(), 0);
+        assert_eq!(metrics.hasher_queue_depth.get(), 0);
+        assert_eq!(
+            metrics.hasher_wait.get_sample_count(),
+            1,
+            "a shed job never waits"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_queued_job_counts_in_the_queue_depth_until_a_thread_takes_it() {
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let pool = HasherPool::start(
+            1,
+            1,
+            HashParams {
+                memory_kib: 8192,
+                iterations: 3,
+                parallelism: 1,
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        let depths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = depths.clone();
+        let m = metrics.clone();
+        let (a, b, ()) = futures::join!(
+            pool.hash("one password"),
+            pool.hash("two password"),
+            async move {
+                // Both were admitted on the first poll, before any thread could start one.
+                seen.lock().unwrap().push(m.hasher_queue_depth.get());
+            }
+        );
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(depths.lock().unwrap().as_slice(), [2]);
+        assert_eq!(metrics.hasher_queue_depth.get(), 0);
+        assert_eq!(metrics.hasher_wait.get_sample_count(), 2);
+        assert_eq!(metrics.hasher_duration.get_sample_count(), 2);
+        assert!(
+            metrics.hasher_wait.get_sample_sum() >= metrics.hasher_duration.get_sample_sum() / 4.0,
+            "the second job waited for the first one's run"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_job_whose_caller_gave_up_leaves_the_queue() {
+        use futures::FutureExt;
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let pool = HasherPool::start(
+            1,
+            1,
+            HashParams {
+                memory_kib: 8192,
+                iterations: 3,
+                parallelism: 1,
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        let first = pool.hash("one password");
+        futures::pin_mut!(first);
+        assert!(
+            first.as_mut().now_or_never().is_none(),
+            "the first job runs"
+        );
+        // Admitted and queued behind it, then abandoned before a thread took it.
+        assert!(pool.hash("two password").now_or_never().is_none());
+        assert!(first.await.is_ok());
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while metrics.hasher_queue_depth.get() != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the abandoned job left the queue"
+            );
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert_eq!(metrics.hasher_in_flight.get(), 0);
     }
 }

@@ -351,7 +351,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let subscribers = match amqp_url {
         // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail.
         Some(url) => {
-            let publisher = Supervisor::start(move |_| AmqpPublisher::new(url));
+            let connected = metrics.amqp_connected.clone();
+            let publisher = Supervisor::start(move |_| AmqpPublisher::new(url, connected));
             amqp = Some(publisher.clone());
             vec![Subscriber {
                 name: "rabbitmq",

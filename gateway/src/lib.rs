@@ -6,6 +6,7 @@
 //! handler parses, sends and maps. It binds no socket itself: the binary passes listeners in.
 
 mod extract;
+mod http_metrics;
 mod input;
 mod management;
 mod middleware;
@@ -32,6 +33,9 @@ use keyward_messages::commands::{
 
 use crate::management::{management_app, Probes};
 use crate::state::AppState;
+
+pub use crate::http_metrics::HttpMetrics;
+pub use crate::routes::openapi::spec_json as openapi_json;
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -78,17 +82,19 @@ pub struct GatewayOptions {
     pub cors_origins: Vec<String>,
 }
 
-/// The public API on `listener` (port 0 allowed). Signals are not handled: the binary stops the
-/// returned `Server` through its handle.
+/// The public API on `listener` (port 0 allowed), counting and timing its requests in
+/// `metrics`. Signals are not handled: the binary stops the returned `Server` through its handle.
 pub fn public_server(
     listener: TcpListener,
     recipients: Recipients,
     opts: GatewayOptions,
+    metrics: HttpMetrics,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(
         AppState::new(recipients, opts.request_timeout)
             .with_trusted_proxies(opts.trusted_proxies.clone())
-            .with_body_timeout(opts.body_timeout),
+            .with_body_timeout(opts.body_timeout)
+            .with_metrics(metrics),
     );
     let limit = opts.max_body_bytes;
     let origins = opts.cors_origins.clone();
@@ -154,7 +160,9 @@ pub(crate) fn public_app(
     >,
 > {
     // NOTE: wrap order is inside-out: the request-id layer is outermost so its access line
-    // sees the final status, and the 405 rewrite sits inside the security headers.
+    // sees the final status, and the 405 rewrite sits inside the security headers. The metrics
+    // layer sits just inside it, so it times everything the app does (CORS preflights, which
+    // the CORS layer outside the app answers, are not counted).
     App::new()
         .app_data(state)
         .app_data(input::json_config(max_body_bytes))
@@ -162,5 +170,6 @@ pub(crate) fn public_app(
         .wrap(from_fn(middleware::problem_for_bare_405))
         .wrap(from_fn(middleware::body_deadline))
         .wrap(middleware::security_headers())
+        .wrap(from_fn(http_metrics::track))
         .wrap(from_fn(middleware::request_context))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::{Message, Recipient};
 use keyward_messages::CommandError;
 
+use crate::http_metrics::HttpMetrics;
 use crate::problem::ApiError;
 use crate::Recipients;
 
@@ -18,6 +19,8 @@ pub(crate) struct AppState {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Deadline for reading a request body, from the end of its head.
     pub(crate) body_timeout: Duration,
+    /// Where requests are counted and timed; None: nowhere (the unit tests' apps).
+    pub(crate) metrics: Option<HttpMetrics>,
 }
 
 impl AppState {
@@ -27,7 +30,13 @@ impl AppState {
             timeout,
             trusted_proxies: Vec::new(),
             body_timeout: Duration::from_secs(10),
+            metrics: None,
         }
+    }
+
+    pub(crate) fn with_metrics(mut self, m: HttpMetrics) -> Self {
+        self.metrics = Some(m);
+        self
     }
 
     pub(crate) fn with_body_timeout(mut self, t: Duration) -> Self {

@@ -74,31 +74,41 @@ pub struct Principal {
 }
 
 /// The reply to a login or a refresh.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
+    /// A JWT (typ `at+jwt`, EdDSA); verify it through `/.well-known/jwks.json`.
     pub access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Opaque; rotated on every use.
     pub refresh_token: String,
+    /// Seconds until the refresh token expires if unused.
     pub refresh_expires_in: u64,
+    #[schema(value_type = String, format = Uuid)]
     pub session_id: SessionId,
 }
 
 /// One session as its owner sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: SessionId,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub user_agent: Option<String>,
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
     pub ip: Option<IpAddr>,
+    /// The session of the token that asked.
     pub current: bool,
 }
 
 /// A user as they see themselves.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: UserId,
     pub email: String,
     pub email_verified: bool,
@@ -108,8 +118,9 @@ pub struct UserView {
 }
 
 /// Reply of a successful email verification.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EmailVerified {
+    #[schema(value_type = String, format = Uuid)]
     pub user_id: UserId,
     pub email: String,
     pub email_verified: bool,

@@ -25,7 +25,7 @@ pub mod codes {
 }
 
 /// One problem with one input field, e.g. `{field: "password", code: "too_short", message: …}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub code: String,

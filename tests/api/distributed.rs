@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     broker_lock, problem, rabbitmqctl, spawn_app_with, EventConsumer, Options, PASSWORD,
 };
+use crate::ops::wait_for_metric;
 
 fn amqp() -> Options {
     Options {
@@ -114,9 +115,13 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     let queue = queue_name();
     drop(EventConsumer::bind(&url, &queue, "#").await);
     app.verified_user("steady@example.com", None).await;
+    let connected = "keyward_amqp_connected";
+    wait_for_metric(&app.management, connected, 1.0).await;
 
     let stop = tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "stop_app"]));
     stop.await.unwrap();
+    // The idle publisher notices that its connection is gone.
+    wait_for_metric(&app.management, connected, 0.0).await;
     // The broker is down: API calls still succeed; their events wait in the outbox.
     let r = app.register("during@example.com", PASSWORD, None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -167,6 +172,7 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     assert!(more
         .iter()
         .any(|d| envelope(d)["data"]["session_id"] == pair["session_id"]));
+    wait_for_metric(&app.management, connected, 1.0).await;
     // The worker reconnected too: the mail queued during the outage is delivered.
     app.wait_for_mail("during@example.com", "Confirm").await;
     let r = app
@@ -380,6 +386,7 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
         .map(|r| r.status());
     let sent = crate::ops::metric(&management, "keyward_emails_sent_total").await;
     let consuming = crate::ops::metric(&management, "keyward_amqp_consuming").await;
+    let connected = crate::ops::metric(&management, "keyward_amqp_connected").await;
     let _ = second.kill();
     let _ = second.wait();
     assert_eq!(got.len(), n, "every mail of the batch was delivered");
@@ -389,6 +396,7 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
         "worker counted {sent:?}"
     );
     assert_eq!(consuming, Some(1.0));
+    assert_eq!(connected, Some(1.0));
     // At-least-once: only a mail sent but not yet recorded when the kill came can repeat.
     let repeats: usize = got.values().map(|c| c - 1).sum();
     assert!(repeats <= 8, "{repeats} repeats (prefetch is 8)");

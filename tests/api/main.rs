@@ -8,6 +8,8 @@ mod accounts;
 mod cli;
 mod distributed;
 mod lifecycle;
+mod nginx;
+mod openapi;
 mod ops;
 mod resilience;
 mod security;

@@ -630,7 +630,12 @@ handle!(VerifyEmail, EmailVerified, |deps, m, _act| verify_email(
 ));
 handle!(ResendVerification, (), |deps, m, _act| resend(deps, m));
 handle!(ForgotPassword, (), |deps, m, _act| forgot(deps, m));
-handle!(Login, TokenPair, |deps, m, _act| login(deps, m));
+handle!(Login, TokenPair, |deps, m, _act| async move {
+    let answer = login(deps.clone(), m).await;
+    let outcome = super::policy::login_outcome(answer.as_ref().map(|_| ()));
+    deps.metrics.logins.with_label_values(&[outcome]).inc();
+    answer
+});
 handle!(ResetPassword, (), |deps, m, _act| reset_password(deps, m));
 handle!(ChangePassword, (), |deps, m, _act| change_password(deps, m));
 handle!(GetMe, UserView, |deps, m, _act| get_me(deps, m));

@@ -47,9 +47,56 @@ pub fn invalid_credentials() -> CommandError {
     )
 }
 
+/// The `outcome` label of `keyward_logins_total` for a login's answer (one of
+/// [`crate::metrics::LOGIN_OUTCOMES`]). A failure that is none of the login's own answers
+/// (storage down, a hasher that cannot be reached) is an `error`.
+pub fn login_outcome(answer: Result<(), &CommandError>) -> &'static str {
+    let Err(e) = answer else {
+        return "success";
+    };
+    match (e, e.code()) {
+        (CommandError::RateLimited { .. }, _) => "throttled",
+        (CommandError::Unauthenticated { .. }, codes::INVALID_CREDENTIALS) => "invalid_credentials",
+        (CommandError::Forbidden { .. }, codes::ACCOUNT_BLOCKED) => "blocked",
+        (CommandError::Forbidden { .. }, codes::EMAIL_NOT_VERIFIED) => "email_not_verified",
+        (CommandError::Unavailable { .. }, codes::OVERLOADED) => "overloaded",
+        _ => "error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_answer_of_a_login_has_its_outcome_label() {
+        let forbidden = |code| CommandError::Forbidden {
+            code,
+            detail: "no".into(),
+        };
+        let cases = [
+            (Ok(()), "success"),
+            (Err(invalid_credentials()), "invalid_credentials"),
+            (
+                Err(CommandError::RateLimited {
+                    retry_after_secs: 30,
+                }),
+                "throttled",
+            ),
+            (Err(forbidden(codes::ACCOUNT_BLOCKED)), "blocked"),
+            (
+                Err(forbidden(codes::EMAIL_NOT_VERIFIED)),
+                "email_not_verified",
+            ),
+            (Err(CommandError::overloaded(1)), "overloaded"),
+            (Err(CommandError::unavailable("hasher gone")), "error"),
+            (Err(CommandError::Internal), "error"),
+        ];
+        for (answer, outcome) in cases {
+            assert_eq!(login_outcome(answer.as_ref().map(|_| ())), outcome);
+            assert!(crate::metrics::LOGIN_OUTCOMES.contains(&outcome));
+        }
+    }
 
     #[test]
     fn throttling_starts_at_the_limit_and_the_delay_doubles_up_to_the_window() {

@@ -8,6 +8,9 @@
 //! - `keyward.dead`: fanout exchange and durable queue of that name, for dead letters.
 //! - `keyward.broadcast`: fanout exchange for node-local caches.
 //!
+//! The publisher keeps `keyward_amqp_connected` at 1 while its connection is up: set as it
+//! connects or loses a publish, and checked every second, so an idle node shows an outage too.
+//!
 //! Refuses: marking anything sent before the broker confirmed it; treating a returned email job
 //! as delivered. (An event that no queue is bound for is confirmed and reaches nobody: consumers
 //! bind their own queues to `keyward.events`.)
@@ -24,6 +27,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
 use super::Deliver;
@@ -38,6 +42,8 @@ pub const EMAIL_DELIVERY_LIMIT: i32 = 6;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle publisher looks at its connection, for `keyward_amqp_connected`.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 fn durable() -> ExchangeDeclareOptions {
     ExchangeDeclareOptions {
@@ -151,24 +157,36 @@ struct Link {
 pub struct AmqpPublisher {
     url: Arc<String>,
     link: Arc<Mutex<Option<Link>>>,
+    /// `keyward_amqp_connected`.
+    connected: IntGauge,
 }
 
 impl AmqpPublisher {
-    pub fn new(url: String) -> Self {
+    pub fn new(url: String, connected: IntGauge) -> Self {
+        connected.set(0);
         Self {
             url: Arc::new(url),
             link: Arc::new(Mutex::new(None)),
+            connected,
         }
     }
 }
 
-async fn ensure(url: &str, slot: &mut Option<Link>) -> Result<Channel, String> {
-    if let Some(l) = slot.as_ref() {
-        if l.conn.status().connected() && l.channel.status().connected() {
-            return Ok(l.channel.clone());
-        }
+/// Both the connection and the channel of a link are open.
+fn live(l: &Link) -> bool {
+    l.conn.status().connected() && l.channel.status().connected()
+}
+
+async fn ensure(
+    url: &str,
+    slot: &mut Option<Link>,
+    connected: &IntGauge,
+) -> Result<Channel, String> {
+    if let Some(l) = slot.as_ref().filter(|l| live(l)) {
+        return Ok(l.channel.clone());
     }
     *slot = None;
+    connected.set(0);
     let (conn, channel) = connect(url, "keyward-node-publisher").await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -179,16 +197,18 @@ async fn ensure(url: &str, slot: &mut Option<Link>) -> Result<Channel, String> {
         conn,
         channel: channel.clone(),
     });
+    connected.set(1);
     Ok(channel)
 }
 
 async fn publish(
     url: Arc<String>,
     link: Arc<Mutex<Option<Link>>>,
+    connected: IntGauge,
     env: Envelope,
 ) -> Result<(), String> {
     let mut slot = link.lock().await;
-    let ch = ensure(&url, &mut slot).await?;
+    let ch = ensure(&url, &mut slot, &connected).await?;
     let body = serde_json::to_vec(&env).map_err(|e| e.to_string())?;
     let (exchange, key) = route(&env);
     let attempt = async {
@@ -212,10 +232,12 @@ async fn publish(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             *slot = None;
+            connected.set(0);
             return Err(format!("publishing: {e}"));
         }
         Err(_) => {
             *slot = None;
+            connected.set(0);
             return Err("no publisher confirm in time".into());
         }
     };
@@ -241,11 +263,18 @@ impl Actor for AmqpPublisher {
     /// Connects (and declares the topology) at start, so consumers can bind before the first
     /// event; a broker that is down now is retried by the relay's next delivery.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (url, link) = (self.url.clone(), self.link.clone());
+        let (url, link, connected) = (self.url.clone(), self.link.clone(), self.connected.clone());
+        // NOTE: a busy link (connecting or publishing) is skipped: that path sets the gauge.
+        ctx.run_interval(STATUS_INTERVAL, |act, _| {
+            if let Ok(slot) = act.link.try_lock() {
+                act.connected
+                    .set(i64::from(slot.as_ref().is_some_and(live)));
+            }
+        });
         ctx.spawn(
             async move {
                 let mut slot = link.lock().await;
-                if let Err(e) = ensure(&url, &mut slot).await {
+                if let Err(e) = ensure(&url, &mut slot, &connected).await {
                     tracing::warn!(error = %e, "RabbitMQ is not reachable yet; events wait in the outbox");
                 }
             }
@@ -259,7 +288,12 @@ impl Supervised for AmqpPublisher {}
 impl Handler<Deliver> for AmqpPublisher {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(publish(self.url.clone(), self.link.clone(), env))
+        Box::pin(publish(
+            self.url.clone(),
+            self.link.clone(),
+            self.connected.clone(),
+            env,
+        ))
     }
 }
 
@@ -270,13 +304,16 @@ impl Handler<keyward_messages::commands::CheckReady> for AmqpPublisher {
         _: keyward_messages::commands::CheckReady,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let (url, link) = (self.url.clone(), self.link.clone());
+        let (url, link, connected) = (self.url.clone(), self.link.clone(), self.connected.clone());
         Box::pin(async move {
             let mut slot = link.lock().await;
-            ensure(&url, &mut slot).await.map(|_| ()).map_err(|e| {
-                tracing::warn!(error = %e, "RabbitMQ is not reachable");
-                CommandError::unavailable("RabbitMQ is not reachable")
-            })
+            ensure(&url, &mut slot, &connected)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "RabbitMQ is not reachable");
+                    CommandError::unavailable("RabbitMQ is not reachable")
+                })
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod amqp;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use keyward_messages::events::Envelope;
 use keyward_storage::{OutboxRecord, StorageError, Store};
 
@@ -132,6 +133,13 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
     Outcome::Done
 }
 
+/// Counts a row marked published, and how long it waited in the outbox.
+fn published(metrics: &Metrics, row: &OutboxRecord, now: DateTime<Utc>) {
+    metrics.outbox_published.inc();
+    let lag = (now - row.created_at).to_std().unwrap_or_default();
+    metrics.outbox_publish_lag.observe(lag.as_secs_f64());
+}
+
 /// Publishes pending rows; false when a delivery failed (the rest waits for the retry).
 async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber], metrics: &Metrics) -> bool {
     let result = if store.is_postgres() {
@@ -160,8 +168,9 @@ async fn drain_plain(
         for row in rows {
             match deliver_row(&row, subs).await {
                 Outcome::Done => {
-                    store.mark_published(row.id, clock()).await?;
-                    metrics.outbox_published.inc();
+                    let now = clock();
+                    store.mark_published(row.id, now).await?;
+                    published(metrics, &row, now);
                 }
                 Outcome::Failed => {
                     metrics.outbox_publish_failures.inc();
@@ -190,8 +199,9 @@ async fn drain_claimed(
         for row in rows {
             match deliver_row(&row, subs).await {
                 Outcome::Done => {
-                    tx.mark_published(row.id, clock()).await?;
-                    metrics.outbox_published.inc();
+                    let now = clock();
+                    tx.mark_published(row.id, now).await?;
+                    published(metrics, &row, now);
                 }
                 Outcome::Failed => {
                     metrics.outbox_publish_failures.inc();

@@ -4,6 +4,9 @@
 //! it; the inbox drops the duplicate). A message that cannot be decoded is rejected without
 //! requeue, so it goes to `keyward.dead`; a send failure is requeued after a backoff, and the
 //! quorum queue's delivery limit dead-letters a job that keeps failing. Reconnects with backoff.
+//!
+//! `keyward_amqp_connected` and `keyward_amqp_consuming` drop to 0 as soon as the consumer
+//! ends or fails (a lost connection fails it), and return to 1 after the reconnect.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,6 +83,7 @@ impl Worker {
             }
             self.consuming.store(false, Ordering::SeqCst);
             self.metrics.amqp_consuming.set(0);
+            self.metrics.amqp_connected.set(0);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -87,6 +91,7 @@ impl Worker {
 
     async fn consume_once(&self) -> Result<(), String> {
         let (conn, ch) = connect(&self.amqp_url, "keyward-worker").await?;
+        self.metrics.amqp_connected.set(1);
         ch.basic_qos(PREFETCH, BasicQosOptions::default())
             .await
             .map_err(|e| format!("basic_qos: {e}"))?;

@@ -13,11 +13,14 @@ use keyward_messages::commands::{
 use keyward_messages::{Email, FieldError, LoginId, Password, Username};
 use serde_json::Value;
 
+use super::openapi::*;
 use super::{accepted, private_json};
 use crate::extract::{Authenticated, ClientLocale, Meta};
 use crate::input::{parse_token, Fields};
 use crate::problem::ApiError;
 use crate::state::AppState;
+#[allow(unused_imports)]
+use serde_json::json;
 
 type Body = web::Json<Value>;
 type State = web::Data<AppState>;
@@ -26,6 +29,14 @@ fn email(field: &str, raw: String) -> Result<Email, FieldError> {
     Email::parse(field, &raw)
 }
 
+#[utoipa::path(post, path = "/v1/auth/register", tag = "accounts",
+    request_body = RegisterRequest,
+    responses(
+        (status = 202, description = "Verification email sent; the same reply when the email already has an account (its owner gets a notice instead)", body = Accepted),
+        (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:username_taken", "title": "Conflict", "status": 409, "detail": "this username is taken", "code": "username_taken", "errors": [{"field": "username", "code": "taken", "message": "this username is taken; choose another"}]})),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn register(
     st: State,
     Meta(meta): Meta,
@@ -48,6 +59,14 @@ pub(super) async fn register(
     Ok(accepted("verification_sent"))
 }
 
+#[utoipa::path(post, path = "/v1/auth/verify-email", tag = "accounts",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "The email is verified", body = EmailVerified),
+        (status = 400, description = "The token is unknown, used or expired (`invalid_token`), or the body is invalid", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:invalid_token", "title": "Invalid request", "status": 400, "detail": "the link is invalid, used or expired; request a new one", "code": "invalid_token"})),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn verify_email(
     st: State,
     Meta(meta): Meta,
@@ -62,6 +81,14 @@ pub(super) async fn verify_email(
 }
 
 /// The link in the verification email: a browser lands here, so the answer is a page, not JSON.
+#[utoipa::path(get, path = "/v1/auth/verify-email", tag = "accounts",
+    params(("token" = Option<String>, Query, description = "The one-time token from the email")),
+    responses(
+        (status = 200, description = "A small page: verified", content_type = "text/html", body = String),
+        (status = 400, description = "A small page: the link is invalid, used or expired", content_type = "text/html", body = String),
+        (status = 503, description = "A small page: try again shortly", content_type = "text/html", body = String),
+        (status = 500, description = "A small page: something went wrong (logged)", content_type = "text/html", body = String),
+    ))]
 pub(super) async fn verify_email_link(
     st: State,
     Meta(meta): Meta,
@@ -86,6 +113,12 @@ pub(super) struct LinkQuery {
     token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Always the same reply, whether or not the email has an unverified account", body = Accepted),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn resend_verification(
     st: State,
     Meta(meta): Meta,
@@ -99,6 +132,20 @@ pub(super) async fn resend_verification(
     Ok(accepted("verification_sent"))
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in; a new session", body = TokenPair,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, description = "Wrong password or unknown account: the same reply, in body and timing", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:invalid_credentials", "title": "Authentication required", "status": 401, "detail": "the login or the password is wrong", "code": "invalid_credentials"})),
+        (status = 403, description = "Right password, but the email is not verified (`email_not_verified`) or the account is blocked (`account_blocked`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:account_blocked", "title": "Forbidden", "status": 403, "detail": "this account is blocked", "code": "account_blocked"})),
+        (status = 429, description = "Too many failed logins for this account or client; the same reply whatever the password", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds")),
+            example = json!({"type": "urn:keyward:problem:too_many_requests", "title": "Too many requests", "status": 429, "detail": "too many attempts; retry after the time in Retry-After", "code": "too_many_requests"})),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn login(
     st: State,
     Meta(meta): Meta,
@@ -117,6 +164,12 @@ pub(super) async fn login(
     Ok(private_json(&tokens))
 }
 
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Always the same reply; an account gets a reset link by email", body = Accepted),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn forgot_password(
     st: State,
     Meta(meta): Meta,
@@ -130,6 +183,13 @@ pub(super) async fn forgot_password(
     Ok(accepted("reset_sent"))
 }
 
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "accounts",
+    request_body = ResetRequest,
+    responses(
+        (status = 204, description = "The password is set and every session has ended"),
+        (status = 400, description = "The token is unknown, used or expired (`invalid_token`), or the password breaks the rules (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn reset_password(
     st: State,
     Meta(meta): Meta,
@@ -148,6 +208,14 @@ pub(super) async fn reset_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/auth/password/change", tag = "accounts",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every other session has ended"),
+        (status = 400, description = "`current_password` is wrong, or the new one breaks the rules", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn change_password(
     st: State,
     Authenticated(principal): Authenticated,
@@ -168,6 +236,12 @@ pub(super) async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/users/me", tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserView),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn me(
     st: State,
     Meta(meta): Meta,

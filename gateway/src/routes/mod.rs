@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+pub(crate) mod openapi;
 mod sessions;
 
 use actix_web::http::header;
@@ -52,6 +53,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
         )
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
+        .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }
 

@@ -12,14 +12,25 @@ use keyward_messages::commands::{
 use keyward_messages::{FieldError, SessionId};
 use serde_json::Value;
 
+use super::openapi::*;
 use super::private_json;
 use crate::extract::{Authenticated, Meta};
 use crate::input::Fields;
 use crate::problem::ApiError;
 use crate::state::AppState;
+#[allow(unused_imports)]
+use serde_json::json;
 
 type State = web::Data<AppState>;
 
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "sessions",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the presented refresh token is used up", body = TokenPair),
+        (status = 401, description = "Invalid, used, expired or revoked; a rotated token presented again after the grace window ends the session", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:invalid_refresh_token", "title": "Authentication required", "status": 401, "detail": "the refresh token is invalid, expired, used or revoked; log in again", "code": "invalid_refresh_token"})),
+        BodyProblems, ServerProblems,
+    ))]
 pub(super) async fn refresh(
     st: State,
     Meta(meta): Meta,
@@ -40,6 +51,12 @@ pub(super) async fn refresh(
     Ok(private_json(&tokens))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The current session has ended"),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn logout(
     st: State,
     Authenticated(principal): Authenticated,
@@ -49,6 +66,12 @@ pub(super) async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's live sessions", body = Vec<SessionView>),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn list(
     st: State,
     Meta(meta): Meta,
@@ -60,6 +83,16 @@ pub(super) async fn list(
     Ok(private_json(&sessions))
 }
 
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "A session id from GET /v1/sessions")),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 400, description = "`id` is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live session with this id belongs to the caller", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:session_not_found", "title": "Not found", "status": 404, "detail": "no live session with this id belongs to you", "code": "session_not_found"})),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn revoke(
     st: State,
     Authenticated(principal): Authenticated,
@@ -77,6 +110,12 @@ pub(super) async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(delete, path = "/v1/sessions", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every other session of the caller has ended"),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn revoke_others(
     st: State,
     Authenticated(principal): Authenticated,
@@ -89,6 +128,17 @@ pub(super) async fn revoke_others(
 
 /// For NGINX `auth_request` and Traefik `forwardAuth`: the proxy copies these headers to the
 /// upstream request. Failures are the extractor's 401.
+#[utoipa::path(get, path = "/v1/auth/verify", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token is valid and its session live; copy these headers upstream",
+            headers(
+                ("X-Keyward-User-Id" = String, description = "user UUID"),
+                ("X-Keyward-Session-Id" = String, description = "session UUID"),
+                ("X-Keyward-Roles" = String, description = "comma-separated roles"),
+            )),
+        BearerProblems, ServerProblems,
+    ))]
 pub(super) async fn forward_auth(Authenticated(p): Authenticated) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -98,6 +148,11 @@ pub(super) async fn forward_auth(Authenticated(p): Authenticated) -> HttpRespons
         .finish()
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",
+    responses(
+        (status = 200, description = "The public keys that verify access tokens", body = Jwks),
+        ServerProblems,
+    ))]
 pub(super) async fn jwks(st: State) -> Result<HttpResponse, ApiError> {
     let keys = st.ask(&st.to.get_jwks, GetJwks).await?;
     Ok(HttpResponse::Ok()

@@ -7,7 +7,7 @@ use actix_web::test::TestRequest;
 
 use super::*;
 use crate::management::{management_app, Probes};
-use crate::{management_server, public_server, GatewayOptions};
+use crate::{management_server, public_server, GatewayOptions, HttpMetrics};
 
 async fn probe_call(probes: Vec<(String, Recipient<CheckReady>)>, req: TestRequest) -> Reply {
     let app = test::init_service(management_app(web::Data::new(Probes(
@@ -97,11 +97,13 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         body_timeout: Duration::from_secs(10),
         cors_origins: vec![],
     };
-    let public = public_server(public, Fake::default().recipients(), opts).unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = HttpMetrics::register(&registry).unwrap();
+    let public = public_server(public, Fake::default().recipients(), opts, metrics).unwrap();
     let management = management_server(
         management,
         vec![("db".into(), probe(Fake::default()))],
-        prometheus::Registry::new(),
+        registry,
     )
     .unwrap();
     let handles = [public.handle(), management.handle()];
@@ -132,6 +134,17 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
     assert!(login.contains("\"access_token\":\"at\""), "{login}");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains("\"status\":\"ready\""), "{ready}");
+    // The public server counts into the registry the management bind serves.
+    let scrape = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_owned();
+    let scrape = actix_web::rt::task::spawn_blocking(move || raw_http(management_addr, scrape))
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains(
+            r#"keyward_http_requests_total{method="POST",route="/v1/auth/login",status="200"} 1"#
+        ),
+        "{scrape}"
+    );
     for h in handles {
         h.stop(true).await;
     }

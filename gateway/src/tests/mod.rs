@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod errors;
 mod management;
+mod openapi;
 mod routes;
 
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,258 @@
+//! The OpenAPI 3.1 description of the public API, generated from the route handlers'
+//! `#[utoipa::path]` attributes and the reply types, and served at `/openapi.json` with
+//! Swagger UI (vendored assets, works offline) at `/docs/`.
+//!
+//! Request bodies are read field by field (`input::Fields`), so their schemas are declared
+//! here; schemathesis in CI checks that the server keeps to them.
+
+// The request-body and JWKS types exist only to be described.
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+
+pub(crate) use keyward_messages::commands::{EmailVerified, SessionView, TokenPair, UserView};
+use keyward_messages::FieldError;
+
+/// An RFC 9457 problem: every error reply (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:keyward:problem:validation_failed", "title": "Invalid request", "status": 400,
+    "detail": "the request has invalid fields", "code": "validation_failed",
+    "errors": [{"field": "email", "code": "invalid", "message": "enter an email address like name@example.com"}]
+}))]
+pub(crate) struct Problem {
+    /// `urn:keyward:problem:{code}`.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    /// Safe to show; never internal text.
+    detail: String,
+    /// Stable snake_case code to match on.
+    code: String,
+    /// For `validation_failed`: every field at fault.
+    #[schema(nullable = false)]
+    errors: Option<Vec<FieldError>>,
+}
+
+/// `202` replies: the request was taken; the outcome arrives by email.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    #[schema(example = "verification_sent")]
+    status: String,
+}
+
+/// The published signing keys (RFC 7517).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"}]}))]
+pub(crate) struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Jwk {
+    kty: String,
+    crv: String,
+    x: String,
+    kid: String,
+    alg: String,
+    #[serde(rename = "use")]
+    usage: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegisterRequest {
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
+    email: String,
+    /// 8–256 characters by default; common passwords and ones built from the email or
+    /// username are refused.
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 256
+    )]
+    password: String,
+    /// 3–32 letters, digits, `_`, `.` or `-`.
+    #[schema(example = "ada", pattern = "^[A-Za-z0-9_.-]{3,32}$")]
+    username: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenRequest {
+    /// The one-time token from the email link.
+    #[schema(max_length = 512)]
+    token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EmailRequest {
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoginRequest {
+    /// Email or username.
+    #[schema(example = "ada@example.com", min_length = 3, max_length = 254)]
+    login: String,
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 1,
+        max_length = 4096
+    )]
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RefreshRequest {
+    #[schema(max_length = 512)]
+    refresh_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ResetRequest {
+    /// The one-time token from the reset email.
+    #[schema(max_length = 512)]
+    token: String,
+    #[schema(min_length = 8, max_length = 256)]
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChangePasswordRequest {
+    #[schema(min_length = 1, max_length = 4096)]
+    current_password: String,
+    #[schema(min_length = 8, max_length = 256)]
+    new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BlockRequest {
+    /// Kept in the audit log and the `user.blocked` event; at most 500 characters.
+    #[schema(example = "chargeback fraud", max_length = 500)]
+    reason: Option<String>,
+}
+
+/// What can go wrong with any JSON body.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BodyProblems {
+    /// A field is missing, mistyped or breaks a rule; or the body is not a flat JSON object.
+    #[response(status = 400, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// The body did not arrive in time.
+    #[response(status = 408, content_type = "application/problem+json", example = json!({
+        "type": "urn:keyward:problem:request_timeout", "title": "Request Timeout", "status": 408,
+        "detail": "the request body did not arrive in time; send it in one go", "code": "request_timeout"}))]
+    Timeout(Problem),
+    /// Larger than `KEYWARD_HTTP__MAX_BODY_BYTES` (16 KiB by default).
+    #[response(status = 413, content_type = "application/problem+json", example = json!({
+        "type": "urn:keyward:problem:payload_too_large", "title": "Payload too large", "status": 413,
+        "detail": "the body is larger than the limit of 16384 bytes", "code": "payload_too_large"}))]
+    TooLarge(Problem),
+    /// Not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json", example = json!({
+        "type": "urn:keyward:problem:unsupported_media_type", "title": "Unsupported media type", "status": 415,
+        "detail": "send the body as JSON with Content-Type: application/json", "code": "unsupported_media_type"}))]
+    MediaType(Problem),
+}
+
+/// A bearer token is required and was missing or refused.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BearerProblems {
+    /// No usable bearer, or the token is invalid, expired or its session ended.
+    #[response(status = 401, content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "`Bearer` or `Bearer error=\"invalid_token\"`")),
+        example = json!({
+        "type": "urn:keyward:problem:unauthenticated", "title": "Authentication required", "status": 401,
+        "detail": "the access token is invalid, expired or revoked", "code": "unauthenticated"}))]
+    Unauthenticated(Problem),
+}
+
+/// Every route: overload and unexpected failures.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum ServerProblems {
+    /// Overloaded (the password hasher's queue is full) or a backend is down.
+    #[response(status = 503, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "seconds")),
+        example = json!({
+        "type": "urn:keyward:problem:overloaded", "title": "Service unavailable", "status": 503,
+        "detail": "too many password checks are waiting; retry shortly", "code": "overloaded"}))]
+    Unavailable(Problem),
+    /// A bug; the cause is logged under the request's X-Request-Id.
+    #[response(status = 500, content_type = "application/problem+json", example = json!({
+        "type": "urn:keyward:problem:internal_error", "title": "Internal server error", "status": 500,
+        "detail": "an internal error occurred; it has been logged", "code": "internal_error"}))]
+    Internal(Problem),
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("An access token from login or refresh."))
+            .build();
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Keyward",
+        description = "Accounts, sessions and tokens for microservices. Errors are RFC 9457 \
+            `application/problem+json` with a stable `code`. Access tokens are EdDSA JWTs \
+            verifiable through `/.well-known/jwks.json`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        super::accounts::register,
+        super::accounts::verify_email_link,
+        super::accounts::verify_email,
+        super::accounts::resend_verification,
+        super::accounts::login,
+        super::sessions::refresh,
+        super::sessions::logout,
+        super::accounts::forgot_password,
+        super::accounts::reset_password,
+        super::accounts::change_password,
+        super::sessions::list,
+        super::sessions::revoke_others,
+        super::sessions::revoke,
+        super::accounts::me,
+        super::sessions::forward_auth,
+        super::sessions::jwks,
+        super::admin::block,
+        super::admin::unblock,
+    ),
+    components(schemas(Problem, FieldError, TokenPair, UserView, SessionView, EmailVerified)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Registration, email verification, login, passwords"),
+        (name = "sessions", description = "Refresh, logout, sessions, forward-auth, keys"),
+        (name = "admin", description = "Needs the `admin` role"),
+    ),
+)]
+pub(crate) struct ApiDoc;
+
+/// `/openapi.json` and Swagger UI at `/docs/` (its assets are compiled in: no CDN).
+pub(crate) fn swagger_ui() -> utoipa_swagger_ui::SwaggerUi {
+    let config = utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none");
+    utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+        .url("/openapi.json", ApiDoc::openapi())
+        .config(config)
+}
+
+/// The spec as pretty JSON (what `keyward openapi` prints and docs/openapi.json holds).
+pub fn spec_json() -> Result<String, serde_json::Error> {
+    ApiDoc::openapi().to_pretty_json()
+}

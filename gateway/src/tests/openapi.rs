@@ -1,0 +1,83 @@
+//! The OpenAPI description: committed copy current, every route of the API table described.
+
+use crate::routes::openapi::spec_json;
+
+#[test]
+fn the_committed_spec_is_the_generated_one() {
+    let committed = include_str!("../../../docs/openapi.json");
+    let generated = spec_json().unwrap();
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "docs/openapi.json is out of date: run `cargo run -- openapi > docs/openapi.json`"
+    );
+}
+
+#[test]
+fn every_route_of_the_api_is_described_with_its_problems() {
+    let spec: serde_json::Value = serde_json::from_str(&spec_json().unwrap()).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let routes = [
+        ("post", "/v1/auth/register"),
+        ("get", "/v1/auth/verify-email"),
+        ("post", "/v1/auth/verify-email"),
+        ("post", "/v1/auth/verify-email/resend"),
+        ("post", "/v1/auth/login"),
+        ("post", "/v1/auth/refresh"),
+        ("post", "/v1/auth/logout"),
+        ("post", "/v1/auth/password/forgot"),
+        ("post", "/v1/auth/password/reset"),
+        ("post", "/v1/auth/password/change"),
+        ("get", "/v1/sessions"),
+        ("delete", "/v1/sessions"),
+        ("delete", "/v1/sessions/{id}"),
+        ("get", "/v1/users/me"),
+        ("get", "/v1/auth/verify"),
+        ("get", "/.well-known/jwks.json"),
+        ("post", "/v1/admin/users/{id}/block"),
+        ("post", "/v1/admin/users/{id}/unblock"),
+    ];
+    let described: usize = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        described,
+        routes.len(),
+        "a route is described but not listed here"
+    );
+    for (method, path) in routes {
+        let op = &spec["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(
+            responses.contains_key("500"),
+            "{method} {path}: no 500 problem"
+        );
+        for (status, r) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                let content = &r["content"];
+                if path == "/v1/auth/verify-email" && method == "get" {
+                    assert!(content["text/html"].is_object(), "{method} {path} {status}");
+                } else {
+                    assert!(
+                        content["application/problem+json"]["schema"].is_object(),
+                        "{method} {path} {status}: not a problem+json reply"
+                    );
+                }
+            }
+        }
+        let bearer = op["security"].to_string().contains("bearer");
+        let takes_bearer = path.starts_with("/v1/sessions")
+            || path.starts_with("/v1/admin")
+            || matches!(
+                path,
+                "/v1/users/me" | "/v1/auth/verify" | "/v1/auth/logout" | "/v1/auth/password/change"
+            );
+        assert_eq!(bearer, takes_bearer, "{method} {path}: security");
+        if takes_bearer {
+            assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        }
+    }
+}
