@@ -111,8 +111,10 @@ pub async fn set_blocked(
         .user_by_email(&email.normalized())
         .await?
         .ok_or_else(|| StartError::Config(format!("--email: no account has {email}")))?;
+    let request_id = Uuid::new_v4().to_string();
     let meta = RequestMeta {
-        request_id: Uuid::new_v4().to_string(),
+        correlation_id: request_id.clone(),
+        request_id,
         client_ip: None,
         user_agent: Some("keyward admin (CLI)".into()),
     };

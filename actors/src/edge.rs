@@ -8,7 +8,7 @@ use std::panic::AssertUnwindSafe;
 
 use actix::{Actor, Addr, Handler, Message, ResponseFuture};
 use futures::FutureExt;
-use keyward_messages::CommandError;
+use keyward_messages::{CommandError, RequestMeta};
 use tracing::Instrument;
 
 /// Tells a context actor to stop so its supervisor restarts it.
@@ -28,7 +28,7 @@ fn panic_text(p: &(dyn Any + Send)) -> String {
 pub(crate) fn guarded<A, T, F>(
     addr: Addr<A>,
     handler: &'static str,
-    request_id: &str,
+    meta: &RequestMeta,
     fut: F,
 ) -> ResponseFuture<Result<T, CommandError>>
 where
@@ -37,7 +37,12 @@ where
     T: 'static,
     F: Future<Output = Result<T, CommandError>> + 'static,
 {
-    let span = tracing::info_span!("handler", handler, request_id = %request_id);
+    let span = tracing::info_span!(
+        "handler",
+        handler,
+        request_id = %meta.request_id,
+        correlation_id = %meta.correlation_id
+    );
     let guarded = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(r) => r,

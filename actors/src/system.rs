@@ -135,10 +135,12 @@ pub async fn enqueue_at(
             .await?;
         }
     }
-    let correlation = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
-    tx.enqueue(&Envelope::new(Uuid::now_v7(), now, correlation, &msg))
-        .await
-        .map_err(storage_err)
+    let request_id = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
+    let correlation = Some(meta.correlation_id.clone())
+        .filter(|c| !c.is_empty())
+        .or_else(|| request_id.clone());
+    let env = Envelope::new(Uuid::now_v7(), now, correlation, &msg).with_request_id(request_id);
+    tx.enqueue(&env).await.map_err(storage_err)
 }
 
 /// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.

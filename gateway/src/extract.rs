@@ -17,7 +17,7 @@ use keyward_messages::RequestMeta;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::middleware::RequestId;
+use crate::middleware::{CorrelationId, RequestId};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -93,6 +93,10 @@ fn request_meta(req: &HttpRequest) -> RequestMeta {
             .extensions()
             .get::<RequestId>()
             .map_or_else(|| Uuid::new_v4().to_string(), |id| id.0.clone());
+        let correlation_id = req
+            .extensions()
+            .get::<CorrelationId>()
+            .map_or_else(|| request_id.clone(), |id| id.0.clone());
         let user_agent = req.headers().get(header::USER_AGENT).map(|v| {
             String::from_utf8_lossy(v.as_bytes())
                 .chars()
@@ -109,6 +113,7 @@ fn request_meta(req: &HttpRequest) -> RequestMeta {
             .filter_map(|v| v.to_str().ok())
             .collect();
         RequestMeta {
+            correlation_id,
             request_id,
             client_ip: client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted),
             user_agent,

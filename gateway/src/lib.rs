@@ -139,7 +139,7 @@ pub(crate) fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix
             actix_web::http::header::ACCEPT,
             actix_web::http::header::ACCEPT_LANGUAGE,
         ])
-        .expose_headers(["x-request-id", "retry-after"])
+        .expose_headers(["x-request-id", "x-correlation-id", "retry-after"])
         .max_age(600);
     for o in origins {
         c = c.allowed_origin(o);

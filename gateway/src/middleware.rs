@@ -25,15 +25,24 @@ type BoxedPayloadStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<web::Bytes, PayloadError>>>>;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const REQUEST_ID_MAX: usize = 128;
 
 /// The id of the current request, in the request's extensions.
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(pub String);
 
+/// The correlation id of the current request (the caller's, or the request id).
+#[derive(Clone, Debug)]
+pub(crate) struct CorrelationId(pub String);
+
 /// An incoming id is reused only when it is safe to log and echo as is.
 fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(&REQUEST_ID)?.to_str().ok()?;
+    incoming_id(headers, &REQUEST_ID)
+}
+
+fn incoming_id(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let v = headers.get(name)?.to_str().ok()?;
     let ok = !v.is_empty()
         && v.len() <= REQUEST_ID_MAX
         && v.bytes()
@@ -47,10 +56,13 @@ pub(crate) async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = incoming_request_id(req.headers()).unwrap_or_else(|| Uuid::new_v4().to_string());
+    let correlation = incoming_id(req.headers(), &CORRELATION_ID).unwrap_or_else(|| id.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut()
+        .insert(CorrelationId(correlation.clone()));
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let span = tracing::info_span!("request", request_id = %id, correlation_id = %correlation, method = %method, path = %path);
     let started = Instant::now();
 
     // NOTE: the request must not be cloned before routing (actix needs it unshared), so an
@@ -75,6 +87,9 @@ pub(crate) async fn request_context(
     let mut res = outcome?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&correlation) {
+        res.headers_mut().insert(CORRELATION_ID, v);
     }
     Ok(res)
 }

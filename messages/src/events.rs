@@ -198,6 +198,9 @@ pub struct Envelope {
     pub occurred_at: DateTime<Utc>,
     pub source: String,
     pub correlation_id: Option<String>,
+    /// The HTTP request that caused it (its `X-Request-Id`), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -219,8 +222,14 @@ impl Envelope {
             occurred_at,
             source: "keyward".into(),
             correlation_id,
+            request_id: None,
             data,
         }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
     }
 
     /// Decodes the envelope's payload back into what it carries.

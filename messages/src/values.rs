@@ -259,6 +259,9 @@ uuid_id!(
 #[derive(Clone, Debug, Default)]
 pub struct RequestMeta {
     pub request_id: String,
+    /// The id that ties this request to others of one piece of work: the caller's
+    /// `X-Correlation-Id`, or else the request id. Carried into events and their AMQP headers.
+    pub correlation_id: String,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
 }

@@ -496,3 +496,101 @@ async fn two_nodes_draining_one_outbox_publish_each_event_once() {
     );
     b.stop().await;
 }
+
+fn header(d: &lapin::message::Delivery, name: &str) -> Option<String> {
+    match d.properties.headers().as_ref()?.inner().get(name)? {
+        lapin::types::AMQPValue::LongString(s) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into())
+        }
+        _ => None,
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn request_and_correlation_ids_travel_from_http_through_amqp_into_the_workers_logs() {
+    use secrecy::ExposeSecret;
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let consumer = EventConsumer::bind(&app.amqp_url(), &queue_name(), "user.registered").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("worker.log");
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEYWARD_DATA_DIR", dir.path().join("data"))
+        .env("KEYWARD_DATABASE_URL", &app.settings.database_url)
+        .env("KEYWARD_AMQP_URL", app.amqp_url())
+        .env(
+            "KEYWARD_MASTER_KEY",
+            app.settings.master_key.as_ref().unwrap().expose_secret(),
+        )
+        .env("KEYWARD_MANAGEMENT_BIND", "127.0.0.1:0")
+        .env("KEYWARD_LOG", "info")
+        .env("KEYWARD_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+
+    let r = app
+        .client
+        .post(app.url("/v1/auth/register"))
+        .header("x-request-id", "req-7f3a")
+        .header("x-correlation-id", "checkout-91c2")
+        .json(&json!({"email": "cora@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-request-id"], "req-7f3a");
+    assert_eq!(r.headers()["x-correlation-id"], "checkout-91c2");
+
+    // On the bus: the envelope and the AMQP properties and headers name both.
+    let got = consumer.collect(&["user.registered"]).await;
+    let env = envelope(&got[0]);
+    assert_eq!(env["correlation_id"], "checkout-91c2");
+    assert_eq!(env["request_id"], "req-7f3a");
+    assert_eq!(
+        got[0]
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("checkout-91c2")
+    );
+    assert_eq!(header(&got[0], "x-request-id").as_deref(), Some("req-7f3a"));
+    assert_eq!(
+        header(&got[0], "x-correlation-id").as_deref(),
+        Some("checkout-91c2")
+    );
+
+    // In the worker's JSON logs: the line about sending that email names both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sent = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("email sent")) {
+            break line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker logged no sent email:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let line: Value = serde_json::from_str(&sent).unwrap();
+    let text = line.to_string();
+    assert!(
+        text.contains("\"correlation_id\":\"checkout-91c2\""),
+        "{sent}"
+    );
+    assert!(text.contains("\"request_id\":\"req-7f3a\""), "{sent}");
+}

@@ -613,8 +613,8 @@ macro_rules! handle {
             fn handle(&mut self, $m: $msg, ctx: &mut Context<Self>) -> Self::Result {
                 let $deps = self.deps.clone();
                 let $act = &*self;
-                let request_id = $m.meta.request_id.clone();
-                guarded(ctx.address(), stringify!($msg), &request_id, $body)
+                let meta = $m.meta.clone();
+                guarded(ctx.address(), stringify!($msg), &meta, $body)
             }
         }
     };

@@ -140,11 +140,26 @@ pub fn properties(env: &Envelope) -> BasicProperties {
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_timestamp(u64::try_from(env.occurred_at.timestamp()).unwrap_or(0));
+    let mut headers = FieldTable::default();
     if let Some(c) = &env.correlation_id {
         p = p.with_correlation_id(c.clone().into());
+        headers.insert(
+            CORRELATION_HEADER.into(),
+            AMQPValue::LongString(c.as_str().into()),
+        );
     }
-    p
+    if let Some(r) = &env.request_id {
+        headers.insert(
+            REQUEST_HEADER.into(),
+            AMQPValue::LongString(r.as_str().into()),
+        );
+    }
+    p.with_headers(headers)
 }
+
+/// AMQP headers naming the HTTP request behind a message and its correlation id.
+pub const REQUEST_HEADER: &str = "x-request-id";
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 struct Link {
     conn: Connection,

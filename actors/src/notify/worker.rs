@@ -22,6 +22,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lettre::message::Mailbox;
+use tracing::Instrument;
 
 use super::{deliver, Mailer};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
@@ -134,6 +135,13 @@ impl Worker {
             }
         };
         let id = env.id;
+        // Every line about this job names the request and the correlation id behind it.
+        let span = tracing::info_span!(
+            "email_job",
+            message_id = %id,
+            request_id = env.request_id.as_deref().unwrap_or(""),
+            correlation_id = env.correlation_id.as_deref().unwrap_or(""),
+        );
         match deliver(
             self.mailer.clone(),
             self.from.clone(),
@@ -142,6 +150,7 @@ impl Worker {
             self.metrics.clone(),
             env,
         )
+        .instrument(span.clone())
         .await
         {
             Ok(()) => d
@@ -152,7 +161,7 @@ impl Worker {
             Err(e) => {
                 let count = delivery_count(&d);
                 let wait = Duration::from_millis(250u64.saturating_mul(1 << count.clamp(0, 5)));
-                tracing::warn!(%id, error = %e, deliveries = count + 1, retry_in_ms = wait.as_millis() as u64, "sending failed; requeueing");
+                span.in_scope(|| tracing::warn!(%id, error = %e, deliveries = count + 1, retry_in_ms = wait.as_millis() as u64, "sending failed; requeueing"));
                 tokio::time::sleep(wait).await;
                 d.nack(BasicNackOptions {
                     requeue: true,

@@ -196,7 +196,7 @@ impl Handler<Authenticate> for Sessions {
         guarded(
             ctx.address(),
             "Authenticate",
-            &m.meta.request_id.clone(),
+            &m.meta.clone(),
             authenticate(deps, m.token.expose_secret().to_owned()),
         )
     }
@@ -209,7 +209,7 @@ impl Handler<Refresh> for Sessions {
         guarded(
             ctx.address(),
             "Refresh",
-            &m.meta.request_id.clone(),
+            &m.meta.clone(),
             refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()),
         )
     }
@@ -219,23 +219,18 @@ impl Handler<Logout> for Sessions {
     type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, m: Logout, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "Logout",
-            &m.meta.request_id.clone(),
-            async move {
-                let p = m.principal;
-                revoke(
-                    &deps,
-                    &m.meta,
-                    p.user_id,
-                    p.session_id,
-                    RevokeReason::Logout,
-                )
-                .await
-                .map(|_| ())
-            },
-        )
+        guarded(ctx.address(), "Logout", &m.meta.clone(), async move {
+            let p = m.principal;
+            revoke(
+                &deps,
+                &m.meta,
+                p.user_id,
+                p.session_id,
+                RevokeReason::Logout,
+            )
+            .await
+            .map(|_| ())
+        })
     }
 }
 
@@ -243,31 +238,26 @@ impl Handler<ListSessions> for Sessions {
     type Result = ResponseFuture<Result<Vec<SessionView>, CommandError>>;
     fn handle(&mut self, m: ListSessions, ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "ListSessions",
-            &m.meta.request_id.clone(),
-            async move {
-                let p = m.principal;
-                let rows = deps
-                    .store
-                    .live_sessions_of(p.user_id, (deps.clock)())
-                    .await
-                    .map_err(storage_err)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|s| SessionView {
-                        current: s.id == p.session_id,
-                        id: s.id,
-                        created_at: s.created_at,
-                        last_used_at: s.last_used_at,
-                        expires_at: s.idle_expires_at.min(s.expires_at),
-                        user_agent: s.user_agent,
-                        ip: s.ip.and_then(|i| i.parse().ok()),
-                    })
-                    .collect())
-            },
-        )
+        guarded(ctx.address(), "ListSessions", &m.meta.clone(), async move {
+            let p = m.principal;
+            let rows = deps
+                .store
+                .live_sessions_of(p.user_id, (deps.clock)())
+                .await
+                .map_err(storage_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|s| SessionView {
+                    current: s.id == p.session_id,
+                    id: s.id,
+                    created_at: s.created_at,
+                    last_used_at: s.last_used_at,
+                    expires_at: s.idle_expires_at.min(s.expires_at),
+                    user_agent: s.user_agent,
+                    ip: s.ip.and_then(|i| i.parse().ok()),
+                })
+                .collect())
+        })
     }
 }
 
@@ -278,7 +268,7 @@ impl Handler<RevokeSession> for Sessions {
         guarded(
             ctx.address(),
             "RevokeSession",
-            &m.meta.request_id.clone(),
+            &m.meta.clone(),
             async move {
                 let p = m.principal;
                 let owned_and_live = deps
@@ -316,7 +306,7 @@ impl Handler<RevokeOtherSessions> for Sessions {
         guarded(
             ctx.address(),
             "RevokeOtherSessions",
-            &m.meta.request_id.clone(),
+            &m.meta.clone(),
             async move {
                 let p = m.principal;
                 let now = (deps.clock)();
