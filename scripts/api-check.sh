@@ -45,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 "$postman_tool" -s docs/openapi.json -o "$work/raw.json" -p \
-  -O folderStrategy=Tags,requestParametersResolution=Example,exampleParametersResolution=Example >/dev/null
+  -O folderStrategy=Tags,parametersResolution=Schema >/dev/null
 # The converter draws random ids; drop them so the output depends on the spec alone.
 python3 - "$work/raw.json" "$work/collection.json" <<'EOF'
 import json, sys
