@@ -1,0 +1,113 @@
+//! A closed-loop load generator: `concurrency` workers each send one request at a time until
+//! the duration is spent. Latencies are kept per request (microseconds) for percentiles.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// What one request ended with: an HTTP status, or `None` when no answer came.
+pub type Step = Pin<Box<dyn Future<Output = Option<u16>> + Send>>;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub target: String,
+    pub concurrency: usize,
+    pub seconds: f64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// 503 answers (load shed).
+    pub shed: u64,
+    /// Other answers by status (0: no answer).
+    pub errors: BTreeMap<u16, u64>,
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Outcome {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+/// Runs `step(worker, iteration)` from `concurrency` workers for `duration`. Percentiles are
+/// over accepted (2xx) requests.
+pub async fn run(
+    scenario: &str,
+    target: &str,
+    concurrency: usize,
+    duration: Duration,
+    step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync>,
+) -> Outcome {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let step = step.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let status = step(w, i).await.unwrap_or(0);
+                let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
+                if (200..300).contains(&status) {
+                    lat.push(us);
+                }
+                *statuses.entry(status).or_default() += 1;
+                i += 1;
+            }
+            (lat, statuses)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    for t in tasks {
+        if let Ok((l, s)) = t.await {
+            lat.extend(l);
+            for (k, v) in s {
+                *statuses.entry(k).or_default() += v;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let ok: u64 = statuses
+        .iter()
+        .filter(|(s, _)| (200..300).contains(*s))
+        .map(|(_, n)| n)
+        .sum();
+    let shed = statuses.get(&503).copied().unwrap_or(0);
+    let errors = statuses
+        .into_iter()
+        .filter(|(s, _)| !(200..300).contains(s) && *s != 503)
+        .collect();
+    Outcome {
+        scenario: scenario.to_owned(),
+        target: target.to_owned(),
+        concurrency,
+        seconds,
+        ok,
+        shed,
+        errors,
+        throughput: ok as f64 / seconds,
+        p50_ms: percentile(&lat, 50.0),
+        p95_ms: percentile(&lat, 95.0),
+        p99_ms: percentile(&lat, 99.0),
+    }
+}

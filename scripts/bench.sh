@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole benchmark in one command (docs/PERFORMANCE.md): builds the release binaries,
+# installs the peer (better-auth) from the npm registry, runs every scenario against Keyward
+# and the peer in one run, and writes bench/results/latest.{json,md} and the PNG charts.
+#
+#   scripts/bench.sh [--seconds N] [--no-peer]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools="${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}"
+target="${CARGO_TARGET_DIR:-target}"
+
+echo "== release build"
+cargo build --release --locked --bin keyward -p keyward-bench
+
+if [[ " $* " != *" --no-peer "* ]]; then
+  echo "== the peer (better-auth)"
+  bench/peer/setup.sh
+fi
+
+echo "== run"
+"$target/release/keyward-bench" --keyward "$target/release/keyward" "$@"
+
+echo "== charts"
+venv="$tools/bench-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q matplotlib==3.10.7
+fi
+"$venv/bin/python" bench/plot.py bench/results/latest.json bench/results
