@@ -19,6 +19,9 @@ async fn the_spec_and_an_offline_swagger_ui_are_served() {
         serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
     assert_eq!(served, committed);
 
+    let r = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["location"], "/docs/");
     let r = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]

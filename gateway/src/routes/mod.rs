@@ -53,8 +53,16 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
         )
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
+        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
+}
+
+/// Swagger UI lives at `/docs/`; its relative asset paths need the slash.
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
 }
 
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
