@@ -11,7 +11,8 @@ tools="${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}"
 target="${CARGO_TARGET_DIR:-target}"
 
 echo "== release build"
-cargo build --release --locked --bin keyward -p keyward-bench
+cargo build --release --locked -p keyward --bin keyward
+cargo build --release --locked -p keyward-bench
 
 if [[ " $* " != *" --no-peer "* ]]; then
   echo "== the peer (better-auth)"

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use keyward_messages::CommandError;
 use secrecy::{ExposeSecret, SecretString};
@@ -47,18 +47,62 @@ impl HashParams {
     }
 }
 
-/// Hashes a password into a PHC string, synchronously (for the admin CLI and the pool).
-pub fn hash_blocking(params: HashParams, password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    params
-        .argon2()
-        .map_err(|e| e.to_string())?
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+thread_local! {
+    /// One argon2 working area per hashing thread, reused from hash to hash. Allocating it
+    /// per hash (19 MiB at the OWASP parameters) costs page faults every time, and glibc keeps
+    /// freed blocks in per-thread arenas, which took peak RSS under login load to 243 MiB
+    /// (docs/PERFORMANCE.md).
+    static WORK_AREA: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    /// Only the pool's threads keep their area; any other thread (start-up's dummy hash, the
+    /// CLI) frees it after each hash, so an idle node holds none.
+    static KEEPS_WORK_AREA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// The result of checking a password against a stored hash.
+/// Runs argon2 with this thread's working area, sized for `argon`'s parameters.
+fn hash_into(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    WORK_AREA.with(|area| {
+        let mut area = area.borrow_mut();
+        let blocks = argon.params().block_count();
+        if area.len() != blocks {
+            *area = vec![argon2::Block::default(); blocks];
+        }
+        let r = argon.hash_password_into_with_memory(password, salt, out, &mut area[..]);
+        if !KEEPS_WORK_AREA.with(std::cell::Cell::get) {
+            *area = Vec::new();
+        }
+        r
+    })
+}
+
+/// Hashes `password` into a PHC string (argon2id, a fresh 128-bit salt).
+pub fn hash_blocking(params: HashParams, password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let argon = params.argon2().map_err(|e| e.to_string())?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| e.to_string())?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    hash_into(&argon, password.as_bytes(), salt_bytes, &mut out).map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: argon
+            .params()
+            .try_into()
+            .map_err(|e: argon2::password_hash::Error| e.to_string())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, actix::MessageResponse)]
 pub struct Verified {
     pub matches: bool,
@@ -73,9 +117,7 @@ fn verify_blocking(params: HashParams, password: &str, phc: &str) -> Verified {
             needs_rehash: true,
         };
     };
-    let matches = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let matches = recompute(password, &parsed).unwrap_or(false);
     let current = parsed.algorithm.as_str() == "argon2id"
         && Params::try_from(&parsed).is_ok_and(|p| {
             p.m_cost() == params.memory_kib
@@ -88,7 +130,25 @@ fn verify_blocking(params: HashParams, password: &str, phc: &str) -> Verified {
     }
 }
 
-/// One pool thread.
+/// Recomputes the stored hash with the stored parameters in this thread's working area;
+/// `Output`'s equality is constant-time.
+fn recompute(password: &str, parsed: &PasswordHash<'_>) -> Option<bool> {
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = parsed
+        .version
+        .map_or(Ok(Version::V0x13), Version::try_from)
+        .ok()?;
+    let expected = parsed.hash?;
+    // The stored hash's length is part of its parameters.
+    let params = Params::try_from(parsed).ok()?;
+    let argon = Argon2::new(algorithm, version, params);
+    let mut salt = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+    let mut out = vec![0u8; expected.len()];
+    hash_into(&argon, password.as_bytes(), salt, &mut out).ok()?;
+    Some(Output::new(&out).ok()? == expected)
+}
+
 struct Hasher {
     params: HashParams,
 }
@@ -200,7 +260,10 @@ impl HasherPool {
         // The dummy hash makes a check for an unknown account cost one real verify.
         let dummy = hash_blocking(params, &crate::tokens::random_token())?;
         let threads = threads.max(1);
-        let addr = SyncArbiter::start(threads, move || Hasher { params });
+        let addr = SyncArbiter::start(threads, move || {
+            KEEPS_WORK_AREA.with(|k| k.set(true));
+            Hasher { params }
+        });
         Ok(Self {
             addr,
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -313,6 +376,48 @@ mod tests {
         );
         assert!(v.matches);
         assert!(v.needs_rehash);
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_standard_argon2_api_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let p = HashParams::DANGER_TEST_ONLY;
+        // Ours verifies with the crate's own verifier, with the documented PHC shape.
+        let ours = hash_blocking(p, "velvet otter").unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{ours}");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"velvet otter", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"velvet otte", &parsed)
+            .is_err());
+        // The crate's hashes (argon2id and argon2i, other lengths) verify with ours.
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        for (alg, len) in [(Algorithm::Argon2id, 32), (Algorithm::Argon2i, 48)] {
+            let params = Params::new(64, 1, 1, Some(len)).unwrap();
+            let theirs = Argon2::new(alg, Version::V0x13, params)
+                .hash_password(b"velvet otter", &salt)
+                .unwrap()
+                .to_string();
+            assert!(
+                verify_blocking(p, "velvet otter", &theirs).matches,
+                "{theirs}"
+            );
+            assert!(
+                !verify_blocking(p, "velvet otte", &theirs).matches,
+                "{theirs}"
+            );
+        }
+        // The working area is resized when parameters change between calls.
+        let big = HashParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let h = hash_blocking(big, "pw").unwrap();
+        assert!(verify_blocking(p, "pw", &h).matches);
+        assert!(verify_blocking(p, "pw", &hash_blocking(p, "pw").unwrap()).matches);
     }
 
     #[test]
