@@ -425,20 +425,22 @@ mod tests {
         assert!(!verify_blocking(HashParams::DANGER_TEST_ONLY, "pw", "not a phc").matches);
     }
 
+    /// One thread, `queue` waiting places, and a hash slow enough (8 MiB, t=3) for jobs to
+    /// overlap.
+    fn slow_pool(queue: usize) -> (HasherPool, Metrics) {
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let params = HashParams {
+            memory_kib: 8192,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let pool = HasherPool::start(1, queue, params, metrics.clone()).unwrap();
+        (pool, metrics)
+    }
+
     #[actix_rt::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let pool = HasherPool::start(
-            1,
-            0,
-            HashParams {
-                memory_kib: 8192,
-                iterations: 3,
-                parallelism: 1,
-            },
-            metrics.clone(),
-        )
-        .unwrap();
+        let (pool, metrics) = slow_pool(0);
         let (a, b) = futures::join!(pool.hash("one password"), pool.hash("two password"));
         let shed = [a.is_err(), b.is_err()].iter().filter(|x| **x).count();
         assert_eq!(shed, 1, "one job runs, the other is refused");
@@ -455,18 +457,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_queued_job_counts_in_the_queue_depth_until_a_thread_takes_it() {
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let pool = HasherPool::start(
-            1,
-            1,
-            HashParams {
-                memory_kib: 8192,
-                iterations: 3,
-                parallelism: 1,
-            },
-            metrics.clone(),
-        )
-        .unwrap();
+        let (pool, metrics) = slow_pool(1);
         let depths = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = depths.clone();
         let m = metrics.clone();
@@ -492,18 +483,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_job_whose_caller_gave_up_leaves_the_queue() {
         use futures::FutureExt;
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let pool = HasherPool::start(
-            1,
-            1,
-            HashParams {
-                memory_kib: 8192,
-                iterations: 3,
-                parallelism: 1,
-            },
-            metrics.clone(),
-        )
-        .unwrap();
+        let (pool, metrics) = slow_pool(1);
         let first = pool.hash("one password");
         futures::pin_mut!(first);
         assert!(

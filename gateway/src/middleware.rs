@@ -101,9 +101,13 @@ pub(crate) async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    // HTTP/1.1 without Content-Length or Transfer-Encoding has no body: nothing to time.
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
     if let Some(limit) = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.body_timeout)
+        .filter(|_| has_body)
     {
         let deadline = actix_web::rt::time::Instant::now() + limit;
         let inner = req.take_payload();

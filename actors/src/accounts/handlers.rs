@@ -289,26 +289,8 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
         wait = wait.max(by_ip);
     }
     if let Some(retry_after_secs) = wait {
-        let tx = deps.store.begin().await.map_err(storage_err)?;
-        match &user {
-            Some(u) => {
-                let ev = DomainEvent::UserThrottled {
-                    user_id: u.id,
-                    ip: ip.clone(),
-                    retry_after_secs,
-                };
-                deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
-            }
-            None => {
-                let details = serde_json::json!({
-                    "login": account_key.trim_start_matches("login:"),
-                    "retry_after_secs": retry_after_secs,
-                });
-                deps.audit(&tx, &m.meta, "user.throttled", None, details)
-                    .await?;
-            }
-        }
-        tx.commit().await.map_err(storage_err)?;
+        let user_id = user.as_ref().map(|u| u.id);
+        note_throttled(&deps, &m.meta, user_id, &account_key, ip, retry_after_secs).await?;
         deps.wake_relay();
         tracing::info!(retry_after_secs, "login throttled");
         return Err(CommandError::RateLimited { retry_after_secs });
@@ -399,30 +381,43 @@ async fn record_failure(
     if let Some(retry_after_secs) =
         throttled(deps, account_key, deps.throttle.account_max_failures).await?
     {
-        let tx = deps.store.begin().await.map_err(storage_err)?;
-        match user_id {
-            Some(user_id) => {
-                let ev = DomainEvent::UserThrottled {
-                    user_id,
-                    ip,
-                    retry_after_secs,
-                };
-                deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
-            }
-            None => {
-                let details = serde_json::json!({
-                    "login": account_key.trim_start_matches("login:"),
-                    "retry_after_secs": retry_after_secs,
-                });
-                deps.audit(&tx, &m.meta, "user.throttled", None, details)
-                    .await?;
-            }
-        }
-        tx.commit().await.map_err(storage_err)?;
+        note_throttled(deps, &m.meta, user_id, account_key, ip, retry_after_secs).await?;
     }
     deps.wake_relay();
     tracing::info!(user_id = ?user_id, "login failed");
     Ok(())
+}
+
+/// Records that a login is throttled: `user.throttled` (and its audit line) for an existing
+/// account, an audit line naming the login as typed for an unknown one.
+async fn note_throttled(
+    deps: &Deps,
+    meta: &RequestMeta,
+    user_id: Option<keyward_messages::UserId>,
+    account_key: &str,
+    ip: Option<String>,
+    retry_after_secs: u64,
+) -> Result<(), CommandError> {
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    match user_id {
+        Some(user_id) => {
+            let ev = DomainEvent::UserThrottled {
+                user_id,
+                ip,
+                retry_after_secs,
+            };
+            deps.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+        }
+        None => {
+            let details = serde_json::json!({
+                "login": account_key.trim_start_matches("login:"),
+                "retry_after_secs": retry_after_secs,
+            });
+            deps.audit(&tx, meta, "user.throttled", None, details)
+                .await?;
+        }
+    }
+    tx.commit().await.map_err(storage_err)
 }
 
 fn policy_context(user: &UserRecord) -> Vec<&str> {

@@ -180,29 +180,25 @@ async fn asvs_v2_2_1_malformed_bodies_get_4xx_problems_never_500() {
     );
 }
 
-#[actix_web::test]
-async fn asvs_v15_2_2_a_client_that_never_finishes_its_request_head_is_cut_off() {
+/// Sends `partial` and stops; checks that another client is served meanwhile, and returns what
+/// the server wrote before closing the slow connection (it must close within 5 s).
+async fn stall(app: &crate::helpers::TestApp, partial: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app_with(Options {
-        settings: Some(Box::new(|s| s.http.header_timeout_secs = 1)),
-        ..Options::default()
-    })
-    .await;
     let mut slow = tokio::net::TcpStream::connect(app.node.public_addr)
         .await
         .unwrap();
-    slow.write_all(b"POST /v1/auth/login HTTP/1.1\r\nHost: keyward\r\nContent-Type: app")
-        .await
-        .unwrap();
-    // Others are served while it dawdles.
+    slow.write_all(partial).await.unwrap();
     let r = app
         .client
         .get(app.url("/.well-known/jwks.json"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    // Within a few seconds the server answers 408 and closes, or just closes.
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "others are served while it dawdles"
+    );
     let mut buf = Vec::new();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -210,7 +206,22 @@ async fn asvs_v15_2_2_a_client_that_never_finishes_its_request_head_is_cut_off()
     )
     .await;
     assert!(read.is_ok(), "the connection was still open after 5 s");
-    let text = String::from_utf8_lossy(&buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[actix_web::test]
+async fn asvs_v15_2_2_a_client_that_never_finishes_its_request_head_is_cut_off() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| s.http.header_timeout_secs = 1)),
+        ..Options::default()
+    })
+    .await;
+    let text = stall(
+        &app,
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: keyward\r\nContent-Type: app",
+    )
+    .await;
+    // The server answers 408 and closes, or just closes.
     assert!(
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "{text}"
@@ -219,35 +230,16 @@ async fn asvs_v15_2_2_a_client_that_never_finishes_its_request_head_is_cut_off()
 
 #[actix_web::test]
 async fn asvs_v15_2_2_a_client_that_trickles_its_body_gets_408_and_others_are_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app_with(Options {
         settings: Some(Box::new(|s| s.http.body_timeout_secs = 1)),
         ..Options::default()
     })
     .await;
-    let mut slow = tokio::net::TcpStream::connect(app.node.public_addr)
-        .await
-        .unwrap();
-    slow.write_all(
+    let text = stall(
+        &app,
         b"POST /v1/auth/login HTTP/1.1\r\nHost: keyward\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"login\":",
     )
-    .await
-    .unwrap();
-    let r = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        slow.read_to_end(&mut buf),
-    )
     .await;
-    assert!(read.is_ok(), "the connection was still open after 5 s");
-    let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
 }
