@@ -28,6 +28,9 @@ pub struct StartOptions {
     pub clock: Option<Clock>,
     pub hash_params: Option<HashParams>,
     pub danger_test_panic_on_register: Option<String>,
+    /// Overrides `KEYWARD_TOKENS__SESSION_RECHECK_MS` beyond its bound (tests that must see a
+    /// revocation arrive by broadcast, not by the recheck).
+    pub session_recheck: Option<Duration>,
 }
 
 fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -56,29 +59,19 @@ impl Node {
                 clock: opts.clock.unwrap_or_else(keyward_actors::system_clock),
                 hash_params: opts.hash_params,
                 danger_test_panic_on_register: opts.danger_test_panic_on_register,
+                session_recheck: opts.session_recheck,
             },
         )
         .await
         .map_err(start_error)?;
-        let a = &contexts.accounts;
         let s = &contexts.sessions;
-        let recipients = Recipients {
-            register: a.clone().recipient(),
-            verify_email: a.clone().recipient(),
-            resend_verification: a.clone().recipient(),
-            login: a.clone().recipient(),
-            forgot_password: a.clone().recipient(),
-            reset_password: a.clone().recipient(),
-            change_password: a.clone().recipient(),
-            get_me: a.clone().recipient(),
-            set_blocked: a.clone().recipient(),
-            authenticate: s.clone().recipient(),
-            refresh: s.clone().recipient(),
-            logout: s.clone().recipient(),
-            list_sessions: s.clone().recipient(),
-            revoke_session: s.clone().recipient(),
-            revoke_other_sessions: s.clone().recipient(),
-            get_jwks: s.clone().recipient(),
+        let deps = contexts.deps.clone();
+        // NOTE: each HTTP worker gets its own context actors on its own thread (they share
+        // `Deps`; their state lives in storage), so a request never waits on another thread's
+        // mailbox. The node-wide actors stay for the CLI, the probes and the tests.
+        let recipients = move || {
+            let (a, s) = system::start_local_contexts(&deps);
+            recipients_of(&a, &s)
         };
         let opts = GatewayOptions {
             max_body_bytes: settings.http.max_body_bytes,
@@ -122,6 +115,31 @@ impl Node {
     pub async fn stop(&self) {
         self.public.stop(true).await;
         self.management.stop(true).await;
+    }
+}
+
+/// Every command the gateway sends, to these context actors.
+fn recipients_of(
+    a: &actix::Addr<keyward_actors::accounts::Accounts>,
+    s: &actix::Addr<keyward_actors::sessions::Sessions>,
+) -> Recipients {
+    Recipients {
+        register: a.clone().recipient(),
+        verify_email: a.clone().recipient(),
+        resend_verification: a.clone().recipient(),
+        login: a.clone().recipient(),
+        forgot_password: a.clone().recipient(),
+        reset_password: a.clone().recipient(),
+        change_password: a.clone().recipient(),
+        get_me: a.clone().recipient(),
+        set_blocked: a.clone().recipient(),
+        authenticate: s.clone().recipient(),
+        refresh: s.clone().recipient(),
+        logout: s.clone().recipient(),
+        list_sessions: s.clone().recipient(),
+        revoke_session: s.clone().recipient(),
+        revoke_other_sessions: s.clone().recipient(),
+        get_jwks: s.clone().recipient(),
     }
 }
 

@@ -131,5 +131,5 @@ pub async fn set_blocked(
     .await
     .map_err(|e| StartError::Config(format!("could not change the account: {e}")))?;
     tx.commit().await?;
-    Ok(changed)
+    Ok(changed.is_some())
 }

@@ -19,11 +19,13 @@ use uuid::Uuid;
 
 use crate::accounts::Accounts;
 use crate::bus::amqp::AmqpPublisher;
+use crate::bus::broadcast::{self, GateListener};
 use crate::bus::{Relay, Subscriber, Wake};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
+use crate::sessions::gate::SessionGate;
 use crate::sessions::Sessions;
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
@@ -66,6 +68,8 @@ pub struct Deps {
     pub(crate) relay: Recipient<Wake>,
     pub(crate) danger_test_panic_on_register: Option<String>,
     pub metrics: Metrics,
+    /// What this node remembers about bearer tokens and sessions.
+    pub gate: Arc<SessionGate>,
 }
 
 impl Deps {
@@ -105,6 +109,14 @@ impl Deps {
             ip: meta.client_ip.map(|i| i.to_string()),
             user_agent: meta.user_agent.clone(),
         })
+    }
+
+    /// After the commit that ended them: this node refuses these sessions from now on (other
+    /// nodes hear of it through `session.revoked`).
+    pub fn sessions_ended(&self, ids: &[SessionId]) {
+        for &id in ids {
+            self.gate.ended(id);
+        }
     }
 
     /// Tells the relay that a transaction with outbox rows committed.
@@ -209,12 +221,16 @@ pub struct NodeOptions {
     pub danger_test_panic_on_register: Option<String>,
     /// Where this node's metrics go (served at /metrics).
     pub metrics: Metrics,
+    /// Overrides the settings' session recheck interval.
+    pub session_recheck: Option<std::time::Duration>,
 }
 
 /// The running contexts of a node.
 pub struct Contexts {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
+    /// What the context actors share, for starting more of them ([`start_local_contexts`]).
+    pub deps: Arc<Deps>,
     /// The mail sender, in embedded mode.
     pub notify: Option<Addr<Notify>>,
     /// The RabbitMQ publisher, in distributed mode.
@@ -304,6 +320,16 @@ pub fn hash_params(settings: &Settings) -> HashParams {
     }
 }
 
+/// Starts a supervised accounts and sessions actor on the current thread's arbiter. They hold
+/// nothing but `deps`, so any number of them may run side by side.
+pub fn start_local_contexts(deps: &Arc<Deps>) -> (Addr<Accounts>, Addr<Sessions>) {
+    let d = deps.clone();
+    let accounts = Supervisor::start(move |_| Accounts::new(d));
+    let d = deps.clone();
+    let sessions = Supervisor::start(move |_| Sessions::new(d));
+    (accounts, sessions)
+}
+
 /// Starts every actor of a node. Must run inside an actix `System`.
 pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, StartError> {
     let clock = opts.clock.clone();
@@ -347,12 +373,18 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         .amqp_url
         .as_ref()
         .map(|s| s.expose_secret().to_owned());
+    let recheck = opts
+        .session_recheck
+        .unwrap_or_else(|| std::time::Duration::from_millis(settings.tokens.session_recheck_ms));
+    let gate = Arc::new(SessionGate::new(recheck));
     let mut mail_dir = None;
     let mut notify = None;
     let mut amqp = None;
     let subscribers = match amqp_url {
-        // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail.
+        // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail, and
+        // revocations come back to every node's gate through keyward.broadcast.
         Some(url) => {
+            actix_rt::spawn(broadcast::listen(url.clone(), gate.clone()));
             let connected = metrics.amqp_connected.clone();
             let publisher = Supervisor::start(move |_| AmqpPublisher::new(url, connected));
             amqp = Some(publisher.clone());
@@ -375,11 +407,22 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
             mail_dir = smtp.is_none().then_some(dir);
-            vec![Subscriber {
-                name: "notify",
-                prefix: "email.",
-                recipient: addr.recipient(),
-            }]
+            // NOTE: this node marks what it revokes itself; the relay also brings revocations
+            // written by other processes on this database (the CLI).
+            let g = gate.clone();
+            let listener = Supervisor::start(move |_| GateListener(g));
+            vec![
+                Subscriber {
+                    name: "notify",
+                    prefix: "email.",
+                    recipient: addr.recipient(),
+                },
+                Subscriber {
+                    name: "session-gate",
+                    prefix: "session.revoked",
+                    recipient: listener.recipient(),
+                },
+            ]
         }
     };
     let relay_store = store.clone();
@@ -410,14 +453,13 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         relay: relay.clone().recipient(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
         metrics,
+        gate,
     });
-    let d = deps.clone();
-    let accounts = Supervisor::start(move |_| Accounts::new(d));
-    let d = deps.clone();
-    let sessions = Supervisor::start(move |_| Sessions::new(d));
+    let (accounts, sessions) = start_local_contexts(&deps);
     Ok(Contexts {
         accounts,
         sessions,
+        deps,
         notify,
         amqp,
         relay,

@@ -88,6 +88,10 @@ pub struct TokenSettings {
     pub verification_ttl_secs: u64,
     /// Password reset link lifetime; at least 1.
     pub reset_ttl_secs: u64,
+    /// A node believes a session it read as live for this long before reading it again;
+    /// 0..=1000. Revocations are broadcast at once; this bounds how stale a node can be when a
+    /// broadcast is lost, within the one second DESIGN promises.
+    pub session_recheck_ms: u64,
 }
 
 /// Password policy and hashing cost, `[passwords]` / `KEYWARD_PASSWORDS__<FIELD>`.
@@ -247,6 +251,7 @@ impl Default for TokenSettings {
             refresh_grace_secs: 10,
             verification_ttl_secs: 24 * 3600,
             reset_ttl_secs: 3600,
+            session_recheck_ms: 500,
         }
     }
 }

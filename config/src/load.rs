@@ -45,6 +45,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "refresh_grace_secs",
             "verification_ttl_secs",
             "reset_ttl_secs",
+            "session_recheck_ms",
         ],
     ),
     (
@@ -663,6 +664,7 @@ mod tests {
             ("KEYWARD_TOKENS__REFRESH_GRACE_SECS", "4"),
             ("KEYWARD_TOKENS__VERIFICATION_TTL_SECS", "5"),
             ("KEYWARD_TOKENS__RESET_TTL_SECS", "6"),
+            ("KEYWARD_TOKENS__SESSION_RECHECK_MS", "7"),
             ("KEYWARD_PASSWORDS__MIN_LENGTH", "10"),
             ("KEYWARD_PASSWORDS__MAX_LENGTH", "20"),
             ("KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB", "64"),
@@ -700,6 +702,7 @@ mod tests {
                 refresh_grace_secs: 4,
                 verification_ttl_secs: 5,
                 reset_ttl_secs: 6,
+                session_recheck_ms: 7,
             }
         );
         assert_eq!(

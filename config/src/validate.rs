@@ -206,6 +206,15 @@ fn tokens(s: &Settings) -> Result<(), ConfigError> {
         1,
     )?;
     at_least("KEYWARD_TOKENS__RESET_TTL_SECS", t.reset_ttl_secs, 1)?;
+    if t.session_recheck_ms > 1000 {
+        return Err(ConfigError::invalid(
+            "KEYWARD_TOKENS__SESSION_RECHECK_MS",
+            format!(
+                "{} is above 1000; a node must notice a revocation within a second even when a broadcast is lost",
+                t.session_recheck_ms
+            ),
+        ));
+    }
     if t.refresh_absolute_ttl_secs < t.refresh_idle_ttl_secs {
         return Err(ConfigError::invalid(
             "KEYWARD_TOKENS__REFRESH_ABSOLUTE_TTL_SECS",
@@ -627,6 +636,10 @@ mod tests {
             (
                 "KEYWARD_TOKENS__AUDIENCE",
                 with(|s| s.tokens.audience.clear()),
+            ),
+            (
+                "KEYWARD_TOKENS__SESSION_RECHECK_MS",
+                with(|s| s.tokens.session_recheck_ms = 1001),
             ),
             (
                 "KEYWARD_PASSWORDS__MIN_LENGTH",

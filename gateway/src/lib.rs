@@ -83,22 +83,34 @@ pub struct GatewayOptions {
 }
 
 /// The public API on `listener` (port 0 allowed), counting and timing its requests in
-/// `metrics`. Signals are not handled: the binary stops the returned `Server` through its handle.
-pub fn public_server(
+/// `metrics`. `recipients` runs once on each HTTP worker's thread: recipients of actors started
+/// there keep a request on its thread. Signals are not handled: the binary stops the returned
+/// `Server` through its handle.
+pub fn public_server<F>(
     listener: TcpListener,
-    recipients: Recipients,
+    recipients: F,
     opts: GatewayOptions,
     metrics: HttpMetrics,
-) -> std::io::Result<Server> {
-    let state = web::Data::new(
-        AppState::new(recipients, opts.request_timeout)
-            .with_trusted_proxies(opts.trusted_proxies.clone())
-            .with_body_timeout(opts.body_timeout)
-            .with_metrics(metrics),
-    );
+) -> std::io::Result<Server>
+where
+    F: Fn() -> Recipients + Send + Clone + 'static,
+{
     let limit = opts.max_body_bytes;
     let origins = opts.cors_origins.clone();
-    let mut server = HttpServer::new(move || public_app(state.clone(), limit).wrap(cors(&origins)));
+    let (timeout, trusted, body_timeout) = (
+        opts.request_timeout,
+        opts.trusted_proxies.clone(),
+        opts.body_timeout,
+    );
+    let mut server = HttpServer::new(move || {
+        let state = web::Data::new(
+            AppState::new(recipients(), timeout)
+                .with_trusted_proxies(trusted.clone())
+                .with_body_timeout(body_timeout)
+                .with_metrics(metrics.clone()),
+        );
+        public_app(state, limit).wrap(cors(&origins))
+    });
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }

@@ -71,14 +71,19 @@ pub fn verify(
     let key = key_for(&kid).ok_or(Refusal::UnknownKid)?;
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation(issuer, audience))
         .map_err(|_| Refusal::SignatureOrClaims)?;
-    let c = data.claims;
+    check_times(&data.claims, now)?;
+    Ok(data.claims)
+}
+
+/// The time checks of [`verify`] alone: for claims verified earlier and remembered.
+pub fn check_times(c: &AccessClaims, now: i64) -> Result<(), Refusal> {
     if now >= c.exp.saturating_add(LEEWAY_SECS) {
         return Err(Refusal::Expired);
     }
     if c.nbf > now.saturating_add(LEEWAY_SECS) {
         return Err(Refusal::NotYetValid);
     }
-    Ok(c)
+    Ok(())
 }
 
 /// The header must be exactly what Keyward signs: `{"alg":"EdDSA","typ":"at+jwt","kid":…}`.

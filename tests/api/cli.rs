@@ -70,7 +70,7 @@ fn help_explains_each_command() {
 }
 
 #[actix_web::test]
-async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_at_once() {
+async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path()).arg("migrate").output().unwrap();
     assert!(
@@ -169,13 +169,26 @@ async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_
     ]);
     let again = cli(&["admin", "block-user", "--email", "root@example.com"]);
     let unknown = cli(&["admin", "block-user", "--email", "nobody@example.com"]);
-    let me_after = client
-        .get(format!("http://{addr}/v1/users/me"))
-        .bearer_auth(pair["access_token"].as_str().unwrap_or_default())
-        .send()
-        .await
-        .unwrap()
-        .status();
+    // NOTE: another process's revocation reaches the node's session gate through the outbox
+    // relay or the gate's recheck, within the second DESIGN promises; the login below reads
+    // the account itself and is refused at once.
+    let refused_within = async {
+        let start = std::time::Instant::now();
+        loop {
+            let status = client
+                .get(format!("http://{addr}/v1/users/me"))
+                .bearer_auth(pair["access_token"].as_str().unwrap_or_default())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status != StatusCode::OK || start.elapsed() > std::time::Duration::from_secs(1) {
+                return (status, start.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let (me_after, took) = refused_within.await;
     let login = |password: &'static str| {
         client
             .post(format!("http://{addr}/v1/auth/login"))
@@ -193,7 +206,11 @@ async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_
     assert_eq!(blocked, (true, "blocked".into(), String::new()));
     assert_eq!(again.1, "already blocked");
     assert!(!unknown.0 && unknown.2.contains("--email"), "{unknown:?}");
-    assert_eq!(me_after, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me_after,
+        StatusCode::UNAUTHORIZED,
+        "still accepted after {took:?}"
+    );
     assert_eq!(login_blocked, StatusCode::FORBIDDEN);
     assert_eq!(unblocked.1, "unblocked");
     assert_eq!(login_unblocked, StatusCode::OK);

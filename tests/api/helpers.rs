@@ -52,6 +52,8 @@ pub struct Options {
     pub danger_test_panic_on_register: Option<String>,
     /// Real argon2 parameters instead of the fast test-only ones.
     pub hash_params: Option<HashParams>,
+    /// How long the node believes a session it read as live (beyond the settings' bound).
+    pub session_recheck: Option<Duration>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -166,6 +168,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             })),
             hash_params: Some(opts.hash_params.unwrap_or(HashParams::DANGER_TEST_ONLY)),
             danger_test_panic_on_register: opts.danger_test_panic_on_register,
+            session_recheck: opts.session_recheck,
         },
     )
     .await
@@ -752,6 +755,12 @@ impl TestApp {
     /// A second node on the same database and broker (another process in production). Like
     /// nodes behind one load balancer, it shares the first node's public URL (the issuer).
     pub async fn spawn_peer(&self) -> Node {
+        self.spawn_peer_with_recheck(None).await
+    }
+
+    /// A peer that believes a session it read as live for `recheck`: with an hour, only a
+    /// broadcast can tell it of a revocation in time.
+    pub async fn spawn_peer_with_recheck(&self, recheck: Option<Duration>) -> Node {
         let mut settings = self.settings.clone();
         settings.public_url = Some(self.base.clone());
         Node::start(
@@ -760,6 +769,7 @@ impl TestApp {
                 clock: None,
                 hash_params: Some(HashParams::DANGER_TEST_ONLY),
                 danger_test_panic_on_register: None,
+                session_recheck: recheck,
             },
         )
         .await

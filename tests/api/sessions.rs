@@ -1,8 +1,12 @@
 //! Session listing and revocation.
 
-use reqwest::StatusCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use crate::helpers::{problem, spawn_app, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{problem, spawn_app, spawn_app_with, Options, PASSWORD};
 
 #[actix_web::test]
 async fn a_user_lists_and_revokes_their_sessions() {
@@ -119,4 +123,98 @@ async fn forward_auth_answers_with_identity_headers_or_401() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A node remembers sessions it read as live (here for an hour, far beyond the one-second
+/// default), yet refuses every ended one: at once for each way this node ends a session, and
+/// within a second for a revocation another process wrote to the database (the CLI's block),
+/// which the outbox relay brings to the node's session gate.
+#[actix_web::test]
+async fn a_node_that_remembers_live_sessions_refuses_every_ended_one() {
+    let app = spawn_app_with(Options {
+        session_recheck: Some(Duration::from_secs(3600)),
+        ..Options::default()
+    })
+    .await;
+    app.verified_user("ivy@example.com", None).await;
+    let app = &app;
+    let remembered = || async move {
+        let pair = app.login_ok("ivy@example.com", PASSWORD).await;
+        let at = pair["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            app.get_bearer("/v1/auth/verify", &at).await.status(),
+            StatusCode::OK
+        );
+        (pair, at)
+    };
+    let refused = |at: String| async move {
+        app.get_bearer("/v1/auth/verify", &at).await.status() == StatusCode::UNAUTHORIZED
+    };
+
+    let (_, at) = remembered().await;
+    assert_eq!(
+        app.post_bearer("/v1/auth/logout", &at, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(refused(at).await, "logout");
+
+    let (keep, keep_at) = remembered().await;
+    let (one, one_at) = remembered().await;
+    let path = format!("/v1/sessions/{}", one["session_id"].as_str().unwrap());
+    assert_eq!(
+        app.delete_bearer(&path, &keep_at).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(refused(one_at).await, "DELETE /v1/sessions/{{id}}");
+
+    let (_, other_at) = remembered().await;
+    assert_eq!(
+        app.delete_bearer("/v1/sessions", &keep_at).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(refused(other_at).await, "DELETE /v1/sessions");
+
+    let (_, other_at) = remembered().await;
+    let change = json!({"current_password": PASSWORD, "new_password": "amber falcon meadow"});
+    assert_eq!(
+        app.post_bearer("/v1/auth/password/change", &keep_at, Some(change))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(refused(other_at).await, "password change");
+    assert_eq!(
+        app.get_bearer("/v1/auth/verify", &keep_at).await.status(),
+        StatusCode::OK,
+        "the session that changed the password stays"
+    );
+
+    // Refresh-token reuse after the grace window ends the session it belongs to.
+    let rt = keep["refresh_token"].as_str().unwrap();
+    assert_eq!(app.refresh(rt).await.status(), StatusCode::OK);
+    app.clock_offset.fetch_add(60, Ordering::SeqCst);
+    assert_eq!(app.refresh(rt).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused(keep_at).await, "refresh-token reuse");
+
+    // Another writer on the database: the CLI's block.
+    let pair = app.login_ok("ivy@example.com", "amber falcon meadow").await;
+    let at = pair["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get_bearer("/v1/auth/verify", &at).await.status(),
+        StatusCode::OK
+    );
+    let store = &app.node.contexts.store;
+    assert!(
+        keyward_actors::admin::set_blocked(store, "ivy@example.com", true, None)
+            .await
+            .unwrap()
+    );
+    let start = Instant::now();
+    while !refused(at.clone()).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a revocation written by another process was still ignored after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::commands::{SetBlocked, ADMIN_ROLE};
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
-use keyward_messages::{codes, CommandError, FieldError, RequestMeta, UserId};
+use keyward_messages::{codes, CommandError, FieldError, RequestMeta, SessionId, UserId};
 use keyward_storage::Tx;
 
 use crate::sessions::reason_str;
@@ -12,7 +12,8 @@ use crate::system::{enqueue_at, storage_err, Deps};
 
 /// Blocks or unblocks `user` inside `tx`. Blocking ends every session of the user
 /// (`session.revoked`, reason `account_blocked`) and writes `user.blocked`; unblocking writes
-/// `user.unblocked`. Returns false, writing nothing, when the flag already had that value.
+/// `user.unblocked`. Returns None, writing nothing, when the flag already had that value, else
+/// the sessions it ended.
 pub(crate) async fn apply(
     tx: &Tx,
     now: DateTime<Utc>,
@@ -21,18 +22,18 @@ pub(crate) async fn apply(
     blocked: bool,
     reason: Option<String>,
     by: Option<UserId>,
-) -> Result<bool, CommandError> {
+) -> Result<Option<Vec<SessionId>>, CommandError> {
     if !tx
         .set_blocked(user, blocked, now)
         .await
         .map_err(storage_err)?
     {
-        return Ok(false);
+        return Ok(None);
     }
     if !blocked {
         let ev = DomainEvent::UserUnblocked { user_id: user, by };
         enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
-        return Ok(true);
+        return Ok(Some(Vec::new()));
     }
     let why = RevokeReason::AccountBlocked;
     let ended = tx
@@ -45,10 +46,10 @@ pub(crate) async fn apply(
         by,
     };
     enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
-    for sid in ended {
+    for &sid in &ended {
         enqueue_at(tx, now, meta, Deps::session_revoked(meta, user, sid, why)).await?;
     }
-    Ok(true)
+    Ok(Some(ended))
 }
 
 /// The admin API's block and unblock. Idempotent: blocking a blocked account is a success.
@@ -98,7 +99,8 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Comman
     )
     .await?;
     tx.commit().await.map_err(storage_err)?;
-    if changed {
+    if let Some(ended) = changed {
+        deps.sessions_ended(&ended);
         deps.wake_relay();
         tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = %m.principal.user_id, "account block flag changed");
     }

@@ -481,7 +481,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     tx.clear_login_failures(&format!("account:{user_id}"))
         .await
         .map_err(storage_err)?;
-    end_sessions_after_password(
+    let ended = end_sessions_after_password(
         &deps,
         &tx,
         &m.meta,
@@ -492,6 +492,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     )
     .await?;
     tx.commit().await.map_err(storage_err)?;
+    deps.sessions_ended(&ended);
     deps.wake_relay();
     tracing::info!(user_id = %user_id, "password reset");
     Ok(())
@@ -499,6 +500,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
 
 /// After a password change or reset: ends the user's sessions (all but `keep`) and writes
 /// `user.password_changed`, one `session.revoked` per ended session, and the notice email.
+/// Returns the ended sessions.
 async fn end_sessions_after_password(
     deps: &Deps,
     tx: &Tx,
@@ -507,7 +509,7 @@ async fn end_sessions_after_password(
     keep: Option<keyward_messages::SessionId>,
     via: &str,
     reason: RevokeReason,
-) -> Result<(), CommandError> {
+) -> Result<Vec<keyward_messages::SessionId>, CommandError> {
     let now = (deps.clock)();
     let ended = tx
         .revoke_user_sessions(user.id, keep, now, crate::sessions::reason_str(reason))
@@ -518,7 +520,7 @@ async fn end_sessions_after_password(
         via: via.to_owned(),
     };
     deps.enqueue(tx, meta, Outgoing::Event(ev)).await?;
-    for sid in ended {
+    for &sid in &ended {
         deps.enqueue(tx, meta, Deps::session_revoked(meta, user.id, sid, reason))
             .await?;
     }
@@ -528,7 +530,8 @@ async fn end_sessions_after_password(
         Locale::parse(&user.locale),
         None,
     );
-    deps.enqueue(tx, meta, notice).await
+    deps.enqueue(tx, meta, notice).await?;
+    Ok(ended)
 }
 
 async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), CommandError> {
@@ -565,7 +568,7 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
     tx.set_password_hash(user.id, &hash, now)
         .await
         .map_err(storage_err)?;
-    end_sessions_after_password(
+    let ended = end_sessions_after_password(
         &deps,
         &tx,
         &m.meta,
@@ -576,6 +579,7 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
     )
     .await?;
     tx.commit().await.map_err(storage_err)?;
+    deps.sessions_ended(&ended);
     deps.wake_relay();
     tracing::info!(user_id = %user.id, "password changed");
     Ok(())

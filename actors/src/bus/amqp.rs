@@ -30,6 +30,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
+use super::broadcast::is_broadcast;
 use super::Deliver;
 
 pub const EVENTS_EXCHANGE: &str = "keyward.events";
@@ -226,39 +227,14 @@ async fn publish(
     let ch = ensure(&url, &mut slot, &connected).await?;
     let body = serde_json::to_vec(&env).map_err(|e| e.to_string())?;
     let (exchange, key) = route(&env);
-    let attempt = async {
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &body,
-                properties(&env),
-            )
-            .await?
-            .await?;
-        Ok::<_, lapin::Error>(confirm)
-    };
-    let result = tokio::time::timeout(CONFIRM_TIMEOUT, attempt).await;
-    let confirm = match result {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
+    let confirm = match confirmed(&ch, exchange, &key, true, &body, properties(&env)).await {
+        Ok(c) => c,
+        Err(e) => {
             *slot = None;
             connected.set(0);
-            return Err(format!("publishing: {e}"));
-        }
-        Err(_) => {
-            *slot = None;
-            connected.set(0);
-            return Err("no publisher confirm in time".into());
+            return Err(e);
         }
     };
-    if !confirm.is_ack() {
-        return Err("the broker refused (nack) the message".into());
-    }
     if let Some(returned) = confirm.take_message() {
         // NOTE: an event no queue is bound for reaches nobody, as pub/sub means; blocking the
         // ordered outbox on it would stall every later message. An email job must reach its
@@ -269,7 +245,54 @@ async fn publish(
             return Err(format!("unroutable: {} ({})", key, returned.reply_text));
         }
     }
+    if is_broadcast(&env) {
+        // Not mandatory: a node that is down has no queue, and forgets its beliefs on return.
+        if let Err(e) = confirmed(&ch, BROADCAST_EXCHANGE, "", false, &body, properties(&env)).await
+        {
+            *slot = None;
+            connected.set(0);
+            return Err(e);
+        }
+    }
     Ok(())
+}
+
+/// Publishes one message and waits (bounded) for the broker's confirm; a nack is an error.
+async fn confirmed(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    mandatory: bool,
+    body: &[u8],
+    props: BasicProperties,
+) -> Result<lapin::Confirmation, String> {
+    let attempt = async {
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions {
+                    mandatory,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                props,
+            )
+            .await?
+            .await?;
+        Ok::<_, lapin::Error>(confirm)
+    };
+    let confirm = match tokio::time::timeout(CONFIRM_TIMEOUT, attempt).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("publishing to {exchange:?}: {e}")),
+        Err(_) => return Err(format!("no publisher confirm in time from {exchange:?}")),
+    };
+    if !confirm.is_ack() {
+        return Err(format!(
+            "the broker refused (nack) the message for {exchange:?}"
+        ));
+    }
+    Ok(confirm)
 }
 
 impl Actor for AmqpPublisher {

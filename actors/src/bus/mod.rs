@@ -5,6 +5,7 @@
 //! ([`amqp`]), so a row is marked only once RabbitMQ confirmed it.
 
 pub mod amqp;
+pub mod broadcast;
 
 use std::time::{Duration, Instant};
 

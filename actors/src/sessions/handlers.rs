@@ -9,6 +9,7 @@ use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
 use keyward_messages::{codes, CommandError, RequestMeta, SessionId, UserId};
 use secrecy::ExposeSecret;
 
+use super::gate::{token_key, Liveness};
 use super::issue::pair;
 use super::Sessions;
 use crate::edge::guarded;
@@ -31,27 +32,55 @@ fn bad_refresh() -> CommandError {
 }
 
 /// Verifies an access token (the pure checks of `access_token::verify`) and that its session
-/// is live.
+/// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
+/// a database read.
 async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, CommandError> {
     let now = (deps.clock)();
-    let c = access_token::verify(
-        &token,
-        |kid| deps.keys.decoding_key(kid),
-        &deps.tokens.issuer,
-        &deps.tokens.audience,
-        now.timestamp(),
-    )
-    .map_err(|why| bad_token(&format!("{why:?}")))?;
+    let key = token_key(&token);
+    let c = match deps.gate.verified(&key) {
+        Some(c) => {
+            access_token::check_times(&c, now.timestamp())
+                .map_err(|why| bad_token(&format!("{why:?}")))?;
+            c
+        }
+        None => {
+            let c = access_token::verify(
+                &token,
+                |kid| deps.keys.decoding_key(kid),
+                &deps.tokens.issuer,
+                &deps.tokens.audience,
+                now.timestamp(),
+            )
+            .map_err(|why| bad_token(&format!("{why:?}")))?;
+            let c = Arc::new(c);
+            deps.gate.remember_verified(key, c.clone());
+            c
+        }
+    };
     let user_id = UserId::parse("sub", &c.sub).map_err(|_| bad_token("sub"))?;
     let session_id = SessionId::parse("sid", &c.sid).map_err(|_| bad_token("sid"))?;
+    let principal = || Principal {
+        user_id,
+        session_id,
+        roles: c.roles.clone(),
+    };
+    match deps.gate.liveness(session_id, user_id, now) {
+        Liveness::Live => return Ok(principal()),
+        Liveness::Ended => return Err(bad_token("session ended")),
+        Liveness::Unknown => {}
+    }
     let session = deps.store.session(session_id).await.map_err(storage_err)?;
     match session {
-        Some(s) if s.user_id == user_id && s.is_live(now) => Ok(Principal {
-            user_id,
-            session_id,
-            roles: c.roles,
-        }),
-        _ => Err(bad_token("session ended")),
+        Some(s) if s.user_id == user_id && s.is_live(now) => {
+            let ends_at = s.idle_expires_at.min(s.expires_at);
+            deps.gate.remember_live(session_id, user_id, ends_at);
+            Ok(principal())
+        }
+        Some(s) if s.user_id == user_id => {
+            deps.gate.ended(session_id);
+            Err(bad_token("session ended"))
+        }
+        _ => Err(bad_token("no such session")),
     }
 }
 
@@ -77,6 +106,9 @@ async fn revoke(
         .await?;
     }
     tx.commit().await.map_err(storage_err)?;
+    if done {
+        deps.sessions_ended(&[session_id]);
+    }
     deps.wake_relay();
     Ok(done)
 }
@@ -185,6 +217,7 @@ async fn refresh(
         deps.enqueue(&tx, &meta, revoked).await?;
     }
     tx.commit().await.map_err(storage_err)?;
+    deps.sessions_ended(&[session.id]);
     deps.wake_relay();
     Err(bad_refresh())
 }
@@ -320,7 +353,7 @@ impl Handler<RevokeOtherSessions> for Sessions {
                     )
                     .await
                     .map_err(storage_err)?;
-                for sid in ended {
+                for &sid in &ended {
                     deps.enqueue(
                         &tx,
                         &m.meta,
@@ -329,6 +362,7 @@ impl Handler<RevokeOtherSessions> for Sessions {
                     .await?;
                 }
                 tx.commit().await.map_err(storage_err)?;
+                deps.sessions_ended(&ended);
                 deps.wake_relay();
                 Ok(())
             },

@@ -5,6 +5,7 @@
 //! (accounts checks them before asking for a session) and trusting an access token whose
 //! session has ended.
 
+pub mod gate;
 mod handlers;
 pub(crate) mod issue;
 pub mod policy;

@@ -99,7 +99,8 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
     };
     let registry = prometheus::Registry::new();
     let metrics = HttpMetrics::register(&registry).unwrap();
-    let public = public_server(public, Fake::default().recipients(), opts, metrics).unwrap();
+    let fake = Fake::default();
+    let public = public_server(public, move || fake.recipients(), opts, metrics).unwrap();
     let management = management_server(
         management,
         vec![("db".into(), probe(Fake::default()))],

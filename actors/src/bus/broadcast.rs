@@ -1,0 +1,114 @@
+//! Revocations reaching every node's [`SessionGate`]: `session.revoked` from the relay in
+//! embedded mode ([`GateListener`]), and from `keyward.broadcast` in distributed mode
+//! ([`listen`]: each node binds its own exclusive queue to the fanout exchange).
+//!
+//! A node whose broadcast link drops forgets every live belief when it reconnects, since it may
+//! have missed revocations meanwhile; while the link is down, the gate's recheck interval bounds
+//! how stale it can be.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+
+use super::amqp::{connect, BROADCAST_EXCHANGE};
+use super::Deliver;
+use crate::sessions::gate::SessionGate;
+
+/// The message types that go to `keyward.broadcast` as well as `keyward.events`.
+pub fn is_broadcast(env: &Envelope) -> bool {
+    env.kind == "session.revoked"
+}
+
+/// Applies one broadcast message to the gate; other messages are ignored.
+fn apply(gate: &SessionGate, env: &Envelope) {
+    if let Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) = env.decode() {
+        gate.ended(session_id);
+    }
+}
+
+/// The in-process subscriber for `session.revoked` (embedded mode).
+pub struct GateListener(pub Arc<SessionGate>);
+
+impl Actor for GateListener {
+    type Context = Context<Self>;
+}
+
+impl Supervised for GateListener {}
+
+impl Handler<Deliver> for GateListener {
+    type Result = Result<(), String>;
+    fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
+        apply(&self.0, &env);
+        Ok(())
+    }
+}
+
+/// Consumes `keyward.broadcast` into `gate` until the process ends, reconnecting with backoff.
+pub async fn listen(url: String, gate: Arc<SessionGate>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match consume_once(&url, &gate).await {
+            Ok(()) => tracing::warn!("the broadcast consumer stopped; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume keyward.broadcast; retrying")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn consume_once(url: &str, gate: &SessionGate) -> Result<(), String> {
+    let (conn, ch) = connect(url, "keyward-node-broadcast").await?;
+    // Exclusive and server-named: this node's own queue, gone with its connection.
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| format!("declaring the broadcast queue: {e}"))?;
+    ch.queue_bind(
+        q.name().clone(),
+        BROADCAST_EXCHANGE.into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| format!("binding the broadcast queue: {e}"))?;
+    let mut consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| format!("consuming the broadcast queue: {e}"))?;
+    // Bound before forgetting: a revocation from now on is heard, one from before is re-read.
+    gate.forget_live();
+    tracing::info!("listening on keyward.broadcast");
+    while let Some(next) = consumer.next().await {
+        let delivery = next.map_err(|e| format!("broadcast consumer: {e}"))?;
+        match serde_json::from_slice::<Envelope>(&delivery.data) {
+            Ok(env) => apply(gate, &env),
+            Err(e) => tracing::warn!(error = %e, "undecodable broadcast message; ignored"),
+        }
+    }
+    drop(conn);
+    Ok(())
+}
