@@ -6,7 +6,7 @@
 //! (`keyward_hasher_queue_depth`), each job's wait and run (`keyward_hasher_wait_seconds`,
 //! `keyward_hasher_duration_seconds`), and jobs refused (`keyward_hasher_shed_total`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -235,7 +235,13 @@ pub struct HasherPool {
     params: HashParams,
     dummy: Arc<String>,
     metrics: Metrics,
+    started: Instant,
+    /// The second (since `started`, plus one) of the last shedding warning.
+    shed_warned: Arc<AtomicU64>,
 }
+
+/// A place in the pool taken ahead of its job; released when dropped.
+pub struct Reservation(#[allow(dead_code)] Slot);
 
 /// Releases a queue slot however the job ends.
 struct Slot(Arc<AtomicUsize>, prometheus::IntGauge);
@@ -271,6 +277,8 @@ impl HasherPool {
             params,
             dummy: Arc::new(dummy),
             metrics,
+            started: Instant::now(),
+            shed_warned: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -292,11 +300,16 @@ impl HasherPool {
         );
         if before >= self.capacity {
             self.metrics.hasher_shed.inc();
-            tracing::warn!(
-                in_flight = before,
-                capacity = self.capacity,
-                "hasher queue full; shedding"
-            );
+            // NOTE: one line per second at most: under overload a line per shed request would
+            // cost the CPU that shedding is there to save. The counter has every one.
+            let second = self.started.elapsed().as_secs() + 1;
+            if self.shed_warned.swap(second, Ordering::Relaxed) != second {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    shed_total = self.metrics.hasher_shed.get(),
+                    "hasher queue full; shedding (keyward_hasher_shed_total counts each)"
+                );
+            }
             return Err(CommandError::overloaded(1));
         }
         Ok(slot)
@@ -326,8 +339,25 @@ impl HasherPool {
         }
     }
 
+    /// Takes a place in the pool now, for a verify that follows other work: a caller that
+    /// would be shed learns it before doing that work.
+    pub fn reserve(&self) -> Result<Reservation, CommandError> {
+        self.admit().map(Reservation)
+    }
+
     pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified, CommandError> {
-        let _slot = self.admit()?;
+        let place = self.reserve()?;
+        self.verify_reserved(place, password, phc).await
+    }
+
+    /// `verify` in a place taken earlier with [`reserve`](Self::reserve).
+    pub async fn verify_reserved(
+        &self,
+        place: Reservation,
+        password: &str,
+        phc: &str,
+    ) -> Result<Verified, CommandError> {
+        let _slot = place;
         self.addr
             .send(Verify(
                 SecretString::from(password.to_owned()),
@@ -342,9 +372,15 @@ impl HasherPool {
     }
 
     /// Costs what a real verify costs and always fails: used for unknown accounts.
-    pub async fn dummy_verify(&self, password: &str) -> Result<(), CommandError> {
+    pub async fn dummy_verify(
+        &self,
+        place: Reservation,
+        password: &str,
+    ) -> Result<(), CommandError> {
         let dummy = self.dummy.clone();
-        self.verify(password, &dummy).await.map(|_| ())
+        self.verify_reserved(place, password, &dummy)
+            .await
+            .map(|_| ())
     }
 }
 

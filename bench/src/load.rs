@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+tokio::task_local! {
+    /// The end of the running scenario, for waits inside a step.
+    static DEADLINE: Instant;
+}
+
+/// Waits as a client told to retry later would, but never past the scenario's end (so a
+/// trailing wait does not dilute its throughput).
+pub async fn back_off(wait: Duration) {
+    let until = Instant::now() + wait;
+    let until = DEADLINE.try_with(|d| until.min(*d)).unwrap_or(until);
+    tokio::time::sleep_until(until.into()).await;
+}
+
 /// What one request ended with: an HTTP status, or `None` when no answer came.
 pub type Step = Pin<Box<dyn Future<Output = Option<u16>> + Send>>;
 
@@ -63,8 +76,10 @@ pub async fn run(
             let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
+                // NOTE: a step's latency is its answer's; a back-off after a 503 is not in it
+                // (percentiles count 2xx answers only).
                 let t = Instant::now();
-                let status = step(w, i).await.unwrap_or(0);
+                let status = DEADLINE.scope(deadline, step(w, i)).await.unwrap_or(0);
                 let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
                 if (200..300).contains(&status) {
                     lat.push(us);

@@ -140,8 +140,23 @@ fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-fn status_of(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> {
-    r.ok().map(|r| r.status().as_u16())
+/// The status of an answer. A 503 with `Retry-After` is honoured as a well-behaved client
+/// would: the worker waits that long (at most 5 s) before its next request, so overload
+/// scenarios measure shedding, not a retry storm on the same two cores.
+async fn status_of(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> {
+    let r = r.ok()?;
+    let status = r.status().as_u16();
+    if status == 503 {
+        let wait = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(secs) = wait {
+            load::back_off(Duration::from_secs(secs.min(5))).await;
+        }
+    }
+    Some(status)
 }
 
 async fn login(c: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<serde_json::Value> {
@@ -206,7 +221,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
         let (c, b) = (cc.clone(), b.clone());
         Box::pin(async move {
-            status_of(c.get(format!("{b}/bench/floor")).send().await).map(|s| {
+            status_of(c.get(format!("{b}/bench/floor")).send().await).await.map(|s| {
                 if s == 404 {
                     200
                 } else {
@@ -224,7 +239,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |w, _| {
             let (c, b, a) = (cc.clone(), b.clone(), a.clone());
             Box::pin(async move {
-                status_of(c.get(format!("{b}{path}")).bearer_auth(&a[w]).send().await)
+                status_of(c.get(format!("{b}{path}")).bearer_auth(&a[w]).send().await).await
             })
         });
         report
@@ -269,7 +284,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                         .json(&json!({"login": e[w % e.len()], "password": PASSWORD}))
                         .send()
                         .await,
-                )
+                ).await
             })
         });
         report
@@ -291,7 +306,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                     .json(&json!({"email": format!("new{n}@example.com"), "password": PASSWORD}))
                     .send()
                     .await,
-            )
+            ).await
         })
     });
     report
@@ -379,7 +394,7 @@ async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                     .json(&json!({"email": "peer@example.com", "password": PASSWORD}))
                     .send()
                     .await,
-            )
+            ).await
         })
     });
     let half = args.seconds as f64 / 2.0;
@@ -408,7 +423,7 @@ async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                     .json(&json!({"email": format!("new{n}@example.com"), "password": PASSWORD, "name": "N"}))
                     .send()
                     .await,
-            )
+            ).await
         })
     });
     report

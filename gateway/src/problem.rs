@@ -191,7 +191,12 @@ impl From<CommandError> for ApiError {
                 detail,
                 retry_after_secs,
             } => {
-                tracing::warn!(code, retry_after_secs, "answering 503");
+                // Load shedding is logged (at most once a second) where it happens.
+                if code == "overloaded" {
+                    tracing::debug!(code, retry_after_secs, "answering 503");
+                } else {
+                    tracing::warn!(code, retry_after_secs, "answering 503");
+                }
                 let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail);
                 e.retry_after_secs = Some(retry_after_secs);
                 e

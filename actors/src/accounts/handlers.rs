@@ -256,6 +256,15 @@ fn throttle_keys(m: &Login, user: Option<&UserRecord>) -> (String, Option<String
 
 /// Seconds to wait when `key` is throttled under `limit`.
 async fn throttled(deps: &Deps, key: &str, limit: u32) -> Result<Option<u64>, CommandError> {
+    Ok(failures_and_delay(deps, key, limit).await?.1)
+}
+
+/// Recent failures under `key`, and the wait they impose (if any).
+async fn failures_and_delay(
+    deps: &Deps,
+    key: &str,
+    limit: u32,
+) -> Result<(u64, Option<u64>), CommandError> {
     let now = (deps.clock)();
     let t = &deps.throttle;
     let (failures, latest) = deps
@@ -263,17 +272,14 @@ async fn throttled(deps: &Deps, key: &str, limit: u32) -> Result<Option<u64>, Co
         .login_failures_since(key, now - t.window)
         .await
         .map_err(storage_err)?;
-    Ok(throttle_delay(
-        failures,
-        latest,
-        limit,
-        t.base_delay,
-        t.window,
-        now,
-    ))
+    let delay = throttle_delay(failures, latest, limit, t.base_delay, t.window, now);
+    Ok((failures, delay))
 }
 
 async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
+    // Shed before any database work: under overload a refused login must cost almost nothing,
+    // or it slows the logins that were admitted.
+    let place = deps.hasher.reserve()?;
     let user = match &m.login {
         LoginId::Email(e) => deps.store.user_by_email(&e.normalized()).await,
         LoginId::Username(u) => deps.store.user_by_username(&u.normalized()).await,
@@ -283,7 +289,8 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     let ip = m.meta.client_ip.map(|i| i.to_string());
 
     // Throttled: the same answer whether or not the password is right, checked before it is.
-    let mut wait = throttled(&deps, &account_key, deps.throttle.account_max_failures).await?;
+    let (account_failures, mut wait) =
+        failures_and_delay(&deps, &account_key, deps.throttle.account_max_failures).await?;
     if let Some(k) = &ip_key {
         let by_ip = throttled(&deps, k, deps.throttle.ip_max_failures).await?;
         wait = wait.max(by_ip);
@@ -299,11 +306,11 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     let verified = match &user {
         Some(u) => {
             deps.hasher
-                .verify(m.password.expose(), &u.password_hash)
+                .verify_reserved(place, m.password.expose(), &u.password_hash)
                 .await?
         }
         None => {
-            deps.hasher.dummy_verify(m.password.expose()).await?;
+            deps.hasher.dummy_verify(place, m.password.expose()).await?;
             crate::hasher::Verified {
                 matches: false,
                 needs_rehash: false,
@@ -328,17 +335,15 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
             detail: "confirm your email address first; POST /v1/auth/verify-email/resend sends a new link".into(),
         });
     }
+    // A rehash the pool has no room for waits for a later login; this one goes ahead.
     let rehash = if verified.needs_rehash {
-        Some(deps.hasher.hash(m.password.expose()).await?)
+        deps.hasher.hash(m.password.expose()).await.ok()
     } else {
         None
     };
-    let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.clear_login_failures(&account_key)
-        .await
-        .map_err(storage_err)?;
-    tx.commit().await.map_err(storage_err)?;
-    let pair = open_session(&deps, &user, &m.meta, rehash).await?;
+    // The account's failures are cleared in the session's transaction, when it has any.
+    let clear = (account_failures > 0).then_some(account_key.as_str());
+    let pair = open_session(&deps, &user, &m.meta, rehash, clear).await?;
     tracing::info!(user_id = %user.id, session_id = %pair.session_id, "login succeeded");
     Ok(pair)
 }

@@ -56,12 +56,14 @@ pub(crate) fn pair(
 
 /// Opens a session for an authenticated user: session row, first refresh token and
 /// `user.logged_in` in one transaction. `rehash` replaces the stored password hash in the same
-/// transaction when the parameters changed.
+/// transaction when the parameters changed; `clear_failures` names a throttle key whose failed
+/// logins it clears.
 pub(crate) async fn open_session(
     deps: &Deps,
     user: &UserRecord,
     meta: &RequestMeta,
     rehash: Option<String>,
+    clear_failures: Option<&str>,
 ) -> Result<TokenPair, CommandError> {
     let now = (deps.clock)();
     let session = SessionRecord {
@@ -82,6 +84,9 @@ pub(crate) async fn open_session(
         tx.set_password_hash(user.id, &hash, now)
             .await
             .map_err(storage_err)?;
+    }
+    if let Some(key) = clear_failures {
+        tx.clear_login_failures(key).await.map_err(storage_err)?;
     }
     tx.insert_session(&session).await.map_err(storage_err)?;
     tx.insert_refresh_token(session.id, &sha256_hex(&refresh), now)
