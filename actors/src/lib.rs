@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod bus;
+pub mod caches;
 mod edge;
 pub mod hasher;
 pub mod keys;

@@ -19,13 +19,13 @@ use uuid::Uuid;
 
 use crate::accounts::Accounts;
 use crate::bus::amqp::AmqpPublisher;
-use crate::bus::broadcast::{self, GateListener};
+use crate::bus::broadcast::{self, CacheListener};
 use crate::bus::{Relay, Subscriber, Wake};
+use crate::caches::{NodeCaches, INVALIDATING};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
-use crate::sessions::gate::SessionGate;
 use crate::sessions::Sessions;
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
@@ -68,8 +68,8 @@ pub struct Deps {
     pub(crate) relay: Recipient<Wake>,
     pub(crate) danger_test_panic_on_register: Option<String>,
     pub metrics: Metrics,
-    /// What this node remembers about bearer tokens and sessions.
-    pub gate: Arc<SessionGate>,
+    /// What this node keeps in memory between requests.
+    pub caches: Arc<NodeCaches>,
 }
 
 impl Deps {
@@ -115,8 +115,14 @@ impl Deps {
     /// nodes hear of it through `session.revoked`).
     pub fn sessions_ended(&self, ids: &[SessionId]) {
         for &id in ids {
-            self.gate.ended(id);
+            self.caches.sessions.ended(id);
         }
+    }
+
+    /// After the commit that changed `user`'s profile: this node serves the new one from now
+    /// on (other nodes hear of it through the event).
+    pub fn profile_changed(&self, user: UserId) {
+        self.caches.profiles.forget(user);
     }
 
     /// Tells the relay that a transaction with outbox rows committed.
@@ -376,7 +382,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let recheck = opts
         .session_recheck
         .unwrap_or_else(|| std::time::Duration::from_millis(settings.tokens.session_recheck_ms));
-    let gate = Arc::new(SessionGate::new(recheck));
+    let caches = Arc::new(NodeCaches::new(recheck));
     let mut mail_dir = None;
     let mut notify = None;
     let mut amqp = None;
@@ -384,7 +390,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail, and
         // revocations come back to every node's gate through keyward.broadcast.
         Some(url) => {
-            actix_rt::spawn(broadcast::listen(url.clone(), gate.clone()));
+            actix_rt::spawn(broadcast::listen(url.clone(), caches.clone()));
             let connected = metrics.amqp_connected.clone();
             let publisher = Supervisor::start(move |_| AmqpPublisher::new(url, connected));
             amqp = Some(publisher.clone());
@@ -407,22 +413,21 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
             mail_dir = smtp.is_none().then_some(dir);
-            // NOTE: this node marks what it revokes itself; the relay also brings revocations
-            // written by other processes on this database (the CLI).
-            let g = gate.clone();
-            let listener = Supervisor::start(move |_| GateListener(g));
-            vec![
-                Subscriber {
-                    name: "notify",
-                    prefix: "email.",
-                    recipient: addr.recipient(),
-                },
-                Subscriber {
-                    name: "session-gate",
-                    prefix: "session.revoked",
-                    recipient: listener.recipient(),
-                },
-            ]
+            // NOTE: this node updates its caches itself after each change; the relay also
+            // brings changes written by other processes on this database (the CLI).
+            let c = caches.clone();
+            let listener = Supervisor::start(move |_| CacheListener(c));
+            let mut subs = vec![Subscriber {
+                name: "notify",
+                prefix: "email.",
+                recipient: addr.recipient(),
+            }];
+            subs.extend(INVALIDATING.iter().map(|kind| Subscriber {
+                name: "caches",
+                prefix: *kind,
+                recipient: listener.clone().recipient(),
+            }));
+            subs
         }
     };
     let relay_store = store.clone();
@@ -453,7 +458,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         relay: relay.clone().recipient(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
         metrics,
-        gate,
+        caches,
     });
     let (accounts, sessions) = start_local_contexts(&deps);
     Ok(Contexts {

@@ -221,13 +221,9 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
         let (c, b) = (cc.clone(), b.clone());
         Box::pin(async move {
-            status_of(c.get(format!("{b}/bench/floor")).send().await).await.map(|s| {
-                if s == 404 {
-                    200
-                } else {
-                    s
-                }
-            })
+            status_of(c.get(format!("{b}/bench/floor")).send().await)
+                .await
+                .map(|s| if s == 404 { 200 } else { s })
         })
     });
     report
@@ -284,7 +280,8 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                         .json(&json!({"login": e[w % e.len()], "password": PASSWORD}))
                         .send()
                         .await,
-                ).await
+                )
+                .await
             })
         });
         report
@@ -306,7 +303,8 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                     .json(&json!({"email": format!("new{n}@example.com"), "password": PASSWORD}))
                     .send()
                     .await,
-            ).await
+            )
+            .await
         })
     });
     report
@@ -394,7 +392,8 @@ async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                     .json(&json!({"email": "peer@example.com", "password": PASSWORD}))
                     .send()
                     .await,
-            ).await
+            )
+            .await
         })
     });
     let half = args.seconds as f64 / 2.0;

@@ -35,6 +35,7 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
     let app = spawn_app_with(amqp()).await;
     let url = app.amqp_url();
     let consumer = EventConsumer::bind(&url, &queue_name(), "#").await;
+    let broadcast = EventConsumer::bind_to(&url, &queue_name(), "keyward.broadcast", "").await;
 
     app.verified_user("ext@example.com", None).await;
     let pair = app.login_ok("ext@example.com", PASSWORD).await;
@@ -104,6 +105,20 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
         .find(|e| e["type"] == "user.registered")
         .unwrap();
     assert_eq!(registered["data"]["email"], "ext@example.com");
+
+    // keyward.broadcast carries what changes node-local caches, in the same envelope.
+    let invalidations = broadcast
+        .collect(&["user.email_verified", "session.revoked"])
+        .await;
+    for d in &invalidations {
+        let env = envelope(d);
+        assert!(
+            ["user.email_verified", "session.revoked"].contains(&env["type"].as_str().unwrap()),
+            "{env}"
+        );
+        assert!(env["data"]["user_id"].is_string());
+    }
+    assert!(broadcast.drain().await.is_empty());
 }
 
 #[actix_web::test]

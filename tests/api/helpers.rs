@@ -638,6 +638,11 @@ pub struct EventConsumer {
 impl EventConsumer {
     /// Declares a durable queue `queue` bound to `keyward.events` with `pattern`.
     pub async fn bind(url: &str, queue: &str, pattern: &str) -> EventConsumer {
+        Self::bind_to(url, queue, "keyward.events", pattern).await
+    }
+
+    /// Declares a durable queue `queue` bound to `exchange` with `pattern`.
+    pub async fn bind_to(url: &str, queue: &str, exchange: &str, pattern: &str) -> EventConsumer {
         use lapin::options::{QueueBindOptions, QueueDeclareOptions};
         use lapin::types::FieldTable;
         let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
@@ -655,7 +660,7 @@ impl EventConsumer {
         channel
             .queue_bind(
                 queue.into(),
-                "keyward.events".into(),
+                exchange.into(),
                 pattern.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),

@@ -205,6 +205,7 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
     };
     deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
     tx.commit().await.map_err(storage_err)?;
+    deps.profile_changed(user_id);
     deps.wake_relay();
     Ok(EmailVerified {
         user_id,
@@ -498,6 +499,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     .await?;
     tx.commit().await.map_err(storage_err)?;
     deps.sessions_ended(&ended);
+    deps.profile_changed(user_id);
     deps.wake_relay();
     tracing::info!(user_id = %user_id, "password reset");
     Ok(())
@@ -591,6 +593,11 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
 }
 
 async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
+    let profiles = &deps.caches.profiles;
+    if let Some(view) = profiles.get(m.principal.user_id) {
+        return Ok(UserView::clone(&view));
+    }
+    let epoch = profiles.epoch();
     let u = deps
         .store
         .user_by_id(m.principal.user_id)
@@ -600,14 +607,16 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
             CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
         })?;
     let roles = deps.store.roles_of(u.id).await.map_err(storage_err)?;
-    Ok(UserView {
+    let view = UserView {
         id: u.id,
         email: u.email,
         email_verified: u.email_verified,
         username: u.username,
         roles,
         created_at: u.created_at,
-    })
+    };
+    profiles.put(epoch, Arc::new(view.clone()));
+    Ok(view)
 }
 
 macro_rules! handle {

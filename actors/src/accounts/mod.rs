@@ -9,6 +9,7 @@
 pub(crate) mod blocking;
 mod handlers;
 pub mod policy;
+pub mod profiles;
 
 use std::sync::Arc;
 

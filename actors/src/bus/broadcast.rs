@@ -1,58 +1,53 @@
-//! Revocations reaching every node's [`SessionGate`]: `session.revoked` from the relay in
-//! embedded mode ([`GateListener`]), and from `keyward.broadcast` in distributed mode
-//! ([`listen`]: each node binds its own exclusive queue to the fanout exchange).
+//! Invalidations reaching every node's [`NodeCaches`] (revoked sessions, changed profiles):
+//! from the relay in embedded mode ([`CacheListener`]), and from `keyward.broadcast` in
+//! distributed mode ([`listen`]: each node binds its own exclusive queue to the fanout
+//! exchange).
 //!
-//! A node whose broadcast link drops forgets every live belief when it reconnects, since it may
-//! have missed revocations meanwhile; while the link is down, the gate's recheck interval bounds
-//! how stale it can be.
+//! A node whose broadcast link drops forgets its beliefs when it reconnects, since it may have
+//! missed messages meanwhile; while the link is down, the caches' recheck intervals bound how
+//! stale it can be.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures::StreamExt;
-use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+use keyward_messages::events::Envelope;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
 use super::amqp::{connect, BROADCAST_EXCHANGE};
 use super::Deliver;
-use crate::sessions::gate::SessionGate;
+use crate::caches::{is_invalidating, NodeCaches};
 
 /// The message types that go to `keyward.broadcast` as well as `keyward.events`.
 pub fn is_broadcast(env: &Envelope) -> bool {
-    env.kind == "session.revoked"
+    is_invalidating(&env.kind)
 }
 
-/// Applies one broadcast message to the gate; other messages are ignored.
-fn apply(gate: &SessionGate, env: &Envelope) {
-    if let Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) = env.decode() {
-        gate.ended(session_id);
-    }
-}
+/// The in-process subscriber for invalidating messages (embedded mode).
+pub struct CacheListener(pub Arc<NodeCaches>);
 
-/// The in-process subscriber for `session.revoked` (embedded mode).
-pub struct GateListener(pub Arc<SessionGate>);
-
-impl Actor for GateListener {
+impl Actor for CacheListener {
     type Context = Context<Self>;
 }
 
-impl Supervised for GateListener {}
+impl Supervised for CacheListener {}
 
-impl Handler<Deliver> for GateListener {
+impl Handler<Deliver> for CacheListener {
     type Result = Result<(), String>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
-        apply(&self.0, &env);
+        self.0.apply(&env);
         Ok(())
     }
 }
 
-/// Consumes `keyward.broadcast` into `gate` until the process ends, reconnecting with backoff.
-pub async fn listen(url: String, gate: Arc<SessionGate>) {
+/// Consumes `keyward.broadcast` into `caches` until the process ends, reconnecting with
+/// backoff.
+pub async fn listen(url: String, caches: Arc<NodeCaches>) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match consume_once(&url, &gate).await {
+        match consume_once(&url, &caches).await {
             Ok(()) => tracing::warn!("the broadcast consumer stopped; reconnecting"),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume keyward.broadcast; retrying")
@@ -63,7 +58,7 @@ pub async fn listen(url: String, gate: Arc<SessionGate>) {
     }
 }
 
-async fn consume_once(url: &str, gate: &SessionGate) -> Result<(), String> {
+async fn consume_once(url: &str, caches: &NodeCaches) -> Result<(), String> {
     let (conn, ch) = connect(url, "keyward-node-broadcast").await?;
     // Exclusive and server-named: this node's own queue, gone with its connection.
     let q = ch
@@ -100,12 +95,12 @@ async fn consume_once(url: &str, gate: &SessionGate) -> Result<(), String> {
         .await
         .map_err(|e| format!("consuming the broadcast queue: {e}"))?;
     // Bound before forgetting: a revocation from now on is heard, one from before is re-read.
-    gate.forget_live();
+    caches.forget_beliefs();
     tracing::info!("listening on keyward.broadcast");
     while let Some(next) = consumer.next().await {
         let delivery = next.map_err(|e| format!("broadcast consumer: {e}"))?;
         match serde_json::from_slice::<Envelope>(&delivery.data) {
-            Ok(env) => apply(gate, &env),
+            Ok(env) => caches.apply(&env),
             Err(e) => tracing::warn!(error = %e, "undecodable broadcast message; ignored"),
         }
     }

@@ -37,7 +37,7 @@ fn bad_refresh() -> CommandError {
 async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, CommandError> {
     let now = (deps.clock)();
     let key = token_key(&token);
-    let c = match deps.gate.verified(&key) {
+    let c = match deps.caches.sessions.verified(&key) {
         Some(c) => {
             access_token::check_times(&c, now.timestamp())
                 .map_err(|why| bad_token(&format!("{why:?}")))?;
@@ -53,7 +53,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
             )
             .map_err(|why| bad_token(&format!("{why:?}")))?;
             let c = Arc::new(c);
-            deps.gate.remember_verified(key, c.clone());
+            deps.caches.sessions.remember_verified(key, c.clone());
             c
         }
     };
@@ -64,7 +64,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
         session_id,
         roles: c.roles.clone(),
     };
-    match deps.gate.liveness(session_id, user_id, now) {
+    match deps.caches.sessions.liveness(session_id, user_id, now) {
         Liveness::Live => return Ok(principal()),
         Liveness::Ended => return Err(bad_token("session ended")),
         Liveness::Unknown => {}
@@ -73,11 +73,13 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
     match session {
         Some(s) if s.user_id == user_id && s.is_live(now) => {
             let ends_at = s.idle_expires_at.min(s.expires_at);
-            deps.gate.remember_live(session_id, user_id, ends_at);
+            deps.caches
+                .sessions
+                .remember_live(session_id, user_id, ends_at);
             Ok(principal())
         }
         Some(s) if s.user_id == user_id => {
-            deps.gate.ended(session_id);
+            deps.caches.sessions.ended(session_id);
             Err(bad_token("session ended"))
         }
         _ => Err(bad_token("no such session")),
