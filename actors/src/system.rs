@@ -424,7 +424,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             }];
             subs.extend(INVALIDATING.iter().map(|kind| Subscriber {
                 name: "caches",
-                prefix: *kind,
+                prefix: kind,
                 recipient: listener.clone().recipient(),
             }));
             subs
