@@ -16,8 +16,8 @@ scenarios = []
 for o in runs:
     if o["scenario"] not in scenarios:
         scenarios.append(o["scenario"])
-targets = ["keyward", "better-auth"]
-colors = {"keyward": "#2b6cb0", "better-auth": "#c05621"}
+colors = {"keyward": "#2b6cb0", "keyward (distributed)": "#68a0d8", "better-auth": "#c05621"}
+targets = [t for t in colors if any(o["target"] == t for o in runs)]
 
 
 def value(scenario, target, key):
@@ -28,9 +28,9 @@ def value(scenario, target, key):
 
 
 fig, ax = plt.subplots(figsize=(10, 4.5))
-width = 0.38
+width = 0.8 / len(targets)
 for i, t in enumerate(targets):
-    xs = [x + (i - 0.5) * width for x in range(len(scenarios))]
+    xs = [x + (i - (len(targets) - 1) / 2) * width for x in range(len(scenarios))]
     ys = [value(s, t, "throughput") for s in scenarios]
     bars = ax.bar(xs, ys, width, label=t, color=colors[t])
     ax.bar_label(bars, labels=[f"{y:.0f}" if y else "" for y in ys], fontsize=7, padding=2)

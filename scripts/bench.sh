@@ -4,6 +4,10 @@
 # and the peer in one run, and writes bench/results/latest.{json,md} and the PNG charts.
 #
 #   scripts/bench.sh [--seconds N] [--no-peer]
+#
+# Distributed mode too when KEYWARD_BENCH_DATABASE_URL (PostgreSQL; the harness creates and
+# drops a database of its own) and KEYWARD_BENCH_AMQP_URL are set, or under scripts/services.sh:
+#   scripts/services.sh postgres rabbitmq -- scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,11 @@ cargo build --release --locked -p keyward-bench
 if [[ " $* " != *" --no-peer "* ]]; then
   echo "== the peer (better-auth)"
   bench/peer/setup.sh
+fi
+
+if [ -n "${KEYWARD_TEST_DATABASE_URL:-}" ] && [ -n "${KEYWARD_TEST_AMQP_URL:-}" ]; then
+  export KEYWARD_BENCH_DATABASE_URL="${KEYWARD_BENCH_DATABASE_URL:-$KEYWARD_TEST_DATABASE_URL}"
+  export KEYWARD_BENCH_AMQP_URL="${KEYWARD_BENCH_AMQP_URL:-$KEYWARD_TEST_AMQP_URL}"
 fi
 
 echo "== run"

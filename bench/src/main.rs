@@ -48,16 +48,16 @@ struct Report {
     machine: BTreeMap<String, String>,
     seconds_per_scenario: u64,
     keyward: Side,
+    /// Keyward on PostgreSQL and RabbitMQ, when their URLs are set.
+    keyward_distributed: Option<Side>,
     peer: Option<Side>,
     /// Hash-only ceilings measured in the run: argon2id (Keyward's parameters), scrypt
     /// (better-auth's), hashes per second on all cores.
     argon2_hashes_per_sec: Vec<f64>,
     scrypt_hashes_per_sec: Vec<f64>,
-    /// The storage ceilings measured in the run, through Keyward's own store on the node's
-    /// SQLite file: one-statement reads and the smallest durable write (a one-statement
-    /// transaction), per second at concurrency 8.
-    store_reads_per_sec: f64,
-    store_write_transactions_per_sec: f64,
+    /// The storage ceilings measured in the run, per target, through Keyward's own store on
+    /// the node's database.
+    store: BTreeMap<String, StoreCeilings>,
     outcomes: Vec<Outcome>,
     ratios: BTreeMap<String, f64>,
     targets: Vec<Target>,
@@ -71,6 +71,27 @@ struct Side {
     idle_rss_mib: f64,
     peak_rss_mib: f64,
 }
+
+/// One-statement reads and the smallest durable write (a one-statement transaction), per
+/// second at concurrency 8.
+#[derive(Serialize, Default, Clone, Copy)]
+struct StoreCeilings {
+    reads_per_sec: f64,
+    write_transactions_per_sec: f64,
+}
+
+/// How the node under test runs.
+struct Mode {
+    /// The `target` column of its results.
+    target: &'static str,
+    /// Extra environment of `keyward serve` and `keyward admin`.
+    env: Vec<(String, String)>,
+    /// Its database; None: the data dir's SQLite file.
+    database_url: Option<String>,
+}
+
+const EMBEDDED: &str = "keyward";
+const DISTRIBUTED: &str = "keyward (distributed)";
 
 #[derive(Serialize)]
 struct Target {
@@ -128,15 +149,10 @@ fn argon2_ceiling(seconds: f64) -> f64 {
 /// What Keyward's store does per second on the node's database file at concurrency 8, for
 /// `seconds` each: `(one-statement reads, one-statement write transactions)`. Every request
 /// that reads or changes state is bounded by these, whatever the layers above do.
-async fn store_ceilings(
-    data_dir: &std::path::Path,
-    session: &str,
-    seconds: f64,
-) -> anyhow::Result<(f64, f64)> {
+async fn store_ceilings(url: &str, session: &str, seconds: f64) -> anyhow::Result<StoreCeilings> {
     use keyward_messages::SessionId;
     use keyward_storage::Store;
-    let url = format!("sqlite://{}/keyward.db", data_dir.display());
-    let store = Store::connect(&url).await?;
+    let store = Store::connect(url).await?;
     let sid = SessionId::parse("session_id", session).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let ends = store
         .session(sid)
@@ -179,9 +195,10 @@ async fn store_ceilings(
             n as f64 / started.elapsed().as_secs_f64()
         }
     };
-    let reads = count(false).await;
-    let writes = count(true).await;
-    Ok((reads, writes))
+    Ok(StoreCeilings {
+        reads_per_sec: count(false).await,
+        write_transactions_per_sec: count(true).await,
+    })
 }
 
 /// better-auth's own hashPassword on libuv's pool, measured by bench/peer/hash-ceiling.mjs.
@@ -233,29 +250,30 @@ async fn login(c: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<s
     Ok(r.json().await?)
 }
 
-async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+async fn keyward_side(args: &Args, report: &mut Report, mode: &Mode) -> anyhow::Result<Side> {
     let secs = Duration::from_secs(args.seconds);
     let dir = procs::temp_dir("keyward")?;
-    let env: Vec<(String, String)> = Vec::new();
+    let env = &mode.env;
+    let mut side = Side::default();
 
     // Cold start: the first start migrates and makes a key; then restarts of a ready data dir.
-    let (node, first) = procs::start_keyward(&args.keyward, &dir, &env).await?;
-    report.keyward.first_start_ms = ms(first);
+    let (node, first) = procs::start_keyward(&args.keyward, &dir, env).await?;
+    side.first_start_ms = ms(first);
     node.stop().await;
     let emails: Vec<String> = (0..8).map(|i| format!("bench{i}@example.com")).collect();
-    procs::create_users(&args.keyward, &dir, &env, &emails, PASSWORD).await?;
+    procs::create_users(&args.keyward, &dir, env, &emails, PASSWORD).await?;
     let mut starts = Vec::new();
     for _ in 0..5 {
-        let (node, t) = procs::start_keyward(&args.keyward, &dir, &env).await?;
+        let (node, t) = procs::start_keyward(&args.keyward, &dir, env).await?;
         starts.push(ms(t));
         node.stop().await;
     }
-    report.keyward.cold_start_ms = starts.clone();
-    report.keyward.cold_start_median_ms = median(&mut starts);
+    side.cold_start_ms = starts.clone();
+    side.cold_start_median_ms = median(&mut starts);
 
-    let (node, _) = procs::start_keyward(&args.keyward, &dir, &env).await?;
+    let (node, _) = procs::start_keyward(&args.keyward, &dir, env).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    report.keyward.idle_rss_mib = node.memory_kib().map_or(0.0, |(rss, _)| mib(rss));
+    side.idle_rss_mib = node.memory_kib().map_or(0.0, |(rss, _)| mib(rss));
     let base = Arc::new(node.base.clone());
     let c = client();
 
@@ -279,7 +297,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             .collect(),
     );
 
-    let k = "keyward";
+    let k = mode.target;
     // HTTP floor: an unknown path through the same listener and middleware (404 problem).
     let (cc, b) = (c.clone(), base.clone());
     let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
@@ -331,15 +349,22 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         .outcomes
         .push(load::run("refresh", k, 8, secs, step).await);
 
-    // The storage ceilings, on the same file while the node idles.
+    // The storage ceilings, on the same database while the node idles.
     let sid = pairs[0]["session_id"].as_str().unwrap_or_default();
-    let (reads, writes) = store_ceilings(&dir, sid, args.seconds as f64 / 2.0).await?;
-    report.store_reads_per_sec = reads;
-    report.store_write_transactions_per_sec = writes;
+    let url = mode
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/keyward.db", dir.display()));
+    let ceilings = store_ceilings(&url, sid, args.seconds as f64 / 2.0).await?;
+    report.store.insert(k.to_owned(), ceilings);
 
-    // Login against the hash-only ceiling, measured just before and just after.
+    // Login against the hash-only ceiling, measured just before and just after (embedded mode:
+    // the target is stated for it).
     let half = args.seconds as f64 / 2.0;
-    report.argon2_hashes_per_sec.push(argon2_ceiling(half));
+    let ceiling_here = k == EMBEDDED;
+    if ceiling_here {
+        report.argon2_hashes_per_sec.push(argon2_ceiling(half));
+    }
     for conc in [8, 2, 64] {
         let (cc, b, e) = (c.clone(), base.clone(), Arc::new(emails.clone()));
         let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |w, _| {
@@ -357,7 +382,7 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         report
             .outcomes
             .push(load::run("login", k, conc, secs, step).await);
-        if conc == 8 {
+        if conc == 8 && ceiling_here {
             report.argon2_hashes_per_sec.push(argon2_ceiling(half));
         }
     }
@@ -381,10 +406,51 @@ async fn keyward_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         .outcomes
         .push(load::run("register", k, 8, secs, step).await);
 
-    report.keyward.peak_rss_mib = node.memory_kib().map_or(0.0, |(_, peak)| mib(peak));
+    side.peak_rss_mib = node.memory_kib().map_or(0.0, |(_, peak)| mib(peak));
     node.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(side)
+}
+
+/// Distributed mode, when `KEYWARD_BENCH_DATABASE_URL` (PostgreSQL, a URL allowed to create
+/// databases) and `KEYWARD_BENCH_AMQP_URL` are set: a database of its own, created here and
+/// dropped after the run, and a random master key.
+async fn distributed_side(args: &Args, report: &mut Report) -> anyhow::Result<Option<Side>> {
+    let (Ok(admin), Ok(amqp)) = (
+        std::env::var("KEYWARD_BENCH_DATABASE_URL"),
+        std::env::var("KEYWARD_BENCH_AMQP_URL"),
+    ) else {
+        return Ok(None);
+    };
+    use sea_orm::{ConnectionTrait, Database};
+    let name = format!("keyward_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(&admin).context("KEYWARD_BENCH_DATABASE_URL")?;
+    let server = Database::connect(&admin).await?;
+    server
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    url.set_path(&format!("/{name}"));
+    use base64::Engine;
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let mode = Mode {
+        target: DISTRIBUTED,
+        env: vec![
+            ("KEYWARD_DATABASE_URL".into(), url.to_string()),
+            ("KEYWARD_AMQP_URL".into(), amqp),
+            (
+                "KEYWARD_MASTER_KEY".into(),
+                base64::engine::general_purpose::STANDARD.encode(key),
+            ),
+        ],
+        database_url: Some(url.to_string()),
+    };
+    let side = keyward_side(args, report, &mode).await;
+    let _ = server
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    side.map(Some)
 }
 
 async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
@@ -535,12 +601,28 @@ fn judge(r: &mut Report) {
         "login p99 c64 / c2".to_owned(),
         p99(r, 64) / p99(r, 2).max(1e-9),
     );
-    if r.store_write_transactions_per_sec > 0.0 {
+    for (target, prefix) in [(EMBEDDED, ""), (DISTRIBUTED, "distributed: ")] {
+        if let Some(c) = r
+            .store
+            .get(target)
+            .filter(|c| c.write_transactions_per_sec > 0.0)
+        {
+            ratios.insert(
+                format!("{prefix}refresh / store write-transaction ceiling"),
+                tput(r, "refresh", target, 8) / c.write_transactions_per_sec,
+            );
+        }
+    }
+    if r.keyward_distributed.is_some() {
         ratios.insert(
-            "refresh / store write-transaction ceiling".to_owned(),
-            tput(r, "refresh", k, 8) / r.store_write_transactions_per_sec,
+            "distributed: verify / http floor".to_owned(),
+            tput(r, "verify", DISTRIBUTED, 8) / tput(r, "http floor", DISTRIBUTED, 8).max(1e-9),
         );
     }
+    let write_ceiling = r
+        .store
+        .get(EMBEDDED)
+        .map_or(0.0, |c| c.write_transactions_per_sec);
     let peer_session = tput(r, "session check", "better-auth", 8);
     if peer_session > 0.0 {
         for s in ["refresh", "me", "verify"] {
@@ -601,10 +683,10 @@ fn judge(r: &mut Report) {
         for s in ["refresh", "me"] {
             let v = get(&format!("{s} / better-auth session check"));
             // A refresh is a durable write: the store's write ceiling bounds it.
-            let bound = if s == "refresh" && r.store_write_transactions_per_sec > 0.0 {
+            let bound = if s == "refresh" && write_ceiling > 0.0 {
                 format!(
                     " (the store's write-transaction ceiling: {:.1}×)",
-                    r.store_write_transactions_per_sec / peer_session
+                    write_ceiling / peer_session
                 )
             } else {
                 String::new()
@@ -668,10 +750,12 @@ fn markdown(r: &Report) -> String {
             .collect::<Vec<_>>()
             .join(" / ")
     ));
-    s.push_str(&format!(
-        "store ceilings (Keyward's store on the node's SQLite file, concurrency 8): {:.0} one-statement reads/s, {:.0} one-statement write transactions/s\n",
-        r.store_reads_per_sec, r.store_write_transactions_per_sec
-    ));
+    for (target, c) in &r.store {
+        s.push_str(&format!(
+            "store ceilings of {target} (Keyward's store on the node's database, concurrency 8): {:.0} one-statement reads/s, {:.0} one-statement write transactions/s\n",
+            c.reads_per_sec, c.write_transactions_per_sec
+        ));
+    }
     if !r.scrypt_hashes_per_sec.is_empty() {
         s.push_str(&format!(
             "scrypt hash-only ceiling (better-auth's hashPassword: N=16384, r=16, p=1, libuv pool): {} hashes/s\n",
@@ -682,38 +766,31 @@ fn markdown(r: &Report) -> String {
                 .join(" / ")
         ));
     }
-    s.push_str("\n| | Keyward | better-auth |\n|---|---|---|\n");
-    let peer = r.peer.as_ref();
-    let row = |name: &str, k: f64, p: Option<f64>, unit: &str| {
-        format!(
-            "| {name} | {k:.1} {unit} | {} |\n",
-            p.map_or("–".to_owned(), |p| format!("{p:.1} {unit}"))
-        )
-    };
-    s.push_str(&row(
-        "idle RSS",
-        r.keyward.idle_rss_mib,
-        peer.map(|p| p.idle_rss_mib),
-        "MiB",
-    ));
-    s.push_str(&row(
-        "peak RSS",
-        r.keyward.peak_rss_mib,
-        peer.map(|p| p.peak_rss_mib),
-        "MiB",
-    ));
-    s.push_str(&row(
-        "first start to ready",
-        r.keyward.first_start_ms,
-        peer.map(|p| p.first_start_ms),
-        "ms",
-    ));
-    s.push_str(&row(
-        "cold start to ready (median of 5)",
-        r.keyward.cold_start_median_ms,
-        None,
-        "ms",
-    ));
+    s.push_str("\n| | Keyward | Keyward (distributed) | better-auth |\n|---|---|---|---|\n");
+    let (dist, peer) = (r.keyward_distributed.as_ref(), r.peer.as_ref());
+    let cell =
+        |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.1} {unit}"));
+    type Row = (&'static str, fn(&Side) -> f64, &'static str);
+    let rows: [Row; 4] = [
+        ("idle RSS", |x| x.idle_rss_mib, "MiB"),
+        ("peak RSS", |x| x.peak_rss_mib, "MiB"),
+        ("first start to ready", |x| x.first_start_ms, "ms"),
+        (
+            "cold start to ready (median of 5)",
+            |x| x.cold_start_median_ms,
+            "ms",
+        ),
+    ];
+    for (name, get, unit) in rows {
+        // The peer is started once: it has no median of several starts.
+        let p = peer.filter(|_| !name.starts_with("cold")).map(get);
+        s.push_str(&format!(
+            "| {name} | {} | {} | {} |\n",
+            cell(Some(get(&r.keyward)), unit),
+            cell(dist.map(get), unit),
+            cell(p, unit)
+        ));
+    }
     s.push_str("\n| target | goal | measured | met |\n|---|---|---|---|\n");
     for t in &r.targets {
         s.push_str(&format!(
@@ -749,7 +826,13 @@ async fn main() -> anyhow::Result<()> {
             .map_or(1, |n| n.get())
             .to_string(),
     );
-    keyward_side(&args, &mut report).await?;
+    let embedded = Mode {
+        target: EMBEDDED,
+        env: Vec::new(),
+        database_url: None,
+    };
+    report.keyward = keyward_side(&args, &mut report, &embedded).await?;
+    report.keyward_distributed = distributed_side(&args, &mut report).await?;
     if !args.no_peer {
         if let Err(e) = peer_side(&args, &mut report).await {
             eprintln!("peer: {e:#}");
