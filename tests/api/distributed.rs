@@ -237,14 +237,16 @@ async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by
         a.get_bearer("/v1/users/me", access).await.status(),
         StatusCode::OK
     );
-    let r = a
-        .client
-        .get(b_url("/v1/auth/verify"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let verify_on_b = || async {
+        a.client
+            .get(b_url("/v1/auth/verify"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(verify_on_b().await, StatusCode::OK);
 
     // Log out on A: A refuses at once; B, within a second (DESIGN), in forward-auth; B's
     // refresh reads the database and refuses at once.
@@ -260,17 +262,11 @@ async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by
         StatusCode::UNAUTHORIZED
     );
     loop {
-        let r = a
-            .client
-            .get(b_url("/v1/auth/verify"))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::UNAUTHORIZED {
+        let status = verify_on_b().await;
+        if status == StatusCode::UNAUTHORIZED {
             break;
         }
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(status, StatusCode::OK);
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "B still accepts the logged-out session after a second"

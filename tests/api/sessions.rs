@@ -218,3 +218,39 @@ async fn a_node_that_remembers_live_sessions_refuses_every_ended_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A node that read a session as live must not end it when the idle expiry it read passes: a
+/// refresh (here on the same node, elsewhere in production) moved that expiry, and no message
+/// says so.
+#[actix_web::test]
+async fn a_session_kept_alive_by_refresh_outlives_the_idle_expiry_a_node_remembered() {
+    let app = spawn_app_with(Options {
+        session_recheck: Some(Duration::from_secs(3600)),
+        settings: Some(Box::new(|s| s.tokens.refresh_idle_ttl_secs = 100)),
+        ..Options::default()
+    })
+    .await;
+    app.verified_user("ada@example.com", None).await;
+    let pair = app.login_ok("ada@example.com", PASSWORD).await;
+    let first = pair["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_bearer("/v1/auth/verify", first).await.status(),
+        StatusCode::OK
+    );
+
+    app.clock_offset.fetch_add(60, Ordering::SeqCst);
+    let r = app.refresh(pair["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let next: serde_json::Value = r.json().await.unwrap();
+    // Past the idle expiry the node first read (100 s after login), inside the new one.
+    app.clock_offset.fetch_add(60, Ordering::SeqCst);
+    let at = next["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_bearer("/v1/auth/verify", at).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_bearer("/v1/users/me", at).await.status(),
+        StatusCode::OK
+    );
+}
