@@ -52,6 +52,8 @@ pub struct Metrics {
     pub emails_failed: IntCounter,
     pub emails_dead_lettered: IntCounter,
     pub amqp_consuming: IntGauge,
+    /// 1 while a node consumes `keyward.broadcast` (distributed mode).
+    pub broadcast_consuming: IntGauge,
     /// 1 while this process holds a live RabbitMQ connection (a node's publisher, a worker).
     pub amqp_connected: IntGauge,
 }
@@ -167,6 +169,11 @@ impl Metrics {
                 r,
                 "keyward_amqp_consuming",
                 "1 while the worker consumes from RabbitMQ",
+            )?,
+            broadcast_consuming: gauge(
+                r,
+                "keyward_broadcast_consuming",
+                "1 while the node consumes keyward.broadcast; at 0, other nodes' revocations reach it only through the session recheck",
             )?,
             amqp_connected: gauge(
                 r,

@@ -390,7 +390,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail, and
         // revocations come back to every node's gate through keyward.broadcast.
         Some(url) => {
-            actix_rt::spawn(broadcast::listen(url.clone(), caches.clone()));
+            let consuming = metrics.broadcast_consuming.clone();
+            actix_rt::spawn(broadcast::listen(url.clone(), caches.clone(), consuming));
             let connected = metrics.amqp_connected.clone();
             let publisher = Supervisor::start(move |_| AmqpPublisher::new(url, connected));
             amqp = Some(publisher.clone());

@@ -131,12 +131,16 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     drop(EventConsumer::bind(&url, &queue, "#").await);
     app.verified_user("steady@example.com", None).await;
     let connected = "keyward_amqp_connected";
+    let broadcast = "keyward_broadcast_consuming";
     wait_for_metric(&app.management, connected, 1.0).await;
+    wait_for_metric(&app.management, broadcast, 1.0).await;
 
     let stop = tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "stop_app"]));
     stop.await.unwrap();
-    // The idle publisher notices that its connection is gone.
+    // The idle publisher notices that its connection is gone, and so does the broadcast
+    // consumer.
     wait_for_metric(&app.management, connected, 0.0).await;
+    wait_for_metric(&app.management, broadcast, 0.0).await;
     // The broker is down: API calls still succeed; their events wait in the outbox.
     let r = app.register("during@example.com", PASSWORD, None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -188,6 +192,7 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
         .iter()
         .any(|d| envelope(d)["data"]["session_id"] == pair["session_id"]));
     wait_for_metric(&app.management, connected, 1.0).await;
+    wait_for_metric(&app.management, broadcast, 1.0).await;
     // The worker reconnected too: the mail queued during the outage is delivered.
     app.wait_for_mail("during@example.com", "Confirm").await;
     let r = app

@@ -255,6 +255,11 @@ async fn metrics_count_requests_by_route_pattern_logins_by_outcome_and_queue_lat
         Some(0.0),
         "no broker here"
     );
+    assert_eq!(
+        sample(&text, "keyward_broadcast_consuming", &[]),
+        Some(0.0),
+        "no broadcast to consume in embedded mode"
+    );
 }
 
 #[actix_web::test]

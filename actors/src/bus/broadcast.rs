@@ -15,6 +15,7 @@ use futures::StreamExt;
 use keyward_messages::events::Envelope;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use prometheus::IntGauge;
 
 use super::amqp::{connect, BROADCAST_EXCHANGE};
 use super::Deliver;
@@ -43,11 +44,13 @@ impl Handler<Deliver> for CacheListener {
 }
 
 /// Consumes `keyward.broadcast` into `caches` until the process ends, reconnecting with
-/// backoff.
-pub async fn listen(url: String, caches: Arc<NodeCaches>) {
+/// backoff. `consuming` (`keyward_broadcast_consuming`) is 1 while it consumes.
+pub async fn listen(url: String, caches: Arc<NodeCaches>, consuming: IntGauge) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match consume_once(&url, &caches).await {
+        let result = consume_once(&url, &caches, &consuming).await;
+        consuming.set(0);
+        match result {
             Ok(()) => tracing::warn!("the broadcast consumer stopped; reconnecting"),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume keyward.broadcast; retrying")
@@ -58,7 +61,7 @@ pub async fn listen(url: String, caches: Arc<NodeCaches>) {
     }
 }
 
-async fn consume_once(url: &str, caches: &NodeCaches) -> Result<(), String> {
+async fn consume_once(url: &str, caches: &NodeCaches, consuming: &IntGauge) -> Result<(), String> {
     let (conn, ch) = connect(url, "keyward-node-broadcast").await?;
     // Exclusive and server-named: this node's own queue, gone with its connection.
     let q = ch
@@ -96,6 +99,7 @@ async fn consume_once(url: &str, caches: &NodeCaches) -> Result<(), String> {
         .map_err(|e| format!("consuming the broadcast queue: {e}"))?;
     // Bound before forgetting: a revocation from now on is heard, one from before is re-read.
     caches.forget_beliefs();
+    consuming.set(1);
     tracing::info!("listening on keyward.broadcast");
     while let Some(next) = consumer.next().await {
         let delivery = next.map_err(|e| format!("broadcast consumer: {e}"))?;
