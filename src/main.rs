@@ -343,7 +343,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = actix_rt::System::new().block_on(run(cli));
+    let system = actix_rt::System::new();
+    let result = system.block_on(run(cli));
+    // NOTE: actors' unfinished futures are dropped with the system, after `run` returned. One
+    // of them may hold a pooled database connection (a relay drain on PostgreSQL), and sqlx
+    // returns it by spawning a task: outside the runtime's context that panics at exit.
+    let runtime = system.runtime().tokio_runtime().handle().clone();
+    {
+        let _inside = runtime.enter();
+        drop(system);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
