@@ -345,6 +345,19 @@ async fn status_of(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> 
     Some(status)
 }
 
+/// A step that POSTs the JSON `body(worker, iteration)` to `url`.
+fn post_step(
+    c: &reqwest::Client,
+    url: String,
+    body: impl Fn(usize, u64) -> serde_json::Value + Send + Sync + 'static,
+) -> Arc<dyn Fn(usize, u64) -> Step + Send + Sync> {
+    let (c, url) = (c.clone(), Arc::new(url));
+    Arc::new(move |w, i| {
+        let request = c.post(url.as_str()).json(&body(w, i));
+        Box::pin(async move { status_of(request.send().await).await })
+    })
+}
+
 async fn login(c: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<serde_json::Value> {
     let r = c
         .post(format!("{base}/v1/auth/login"))
@@ -471,19 +484,12 @@ async fn keyward_side(args: &Args, report: &mut Report, mode: &Mode) -> anyhow::
         report.argon2_hashes_per_sec.push(argon2_ceiling(half));
     }
     for conc in [8, 2, 64] {
-        let (cc, b, e) = (c.clone(), base.clone(), Arc::new(emails.clone()));
-        let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |w, _| {
-            let (c, b, e) = (cc.clone(), b.clone(), e.clone());
-            Box::pin(async move {
-                status_of(
-                    c.post(format!("{b}/v1/auth/login"))
-                        .json(&json!({"login": e[w % e.len()], "password": PASSWORD}))
-                        .send()
-                        .await,
-                )
-                .await
-            })
-        });
+        let e = emails.clone();
+        let step = post_step(
+            &c,
+            format!("{base}/v1/auth/login"),
+            move |w, _| json!({"login": e[w % e.len()], "password": PASSWORD}),
+        );
         report
             .outcomes
             .push(load::run("login", k, conc, secs, step).await);
@@ -492,20 +498,10 @@ async fn keyward_side(args: &Args, report: &mut Report, mode: &Mode) -> anyhow::
         }
     }
 
-    let counter = Arc::new(AtomicU64::new(0));
-    let (cc, b) = (c.clone(), base.clone());
-    let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
-        let (c, b) = (cc.clone(), b.clone());
+    let counter = AtomicU64::new(0);
+    let step = post_step(&c, format!("{base}/v1/auth/register"), move |_, _| {
         let n = counter.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async move {
-            status_of(
-                c.post(format!("{b}/v1/auth/register"))
-                    .json(&json!({"email": format!("new{n}@example.com"), "password": PASSWORD}))
-                    .send()
-                    .await,
-            )
-            .await
-        })
+        json!({"email": format!("new{n}@example.com"), "password": PASSWORD})
     });
     report
         .outcomes
@@ -624,19 +620,11 @@ async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         .outcomes
         .push(load::run("session check", p, 8, secs, step).await);
 
-    let (cc, b) = (c.clone(), base.clone());
-    let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
-        let (c, b) = (cc.clone(), b.clone());
-        Box::pin(async move {
-            status_of(
-                c.post(format!("{b}/api/auth/sign-in/email"))
-                    .json(&json!({"email": "peer@example.com", "password": PASSWORD}))
-                    .send()
-                    .await,
-            )
-            .await
-        })
-    });
+    let step = post_step(
+        &c,
+        format!("{base}/api/auth/sign-in/email"),
+        |_, _| json!({"email": "peer@example.com", "password": PASSWORD}),
+    );
     let half = args.seconds as f64 / 2.0;
     report
         .scrypt_hashes_per_sec
@@ -652,19 +640,10 @@ async fn peer_side(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         }
     }
 
-    let counter = Arc::new(AtomicU64::new(0));
-    let (cc, b) = (c.clone(), base.clone());
-    let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
-        let (c, b) = (cc.clone(), b.clone());
+    let counter = AtomicU64::new(0);
+    let step = post_step(&c, format!("{base}/api/auth/sign-up/email"), move |_, _| {
         let n = counter.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async move {
-            status_of(
-                c.post(format!("{b}/api/auth/sign-up/email"))
-                    .json(&json!({"email": format!("new{n}@example.com"), "password": PASSWORD, "name": "N"}))
-                    .send()
-                    .await,
-            ).await
-        })
+        json!({"email": format!("new{n}@example.com"), "password": PASSWORD, "name": "N"})
     });
     report
         .outcomes
