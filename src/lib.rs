@@ -87,6 +87,9 @@ impl Node {
                 .http
                 .cors_origin_list()
                 .map_err(|e| anyhow::anyhow!("KEYWARD_HTTP__CORS_ORIGINS: {e}"))?,
+            keep_alive: Duration::from_secs(settings.http.keep_alive_secs),
+            connection_max: Duration::from_secs(settings.http.connection_max_secs),
+            max_connections: connection_cap(settings.http.max_connections),
         };
         let http_metrics = keyward_gateway::HttpMetrics::register(&registry)?;
         let public =
@@ -141,6 +144,41 @@ fn recipients_of(
         revoke_other_sessions: s.clone().recipient(),
         get_jwks: s.clone().recipient(),
     }
+}
+
+/// Raises this process's descriptor soft limit to its hard limit and returns how many
+/// connections the public port may hold: `configured`, or 3/4 of the limit (at most 10,000)
+/// when 0, and never so many that the management port, the database pool, the broker and the
+/// mail drop run out of descriptors.
+fn connection_cap(configured: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let ceiling = limit.saturating_sub((limit / 4).clamp(64, 4096)).max(1);
+    let cap = match configured {
+        0 => ceiling.min(10_000),
+        n if n > ceiling => {
+            tracing::warn!(
+                configured = n,
+                cap = ceiling,
+                open_file_limit = limit,
+                "KEYWARD_HTTP__MAX_CONNECTIONS is above what the open-file limit leaves room for; using the lower cap"
+            );
+            ceiling
+        }
+        n => n,
+    };
+    tracing::info!(
+        max_connections = cap,
+        open_file_limit = limit,
+        "public port connection cap"
+    );
+    cap
 }
 
 fn start_error(e: StartError) -> anyhow::Error {

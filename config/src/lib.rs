@@ -129,6 +129,16 @@ pub struct HttpSettings {
     /// Seconds a client has to send its whole request body once the head is in (slow clients
     /// get 408); at least 1.
     pub body_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is kept between requests; at least 1.
+    pub keep_alive_secs: u64,
+    /// Seconds a connection may live: past this its next reply closes it, and a connection
+    /// stuck anywhere (e.g. a client that never reads its reply) is cut when the request
+    /// deadlines are also spent; at least 1.
+    pub connection_max_secs: u64,
+    /// Concurrent connections on the public port; more wait in the listen backlog. 0 = 3/4 of
+    /// the descriptor limit (raised to the hard limit at start), at most 10,000. Always capped
+    /// below the descriptor limit, so the management port and the database keep theirs.
+    pub max_connections: usize,
     /// Comma-separated browser origins allowed to call the API cross-origin (exact, e.g.
     /// `https://app.example.com`); empty: no cross-origin access.
     pub cors_origins: String,
@@ -278,6 +288,9 @@ impl Default for HttpSettings {
             workers: 0,
             header_timeout_secs: 5,
             body_timeout_secs: 10,
+            keep_alive_secs: 5,
+            connection_max_secs: 300,
+            max_connections: 0,
             cors_origins: String::new(),
             trusted_proxies: String::new(),
         }
@@ -426,6 +439,9 @@ mod tests {
                 workers: 0,
                 header_timeout_secs: 5,
                 body_timeout_secs: 10,
+                keep_alive_secs: 5,
+                connection_max_secs: 300,
+                max_connections: 0,
                 cors_origins: String::new(),
                 trusted_proxies: String::new(),
             }

@@ -291,6 +291,12 @@ fn http(s: &Settings) -> Result<(), ConfigError> {
         s.http.body_timeout_secs,
         1,
     )?;
+    at_least("KEYWARD_HTTP__KEEP_ALIVE_SECS", s.http.keep_alive_secs, 1)?;
+    at_least(
+        "KEYWARD_HTTP__CONNECTION_MAX_SECS",
+        s.http.connection_max_secs,
+        1,
+    )?;
     Ok(())
 }
 

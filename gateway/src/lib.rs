@@ -5,6 +5,7 @@
 //! Refuses: storage, actors, hashing and business rules. It never imports storage or actors; a
 //! handler parses, sends and maps. It binds no socket itself: the binary passes listeners in.
 
+mod connection;
 mod extract;
 mod http_metrics;
 mod input;
@@ -80,6 +81,14 @@ pub struct GatewayOptions {
     pub body_timeout: Duration,
     /// Browser origins allowed cross-origin; empty: none (no CORS headers are ever sent).
     pub cors_origins: Vec<String>,
+    /// An idle keep-alive connection is closed after this long.
+    pub keep_alive: Duration,
+    /// A connection older than this is closed after its next reply; one stuck in any state is
+    /// cut once this plus the head, body and request deadlines have passed.
+    pub connection_max: Duration,
+    /// Concurrent connections on the public port (spread over the workers); the rest wait in
+    /// the listen backlog.
+    pub max_connections: usize,
 }
 
 /// The public API on `listener` (port 0 allowed), counting and timing its requests in
@@ -97,29 +106,34 @@ where
 {
     let limit = opts.max_body_bytes;
     let origins = opts.cors_origins.clone();
-    let (timeout, trusted, body_timeout) = (
+    let (timeout, trusted, body_timeout, connection_max) = (
         opts.request_timeout,
         opts.trusted_proxies.clone(),
         opts.body_timeout,
+        opts.connection_max,
     );
-    let mut server = HttpServer::new(move || {
+    let workers = match opts.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let limits = connection::Limits {
+        workers,
+        max_connections: opts.max_connections,
+        keep_alive: opts.keep_alive,
+        header_timeout: opts.header_timeout,
+        hard_lifetime: connection_max + opts.header_timeout + body_timeout + timeout,
+        shutdown_timeout: SHUTDOWN_TIMEOUT_SECS,
+    };
+    connection::serve(listener, limits, move || {
         let state = web::Data::new(
             AppState::new(recipients(), timeout)
                 .with_trusted_proxies(trusted.clone())
                 .with_body_timeout(body_timeout)
+                .with_connection_max(connection_max)
                 .with_metrics(metrics.clone()),
         );
         public_app(state, limit).wrap(cors(&origins))
-    });
-    if opts.workers > 0 {
-        server = server.workers(opts.workers);
-    }
-    Ok(server
-        .client_request_timeout(opts.header_timeout)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .disable_signals()
-        .listen(listener)?
-        .run())
+    })
 }
 
 /// The management API on `listener`: `GET /healthz`, `GET /readyz` (which asks every probe,
@@ -180,7 +194,7 @@ pub(crate) fn public_app(
         .app_data(input::json_config(max_body_bytes))
         .configure(routes::configure)
         .wrap(from_fn(middleware::problem_for_bare_405))
-        .wrap(from_fn(middleware::body_deadline))
+        .wrap(from_fn(middleware::body_guard))
         .wrap(middleware::security_headers())
         .wrap(from_fn(http_metrics::track))
         .wrap(from_fn(middleware::request_context))

@@ -1,10 +1,13 @@
 //! Cross-cutting request handling: the request id (reused or generated, echoed, and carried by
 //! the span every log line of the request sits in), one access-log line per request, security
-//! headers, and problem bodies for actix's own bare 405s.
+//! headers, the body deadline and the closing of connections whose body was not read, and
+//! problem bodies for actix's own bare 405s.
 //!
 //! Refuses: logging bodies, query strings or the Authorization header. The access line names the
 //! method, the path (without query: it may hold tokens), the status and the latency.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -94,39 +97,65 @@ pub(crate) async fn request_context(
     Ok(res)
 }
 
-/// Puts a deadline on reading the request body, counted from the end of its head: a client
-/// that trickles its body gets 408 (through the JSON extractor) instead of holding the
-/// connection open. The head has its own timeout (`client_request_timeout`).
-pub(crate) async fn body_deadline(
+/// Guards the request body and the connection. The body gets a deadline counted from the end
+/// of its head, for chunked and Content-Length bodies alike: a client that trickles it gets 408
+/// (through the JSON extractor). After any reply whose body was not read to its end (refused
+/// for its size or its pace, or never needed by the route), and after the first reply on a
+/// connection older than `connection_max`, the connection is closed: what the client still
+/// sends is never read.
+pub(crate) async fn body_guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // HTTP/1.1 without Content-Length or Transfer-Encoding has no body: nothing to time.
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    if let Some(limit) = req
-        .app_data::<web::Data<AppState>>()
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let conn = crate::connection::of(&req);
+    let ended = Rc::new(Cell::new(!has_body(req.headers())));
+    if let Some(limit) = state
+        .as_ref()
         .map(|s| s.body_timeout)
-        .filter(|_| has_body)
+        .filter(|_| !ended.get())
     {
         let deadline = actix_web::rt::time::Instant::now() + limit;
         let inner = req.take_payload();
-        let timed = futures::stream::unfold(Some(inner), move |state| async move {
-            let mut inner = state?;
-            let left = deadline.saturating_duration_since(actix_web::rt::time::Instant::now());
-            match actix_web::rt::time::timeout(left, inner.next()).await {
-                Ok(Some(chunk)) => Some((chunk, Some(inner))),
-                Ok(None) => None,
-                Err(_) => {
-                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "body deadline");
-                    Some((Err(PayloadError::Io(e)), None))
+        let seen_end = ended.clone();
+        let timed = futures::stream::unfold(Some(inner), move |state| {
+            let seen_end = seen_end.clone();
+            async move {
+                let mut inner = state?;
+                let left = deadline.saturating_duration_since(actix_web::rt::time::Instant::now());
+                match actix_web::rt::time::timeout(left, inner.next()).await {
+                    Ok(Some(chunk)) => Some((chunk, Some(inner))),
+                    Ok(None) => {
+                        seen_end.set(true);
+                        None
+                    }
+                    Err(_) => {
+                        let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "body deadline");
+                        Some((Err(PayloadError::Io(e)), None))
+                    }
                 }
             }
         });
         let boxed: BoxedPayloadStream = Box::pin(timed);
         req.set_payload(Payload::from(boxed));
     }
-    next.call(req).await
+    let mut res = next.call(req).await?;
+    if let Some(conn) = conn {
+        let too_old = state.is_some_and(|s| conn.age() >= s.connection_max);
+        if !ended.get() || too_old {
+            conn.close_after(&mut res);
+        }
+    }
+    Ok(res)
+}
+
+/// HTTP/1.1 without Content-Length or Transfer-Encoding, or with `Content-Length: 0`, has no
+/// body.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// actix answers a known path with an unknown method by an empty 405 carrying `Allow`; give it

@@ -19,6 +19,8 @@ pub(crate) struct AppState {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Deadline for reading a request body, from the end of its head.
     pub(crate) body_timeout: Duration,
+    /// A connection older than this is closed after its next reply.
+    pub(crate) connection_max: Duration,
     /// Where requests are counted and timed; None: nowhere (the unit tests' apps).
     pub(crate) metrics: Option<HttpMetrics>,
 }
@@ -30,6 +32,7 @@ impl AppState {
             timeout,
             trusted_proxies: Vec::new(),
             body_timeout: Duration::from_secs(10),
+            connection_max: Duration::from_secs(300),
             metrics: None,
         }
     }
@@ -41,6 +44,11 @@ impl AppState {
 
     pub(crate) fn with_body_timeout(mut self, t: Duration) -> Self {
         self.body_timeout = t;
+        self
+    }
+
+    pub(crate) fn with_connection_max(mut self, t: Duration) -> Self {
+        self.connection_max = t;
         self
     }
 

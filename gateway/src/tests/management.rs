@@ -96,6 +96,9 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
         header_timeout: Duration::from_secs(5),
         body_timeout: Duration::from_secs(10),
         cors_origins: vec![],
+        keep_alive: Duration::from_secs(5),
+        connection_max: Duration::from_secs(300),
+        max_connections: 64,
     };
     let registry = prometheus::Registry::new();
     let metrics = HttpMetrics::register(&registry).unwrap();

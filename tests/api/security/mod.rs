@@ -3,6 +3,7 @@
 //! Run it alone with `cargo test --test api security::`.
 
 pub(crate) mod audit;
+mod edge;
 mod enumeration;
 mod hygiene;
 mod sessions;
