@@ -9,7 +9,7 @@ use std::time::Duration;
 use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
-use keyward_gateway::{GatewayOptions, Recipients};
+use keyward_gateway::{AccountsApi, GatewayOptions, Recipients, SessionsApi};
 
 /// A running node.
 pub struct Node {
@@ -127,22 +127,8 @@ fn recipients_of(
     s: &actix::Addr<keyward_actors::sessions::Sessions>,
 ) -> Recipients {
     Recipients {
-        register: a.clone().recipient(),
-        verify_email: a.clone().recipient(),
-        resend_verification: a.clone().recipient(),
-        login: a.clone().recipient(),
-        forgot_password: a.clone().recipient(),
-        reset_password: a.clone().recipient(),
-        change_password: a.clone().recipient(),
-        get_me: a.clone().recipient(),
-        set_blocked: a.clone().recipient(),
-        authenticate: s.clone().recipient(),
-        refresh: s.clone().recipient(),
-        logout: s.clone().recipient(),
-        list_sessions: s.clone().recipient(),
-        revoke_session: s.clone().recipient(),
-        revoke_other_sessions: s.clone().recipient(),
-        get_jwks: s.clone().recipient(),
+        accounts: AccountsApi::of(a),
+        sessions: SessionsApi::of(s),
     }
 }
 

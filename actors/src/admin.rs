@@ -6,7 +6,7 @@ use keyward_config::Settings;
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
 use keyward_messages::password_policy::PasswordPolicy;
-use keyward_messages::{Email, RequestMeta, UserId};
+use keyward_messages::{BlockReason, Email, RequestMeta, UserId};
 use keyward_storage::{NewUser, StorageError, Store};
 use uuid::Uuid;
 
@@ -99,14 +99,11 @@ pub async fn set_blocked(
 ) -> Result<bool, StartError> {
     let email = Email::parse("--email", email)
         .map_err(|e| StartError::Config(format!("--email: {}", e.message)))?;
-    let reason = reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(StartError::Config(
-            "--reason: use at most 500 characters".into(),
-        ));
-    }
+    let reason = match reason {
+        Some(r) => BlockReason::parse("--reason", &r)
+            .map_err(|e| StartError::Config(format!("--reason: {}", e.message)))?,
+        None => None,
+    };
     let user = store
         .user_by_email(&email.normalized())
         .await?

@@ -43,7 +43,10 @@ impl FromRequest for Authenticated {
                 return Err(ApiError::internal());
             };
             state
-                .ask(&state.to.authenticate, Authenticate { meta, token })
+                .ask(
+                    &state.to.sessions.authenticate,
+                    Authenticate { meta, token },
+                )
                 .await
                 .map(Authenticated)
                 .map_err(ApiError::with_invalid_token_challenge)

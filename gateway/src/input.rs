@@ -1,17 +1,22 @@
-//! Reading request bodies: the JSON extractor's limits and error answers, and [`Fields`], which
-//! reads an object field by field so every problem names its field and all of them are reported
-//! at once.
+//! Reading request bodies: the JSON extractor's limits and error answers, and [`Valid`], which
+//! reads a body into its DTO (a [`RequestBody`]: the one declaration of the body's shape, from
+//! which its OpenAPI schema comes too) and validates it field by field, so every problem names
+//! its field and all of them are reported at once.
 //!
 //! Refuses: business rules. Shapes are checked by the value types' own `parse`; what the values
 //! mean (taken, expired, too common) is the context actors' business.
 
 use std::io::ErrorKind;
 
+use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::{web, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
 use keyward_messages::FieldError;
 use secrecy::SecretString;
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::problem::ApiError;
 
@@ -54,10 +59,62 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     }
 }
 
-/// A JSON object being read into value types. Each read returns `None` after recording the
-/// field's problem; [`Fields::finish`] then answers one 400 listing them all.
+/// One field of a request body as sent: absent or null, a string, or anything else. It never
+/// fails to deserialize (a missing field is `None` too), so every field's problem is found by
+/// [`Fields`] and reported together. DTOs declare its schema with `#[schema(value_type = …)]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Input(Option<Value>);
+
+/// A request body type: deserialized from the JSON object (every field an [`Input`]), then
+/// validated into value types by `validate`, which reads each field through [`Fields`].
+pub(crate) trait RequestBody: DeserializeOwned {
+    type Valid;
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid>;
+}
+
+/// A body read and validated: `Valid<RegisterRequest>` holds what `validate` returned. Any bad
+/// field makes one 400 that names them all; a body that is not JSON, too deep, not an object,
+/// too large, too slow or of another type gets its own problem from [`json_config`].
+pub(crate) struct Valid<T: RequestBody>(pub T::Valid);
+
+impl<T: RequestBody + 'static> FromRequest for Valid<T> {
+    // NOTE: the JSON extractor's own errors are already problems (see `json_config`) and pass
+    // through unchanged.
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            let dto: T = object(json.await?.into_inner())?;
+            let mut f = Fields::default();
+            let valid = dto.validate(&mut f);
+            Ok(f.finish(|| valid).map(Valid)?)
+        })
+    }
+}
+
+/// A flat JSON object into its DTO. Checked first, since serde would also read an array into a
+/// struct, field by position.
+fn object<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    if depth(&body) > MAX_JSON_DEPTH {
+        return Err(ApiError::invalid_json(format!(
+            "the body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object"
+        )));
+    }
+    if !body.is_object() {
+        return Err(ApiError::invalid_json("expected a JSON object"));
+    }
+    serde_json::from_value(body).map_err(|e| {
+        tracing::error!(error = %e, "a request DTO refused a JSON object");
+        ApiError::internal()
+    })
+}
+
+/// Collects every field's problem while a body is validated.
+#[derive(Default)]
 pub(crate) struct Fields {
-    body: Map<String, Value>,
     errors: Vec<FieldError>,
 }
 
@@ -67,30 +124,17 @@ enum Raw {
     Text(String),
 }
 
-impl Fields {
-    pub(crate) fn new(body: web::Json<Value>) -> Result<Self, ApiError> {
-        if depth(&body) > MAX_JSON_DEPTH {
-            return Err(ApiError::invalid_json(format!(
-                "the body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object"
-            )));
-        }
-        match body.into_inner() {
-            Value::Object(body) => Ok(Self {
-                body,
-                errors: Vec::new(),
-            }),
-            _ => Err(ApiError::invalid_json("expected a JSON object")),
-        }
-    }
-
-    fn raw(&mut self, field: &str) -> Raw {
-        match self.body.remove(field) {
+impl Input {
+    fn raw(self) -> Raw {
+        match self.0 {
             None | Some(Value::Null) => Raw::Absent,
             Some(Value::String(s)) => Raw::Text(s),
             Some(_) => Raw::NotString,
         }
     }
+}
 
+impl Fields {
     fn record<T>(&mut self, parsed: Result<T, FieldError>) -> Option<T> {
         parsed.map_err(|e| self.errors.push(e)).ok()
     }
@@ -99,9 +143,10 @@ impl Fields {
     pub(crate) fn required<T>(
         &mut self,
         field: &str,
+        input: Input,
         parse: impl FnOnce(&str, String) -> Result<T, FieldError>,
     ) -> Option<T> {
-        match self.raw(field) {
+        match input.raw() {
             Raw::Absent => self.record(Err(required(field))),
             Raw::NotString => self.record(Err(not_a_string(field))),
             Raw::Text(s) => self.record(parse(field, s)),
@@ -112,9 +157,10 @@ impl Fields {
     pub(crate) fn optional<T>(
         &mut self,
         field: &str,
+        input: Input,
         parse: impl FnOnce(&str, String) -> Result<T, FieldError>,
     ) -> Option<Option<T>> {
-        match self.raw(field) {
+        match input.raw() {
             Raw::Absent => Some(None),
             Raw::NotString => self.record(Err(not_a_string(field))),
             Raw::Text(s) => self.record(parse(field, s)).map(Some),
@@ -122,13 +168,13 @@ impl Fields {
     }
 
     /// An opaque one-time or refresh token.
-    pub(crate) fn token(&mut self, field: &str) -> Option<SecretString> {
-        self.required(field, parse_token)
+    pub(crate) fn token(&mut self, field: &str, input: Input) -> Option<SecretString> {
+        self.required(field, input, parse_token)
     }
 
-    /// Every problem at once, or the values. `build` unpacks the reads with `?`; it cannot meet
-    /// a `None` once no error was recorded, but if it did the answer is a 500, not a panic.
-    pub(crate) fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+    /// Every problem at once, or the values. `valid` cannot be `None` once no error was
+    /// recorded, but if it were the answer is a 500, not a panic.
+    fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
         if !self.errors.is_empty() {
             return Err(ApiError::invalid_fields(self.errors));
         }
@@ -187,22 +233,30 @@ mod tests {
     use secrecy::ExposeSecret;
     use serde_json::json;
 
-    fn fields(v: Value) -> Fields {
-        Fields::new(web::Json(v)).unwrap()
+    #[derive(Deserialize)]
+    struct Dto {
+        email: Input,
+        password: Input,
+        token: Input,
     }
 
     #[test]
     fn a_body_that_is_not_an_object_is_refused() {
-        let e = Fields::new(web::Json(json!([1, 2]))).err().unwrap();
+        let e = object::<Dto>(json!([1, 2, 3])).err().unwrap();
         assert_eq!(e.code(), "invalid_json");
     }
 
     #[test]
     fn missing_null_and_wrong_type_fields_are_all_reported_in_order() {
-        let mut f = fields(json!({"password": null, "email": 3}));
-        assert!(f.required("email", |k, v| Email::parse(k, &v)).is_none());
-        assert!(f.required("password", Password::parse).is_none());
-        assert!(f.token("token").is_none());
+        let dto: Dto = object(json!({"password": null, "email": 3})).unwrap();
+        let mut f = Fields::default();
+        assert!(f
+            .required("email", dto.email, |k, v| Email::parse(k, &v))
+            .is_none());
+        assert!(f
+            .required("password", dto.password, Password::parse)
+            .is_none());
+        assert!(f.token("token", dto.token).is_none());
         let got: Vec<_> = f
             .errors
             .iter()
@@ -220,16 +274,17 @@ mod tests {
 
     #[test]
     fn an_optional_field_may_be_absent_or_null_but_not_malformed() {
-        let mut f = fields(json!({"a": null, "c": "x"}));
+        let input = |v: Option<Value>| Input(v);
+        let mut f = Fields::default();
         assert!(matches!(
-            f.optional("a", |_, v| Ok::<_, FieldError>(v)),
+            f.optional("a", input(Some(Value::Null)), |_, v| Ok::<_, FieldError>(v)),
             Some(None)
         ));
         assert!(matches!(
-            f.optional("b", |_, v| Ok::<_, FieldError>(v)),
+            f.optional("b", input(None), |_, v| Ok::<_, FieldError>(v)),
             Some(None)
         ));
-        let bad = f.optional("c", |k, _| {
+        let bad = f.optional("c", input(Some(json!("x"))), |k, _| {
             Err::<String, _>(FieldError::new(k, "bad", "bad"))
         });
         assert!(bad.is_none());

@@ -26,42 +26,50 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use keyward_messages::commands::{
-    Authenticate, ChangePassword, CheckReady, ForgotPassword, GetJwks, GetMe, ListSessions, Login,
-    Logout, Refresh, Register, ResendVerification, ResetPassword, RevokeOtherSessions,
-    RevokeSession, SetBlocked, VerifyEmail,
-};
+use keyward_messages::commands::CheckReady;
 
 use crate::management::{management_app, Probes};
 use crate::state::AppState;
 
 pub use crate::http_metrics::HttpMetrics;
 pub use crate::routes::openapi::spec_json as openapi_json;
+pub use crate::routes::{AccountsApi, SessionsApi};
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
-/// Everything the HTTP layer can ask for. Built by the binary from actor addresses.
+/// Declares what one context's routes send: a struct with a `Recipient` per message, and
+/// `of(&addr)`, which takes them all from the one actor that handles them. A new message is
+/// one line here, in its context's route module.
+macro_rules! recipients {
+    ($(#[$doc:meta])* pub struct $name:ident { $($field:ident: $msg:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            $(pub(crate) $field: ::actix::Recipient<$msg>,)*
+        }
+
+        impl $name {
+            /// Every recipient, from the actor that handles all these messages.
+            pub fn of<A>(addr: &::actix::Addr<A>) -> Self
+            where
+                A: ::actix::Actor<Context = ::actix::Context<A>> $(+ ::actix::Handler<$msg>)*,
+            {
+                Self {
+                    $($field: addr.clone().recipient(),)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use recipients;
+
+/// Everything the HTTP layer can ask for, per context. Built by the binary from actor
+/// addresses.
 #[derive(Clone)]
 pub struct Recipients {
-    // accounts context
-    pub register: Recipient<Register>,
-    pub verify_email: Recipient<VerifyEmail>,
-    pub resend_verification: Recipient<ResendVerification>,
-    pub login: Recipient<Login>,
-    pub forgot_password: Recipient<ForgotPassword>,
-    pub reset_password: Recipient<ResetPassword>,
-    pub change_password: Recipient<ChangePassword>,
-    pub get_me: Recipient<GetMe>,
-    pub set_blocked: Recipient<SetBlocked>,
-    // sessions context
-    pub authenticate: Recipient<Authenticate>,
-    pub refresh: Recipient<Refresh>,
-    pub logout: Recipient<Logout>,
-    pub list_sessions: Recipient<ListSessions>,
-    pub revoke_session: Recipient<RevokeSession>,
-    pub revoke_other_sessions: Recipient<RevokeOtherSessions>,
-    pub get_jwks: Recipient<GetJwks>,
+    pub accounts: AccountsApi,
+    pub sessions: SessionsApi,
 }
 
 /// Limits of the public server.

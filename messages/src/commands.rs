@@ -204,7 +204,7 @@ pub struct SetBlocked {
     pub principal: Principal,
     pub user_id: UserId,
     pub blocked: bool,
-    pub reason: Option<String>,
+    pub reason: Option<crate::BlockReason>,
 }
 
 /// Gateway → accounts. The caller's own account.

@@ -13,4 +13,4 @@ pub mod password_policy;
 pub mod values;
 
 pub use error::{codes, CommandError, FieldError};
-pub use values::{Email, LoginId, Password, RequestMeta, SessionId, UserId, Username};
+pub use values::{BlockReason, Email, LoginId, Password, RequestMeta, SessionId, UserId, Username};

@@ -154,6 +154,45 @@ impl fmt::Debug for Username {
     }
 }
 
+/// Why an administrator blocked an account: one line of at most 500 characters, kept in the
+/// audit log and the `user.blocked` event. The same rule for the admin API and the CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockReason(String);
+
+impl BlockReason {
+    pub const MAX_CHARS: usize = 500;
+
+    /// A trimmed reason, or None when it is empty.
+    pub fn parse(field: &str, raw: &str) -> Result<Option<Self>, FieldError> {
+        let r = raw.trim();
+        if r.chars().count() > Self::MAX_CHARS {
+            return Err(FieldError::new(
+                field,
+                "too_long",
+                format!("a reason has at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if r.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                field,
+                "invalid",
+                "a reason is one line of text without control characters",
+            ));
+        }
+        Ok((!r.is_empty()).then(|| Self(r.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<BlockReason> for String {
+    fn from(r: BlockReason) -> String {
+        r.0
+    }
+}
+
 /// What a user types to log in: an email when it contains `@`, otherwise a username.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginId {

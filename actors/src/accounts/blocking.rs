@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::commands::{SetBlocked, ADMIN_ROLE};
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
-use keyward_messages::{codes, CommandError, FieldError, RequestMeta, SessionId, UserId};
+use keyward_messages::{
+    codes, BlockReason, CommandError, FieldError, RequestMeta, SessionId, UserId,
+};
 use keyward_storage::Tx;
 
 use crate::sessions::reason_str;
@@ -20,7 +22,7 @@ pub(crate) async fn apply(
     meta: &RequestMeta,
     user: UserId,
     blocked: bool,
-    reason: Option<String>,
+    reason: Option<BlockReason>,
     by: Option<UserId>,
 ) -> Result<Option<Vec<SessionId>>, CommandError> {
     if !tx
@@ -42,7 +44,7 @@ pub(crate) async fn apply(
         .map_err(storage_err)?;
     let ev = DomainEvent::UserBlocked {
         user_id: user,
-        reason,
+        reason: reason.map(String::from),
         by,
     };
     enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;

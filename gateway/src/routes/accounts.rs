@@ -1,32 +1,164 @@
 //! Routes of the accounts context: registration, email verification, login, passwords, and the
 //! caller's own account.
 //!
-//! Refuses: deciding anything. Each handler parses the body into one command, sends it and maps
-//! the reply; what an email, a token or a password means is the accounts actor's business.
+//! Refuses: deciding anything. Each handler takes its body validated into value types, sends
+//! one command and maps the reply; what an email, a token or a password means is the accounts
+//! actor's business.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use keyward_messages::commands::{
     ChangePassword, ForgotPassword, GetMe, Login, Register, ResendVerification, ResetPassword,
-    VerifyEmail,
+    SetBlocked, VerifyEmail,
 };
 use keyward_messages::{Email, FieldError, LoginId, Password, Username};
-use serde_json::Value;
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::{accepted, private_json};
 use crate::extract::{Authenticated, ClientLocale, Meta};
-use crate::input::{parse_token, Fields};
+use crate::input::{parse_token, Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
 #[allow(unused_imports)]
 use serde_json::json;
 
-type Body = web::Json<Value>;
 type State = web::Data<AppState>;
+
+crate::recipients! {
+    /// What the accounts routes (and the admin routes) send to the accounts context.
+    pub struct AccountsApi {
+        register: Register,
+        verify_email: VerifyEmail,
+        resend_verification: ResendVerification,
+        login: Login,
+        forgot_password: ForgotPassword,
+        reset_password: ResetPassword,
+        change_password: ChangePassword,
+        get_me: GetMe,
+        set_blocked: SetBlocked,
+    }
+}
 
 fn email(field: &str, raw: String) -> Result<Email, FieldError> {
     Email::parse(field, &raw)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RegisterRequest {
+    #[schema(value_type = String, example = "ada@example.com", format = Email, max_length = 254)]
+    email: Input,
+    /// 8–256 characters by default; common passwords and ones built from the email or
+    /// username are refused.
+    #[schema(
+        value_type = String,
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 256
+    )]
+    password: Input,
+    /// 3–32 letters, digits, `_`, `.` or `-`.
+    // NOTE: no `pattern`: the Postman converter fills patterned fields with random strings,
+    // which would make the committed collection differ on every generation.
+    #[schema(value_type = Option<String>, example = "ada", min_length = 3, max_length = 32)]
+    username: Input,
+}
+
+impl RequestBody for RegisterRequest {
+    type Valid = (Email, Password, Option<Username>);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let email = f.required("email", self.email, email);
+        let password = f.required("password", self.password, Password::parse);
+        let username = f.optional("username", self.username, |k, v| Username::parse(k, &v));
+        Some((email?, password?, username?))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct TokenRequest {
+    /// The one-time token from the email link.
+    #[schema(value_type = String, max_length = 512)]
+    token: Input,
+}
+
+impl RequestBody for TokenRequest {
+    type Valid = SecretString;
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        f.token("token", self.token)
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct EmailRequest {
+    #[schema(value_type = String, example = "ada@example.com", format = Email, max_length = 254)]
+    email: Input,
+}
+
+impl RequestBody for EmailRequest {
+    type Valid = Email;
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        f.required("email", self.email, email)
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LoginRequest {
+    /// Email or username.
+    #[schema(value_type = String, example = "ada@example.com", min_length = 3, max_length = 254)]
+    login: Input,
+    #[schema(
+        value_type = String,
+        example = "correct horse battery staple",
+        min_length = 1,
+        max_length = 4096
+    )]
+    password: Input,
+}
+
+impl RequestBody for LoginRequest {
+    type Valid = (LoginId, Password);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let login = f.required("login", self.login, |k, v| LoginId::parse(k, &v));
+        let password = f.required("password", self.password, Password::parse);
+        Some((login?, password?))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ResetRequest {
+    /// The one-time token from the reset email.
+    #[schema(value_type = String, max_length = 512)]
+    token: Input,
+    #[schema(value_type = String, min_length = 8, max_length = 256)]
+    password: Input,
+}
+
+impl RequestBody for ResetRequest {
+    type Valid = (SecretString, Password);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let token = f.token("token", self.token);
+        let password = f.required("password", self.password, Password::parse);
+        Some((token?, password?))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ChangePasswordRequest {
+    #[schema(value_type = String, min_length = 1, max_length = 4096)]
+    current_password: Input,
+    #[schema(value_type = String, min_length = 8, max_length = 256)]
+    new_password: Input,
+}
+
+impl RequestBody for ChangePasswordRequest {
+    type Valid = (Password, Password);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let current = f.required("current_password", self.current_password, Password::parse);
+        let new = f.required("new_password", self.new_password, Password::parse);
+        Some((current?, new?))
+    }
 }
 
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts",
@@ -41,13 +173,8 @@ pub(super) async fn register(
     st: State,
     Meta(meta): Meta,
     ClientLocale(locale): ClientLocale,
-    body: Body,
+    Valid((email, password, username)): Valid<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let email = f.required("email", email);
-    let password = f.required("password", Password::parse);
-    let username = f.optional("username", |k, v| Username::parse(k, &v));
-    let (email, password, username) = f.finish(|| Some((email?, password?, username?)))?;
     let cmd = Register {
         meta,
         email,
@@ -55,7 +182,7 @@ pub(super) async fn register(
         username,
         locale,
     };
-    st.ask(&st.to.register, cmd).await?;
+    st.ask(&st.to.accounts.register, cmd).await?;
     Ok(accepted("verification_sent"))
 }
 
@@ -70,13 +197,10 @@ pub(super) async fn register(
 pub(super) async fn verify_email(
     st: State,
     Meta(meta): Meta,
-    body: Body,
+    Valid(token): Valid<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let token = f.token("token");
-    let token = f.finish(|| token)?;
     let cmd = VerifyEmail { meta, token };
-    let verified = st.ask(&st.to.verify_email, cmd).await?;
+    let verified = st.ask(&st.to.accounts.verify_email, cmd).await?;
     Ok(HttpResponse::Ok().json(verified))
 }
 
@@ -102,7 +226,7 @@ pub(super) async fn verify_email_link(
         return page::failed(StatusCode::BAD_REQUEST, None);
     };
     let cmd = VerifyEmail { meta, token };
-    match st.ask(&st.to.verify_email, cmd).await {
+    match st.ask(&st.to.accounts.verify_email, cmd).await {
         Ok(_) => page::render(StatusCode::OK, page::VERIFIED, None),
         Err(e) => page::failed(e.status_code(), e.retry_after_secs()),
     }
@@ -122,13 +246,10 @@ pub(super) struct LinkQuery {
 pub(super) async fn resend_verification(
     st: State,
     Meta(meta): Meta,
-    body: Body,
+    Valid(email): Valid<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let email = f.required("email", email);
-    let email = f.finish(|| email)?;
     let cmd = ResendVerification { meta, email };
-    st.ask(&st.to.resend_verification, cmd).await?;
+    st.ask(&st.to.accounts.resend_verification, cmd).await?;
     Ok(accepted("verification_sent"))
 }
 
@@ -149,18 +270,14 @@ pub(super) async fn resend_verification(
 pub(super) async fn login(
     st: State,
     Meta(meta): Meta,
-    body: Body,
+    Valid((login, password)): Valid<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let login = f.required("login", |k, v| LoginId::parse(k, &v));
-    let password = f.required("password", Password::parse);
-    let (login, password) = f.finish(|| Some((login?, password?)))?;
     let cmd = Login {
         meta,
         login,
         password,
     };
-    let tokens = st.ask(&st.to.login, cmd).await?;
+    let tokens = st.ask(&st.to.accounts.login, cmd).await?;
     Ok(private_json(&tokens))
 }
 
@@ -173,13 +290,10 @@ pub(super) async fn login(
 pub(super) async fn forgot_password(
     st: State,
     Meta(meta): Meta,
-    body: Body,
+    Valid(email): Valid<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let email = f.required("email", email);
-    let email = f.finish(|| email)?;
     let cmd = ForgotPassword { meta, email };
-    st.ask(&st.to.forgot_password, cmd).await?;
+    st.ask(&st.to.accounts.forgot_password, cmd).await?;
     Ok(accepted("reset_sent"))
 }
 
@@ -193,18 +307,14 @@ pub(super) async fn forgot_password(
 pub(super) async fn reset_password(
     st: State,
     Meta(meta): Meta,
-    body: Body,
+    Valid((token, password)): Valid<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let token = f.token("token");
-    let password = f.required("password", Password::parse);
-    let (token, password) = f.finish(|| Some((token?, password?)))?;
     let cmd = ResetPassword {
         meta,
         token,
         password,
     };
-    st.ask(&st.to.reset_password, cmd).await?;
+    st.ask(&st.to.accounts.reset_password, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -220,19 +330,15 @@ pub(super) async fn change_password(
     st: State,
     Authenticated(principal): Authenticated,
     Meta(meta): Meta,
-    body: Body,
+    Valid((current_password, new_password)): Valid<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let current = f.required("current_password", Password::parse);
-    let new = f.required("new_password", Password::parse);
-    let (current_password, new_password) = f.finish(|| Some((current?, new?)))?;
     let cmd = ChangePassword {
         meta,
         principal,
         current_password,
         new_password,
     };
-    st.ask(&st.to.change_password, cmd).await?;
+    st.ask(&st.to.accounts.change_password, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -247,7 +353,9 @@ pub(super) async fn me(
     Meta(meta): Meta,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let user = st.ask(&st.to.get_me, GetMe { meta, principal }).await?;
+    let user = st
+        .ask(&st.to.accounts.get_me, GetMe { meta, principal })
+        .await?;
     Ok(private_json(&user))
 }
 

@@ -3,40 +3,35 @@
 
 use actix_web::{web, HttpResponse};
 use keyward_messages::commands::SetBlocked;
-use keyward_messages::{FieldError, UserId};
-use serde_json::Value;
+use keyward_messages::{BlockReason, UserId};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use crate::extract::{Authenticated, Meta};
-use crate::input::Fields;
+use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
 #[allow(unused_imports)]
 use serde_json::json;
 
-const REASON_MAX_CHARS: usize = 500;
-
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse("id", raw).map_err(|e| ApiError::invalid_fields(vec![e]))
 }
 
-fn reason(field: &str, raw: String) -> Result<String, FieldError> {
-    let r = raw.trim();
-    if r.chars().count() > REASON_MAX_CHARS {
-        return Err(FieldError::new(
-            field,
-            "too_long",
-            format!("a reason has at most {REASON_MAX_CHARS} characters"),
-        ));
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct BlockRequest {
+    /// Kept in the audit log and the `user.blocked` event; at most 500 characters.
+    #[schema(value_type = Option<String>, example = "chargeback fraud", max_length = 500)]
+    reason: Input,
+}
+
+impl RequestBody for BlockRequest {
+    type Valid = Option<BlockReason>;
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        f.optional("reason", self.reason, |k, v| BlockReason::parse(k, &v))
+            .map(Option::flatten)
     }
-    if r.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            "invalid",
-            "a reason is one line of text without control characters",
-        ));
-    }
-    Ok(r.to_owned())
 }
 
 /// `POST /v1/admin/users/{id}/block` with `{"reason"?}`: 204, every session of the user ends.
@@ -57,12 +52,9 @@ pub(super) async fn block(
     Authenticated(principal): Authenticated,
     Meta(meta): Meta,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    Valid(reason): Valid<BlockRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(&id)?;
-    let mut f = Fields::new(body)?;
-    let reason = f.optional("reason", reason);
-    let reason = f.finish(|| reason)?.filter(|r| !r.is_empty());
     let cmd = SetBlocked {
         meta,
         principal,
@@ -70,7 +62,7 @@ pub(super) async fn block(
         blocked: true,
         reason,
     };
-    st.ask(&st.to.set_blocked, cmd).await?;
+    st.ask(&st.to.accounts.set_blocked, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -98,6 +90,6 @@ pub(super) async fn unblock(
         blocked: false,
         reason: None,
     };
-    st.ask(&st.to.set_blocked, cmd).await?;
+    st.ask(&st.to.accounts.set_blocked, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use crate::problem::ApiError;
 
+pub use accounts::AccountsApi;
+pub use sessions::SessionsApi;
+
 /// Registers every public route; unknown paths answer a 404 problem.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/auth/register").route(web::post().to(accounts::register)))

@@ -2,10 +2,10 @@
 //! `#[utoipa::path]` attributes and the reply types, and served at `/openapi.json` with
 //! Swagger UI (vendored assets, works offline) at `/docs/`.
 //!
-//! Request bodies are read field by field (`input::Fields`), so their schemas are declared
-//! here; schemathesis in CI checks that the server keeps to them.
+//! Request bodies are described by the routes' own DTOs (each declared once, beside its
+//! handler); schemathesis in CI checks that the server keeps to them.
 
-// The request-body and JWKS types exist only to be described.
+// The reply and JWKS types here exist only to be described.
 #![allow(dead_code)]
 
 use serde::Serialize;
@@ -60,81 +60,6 @@ pub(crate) struct Jwk {
     alg: String,
     #[serde(rename = "use")]
     usage: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RegisterRequest {
-    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
-    email: String,
-    /// 8–256 characters by default; common passwords and ones built from the email or
-    /// username are refused.
-    #[schema(
-        example = "correct horse battery staple",
-        min_length = 8,
-        max_length = 256
-    )]
-    password: String,
-    /// 3–32 letters, digits, `_`, `.` or `-`.
-    // NOTE: no `pattern`: the Postman converter fills patterned fields with random strings,
-    // which would make the committed collection differ on every generation.
-    #[schema(example = "ada", min_length = 3, max_length = 32)]
-    username: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct TokenRequest {
-    /// The one-time token from the email link.
-    #[schema(max_length = 512)]
-    token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct EmailRequest {
-    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
-    email: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct LoginRequest {
-    /// Email or username.
-    #[schema(example = "ada@example.com", min_length = 3, max_length = 254)]
-    login: String,
-    #[schema(
-        example = "correct horse battery staple",
-        min_length = 1,
-        max_length = 4096
-    )]
-    password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct RefreshRequest {
-    #[schema(max_length = 512)]
-    refresh_token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ResetRequest {
-    /// The one-time token from the reset email.
-    #[schema(max_length = 512)]
-    token: String,
-    #[schema(min_length = 8, max_length = 256)]
-    password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ChangePasswordRequest {
-    #[schema(min_length = 1, max_length = 4096)]
-    current_password: String,
-    #[schema(min_length = 8, max_length = 256)]
-    new_password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct BlockRequest {
-    /// Kept in the audit log and the `user.blocked` event; at most 500 characters.
-    #[schema(example = "chargeback fraud", max_length = 500)]
-    reason: Option<String>,
 }
 
 /// What can go wrong with any JSON body.

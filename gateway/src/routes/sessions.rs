@@ -7,21 +7,49 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use keyward_messages::commands::{
-    GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
+    Authenticate, GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
 };
 use keyward_messages::{FieldError, SessionId};
-use serde_json::Value;
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
 use crate::extract::{Authenticated, Meta};
-use crate::input::Fields;
+use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
 #[allow(unused_imports)]
 use serde_json::json;
 
 type State = web::Data<AppState>;
+
+crate::recipients! {
+    /// What the sessions routes (and the bearer extractor) send to the sessions context.
+    pub struct SessionsApi {
+        authenticate: Authenticate,
+        refresh: Refresh,
+        logout: Logout,
+        list_sessions: ListSessions,
+        revoke_session: RevokeSession,
+        revoke_other_sessions: RevokeOtherSessions,
+        get_jwks: GetJwks,
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RefreshRequest {
+    #[schema(value_type = String, max_length = 512)]
+    refresh_token: Input,
+}
+
+impl RequestBody for RefreshRequest {
+    type Valid = SecretString;
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        f.token("refresh_token", self.refresh_token)
+    }
+}
 
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "sessions",
     request_body = RefreshRequest,
@@ -34,14 +62,11 @@ type State = web::Data<AppState>;
 pub(super) async fn refresh(
     st: State,
     Meta(meta): Meta,
-    body: web::Json<Value>,
+    Valid(refresh_token): Valid<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = Fields::new(body)?;
-    let refresh_token = f.token("refresh_token");
-    let refresh_token = f.finish(|| refresh_token)?;
     let tokens = st
         .ask(
-            &st.to.refresh,
+            &st.to.sessions.refresh,
             Refresh {
                 meta,
                 refresh_token,
@@ -62,7 +87,8 @@ pub(super) async fn logout(
     Authenticated(principal): Authenticated,
     Meta(meta): Meta,
 ) -> Result<HttpResponse, ApiError> {
-    st.ask(&st.to.logout, Logout { meta, principal }).await?;
+    st.ask(&st.to.sessions.logout, Logout { meta, principal })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -78,7 +104,10 @@ pub(super) async fn list(
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let sessions = st
-        .ask(&st.to.list_sessions, ListSessions { meta, principal })
+        .ask(
+            &st.to.sessions.list_sessions,
+            ListSessions { meta, principal },
+        )
         .await?;
     Ok(private_json(&sessions))
 }
@@ -106,7 +135,7 @@ pub(super) async fn revoke(
         principal,
         session_id,
     };
-    st.ask(&st.to.revoke_session, cmd).await?;
+    st.ask(&st.to.sessions.revoke_session, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -122,7 +151,7 @@ pub(super) async fn revoke_others(
     Meta(meta): Meta,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = RevokeOtherSessions { meta, principal };
-    st.ask(&st.to.revoke_other_sessions, cmd).await?;
+    st.ask(&st.to.sessions.revoke_other_sessions, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -154,7 +183,7 @@ pub(super) async fn forward_auth(Authenticated(p): Authenticated) -> HttpRespons
         ServerProblems,
     ))]
 pub(super) async fn jwks(st: State) -> Result<HttpResponse, ApiError> {
-    let keys = st.ask(&st.to.get_jwks, GetJwks).await?;
+    let keys = st.ask(&st.to.sessions.get_jwks, GetJwks).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(keys))
