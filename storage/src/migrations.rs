@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002LoginFailures),
             Box::new(M0003AuditLog),
+            Box::new(M0004CanonicalEmail),
         ]
     }
 }
@@ -356,6 +357,35 @@ impl MigrationTrait for M0003AuditLog {
                     .await?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+struct M0004CanonicalEmail;
+
+impl MigrationName for M0004CanonicalEmail {
+    fn name(&self) -> &str {
+        "m0004_canonical_email"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004CanonicalEmail {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // A registration's payload rides on its verify-email token until the mailbox proves it.
+        for c in ["password_hash", "username", "username_normalized"] {
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new("email_tokens"))
+                    .add_column(text_null(c))
+                    .to_owned(),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -47,6 +47,17 @@ impl TokenPurpose {
     }
 }
 
+/// What one registration asked for, carried by its verify-email token. An unverified account
+/// belongs to nobody yet: whichever registration's link is used (proving the mailbox) sets the
+/// account's password and username.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// PHC string; never leaves the accounts context.
+    pub password_hash: String,
+    pub username: Option<String>,
+    pub username_normalized: Option<String>,
+}
+
 /// A one-time token; only its SHA-256 is stored.
 #[derive(Clone, Debug)]
 pub struct NewEmailToken {
@@ -55,6 +66,16 @@ pub struct NewEmailToken {
     pub token_hash: String,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Verify-email tokens only: the registration this link completes.
+    pub registration: Option<Registration>,
+}
+
+/// A one-time token just used up.
+#[derive(Clone, Debug)]
+pub struct UsedEmailToken {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub registration: Option<Registration>,
 }
 
 #[derive(Clone, Debug)]

@@ -225,14 +225,7 @@ impl Store {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>> {
-        Ok(email_token::Entity::find()
-            .filter(email_token::Column::TokenHash.eq(hash))
-            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_token::Column::UsedAt.is_null())
-            .filter(email_token::Column::ExpiresAt.gt(now))
-            .one(&self.db)
-            .await?
-            .map(|t| UserId(t.user_id)))
+        email_token_user(&self.db, purpose, hash, now).await
     }
 
     /// Failed logins under `key` since `since`: how many, and the latest.
@@ -283,8 +276,36 @@ impl Tx {
         self.tx.commit().await.map_err(StorageError::from)
     }
 
+    /// Ends the unit of work without writing anything, before the caller goes on.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await.map_err(StorageError::from)
+    }
+
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
         user_by_id(&self.tx, id).await
+    }
+
+    /// The user a live one-time token belongs to, without using it up.
+    pub async fn email_token_user(
+        &self,
+        purpose: TokenPurpose,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        email_token_user(&self.tx, purpose, hash, now).await
+    }
+
+    /// Holds the user's row until this transaction ends, so that two units of work on one
+    /// account run one after the other instead of locking each other's rows in turn (a
+    /// deadlock on PostgreSQL). SQLite has one writer at a time anyway.
+    pub async fn lock_user(&self, id: UserId) -> Result<()> {
+        if self.tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            user::Entity::find_by_id(id.0)
+                .lock_exclusive()
+                .one(&self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Conflict { what: "email" | "username" } when either is taken.
@@ -340,6 +361,46 @@ impl Tx {
         Ok(res.rows_affected == 1)
     }
 
+    /// Sets the username (None clears it). When another account holds the name, the account
+    /// is left with none and the answer is false.
+    pub async fn set_username(
+        &self,
+        id: UserId,
+        username: Option<&str>,
+        normalized: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let set = |name: Option<&str>, key: Option<&str>| {
+            user::Entity::update_many()
+                .col_expr(user::Column::Username, Expr::value(name.map(str::to_owned)))
+                .col_expr(
+                    user::Column::UsernameNormalized,
+                    Expr::value(key.map(str::to_owned)),
+                )
+                .col_expr(user::Column::UpdatedAt, Expr::value(now))
+                .filter(user::Column::Id.eq(id.0))
+        };
+        // NOTE: a savepoint, because on PostgreSQL a unique violation aborts the whole
+        // transaction; rolling back to it keeps the rest of the unit of work.
+        let sp = self.tx.begin().await?;
+        match set(username, normalized)
+            .exec(&sp)
+            .await
+            .map_err(StorageError::from)
+        {
+            Ok(_) => {
+                sp.commit().await?;
+                Ok(true)
+            }
+            Err(StorageError::Conflict { .. }) => {
+                sp.rollback().await?;
+                set(None, None).exec(&self.tx).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn set_password_hash(
         &self,
         id: UserId,
@@ -364,20 +425,58 @@ impl Tx {
             created_at: Set(t.now),
             expires_at: Set(t.expires_at),
             used_at: Set(None),
+            password_hash: Set(t.registration.as_ref().map(|r| r.password_hash.clone())),
+            username: Set(t.registration.as_ref().and_then(|r| r.username.clone())),
+            username_normalized: Set(t
+                .registration
+                .as_ref()
+                .and_then(|r| r.username_normalized.clone())),
         }
         .insert(&self.tx)
         .await?;
         Ok(())
     }
 
-    /// Marks a live token used and returns its user; None when it is unknown, used, expired or
-    /// for another purpose. Two concurrent consumers: exactly one gets the user.
+    /// The registration carried by the user's newest verify-email token that carries one,
+    /// live or not.
+    pub async fn latest_registration(&self, id: UserId) -> Result<Option<Registration>> {
+        Ok(email_token::Entity::find()
+            .filter(email_token::Column::UserId.eq(id.0))
+            .filter(email_token::Column::Purpose.eq(TokenPurpose::VerifyEmail.as_str()))
+            .filter(email_token::Column::PasswordHash.is_not_null())
+            .order_by_desc(email_token::Column::CreatedAt)
+            .order_by_desc(email_token::Column::Id)
+            .one(&self.tx)
+            .await?
+            .and_then(registration))
+    }
+
+    /// Deletes every token of one purpose of a user but `keep`: for verify-email, the other
+    /// registrations of an address die with their password hashes.
+    pub async fn delete_email_tokens(
+        &self,
+        id: UserId,
+        purpose: TokenPurpose,
+        keep: Option<Uuid>,
+    ) -> Result<()> {
+        let mut q = email_token::Entity::delete_many()
+            .filter(email_token::Column::UserId.eq(id.0))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()));
+        if let Some(k) = keep {
+            q = q.filter(email_token::Column::Id.ne(k));
+        }
+        q.exec(&self.tx).await?;
+        Ok(())
+    }
+
+    /// Marks a live token used and returns it; None when it is unknown, used, expired or for
+    /// another purpose. Two concurrent consumers: exactly one gets it.
     pub async fn consume_email_token(
         &self,
         purpose: TokenPurpose,
         hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<UserId>> {
+    ) -> Result<Option<UsedEmailToken>> {
         let Some(t) = email_token::Entity::find()
             .filter(email_token::Column::TokenHash.eq(hash))
             .filter(email_token::Column::Purpose.eq(purpose.as_str()))
@@ -394,7 +493,14 @@ impl Tx {
             .filter(email_token::Column::UsedAt.is_null())
             .exec(&self.tx)
             .await?;
-        Ok((res.rows_affected == 1).then_some(UserId(t.user_id)))
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        Ok(Some(UsedEmailToken {
+            id: t.id,
+            user_id: UserId(t.user_id),
+            registration: registration(t),
+        }))
     }
 
     /// Ends every outstanding token of one purpose for a user (a newer one replaces them).
@@ -658,6 +764,22 @@ fn outbox_record(m: outbox::Model) -> OutboxRecord {
     }
 }
 
+async fn email_token_user<C: ConnectionTrait>(
+    db: &C,
+    purpose: TokenPurpose,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<UserId>> {
+    Ok(email_token::Entity::find()
+        .filter(email_token::Column::TokenHash.eq(hash))
+        .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+        .filter(email_token::Column::UsedAt.is_null())
+        .filter(email_token::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await?
+        .map(|t| UserId(t.user_id)))
+}
+
 async fn user_by_id<C: ConnectionTrait>(db: &C, id: UserId) -> Result<Option<UserRecord>> {
     Ok(user::Entity::find_by_id(id.0)
         .one(db)
@@ -676,6 +798,14 @@ fn user_record(m: user::Model) -> UserRecord {
         blocked: m.blocked,
         created_at: m.created_at,
     }
+}
+
+fn registration(t: email_token::Model) -> Option<Registration> {
+    Some(Registration {
+        password_hash: t.password_hash?,
+        username: t.username,
+        username_normalized: t.username_normalized,
+    })
 }
 
 fn session_record(m: session::Model) -> SessionRecord {

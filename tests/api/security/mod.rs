@@ -3,6 +3,7 @@
 //! Run it alone with `cargo test --test api security::`.
 
 pub(crate) mod audit;
+mod email_identity;
 mod enumeration;
 mod hygiene;
 mod sessions;
