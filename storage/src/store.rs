@@ -14,8 +14,8 @@ use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::entities::{
-    audit, email_token, inbox, login_failure, outbox, refresh_token, session, signing_key, user,
-    user_role,
+    audit, email_canonical_conflict, email_token, inbox, login_failure, outbox, refresh_token,
+    session, signing_key, user, user_role,
 };
 use crate::migrations::Migrator;
 use crate::records::*;
@@ -53,18 +53,43 @@ impl Store {
     /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock held
     /// for the transaction serialises nodes and workers that start at the same time.
     pub async fn migrate(&self) -> Result<usize> {
+        self.migrate_until(None).await
+    }
+
+    /// Applies the pending migrations up to and including the one named `last` (none when it
+    /// is not pending); returns how many ran. For rehearsing an upgrade from an older schema.
+    pub async fn migrate_through(&self, last: &str) -> Result<usize> {
+        self.migrate_until(Some(last)).await
+    }
+
+    async fn migrate_until(&self, last: Option<&str>) -> Result<usize> {
+        /// How many pending migrations to run: all, or through the one named `last`.
+        fn steps(pending: &[sea_orm_migration::Migration], last: Option<&str>) -> u32 {
+            let n = match last {
+                None => pending.len(),
+                Some(name) => pending
+                    .iter()
+                    .position(|m| m.name() == name)
+                    .map_or(0, |i| i + 1),
+            };
+            u32::try_from(n).unwrap_or(u32::MAX)
+        }
         if self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
             let tx = self.db.begin().await?;
             tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 .await?;
-            let pending = Migrator::get_pending_migrations(&tx).await?.len();
-            Migrator::up(&tx, None).await?;
+            let n = steps(&Migrator::get_pending_migrations(&tx).await?, last);
+            if n > 0 {
+                Migrator::up(&tx, Some(n)).await?;
+            }
             tx.commit().await?;
-            return Ok(pending);
+            return Ok(n as usize);
         }
-        let pending = Migrator::get_pending_migrations(&self.db).await?.len();
-        Migrator::up(&self.db, None).await?;
-        Ok(pending)
+        let n = steps(&Migrator::get_pending_migrations(&self.db).await?, last);
+        if n > 0 {
+            Migrator::up(&self.db, Some(n)).await?;
+        }
+        Ok(n as usize)
     }
 
     /// PostgreSQL, where several nodes may share the outbox.
@@ -241,6 +266,58 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+    }
+
+    /// The accounts the canonical-email migration left as they were and that are not resolved
+    /// yet: each still exists with the address recorded then, and a collision still has two
+    /// accounts (or its last one is not in canonical form). Oldest record first.
+    pub async fn email_canonical_conflicts(&self) -> Result<Vec<EmailConflictRecord>> {
+        let rows = email_canonical_conflict::Entity::find()
+            .order_by_asc(email_canonical_conflict::Column::CreatedAt)
+            .order_by_asc(email_canonical_conflict::Column::Canonical)
+            .order_by_asc(email_canonical_conflict::Column::Email)
+            .all(&self.db)
+            .await?;
+        let mut open = Vec::new();
+        for r in rows {
+            let Some(u) = user::Entity::find_by_id(r.user_id).one(&self.db).await? else {
+                continue;
+            };
+            if u.email != r.email {
+                continue;
+            }
+            let reason = EmailConflictReason::parse(&r.reason)
+                .ok_or_else(|| StorageError::Corrupt(format!("conflict reason {:?}", r.reason)))?;
+            let canonical_already = r
+                .canonical
+                .as_ref()
+                .is_some_and(|c| *c == u.email && *c == u.email_normalized);
+            let record = EmailConflictRecord {
+                user_id: UserId(r.user_id),
+                email: r.email,
+                canonical: r.canonical,
+                reason,
+                recorded_at: r.created_at,
+                blocked: u.blocked,
+                email_verified: u.email_verified,
+            };
+            open.push((record, canonical_already));
+        }
+        // A collision is resolved once one account is left of it, in its canonical form.
+        let members = |c: &Option<String>| open.iter().filter(|(o, _)| o.canonical == *c).count();
+        let keep: Vec<bool> = open
+            .iter()
+            .map(|(r, canonical_already)| {
+                r.reason != EmailConflictReason::Collision
+                    || !canonical_already
+                    || members(&r.canonical) > 1
+            })
+            .collect();
+        Ok(open
+            .into_iter()
+            .zip(keep)
+            .filter_map(|((r, _), k)| k.then_some(r))
+            .collect())
     }
 
     /// Whether `consumer` already processed message `id` (consumers dedupe on this).
