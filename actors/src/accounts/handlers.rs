@@ -108,11 +108,6 @@ async fn register(
     deps.password_policy
         .check("password", m.password.expose(), &context)
         .map_err(|e| CommandError::invalid(vec![e]))?;
-    let existing = deps
-        .store
-        .user_by_email(&m.email.normalized())
-        .await
-        .map_err(storage_err)?;
     if let Some(u) = &m.username {
         let holder = deps
             .store
@@ -121,21 +116,22 @@ async fn register(
             .map_err(storage_err)?;
         // An unverified account belongs to nobody yet, so its name is free for its next
         // registration; a verified account's name is taken like any other.
-        let own_unverified = |h: &UserRecord| {
-            existing
-                .as_ref()
-                .is_some_and(|e| e.id == h.id && !e.email_verified)
-        };
+        let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email.as_str();
         if holder.is_some_and(|h| !own_unverified(&h)) {
             return Err(username_taken());
         }
     }
-    // Hash before branching on the email, so every branch costs the same.
+    // Hash before looking the email up, so every branch costs the same.
     let registration = Registration {
         password_hash: deps.hasher.hash(m.password.expose()).await?,
         username: m.username.as_ref().map(|u| u.as_str().to_owned()),
         username_normalized: m.username.as_ref().map(|u| u.normalized()),
     };
+    let existing = deps
+        .store
+        .user_by_email(&m.email.normalized())
+        .await
+        .map_err(storage_err)?;
     if let Some(existing) = existing {
         return register_existing(&deps, &m, &existing, registration).await;
     }
