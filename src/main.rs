@@ -260,8 +260,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(settings).await,
         Command::Worker => worker(settings).await,
         Command::Migrate => {
-            keyward_actors::system::open_store(&settings).await?;
+            let store = keyward_actors::system::open_store(&settings).await?;
             println!("database is up to date");
+            if let Some(report) = keyward_actors::admin::email_conflict_report(&store).await? {
+                print!("\n{report}");
+            }
             Ok(())
         }
         Command::Config {

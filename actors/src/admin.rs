@@ -130,3 +130,77 @@ pub async fn set_blocked(
     tx.commit().await?;
     Ok(changed.is_some())
 }
+
+/// What `keyward migrate` prints about accounts the canonical-email migration left at their
+/// stored address (two accounts sharing one mailbox are never merged silently); None when
+/// there is nothing left to resolve.
+pub async fn email_conflict_report(store: &Store) -> Result<Option<String>, StartError> {
+    use keyward_storage::{EmailConflictReason, EmailConflictRecord};
+    use std::fmt::Write as _;
+
+    let rows = store.email_canonical_conflicts().await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let line = |out: &mut String, r: &EmailConflictRecord| {
+        let mut state = vec![if r.email_verified {
+            "verified"
+        } else {
+            "unverified"
+        }];
+        if r.blocked {
+            state.push("blocked");
+        }
+        let _ = writeln!(
+            out,
+            "    {}  {}  ({})",
+            r.user_id,
+            r.email,
+            state.join(", ")
+        );
+    };
+    let mut out = format!(
+        "WARNING: {} account(s) were left at their stored email address when addresses moved \
+         to one canonical form per mailbox:\n",
+        rows.len()
+    );
+    let mut groups: Vec<(&str, Vec<&EmailConflictRecord>)> = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.reason == EmailConflictReason::Collision)
+    {
+        let key = r.canonical.as_deref().unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    for (canonical, group) in &groups {
+        let _ = writeln!(
+            out,
+            "\n  collision: one mailbox, {canonical}, has these accounts:"
+        );
+        for r in group {
+            line(&mut out, r);
+        }
+    }
+    let undeliverable: Vec<_> = rows
+        .iter()
+        .filter(|r| r.reason == EmailConflictReason::Undeliverable)
+        .collect();
+    if !undeliverable.is_empty() {
+        out.push_str("\n  undeliverable: these stored addresses are not accepted any more:\n");
+        for r in undeliverable {
+            line(&mut out, r);
+        }
+    }
+    out.push_str(
+        "\nWhat to do: for each shared mailbox, decide which account owns it and block or delete \
+         the others (users table, by id), or correct an address that was mistyped; give each \
+         undeliverable account a deliverable address, or block or delete it. Until then, sign-in, \
+         password reset and registration with that mailbox reach only the account whose stored \
+         address already is the canonical one, if any. `keyward migrate` lists what is still \
+         unresolved.\n",
+    );
+    Ok(Some(out))
+}

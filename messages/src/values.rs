@@ -6,21 +6,66 @@ use std::net::IpAddr;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use crate::error::FieldError;
 
-/// Longest email accepted (RFC 5321 path limit).
+/// Longest email accepted (RFC 5321 path limit), in bytes of the canonical form.
 pub const EMAIL_MAX_LEN: usize = 254;
+/// Longest local part (RFC 5321 §4.5.3.1.1), in bytes of the canonical form.
+pub const EMAIL_LOCAL_MAX_LEN: usize = 64;
 /// Passwords longer than this many bytes are refused before any hashing, so a huge body
 /// cannot buy a long argon2 run. The configurable character limit is checked by the policy.
 pub const PASSWORD_MAX_BYTES: usize = 4096;
 
-/// An email address as the user typed it (trimmed). Lookups use [`Email::normalized`], so
-/// `Alice@Example.com` and `alice@example.com` are one account; `==` compares as typed.
+/// A mailbox, held only in its canonical form: the local part NFKC-normalised and lower-cased
+/// (so `\u{212A}ate` is `kate` and fullwidth `ａｌｉｃｅ` is `alice`), the domain in its IDNA
+/// (UTS #46) ASCII form (so `bücher.example` is `xn--bcher-kva.example`). Every spelling of
+/// one mailbox parses to one equal value, which is what is stored, looked up, compared and
+/// mailed to. Only addresses the delivery path (SMTP without SMTPUTF8) can carry are accepted:
+/// an ASCII dot-atom local part and a DNS domain; quoted local parts and IP literals are refused.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
+
+const TRY_LIKE: &str = "use an address like name@example.com";
+
+fn invalid_email(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "invalid_email",
+        "enter an email address like name@example.com",
+    )
+}
+
+/// RFC 5322 `atext`: what an unquoted local part may hold between dots.
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&b)
+}
+
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|a| !a.is_empty() && a.bytes().all(is_atext))
+}
+
+/// A DNS host name of at least two LDH labels, each 1–63 bytes, no hyphen at either end.
+fn is_ldh_domain(d: &str) -> bool {
+    let labels: Vec<&str> = d.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn nfkc(s: &str) -> String {
+    s.nfkc().collect()
+}
 
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
@@ -28,36 +73,95 @@ impl Email {
         if s.is_empty() {
             return Err(FieldError::new(field, "required", "enter an email address"));
         }
-        if s.len() > EMAIL_MAX_LEN {
-            return Err(FieldError::new(
+        let too_long = || {
+            FieldError::new(
                 field,
                 "too_long",
                 format!("an email address has at most {EMAIL_MAX_LEN} characters"),
-            ));
+            )
+        };
+        // Bounds the work below; the canonical form is checked again at the end.
+        if s.chars().count() > EMAIL_MAX_LEN {
+            return Err(too_long());
         }
-        let domain_has_dot = s
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| d.contains('.') && !d.starts_with('.') && !d.ends_with('.'));
-        if s.chars().any(|c| c.is_whitespace() || c.is_control())
-            || !email_address::EmailAddress::is_valid(s)
-            || !domain_has_dot
-        {
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid_email(field));
+        }
+        let Some((local, domain)) = s.rsplit_once('@') else {
+            return Err(invalid_email(field));
+        };
+        let quoted = || {
+            FieldError::new(
+                field,
+                "quoted_local_part_unsupported",
+                format!("a quoted name before the @ cannot be delivered; {TRY_LIKE}"),
+            )
+        };
+        if local.starts_with('"') {
+            return Err(quoted());
+        }
+        let ip_literal = || {
+            FieldError::new(
+                field,
+                "ip_literal_unsupported",
+                format!("an IP address after the @ cannot be delivered; {TRY_LIKE}"),
+            )
+        };
+        if domain.starts_with('[') {
+            return Err(ip_literal());
+        }
+
+        // NOTE: NFKC, lower-case, NFKC again: lower-casing can produce characters that
+        // compose differently, and the result must be stable under a second parse.
+        let local = nfkc(&nfkc(local).to_lowercase());
+        if local.starts_with('"') {
+            return Err(quoted());
+        }
+        if !local.is_ascii() {
             return Err(FieldError::new(
                 field,
-                "invalid_email",
-                "enter an email address like name@example.com",
+                "non_ascii_local_part_unsupported",
+                format!(
+                    "the name before the @ must use Latin letters, digits and !#$%&'*+/=?^_`{{|}}~.- only; {TRY_LIKE}"
+                ),
             ));
         }
-        Ok(Self(s.to_owned()))
+        if !is_dot_atom(&local) {
+            return Err(invalid_email(field));
+        }
+        if local.len() > EMAIL_LOCAL_MAX_LEN {
+            return Err(FieldError::new(
+                field,
+                "too_long",
+                format!("the name before the @ has at most {EMAIL_LOCAL_MAX_LEN} characters"),
+            ));
+        }
+
+        let domain = idna::domain_to_ascii_strict(domain).map_err(|_| invalid_email(field))?;
+        let last_label = domain.rsplit('.').next().unwrap_or_default();
+        if !last_label.is_empty() && last_label.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ip_literal());
+        }
+        if !is_ldh_domain(&domain) {
+            return Err(invalid_email(field));
+        }
+
+        let canonical = format!("{local}@{domain}");
+        if canonical.len() > EMAIL_MAX_LEN {
+            return Err(too_long());
+        }
+        Ok(Self(canonical))
     }
 
+    /// The canonical address: what is stored, mailed to and shown.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The lookup key: lower-cased, so uniqueness is case-insensitive on every backend.
+    /// The lookup key. The same string as [`Email::as_str`]: the canonical form already is
+    /// the one key of a mailbox.
     pub fn normalized(&self) -> String {
-        self.0.to_lowercase()
+        self.0.clone()
     }
 
     /// The part before the `@`, used by the password policy.
@@ -313,8 +417,199 @@ mod tests {
     #[test]
     fn an_email_is_trimmed_and_compared_case_insensitively() {
         let a = Email::parse("email", "  Alice@Example.COM ").unwrap();
-        assert_eq!(a.as_str(), "Alice@Example.COM");
+        assert_eq!(a.as_str(), "alice@example.com");
         assert_eq!(a.normalized(), "alice@example.com");
+    }
+
+    fn canonical(raw: &str) -> String {
+        Email::parse("email", raw).unwrap().as_str().to_owned()
+    }
+
+    fn refusal(raw: &str) -> String {
+        let e = Email::parse("email", raw).unwrap_err();
+        assert_eq!(e.field, "email", "{raw:?}");
+        // Every refusal but a length one says what a good address looks like.
+        assert!(
+            e.code == "too_long" || e.message.contains("name@example.com"),
+            "{e:?}"
+        );
+        e.code
+    }
+
+    #[test]
+    fn a_kelvin_sign_in_the_local_part_is_the_letter_k() {
+        assert_eq!(canonical("\u{212A}ate@example.com"), "kate@example.com");
+        assert_eq!(
+            Email::parse("email", "\u{212A}ate@example.com").unwrap(),
+            Email::parse("email", "kate@example.com").unwrap()
+        );
+    }
+
+    #[test]
+    fn fullwidth_letters_are_their_ascii_letters_on_both_sides_of_the_at() {
+        assert_eq!(canonical("\u{FF41}lice@example.com"), "alice@example.com");
+        assert_eq!(
+            canonical("ＡＬＩＣＥ@ＥＸＡＭＰＬＥ.ｃｏｍ"),
+            "alice@example.com"
+        );
+    }
+
+    #[test]
+    fn an_idn_domain_and_its_punycode_are_one_address() {
+        assert_eq!(canonical("x@bücher.example"), "x@xn--bcher-kva.example");
+        assert_eq!(canonical("x@BÜCHER.example"), "x@xn--bcher-kva.example");
+        assert_eq!(
+            canonical("x@XN--BCHER-KVA.example"),
+            "x@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            Email::parse("email", "x@bücher.example").unwrap(),
+            Email::parse("email", "x@xn--bcher-kva.example").unwrap()
+        );
+    }
+
+    #[test]
+    fn display_serde_and_the_lookup_key_all_give_the_canonical_form() {
+        let e = Email::parse("email", "Bob@Bücher.Example").unwrap();
+        assert_eq!(e.to_string(), "bob@xn--bcher-kva.example");
+        assert_eq!(e.normalized(), e.as_str());
+        assert_eq!(e.local_part(), "bob");
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            "\"bob@xn--bcher-kva.example\""
+        );
+        let back: Email = serde_json::from_str("\"BOB@xn--bcher-kva.example\"").unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_quoted_local_part_is_refused_as_undeliverable() {
+        assert_eq!(
+            refusal("\"a@b\"@example.com"),
+            "quoted_local_part_unsupported"
+        );
+        assert_eq!(
+            refusal("\"alice\"@example.com"),
+            "quoted_local_part_unsupported"
+        );
+        // A fullwidth quotation mark becomes a quote under NFKC.
+        assert_eq!(
+            refusal("\u{FF02}alice\u{FF02}@example.com"),
+            "quoted_local_part_unsupported"
+        );
+    }
+
+    #[test]
+    fn an_ip_literal_domain_is_refused_as_undeliverable() {
+        assert_eq!(refusal("alice@[127.0.0.1]"), "ip_literal_unsupported");
+        assert_eq!(refusal("alice@[IPv6:::1]"), "ip_literal_unsupported");
+        assert_eq!(refusal("alice@1.2.3.4"), "ip_literal_unsupported");
+        assert_eq!(refusal("alice@１.２.３.４"), "ip_literal_unsupported");
+    }
+
+    #[test]
+    fn a_local_part_that_stays_non_ascii_is_refused() {
+        for raw in [
+            "jörg@example.com",
+            "İnci@example.com",
+            "straße@example.com",
+            "a\u{200B}b@example.com",
+        ] {
+            assert_eq!(refusal(raw), "non_ascii_local_part_unsupported", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_local_part_must_be_a_dot_atom_of_at_most_64_bytes() {
+        for raw in [
+            ".a@example.com",
+            "a.@example.com",
+            "a..b@example.com",
+            "a(b)@example.com",
+            "a,b@example.com",
+            "a@b@example.com",
+        ] {
+            assert_eq!(refusal(raw), "invalid_email", "{raw:?}");
+        }
+        assert_eq!(
+            canonical("o'Neil+tag.x_y@example.com"),
+            "o'neil+tag.x_y@example.com"
+        );
+        assert!(Email::parse("email", &format!("{}@example.com", "a".repeat(64))).is_ok());
+        assert_eq!(
+            refusal(&format!("{}@example.com", "a".repeat(65))),
+            "too_long"
+        );
+    }
+
+    #[test]
+    fn a_domain_must_be_at_least_two_ldh_labels_of_at_most_63_bytes() {
+        for raw in [
+            "a@localhost",
+            "a@example.com.",
+            "a@-example.com",
+            "a@example-.com",
+            "a@exa_mple.com",
+            "a@example..com",
+            "a@xn--zz.example",
+            &format!("a@{}.com", "b".repeat(64)),
+        ] {
+            assert_eq!(refusal(raw), "invalid_email", "{raw:?}");
+        }
+        assert!(Email::parse("email", &format!("a@{}.com", "b".repeat(63))).is_ok());
+    }
+
+    #[test]
+    fn the_whole_canonical_address_has_at_most_254_bytes() {
+        let label = "d".repeat(60);
+        let domain = format!("{label}.{label}.{label}.{}.com", "d".repeat(40));
+        let ok = format!("{}@{domain}", "a".repeat(254 - 1 - domain.len()));
+        assert_eq!(canonical(&ok).len(), 254);
+        let over = format!("a{ok}");
+        assert_eq!(refusal(&over), "too_long");
+        // An IDN label grows under punycode; the limit is on what is stored and mailed to.
+        let idn = format!("{}@{}com", "a".repeat(64), "bücher.".repeat(14));
+        assert!(idn.chars().count() <= 254);
+        assert_eq!(refusal(&idn), "too_long");
+    }
+
+    #[test]
+    fn every_accepted_address_is_ascii_and_parses_to_itself() {
+        let letters = [
+            "a", "K", "\u{212A}", "\u{FF41}", "ü", "ſ", "ﬁ", ".", "-", "+", "1", "İ", "ß", "@",
+            "\"", "[",
+        ];
+        let mut accepted = 0;
+        for a in letters {
+            for b in letters {
+                for domain in [
+                    "example.com",
+                    "bücher.example",
+                    "ＥＸＡＭＰＬＥ.com",
+                    "1.2.3.4",
+                    "a-b.c",
+                ] {
+                    let raw = format!("x{a}{b}@{domain}");
+                    let Ok(e) = Email::parse("email", &raw) else {
+                        continue;
+                    };
+                    accepted += 1;
+                    let s = e.as_str();
+                    assert!(s.is_ascii() && s.len() <= EMAIL_MAX_LEN, "{raw:?} -> {s:?}");
+                    assert_eq!(s, s.to_ascii_lowercase(), "{raw:?}");
+                    assert_eq!(
+                        Email::parse("email", s).as_ref(),
+                        Ok(&e),
+                        "{raw:?} -> {s:?}"
+                    );
+                    assert_eq!(
+                        Email::parse("email", &s.to_ascii_uppercase()).as_ref(),
+                        Ok(&e)
+                    );
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
     }
 
     #[test]
@@ -361,6 +656,10 @@ mod tests {
             LoginId::parse("login", "a@example.com").unwrap(),
             LoginId::Email(_)
         ));
+        assert_eq!(
+            LoginId::parse("login", "\u{212A}ate@Example.com").unwrap(),
+            LoginId::Email(Email::parse("email", "kate@example.com").unwrap())
+        );
         assert!(matches!(
             LoginId::parse("login", "alice").unwrap(),
             LoginId::Username(_)

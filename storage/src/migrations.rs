@@ -1,7 +1,14 @@
 //! Schema migrations. Each runs in one transaction on every backend; none is ever rolled back
 //! (`down` refuses), so a deployed schema only moves forward.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use keyward_messages::Email;
+use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
+use uuid::Uuid;
+
+use crate::records::EmailConflictReason;
 
 pub struct Migrator;
 
@@ -11,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002LoginFailures),
             Box::new(M0003AuditLog),
+            Box::new(M0004CanonicalEmail),
         ]
     }
 }
@@ -358,5 +366,277 @@ impl MigrationTrait for M0003AuditLog {
             }
         }
         Ok(())
+    }
+}
+
+struct M0004CanonicalEmail;
+
+impl MigrationName for M0004CanonicalEmail {
+    fn name(&self) -> &str {
+        "m0004_canonical_email"
+    }
+}
+
+/// One stored account, as the canonical-email migration sees it.
+struct StoredEmail {
+    id: Uuid,
+    email: String,
+    normalized: String,
+    canonical: Option<String>,
+}
+
+/// What the canonical-email migration does, by index into its rows.
+#[derive(Debug, Default, PartialEq)]
+struct CanonicalPlan {
+    /// Accounts that move to their canonical address.
+    moves: Vec<(usize, String)>,
+    /// Accounts left as they are, and why.
+    conflicts: Vec<(usize, EmailConflictReason)>,
+}
+
+/// What the canonical-email migration does with each account: move it to its canonical
+/// address, or leave it and record why. Pure, so its rules are unit-tested.
+fn plan_canonical_emails(rows: &[StoredEmail]) -> CanonicalPlan {
+    let mut by_canonical: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut conflicts: BTreeMap<usize, EmailConflictReason> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        match &r.canonical {
+            Some(c) => by_canonical.entry(c.as_str()).or_default().push(i),
+            None => {
+                conflicts.insert(i, EmailConflictReason::Undeliverable);
+            }
+        }
+    }
+    for group in by_canonical.values().filter(|g| g.len() > 1) {
+        for &i in group {
+            conflicts.insert(i, EmailConflictReason::Collision);
+        }
+    }
+    // An account left as it is keeps its lookup key; an account whose canonical form is that
+    // key cannot take it, so it is left too (and that can repeat).
+    loop {
+        let kept: HashSet<&str> = conflicts
+            .keys()
+            .map(|&i| rows[i].normalized.as_str())
+            .collect();
+        let blocked: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                !conflicts.contains_key(i)
+                    && r.canonical
+                        .as_deref()
+                        .is_some_and(|c| c != r.normalized && kept.contains(c))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if blocked.is_empty() {
+            break;
+        }
+        for i in blocked {
+            conflicts.insert(i, EmailConflictReason::Collision);
+        }
+    }
+    let moves = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !conflicts.contains_key(i))
+        .filter_map(|(i, r)| {
+            let c = r.canonical.as_ref()?;
+            (*c != r.email || *c != r.normalized).then(|| (i, c.clone()))
+        })
+        .collect();
+    CanonicalPlan {
+        moves,
+        conflicts: conflicts.into_iter().collect(),
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004CanonicalEmail {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // A registration's payload rides on its verify-email token until the mailbox proves it.
+        for c in ["password_hash", "username", "username_normalized"] {
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new("email_tokens"))
+                    .add_column(text_null(c))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(table(
+            "email_canonical_conflicts",
+            vec![
+                uuid_pk("user_id"),
+                text("email"),
+                text_null("canonical"),
+                text("reason"),
+                ts("created_at"),
+            ],
+        ))
+        .await?;
+
+        let db = m.get_connection();
+        let backend = m.get_database_backend();
+        let users = Alias::new("users");
+        let (id, email, email_normalized) = (
+            Alias::new("id"),
+            Alias::new("email"),
+            Alias::new("email_normalized"),
+        );
+        let select = Query::select()
+            .columns([id.clone(), email.clone(), email_normalized.clone()])
+            .from(users.clone())
+            .order_by(id.clone(), Order::Asc)
+            .to_owned();
+        let mut rows = Vec::new();
+        for r in db.query_all_raw(backend.build(&select)).await? {
+            let email: String = r.try_get("", "email")?;
+            let canonical = Email::parse("email", &email)
+                .ok()
+                .map(|e| e.as_str().to_owned());
+            rows.push(StoredEmail {
+                id: r.try_get("", "id")?,
+                normalized: r.try_get("", "email_normalized")?,
+                email,
+                canonical,
+            });
+        }
+        let CanonicalPlan { moves, conflicts } = plan_canonical_emails(&rows);
+
+        // Two steps, so that no move meets a key another move is about to give up.
+        let set_key = |i: usize, address: &str, key: String| {
+            Query::update()
+                .table(users.clone())
+                .value(email.clone(), address)
+                .value(email_normalized.clone(), key)
+                .and_where(Expr::col(id.clone()).eq(rows[i].id))
+                .to_owned()
+        };
+        for (i, _) in &moves {
+            let r = &rows[*i];
+            let temporary = format!("migrating:{}", r.id);
+            db.execute_raw(backend.build(&set_key(*i, &r.email, temporary)))
+                .await?;
+        }
+        for (i, canonical) in &moves {
+            db.execute_raw(backend.build(&set_key(*i, canonical, canonical.clone())))
+                .await?;
+        }
+
+        let now = chrono::Utc::now();
+        for (i, reason) in &conflicts {
+            let r = &rows[*i];
+            tracing::warn!(
+                user_id = %r.id,
+                email = %r.email,
+                canonical = r.canonical.as_deref().unwrap_or("-"),
+                reason = reason.as_str(),
+                "account left at its stored email address: run `keyward migrate` for the report"
+            );
+            let mut insert = Query::insert();
+            insert
+                .into_table(Alias::new("email_canonical_conflicts"))
+                .columns([
+                    Alias::new("user_id"),
+                    Alias::new("email"),
+                    Alias::new("canonical"),
+                    Alias::new("reason"),
+                    Alias::new("created_at"),
+                ])
+                .values([
+                    r.id.into(),
+                    r.email.clone().into(),
+                    r.canonical.clone().into(),
+                    reason.as_str().into(),
+                    now.into(),
+                ])
+                .map_err(|e| DbErr::Custom(e.to_string()))?;
+            db.execute_raw(backend.build(&insert)).await?;
+        }
+        if !moves.is_empty() {
+            tracing::info!(
+                accounts = moves.len(),
+                "email addresses moved to their canonical form"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn row(email: &str, normalized: &str) -> StoredEmail {
+        StoredEmail {
+            id: Uuid::now_v7(),
+            email: email.to_owned(),
+            normalized: normalized.to_owned(),
+            canonical: Email::parse("email", email)
+                .ok()
+                .map(|e| e.as_str().to_owned()),
+        }
+    }
+
+    fn lower(email: &str) -> StoredEmail {
+        row(email, &email.to_lowercase())
+    }
+
+    #[test]
+    fn a_unique_address_moves_to_its_canonical_form() {
+        let rows = [lower("Mixed@Example.COM"), lower("plain@example.com")];
+        let CanonicalPlan { moves, conflicts } = plan_canonical_emails(&rows);
+        assert_eq!(moves, vec![(0, "mixed@example.com".to_owned())]);
+        assert!(conflicts.is_empty());
+    }
+
+    #[test]
+    fn accounts_that_share_a_mailbox_are_all_left_and_recorded_as_a_collision() {
+        let rows = [
+            lower("bob@example.com"),
+            lower("\u{FF42}ob@example.com"),
+            lower("x@bücher.example"),
+            lower("x@xn--bcher-kva.example"),
+            lower("solo@bücher.example"),
+        ];
+        let CanonicalPlan { moves, conflicts } = plan_canonical_emails(&rows);
+        assert_eq!(moves, vec![(4, "solo@xn--bcher-kva.example".to_owned())]);
+        let c = EmailConflictReason::Collision;
+        assert_eq!(conflicts, vec![(0, c), (1, c), (2, c), (3, c)]);
+    }
+
+    #[test]
+    fn an_address_that_no_longer_parses_is_left_as_undeliverable() {
+        let rows = [lower("\"a@b\"@example.com"), lower("root@[127.0.0.1]")];
+        let CanonicalPlan { moves, conflicts } = plan_canonical_emails(&rows);
+        assert!(moves.is_empty());
+        let u = EmailConflictReason::Undeliverable;
+        assert_eq!(conflicts, vec![(0, u), (1, u)]);
+    }
+
+    #[test]
+    fn an_account_never_moves_onto_the_key_an_account_left_behind_keeps() {
+        // A hand-edited row keeps "carol@example.com" as its key but has an address that no
+        // longer parses; the account whose canonical form is that key must not take it.
+        let rows = [
+            row("carol@[10.0.0.1]", "carol@example.com"),
+            lower("\u{FF43}arol@example.com"),
+        ];
+        let CanonicalPlan { moves, conflicts } = plan_canonical_emails(&rows);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert_eq!(
+            conflicts,
+            vec![
+                (0, EmailConflictReason::Undeliverable),
+                (1, EmailConflictReason::Collision)
+            ]
+        );
     }
 }

@@ -47,6 +47,17 @@ impl TokenPurpose {
     }
 }
 
+/// What one registration asked for, carried by its verify-email token. An unverified account
+/// belongs to nobody yet: whichever registration's link is used (proving the mailbox) sets the
+/// account's password and username.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// PHC string; never leaves the accounts context.
+    pub password_hash: String,
+    pub username: Option<String>,
+    pub username_normalized: Option<String>,
+}
+
 /// A one-time token; only its SHA-256 is stored.
 #[derive(Clone, Debug)]
 pub struct NewEmailToken {
@@ -55,6 +66,57 @@ pub struct NewEmailToken {
     pub token_hash: String,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Verify-email tokens only: the registration this link completes.
+    pub registration: Option<Registration>,
+}
+
+/// A one-time token just used up.
+#[derive(Clone, Debug)]
+pub struct UsedEmailToken {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub registration: Option<Registration>,
+}
+
+/// Why the canonical-email migration left an account as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailConflictReason {
+    /// Two or more accounts have addresses with one canonical form (one mailbox).
+    Collision,
+    /// The stored address is not one Keyward accepts any more (it cannot be delivered to).
+    Undeliverable,
+}
+
+impl EmailConflictReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Collision => "collision",
+            Self::Undeliverable => "undeliverable",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "collision" => Some(Self::Collision),
+            "undeliverable" => Some(Self::Undeliverable),
+            _ => None,
+        }
+    }
+}
+
+/// An account the canonical-email migration could not move to its canonical address, and
+/// that still has the address it had then (an operator has not resolved it yet).
+#[derive(Clone, Debug)]
+pub struct EmailConflictRecord {
+    pub user_id: UserId,
+    /// The address as stored.
+    pub email: String,
+    /// Its canonical form; None when it no longer parses.
+    pub canonical: Option<String>,
+    pub reason: EmailConflictReason,
+    pub recorded_at: DateTime<Utc>,
+    pub blocked: bool,
+    pub email_verified: bool,
 }
 
 #[derive(Clone, Debug)]

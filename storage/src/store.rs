@@ -14,8 +14,8 @@ use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::entities::{
-    audit, email_token, inbox, login_failure, outbox, refresh_token, session, signing_key, user,
-    user_role,
+    audit, email_canonical_conflict, email_token, inbox, login_failure, outbox, refresh_token,
+    session, signing_key, user, user_role,
 };
 use crate::migrations::Migrator;
 use crate::records::*;
@@ -53,18 +53,43 @@ impl Store {
     /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock held
     /// for the transaction serialises nodes and workers that start at the same time.
     pub async fn migrate(&self) -> Result<usize> {
+        self.migrate_until(None).await
+    }
+
+    /// Applies the pending migrations up to and including the one named `last` (none when it
+    /// is not pending); returns how many ran. For rehearsing an upgrade from an older schema.
+    pub async fn migrate_through(&self, last: &str) -> Result<usize> {
+        self.migrate_until(Some(last)).await
+    }
+
+    async fn migrate_until(&self, last: Option<&str>) -> Result<usize> {
+        /// How many pending migrations to run: all, or through the one named `last`.
+        fn steps(pending: &[sea_orm_migration::Migration], last: Option<&str>) -> u32 {
+            let n = match last {
+                None => pending.len(),
+                Some(name) => pending
+                    .iter()
+                    .position(|m| m.name() == name)
+                    .map_or(0, |i| i + 1),
+            };
+            u32::try_from(n).unwrap_or(u32::MAX)
+        }
         if self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
             let tx = self.db.begin().await?;
             tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 .await?;
-            let pending = Migrator::get_pending_migrations(&tx).await?.len();
-            Migrator::up(&tx, None).await?;
+            let n = steps(&Migrator::get_pending_migrations(&tx).await?, last);
+            if n > 0 {
+                Migrator::up(&tx, Some(n)).await?;
+            }
             tx.commit().await?;
-            return Ok(pending);
+            return Ok(n as usize);
         }
-        let pending = Migrator::get_pending_migrations(&self.db).await?.len();
-        Migrator::up(&self.db, None).await?;
-        Ok(pending)
+        let n = steps(&Migrator::get_pending_migrations(&self.db).await?, last);
+        if n > 0 {
+            Migrator::up(&self.db, Some(n)).await?;
+        }
+        Ok(n as usize)
     }
 
     /// PostgreSQL, where several nodes may share the outbox.
@@ -225,14 +250,7 @@ impl Store {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>> {
-        Ok(email_token::Entity::find()
-            .filter(email_token::Column::TokenHash.eq(hash))
-            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_token::Column::UsedAt.is_null())
-            .filter(email_token::Column::ExpiresAt.gt(now))
-            .one(&self.db)
-            .await?
-            .map(|t| UserId(t.user_id)))
+        email_token_user(&self.db, purpose, hash, now).await
     }
 
     /// Failed logins under `key` since `since`: how many, and the latest.
@@ -248,6 +266,58 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+    }
+
+    /// The accounts the canonical-email migration left as they were and that are not resolved
+    /// yet: each still exists with the address recorded then, and a collision still has two
+    /// accounts (or its last one is not in canonical form). Oldest record first.
+    pub async fn email_canonical_conflicts(&self) -> Result<Vec<EmailConflictRecord>> {
+        let rows = email_canonical_conflict::Entity::find()
+            .order_by_asc(email_canonical_conflict::Column::CreatedAt)
+            .order_by_asc(email_canonical_conflict::Column::Canonical)
+            .order_by_asc(email_canonical_conflict::Column::Email)
+            .all(&self.db)
+            .await?;
+        let mut open = Vec::new();
+        for r in rows {
+            let Some(u) = user::Entity::find_by_id(r.user_id).one(&self.db).await? else {
+                continue;
+            };
+            if u.email != r.email {
+                continue;
+            }
+            let reason = EmailConflictReason::parse(&r.reason)
+                .ok_or_else(|| StorageError::Corrupt(format!("conflict reason {:?}", r.reason)))?;
+            let canonical_already = r
+                .canonical
+                .as_ref()
+                .is_some_and(|c| *c == u.email && *c == u.email_normalized);
+            let record = EmailConflictRecord {
+                user_id: UserId(r.user_id),
+                email: r.email,
+                canonical: r.canonical,
+                reason,
+                recorded_at: r.created_at,
+                blocked: u.blocked,
+                email_verified: u.email_verified,
+            };
+            open.push((record, canonical_already));
+        }
+        // A collision is resolved once one account is left of it, in its canonical form.
+        let members = |c: &Option<String>| open.iter().filter(|(o, _)| o.canonical == *c).count();
+        let keep: Vec<bool> = open
+            .iter()
+            .map(|(r, canonical_already)| {
+                r.reason != EmailConflictReason::Collision
+                    || !canonical_already
+                    || members(&r.canonical) > 1
+            })
+            .collect();
+        Ok(open
+            .into_iter()
+            .zip(keep)
+            .filter_map(|((r, _), k)| k.then_some(r))
+            .collect())
     }
 
     /// Whether `consumer` already processed message `id` (consumers dedupe on this).
@@ -283,8 +353,36 @@ impl Tx {
         self.tx.commit().await.map_err(StorageError::from)
     }
 
+    /// Ends the unit of work without writing anything, before the caller goes on.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await.map_err(StorageError::from)
+    }
+
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
         user_by_id(&self.tx, id).await
+    }
+
+    /// The user a live one-time token belongs to, without using it up.
+    pub async fn email_token_user(
+        &self,
+        purpose: TokenPurpose,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        email_token_user(&self.tx, purpose, hash, now).await
+    }
+
+    /// Holds the user's row until this transaction ends, so that two units of work on one
+    /// account run one after the other instead of locking each other's rows in turn (a
+    /// deadlock on PostgreSQL). SQLite has one writer at a time anyway.
+    pub async fn lock_user(&self, id: UserId) -> Result<()> {
+        if self.tx.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            user::Entity::find_by_id(id.0)
+                .lock_exclusive()
+                .one(&self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Conflict { what: "email" | "username" } when either is taken.
@@ -340,6 +438,46 @@ impl Tx {
         Ok(res.rows_affected == 1)
     }
 
+    /// Sets the username (None clears it). When another account holds the name, the account
+    /// is left with none and the answer is false.
+    pub async fn set_username(
+        &self,
+        id: UserId,
+        username: Option<&str>,
+        normalized: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let set = |name: Option<&str>, key: Option<&str>| {
+            user::Entity::update_many()
+                .col_expr(user::Column::Username, Expr::value(name.map(str::to_owned)))
+                .col_expr(
+                    user::Column::UsernameNormalized,
+                    Expr::value(key.map(str::to_owned)),
+                )
+                .col_expr(user::Column::UpdatedAt, Expr::value(now))
+                .filter(user::Column::Id.eq(id.0))
+        };
+        // NOTE: a savepoint, because on PostgreSQL a unique violation aborts the whole
+        // transaction; rolling back to it keeps the rest of the unit of work.
+        let sp = self.tx.begin().await?;
+        match set(username, normalized)
+            .exec(&sp)
+            .await
+            .map_err(StorageError::from)
+        {
+            Ok(_) => {
+                sp.commit().await?;
+                Ok(true)
+            }
+            Err(StorageError::Conflict { .. }) => {
+                sp.rollback().await?;
+                set(None, None).exec(&self.tx).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn set_password_hash(
         &self,
         id: UserId,
@@ -364,20 +502,58 @@ impl Tx {
             created_at: Set(t.now),
             expires_at: Set(t.expires_at),
             used_at: Set(None),
+            password_hash: Set(t.registration.as_ref().map(|r| r.password_hash.clone())),
+            username: Set(t.registration.as_ref().and_then(|r| r.username.clone())),
+            username_normalized: Set(t
+                .registration
+                .as_ref()
+                .and_then(|r| r.username_normalized.clone())),
         }
         .insert(&self.tx)
         .await?;
         Ok(())
     }
 
-    /// Marks a live token used and returns its user; None when it is unknown, used, expired or
-    /// for another purpose. Two concurrent consumers: exactly one gets the user.
+    /// The registration carried by the user's newest verify-email token that carries one,
+    /// live or not.
+    pub async fn latest_registration(&self, id: UserId) -> Result<Option<Registration>> {
+        Ok(email_token::Entity::find()
+            .filter(email_token::Column::UserId.eq(id.0))
+            .filter(email_token::Column::Purpose.eq(TokenPurpose::VerifyEmail.as_str()))
+            .filter(email_token::Column::PasswordHash.is_not_null())
+            .order_by_desc(email_token::Column::CreatedAt)
+            .order_by_desc(email_token::Column::Id)
+            .one(&self.tx)
+            .await?
+            .and_then(registration))
+    }
+
+    /// Deletes every token of one purpose of a user but `keep`: for verify-email, the other
+    /// registrations of an address die with their password hashes.
+    pub async fn delete_email_tokens(
+        &self,
+        id: UserId,
+        purpose: TokenPurpose,
+        keep: Option<Uuid>,
+    ) -> Result<()> {
+        let mut q = email_token::Entity::delete_many()
+            .filter(email_token::Column::UserId.eq(id.0))
+            .filter(email_token::Column::Purpose.eq(purpose.as_str()));
+        if let Some(k) = keep {
+            q = q.filter(email_token::Column::Id.ne(k));
+        }
+        q.exec(&self.tx).await?;
+        Ok(())
+    }
+
+    /// Marks a live token used and returns it; None when it is unknown, used, expired or for
+    /// another purpose. Two concurrent consumers: exactly one gets it.
     pub async fn consume_email_token(
         &self,
         purpose: TokenPurpose,
         hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<UserId>> {
+    ) -> Result<Option<UsedEmailToken>> {
         let Some(t) = email_token::Entity::find()
             .filter(email_token::Column::TokenHash.eq(hash))
             .filter(email_token::Column::Purpose.eq(purpose.as_str()))
@@ -394,7 +570,14 @@ impl Tx {
             .filter(email_token::Column::UsedAt.is_null())
             .exec(&self.tx)
             .await?;
-        Ok((res.rows_affected == 1).then_some(UserId(t.user_id)))
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        Ok(Some(UsedEmailToken {
+            id: t.id,
+            user_id: UserId(t.user_id),
+            registration: registration(t),
+        }))
     }
 
     /// Ends every outstanding token of one purpose for a user (a newer one replaces them).
@@ -658,6 +841,22 @@ fn outbox_record(m: outbox::Model) -> OutboxRecord {
     }
 }
 
+async fn email_token_user<C: ConnectionTrait>(
+    db: &C,
+    purpose: TokenPurpose,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<UserId>> {
+    Ok(email_token::Entity::find()
+        .filter(email_token::Column::TokenHash.eq(hash))
+        .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+        .filter(email_token::Column::UsedAt.is_null())
+        .filter(email_token::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await?
+        .map(|t| UserId(t.user_id)))
+}
+
 async fn user_by_id<C: ConnectionTrait>(db: &C, id: UserId) -> Result<Option<UserRecord>> {
     Ok(user::Entity::find_by_id(id.0)
         .one(db)
@@ -676,6 +875,14 @@ fn user_record(m: user::Model) -> UserRecord {
         blocked: m.blocked,
         created_at: m.created_at,
     }
+}
+
+fn registration(t: email_token::Model) -> Option<Registration> {
+    Some(Registration {
+        password_hash: t.password_hash?,
+        username: t.username,
+        username_normalized: t.username_normalized,
+    })
 }
 
 fn session_record(m: session::Model) -> SessionRecord {

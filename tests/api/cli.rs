@@ -312,3 +312,230 @@ async fn every_log_line_of_a_request_names_its_request_id_and_no_password_is_log
         );
     }
 }
+
+#[actix_web::test]
+async fn migrate_moves_addresses_to_their_canonical_form_and_reports_the_accounts_it_leaves() {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    use sea_orm::{ConnectionTrait, Database};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pg = crate::helpers::TestDatabase::create().await;
+    let url = match &pg {
+        Some((_, url)) => url.clone(),
+        None => format!("sqlite://{}/keyward.db?mode=rwc", data.display()),
+    };
+    // A database as the release before canonical addresses left it.
+    let store = keyward_storage::Store::connect(&url).await.unwrap();
+    assert_eq!(store.migrate_through("m0003_audit_log").await.unwrap(), 3);
+    drop(store);
+    let db = Database::connect(url.clone()).await.unwrap();
+    let backend = db.get_database_backend();
+    let now = chrono::Utc::now();
+    let mut ids = std::collections::HashMap::new();
+    for (email, verified) in [
+        ("bob@example.com", true),
+        ("\u{FF42}ob@example.com", false),
+        ("x@bücher.example", true),
+        ("x@xn--bcher-kva.example", false),
+        ("Mixed@Example.COM", true),
+        ("\"a@b\"@example.com", true),
+        ("plain@example.com", true),
+    ] {
+        let id = uuid::Uuid::now_v7();
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new("users")).columns(
+            [
+                "id",
+                "email",
+                "email_normalized",
+                "password_hash",
+                "email_verified",
+                "locale",
+                "blocked",
+                "created_at",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        );
+        insert
+            .values([
+                id.into(),
+                email.into(),
+                email.to_lowercase().into(),
+                "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                verified.into(),
+                "en".into(),
+                false.into(),
+                now.into(),
+                now.into(),
+            ])
+            .unwrap();
+        db.execute_raw(backend.build(&insert)).await.unwrap();
+        ids.insert(email, id);
+    }
+    let user = |email: &str| {
+        let id = ids[email];
+        let db = &db;
+        async move {
+            let q = Query::select()
+                .columns(["email", "email_normalized"].map(Alias::new))
+                .from(Alias::new("users"))
+                .and_where(Expr::col(Alias::new("id")).eq(id))
+                .to_owned();
+            let row = db.query_one_raw(backend.build(&q)).await.unwrap()?;
+            Some((
+                row.try_get::<String>("", "email").unwrap(),
+                row.try_get::<String>("", "email_normalized").unwrap(),
+            ))
+        }
+    };
+    let master_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let migrate = || {
+        let mut c = keyward(dir.path());
+        c.arg("migrate").env("KEYWARD_DATABASE_URL", &url);
+        if pg.is_some() {
+            c.env("KEYWARD_MASTER_KEY", &master_key);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (report, log) = migrate();
+
+    // A unique address moves to its canonical form; the others are left exactly as they were.
+    assert_eq!(
+        user("Mixed@Example.COM").await,
+        Some(("mixed@example.com".into(), "mixed@example.com".into()))
+    );
+    assert_eq!(
+        user("plain@example.com").await,
+        Some(("plain@example.com".into(), "plain@example.com".into()))
+    );
+    for email in [
+        "bob@example.com",
+        "\u{FF42}ob@example.com",
+        "x@bücher.example",
+        "x@xn--bcher-kva.example",
+        "\"a@b\"@example.com",
+    ] {
+        assert_eq!(
+            user(email).await,
+            Some((email.to_owned(), email.to_lowercase())),
+            "{email} untouched"
+        );
+    }
+    // Each is recorded with its reason, and named in the migration's log.
+    let q = Query::select()
+        .columns(["user_id", "email", "canonical", "reason"].map(Alias::new))
+        .from(Alias::new("email_canonical_conflicts"))
+        .to_owned();
+    let mut recorded: Vec<(uuid::Uuid, String, Option<String>, String)> = db
+        .query_all_raw(backend.build(&q))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "user_id").unwrap(),
+                r.try_get("", "email").unwrap(),
+                r.try_get("", "canonical").unwrap(),
+                r.try_get("", "reason").unwrap(),
+            )
+        })
+        .collect();
+    recorded.sort();
+    let mut expected: Vec<(uuid::Uuid, String, Option<String>, String)> = [
+        ("bob@example.com", Some("bob@example.com"), "collision"),
+        (
+            "\u{FF42}ob@example.com",
+            Some("bob@example.com"),
+            "collision",
+        ),
+        (
+            "x@bücher.example",
+            Some("x@xn--bcher-kva.example"),
+            "collision",
+        ),
+        (
+            "x@xn--bcher-kva.example",
+            Some("x@xn--bcher-kva.example"),
+            "collision",
+        ),
+        ("\"a@b\"@example.com", None, "undeliverable"),
+    ]
+    .iter()
+    .map(|(e, c, r)| (ids[e], e.to_string(), c.map(str::to_owned), r.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(recorded, expected);
+    for (id, ..) in &expected {
+        assert!(log.contains(&id.to_string()), "warning for {id}: {log}");
+    }
+
+    // The report names every account left, grouped by mailbox, and what to do.
+    assert!(report.starts_with("database is up to date\n"), "{report}");
+    assert!(report.contains("5 account(s)"), "{report}");
+    let bob = report
+        .find("collision: one mailbox, bob@example.com")
+        .expect("bob's mailbox");
+    let x = report
+        .find("collision: one mailbox, x@xn--bcher-kva.example")
+        .expect("x's mailbox");
+    let undeliverable = report.find("undeliverable:").expect("undeliverable");
+    for (email, section) in [
+        ("bob@example.com", bob),
+        ("\u{FF42}ob@example.com", bob),
+        ("x@bücher.example", x),
+        ("x@xn--bcher-kva.example", x),
+        ("\"a@b\"@example.com", undeliverable),
+    ] {
+        let line = format!("{}  {email}  (", ids[email]);
+        let at = report
+            .find(&line)
+            .unwrap_or_else(|| panic!("{line} in {report}"));
+        assert!(at > section, "{email} listed under its heading: {report}");
+    }
+    assert!(report.contains("(unverified)") && report.contains("(verified)"));
+    assert!(report.contains("What to do: "), "{report}");
+    for email in ["Mixed@Example.COM", "plain@example.com"] {
+        assert!(!report.contains(&ids[email].to_string()), "{report}");
+    }
+
+    // Nothing changes on a second run: the report stands until an operator resolves it.
+    let (again, _) = migrate();
+    assert_eq!(again, report);
+
+    // Deleting the fullwidth twin resolves bob's mailbox; the rest is still reported.
+    let delete = Query::delete()
+        .from_table(Alias::new("users"))
+        .and_where(Expr::col(Alias::new("id")).eq(ids["\u{FF42}ob@example.com"]))
+        .to_owned();
+    db.execute_raw(backend.build(&delete)).await.unwrap();
+    let (after, _) = migrate();
+    assert!(!after.contains("bob@example.com"), "{after}");
+    assert!(after.contains("3 account(s)"), "{after}");
+    assert!(after.contains("collision: one mailbox, x@xn--bcher-kva.example"));
+    assert!(after.contains("undeliverable:"));
+    let _ = db.close().await;
+}
+
+#[test]
+fn migrate_on_a_database_without_conflicts_prints_only_that_it_is_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keyward(dir.path()).arg("migrate").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "database is up to date\n"
+    );
+}

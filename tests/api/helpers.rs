@@ -61,7 +61,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A PostgreSQL database made for one test and dropped when the test ends.
-struct TestDatabase {
+pub struct TestDatabase {
     admin_url: String,
     name: String,
 }
@@ -69,7 +69,7 @@ struct TestDatabase {
 impl TestDatabase {
     /// With KEYWARD_TEST_DATABASE_URL (an admin URL, as scripts/services.sh exports), a fresh
     /// database; without it, None and the test runs on SQLite.
-    async fn create() -> Option<(TestDatabase, String)> {
+    pub async fn create() -> Option<(TestDatabase, String)> {
         let admin_url = std::env::var("KEYWARD_TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())?;

@@ -59,7 +59,7 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
         .json()
         .await
         .unwrap();
-    assert_eq!(me["email"], "Alice@Example.com");
+    assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["email_verified"], true);
     assert_eq!(me["username"], "alice");
     assert_eq!(me["roles"], json!([]));
@@ -117,7 +117,7 @@ async fn the_full_account_and_session_lifecycle_works_over_http() {
     let registered = &app.events_of_type("user.registered").await[0];
     assert_eq!(registered["source"], "keyward");
     assert_eq!(registered["version"], 1);
-    assert_eq!(registered["data"]["email"], "Alice@Example.com");
+    assert_eq!(registered["data"]["email"], "alice@example.com");
     assert_eq!(registered["data"]["locale"], "en");
     assert!(registered["data"]["user_id"].is_string());
     assert!(registered["correlation_id"].is_string());

@@ -7,7 +7,9 @@ use actix::prelude::*;
 use keyward_messages::commands::*;
 use keyward_messages::events::{DomainEvent, EmailJob, EmailTemplate, Outgoing, RevokeReason};
 use keyward_messages::{codes, CommandError, FieldError, LoginId, RequestMeta};
-use keyward_storage::{NewEmailToken, NewUser, StorageError, TokenPurpose, Tx, UserRecord};
+use keyward_storage::{
+    NewEmailToken, NewUser, Registration, StorageError, TokenPurpose, Tx, UserRecord,
+};
 use secrecy::ExposeSecret;
 
 use super::policy::{invalid_credentials, reset_link, throttle_delay, verification_link};
@@ -30,13 +32,16 @@ fn email_job(to: &str, template: EmailTemplate, locale: Locale, link: Option<Str
     })
 }
 
-/// Writes a fresh one-time token (ending older ones of its purpose) and its email.
+/// Writes a fresh one-time token and its email. A reset link ends the older ones; a
+/// verification link does not, since each completes its own registration (the first one used
+/// ends the others), so no registration can cancel another's link.
 async fn issue_email_token(
     deps: &Deps,
     tx: &Tx,
     meta: &RequestMeta,
     user: &UserRecord,
     purpose: TokenPurpose,
+    registration: Option<Registration>,
 ) -> Result<(), CommandError> {
     let now = (deps.clock)();
     let token = random_token();
@@ -52,15 +57,18 @@ async fn issue_email_token(
             reset_link(&deps.public_url, &token),
         ),
     };
-    tx.invalidate_email_tokens(user.id, purpose, now)
-        .await
-        .map_err(storage_err)?;
+    if purpose == TokenPurpose::ResetPassword {
+        tx.invalidate_email_tokens(user.id, purpose, now)
+            .await
+            .map_err(storage_err)?;
+    }
     tx.insert_email_token(NewEmailToken {
         user_id: user.id,
         purpose,
         token_hash: sha256_hex(&token),
         now,
         expires_at: now + ttl,
+        registration,
     })
     .await
     .map_err(storage_err)?;
@@ -101,43 +109,40 @@ async fn register(
         .check("password", m.password.expose(), &context)
         .map_err(|e| CommandError::invalid(vec![e]))?;
     if let Some(u) = &m.username {
-        if deps
+        let holder = deps
             .store
-            .username_exists(&u.normalized())
+            .user_by_username(&u.normalized())
             .await
-            .map_err(storage_err)?
-        {
+            .map_err(storage_err)?;
+        // An unverified account belongs to nobody yet, so its name is free for its next
+        // registration; a verified account's name is taken like any other.
+        let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email.as_str();
+        if holder.is_some_and(|h| !own_unverified(&h)) {
             return Err(username_taken());
         }
     }
-    // Hash before looking the email up, so both branches cost the same.
-    let hash = deps.hasher.hash(m.password.expose()).await?;
-    let now = (deps.clock)();
-    if let Some(existing) = deps
+    // Hash before looking the email up, so every branch costs the same.
+    let registration = Registration {
+        password_hash: deps.hasher.hash(m.password.expose()).await?,
+        username: m.username.as_ref().map(|u| u.as_str().to_owned()),
+        username_normalized: m.username.as_ref().map(|u| u.normalized()),
+    };
+    let existing = deps
         .store
         .user_by_email(&m.email.normalized())
         .await
-        .map_err(storage_err)?
-    {
-        let tx = deps.store.begin().await.map_err(storage_err)?;
-        let notice = email_job(
-            &existing.email,
-            EmailTemplate::AccountExists,
-            Locale::parse(&existing.locale),
-            None,
-        );
-        deps.enqueue(&tx, &m.meta, notice).await?;
-        tx.commit().await.map_err(storage_err)?;
-        deps.wake_relay();
-        return Ok(());
+        .map_err(storage_err)?;
+    if let Some(existing) = existing {
+        return register_existing(&deps, &m, &existing, registration).await;
     }
+    let now = (deps.clock)();
     let user = NewUser {
         id: keyward_messages::UserId::new(),
         email: m.email.as_str().to_owned(),
         email_normalized: m.email.normalized(),
-        username: m.username.as_ref().map(|u| u.as_str().to_owned()),
-        username_normalized: m.username.as_ref().map(|u| u.normalized()),
-        password_hash: hash,
+        username: registration.username.clone(),
+        username_normalized: registration.username_normalized.clone(),
+        password_hash: registration.password_hash.clone(),
         email_verified: false,
         locale: m.locale.as_str().to_owned(),
         now,
@@ -156,8 +161,19 @@ async fn register(
     match tx.insert_user(user).await {
         Ok(()) => {}
         Err(StorageError::Conflict { what }) if what == "username" => return Err(username_taken()),
-        // Lost a race with a registration of the same email: same reply as any existing email.
-        Err(StorageError::Conflict { .. }) => return Ok(()),
+        // Lost a race with a registration of the same email: register with the winner's account.
+        Err(StorageError::Conflict { .. }) => {
+            tx.rollback().await.map_err(storage_err)?;
+            let winner = deps
+                .store
+                .user_by_email(&m.email.normalized())
+                .await
+                .map_err(storage_err)?;
+            return match winner {
+                Some(w) => register_existing(&deps, &m, &w, registration).await,
+                None => Ok(()),
+            };
+        }
         Err(e) => return Err(storage_err(e)),
     }
     let ev = DomainEvent::UserRegistered {
@@ -167,10 +183,52 @@ async fn register(
         locale: m.locale,
     };
     deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
-    issue_email_token(&deps, &tx, &m.meta, &record, TokenPurpose::VerifyEmail).await?;
+    issue_email_token(
+        &deps,
+        &tx,
+        &m.meta,
+        &record,
+        TokenPurpose::VerifyEmail,
+        Some(registration),
+    )
+    .await?;
     tx.commit().await.map_err(storage_err)?;
     deps.wake_relay();
     tracing::info!(user_id = %record.id, "account registered");
+    Ok(())
+}
+
+/// A registration of an address that has an account. Verified: its owner gets a notice.
+/// Unverified: the account is nobody's yet, so this registration gets a verification link of
+/// its own, and whichever link the mailbox's owner uses decides the password and username.
+async fn register_existing(
+    deps: &Deps,
+    m: &Register,
+    existing: &UserRecord,
+    registration: Registration,
+) -> Result<(), CommandError> {
+    let tx = deps.store.begin().await.map_err(storage_err)?;
+    if existing.email_verified {
+        let notice = email_job(
+            &existing.email,
+            EmailTemplate::AccountExists,
+            Locale::parse(&existing.locale),
+            None,
+        );
+        deps.enqueue(&tx, &m.meta, notice).await?;
+    } else {
+        issue_email_token(
+            deps,
+            &tx,
+            &m.meta,
+            existing,
+            TokenPurpose::VerifyEmail,
+            Some(registration),
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(storage_err)?;
+    deps.wake_relay();
     Ok(())
 }
 
@@ -181,22 +239,51 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
             "the verification link is invalid, used or expired; ask for a new one",
         )
     };
+    let hash_of_token = sha256_hex(m.token.expose_secret());
     let tx = deps.store.begin().await.map_err(storage_err)?;
-    let user_id = tx
-        .consume_email_token(
-            TokenPurpose::VerifyEmail,
-            &sha256_hex(m.token.expose_secret()),
-            now,
-        )
+    // NOTE: the account first: two of its links used at once then run one after the other,
+    // and the second finds itself deleted (400) instead of deadlocking with the first.
+    if let Some(owner) = tx
+        .email_token_user(TokenPurpose::VerifyEmail, &hash_of_token, now)
+        .await
+        .map_err(storage_err)?
+    {
+        tx.lock_user(owner).await.map_err(storage_err)?;
+    }
+    let used = tx
+        .consume_email_token(TokenPurpose::VerifyEmail, &hash_of_token, now)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
+    let user_id = used.user_id;
     let user = tx
         .user_by_id(user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
+    // The link proves the mailbox: its registration becomes the account's. A verified
+    // account is its owner's already; no link changes it.
+    if let Some(r) = used.registration.filter(|_| !user.email_verified) {
+        tx.set_password_hash(user_id, &r.password_hash, now)
+            .await
+            .map_err(storage_err)?;
+        let kept = tx
+            .set_username(
+                user_id,
+                r.username.as_deref(),
+                r.username_normalized.as_deref(),
+                now,
+            )
+            .await
+            .map_err(storage_err)?;
+        if !kept {
+            tracing::info!(user_id = %user_id, "username taken meanwhile; the account has none");
+        }
+    }
     tx.set_email_verified(user_id, now)
+        .await
+        .map_err(storage_err)?;
+    tx.delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
         .await
         .map_err(storage_err)?;
     let ev = DomainEvent::UserEmailVerified {
@@ -222,7 +309,17 @@ async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandErr
         .map_err(storage_err)?;
     if let Some(user) = user.filter(|u| !u.email_verified) {
         let tx = deps.store.begin().await.map_err(storage_err)?;
-        issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::VerifyEmail).await?;
+        // The new link completes the latest registration, as its own link would.
+        let registration = tx.latest_registration(user.id).await.map_err(storage_err)?;
+        issue_email_token(
+            &deps,
+            &tx,
+            &m.meta,
+            &user,
+            TokenPurpose::VerifyEmail,
+            registration,
+        )
+        .await?;
         tx.commit().await.map_err(storage_err)?;
         deps.wake_relay();
     }
@@ -237,7 +334,15 @@ async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> 
         .map_err(storage_err)?
     {
         let tx = deps.store.begin().await.map_err(storage_err)?;
-        issue_email_token(&deps, &tx, &m.meta, &user, TokenPurpose::ResetPassword).await?;
+        issue_email_token(
+            &deps,
+            &tx,
+            &m.meta,
+            &user,
+            TokenPurpose::ResetPassword,
+            None,
+        )
+        .await?;
         tx.commit().await.map_err(storage_err)?;
         deps.wake_relay();
     }
@@ -468,6 +573,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
         .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
         .await
         .map_err(storage_err)?
+        .map(|t| t.user_id)
         != Some(user_id)
     {
         return Err(invalid());
@@ -475,9 +581,13 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     tx.set_password_hash(user_id, &hash, now)
         .await
         .map_err(storage_err)?;
-    // Proving control of the mailbox also verifies it.
+    // Proving control of the mailbox also verifies it, and ends the registrations still
+    // waiting for their links: this password wins.
     if !user.email_verified {
         tx.set_email_verified(user_id, now)
+            .await
+            .map_err(storage_err)?;
+        tx.delete_email_tokens(user_id, TokenPurpose::VerifyEmail, None)
             .await
             .map_err(storage_err)?;
     }

@@ -164,7 +164,7 @@ impl RequestBody for ChangePasswordRequest {
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts",
     request_body = RegisterRequest,
     responses(
-        (status = 202, description = "Verification email sent; the same reply when the email already has an account (its owner gets a notice instead)", body = Accepted),
+        (status = 202, description = "Verification email sent; the same reply when the email already has an account (a verified owner gets a notice instead; an unverified address gets a link for this registration)", body = Accepted),
         (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:keyward:problem:username_taken", "title": "Conflict", "status": 409, "detail": "this username is taken", "code": "username_taken", "errors": [{"field": "username", "code": "taken", "message": "this username is taken; choose another"}]})),
         BodyProblems, ServerProblems,

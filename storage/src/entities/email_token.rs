@@ -12,6 +12,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
+    /// The registration's payload (verify-email tokens); see `records::Registration`.
+    pub password_hash: Option<String>,
+    pub username: Option<String>,
+    pub username_normalized: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

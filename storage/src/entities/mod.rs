@@ -1,6 +1,7 @@
 //! sea-orm entities. Private to the crate: repositories return value types, never `Model`s.
 
 pub mod audit;
+pub mod email_canonical_conflict;
 pub mod email_token;
 pub mod inbox;
 pub mod login_failure;

@@ -4,6 +4,7 @@
 
 pub(crate) mod audit;
 mod edge;
+mod email_identity;
 mod enumeration;
 mod hygiene;
 mod sessions;
