@@ -1,0 +1,75 @@
+//! The repositories' unit tests run on a fresh, migrated database each: in-memory SQLite, or,
+//! when `KEYWARD_TEST_DATABASE_URL` names a PostgreSQL server (an admin URL, as
+//! `scripts/services.sh` exports), a database of its own there, dropped afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+use crate::Store;
+
+/// A migrated store for one test; its PostgreSQL database (if any) goes when it is dropped.
+pub(crate) struct TestDb {
+    pub store: Store,
+    pg: Option<(String, String)>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+pub(crate) async fn test_db() -> TestDb {
+    let admin = std::env::var("KEYWARD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let (url, pg) = match admin {
+        None => ("sqlite::memory:".to_owned(), None),
+        Some(admin_url) => {
+            let name = format!("kw_unit_{}", uuid::Uuid::new_v4().simple());
+            let db = Database::connect(admin_url.clone()).await.unwrap();
+            db.execute_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("CREATE DATABASE {name}"),
+            ))
+            .await
+            .unwrap();
+            let _ = db.close().await;
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            (format!("{base}/{name}"), Some((admin_url, name)))
+        }
+    };
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    TestDb { store, pg }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((url, name)) = self.pg.take() else {
+            return;
+        };
+        // NOTE: on a thread of its own: the test's runtime may be shutting down, and DROP
+        // DATABASE (FORCE) ends the store's own connections.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(db) = Database::connect(url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = db
+                        .execute_raw(Statement::from_string(db.get_database_backend(), sql))
+                        .await;
+                    let _ = db.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
