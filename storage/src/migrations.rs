@@ -8,7 +8,7 @@ use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 use uuid::Uuid;
 
-use crate::records::EmailConflictReason;
+use crate::accounts::EmailConflictReason;
 
 pub struct Migrator;
 
