@@ -18,6 +18,8 @@ mod keys;
 mod migrations;
 mod sessions;
 mod store;
+#[cfg(test)]
+mod testing;
 mod throttle;
 
 pub use accounts::{

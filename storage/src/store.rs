@@ -96,6 +96,13 @@ impl Store {
         self.db.ping().await.map_err(StorageError::from)
     }
 
+    /// The pool itself, for tests that write rows no repository would (a stored value
+    /// that no longer parses, a raw statement the schema must refuse).
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Starts a unit of work. Dropping the `Tx` without `commit` rolls it back.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
@@ -161,3 +168,74 @@ macro_rules! repositories {
 
 repositories!(Store, DatabaseConnection, db);
 repositories!(Tx, DatabaseTransaction, tx);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+    use keyward_messages::{Email, UserId};
+    use uuid::Uuid;
+
+    use crate::testing::{at, test_db};
+    use crate::NewUser;
+
+    #[tokio::test]
+    async fn a_migrated_database_answers_and_has_nothing_left_to_migrate() {
+        let db = test_db().await;
+        db.ping().await.unwrap();
+        assert_eq!(db.migrate().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_transaction_spans_every_repository() {
+        let db = test_db().await;
+        let id = UserId::new();
+        let write = |tx: crate::Tx| async move {
+            let email = Email::parse("email", "kate@example.com").unwrap();
+            tx.users()
+                .insert(NewUser {
+                    id,
+                    email,
+                    username: None,
+                    password_hash: "$argon2id$h".into(),
+                    email_verified: true,
+                    locale: "en".into(),
+                    now: at(0),
+                })
+                .await
+                .unwrap();
+            let ev = DomainEvent::UserUnblocked {
+                user_id: id,
+                by: None,
+            };
+            let env = Envelope::new(Uuid::now_v7(), at(0), None, &Outgoing::Event(ev));
+            tx.outbox().enqueue(&env).await.unwrap();
+            tx.login_failures()
+                .record("ip:192.0.2.7", at(0))
+                .await
+                .unwrap();
+            tx
+        };
+
+        write(db.begin().await.unwrap())
+            .await
+            .rollback()
+            .await
+            .unwrap();
+        assert!(db.users().by_id(id).await.unwrap().is_none());
+        assert_eq!(db.outbox().backlog().await.unwrap(), 0);
+        let failures = db.login_failures().since("ip:192.0.2.7", at(-1)).await;
+        assert_eq!(failures.unwrap().0, 0);
+
+        write(db.begin().await.unwrap())
+            .await
+            .commit()
+            .await
+            .unwrap();
+        assert!(db.users().by_id(id).await.unwrap().is_some());
+        assert_eq!(db.outbox().backlog().await.unwrap(), 1);
+        let failures = db.login_failures().since("ip:192.0.2.7", at(-1)).await;
+        assert_eq!(failures.unwrap().0, 1);
+    }
+}

@@ -12,6 +12,8 @@ mod conflicts;
 mod email_tokens;
 mod entities;
 mod repo;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use keyward_messages::{Email, UserId, Username};

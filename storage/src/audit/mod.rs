@@ -6,6 +6,8 @@
 
 mod entities;
 mod repo;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use keyward_messages::UserId;

@@ -8,6 +8,8 @@
 
 mod entities;
 mod repo;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

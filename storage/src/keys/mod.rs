@@ -7,6 +7,8 @@
 
 mod entities;
 mod repo;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 

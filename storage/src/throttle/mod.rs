@@ -6,5 +6,7 @@
 
 mod entities;
 mod repo;
+#[cfg(test)]
+mod tests;
 
 pub use repo::LoginFailures;
