@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{UserId, Username};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select,
+    Set,
 };
 use uuid::Uuid;
 
@@ -42,11 +43,7 @@ impl<C: ConnectionTrait> Users<'_, C> {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>> {
-        Ok(email_token::Entity::find()
-            .filter(email_token::Column::TokenHash.eq(hash))
-            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_token::Column::UsedAt.is_null())
-            .filter(email_token::Column::ExpiresAt.gt(now))
+        Ok(live(purpose, hash, now)
             .one(self.0)
             .await?
             .map(|t| UserId(t.user_id)))
@@ -92,14 +89,7 @@ impl<C: ConnectionTrait> Users<'_, C> {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UsedEmailToken>> {
-        let Some(t) = email_token::Entity::find()
-            .filter(email_token::Column::TokenHash.eq(hash))
-            .filter(email_token::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_token::Column::UsedAt.is_null())
-            .filter(email_token::Column::ExpiresAt.gt(now))
-            .one(self.0)
-            .await?
-        else {
+        let Some(t) = live(purpose, hash, now).one(self.0).await? else {
             return Ok(None);
         };
         let res = email_token::Entity::update_many()
@@ -134,6 +124,15 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .await?;
         Ok(())
     }
+}
+
+/// The token with this hash, for this purpose, not used and not expired at `now`.
+fn live(purpose: TokenPurpose, hash: &str, now: DateTime<Utc>) -> Select<email_token::Entity> {
+    email_token::Entity::find()
+        .filter(email_token::Column::TokenHash.eq(hash))
+        .filter(email_token::Column::Purpose.eq(purpose.as_str()))
+        .filter(email_token::Column::UsedAt.is_null())
+        .filter(email_token::Column::ExpiresAt.gt(now))
 }
 
 /// The registration a token carries (None for one without a password hash); a stored
