@@ -48,12 +48,11 @@ pub async fn create_user(
     let id = UserId::new();
     let tx = store.begin().await?;
     match tx
-        .insert_user(NewUser {
+        .users()
+        .insert(NewUser {
             id,
-            email: email.as_str().to_owned(),
-            email_normalized: email.normalized(),
+            email: email.clone(),
             username: None,
-            username_normalized: None,
             password_hash: hash,
             email_verified: true,
             locale: Locale::En.as_str().to_owned(),
@@ -70,7 +69,7 @@ pub async fn create_user(
         Err(e) => return Err(e.into()),
     }
     for r in roles {
-        tx.grant_role(id, r, now).await?;
+        tx.users().grant_role(id, r, now).await?;
     }
     let ev = DomainEvent::UserRegistered {
         user_id: id,
@@ -78,13 +77,14 @@ pub async fn create_user(
         username: None,
         locale: Locale::En,
     };
-    tx.enqueue(&Envelope::new(
-        Uuid::now_v7(),
-        now,
-        None,
-        &Outgoing::Event(ev),
-    ))
-    .await?;
+    tx.outbox()
+        .enqueue(&Envelope::new(
+            Uuid::now_v7(),
+            now,
+            None,
+            &Outgoing::Event(ev),
+        ))
+        .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -105,7 +105,8 @@ pub async fn set_blocked(
         None => None,
     };
     let user = store
-        .user_by_email(&email.normalized())
+        .users()
+        .by_email(&email)
         .await?
         .ok_or_else(|| StartError::Config(format!("--email: no account has {email}")))?;
     let request_id = Uuid::new_v4().to_string();
@@ -138,7 +139,7 @@ pub async fn email_conflict_report(store: &Store) -> Result<Option<String>, Star
     use keyward_storage::{EmailConflictReason, EmailConflictRecord};
     use std::fmt::Write as _;
 
-    let rows = store.email_canonical_conflicts().await?;
+    let rows = store.users().email_canonical_conflicts().await?;
     if rows.is_empty() {
         return Ok(None);
     }

@@ -121,11 +121,11 @@ impl KeyRing {
         now: DateTime<Utc>,
         access_ttl: Duration,
     ) -> Result<Arc<KeyRing>, StartError> {
-        let mut records = store.signing_keys().await?;
+        let mut records = store.signing_keys().all().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             let rec = generate(master, now).map_err(StartError::Keys)?;
             let tx = store.begin().await?;
-            tx.insert_signing_key(&rec).await?;
+            tx.signing_keys().insert(&rec).await?;
             tx.commit().await?;
             tracing::info!(kid = %rec.kid, "generated a signing key");
             records.push(rec);
@@ -227,6 +227,7 @@ pub async fn rotate(
     // Refuse to rotate under a wrong master key: the old keys must decrypt.
     for r in store
         .signing_keys()
+        .all()
         .await?
         .iter()
         .filter(|r| r.retired_at.is_none())
@@ -235,8 +236,8 @@ pub async fn rotate(
     }
     let rec = generate(master, now).map_err(StartError::Keys)?;
     let tx = store.begin().await?;
-    tx.retire_signing_keys(now).await?;
-    tx.insert_signing_key(&rec).await?;
+    tx.signing_keys().retire_active(now).await?;
+    tx.signing_keys().insert(&rec).await?;
     tx.commit().await?;
     Ok(rec.kid)
 }
@@ -250,6 +251,7 @@ pub async fn active_private_key(
 ) -> Result<(String, Vec<u8>), StartError> {
     let rec = store
         .signing_keys()
+        .all()
         .await?
         .into_iter()
         .filter(|r| r.retired_at.is_none())
@@ -262,6 +264,7 @@ pub async fn active_private_key(
 pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
     Ok(store
         .signing_keys()
+        .all()
         .await?
         .into_iter()
         .map(|r| KeyInfo {

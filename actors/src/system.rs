@@ -158,7 +158,7 @@ pub async fn enqueue_at(
         .filter(|c| !c.is_empty())
         .or_else(|| request_id.clone());
     let env = Envelope::new(Uuid::now_v7(), now, correlation, &msg).with_request_id(request_id);
-    tx.enqueue(&env).await.map_err(storage_err)
+    tx.outbox().enqueue(&env).await.map_err(storage_err)
 }
 
 /// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.
@@ -179,7 +179,7 @@ pub async fn audit_at(
         request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
         details: details.to_string(),
     };
-    tx.append_audit(&line).await.map_err(storage_err)
+    tx.audit().append(&line).await.map_err(storage_err)
 }
 
 /// Events that belong in the audit log.
@@ -209,8 +209,8 @@ pub fn storage_err(e: StorageError) -> CommandError {
             tracing::error!(error = %err, "database error");
             CommandError::unavailable("the database is unavailable; retry shortly")
         }
-        StorageError::Corrupt(why) => {
-            tracing::error!(error = %why, "corrupt data");
+        StorageError::Corrupt { what, source } => {
+            tracing::error!(what = %what, error = %source, "corrupt data");
             CommandError::Internal
         }
     }

@@ -163,7 +163,8 @@ async fn store_ceilings(url: &str, session: &str, seconds: f64) -> anyhow::Resul
     let store = Store::connect(url).await?;
     let sid = SessionId::parse("session_id", session).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let ends = store
-        .session(sid)
+        .sessions()
+        .by_id(sid)
         .await?
         .context("the bench session is gone")?
         .idle_expires_at;
@@ -182,13 +183,13 @@ async fn store_ceilings(url: &str, session: &str, seconds: f64) -> anyhow::Resul
                             let ok = if write {
                                 async {
                                     let tx = store.begin().await?;
-                                    tx.touch_session(sid, chrono::Utc::now(), ends).await?;
+                                    tx.sessions().touch(sid, chrono::Utc::now(), ends).await?;
                                     tx.commit().await
                                 }
                                 .await
                                 .is_ok()
                             } else {
-                                store.session(sid).await.is_ok()
+                                store.sessions().by_id(sid).await.is_ok()
                             };
                             n += u64::from(ok);
                         }

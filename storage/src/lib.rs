@@ -1,47 +1,35 @@
-//! Keyward's storage: sea-orm entities, forward-only migrations, and one unit-of-work API
-//! that the context actors use. SQLite and PostgreSQL run the same code.
+//! Keyward's storage: forward-only migrations, and one folder per context (accounts,
+//! sessions, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
+//! takes and returns value types. SQLite and PostgreSQL run the same code.
+//!
+//! Every repository works over the pool or over a transaction ([`Store`] and [`Tx`] hand
+//! them out: `store.users().by_email(&email)`, `tx.sessions().insert(&session)`), so each
+//! query is written once, and state and its outbox messages commit together.
 //!
 //! Owns: SQL, transactions, mapping database errors (a unique violation becomes
 //! `StorageError::Conflict`). Refuses: HTTP, AMQP, business rules, and handing sea-orm types to
-//! callers: reads return the plain records below, writes go through [`Tx`] so that state and
-//! its outbox messages commit together.
+//! callers: reads return the plain records of each context, never `Model`s or `DbErr`.
 
-mod entities;
+mod accounts;
+mod audit;
+mod bus;
+mod error;
+mod keys;
 mod migrations;
-mod records;
+mod sessions;
 mod store;
+#[cfg(test)]
+mod testing;
+mod throttle;
 
-pub use records::*;
+pub use accounts::{
+    EmailConflictReason, EmailConflictRecord, NewEmailToken, NewUser, Registration, TokenPurpose,
+    UsedEmailToken, UserRecord, Users,
+};
+pub use audit::{Audit, AuditRecord};
+pub use bus::{Outbox, OutboxRecord};
+pub use error::{Result, StorageError};
+pub use keys::{SigningKeyRecord, SigningKeys};
+pub use sessions::{RefreshTokenRecord, SessionRecord, Sessions};
 pub use store::{Store, Tx};
-
-/// What can go wrong in storage, by what the caller can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// A uniqueness rule was broken; `what` names the field ("email", "username", …).
-    #[error("{what} already exists")]
-    Conflict { what: String },
-    /// The database could not be reached or refused the statement.
-    #[error("database error")]
-    Backend(#[source] sea_orm::DbErr),
-    /// A stored value no longer parses (e.g. a corrupted JSON payload).
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
-}
-
-impl From<sea_orm::DbErr> for StorageError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        if let Some(sea_orm::SqlErr::UniqueConstraintViolation(msg)) = e.sql_err() {
-            let what = if msg.contains("email") {
-                "email"
-            } else if msg.contains("username") {
-                "username"
-            } else {
-                "record"
-            };
-            return StorageError::Conflict { what: what.into() };
-        }
-        StorageError::Backend(e)
-    }
-}
-
-pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+pub use throttle::LoginFailures;

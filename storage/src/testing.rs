@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::Store;
@@ -19,6 +20,12 @@ impl std::ops::Deref for TestDb {
     fn deref(&self) -> &Store {
         &self.store
     }
+}
+
+/// A fixed instant `secs` seconds after an arbitrary epoch, in whole seconds, so that it reads
+/// back equal from either backend (PostgreSQL keeps microseconds).
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
 }
 
 pub(crate) async fn test_db() -> TestDb {

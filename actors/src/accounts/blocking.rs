@@ -26,6 +26,7 @@ pub(crate) async fn apply(
     by: Option<UserId>,
 ) -> Result<Option<Vec<SessionId>>, CommandError> {
     if !tx
+        .users()
         .set_blocked(user, blocked, now)
         .await
         .map_err(storage_err)?
@@ -39,7 +40,8 @@ pub(crate) async fn apply(
     }
     let why = RevokeReason::AccountBlocked;
     let ended = tx
-        .revoke_user_sessions(user, None, now, reason_str(why))
+        .sessions()
+        .revoke_all_of(user, None, now, reason_str(why))
         .await
         .map_err(storage_err)?;
     let ev = DomainEvent::UserBlocked {
@@ -60,6 +62,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Comman
     // role must not keep it until their access token expires.
     let roles = deps
         .store
+        .users()
         .roles_of(m.principal.user_id)
         .await
         .map_err(storage_err)?;
@@ -78,7 +81,8 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Comman
     }
     if deps
         .store
-        .user_by_id(m.user_id)
+        .users()
+        .by_id(m.user_id)
         .await
         .map_err(storage_err)?
         .is_none()

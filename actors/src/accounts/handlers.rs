@@ -58,22 +58,24 @@ async fn issue_email_token(
         ),
     };
     if purpose == TokenPurpose::ResetPassword {
-        tx.invalidate_email_tokens(user.id, purpose, now)
+        tx.users()
+            .invalidate_email_tokens(user.id, purpose, now)
             .await
             .map_err(storage_err)?;
     }
-    tx.insert_email_token(NewEmailToken {
-        user_id: user.id,
-        purpose,
-        token_hash: sha256_hex(&token),
-        now,
-        expires_at: now + ttl,
-        registration,
-    })
-    .await
-    .map_err(storage_err)?;
+    tx.users()
+        .insert_email_token(NewEmailToken {
+            user_id: user.id,
+            purpose,
+            token_hash: sha256_hex(&token),
+            now,
+            expires_at: now + ttl,
+            registration,
+        })
+        .await
+        .map_err(storage_err)?;
     let job = email_job(
-        &user.email,
+        user.email.as_str(),
         template,
         Locale::parse(&user.locale),
         Some(link),
@@ -111,12 +113,13 @@ async fn register(
     if let Some(u) = &m.username {
         let holder = deps
             .store
-            .user_by_username(&u.normalized())
+            .users()
+            .by_username(u)
             .await
             .map_err(storage_err)?;
         // An unverified account belongs to nobody yet, so its name is free for its next
         // registration; a verified account's name is taken like any other.
-        let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email.as_str();
+        let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email;
         if holder.is_some_and(|h| !own_unverified(&h)) {
             return Err(username_taken());
         }
@@ -124,12 +127,12 @@ async fn register(
     // Hash before looking the email up, so every branch costs the same.
     let registration = Registration {
         password_hash: deps.hasher.hash(m.password.expose()).await?,
-        username: m.username.as_ref().map(|u| u.as_str().to_owned()),
-        username_normalized: m.username.as_ref().map(|u| u.normalized()),
+        username: m.username.clone(),
     };
     let existing = deps
         .store
-        .user_by_email(&m.email.normalized())
+        .users()
+        .by_email(&m.email)
         .await
         .map_err(storage_err)?;
     if let Some(existing) = existing {
@@ -138,10 +141,8 @@ async fn register(
     let now = (deps.clock)();
     let user = NewUser {
         id: keyward_messages::UserId::new(),
-        email: m.email.as_str().to_owned(),
-        email_normalized: m.email.normalized(),
+        email: m.email.clone(),
         username: registration.username.clone(),
-        username_normalized: registration.username_normalized.clone(),
         password_hash: registration.password_hash.clone(),
         email_verified: false,
         locale: m.locale.as_str().to_owned(),
@@ -158,7 +159,7 @@ async fn register(
         created_at: now,
     };
     let tx = deps.store.begin().await.map_err(storage_err)?;
-    match tx.insert_user(user).await {
+    match tx.users().insert(user).await {
         Ok(()) => {}
         Err(StorageError::Conflict { what }) if what == "username" => return Err(username_taken()),
         // Lost a race with a registration of the same email: register with the winner's account.
@@ -166,7 +167,8 @@ async fn register(
             tx.rollback().await.map_err(storage_err)?;
             let winner = deps
                 .store
-                .user_by_email(&m.email.normalized())
+                .users()
+                .by_email(&m.email)
                 .await
                 .map_err(storage_err)?;
             return match winner {
@@ -178,8 +180,8 @@ async fn register(
     }
     let ev = DomainEvent::UserRegistered {
         user_id: record.id,
-        email: record.email.clone(),
-        username: record.username.clone(),
+        email: record.email.as_str().to_owned(),
+        username: record.username.as_ref().map(|u| u.as_str().to_owned()),
         locale: m.locale,
     };
     deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
@@ -210,7 +212,7 @@ async fn register_existing(
     let tx = deps.store.begin().await.map_err(storage_err)?;
     if existing.email_verified {
         let notice = email_job(
-            &existing.email,
+            existing.email.as_str(),
             EmailTemplate::AccountExists,
             Locale::parse(&existing.locale),
             None,
@@ -244,51 +246,53 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
     // NOTE: the account first: two of its links used at once then run one after the other,
     // and the second finds itself deleted (400) instead of deadlocking with the first.
     if let Some(owner) = tx
+        .users()
         .email_token_user(TokenPurpose::VerifyEmail, &hash_of_token, now)
         .await
         .map_err(storage_err)?
     {
-        tx.lock_user(owner).await.map_err(storage_err)?;
+        tx.users().lock(owner).await.map_err(storage_err)?;
     }
     let used = tx
+        .users()
         .consume_email_token(TokenPurpose::VerifyEmail, &hash_of_token, now)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
     let user_id = used.user_id;
     let user = tx
-        .user_by_id(user_id)
+        .users()
+        .by_id(user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
     // The link proves the mailbox: its registration becomes the account's. A verified
     // account is its owner's already; no link changes it.
     if let Some(r) = used.registration.filter(|_| !user.email_verified) {
-        tx.set_password_hash(user_id, &r.password_hash, now)
+        tx.users()
+            .set_password_hash(user_id, &r.password_hash, now)
             .await
             .map_err(storage_err)?;
         let kept = tx
-            .set_username(
-                user_id,
-                r.username.as_deref(),
-                r.username_normalized.as_deref(),
-                now,
-            )
+            .users()
+            .set_username(user_id, r.username.as_ref(), now)
             .await
             .map_err(storage_err)?;
         if !kept {
             tracing::info!(user_id = %user_id, "username taken meanwhile; the account has none");
         }
     }
-    tx.set_email_verified(user_id, now)
+    tx.users()
+        .set_email_verified(user_id, now)
         .await
         .map_err(storage_err)?;
-    tx.delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
+    tx.users()
+        .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
         .await
         .map_err(storage_err)?;
     let ev = DomainEvent::UserEmailVerified {
         user_id,
-        email: user.email.clone(),
+        email: user.email.as_str().to_owned(),
     };
     deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
     tx.commit().await.map_err(storage_err)?;
@@ -296,7 +300,7 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
     deps.wake_relay();
     Ok(EmailVerified {
         user_id,
-        email: user.email,
+        email: user.email.into(),
         email_verified: true,
     })
 }
@@ -304,13 +308,18 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
 async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandError> {
     let user = deps
         .store
-        .user_by_email(&m.email.normalized())
+        .users()
+        .by_email(&m.email)
         .await
         .map_err(storage_err)?;
     if let Some(user) = user.filter(|u| !u.email_verified) {
         let tx = deps.store.begin().await.map_err(storage_err)?;
         // The new link completes the latest registration, as its own link would.
-        let registration = tx.latest_registration(user.id).await.map_err(storage_err)?;
+        let registration = tx
+            .users()
+            .latest_registration(user.id)
+            .await
+            .map_err(storage_err)?;
         issue_email_token(
             &deps,
             &tx,
@@ -329,7 +338,8 @@ async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandErr
 async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> {
     if let Some(user) = deps
         .store
-        .user_by_email(&m.email.normalized())
+        .users()
+        .by_email(&m.email)
         .await
         .map_err(storage_err)?
     {
@@ -375,7 +385,8 @@ async fn failures_and_delay(
     let t = &deps.throttle;
     let (failures, latest) = deps
         .store
-        .login_failures_since(key, now - t.window)
+        .login_failures()
+        .since(key, now - t.window)
         .await
         .map_err(storage_err)?;
     let delay = throttle_delay(failures, latest, limit, t.base_delay, t.window, now);
@@ -387,8 +398,8 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     // or it slows the logins that were admitted.
     let place = deps.hasher.reserve()?;
     let user = match &m.login {
-        LoginId::Email(e) => deps.store.user_by_email(&e.normalized()).await,
-        LoginId::Username(u) => deps.store.user_by_username(&u.normalized()).await,
+        LoginId::Email(e) => deps.store.users().by_email(e).await,
+        LoginId::Username(u) => deps.store.users().by_username(u).await,
     }
     .map_err(storage_err)?;
     let (account_key, ip_key) = throttle_keys(&m, user.as_ref());
@@ -466,11 +477,15 @@ async fn record_failure(
     let now = (deps.clock)();
     let ip = m.meta.client_ip.map(|i| i.to_string());
     let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.record_login_failure(account_key, now)
+    tx.login_failures()
+        .record(account_key, now)
         .await
         .map_err(storage_err)?;
     if let Some(k) = ip_key {
-        tx.record_login_failure(k, now).await.map_err(storage_err)?;
+        tx.login_failures()
+            .record(k, now)
+            .await
+            .map_err(storage_err)?;
     }
     if user_id.is_none() {
         // No account, so no event; the attempt still belongs in the audit log.
@@ -533,7 +548,7 @@ async fn note_throttled(
 
 fn policy_context(user: &UserRecord) -> Vec<&str> {
     let mut c = vec![user.email.as_str()];
-    if let Some((local, _)) = user.email.rsplit_once('@') {
+    if let Some((local, _)) = user.email.as_str().rsplit_once('@') {
         c.push(local);
     }
     if let Some(u) = &user.username {
@@ -552,13 +567,15 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     // (SQLite has one). A rejected password leaves the link usable.
     let user_id = deps
         .store
+        .users()
         .email_token_user(TokenPurpose::ResetPassword, &hash_of_token, now)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
     let user = deps
         .store
-        .user_by_id(user_id)
+        .users()
+        .by_id(user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(invalid)?;
@@ -570,6 +587,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     let tx = deps.store.begin().await.map_err(storage_err)?;
     // Consuming is conditional: of two requests with one link, only one gets here.
     if tx
+        .users()
         .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
         .await
         .map_err(storage_err)?
@@ -578,23 +596,28 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
     {
         return Err(invalid());
     }
-    tx.set_password_hash(user_id, &hash, now)
+    tx.users()
+        .set_password_hash(user_id, &hash, now)
         .await
         .map_err(storage_err)?;
     // Proving control of the mailbox also verifies it, and ends the registrations still
     // waiting for their links: this password wins.
     if !user.email_verified {
-        tx.set_email_verified(user_id, now)
+        tx.users()
+            .set_email_verified(user_id, now)
             .await
             .map_err(storage_err)?;
-        tx.delete_email_tokens(user_id, TokenPurpose::VerifyEmail, None)
+        tx.users()
+            .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, None)
             .await
             .map_err(storage_err)?;
     }
-    tx.invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
+    tx.users()
+        .invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
         .await
         .map_err(storage_err)?;
-    tx.clear_login_failures(&format!("account:{user_id}"))
+    tx.login_failures()
+        .clear(&format!("account:{user_id}"))
         .await
         .map_err(storage_err)?;
     let ended = end_sessions_after_password(
@@ -629,7 +652,8 @@ async fn end_sessions_after_password(
 ) -> Result<Vec<keyward_messages::SessionId>, CommandError> {
     let now = (deps.clock)();
     let ended = tx
-        .revoke_user_sessions(user.id, keep, now, crate::sessions::reason_str(reason))
+        .sessions()
+        .revoke_all_of(user.id, keep, now, crate::sessions::reason_str(reason))
         .await
         .map_err(storage_err)?;
     let ev = DomainEvent::UserPasswordChanged {
@@ -642,7 +666,7 @@ async fn end_sessions_after_password(
             .await?;
     }
     let notice = email_job(
-        &user.email,
+        user.email.as_str(),
         EmailTemplate::PasswordChanged,
         Locale::parse(&user.locale),
         None,
@@ -655,7 +679,8 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
     let p = m.principal;
     let user = deps
         .store
-        .user_by_id(p.user_id)
+        .users()
+        .by_id(p.user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(|| {
@@ -682,7 +707,8 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
     let hash = deps.hasher.hash(m.new_password.expose()).await?;
     let now = (deps.clock)();
     let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.set_password_hash(user.id, &hash, now)
+    tx.users()
+        .set_password_hash(user.id, &hash, now)
         .await
         .map_err(storage_err)?;
     let ended = end_sessions_after_password(
@@ -710,18 +736,24 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
     let epoch = profiles.epoch();
     let u = deps
         .store
-        .user_by_id(m.principal.user_id)
+        .users()
+        .by_id(m.principal.user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(|| {
             CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
         })?;
-    let roles = deps.store.roles_of(u.id).await.map_err(storage_err)?;
+    let roles = deps
+        .store
+        .users()
+        .roles_of(u.id)
+        .await
+        .map_err(storage_err)?;
     let view = UserView {
         id: u.id,
-        email: u.email,
+        email: u.email.into(),
         email_verified: u.email_verified,
-        username: u.username,
+        username: u.username.map(String::from),
         roles,
         created_at: u.created_at,
     };

@@ -79,7 +79,7 @@ impl Relay {
         let metrics = self.metrics.clone();
         async move {
             let ok = drain_once(&store, &clock, &subs, &metrics).await;
-            if let Ok(n) = store.outbox_backlog().await {
+            if let Ok(n) = store.outbox().backlog().await {
                 metrics
                     .outbox_backlog
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -162,7 +162,7 @@ async fn drain_plain(
     metrics: &Metrics,
 ) -> Result<bool, StorageError> {
     loop {
-        let rows = store.pending_outbox(BATCH).await?;
+        let rows = store.outbox().pending(BATCH).await?;
         if rows.is_empty() {
             return Ok(true);
         }
@@ -170,12 +170,12 @@ async fn drain_plain(
             match deliver_row(&row, subs).await {
                 Outcome::Done => {
                     let now = clock();
-                    store.mark_published(row.id, now).await?;
+                    store.outbox().mark_published(row.id, now).await?;
                     published(metrics, &row, now);
                 }
                 Outcome::Failed => {
                     metrics.outbox_publish_failures.inc();
-                    store.record_failed_attempt(row.id).await?;
+                    store.outbox().record_failed_attempt(row.id).await?;
                     return Ok(false);
                 }
             }
@@ -193,7 +193,7 @@ async fn drain_claimed(
 ) -> Result<bool, StorageError> {
     loop {
         let tx = store.begin().await?;
-        let rows = tx.claim_pending_outbox(BATCH).await?;
+        let rows = tx.outbox().claim_pending(BATCH).await?;
         if rows.is_empty() {
             return Ok(true);
         }
@@ -201,12 +201,12 @@ async fn drain_claimed(
             match deliver_row(&row, subs).await {
                 Outcome::Done => {
                     let now = clock();
-                    tx.mark_published(row.id, now).await?;
+                    tx.outbox().mark_published(row.id, now).await?;
                     published(metrics, &row, now);
                 }
                 Outcome::Failed => {
                     metrics.outbox_publish_failures.inc();
-                    tx.record_failed_attempt(row.id).await?;
+                    tx.outbox().record_failed_attempt(row.id).await?;
                     tx.commit().await?;
                     return Ok(false);
                 }

@@ -131,6 +131,7 @@ async fn deliver(
     env: Envelope,
 ) -> Result<(), String> {
     if store
+        .outbox()
         .inbox_contains(CONSUMER, env.id)
         .await
         .map_err(|e| format!("{e:?}"))?
@@ -145,6 +146,7 @@ async fn deliver(
             // Poison: it will never decode. Record it so it is not retried forever.
             tracing::error!(id = %env.id, error = %e, "undecodable email job dropped");
             return store
+                .outbox()
                 .inbox_record(CONSUMER, env.id, clock())
                 .await
                 .map_err(|e| format!("{e:?}"));
@@ -155,6 +157,7 @@ async fn deliver(
         Err(e) => {
             tracing::error!(id = %env.id, error = %e, "email job cannot be built; dropped");
             return store
+                .outbox()
                 .inbox_record(CONSUMER, env.id, clock())
                 .await
                 .map_err(|e| format!("{e:?}"));
@@ -166,6 +169,7 @@ async fn deliver(
     }
     metrics.emails_sent.inc();
     store
+        .outbox()
         .inbox_record(CONSUMER, env.id, clock())
         .await
         .map_err(|e| format!("{e:?}"))?;

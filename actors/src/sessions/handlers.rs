@@ -69,7 +69,12 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
         Liveness::Ended => return Err(bad_token("session ended")),
         Liveness::Unknown => {}
     }
-    let session = deps.store.session(session_id).await.map_err(storage_err)?;
+    let session = deps
+        .store
+        .sessions()
+        .by_id(session_id)
+        .await
+        .map_err(storage_err)?;
     match session {
         Some(s) if s.user_id == user_id && s.is_live(now) => {
             let ends_at = s.idle_expires_at.min(s.expires_at);
@@ -96,7 +101,8 @@ async fn revoke(
     let now = (deps.clock)();
     let tx = deps.store.begin().await.map_err(storage_err)?;
     let done = tx
-        .revoke_session(session_id, now, reason_str(reason))
+        .sessions()
+        .revoke(session_id, now, reason_str(reason))
         .await
         .map_err(storage_err)?;
     if done {
@@ -137,20 +143,23 @@ async fn refresh(
     let now = (deps.clock)();
     let rec = deps
         .store
+        .sessions()
         .refresh_token_by_hash(&sha256_hex(&presented))
         .await
         .map_err(storage_err)?
         .ok_or_else(bad_refresh)?;
     let session = deps
         .store
-        .session(rec.session_id)
+        .sessions()
+        .by_id(rec.session_id)
         .await
         .map_err(storage_err)?
         .filter(|s| s.is_live(now))
         .ok_or_else(bad_refresh)?;
     let user = deps
         .store
-        .user_by_id(session.user_id)
+        .users()
+        .by_id(session.user_id)
         .await
         .map_err(storage_err)?
         .ok_or_else(bad_refresh)?;
@@ -163,18 +172,30 @@ async fn refresh(
         Some(t) => Some(t),
         None => {
             let tx = deps.store.begin().await.map_err(storage_err)?;
-            if tx.mark_rotated(rec.id, now).await.map_err(storage_err)? {
-                tx.insert_refresh_token(session.id, &sha256_hex(&successor), now)
+            if tx
+                .sessions()
+                .mark_rotated(rec.id, now)
+                .await
+                .map_err(storage_err)?
+            {
+                tx.sessions()
+                    .insert_refresh_token(session.id, &sha256_hex(&successor), now)
                     .await
                     .map_err(storage_err)?;
                 let idle = (now + deps.tokens.refresh_idle).min(session.expires_at);
-                tx.touch_session(session.id, now, idle)
+                tx.sessions()
+                    .touch(session.id, now, idle)
                     .await
                     .map_err(storage_err)?;
                 tx.commit().await.map_err(storage_err)?;
                 let mut s = session.clone();
                 s.idle_expires_at = idle;
-                let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+                let roles = deps
+                    .store
+                    .users()
+                    .roles_of(user.id)
+                    .await
+                    .map_err(storage_err)?;
                 return pair(&deps, &user, &roles, &s, successor, now);
             }
             // Another request rotated it between our read and our update.
@@ -186,24 +207,32 @@ async fn refresh(
         // Same predecessor, same successor: a second tab refreshing at once stays logged in.
         let current = deps
             .store
+            .sessions()
             .refresh_token_by_hash(&sha256_hex(&successor))
             .await
             .map_err(storage_err)?;
         if current.is_some() {
             let session = deps
                 .store
-                .session(session.id)
+                .sessions()
+                .by_id(session.id)
                 .await
                 .map_err(storage_err)?
                 .unwrap_or(session);
-            let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+            let roles = deps
+                .store
+                .users()
+                .roles_of(user.id)
+                .await
+                .map_err(storage_err)?;
             return pair(&deps, &user, &roles, &session, successor, now);
         }
     }
     tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; revoking the session");
     let tx = deps.store.begin().await.map_err(storage_err)?;
     if tx
-        .revoke_session(session.id, now, reason_str(RevokeReason::ReuseDetected))
+        .sessions()
+        .revoke(session.id, now, reason_str(RevokeReason::ReuseDetected))
         .await
         .map_err(storage_err)?
     {
@@ -277,7 +306,8 @@ impl Handler<ListSessions> for Sessions {
             let p = m.principal;
             let rows = deps
                 .store
-                .live_sessions_of(p.user_id, (deps.clock)())
+                .sessions()
+                .live_of(p.user_id, (deps.clock)())
                 .await
                 .map_err(storage_err)?;
             Ok(rows
@@ -308,7 +338,8 @@ impl Handler<RevokeSession> for Sessions {
                 let p = m.principal;
                 let owned_and_live = deps
                     .store
-                    .session(m.session_id)
+                    .sessions()
+                    .by_id(m.session_id)
                     .await
                     .map_err(storage_err)?
                     .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
@@ -347,7 +378,8 @@ impl Handler<RevokeOtherSessions> for Sessions {
                 let now = (deps.clock)();
                 let tx = deps.store.begin().await.map_err(storage_err)?;
                 let ended = tx
-                    .revoke_user_sessions(
+                    .sessions()
+                    .revoke_all_of(
                         p.user_id,
                         Some(p.session_id),
                         now,

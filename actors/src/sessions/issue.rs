@@ -29,7 +29,7 @@ pub(crate) fn access_token(
         nbf: now.timestamp(),
         jti: Uuid::now_v7().to_string(),
         sid: sid.to_string(),
-        email: user.email.clone(),
+        email: user.email.as_str().to_owned(),
         email_verified: user.email_verified,
         roles: roles.to_vec(),
     };
@@ -78,18 +78,25 @@ pub(crate) async fn open_session(
         ip: meta.client_ip.map(|ip| ip.to_string()),
     };
     let refresh = random_token();
-    let roles = deps.store.roles_of(user.id).await.map_err(storage_err)?;
+    let roles = deps
+        .store
+        .users()
+        .roles_of(user.id)
+        .await
+        .map_err(storage_err)?;
     let tx = deps.store.begin().await.map_err(storage_err)?;
     if let Some(hash) = rehash {
-        tx.set_password_hash(user.id, &hash, now)
+        tx.users()
+            .set_password_hash(user.id, &hash, now)
             .await
             .map_err(storage_err)?;
     }
     if let Some(key) = clear_failures {
-        tx.clear_login_failures(key).await.map_err(storage_err)?;
+        tx.login_failures().clear(key).await.map_err(storage_err)?;
     }
-    tx.insert_session(&session).await.map_err(storage_err)?;
-    tx.insert_refresh_token(session.id, &sha256_hex(&refresh), now)
+    tx.sessions().insert(&session).await.map_err(storage_err)?;
+    tx.sessions()
+        .insert_refresh_token(session.id, &sha256_hex(&refresh), now)
         .await
         .map_err(storage_err)?;
     let ev = DomainEvent::UserLoggedIn {

@@ -1,14 +1,31 @@
-//! Plain records that cross the storage boundary.
+//! The accounts context's storage: users (one per canonical mailbox, with an optional
+//! username), their roles, their one-time email tokens (verify-email links carrying the
+//! registration they complete, password-reset links), and the report of accounts the
+//! canonical-email migration left as they were. One repository, [`Users`].
+//!
+//! Owns: the uniqueness of an email and of a username (a second one is
+//! `StorageError::Conflict`), parsing stored addresses and usernames back into `Email` and
+//! `Username`, and using a one-time token up exactly once. Refuses: sessions (the sessions
+//! context ends them), password hashing and policy, and deciding who owns an address.
+
+mod conflicts;
+mod email_tokens;
+mod entities;
+mod repo;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
-use keyward_messages::{SessionId, UserId};
+use keyward_messages::{Email, UserId, Username};
 use uuid::Uuid;
+
+pub use repo::Users;
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {
     pub id: UserId,
-    pub email: String,
-    pub username: Option<String>,
+    pub email: Email,
+    pub username: Option<Username>,
     /// PHC string; never leaves the accounts context.
     pub password_hash: String,
     pub email_verified: bool,
@@ -17,14 +34,13 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// A user to create. `email_normalized`/`username_normalized` are the uniqueness keys.
+/// A user to create. Its email and username are unique case-insensitively (their normalized
+/// forms are the keys).
 #[derive(Clone, Debug)]
 pub struct NewUser {
     pub id: UserId,
-    pub email: String,
-    pub email_normalized: String,
-    pub username: Option<String>,
-    pub username_normalized: Option<String>,
+    pub email: Email,
+    pub username: Option<Username>,
     pub password_hash: String,
     pub email_verified: bool,
     pub locale: String,
@@ -54,8 +70,7 @@ impl TokenPurpose {
 pub struct Registration {
     /// PHC string; never leaves the accounts context.
     pub password_hash: String,
-    pub username: Option<String>,
-    pub username_normalized: Option<String>,
+    pub username: Option<Username>,
 }
 
 /// A one-time token; only its SHA-256 is stored.
@@ -106,6 +121,8 @@ impl EmailConflictReason {
 
 /// An account the canonical-email migration could not move to its canonical address, and
 /// that still has the address it had then (an operator has not resolved it yet).
+// NOTE: plain strings, not `Email`: this report exists for the addresses that are not in
+// canonical form, and an undeliverable one does not parse at all.
 #[derive(Clone, Debug)]
 pub struct EmailConflictRecord {
     pub user_id: UserId,
@@ -117,72 +134,4 @@ pub struct EmailConflictRecord {
     pub recorded_at: DateTime<Utc>,
     pub blocked: bool,
     pub email_verified: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct SessionRecord {
-    pub id: SessionId,
-    pub user_id: UserId,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: DateTime<Utc>,
-    pub idle_expires_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-}
-
-impl SessionRecord {
-    /// Live: not revoked, and neither the idle nor the absolute lifetime has passed.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.expires_at
-    }
-}
-
-/// One refresh token of a session's family; only its SHA-256 is stored.
-#[derive(Clone, Debug)]
-pub struct RefreshTokenRecord {
-    pub id: Uuid,
-    pub session_id: SessionId,
-    pub created_at: DateTime<Utc>,
-    /// When its successor was issued; a rotated token presented again is reuse (after grace).
-    pub rotated_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Debug)]
-pub struct SigningKeyRecord {
-    pub kid: String,
-    pub algorithm: String,
-    /// Base64url raw public key (the JWK `x`).
-    pub public_key: String,
-    /// Private key encrypted under the master key (format owned by the keys module).
-    pub private_key_enc: String,
-    pub created_at: DateTime<Utc>,
-    /// When it stopped signing; it stays published until its last token expires.
-    pub retired_at: Option<DateTime<Utc>>,
-}
-
-/// A message waiting in (or delivered from) the outbox.
-#[derive(Clone, Debug)]
-pub struct OutboxRecord {
-    pub id: Uuid,
-    pub message_type: String,
-    /// The JSON envelope, exactly as it will be published.
-    pub payload: String,
-    pub created_at: DateTime<Utc>,
-    pub attempts: i32,
-}
-
-/// One line of the audit log: a security-relevant event and who caused it.
-#[derive(Clone, Debug)]
-pub struct AuditRecord {
-    pub at: DateTime<Utc>,
-    /// The event type, e.g. `user.login_failed`.
-    pub kind: String,
-    pub user_id: Option<UserId>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
-    /// JSON with what else the event is about (never a secret).
-    pub details: String,
 }

@@ -1,0 +1,198 @@
+//! [`Users`]: user rows and their roles. Its email-token and conflict-report queries live
+//! beside it (`email_tokens.rs`, `conflicts.rs`).
+
+use chrono::{DateTime, Utc};
+use keyward_messages::{Email, UserId, Username};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionSession, TransactionTrait,
+};
+
+use super::entities::{user, user_role};
+use super::{NewUser, UserRecord};
+use crate::error::parse_stored;
+use crate::{Result, StorageError};
+
+/// The accounts context's repository, over the pool (`store.users()`) or a transaction
+/// (`tx.users()`): each query is written once and works in both.
+pub struct Users<'a, C>(pub(crate) &'a C);
+
+impl<C: ConnectionTrait> Users<'_, C> {
+    pub async fn by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        user::Entity::find_by_id(id.0)
+            .one(self.0)
+            .await?
+            .map(user_record)
+            .transpose()
+    }
+
+    /// The account of a mailbox: any spelling of it parses to the one `Email` looked up here.
+    pub async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>> {
+        user::Entity::find()
+            .filter(user::Column::EmailNormalized.eq(email.normalized()))
+            .one(self.0)
+            .await?
+            .map(user_record)
+            .transpose()
+    }
+
+    /// The account holding a username, in any case.
+    pub async fn by_username(&self, username: &Username) -> Result<Option<UserRecord>> {
+        user::Entity::find()
+            .filter(user::Column::UsernameNormalized.eq(username.normalized()))
+            .one(self.0)
+            .await?
+            .map(user_record)
+            .transpose()
+    }
+
+    /// The user's roles, in alphabetical order.
+    pub async fn roles_of(&self, id: UserId) -> Result<Vec<String>> {
+        Ok(user_role::Entity::find()
+            .filter(user_role::Column::UserId.eq(id.0))
+            .order_by_asc(user_role::Column::Role)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(|r| r.role)
+            .collect())
+    }
+
+    /// Inside a transaction: holds the user's row until it ends, so that two units of work on
+    /// one account run one after the other instead of locking each other's rows in turn (a
+    /// deadlock on PostgreSQL). SQLite has one writer at a time anyway.
+    pub async fn lock(&self, id: UserId) -> Result<()> {
+        if self.0.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            user::Entity::find_by_id(id.0)
+                .lock_exclusive()
+                .one(self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Conflict { what: "email" | "username" } when either is taken.
+    pub async fn insert(&self, u: NewUser) -> Result<()> {
+        user::ActiveModel {
+            id: Set(u.id.0),
+            email: Set(u.email.as_str().to_owned()),
+            email_normalized: Set(u.email.normalized()),
+            username: Set(u.username.as_ref().map(|n| n.as_str().to_owned())),
+            username_normalized: Set(u.username.as_ref().map(Username::normalized)),
+            password_hash: Set(u.password_hash),
+            email_verified: Set(u.email_verified),
+            locale: Set(u.locale),
+            blocked: Set(false),
+            created_at: Set(u.now),
+            updated_at: Set(u.now),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn grant_role(&self, id: UserId, role: &str, now: DateTime<Utc>) -> Result<()> {
+        user_role::ActiveModel {
+            user_id: Set(id.0),
+            role: Set(role.to_owned()),
+            granted_at: Set(now),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_email_verified(&self, id: UserId, now: DateTime<Utc>) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::EmailVerified, Expr::value(true))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the blocked flag; false when it already had that value.
+    pub async fn set_blocked(&self, id: UserId, blocked: bool, now: DateTime<Utc>) -> Result<bool> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::Blocked, Expr::value(blocked))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .filter(user::Column::Blocked.ne(blocked))
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+}
+
+impl<C: ConnectionTrait + TransactionTrait> Users<'_, C> {
+    /// Sets the username (None clears it). When another account holds the name, the account
+    /// is left with none and the answer is false; the rest of the unit of work goes on.
+    pub async fn set_username(
+        &self,
+        id: UserId,
+        username: Option<&Username>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let set = |name: Option<String>, key: Option<String>| {
+            user::Entity::update_many()
+                .col_expr(user::Column::Username, Expr::value(name))
+                .col_expr(user::Column::UsernameNormalized, Expr::value(key))
+                .col_expr(user::Column::UpdatedAt, Expr::value(now))
+                .filter(user::Column::Id.eq(id.0))
+        };
+        let name = username.map(|u| u.as_str().to_owned());
+        let key = username.map(Username::normalized);
+        // NOTE: a savepoint, because on PostgreSQL a unique violation aborts the whole
+        // transaction; rolling back to it keeps the rest of the unit of work.
+        let sp = self.0.begin().await?;
+        match set(name, key).exec(&sp).await.map_err(StorageError::from) {
+            Ok(_) => {
+                sp.commit().await?;
+                Ok(true)
+            }
+            Err(StorageError::Conflict { .. }) => {
+                sp.rollback().await?;
+                set(None, None).exec(self.0).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A user row as a record; an address or username that no longer parses is `Corrupt`.
+fn user_record(m: user::Model) -> Result<UserRecord> {
+    let email = parse_stored("users", m.id, "email", Email::parse("email", &m.email))?;
+    let username = m
+        .username
+        .as_deref()
+        .map(|u| parse_stored("users", m.id, "username", Username::parse("username", u)))
+        .transpose()?;
+    Ok(UserRecord {
+        id: UserId(m.id),
+        email,
+        username,
+        password_hash: m.password_hash,
+        email_verified: m.email_verified,
+        locale: m.locale,
+        blocked: m.blocked,
+        created_at: m.created_at,
+    })
+}

@@ -1,0 +1,52 @@
+//! [`Audit`]: appending to the audit log and reading it back.
+
+use keyward_messages::UserId;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+use uuid::Uuid;
+
+use super::entities::audit;
+use super::AuditRecord;
+use crate::Result;
+
+/// The audit log's repository, over the pool (`store.audit()`) or a transaction
+/// (`tx.audit()`).
+pub struct Audit<'a, C>(pub(crate) &'a C);
+
+impl<C: ConnectionTrait> Audit<'_, C> {
+    /// Appends a line; through a transaction, it is kept only if the transaction commits.
+    pub async fn append(&self, a: &AuditRecord) -> Result<()> {
+        audit::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            at: Set(a.at),
+            kind: Set(a.kind.clone()),
+            user_id: Set(a.user_id.map(|u| u.0)),
+            ip: Set(a.ip.clone()),
+            user_agent: Set(a.user_agent.clone()),
+            request_id: Set(a.request_id.clone()),
+            details: Set(a.details.clone()),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest `limit` lines, newest first (lines are ordered by when they were appended).
+    pub async fn latest(&self, limit: u64) -> Result<Vec<AuditRecord>> {
+        Ok(audit::Entity::find()
+            .order_by_desc(audit::Column::Id)
+            .limit(limit)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(|m| AuditRecord {
+                at: m.at,
+                kind: m.kind,
+                user_id: m.user_id.map(UserId),
+                ip: m.ip,
+                user_agent: m.user_agent,
+                request_id: m.request_id,
+                details: m.details,
+            })
+            .collect())
+    }
+}

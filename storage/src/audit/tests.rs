@@ -1,0 +1,71 @@
+//! `Audit` on a fresh migrated database per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use keyward_messages::UserId;
+use sea_orm::sea_query::Expr;
+use sea_orm::EntityTrait;
+
+use super::entities::audit;
+use super::AuditRecord;
+use crate::testing::{at, test_db};
+
+fn line(kind: &str, t: i64, user_id: Option<UserId>) -> AuditRecord {
+    AuditRecord {
+        at: at(t),
+        kind: kind.into(),
+        user_id,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8".into()),
+        request_id: Some(format!("req-{t}")),
+        details: r#"{"login":"kate"}"#.into(),
+    }
+}
+
+#[tokio::test]
+async fn appended_lines_are_read_back_newest_first() {
+    let db = test_db().await;
+    let kate = UserId::new();
+    let lines = [
+        line("user.login_failed", 1, None),
+        line("user.throttled", 2, Some(kate)),
+        line("user.logged_in", 3, Some(kate)),
+    ];
+    for l in &lines {
+        db.audit().append(l).await.unwrap();
+    }
+
+    let latest = db.audit().latest(2).await.unwrap();
+
+    assert_eq!(latest, [lines[2].clone(), lines[1].clone()]);
+    assert_eq!(db.audit().latest(10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_line_appended_in_a_rolled_back_transaction_is_not_kept() {
+    let db = test_db().await;
+    let tx = db.begin().await.unwrap();
+    tx.audit()
+        .append(&line("user.blocked", 1, None))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    assert!(db.audit().latest(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_audit_line_cannot_be_changed_or_deleted() {
+    let db = test_db().await;
+    let original = line("user.logged_in", 1, None);
+    db.audit().append(&original).await.unwrap();
+
+    let update = audit::Entity::update_many()
+        .col_expr(audit::Column::Kind, Expr::value("rewritten"))
+        .exec(db.connection())
+        .await;
+    let delete = audit::Entity::delete_many().exec(db.connection()).await;
+
+    assert!(update.is_err() && delete.is_err(), "{update:?} {delete:?}");
+    assert_eq!(db.audit().latest(10).await.unwrap(), [original]);
+}

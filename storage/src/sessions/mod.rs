@@ -1,0 +1,49 @@
+//! The sessions context's storage: login sessions (their idle and absolute lifetimes and
+//! their revocation) and each session's family of refresh tokens. One repository,
+//! [`Sessions`].
+//!
+//! Owns: which sessions are live at a given time, revoking a session once (a second
+//! revocation reports that nothing changed), and rotating a refresh token once. Refuses: users
+//! and their tokens (accounts), minting or hashing tokens, and the grace and reuse rules (the
+//! sessions actor decides those from what is stored here).
+
+mod entities;
+mod repo;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use keyward_messages::{SessionId, UserId};
+use uuid::Uuid;
+
+pub use repo::Sessions;
+
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionRecord {
+    /// Live: not revoked, and neither the idle nor the absolute lifetime has passed.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.expires_at
+    }
+}
+
+/// One refresh token of a session's family; only its SHA-256 is stored.
+#[derive(Clone, Debug)]
+pub struct RefreshTokenRecord {
+    pub id: Uuid,
+    pub session_id: SessionId,
+    pub created_at: DateTime<Utc>,
+    /// When its successor was issued; a rotated token presented again is reuse (after grace).
+    pub rotated_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,173 @@
+//! [`Sessions`]: session rows and refresh tokens.
+
+use chrono::{DateTime, Utc};
+use keyward_messages::{SessionId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use uuid::Uuid;
+
+use super::entities::{refresh_token, session};
+use super::{RefreshTokenRecord, SessionRecord};
+use crate::Result;
+
+/// The sessions context's repository, over the pool (`store.sessions()`) or a transaction
+/// (`tx.sessions()`).
+pub struct Sessions<'a, C>(pub(crate) &'a C);
+
+impl<C: ConnectionTrait> Sessions<'_, C> {
+    pub async fn insert(&self, s: &SessionRecord) -> Result<()> {
+        session::ActiveModel {
+            id: Set(s.id.0),
+            user_id: Set(s.user_id.0),
+            created_at: Set(s.created_at),
+            last_used_at: Set(s.last_used_at),
+            idle_expires_at: Set(s.idle_expires_at),
+            expires_at: Set(s.expires_at),
+            revoked_at: Set(s.revoked_at),
+            revoke_reason: Set(None),
+            user_agent: Set(s.user_agent.clone()),
+            ip: Set(s.ip.clone()),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// The session, live or not.
+    pub async fn by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        Ok(session::Entity::find_by_id(id.0)
+            .one(self.0)
+            .await?
+            .map(session_record))
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn live_of(&self, id: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        Ok(session::Entity::find()
+            .filter(session::Column::UserId.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(session::Column::IdleExpiresAt.gt(now))
+            .order_by_desc(session::Column::CreatedAt)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(session_record)
+            .collect())
+    }
+
+    /// Records a use of the session and moves its idle expiry.
+    pub async fn touch(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .col_expr(session::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+            .filter(session::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes one session; false when it was already revoked.
+    pub async fn revoke(&self, id: SessionId, now: DateTime<Utc>, reason: &str) -> Result<bool> {
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .col_expr(session::Column::RevokeReason, Expr::value(reason))
+            .filter(session::Column::Id.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Revokes every unrevoked session of a user except `keep`; returns the ones it revoked.
+    pub async fn revoke_all_of(
+        &self,
+        id: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<SessionId>> {
+        let mut q = session::Entity::find()
+            .filter(session::Column::UserId.eq(id.0))
+            .filter(session::Column::RevokedAt.is_null());
+        if let Some(k) = keep {
+            q = q.filter(session::Column::Id.ne(k.0));
+        }
+        let mut revoked = Vec::new();
+        for s in q.all(self.0).await? {
+            if self.revoke(SessionId(s.id), now, reason).await? {
+                revoked.push(SessionId(s.id));
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Adds a token to the session's family; its hash is unique (a second one is `Conflict`).
+    pub async fn insert_refresh_token(
+        &self,
+        session_id: SessionId,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id.0),
+            token_hash: Set(hash.to_owned()),
+            created_at: Set(now),
+            rotated_at: Set(None),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshTokenRecord>> {
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .one(self.0)
+            .await?
+            .map(refresh_record))
+    }
+
+    /// Marks a refresh token rotated; false when another request rotated it first (the caller
+    /// then takes the grace / reuse path instead of issuing a second successor).
+    pub async fn mark_rotated(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let res = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(id))
+            .filter(refresh_token::Column::RotatedAt.is_null())
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+}
+
+fn session_record(m: session::Model) -> SessionRecord {
+    SessionRecord {
+        id: SessionId(m.id),
+        user_id: UserId(m.user_id),
+        created_at: m.created_at,
+        last_used_at: m.last_used_at,
+        idle_expires_at: m.idle_expires_at,
+        expires_at: m.expires_at,
+        revoked_at: m.revoked_at,
+        user_agent: m.user_agent,
+        ip: m.ip,
+    }
+}
+
+fn refresh_record(m: refresh_token::Model) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        id: m.id,
+        session_id: SessionId(m.session_id),
+        created_at: m.created_at,
+        rotated_at: m.rotated_at,
+    }
+}

@@ -1,0 +1,193 @@
+//! `Sessions` on a fresh migrated database per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use keyward_messages::{SessionId, UserId};
+
+use super::SessionRecord;
+use crate::testing::{at, test_db, TestDb};
+use crate::StorageError;
+
+/// A session of `user` opened at `created`: idle for 100 s, 1000 s at most.
+fn session(user: UserId, created: i64) -> SessionRecord {
+    SessionRecord {
+        id: SessionId::new(),
+        user_id: user,
+        created_at: at(created),
+        last_used_at: at(created),
+        idle_expires_at: at(created + 100),
+        expires_at: at(created + 1000),
+        revoked_at: None,
+        user_agent: Some("curl/8".into()),
+        ip: Some("192.0.2.7".into()),
+    }
+}
+
+async fn insert(db: &TestDb, s: &SessionRecord) {
+    db.sessions().insert(s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_is_read_back_as_it_was_written() {
+    let db = test_db().await;
+    let s = session(UserId::new(), 0);
+    insert(&db, &s).await;
+
+    let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+
+    assert_eq!((back.id, back.user_id), (s.id, s.user_id));
+    assert_eq!((back.created_at, back.last_used_at), (at(0), at(0)));
+    assert_eq!((back.idle_expires_at, back.expires_at), (at(100), at(1000)));
+    assert_eq!(
+        (back.revoked_at, back.user_agent, back.ip),
+        (None, s.user_agent, s.ip)
+    );
+    assert!(db
+        .sessions()
+        .by_id(SessionId::new())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn live_sessions_are_listed_newest_first_without_revoked_or_expired_ones() {
+    let db = test_db().await;
+    let kate = UserId::new();
+    let older = session(kate, 0);
+    let newer = session(kate, 10);
+    let revoked = session(kate, 20);
+    let idle = SessionRecord {
+        idle_expires_at: at(50),
+        ..session(kate, 5)
+    };
+    let ended = SessionRecord {
+        expires_at: at(40),
+        ..session(kate, 6)
+    };
+    let someone_elses = session(UserId::new(), 30);
+    for s in [&older, &newer, &revoked, &idle, &ended, &someone_elses] {
+        insert(&db, s).await;
+    }
+    db.sessions()
+        .revoke(revoked.id, at(21), "logout")
+        .await
+        .unwrap();
+
+    let live = db.sessions().live_of(kate, at(50)).await.unwrap();
+
+    let ids: Vec<_> = live.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [newer.id, older.id]);
+    assert!(live.iter().all(|s| s.is_live(at(50))));
+}
+
+#[tokio::test]
+async fn revoking_a_session_twice_reports_it_once() {
+    let db = test_db().await;
+    let s = session(UserId::new(), 0);
+    insert(&db, &s).await;
+
+    assert!(db.sessions().revoke(s.id, at(5), "logout").await.unwrap());
+    assert!(!db.sessions().revoke(s.id, at(6), "logout").await.unwrap());
+
+    let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+    assert_eq!(back.revoked_at, Some(at(5)));
+    assert!(!back.is_live(at(7)));
+}
+
+#[tokio::test]
+async fn revoking_a_users_sessions_spares_the_one_kept_and_other_users() {
+    let db = test_db().await;
+    let (kate, bob) = (UserId::new(), UserId::new());
+    let current = session(kate, 0);
+    let (second, third) = (session(kate, 1), session(kate, 2));
+    let already = session(kate, 3);
+    let bobs = session(bob, 4);
+    for s in [&current, &second, &third, &already, &bobs] {
+        insert(&db, s).await;
+    }
+    db.sessions()
+        .revoke(already.id, at(5), "logout")
+        .await
+        .unwrap();
+
+    let tx = db.begin().await.unwrap();
+    let mut ended = tx
+        .sessions()
+        .revoke_all_of(kate, Some(current.id), at(10), "password_changed")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    ended.sort();
+    let mut expected = vec![second.id, third.id];
+    expected.sort();
+    assert_eq!(ended, expected, "only the sessions it revoked");
+    let live = db.sessions().live_of(kate, at(11)).await.unwrap();
+    assert_eq!(live.iter().map(|s| s.id).collect::<Vec<_>>(), [current.id]);
+    assert_eq!(db.sessions().live_of(bob, at(11)).await.unwrap().len(), 1);
+    let all = db
+        .sessions()
+        .revoke_all_of(kate, None, at(12), "account_blocked")
+        .await
+        .unwrap();
+    assert_eq!(all, [current.id]);
+}
+
+#[tokio::test]
+async fn touching_a_session_moves_its_last_use_and_idle_expiry() {
+    let db = test_db().await;
+    let s = session(UserId::new(), 0);
+    insert(&db, &s).await;
+
+    db.sessions().touch(s.id, at(60), at(160)).await.unwrap();
+
+    let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+    assert_eq!((back.last_used_at, back.idle_expires_at), (at(60), at(160)));
+    assert!(back.is_live(at(150)));
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_cannot_be_rotated_again() {
+    let db = test_db().await;
+    let s = session(UserId::new(), 0);
+    insert(&db, &s).await;
+    db.sessions()
+        .insert_refresh_token(s.id, "h1", at(1))
+        .await
+        .unwrap();
+    let token = db.sessions().refresh_token_by_hash("h1").await.unwrap();
+    let token = token.unwrap();
+    assert_eq!((token.session_id, token.created_at), (s.id, at(1)));
+    assert_eq!(token.rotated_at, None);
+
+    let tx = db.begin().await.unwrap();
+    assert!(tx.sessions().mark_rotated(token.id, at(2)).await.unwrap());
+    assert!(!tx.sessions().mark_rotated(token.id, at(3)).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let again = db.sessions().mark_rotated(token.id, at(4)).await.unwrap();
+    assert!(!again);
+    let token = db.sessions().refresh_token_by_hash("h1").await.unwrap();
+    assert_eq!(token.unwrap().rotated_at, Some(at(2)));
+}
+
+#[tokio::test]
+async fn a_refresh_token_hash_is_unique_and_an_unknown_one_finds_nothing() {
+    let db = test_db().await;
+    let s = session(UserId::new(), 0);
+    insert(&db, &s).await;
+    db.sessions()
+        .insert_refresh_token(s.id, "h1", at(1))
+        .await
+        .unwrap();
+
+    let twice = db.sessions().insert_refresh_token(s.id, "h1", at(2)).await;
+
+    assert!(
+        matches!(twice, Err(StorageError::Conflict { .. })),
+        "{twice:?}"
+    );
+    let unknown = db.sessions().refresh_token_by_hash("nope").await.unwrap();
+    assert!(unknown.is_none());
+}

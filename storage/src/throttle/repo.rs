@@ -1,0 +1,51 @@
+//! [`LoginFailures`]: the failed-login rows.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use uuid::Uuid;
+
+use super::entities::login_failure;
+use crate::Result;
+
+/// The login throttle's repository, over the pool (`store.login_failures()`) or a
+/// transaction (`tx.login_failures()`).
+pub struct LoginFailures<'a, C>(pub(crate) &'a C);
+
+impl<C: ConnectionTrait> LoginFailures<'_, C> {
+    pub async fn record(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
+        login_failure::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            key: Set(key.to_owned()),
+            at: Set(now),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// Failed logins under `key` after `since` (strictly): how many, and the latest.
+    pub async fn since(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, Option<DateTime<Utc>>)> {
+        let rows = login_failure::Entity::find()
+            .filter(login_failure::Column::Key.eq(key))
+            .filter(login_failure::Column::At.gt(since))
+            .order_by_desc(login_failure::Column::At)
+            .all(self.0)
+            .await?;
+        Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+    }
+
+    /// Forgets the failed logins under `key` (after a successful login or password reset).
+    pub async fn clear(&self, key: &str) -> Result<()> {
+        login_failure::Entity::delete_many()
+            .filter(login_failure::Column::Key.eq(key))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+}
