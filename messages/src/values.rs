@@ -153,6 +153,14 @@ impl Email {
         Ok(Self(canonical))
     }
 
+    /// An address stored before the canonical rule that no longer parses (quoted local part, IP
+    /// literal: the upgrade left it as it was and listed it in `email_canonical_conflicts`),
+    /// kept as stored so that its account still logs in, refreshes and is administered. Mail
+    /// to it fails as it always did. Storage calls this for such rows only.
+    pub fn stored_before_canonical(raw: &str) -> Self {
+        Self(raw.to_owned())
+    }
+
     /// The canonical address: what is stored, mailed to and shown.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -177,9 +177,14 @@ impl<C: ConnectionTrait + TransactionTrait> Users<'_, C> {
     }
 }
 
-/// A user row as a record; an address or username that no longer parses is `Corrupt`.
+/// A user row as a record; a username that no longer parses is `Corrupt`. An address that no
+/// longer parses is one `m0004_canonical_email` left as it was (and reported): it loads as
+/// stored, so the account keeps working until an operator fixes it.
 fn user_record(m: user::Model) -> Result<UserRecord> {
-    let email = parse_stored("users", m.id, "email", Email::parse("email", &m.email))?;
+    let email = Email::parse("email", &m.email).unwrap_or_else(|e| {
+        tracing::debug!(user_id = %m.id, code = %e.code, "a stored address from before the canonical rule");
+        Email::stored_before_canonical(&m.email)
+    });
     let username = m
         .username
         .as_deref()

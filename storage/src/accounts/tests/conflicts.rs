@@ -134,3 +134,18 @@ async fn an_unknown_conflict_reason_is_corrupt_naming_its_row() {
     assert_eq!(*what, format!("email_canonical_conflicts {id} reason"));
     assert!(source.to_string().contains("mystery"), "{source}");
 }
+
+#[tokio::test]
+async fn an_account_whose_stored_address_no_longer_parses_still_loads_as_stored() {
+    let db = test_db().await;
+    let id = left_account(&db, "\"a@b\"@example.com", None, "undeliverable", 1).await;
+
+    let user = db
+        .users()
+        .by_id(id)
+        .await
+        .unwrap()
+        .expect("the account loads");
+
+    assert_eq!(user.email.as_str(), "\"a@b\"@example.com");
+}
