@@ -11,6 +11,8 @@ use futures::FutureExt;
 use keyward_messages::{CommandError, RequestMeta};
 use tracing::Instrument;
 
+use crate::error::HandlerError;
+
 /// Tells a context actor to stop so its supervisor restarts it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -35,7 +37,7 @@ where
     A: Actor + Handler<Restart>,
     A::Context: actix::dev::ToEnvelope<A, Restart>,
     T: 'static,
-    F: Future<Output = Result<T, CommandError>> + 'static,
+    F: Future<Output = Result<T, HandlerError>> + 'static,
 {
     let span = tracing::info_span!(
         "handler",
@@ -45,7 +47,7 @@ where
     );
     let guarded = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(HandlerError::into_reply),
             Err(p) => {
                 tracing::error!(handler, panic = %panic_text(&*p), "handler panicked; answering 500 and restarting the actor");
                 addr.do_send(Restart);
@@ -55,3 +57,22 @@ where
     };
     Box::pin(guarded.instrument(span))
 }
+
+/// Every context's handlers, in one style: each message goes to an async fn of the context's
+/// deps and the message, run under [`guarded`]. `Msg => Reply: f;` calls `f(deps, msg)`;
+/// `Msg => Reply: |deps, m| expr;` for a call that takes the message apart.
+macro_rules! handlers {
+    ($actor:ident { $($msg:ident => $reply:ty: $($f:ident)? $(|$d:ident, $m:ident| $call:expr)?;)* }) => {$(
+        impl ::actix::Handler<$msg> for $actor {
+            type Result = ::actix::ResponseFuture<Result<$reply, ::keyward_messages::CommandError>>;
+            fn handle(&mut self, m: $msg, ctx: &mut ::actix::Context<Self>) -> Self::Result {
+                let meta = m.meta.clone();
+                let deps = self.deps.clone();
+                $(let fut = $f(deps, m);)?
+                $(let fut = { let ($d, $m) = (deps, m); $call };)?
+                $crate::edge::guarded(::actix::AsyncContext::address(ctx), stringify!($msg), &meta, fut)
+            }
+        }
+    )*};
+}
+pub(crate) use handlers;

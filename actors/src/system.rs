@@ -10,22 +10,21 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Duration;
 use keyward_config::Settings;
-use keyward_messages::events::{DomainEvent, Envelope, Outgoing, RevokeReason};
 use keyward_messages::password_policy::PasswordPolicy;
-use keyward_messages::{CommandError, RequestMeta, SessionId, UserId};
-use keyward_storage::{AuditRecord, StorageError, Store, Tx};
+use keyward_messages::{SessionId, UserId};
+use keyward_storage::Store;
 use rand::RngCore;
-use uuid::Uuid;
 
 use crate::accounts::Accounts;
 use crate::bus::amqp::AmqpPublisher;
 use crate::bus::broadcast::{self, CacheListener};
-use crate::bus::{Relay, Subscriber, Wake};
+use crate::bus::{Relay, Subscriber};
 use crate::caches::{NodeCaches, INVALIDATING};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
+use crate::outbox::OutboxWriter;
 use crate::sessions::Sessions;
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
@@ -65,7 +64,8 @@ pub struct Deps {
     pub public_url: String,
     /// Key of the refresh-token successor derivation.
     pub refresh_secret: [u8; 32],
-    pub(crate) relay: Recipient<Wake>,
+    /// Where every change writes its events, email jobs and audit lines.
+    pub outbox: OutboxWriter,
     pub(crate) danger_test_panic_on_register: Option<String>,
     pub metrics: Metrics,
     /// What this node keeps in memory between requests.
@@ -73,44 +73,6 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Writes `msg` to the outbox inside `tx` (see [`enqueue_at`]).
-    pub async fn enqueue(
-        &self,
-        tx: &Tx,
-        meta: &RequestMeta,
-        msg: Outgoing,
-    ) -> Result<(), CommandError> {
-        enqueue_at(tx, (self.clock)(), meta, msg).await
-    }
-
-    /// Appends an audit-log line inside `tx` (see [`audit_at`]).
-    pub async fn audit(
-        &self,
-        tx: &Tx,
-        meta: &RequestMeta,
-        kind: &str,
-        user_id: Option<UserId>,
-        details: serde_json::Value,
-    ) -> Result<(), CommandError> {
-        audit_at(tx, (self.clock)(), meta, kind, user_id, details).await
-    }
-
-    /// `session.revoked` for one session, naming the client that caused it.
-    pub fn session_revoked(
-        meta: &RequestMeta,
-        user_id: UserId,
-        session_id: SessionId,
-        reason: RevokeReason,
-    ) -> Outgoing {
-        Outgoing::Event(DomainEvent::SessionRevoked {
-            user_id,
-            session_id,
-            reason,
-            ip: meta.client_ip.map(|i| i.to_string()),
-            user_agent: meta.user_agent.clone(),
-        })
-    }
-
     /// After the commit that ended them: this node refuses these sessions from now on (other
     /// nodes hear of it through `session.revoked`).
     pub fn sessions_ended(&self, ids: &[SessionId]) {
@@ -127,92 +89,7 @@ impl Deps {
 
     /// Tells the relay that a transaction with outbox rows committed.
     pub fn wake_relay(&self) {
-        self.relay.do_send(Wake);
-    }
-}
-
-/// Writes `msg` to the outbox inside `tx`, correlated with the request that caused it: it is
-/// published only if `tx` commits. A security event also gets its audit-log line (time, kind,
-/// user, client, request id, details) in the same transaction.
-pub async fn enqueue_at(
-    tx: &Tx,
-    now: chrono::DateTime<chrono::Utc>,
-    meta: &RequestMeta,
-    msg: Outgoing,
-) -> Result<(), CommandError> {
-    if let Outgoing::Event(ev) = &msg {
-        if is_security_event(ev) {
-            audit_at(
-                tx,
-                now,
-                meta,
-                ev.event_type(),
-                Some(ev.user_id()),
-                ev.data(),
-            )
-            .await?;
-        }
-    }
-    let request_id = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
-    let correlation = Some(meta.correlation_id.clone())
-        .filter(|c| !c.is_empty())
-        .or_else(|| request_id.clone());
-    let env = Envelope::new(Uuid::now_v7(), now, correlation, &msg).with_request_id(request_id);
-    tx.outbox().enqueue(&env).await.map_err(storage_err)
-}
-
-/// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.
-pub async fn audit_at(
-    tx: &Tx,
-    now: chrono::DateTime<chrono::Utc>,
-    meta: &RequestMeta,
-    kind: &str,
-    user_id: Option<UserId>,
-    details: serde_json::Value,
-) -> Result<(), CommandError> {
-    let line = AuditRecord {
-        at: now,
-        kind: kind.to_owned(),
-        user_id,
-        ip: meta.client_ip.map(|i| i.to_string()),
-        user_agent: meta.user_agent.clone(),
-        request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
-        details: details.to_string(),
-    };
-    tx.audit().append(&line).await.map_err(storage_err)
-}
-
-/// Events that belong in the audit log.
-fn is_security_event(ev: &DomainEvent) -> bool {
-    matches!(
-        ev,
-        DomainEvent::UserLoggedIn { .. }
-            | DomainEvent::UserLoginFailed { .. }
-            | DomainEvent::UserThrottled { .. }
-            | DomainEvent::UserPasswordChanged { .. }
-            | DomainEvent::UserBlocked { .. }
-            | DomainEvent::UserUnblocked { .. }
-            | DomainEvent::SessionRevoked { .. }
-            | DomainEvent::SessionReuseDetected { .. }
-    )
-}
-
-/// Maps a storage failure to a command error, logging the cause (which never reaches clients).
-pub fn storage_err(e: StorageError) -> CommandError {
-    match e {
-        StorageError::Conflict { what } => CommandError::Conflict {
-            code: "conflict",
-            detail: format!("{what} already exists"),
-            field: Some(what),
-        },
-        StorageError::Backend(err) => {
-            tracing::error!(error = %err, "database error");
-            CommandError::unavailable("the database is unavailable; retry shortly")
-        }
-        StorageError::Corrupt { what, source } => {
-            tracing::error!(what = %what, error = %source, "corrupt data");
-            CommandError::Internal
-        }
+        self.outbox.wake();
     }
 }
 
@@ -442,6 +319,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         store: store.clone(),
         keys,
         hasher,
+        outbox: OutboxWriter::new(clock.clone(), relay.clone().recipient()),
         clock,
         tokens,
         throttle: ThrottlePolicy {
@@ -456,7 +334,6 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         },
         public_url: opts.public_url.trim_end_matches('/').to_owned(),
         refresh_secret: derive_key(&master, "refresh-successor"),
-        relay: relay.clone().recipient(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
         metrics,
         caches,

@@ -9,8 +9,10 @@ use keyward_messages::{
 };
 use keyward_storage::Tx;
 
+use crate::error::HandlerError;
+use crate::outbox::{enqueue_at, session_revoked};
 use crate::sessions::reason_str;
-use crate::system::{enqueue_at, storage_err, Deps};
+use crate::system::Deps;
 
 /// Blocks or unblocks `user` inside `tx`. Blocking ends every session of the user
 /// (`session.revoked`, reason `account_blocked`) and writes `user.blocked`; unblocking writes
@@ -24,13 +26,8 @@ pub(crate) async fn apply(
     blocked: bool,
     reason: Option<BlockReason>,
     by: Option<UserId>,
-) -> Result<Option<Vec<SessionId>>, CommandError> {
-    if !tx
-        .users()
-        .set_blocked(user, blocked, now)
-        .await
-        .map_err(storage_err)?
-    {
+) -> Result<Option<Vec<SessionId>>, HandlerError> {
+    if !tx.users().set_blocked(user, blocked, now).await? {
         return Ok(None);
     }
     if !blocked {
@@ -42,8 +39,7 @@ pub(crate) async fn apply(
     let ended = tx
         .sessions()
         .revoke_all_of(user, None, now, reason_str(why))
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let ev = DomainEvent::UserBlocked {
         user_id: user,
         reason: reason.map(String::from),
@@ -51,49 +47,39 @@ pub(crate) async fn apply(
     };
     enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
     for &sid in &ended {
-        enqueue_at(tx, now, meta, Deps::session_revoked(meta, user, sid, why)).await?;
+        enqueue_at(tx, now, meta, session_revoked(meta, user, sid, why)).await?;
     }
     Ok(Some(ended))
 }
 
 /// The admin API's block and unblock. Idempotent: blocking a blocked account is a success.
-pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), CommandError> {
+pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), HandlerError> {
     // NOTE: roles are read from storage, not from the token: an administrator who lost the
     // role must not keep it until their access token expires.
-    let roles = deps
-        .store
-        .users()
-        .roles_of(m.principal.user_id)
-        .await
-        .map_err(storage_err)?;
+    let roles = deps.store.users().roles_of(m.principal.user_id).await?;
     if !roles.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(CommandError::Forbidden {
+        return Err(HandlerError::from(CommandError::Forbidden {
             code: codes::FORBIDDEN,
             detail: format!("this needs the '{ADMIN_ROLE}' role"),
-        });
+        }));
     }
     if m.blocked && m.user_id == m.principal.user_id {
-        return Err(CommandError::invalid(vec![FieldError::new(
-            "id",
-            "own_account",
-            "an administrator cannot block their own account",
-        )]));
+        return Err(HandlerError::from(CommandError::invalid(vec![
+            FieldError::new(
+                "id",
+                "own_account",
+                "an administrator cannot block their own account",
+            ),
+        ])));
     }
-    if deps
-        .store
-        .users()
-        .by_id(m.user_id)
-        .await
-        .map_err(storage_err)?
-        .is_none()
-    {
-        return Err(CommandError::NotFound {
+    if deps.store.users().by_id(m.user_id).await?.is_none() {
+        return Err(HandlerError::from(CommandError::NotFound {
             code: codes::USER_NOT_FOUND,
             detail: "no user has this id".into(),
-        });
+        }));
     }
     let now = (deps.clock)();
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     let changed = apply(
         &tx,
         now,
@@ -104,7 +90,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Comman
         Some(m.principal.user_id),
     )
     .await?;
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     if let Some(ended) = changed {
         deps.sessions_ended(&ended);
         deps.wake_relay();

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix::prelude::*;
 use keyward_messages::commands::*;
 use keyward_messages::events::{DomainEvent, EmailJob, EmailTemplate, Outgoing, RevokeReason};
 use keyward_messages::{codes, CommandError, FieldError, LoginId, RequestMeta};
@@ -14,9 +13,9 @@ use secrecy::ExposeSecret;
 
 use super::policy::{invalid_credentials, reset_link, throttle_delay, verification_link};
 use super::Accounts;
-use crate::edge::guarded;
+use crate::error::HandlerError;
 use crate::sessions::issue::open_session;
-use crate::system::{storage_err, Deps};
+use crate::system::Deps;
 use crate::tokens::{random_token, sha256_hex};
 
 fn email_job(to: &str, template: EmailTemplate, locale: Locale, link: Option<String>) -> Outgoing {
@@ -42,7 +41,7 @@ async fn issue_email_token(
     user: &UserRecord,
     purpose: TokenPurpose,
     registration: Option<Registration>,
-) -> Result<(), CommandError> {
+) -> Result<(), HandlerError> {
     let now = (deps.clock)();
     let token = random_token();
     let (ttl, template, link) = match purpose {
@@ -60,8 +59,7 @@ async fn issue_email_token(
     if purpose == TokenPurpose::ResetPassword {
         tx.users()
             .invalidate_email_tokens(user.id, purpose, now)
-            .await
-            .map_err(storage_err)?;
+            .await?;
     }
     tx.users()
         .insert_email_token(NewEmailToken {
@@ -72,15 +70,14 @@ async fn issue_email_token(
             expires_at: now + ttl,
             registration,
         })
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let job = email_job(
         user.email.as_str(),
         template,
         Locale::parse(&user.locale),
         Some(link),
     );
-    deps.enqueue(tx, meta, job).await
+    Ok(deps.outbox.enqueue(tx, meta, job).await?)
 }
 
 fn username_taken() -> CommandError {
@@ -91,12 +88,8 @@ fn username_taken() -> CommandError {
     }
 }
 
-async fn register(
-    deps: Arc<Deps>,
-    danger_panic: Option<String>,
-    m: Register,
-) -> Result<(), CommandError> {
-    if danger_panic.as_deref() == Some(m.email.normalized().as_str()) {
+async fn register(deps: Arc<Deps>, m: Register) -> Result<(), HandlerError> {
+    if deps.danger_test_panic_on_register.as_deref() == Some(m.email.as_str()) {
         // NOTE: a test-only fault, armed only by the test harness, proving the handler edge.
         #[allow(clippy::panic)]
         {
@@ -111,17 +104,12 @@ async fn register(
         .check("password", m.password.expose(), &context)
         .map_err(|e| CommandError::invalid(vec![e]))?;
     if let Some(u) = &m.username {
-        let holder = deps
-            .store
-            .users()
-            .by_username(u)
-            .await
-            .map_err(storage_err)?;
+        let holder = deps.store.users().by_username(u).await?;
         // An unverified account belongs to nobody yet, so its name is free for its next
         // registration; a verified account's name is taken like any other.
         let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email;
         if holder.is_some_and(|h| !own_unverified(&h)) {
-            return Err(username_taken());
+            return Err(HandlerError::from(username_taken()));
         }
     }
     // Hash before looking the email up, so every branch costs the same.
@@ -129,12 +117,7 @@ async fn register(
         password_hash: deps.hasher.hash(m.password.expose()).await?,
         username: m.username.clone(),
     };
-    let existing = deps
-        .store
-        .users()
-        .by_email(&m.email)
-        .await
-        .map_err(storage_err)?;
+    let existing = deps.store.users().by_email(&m.email).await?;
     if let Some(existing) = existing {
         return register_existing(&deps, &m, &existing, registration).await;
     }
@@ -158,25 +141,22 @@ async fn register(
         blocked: false,
         created_at: now,
     };
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     match tx.users().insert(user).await {
         Ok(()) => {}
-        Err(StorageError::Conflict { what }) if what == "username" => return Err(username_taken()),
+        Err(StorageError::Conflict { what }) if what == "username" => {
+            return Err(HandlerError::from(username_taken()))
+        }
         // Lost a race with a registration of the same email: register with the winner's account.
         Err(StorageError::Conflict { .. }) => {
-            tx.rollback().await.map_err(storage_err)?;
-            let winner = deps
-                .store
-                .users()
-                .by_email(&m.email)
-                .await
-                .map_err(storage_err)?;
+            tx.rollback().await?;
+            let winner = deps.store.users().by_email(&m.email).await?;
             return match winner {
                 Some(w) => register_existing(&deps, &m, &w, registration).await,
                 None => Ok(()),
             };
         }
-        Err(e) => return Err(storage_err(e)),
+        Err(e) => return Err(e.into()),
     }
     let ev = DomainEvent::UserRegistered {
         user_id: record.id,
@@ -184,7 +164,9 @@ async fn register(
         username: record.username.as_ref().map(|u| u.as_str().to_owned()),
         locale: m.locale,
     };
-    deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+    deps.outbox
+        .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+        .await?;
     issue_email_token(
         &deps,
         &tx,
@@ -194,7 +176,7 @@ async fn register(
         Some(registration),
     )
     .await?;
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     deps.wake_relay();
     tracing::info!(user_id = %record.id, "account registered");
     Ok(())
@@ -208,8 +190,8 @@ async fn register_existing(
     m: &Register,
     existing: &UserRecord,
     registration: Registration,
-) -> Result<(), CommandError> {
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+) -> Result<(), HandlerError> {
+    let tx = deps.store.begin().await?;
     if existing.email_verified {
         let notice = email_job(
             existing.email.as_str(),
@@ -217,7 +199,7 @@ async fn register_existing(
             Locale::parse(&existing.locale),
             None,
         );
-        deps.enqueue(&tx, &m.meta, notice).await?;
+        deps.outbox.enqueue(&tx, &m.meta, notice).await?;
     } else {
         issue_email_token(
             deps,
@@ -229,12 +211,12 @@ async fn register_existing(
         )
         .await?;
     }
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     deps.wake_relay();
     Ok(())
 }
 
-async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, CommandError> {
+async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, HandlerError> {
     let now = (deps.clock)();
     let invalid = || {
         CommandError::invalid_token(
@@ -242,60 +224,49 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
         )
     };
     let hash_of_token = sha256_hex(m.token.expose_secret());
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     // NOTE: the account first: two of its links used at once then run one after the other,
     // and the second finds itself deleted (400) instead of deadlocking with the first.
     if let Some(owner) = tx
         .users()
         .email_token_user(TokenPurpose::VerifyEmail, &hash_of_token, now)
-        .await
-        .map_err(storage_err)?
+        .await?
     {
-        tx.users().lock(owner).await.map_err(storage_err)?;
+        tx.users().lock(owner).await?;
     }
     let used = tx
         .users()
         .consume_email_token(TokenPurpose::VerifyEmail, &hash_of_token, now)
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(invalid)?;
     let user_id = used.user_id;
-    let user = tx
-        .users()
-        .by_id(user_id)
-        .await
-        .map_err(storage_err)?
-        .ok_or_else(invalid)?;
+    let user = tx.users().by_id(user_id).await?.ok_or_else(invalid)?;
     // The link proves the mailbox: its registration becomes the account's. A verified
     // account is its owner's already; no link changes it.
     if let Some(r) = used.registration.filter(|_| !user.email_verified) {
         tx.users()
             .set_password_hash(user_id, &r.password_hash, now)
-            .await
-            .map_err(storage_err)?;
+            .await?;
         let kept = tx
             .users()
             .set_username(user_id, r.username.as_ref(), now)
-            .await
-            .map_err(storage_err)?;
+            .await?;
         if !kept {
             tracing::info!(user_id = %user_id, "username taken meanwhile; the account has none");
         }
     }
-    tx.users()
-        .set_email_verified(user_id, now)
-        .await
-        .map_err(storage_err)?;
+    tx.users().set_email_verified(user_id, now).await?;
     tx.users()
         .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let ev = DomainEvent::UserEmailVerified {
         user_id,
         email: user.email.as_str().to_owned(),
     };
-    deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
-    tx.commit().await.map_err(storage_err)?;
+    deps.outbox
+        .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+        .await?;
+    tx.commit().await?;
     deps.profile_changed(user_id);
     deps.wake_relay();
     Ok(EmailVerified {
@@ -305,21 +276,12 @@ async fn verify_email(deps: Arc<Deps>, m: VerifyEmail) -> Result<EmailVerified, 
     })
 }
 
-async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandError> {
-    let user = deps
-        .store
-        .users()
-        .by_email(&m.email)
-        .await
-        .map_err(storage_err)?;
+async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), HandlerError> {
+    let user = deps.store.users().by_email(&m.email).await?;
     if let Some(user) = user.filter(|u| !u.email_verified) {
-        let tx = deps.store.begin().await.map_err(storage_err)?;
+        let tx = deps.store.begin().await?;
         // The new link completes the latest registration, as its own link would.
-        let registration = tx
-            .users()
-            .latest_registration(user.id)
-            .await
-            .map_err(storage_err)?;
+        let registration = tx.users().latest_registration(user.id).await?;
         issue_email_token(
             &deps,
             &tx,
@@ -329,21 +291,15 @@ async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), CommandErr
             registration,
         )
         .await?;
-        tx.commit().await.map_err(storage_err)?;
+        tx.commit().await?;
         deps.wake_relay();
     }
     Ok(())
 }
 
-async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> {
-    if let Some(user) = deps
-        .store
-        .users()
-        .by_email(&m.email)
-        .await
-        .map_err(storage_err)?
-    {
-        let tx = deps.store.begin().await.map_err(storage_err)?;
+async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), HandlerError> {
+    if let Some(user) = deps.store.users().by_email(&m.email).await? {
+        let tx = deps.store.begin().await?;
         issue_email_token(
             &deps,
             &tx,
@@ -353,7 +309,7 @@ async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), CommandError> 
             None,
         )
         .await?;
-        tx.commit().await.map_err(storage_err)?;
+        tx.commit().await?;
         deps.wake_relay();
     }
     Ok(())
@@ -371,7 +327,7 @@ fn throttle_keys(m: &Login, user: Option<&UserRecord>) -> (String, Option<String
 }
 
 /// Seconds to wait when `key` is throttled under `limit`.
-async fn throttled(deps: &Deps, key: &str, limit: u32) -> Result<Option<u64>, CommandError> {
+async fn throttled(deps: &Deps, key: &str, limit: u32) -> Result<Option<u64>, HandlerError> {
     Ok(failures_and_delay(deps, key, limit).await?.1)
 }
 
@@ -380,28 +336,26 @@ async fn failures_and_delay(
     deps: &Deps,
     key: &str,
     limit: u32,
-) -> Result<(u64, Option<u64>), CommandError> {
+) -> Result<(u64, Option<u64>), HandlerError> {
     let now = (deps.clock)();
     let t = &deps.throttle;
     let (failures, latest) = deps
         .store
         .login_failures()
         .since(key, now - t.window)
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let delay = throttle_delay(failures, latest, limit, t.base_delay, t.window, now);
     Ok((failures, delay))
 }
 
-async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
+async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
     // Shed before any database work: under overload a refused login must cost almost nothing,
     // or it slows the logins that were admitted.
     let place = deps.hasher.reserve()?;
     let user = match &m.login {
         LoginId::Email(e) => deps.store.users().by_email(e).await,
         LoginId::Username(u) => deps.store.users().by_username(u).await,
-    }
-    .map_err(storage_err)?;
+    }?;
     let (account_key, ip_key) = throttle_keys(&m, user.as_ref());
     let ip = m.meta.client_ip.map(|i| i.to_string());
 
@@ -417,7 +371,9 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
         note_throttled(&deps, &m.meta, user_id, &account_key, ip, retry_after_secs).await?;
         deps.wake_relay();
         tracing::info!(retry_after_secs, "login throttled");
-        return Err(CommandError::RateLimited { retry_after_secs });
+        return Err(HandlerError::from(CommandError::RateLimited {
+            retry_after_secs,
+        }));
     }
 
     let verified = match &user {
@@ -437,20 +393,20 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, CommandError> {
     let user_id = user.as_ref().map(|u| u.id);
     let Some(user) = user.filter(|_| verified.matches) else {
         record_failure(&deps, &m, &account_key, ip_key.as_deref(), user_id).await?;
-        return Err(invalid_credentials());
+        return Err(HandlerError::from(invalid_credentials()));
     };
     // Only a caller who knows the password learns the account's state.
     if user.blocked {
-        return Err(CommandError::Forbidden {
+        return Err(HandlerError::from(CommandError::Forbidden {
             code: codes::ACCOUNT_BLOCKED,
             detail: "this account is blocked".into(),
-        });
+        }));
     }
     if !user.email_verified {
-        return Err(CommandError::Forbidden {
+        return Err(HandlerError::from(CommandError::Forbidden {
             code: codes::EMAIL_NOT_VERIFIED,
             detail: "confirm your email address first; POST /v1/auth/verify-email/resend sends a new link".into(),
-        });
+        }));
     }
     // A rehash the pool has no room for waits for a later login; this one goes ahead.
     let rehash = if verified.needs_rehash {
@@ -473,24 +429,19 @@ async fn record_failure(
     account_key: &str,
     ip_key: Option<&str>,
     user_id: Option<keyward_messages::UserId>,
-) -> Result<(), CommandError> {
+) -> Result<(), HandlerError> {
     let now = (deps.clock)();
     let ip = m.meta.client_ip.map(|i| i.to_string());
-    let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.login_failures()
-        .record(account_key, now)
-        .await
-        .map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
+    tx.login_failures().record(account_key, now).await?;
     if let Some(k) = ip_key {
-        tx.login_failures()
-            .record(k, now)
-            .await
-            .map_err(storage_err)?;
+        tx.login_failures().record(k, now).await?;
     }
     if user_id.is_none() {
         // No account, so no event; the attempt still belongs in the audit log.
         let details = serde_json::json!({ "login": account_key.trim_start_matches("login:") });
-        deps.audit(&tx, &m.meta, "user.login_failed", None, details)
+        deps.outbox
+            .audit(&tx, &m.meta, "user.login_failed", None, details)
             .await?;
     }
     if let Some(user_id) = user_id {
@@ -499,9 +450,11 @@ async fn record_failure(
             ip: ip.clone(),
             user_agent: m.meta.user_agent.clone(),
         };
-        deps.enqueue(&tx, &m.meta, Outgoing::Event(ev)).await?;
+        deps.outbox
+            .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+            .await?;
     }
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     // NOTE: known and unknown logins take the same steps here, so timing does not tell them
     // apart; only a known account has an event.
     if let Some(retry_after_secs) =
@@ -523,8 +476,8 @@ async fn note_throttled(
     account_key: &str,
     ip: Option<String>,
     retry_after_secs: u64,
-) -> Result<(), CommandError> {
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+) -> Result<(), HandlerError> {
+    let tx = deps.store.begin().await?;
     match user_id {
         Some(user_id) => {
             let ev = DomainEvent::UserThrottled {
@@ -532,18 +485,19 @@ async fn note_throttled(
                 ip,
                 retry_after_secs,
             };
-            deps.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+            deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
         }
         None => {
             let details = serde_json::json!({
                 "login": account_key.trim_start_matches("login:"),
                 "retry_after_secs": retry_after_secs,
             });
-            deps.audit(&tx, meta, "user.throttled", None, details)
+            deps.outbox
+                .audit(&tx, meta, "user.throttled", None, details)
                 .await?;
         }
     }
-    tx.commit().await.map_err(storage_err)
+    Ok(tx.commit().await?)
 }
 
 fn policy_context(user: &UserRecord) -> Vec<&str> {
@@ -557,7 +511,7 @@ fn policy_context(user: &UserRecord) -> Vec<&str> {
     c
 }
 
-async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), CommandError> {
+async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), HandlerError> {
     let now = (deps.clock)();
     let hash_of_token = sha256_hex(m.token.expose_secret());
     let invalid = || {
@@ -569,57 +523,45 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
         .store
         .users()
         .email_token_user(TokenPurpose::ResetPassword, &hash_of_token, now)
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(invalid)?;
     let user = deps
         .store
         .users()
         .by_id(user_id)
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(invalid)?;
     deps.password_policy
         .check("password", m.password.expose(), &policy_context(&user))
         .map_err(|e| CommandError::invalid(vec![e]))?;
     let hash = deps.hasher.hash(m.password.expose()).await?;
 
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     // Consuming is conditional: of two requests with one link, only one gets here.
     if tx
         .users()
         .consume_email_token(TokenPurpose::ResetPassword, &hash_of_token, now)
-        .await
-        .map_err(storage_err)?
+        .await?
         .map(|t| t.user_id)
         != Some(user_id)
     {
-        return Err(invalid());
+        return Err(HandlerError::from(invalid()));
     }
-    tx.users()
-        .set_password_hash(user_id, &hash, now)
-        .await
-        .map_err(storage_err)?;
+    tx.users().set_password_hash(user_id, &hash, now).await?;
     // Proving control of the mailbox also verifies it, and ends the registrations still
     // waiting for their links: this password wins.
     if !user.email_verified {
-        tx.users()
-            .set_email_verified(user_id, now)
-            .await
-            .map_err(storage_err)?;
+        tx.users().set_email_verified(user_id, now).await?;
         tx.users()
             .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, None)
-            .await
-            .map_err(storage_err)?;
+            .await?;
     }
     tx.users()
         .invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
-        .await
-        .map_err(storage_err)?;
+        .await?;
     tx.login_failures()
         .clear(&format!("account:{user_id}"))
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let ended = end_sessions_after_password(
         &deps,
         &tx,
@@ -630,7 +572,7 @@ async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<(), Command
         RevokeReason::PasswordReset,
     )
     .await?;
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     deps.sessions_ended(&ended);
     deps.profile_changed(user_id);
     deps.wake_relay();
@@ -649,20 +591,24 @@ async fn end_sessions_after_password(
     keep: Option<keyward_messages::SessionId>,
     via: &str,
     reason: RevokeReason,
-) -> Result<Vec<keyward_messages::SessionId>, CommandError> {
+) -> Result<Vec<keyward_messages::SessionId>, HandlerError> {
     let now = (deps.clock)();
     let ended = tx
         .sessions()
         .revoke_all_of(user.id, keep, now, crate::sessions::reason_str(reason))
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let ev = DomainEvent::UserPasswordChanged {
         user_id: user.id,
         via: via.to_owned(),
     };
-    deps.enqueue(tx, meta, Outgoing::Event(ev)).await?;
+    deps.outbox.enqueue(tx, meta, Outgoing::Event(ev)).await?;
     for &sid in &ended {
-        deps.enqueue(tx, meta, Deps::session_revoked(meta, user.id, sid, reason))
+        deps.outbox
+            .enqueue(
+                tx,
+                meta,
+                crate::outbox::session_revoked(meta, user.id, sid, reason),
+            )
             .await?;
     }
     let notice = email_job(
@@ -671,31 +617,27 @@ async fn end_sessions_after_password(
         Locale::parse(&user.locale),
         None,
     );
-    deps.enqueue(tx, meta, notice).await?;
+    deps.outbox.enqueue(tx, meta, notice).await?;
     Ok(ended)
 }
 
-async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), CommandError> {
+async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), HandlerError> {
     let p = m.principal;
-    let user = deps
-        .store
-        .users()
-        .by_id(p.user_id)
-        .await
-        .map_err(storage_err)?
-        .ok_or_else(|| {
-            CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
-        })?;
+    let user = deps.store.users().by_id(p.user_id).await?.ok_or_else(|| {
+        CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
+    })?;
     let v = deps
         .hasher
         .verify(m.current_password.expose(), &user.password_hash)
         .await?;
     if !v.matches {
-        return Err(CommandError::invalid(vec![FieldError::new(
-            "current_password",
-            "incorrect",
-            "the current password is incorrect",
-        )]));
+        return Err(HandlerError::from(CommandError::invalid(vec![
+            FieldError::new(
+                "current_password",
+                "incorrect",
+                "the current password is incorrect",
+            ),
+        ])));
     }
     deps.password_policy
         .check(
@@ -706,11 +648,8 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
         .map_err(|e| CommandError::invalid(vec![e]))?;
     let hash = deps.hasher.hash(m.new_password.expose()).await?;
     let now = (deps.clock)();
-    let tx = deps.store.begin().await.map_err(storage_err)?;
-    tx.users()
-        .set_password_hash(user.id, &hash, now)
-        .await
-        .map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
+    tx.users().set_password_hash(user.id, &hash, now).await?;
     let ended = end_sessions_after_password(
         &deps,
         &tx,
@@ -721,14 +660,14 @@ async fn change_password(deps: Arc<Deps>, m: ChangePassword) -> Result<(), Comma
         RevokeReason::PasswordChanged,
     )
     .await?;
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     deps.sessions_ended(&ended);
     deps.wake_relay();
     tracing::info!(user_id = %user.id, "password changed");
     Ok(())
 }
 
-async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
+async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, HandlerError> {
     let profiles = &deps.caches.profiles;
     if let Some(view) = profiles.get(m.principal.user_id) {
         return Ok(UserView::clone(&view));
@@ -738,17 +677,11 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
         .store
         .users()
         .by_id(m.principal.user_id)
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(|| {
             CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
         })?;
-    let roles = deps
-        .store
-        .users()
-        .roles_of(u.id)
-        .await
-        .map_err(storage_err)?;
+    let roles = deps.store.users().roles_of(u.id).await?;
     let view = UserView {
         id: u.id,
         email: u.email.into(),
@@ -761,39 +694,28 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, CommandError> {
     Ok(view)
 }
 
-macro_rules! handle {
-    ($msg:ty, $reply:ty, |$deps:ident, $m:ident, $act:ident| $body:expr) => {
-        impl Handler<$msg> for Accounts {
-            type Result = ResponseFuture<Result<$reply, CommandError>>;
-            fn handle(&mut self, $m: $msg, ctx: &mut Context<Self>) -> Self::Result {
-                let $deps = self.deps.clone();
-                let $act = &*self;
-                let meta = $m.meta.clone();
-                guarded(ctx.address(), stringify!($msg), &meta, $body)
-            }
-        }
-    };
-}
-
-handle!(Register, (), |deps, m, act| register(
-    deps,
-    act.deps.danger_test_panic_on_register.clone(),
-    m
-));
-handle!(VerifyEmail, EmailVerified, |deps, m, _act| verify_email(
-    deps, m
-));
-handle!(ResendVerification, (), |deps, m, _act| resend(deps, m));
-handle!(ForgotPassword, (), |deps, m, _act| forgot(deps, m));
-handle!(Login, TokenPair, |deps, m, _act| async move {
-    let answer = login(deps.clone(), m).await;
+/// Login, counted by outcome.
+async fn login_counted(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
+    let answer = login(deps.clone(), m)
+        .await
+        .map_err(HandlerError::into_reply);
     let outcome = super::policy::login_outcome(answer.as_ref().map(|_| ()));
     deps.metrics.logins.with_label_values(&[outcome]).inc();
-    answer
-});
-handle!(ResetPassword, (), |deps, m, _act| reset_password(deps, m));
-handle!(ChangePassword, (), |deps, m, _act| change_password(deps, m));
-handle!(GetMe, UserView, |deps, m, _act| get_me(deps, m));
-handle!(SetBlocked, (), |deps, m, _act| async move {
+    Ok(answer?)
+}
+
+async fn set_blocked(deps: Arc<Deps>, m: SetBlocked) -> Result<(), HandlerError> {
     super::blocking::set_blocked(&deps, m).await
+}
+
+crate::edge::handlers!(Accounts {
+    Register => (): register;
+    VerifyEmail => EmailVerified: verify_email;
+    ResendVerification => (): resend;
+    ForgotPassword => (): forgot;
+    Login => TokenPair: login_counted;
+    ResetPassword => (): reset_password;
+    ChangePassword => (): change_password;
+    GetMe => UserView: get_me;
+    SetBlocked => (): set_blocked;
 });

@@ -12,8 +12,8 @@ use secrecy::ExposeSecret;
 use super::gate::{token_key, Liveness};
 use super::issue::pair;
 use super::Sessions;
-use crate::edge::guarded;
-use crate::system::{storage_err, Deps};
+use crate::error::HandlerError;
+use crate::system::Deps;
 use crate::tokens::{sha256_hex, successor_token};
 
 fn bad_token(why: &str) -> CommandError {
@@ -34,7 +34,7 @@ fn bad_refresh() -> CommandError {
 /// Verifies an access token (the pure checks of `access_token::verify`) and that its session
 /// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
 /// a database read.
-async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, CommandError> {
+async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, HandlerError> {
     let now = (deps.clock)();
     let key = token_key(&token);
     let c = match deps.caches.sessions.verified(&key) {
@@ -66,15 +66,10 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
     };
     match deps.caches.sessions.liveness(session_id, user_id, now) {
         Liveness::Live => return Ok(principal()),
-        Liveness::Ended => return Err(bad_token("session ended")),
+        Liveness::Ended => return Err(HandlerError::from(bad_token("session ended"))),
         Liveness::Unknown => {}
     }
-    let session = deps
-        .store
-        .sessions()
-        .by_id(session_id)
-        .await
-        .map_err(storage_err)?;
+    let session = deps.store.sessions().by_id(session_id).await?;
     match session {
         Some(s) if s.user_id == user_id && s.is_live(now) => {
             let ends_at = s.idle_expires_at.min(s.expires_at);
@@ -85,9 +80,9 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Comma
         }
         Some(s) if s.user_id == user_id => {
             deps.caches.sessions.ended(session_id);
-            Err(bad_token("session ended"))
+            Err(HandlerError::from(bad_token("session ended")))
         }
-        _ => Err(bad_token("no such session")),
+        _ => Err(HandlerError::from(bad_token("no such session"))),
     }
 }
 
@@ -97,23 +92,23 @@ async fn revoke(
     user_id: UserId,
     session_id: SessionId,
     reason: RevokeReason,
-) -> Result<bool, CommandError> {
+) -> Result<bool, HandlerError> {
     let now = (deps.clock)();
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     let done = tx
         .sessions()
         .revoke(session_id, now, reason_str(reason))
-        .await
-        .map_err(storage_err)?;
-    if done {
-        deps.enqueue(
-            &tx,
-            meta,
-            Deps::session_revoked(meta, user_id, session_id, reason),
-        )
         .await?;
+    if done {
+        deps.outbox
+            .enqueue(
+                &tx,
+                meta,
+                crate::outbox::session_revoked(meta, user_id, session_id, reason),
+            )
+            .await?;
     }
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     if done {
         deps.sessions_ended(&[session_id]);
     }
@@ -139,64 +134,47 @@ async fn refresh(
     deps: Arc<Deps>,
     meta: RequestMeta,
     presented: String,
-) -> Result<TokenPair, CommandError> {
+) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
     let rec = deps
         .store
         .sessions()
         .refresh_token_by_hash(&sha256_hex(&presented))
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(bad_refresh)?;
     let session = deps
         .store
         .sessions()
         .by_id(rec.session_id)
-        .await
-        .map_err(storage_err)?
+        .await?
         .filter(|s| s.is_live(now))
         .ok_or_else(bad_refresh)?;
     let user = deps
         .store
         .users()
         .by_id(session.user_id)
-        .await
-        .map_err(storage_err)?
+        .await?
         .ok_or_else(bad_refresh)?;
     if user.blocked {
-        return Err(bad_refresh());
+        return Err(HandlerError::from(bad_refresh()));
     }
     let successor = successor_token(&deps.refresh_secret, &presented);
 
     let rotated_at = match rec.rotated_at {
         Some(t) => Some(t),
         None => {
-            let tx = deps.store.begin().await.map_err(storage_err)?;
-            if tx
-                .sessions()
-                .mark_rotated(rec.id, now)
-                .await
-                .map_err(storage_err)?
-            {
+            let tx = deps.store.begin().await?;
+            if tx.sessions().mark_rotated(rec.id, now).await? {
                 tx.sessions()
                     .insert_refresh_token(session.id, &sha256_hex(&successor), now)
-                    .await
-                    .map_err(storage_err)?;
+                    .await?;
                 let idle = (now + deps.tokens.refresh_idle).min(session.expires_at);
-                tx.sessions()
-                    .touch(session.id, now, idle)
-                    .await
-                    .map_err(storage_err)?;
-                tx.commit().await.map_err(storage_err)?;
+                tx.sessions().touch(session.id, now, idle).await?;
+                tx.commit().await?;
                 let mut s = session.clone();
                 s.idle_expires_at = idle;
-                let roles = deps
-                    .store
-                    .users()
-                    .roles_of(user.id)
-                    .await
-                    .map_err(storage_err)?;
-                return pair(&deps, &user, &roles, &s, successor, now);
+                let roles = deps.store.users().roles_of(user.id).await?;
+                return Ok(pair(&deps, &user, &roles, &s, successor, now)?);
             }
             // Another request rotated it between our read and our update.
             Some(now)
@@ -209,32 +187,24 @@ async fn refresh(
             .store
             .sessions()
             .refresh_token_by_hash(&sha256_hex(&successor))
-            .await
-            .map_err(storage_err)?;
+            .await?;
         if current.is_some() {
             let session = deps
                 .store
                 .sessions()
                 .by_id(session.id)
-                .await
-                .map_err(storage_err)?
+                .await?
                 .unwrap_or(session);
-            let roles = deps
-                .store
-                .users()
-                .roles_of(user.id)
-                .await
-                .map_err(storage_err)?;
-            return pair(&deps, &user, &roles, &session, successor, now);
+            let roles = deps.store.users().roles_of(user.id).await?;
+            return Ok(pair(&deps, &user, &roles, &session, successor, now)?);
         }
     }
     tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; revoking the session");
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let tx = deps.store.begin().await?;
     if tx
         .sessions()
         .revoke(session.id, now, reason_str(RevokeReason::ReuseDetected))
-        .await
-        .map_err(storage_err)?
+        .await?
     {
         let detected = DomainEvent::SessionReuseDetected {
             user_id: user.id,
@@ -242,167 +212,107 @@ async fn refresh(
             ip: meta.client_ip.map(|i| i.to_string()),
             user_agent: meta.user_agent.clone(),
         };
-        deps.enqueue(&tx, &meta, Outgoing::Event(detected)).await?;
+        deps.outbox
+            .enqueue(&tx, &meta, Outgoing::Event(detected))
+            .await?;
         let revoked =
-            Deps::session_revoked(&meta, user.id, session.id, RevokeReason::ReuseDetected);
-        deps.enqueue(&tx, &meta, revoked).await?;
+            crate::outbox::session_revoked(&meta, user.id, session.id, RevokeReason::ReuseDetected);
+        deps.outbox.enqueue(&tx, &meta, revoked).await?;
     }
-    tx.commit().await.map_err(storage_err)?;
+    tx.commit().await?;
     deps.sessions_ended(&[session.id]);
     deps.wake_relay();
-    Err(bad_refresh())
+    Err(HandlerError::from(bad_refresh()))
 }
 
-impl Handler<Authenticate> for Sessions {
-    type Result = ResponseFuture<Result<Principal, CommandError>>;
-    fn handle(&mut self, m: Authenticate, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "Authenticate",
-            &m.meta.clone(),
-            authenticate(deps, m.token.expose_secret().to_owned()),
-        )
-    }
+async fn logout(deps: Arc<Deps>, m: Logout) -> Result<(), HandlerError> {
+    let p = m.principal;
+    revoke(
+        &deps,
+        &m.meta,
+        p.user_id,
+        p.session_id,
+        RevokeReason::Logout,
+    )
+    .await?;
+    Ok(())
 }
 
-impl Handler<Refresh> for Sessions {
-    type Result = ResponseFuture<Result<TokenPair, CommandError>>;
-    fn handle(&mut self, m: Refresh, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "Refresh",
-            &m.meta.clone(),
-            refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned()),
-        )
-    }
-}
-
-impl Handler<Logout> for Sessions {
-    type Result = ResponseFuture<Result<(), CommandError>>;
-    fn handle(&mut self, m: Logout, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(ctx.address(), "Logout", &m.meta.clone(), async move {
-            let p = m.principal;
-            revoke(
-                &deps,
-                &m.meta,
-                p.user_id,
-                p.session_id,
-                RevokeReason::Logout,
-            )
-            .await
-            .map(|_| ())
+async fn list(deps: Arc<Deps>, m: ListSessions) -> Result<Vec<SessionView>, HandlerError> {
+    let p = m.principal;
+    let rows = deps
+        .store
+        .sessions()
+        .live_of(p.user_id, (deps.clock)())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == p.session_id,
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.idle_expires_at.min(s.expires_at),
+            user_agent: s.user_agent,
+            ip: s.ip.and_then(|i| i.parse().ok()),
         })
+        .collect())
+}
+
+async fn revoke_one(deps: Arc<Deps>, m: RevokeSession) -> Result<(), HandlerError> {
+    let p = m.principal;
+    let owned_and_live = deps
+        .store
+        .sessions()
+        .by_id(m.session_id)
+        .await?
+        .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
+    let not_found = || CommandError::NotFound {
+        code: codes::SESSION_NOT_FOUND,
+        detail: "no live session with this id belongs to you".into(),
+    };
+    if !owned_and_live {
+        return Err(not_found().into());
+    }
+    let reason = if m.session_id == p.session_id {
+        RevokeReason::Logout
+    } else {
+        RevokeReason::RevokedByUser
+    };
+    if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
+        Ok(())
+    } else {
+        Err(not_found().into())
     }
 }
 
-impl Handler<ListSessions> for Sessions {
-    type Result = ResponseFuture<Result<Vec<SessionView>, CommandError>>;
-    fn handle(&mut self, m: ListSessions, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(ctx.address(), "ListSessions", &m.meta.clone(), async move {
-            let p = m.principal;
-            let rows = deps
-                .store
-                .sessions()
-                .live_of(p.user_id, (deps.clock)())
-                .await
-                .map_err(storage_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|s| SessionView {
-                    current: s.id == p.session_id,
-                    id: s.id,
-                    created_at: s.created_at,
-                    last_used_at: s.last_used_at,
-                    expires_at: s.idle_expires_at.min(s.expires_at),
-                    user_agent: s.user_agent,
-                    ip: s.ip.and_then(|i| i.parse().ok()),
-                })
-                .collect())
-        })
+async fn revoke_others(deps: Arc<Deps>, m: RevokeOtherSessions) -> Result<(), HandlerError> {
+    let p = m.principal;
+    let why = RevokeReason::RevokedByUser;
+    let now = (deps.clock)();
+    let tx = deps.store.begin().await?;
+    let ended = tx
+        .sessions()
+        .revoke_all_of(p.user_id, Some(p.session_id), now, reason_str(why))
+        .await?;
+    for &sid in &ended {
+        let revoked = crate::outbox::session_revoked(&m.meta, p.user_id, sid, why);
+        deps.outbox.enqueue(&tx, &m.meta, revoked).await?;
     }
+    tx.commit().await?;
+    deps.sessions_ended(&ended);
+    deps.wake_relay();
+    Ok(())
 }
 
-impl Handler<RevokeSession> for Sessions {
-    type Result = ResponseFuture<Result<(), CommandError>>;
-    fn handle(&mut self, m: RevokeSession, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "RevokeSession",
-            &m.meta.clone(),
-            async move {
-                let p = m.principal;
-                let owned_and_live = deps
-                    .store
-                    .sessions()
-                    .by_id(m.session_id)
-                    .await
-                    .map_err(storage_err)?
-                    .is_some_and(|s| s.user_id == p.user_id && s.is_live((deps.clock)()));
-                let not_found = || CommandError::NotFound {
-                    code: codes::SESSION_NOT_FOUND,
-                    detail: "no live session with this id belongs to you".into(),
-                };
-                if !owned_and_live {
-                    return Err(not_found());
-                }
-                let reason = if m.session_id == p.session_id {
-                    RevokeReason::Logout
-                } else {
-                    RevokeReason::RevokedByUser
-                };
-                if revoke(&deps, &m.meta, p.user_id, m.session_id, reason).await? {
-                    Ok(())
-                } else {
-                    Err(not_found())
-                }
-            },
-        )
-    }
-}
-
-impl Handler<RevokeOtherSessions> for Sessions {
-    type Result = ResponseFuture<Result<(), CommandError>>;
-    fn handle(&mut self, m: RevokeOtherSessions, ctx: &mut Context<Self>) -> Self::Result {
-        let deps = self.deps.clone();
-        guarded(
-            ctx.address(),
-            "RevokeOtherSessions",
-            &m.meta.clone(),
-            async move {
-                let p = m.principal;
-                let now = (deps.clock)();
-                let tx = deps.store.begin().await.map_err(storage_err)?;
-                let ended = tx
-                    .sessions()
-                    .revoke_all_of(
-                        p.user_id,
-                        Some(p.session_id),
-                        now,
-                        reason_str(RevokeReason::RevokedByUser),
-                    )
-                    .await
-                    .map_err(storage_err)?;
-                for &sid in &ended {
-                    deps.enqueue(
-                        &tx,
-                        &m.meta,
-                        Deps::session_revoked(&m.meta, p.user_id, sid, RevokeReason::RevokedByUser),
-                    )
-                    .await?;
-                }
-                tx.commit().await.map_err(storage_err)?;
-                deps.sessions_ended(&ended);
-                deps.wake_relay();
-                Ok(())
-            },
-        )
-    }
-}
+crate::edge::handlers!(Sessions {
+    Authenticate => Principal: |deps, m| authenticate(deps, m.token.expose_secret().to_owned());
+    Refresh => TokenPair: |deps, m| refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned());
+    Logout => (): logout;
+    ListSessions => Vec<SessionView>: list;
+    RevokeSession => (): revoke_one;
+    RevokeOtherSessions => (): revoke_others;
+});
 
 impl Handler<GetJwks> for Sessions {
     type Result = Result<serde_json::Value, CommandError>;

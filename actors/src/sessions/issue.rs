@@ -9,7 +9,8 @@ use keyward_storage::{SessionRecord, UserRecord};
 use uuid::Uuid;
 
 use super::policy::{secs_until, AccessClaims};
-use crate::system::{storage_err, Deps};
+use crate::error::HandlerError;
+use crate::system::Deps;
 use crate::tokens::{random_token, sha256_hex};
 
 /// Signs an access token for `user` in session `sid`.
@@ -64,7 +65,7 @@ pub(crate) async fn open_session(
     meta: &RequestMeta,
     rehash: Option<String>,
     clear_failures: Option<&str>,
-) -> Result<TokenPair, CommandError> {
+) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
     let session = SessionRecord {
         id: SessionId::new(),
@@ -78,35 +79,26 @@ pub(crate) async fn open_session(
         ip: meta.client_ip.map(|ip| ip.to_string()),
     };
     let refresh = random_token();
-    let roles = deps
-        .store
-        .users()
-        .roles_of(user.id)
-        .await
-        .map_err(storage_err)?;
-    let tx = deps.store.begin().await.map_err(storage_err)?;
+    let roles = deps.store.users().roles_of(user.id).await?;
+    let tx = deps.store.begin().await?;
     if let Some(hash) = rehash {
-        tx.users()
-            .set_password_hash(user.id, &hash, now)
-            .await
-            .map_err(storage_err)?;
+        tx.users().set_password_hash(user.id, &hash, now).await?;
     }
     if let Some(key) = clear_failures {
-        tx.login_failures().clear(key).await.map_err(storage_err)?;
+        tx.login_failures().clear(key).await?;
     }
-    tx.sessions().insert(&session).await.map_err(storage_err)?;
+    tx.sessions().insert(&session).await?;
     tx.sessions()
         .insert_refresh_token(session.id, &sha256_hex(&refresh), now)
-        .await
-        .map_err(storage_err)?;
+        .await?;
     let ev = DomainEvent::UserLoggedIn {
         user_id: user.id,
         session_id: session.id,
         ip: session.ip.clone(),
         user_agent: session.user_agent.clone(),
     };
-    deps.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
-    tx.commit().await.map_err(storage_err)?;
+    deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+    tx.commit().await?;
     deps.wake_relay();
-    pair(deps, user, &roles, &session, refresh, now)
+    Ok(pair(deps, user, &roles, &session, refresh, now)?)
 }
