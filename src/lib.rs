@@ -65,12 +65,12 @@ impl Node {
         .await
         .map_err(start_error)?;
         let s = &contexts.sessions;
-        let deps = contexts.deps.clone();
+        let local = contexts.local.clone();
         // NOTE: each HTTP worker gets its own context actors on its own thread (they share
         // `Deps`; their state lives in storage), so a request never waits on another thread's
         // mailbox. The node-wide actors stay for the CLI, the probes and the tests.
         let recipients = move || {
-            let (a, s) = system::start_local_contexts(&deps);
+            let (a, s) = local.start();
             recipients_of(&a, &s)
         };
         let opts = GatewayOptions {

@@ -122,12 +122,20 @@ pub async fn set_blocked(
         chrono::Utc::now(),
         &meta,
         user.id,
-        blocked,
-        reason,
-        None,
+        crate::accounts::blocking::BlockChange {
+            blocked,
+            reason,
+            by: None,
+        },
+        crate::sessions::SessionEnder,
     )
     .await
-    .map_err(|e| StartError::Config(format!("could not change the account: {e}")))?;
+    .map_err(|e| {
+        StartError::Config(format!(
+            "could not change the account: {}",
+            crate::error::chain(&e)
+        ))
+    })?;
     tx.commit().await?;
     Ok(changed.is_some())
 }

@@ -1,17 +1,23 @@
-//! What a node keeps in memory between requests, and the one place bus messages reach it:
-//! the session gate (verified tokens, live and ended sessions) and recently read profiles.
+//! What a node keeps in memory between requests is owned by the contexts (the sessions
+//! context's gate, the accounts context's profiles); this is the one place bus messages reach
+//! them. Each cache says what a message means to it through [`NodeCache`].
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+use keyward_messages::events::Envelope;
 
-use crate::accounts::profiles::{ProfileCache, PROFILE_RECHECK};
-use crate::sessions::gate::SessionGate;
-
-pub struct NodeCaches {
-    pub sessions: SessionGate,
-    pub profiles: ProfileCache,
+/// A node-local cache that bus messages invalidate.
+pub trait NodeCache: Send + Sync {
+    /// Applies one message that may change what it holds.
+    fn apply(&self, env: &Envelope);
+    /// Messages may have been missed (the broadcast link was down): forget every belief a
+    /// message could have ended.
+    fn forget_beliefs(&self);
 }
+
+/// Every cache of a node, as the bus sees them.
+#[derive(Clone, Default)]
+pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 
 /// The message types that change what a node may hold in memory: they also go to
 /// `keyward.broadcast`, and the in-process bus hands them to [`NodeCaches::apply`].
@@ -26,12 +32,8 @@ pub fn is_invalidating(kind: &str) -> bool {
 }
 
 impl NodeCaches {
-    /// `session_recheck`: how long a session read as live is believed.
-    pub fn new(session_recheck: Duration) -> Self {
-        Self {
-            sessions: SessionGate::new(session_recheck),
-            profiles: ProfileCache::new(PROFILE_RECHECK),
-        }
+    pub fn new(caches: Vec<Arc<dyn NodeCache>>) -> Self {
+        Self(caches)
     }
 
     /// Applies one message from the bus; others are ignored.
@@ -39,19 +41,15 @@ impl NodeCaches {
         if !is_invalidating(&env.kind) {
             return;
         }
-        match env.decode() {
-            Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) => {
-                self.sessions.ended(session_id);
-            }
-            Ok(Outgoing::Event(ev)) => self.profiles.forget(ev.user_id()),
-            _ => {}
+        for c in &self.0 {
+            c.apply(env);
         }
     }
 
-    /// For when messages may have been missed (the broadcast link was down): forget every
-    /// belief that a message could have ended. Ended sessions stay ended.
+    /// See [`NodeCache::forget_beliefs`].
     pub fn forget_beliefs(&self) {
-        self.sessions.forget_live();
-        self.profiles.forget_all();
+        for c in &self.0 {
+            c.forget_beliefs();
+        }
     }
 }

@@ -11,11 +11,11 @@ use base64::Engine;
 use chrono::Duration;
 use keyward_config::Settings;
 use keyward_messages::password_policy::PasswordPolicy;
-use keyward_messages::{SessionId, UserId};
 use keyward_storage::Store;
 use rand::RngCore;
 
-use crate::accounts::Accounts;
+use crate::accounts::profiles::PROFILE_RECHECK;
+use crate::accounts::{Accounts, AccountsDeps, ProfileCache, ThrottlePolicy};
 use crate::bus::amqp::AmqpPublisher;
 use crate::bus::broadcast::{self, CacheListener};
 use crate::bus::{Relay, Subscriber};
@@ -25,71 +25,27 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
 use crate::outbox::OutboxWriter;
-use crate::sessions::Sessions;
+use crate::sessions::{SessionGate, Sessions, SessionsDeps, SessionsHandle, TokenPolicy};
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
 
-/// Token lifetimes and identifiers, resolved from settings.
-#[derive(Clone, Debug)]
-pub struct TokenPolicy {
-    pub issuer: String,
-    pub audience: String,
-    pub access_ttl: Duration,
-    pub refresh_idle: Duration,
-    pub refresh_absolute: Duration,
-    pub refresh_grace: Duration,
-    pub verification_ttl: Duration,
-    pub reset_ttl: Duration,
+/// What the context actors of a node share, for starting more of them on other threads
+/// ([`LocalContexts::start`]).
+#[derive(Clone)]
+pub struct LocalContexts {
+    pub accounts: Arc<AccountsDeps>,
+    pub sessions: Arc<SessionsDeps>,
 }
 
-/// Failed-login throttling, resolved from settings.
-#[derive(Clone, Debug)]
-pub struct ThrottlePolicy {
-    pub account_max_failures: u32,
-    pub ip_max_failures: u32,
-    pub window: Duration,
-    pub base_delay: Duration,
-}
-
-/// What every context handler may use. Shared, immutable after start.
-pub struct Deps {
-    pub store: Store,
-    pub keys: Arc<KeyRing>,
-    pub hasher: HasherPool,
-    pub clock: Clock,
-    pub tokens: TokenPolicy,
-    pub throttle: ThrottlePolicy,
-    pub password_policy: PasswordPolicy,
-    /// Base of links in emails, without a trailing slash.
-    pub public_url: String,
-    /// Key of the refresh-token successor derivation.
-    pub refresh_secret: [u8; 32],
-    /// Where every change writes its events, email jobs and audit lines.
-    pub outbox: OutboxWriter,
-    pub(crate) danger_test_panic_on_register: Option<String>,
-    pub metrics: Metrics,
-    /// What this node keeps in memory between requests.
-    pub caches: Arc<NodeCaches>,
-}
-
-impl Deps {
-    /// After the commit that ended them: this node refuses these sessions from now on (other
-    /// nodes hear of it through `session.revoked`).
-    pub fn sessions_ended(&self, ids: &[SessionId]) {
-        for &id in ids {
-            self.caches.sessions.ended(id);
-        }
-    }
-
-    /// After the commit that changed `user`'s profile: this node serves the new one from now
-    /// on (other nodes hear of it through the event).
-    pub fn profile_changed(&self, user: UserId) {
-        self.caches.profiles.forget(user);
-    }
-
-    /// Tells the relay that a transaction with outbox rows committed.
-    pub fn wake_relay(&self) {
-        self.outbox.wake();
+impl LocalContexts {
+    /// Starts a supervised accounts and sessions actor on the current thread's arbiter. They
+    /// hold nothing but their deps, so any number of them may run side by side.
+    pub fn start(&self) -> (Addr<Accounts>, Addr<Sessions>) {
+        let d = self.accounts.clone();
+        let accounts = Supervisor::start(move |_| Accounts::new(d));
+        let d = self.sessions.clone();
+        let sessions = Supervisor::start(move |_| Sessions::new(d));
+        (accounts, sessions)
     }
 }
 
@@ -112,8 +68,8 @@ pub struct NodeOptions {
 pub struct Contexts {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
-    /// What the context actors share, for starting more of them ([`start_local_contexts`]).
-    pub deps: Arc<Deps>,
+    /// What the context actors share, for starting more of them.
+    pub local: LocalContexts,
     /// The mail sender, in embedded mode.
     pub notify: Option<Addr<Notify>>,
     /// The RabbitMQ publisher, in distributed mode.
@@ -203,16 +159,6 @@ pub fn hash_params(settings: &Settings) -> HashParams {
     }
 }
 
-/// Starts a supervised accounts and sessions actor on the current thread's arbiter. They hold
-/// nothing but `deps`, so any number of them may run side by side.
-pub fn start_local_contexts(deps: &Arc<Deps>) -> (Addr<Accounts>, Addr<Sessions>) {
-    let d = deps.clone();
-    let accounts = Supervisor::start(move |_| Accounts::new(d));
-    let d = deps.clone();
-    let sessions = Supervisor::start(move |_| Sessions::new(d));
-    (accounts, sessions)
-}
-
 /// Starts every actor of a node. Must run inside an actix `System`.
 pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, StartError> {
     let clock = opts.clock.clone();
@@ -226,8 +172,6 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         refresh_idle: secs(t.refresh_idle_ttl_secs),
         refresh_absolute: secs(t.refresh_absolute_ttl_secs),
         refresh_grace: secs(t.refresh_grace_secs),
-        verification_ttl: secs(t.verification_ttl_secs),
-        reset_ttl: secs(t.reset_ttl_secs),
     };
     let keys = KeyRing::load_or_create(&store, &master, clock(), tokens.access_ttl).await?;
 
@@ -259,7 +203,9 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let recheck = opts
         .session_recheck
         .unwrap_or_else(|| std::time::Duration::from_millis(settings.tokens.session_recheck_ms));
-    let caches = Arc::new(NodeCaches::new(recheck));
+    let gate = Arc::new(SessionGate::new(recheck));
+    let profiles = Arc::new(ProfileCache::new(PROFILE_RECHECK));
+    let caches = Arc::new(NodeCaches::new(vec![gate.clone(), profiles.clone()]));
     let mut mail_dir = None;
     let mut notify = None;
     let mut amqp = None;
@@ -315,13 +261,24 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         Relay::new(relay_store, relay_clock, subscribers, relay_metrics)
     });
 
-    let deps = Arc::new(Deps {
+    let outbox = OutboxWriter::new(clock.clone(), relay.clone().recipient());
+    let sessions = Arc::new(SessionsDeps {
         store: store.clone(),
         keys,
-        hasher,
-        outbox: OutboxWriter::new(clock.clone(), relay.clone().recipient()),
-        clock,
+        clock: clock.clone(),
         tokens,
+        refresh_secret: derive_key(&master, "refresh-successor"),
+        outbox: outbox.clone(),
+        gate,
+        metrics: metrics.clone(),
+    });
+    let accounts = Arc::new(AccountsDeps {
+        store: store.clone(),
+        hasher,
+        clock,
+        public_url: opts.public_url.trim_end_matches('/').to_owned(),
+        verification_ttl: secs(t.verification_ttl_secs),
+        reset_ttl: secs(t.reset_ttl_secs),
         throttle: ThrottlePolicy {
             account_max_failures: settings.throttle.account_max_failures,
             ip_max_failures: settings.throttle.ip_max_failures,
@@ -332,17 +289,18 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             min_length: p.min_length,
             max_length: p.max_length,
         },
-        public_url: opts.public_url.trim_end_matches('/').to_owned(),
-        refresh_secret: derive_key(&master, "refresh-successor"),
-        danger_test_panic_on_register: opts.danger_test_panic_on_register,
+        outbox,
+        profiles,
+        sessions: SessionsHandle::new(sessions.clone()),
         metrics,
-        caches,
+        danger_test_panic_on_register: opts.danger_test_panic_on_register,
     });
-    let (accounts, sessions) = start_local_contexts(&deps);
+    let local = LocalContexts { accounts, sessions };
+    let (accounts, sessions) = local.start();
     Ok(Contexts {
         accounts,
         sessions,
-        deps,
+        local,
         notify,
         amqp,
         relay,

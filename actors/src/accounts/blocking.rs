@@ -9,10 +9,17 @@ use keyward_messages::{
 };
 use keyward_storage::Tx;
 
+use super::AccountsDeps as Deps;
 use crate::error::HandlerError;
-use crate::outbox::{enqueue_at, session_revoked};
-use crate::sessions::reason_str;
-use crate::system::Deps;
+use crate::outbox::enqueue_at;
+use crate::sessions::SessionEnder;
+
+/// What an administrator (`by`; none for the CLI) does to an account.
+pub(crate) struct BlockChange {
+    pub blocked: bool,
+    pub reason: Option<BlockReason>,
+    pub by: Option<UserId>,
+}
 
 /// Blocks or unblocks `user` inside `tx`. Blocking ends every session of the user
 /// (`session.revoked`, reason `account_blocked`) and writes `user.blocked`; unblocking writes
@@ -23,10 +30,14 @@ pub(crate) async fn apply(
     now: DateTime<Utc>,
     meta: &RequestMeta,
     user: UserId,
-    blocked: bool,
-    reason: Option<BlockReason>,
-    by: Option<UserId>,
+    change: BlockChange,
+    sessions: SessionEnder,
 ) -> Result<Option<Vec<SessionId>>, HandlerError> {
+    let BlockChange {
+        blocked,
+        reason,
+        by,
+    } = change;
     if !tx.users().set_blocked(user, blocked, now).await? {
         return Ok(None);
     }
@@ -35,20 +46,15 @@ pub(crate) async fn apply(
         enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
         return Ok(Some(Vec::new()));
     }
-    let why = RevokeReason::AccountBlocked;
-    let ended = tx
-        .sessions()
-        .revoke_all_of(user, None, now, reason_str(why))
-        .await?;
     let ev = DomainEvent::UserBlocked {
         user_id: user,
         reason: reason.map(String::from),
         by,
     };
     enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
-    for &sid in &ended {
-        enqueue_at(tx, now, meta, session_revoked(meta, user, sid, why)).await?;
-    }
+    let ended = sessions
+        .end_all(tx, now, meta, user, None, RevokeReason::AccountBlocked)
+        .await?;
     Ok(Some(ended))
 }
 
@@ -85,14 +91,17 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
         now,
         &m.meta,
         m.user_id,
-        m.blocked,
-        m.reason,
-        Some(m.principal.user_id),
+        BlockChange {
+            blocked: m.blocked,
+            reason: m.reason,
+            by: Some(m.principal.user_id),
+        },
+        deps.sessions.ender(),
     )
     .await?;
     tx.commit().await?;
     if let Some(ended) = changed {
-        deps.sessions_ended(&ended);
+        deps.sessions.ended(&ended);
         deps.wake_relay();
         tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = %m.principal.user_id, "account block flag changed");
     }

@@ -1,29 +1,76 @@
 //! The accounts context: registration, email verification, login, password change and reset,
-//! and the caller's own profile.
+//! blocking, and the caller's own profile.
 //!
 //! Owns: users, password hashes (through the hasher pool), one-time email tokens, the decision
-//! of which email to send. Refuses: revealing whether an email has an account (register,
-//! resend and forgot answer the same either way; an unknown login costs a dummy verify), and
-//! writing any state without its event in the same transaction.
+//! of which email to send, failed-login throttling, the profile cache. Refuses: revealing
+//! whether an email has an account (register, resend and forgot answer the same either way; an
+//! unknown login costs a dummy verify), writing any state without its event in the same
+//! transaction, and session rows (it asks the sessions context, through the handle it gets at
+//! start, to open or end them).
 
 pub(crate) mod blocking;
 mod handlers;
+mod login;
+mod passwords;
 pub mod policy;
 pub mod profiles;
+mod registration;
 
 use std::sync::Arc;
 
 use actix::prelude::*;
+use chrono::Duration;
+use keyward_messages::password_policy::PasswordPolicy;
 
 use crate::edge::Restart;
-use crate::system::Deps;
+use crate::hasher::HasherPool;
+use crate::metrics::Metrics;
+use crate::outbox::OutboxWriter;
+use crate::sessions::SessionsHandle;
+use crate::Clock;
+use keyward_storage::Store;
+
+pub use profiles::ProfileCache;
+
+/// Failed-login throttling, resolved from settings.
+#[derive(Clone, Debug)]
+pub struct ThrottlePolicy {
+    pub account_max_failures: u32,
+    pub ip_max_failures: u32,
+    pub window: Duration,
+    pub base_delay: Duration,
+}
+
+/// What the accounts context works with. Shared by every accounts actor, immutable after start.
+pub struct AccountsDeps {
+    pub store: Store,
+    pub hasher: HasherPool,
+    pub clock: Clock,
+    /// Base of links in emails, without a trailing slash.
+    pub public_url: String,
+    pub verification_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub throttle: ThrottlePolicy,
+    pub password_policy: PasswordPolicy,
+    pub outbox: OutboxWriter,
+    pub profiles: Arc<ProfileCache>,
+    pub sessions: SessionsHandle,
+    pub metrics: Metrics,
+    pub danger_test_panic_on_register: Option<String>,
+}
+
+impl AccountsDeps {
+    fn wake_relay(&self) {
+        self.outbox.wake();
+    }
+}
 
 pub struct Accounts {
-    pub(crate) deps: Arc<Deps>,
+    pub(crate) deps: Arc<AccountsDeps>,
 }
 
 impl Accounts {
-    pub fn new(deps: Arc<Deps>) -> Self {
+    pub fn new(deps: Arc<AccountsDeps>) -> Self {
         Self { deps }
     }
 }

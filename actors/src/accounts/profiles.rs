@@ -70,6 +70,23 @@ impl ProfileCache {
     }
 }
 
+/// A change to a user's account (`user.email_verified`, `user.password_changed`) forgets their
+/// profile; a revoked session changes no profile.
+impl crate::caches::NodeCache for ProfileCache {
+    fn apply(&self, env: &keyward_messages::events::Envelope) {
+        use keyward_messages::events::{DomainEvent, Outgoing};
+        match env.decode() {
+            Ok(Outgoing::Event(DomainEvent::SessionRevoked { .. })) => {}
+            Ok(Outgoing::Event(ev)) => self.forget(ev.user_id()),
+            _ => {}
+        }
+    }
+
+    fn forget_beliefs(&self) {
+        self.forget_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

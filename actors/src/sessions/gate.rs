@@ -122,6 +122,19 @@ impl SessionGate {
     }
 }
 
+impl crate::caches::NodeCache for SessionGate {
+    fn apply(&self, env: &keyward_messages::events::Envelope) {
+        use keyward_messages::events::{DomainEvent, Outgoing};
+        if let Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) = env.decode() {
+            self.ended(session_id);
+        }
+    }
+
+    fn forget_beliefs(&self) {
+        self.forget_live();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

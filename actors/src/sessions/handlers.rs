@@ -12,8 +12,8 @@ use secrecy::ExposeSecret;
 use super::gate::{token_key, Liveness};
 use super::issue::pair;
 use super::Sessions;
+use super::SessionsDeps as Deps;
 use crate::error::HandlerError;
-use crate::system::Deps;
 use crate::tokens::{sha256_hex, successor_token};
 
 fn bad_token(why: &str) -> CommandError {
@@ -37,7 +37,7 @@ fn bad_refresh() -> CommandError {
 async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, HandlerError> {
     let now = (deps.clock)();
     let key = token_key(&token);
-    let c = match deps.caches.sessions.verified(&key) {
+    let c = match deps.gate.verified(&key) {
         Some(c) => {
             access_token::check_times(&c, now.timestamp())
                 .map_err(|why| bad_token(&format!("{why:?}")))?;
@@ -53,7 +53,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
             )
             .map_err(|why| bad_token(&format!("{why:?}")))?;
             let c = Arc::new(c);
-            deps.caches.sessions.remember_verified(key, c.clone());
+            deps.gate.remember_verified(key, c.clone());
             c
         }
     };
@@ -64,7 +64,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
         session_id,
         roles: c.roles.clone(),
     };
-    match deps.caches.sessions.liveness(session_id, user_id, now) {
+    match deps.gate.liveness(session_id, user_id, now) {
         Liveness::Live => return Ok(principal()),
         Liveness::Ended => return Err(HandlerError::from(bad_token("session ended"))),
         Liveness::Unknown => {}
@@ -73,13 +73,11 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
     match session {
         Some(s) if s.user_id == user_id && s.is_live(now) => {
             let ends_at = s.idle_expires_at.min(s.expires_at);
-            deps.caches
-                .sessions
-                .remember_live(session_id, user_id, ends_at);
+            deps.gate.remember_live(session_id, user_id, ends_at);
             Ok(principal())
         }
         Some(s) if s.user_id == user_id => {
-            deps.caches.sessions.ended(session_id);
+            deps.gate.ended(session_id);
             Err(HandlerError::from(bad_token("session ended")))
         }
         _ => Err(HandlerError::from(bad_token("no such session"))),
@@ -116,7 +114,7 @@ async fn revoke(
     Ok(done)
 }
 
-pub(crate) fn reason_str(r: RevokeReason) -> &'static str {
+pub(super) fn reason_str(r: RevokeReason) -> &'static str {
     match r {
         RevokeReason::Logout => "logout",
         RevokeReason::RevokedByUser => "revoked_by_user",
@@ -291,14 +289,9 @@ async fn revoke_others(deps: Arc<Deps>, m: RevokeOtherSessions) -> Result<(), Ha
     let why = RevokeReason::RevokedByUser;
     let now = (deps.clock)();
     let tx = deps.store.begin().await?;
-    let ended = tx
-        .sessions()
-        .revoke_all_of(p.user_id, Some(p.session_id), now, reason_str(why))
+    let ended = super::SessionEnder
+        .end_all(&tx, now, &m.meta, p.user_id, Some(p.session_id), why)
         .await?;
-    for &sid in &ended {
-        let revoked = crate::outbox::session_revoked(&m.meta, p.user_id, sid, why);
-        deps.outbox.enqueue(&tx, &m.meta, revoked).await?;
-    }
     tx.commit().await?;
     deps.sessions_ended(&ended);
     deps.wake_relay();

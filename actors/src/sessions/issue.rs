@@ -9,8 +9,8 @@ use keyward_storage::{SessionRecord, UserRecord};
 use uuid::Uuid;
 
 use super::policy::{secs_until, AccessClaims};
+use super::SessionsDeps as Deps;
 use crate::error::HandlerError;
-use crate::system::Deps;
 use crate::tokens::{random_token, sha256_hex};
 
 /// Signs an access token for `user` in session `sid`.
@@ -59,7 +59,7 @@ pub(crate) fn pair(
 /// `user.logged_in` in one transaction. `rehash` replaces the stored password hash in the same
 /// transaction when the parameters changed; `clear_failures` names a throttle key whose failed
 /// logins it clears.
-pub(crate) async fn open_session(
+pub(super) async fn open_session(
     deps: &Deps,
     user: &UserRecord,
     meta: &RequestMeta,

@@ -1,0 +1,305 @@
+//! Registration and email verification: every registration of an unverified address gets a
+//! link of its own, and the link the mailbox's owner uses decides the account.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keyward_messages::commands::*;
+use keyward_messages::events::{DomainEvent, EmailJob, EmailTemplate, Outgoing};
+use keyward_messages::{codes, CommandError, RequestMeta};
+use keyward_storage::{
+    NewEmailToken, NewUser, Registration, StorageError, TokenPurpose, Tx, UserRecord,
+};
+use secrecy::ExposeSecret;
+
+use super::policy::{reset_link, verification_link};
+use super::AccountsDeps as Deps;
+use crate::error::HandlerError;
+use crate::tokens::{random_token, sha256_hex};
+
+pub(super) fn email_job(
+    to: &str,
+    template: EmailTemplate,
+    locale: Locale,
+    link: Option<String>,
+) -> Outgoing {
+    let mut variables = BTreeMap::new();
+    if let Some(l) = link {
+        variables.insert("link".to_owned(), l);
+    }
+    Outgoing::Email(EmailJob {
+        to: to.to_owned(),
+        template,
+        locale,
+        variables,
+    })
+}
+
+/// Writes a fresh one-time token and its email. A reset link ends the older ones; a
+/// verification link does not, since each completes its own registration (the first one used
+/// ends the others), so no registration can cancel another's link.
+pub(super) async fn issue_email_token(
+    deps: &Deps,
+    tx: &Tx,
+    meta: &RequestMeta,
+    user: &UserRecord,
+    purpose: TokenPurpose,
+    registration: Option<Registration>,
+) -> Result<(), HandlerError> {
+    let now = (deps.clock)();
+    let token = random_token();
+    let (ttl, template, link) = match purpose {
+        TokenPurpose::VerifyEmail => (
+            deps.verification_ttl,
+            EmailTemplate::VerifyEmail,
+            verification_link(&deps.public_url, &token),
+        ),
+        TokenPurpose::ResetPassword => (
+            deps.reset_ttl,
+            EmailTemplate::PasswordReset,
+            reset_link(&deps.public_url, &token),
+        ),
+    };
+    if purpose == TokenPurpose::ResetPassword {
+        tx.users()
+            .invalidate_email_tokens(user.id, purpose, now)
+            .await?;
+    }
+    tx.users()
+        .insert_email_token(NewEmailToken {
+            user_id: user.id,
+            purpose,
+            token_hash: sha256_hex(&token),
+            now,
+            expires_at: now + ttl,
+            registration,
+        })
+        .await?;
+    let job = email_job(
+        user.email.as_str(),
+        template,
+        Locale::parse(&user.locale),
+        Some(link),
+    );
+    Ok(deps.outbox.enqueue(tx, meta, job).await?)
+}
+
+pub(super) fn username_taken() -> CommandError {
+    CommandError::Conflict {
+        code: codes::USERNAME_TAKEN,
+        detail: "this username is taken; choose another".into(),
+        field: Some("username".into()),
+    }
+}
+
+pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), HandlerError> {
+    if deps.danger_test_panic_on_register.as_deref() == Some(m.email.as_str()) {
+        // NOTE: a test-only fault, armed only by the test harness, proving the handler edge.
+        #[allow(clippy::panic)]
+        {
+            panic!("danger_test_panic_on_register for this email");
+        }
+    }
+    let mut context = vec![m.email.as_str(), m.email.local_part()];
+    if let Some(u) = &m.username {
+        context.push(u.as_str());
+    }
+    deps.password_policy
+        .check("password", m.password.expose(), &context)
+        .map_err(|e| CommandError::invalid(vec![e]))?;
+    if let Some(u) = &m.username {
+        let holder = deps.store.users().by_username(u).await?;
+        // An unverified account belongs to nobody yet, so its name is free for its next
+        // registration; a verified account's name is taken like any other.
+        let own_unverified = |h: &UserRecord| !h.email_verified && h.email == m.email;
+        if holder.is_some_and(|h| !own_unverified(&h)) {
+            return Err(HandlerError::from(username_taken()));
+        }
+    }
+    // Hash before looking the email up, so every branch costs the same.
+    let registration = Registration {
+        password_hash: deps.hasher.hash(m.password.expose()).await?,
+        username: m.username.clone(),
+    };
+    let existing = deps.store.users().by_email(&m.email).await?;
+    if let Some(existing) = existing {
+        return register_existing(&deps, &m, &existing, registration).await;
+    }
+    let now = (deps.clock)();
+    let user = NewUser {
+        id: keyward_messages::UserId::new(),
+        email: m.email.clone(),
+        username: registration.username.clone(),
+        password_hash: registration.password_hash.clone(),
+        email_verified: false,
+        locale: m.locale.as_str().to_owned(),
+        now,
+    };
+    let record = UserRecord {
+        id: user.id,
+        email: user.email.clone(),
+        username: user.username.clone(),
+        password_hash: String::new(),
+        email_verified: false,
+        locale: user.locale.clone(),
+        blocked: false,
+        created_at: now,
+    };
+    let tx = deps.store.begin().await?;
+    match tx.users().insert(user).await {
+        Ok(()) => {}
+        Err(StorageError::Conflict { what }) if what == "username" => {
+            return Err(HandlerError::from(username_taken()))
+        }
+        // Lost a race with a registration of the same email: register with the winner's account.
+        Err(StorageError::Conflict { .. }) => {
+            tx.rollback().await?;
+            let winner = deps.store.users().by_email(&m.email).await?;
+            return match winner {
+                Some(w) => register_existing(&deps, &m, &w, registration).await,
+                None => Ok(()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let ev = DomainEvent::UserRegistered {
+        user_id: record.id,
+        email: record.email.as_str().to_owned(),
+        username: record.username.as_ref().map(|u| u.as_str().to_owned()),
+        locale: m.locale,
+    };
+    deps.outbox
+        .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+        .await?;
+    issue_email_token(
+        &deps,
+        &tx,
+        &m.meta,
+        &record,
+        TokenPurpose::VerifyEmail,
+        Some(registration),
+    )
+    .await?;
+    tx.commit().await?;
+    deps.wake_relay();
+    tracing::info!(user_id = %record.id, "account registered");
+    Ok(())
+}
+
+/// A registration of an address that has an account. Verified: its owner gets a notice.
+/// Unverified: the account is nobody's yet, so this registration gets a verification link of
+/// its own, and whichever link the mailbox's owner uses decides the password and username.
+async fn register_existing(
+    deps: &Deps,
+    m: &Register,
+    existing: &UserRecord,
+    registration: Registration,
+) -> Result<(), HandlerError> {
+    let tx = deps.store.begin().await?;
+    if existing.email_verified {
+        let notice = email_job(
+            existing.email.as_str(),
+            EmailTemplate::AccountExists,
+            Locale::parse(&existing.locale),
+            None,
+        );
+        deps.outbox.enqueue(&tx, &m.meta, notice).await?;
+    } else {
+        issue_email_token(
+            deps,
+            &tx,
+            &m.meta,
+            existing,
+            TokenPurpose::VerifyEmail,
+            Some(registration),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    deps.wake_relay();
+    Ok(())
+}
+
+pub(super) async fn verify_email(
+    deps: Arc<Deps>,
+    m: VerifyEmail,
+) -> Result<EmailVerified, HandlerError> {
+    let now = (deps.clock)();
+    let invalid = || {
+        CommandError::invalid_token(
+            "the verification link is invalid, used or expired; ask for a new one",
+        )
+    };
+    let hash_of_token = sha256_hex(m.token.expose_secret());
+    let tx = deps.store.begin().await?;
+    // NOTE: the account first: two of its links used at once then run one after the other,
+    // and the second finds itself deleted (400) instead of deadlocking with the first.
+    if let Some(owner) = tx
+        .users()
+        .email_token_user(TokenPurpose::VerifyEmail, &hash_of_token, now)
+        .await?
+    {
+        tx.users().lock(owner).await?;
+    }
+    let used = tx
+        .users()
+        .consume_email_token(TokenPurpose::VerifyEmail, &hash_of_token, now)
+        .await?
+        .ok_or_else(invalid)?;
+    let user_id = used.user_id;
+    let user = tx.users().by_id(user_id).await?.ok_or_else(invalid)?;
+    // The link proves the mailbox: its registration becomes the account's. A verified
+    // account is its owner's already; no link changes it.
+    if let Some(r) = used.registration.filter(|_| !user.email_verified) {
+        tx.users()
+            .set_password_hash(user_id, &r.password_hash, now)
+            .await?;
+        let kept = tx
+            .users()
+            .set_username(user_id, r.username.as_ref(), now)
+            .await?;
+        if !kept {
+            tracing::info!(user_id = %user_id, "username taken meanwhile; the account has none");
+        }
+    }
+    tx.users().set_email_verified(user_id, now).await?;
+    tx.users()
+        .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
+        .await?;
+    let ev = DomainEvent::UserEmailVerified {
+        user_id,
+        email: user.email.as_str().to_owned(),
+    };
+    deps.outbox
+        .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+        .await?;
+    tx.commit().await?;
+    deps.profiles.forget(user_id);
+    deps.wake_relay();
+    Ok(EmailVerified {
+        user_id,
+        email: user.email.into(),
+        email_verified: true,
+    })
+}
+
+pub(super) async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), HandlerError> {
+    let user = deps.store.users().by_email(&m.email).await?;
+    if let Some(user) = user.filter(|u| !u.email_verified) {
+        let tx = deps.store.begin().await?;
+        // The new link completes the latest registration, as its own link would.
+        let registration = tx.users().latest_registration(user.id).await?;
+        issue_email_token(
+            &deps,
+            &tx,
+            &m.meta,
+            &user,
+            TokenPurpose::VerifyEmail,
+            registration,
+        )
+        .await?;
+        tx.commit().await?;
+        deps.wake_relay();
+    }
+    Ok(())
+}
