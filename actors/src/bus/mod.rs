@@ -6,6 +6,9 @@
 
 pub mod amqp;
 pub mod broadcast;
+mod error;
+
+pub use error::chain;
 
 use std::time::{Duration, Instant};
 
