@@ -43,7 +43,8 @@ pub async fn create_user(
             )));
         }
     }
-    let hash = hash_blocking(hash_params(settings), password).map_err(StartError::Config)?;
+    let hash = hash_blocking(hash_params(settings), password)
+        .map_err(|e| StartError::Config(crate::bus::chain(&e)))?;
     let now = chrono::Utc::now();
     let id = UserId::new();
     let tx = store.begin().await?;

@@ -16,7 +16,23 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use keyward_messages::CommandError;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::bus::chain;
 use crate::metrics::Metrics;
+
+/// A password could not be hashed. None of these depends on the password: each means the
+/// parameters or the system's randomness are wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("argon2 parameters")]
+    Params(#[source] argon2::Error),
+    #[error("decoding the salt")]
+    Salt(#[source] argon2::password_hash::Error),
+    #[error("hashing")]
+    Hash(#[source] argon2::Error),
+    /// The hash cannot be written as a PHC string.
+    #[error("encoding the hash")]
+    Encode(#[source] argon2::password_hash::Error),
+}
 
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,24 +97,19 @@ fn hash_into(
 }
 
 /// Hashes `password` into a PHC string (argon2id, a fresh 128-bit salt).
-pub fn hash_blocking(params: HashParams, password: &str) -> Result<String, String> {
+pub fn hash_blocking(params: HashParams, password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let argon = params.argon2().map_err(|e| e.to_string())?;
+    let argon = params.argon2().map_err(HashError::Params)?;
     let mut salt_bytes = [0u8; 64];
-    let salt_bytes = salt
-        .decode_b64(&mut salt_bytes)
-        .map_err(|e| e.to_string())?;
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(HashError::Salt)?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    hash_into(&argon, password.as_bytes(), salt_bytes, &mut out).map_err(|e| e.to_string())?;
+    hash_into(&argon, password.as_bytes(), salt_bytes, &mut out).map_err(HashError::Hash)?;
     let phc = PasswordHash {
         algorithm: argon2::ARGON2ID_IDENT,
         version: Some(Version::V0x13.into()),
-        params: argon
-            .params()
-            .try_into()
-            .map_err(|e: argon2::password_hash::Error| e.to_string())?,
+        params: argon.params().try_into().map_err(HashError::Encode)?,
         salt: Some(salt.as_salt()),
-        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(HashError::Encode)?),
     };
     Ok(phc.to_string())
 }
@@ -201,7 +212,7 @@ impl Drop for Ticket {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<String, String>")]
+#[rtype(result = "Result<String, HashError>")]
 struct Hash(SecretString, Ticket);
 
 #[derive(Message)]
@@ -209,7 +220,7 @@ struct Hash(SecretString, Ticket);
 struct Verify(SecretString, String, Ticket);
 
 impl Handler<Hash> for Hasher {
-    type Result = Result<String, String>;
+    type Result = Result<String, HashError>;
     fn handle(&mut self, Hash(password, ticket): Hash, _: &mut SyncContext<Self>) -> Self::Result {
         ticket.run(|| hash_blocking(self.params, password.expose_secret()))
     }
@@ -259,10 +270,8 @@ impl HasherPool {
         queue: usize,
         params: HashParams,
         metrics: Metrics,
-    ) -> Result<Self, String> {
-        params
-            .argon2()
-            .map_err(|e| format!("argon2 parameters: {e}"))?;
+    ) -> Result<Self, HashError> {
+        params.argon2().map_err(HashError::Params)?;
         // The dummy hash makes a check for an unknown account cost one real verify.
         let dummy = hash_blocking(params, &crate::tokens::random_token())?;
         let threads = threads.max(1);
@@ -327,11 +336,11 @@ impl HasherPool {
         {
             Ok(Ok(h)) => Ok(h),
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "password hashing failed");
+                tracing::error!(error = %chain(&e), "password hashing failed");
                 Err(CommandError::Internal)
             }
             Err(e) => {
-                tracing::error!(error = %e, "hasher pool unreachable");
+                tracing::error!(error = %chain(&e), "hasher pool unreachable");
                 Err(CommandError::unavailable(
                     "the password hasher is unavailable",
                 ))
@@ -366,7 +375,7 @@ impl HasherPool {
             ))
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "hasher pool unreachable");
+                tracing::error!(error = %chain(&e), "hasher pool unreachable");
                 CommandError::unavailable("the password hasher is unavailable")
             })
     }
@@ -459,6 +468,27 @@ mod tests {
     #[test]
     fn a_garbage_hash_never_matches() {
         assert!(!verify_blocking(HashParams::DANGER_TEST_ONLY, "pw", "not a phc").matches);
+    }
+
+    #[test]
+    fn parameters_argon2_refuses_stop_the_pool_from_starting() {
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let params = HashParams {
+            memory_kib: 1,
+            ..HashParams::DANGER_TEST_ONLY
+        };
+
+        let started = HasherPool::start(1, 0, params, metrics);
+
+        let Err(e) = started else {
+            unreachable!("a pool with parameters argon2 refuses started")
+        };
+        assert!(matches!(e, HashError::Params(_)), "{e:?}");
+        assert!(
+            chain(&e).starts_with("argon2 parameters: "),
+            "{}",
+            chain(&e)
+        );
     }
 
     /// One thread, `queue` waiting places, and a hash slow enough (8 MiB, t=3) for jobs to

@@ -188,8 +188,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     };
     let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
     let metrics = opts.metrics.clone();
-    let hasher =
-        HasherPool::start(threads, queue, params, metrics.clone()).map_err(StartError::Config)?;
+    let hasher = HasherPool::start(threads, queue, params, metrics.clone())
+        .map_err(|e| StartError::Config(crate::bus::chain(&e)))?;
 
     use secrecy::ExposeSecret;
     let smtp = settings
