@@ -19,10 +19,61 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::bus::chain;
 use crate::tokens::derive_key;
 use crate::StartError;
 
 const ALG: &str = "EdDSA";
+
+/// A signing key cannot be made, stored, read back or installed. Names the key by its kid,
+/// never shows key material.
+///
+/// NOTE: `Encrypt` and `Decrypt` carry no source: chacha20poly1305's `aead::Error` is opaque on
+/// purpose (it says nothing that could help an attacker) and is not a `std::error::Error`
+/// without aead's `std` feature.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("encryption failed")]
+    Encrypt,
+    #[error("key {kid}: unknown storage format")]
+    Format { kid: String },
+    #[error("key {kid}: bad {part}")]
+    Base64 {
+        kid: String,
+        part: &'static str,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("key {kid}: bad nonce")]
+    NonceLength { kid: String },
+    #[error(
+        "key {kid} cannot be decrypted: KEYWARD_MASTER_KEY differs from the one that encrypted it"
+    )]
+    Decrypt { kid: String },
+    #[error("encoding a new key")]
+    Encode(#[source] ed25519_dalek::pkcs8::Error),
+    #[error("key {kid}")]
+    PublicKey {
+        kid: String,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("key {kid}")]
+    PrivateKey {
+        kid: String,
+        #[source]
+        source: ed25519_dalek::pkcs8::Error,
+    },
+    #[error("key ring poisoned")]
+    Poisoned,
+    #[error("no active signing key")]
+    NoActiveKey,
+}
+
+/// `StartError` carries text: the whole chain goes into it.
+fn start_error(e: KeyError) -> StartError {
+    StartError::Keys(chain(&e))
+}
 
 struct Inner {
     signing: Option<(String, EncodingKey)>,
@@ -48,7 +99,7 @@ fn cipher(master: &[u8; 32]) -> ChaCha20Poly1305 {
     ChaCha20Poly1305::new(&derive_key(master, "signing-keys").into())
 }
 
-fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, String> {
+fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, KeyError> {
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let ct = cipher(master)
@@ -59,7 +110,7 @@ fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, String>
                 aad: kid.as_bytes(),
             },
         )
-        .map_err(|_| "encryption failed".to_string())?;
+        .map_err(|_| KeyError::Encrypt)?;
     Ok(format!(
         "v1:{}:{}",
         STANDARD.encode(nonce),
@@ -67,27 +118,34 @@ fn encrypt(master: &[u8; 32], kid: &str, plain: &[u8]) -> Result<String, String>
     ))
 }
 
-fn decrypt(master: &[u8; 32], kid: &str, stored: &str) -> Result<Vec<u8>, String> {
+fn decrypt(master: &[u8; 32], kid: &str, stored: &str) -> Result<Vec<u8>, KeyError> {
     let mut parts = stored.split(':');
     let (Some("v1"), Some(n), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(format!("key {kid}: unknown storage format"));
+        return Err(KeyError::Format { kid: kid.into() });
     };
-    let nonce = STANDARD
-        .decode(n)
-        .map_err(|_| format!("key {kid}: bad nonce"))?;
-    let ct = STANDARD
-        .decode(c)
-        .map_err(|_| format!("key {kid}: bad ciphertext"))?;
+    let base64 = |part, text| {
+        STANDARD.decode(text).map_err(|source| KeyError::Base64 {
+            kid: kid.into(),
+            part,
+            source,
+        })
+    };
+    let nonce = base64("nonce", n)?;
+    let ct = base64("ciphertext", c)?;
     if nonce.len() != 12 {
-        return Err(format!("key {kid}: bad nonce"));
+        return Err(KeyError::NonceLength { kid: kid.into() });
     }
     cipher(master)
-        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: kid.as_bytes() })
-        .map_err(|_| {
-            format!("key {kid} cannot be decrypted: KEYWARD_MASTER_KEY differs from the one that encrypted it")
-        })
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &ct,
+                aad: kid.as_bytes(),
+            },
+        )
+        .map_err(|_| KeyError::Decrypt { kid: kid.into() })
 }
 
 /// RFC 7638 thumbprint of an Ed25519 JWK: a stable, content-derived key id.
@@ -96,13 +154,11 @@ fn thumbprint(x: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
-fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, String> {
+fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, KeyError> {
     let sk = SigningKey::generate(&mut rand::rngs::OsRng);
     let x = URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
     let kid = thumbprint(&x);
-    let der = sk
-        .to_pkcs8_der()
-        .map_err(|e| format!("encoding a new key: {e}"))?;
+    let der = sk.to_pkcs8_der().map_err(KeyError::Encode)?;
     Ok(SigningKeyRecord {
         private_key_enc: encrypt(master, &kid, der.as_bytes())?,
         kid,
@@ -123,7 +179,7 @@ impl KeyRing {
     ) -> Result<Arc<KeyRing>, StartError> {
         let mut records = store.signing_keys().all().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
-            let rec = generate(master, now).map_err(StartError::Keys)?;
+            let rec = generate(master, now).map_err(start_error)?;
             let tx = store.begin().await?;
             tx.signing_keys().insert(&rec).await?;
             tx.commit().await?;
@@ -137,7 +193,8 @@ impl KeyRing {
                 jwks: serde_json::json!({"keys": []}),
             }),
         };
-        ring.install(&records, master, now, access_ttl)?;
+        ring.install(&records, master, now, access_ttl)
+            .map_err(start_error)?;
         Ok(Arc::new(ring))
     }
 
@@ -147,7 +204,7 @@ impl KeyRing {
         master: &[u8; 32],
         now: DateTime<Utc>,
         access_ttl: Duration,
-    ) -> Result<(), StartError> {
+    ) -> Result<(), KeyError> {
         // A retired key is published while tokens it signed may live (plus a minute of skew).
         let horizon = access_ttl + Duration::seconds(60);
         let mut signing = None;
@@ -161,26 +218,29 @@ impl KeyRing {
             if !published {
                 continue;
             }
-            let key = DecodingKey::from_ed_components(&r.public_key)
-                .map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
+            let key = DecodingKey::from_ed_components(&r.public_key).map_err(|source| {
+                KeyError::PublicKey {
+                    kid: r.kid.clone(),
+                    source,
+                }
+            })?;
             verifying.insert(r.kid.clone(), key);
             jwks.push(serde_json::json!({
                 "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
                 "kid": r.kid, "alg": ALG, "use": "sig",
             }));
             if r.retired_at.is_none() {
-                let der = decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
+                let der = decrypt(master, &r.kid, &r.private_key_enc)?;
                 // Check the key decodes now rather than at the first login.
-                SigningKey::from_pkcs8_der(&der)
-                    .map_err(|e| StartError::Keys(format!("key {}: {e}", r.kid)))?;
+                SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
+                    kid: r.kid.clone(),
+                    source,
+                })?;
                 // The newest active key signs.
                 signing = Some((r.kid.clone(), EncodingKey::from_ed_der(&der)));
             }
         }
-        let mut inner = self
-            .inner
-            .write()
-            .map_err(|_| StartError::Keys("key ring poisoned".into()))?;
+        let mut inner = self.inner.write().map_err(|_| KeyError::Poisoned)?;
         *inner = Inner {
             signing,
             verifying,
@@ -232,9 +292,9 @@ pub async fn rotate(
         .iter()
         .filter(|r| r.retired_at.is_none())
     {
-        decrypt(master, &r.kid, &r.private_key_enc).map_err(StartError::Keys)?;
+        decrypt(master, &r.kid, &r.private_key_enc).map_err(start_error)?;
     }
-    let rec = generate(master, now).map_err(StartError::Keys)?;
+    let rec = generate(master, now).map_err(start_error)?;
     let tx = store.begin().await?;
     tx.signing_keys().retire_active(now).await?;
     tx.signing_keys().insert(&rec).await?;
@@ -256,8 +316,8 @@ pub async fn active_private_key(
         .into_iter()
         .filter(|r| r.retired_at.is_none())
         .max_by_key(|r| r.created_at)
-        .ok_or_else(|| StartError::Keys("no active signing key".into()))?;
-    let der = decrypt(master, &rec.kid, &rec.private_key_enc).map_err(StartError::Keys)?;
+        .ok_or_else(|| start_error(KeyError::NoActiveKey))?;
+    let der = decrypt(master, &rec.kid, &rec.private_key_enc).map_err(start_error)?;
     Ok((rec.kid, der))
 }
 
@@ -288,6 +348,30 @@ mod tests {
         assert!(decrypt(&[8; 32], &rec.kid, &rec.private_key_enc).is_err());
         assert!(decrypt(&[7; 32], "other-kid", &rec.private_key_enc).is_err());
         assert!(!rec.private_key_enc.contains(&rec.public_key));
+    }
+
+    #[test]
+    fn a_key_under_another_master_key_is_refused_with_a_hint_and_no_key_material() {
+        let rec = generate(&[7; 32], Utc::now()).unwrap();
+
+        let e = decrypt(&[8; 32], &rec.kid, &rec.private_key_enc).unwrap_err();
+
+        assert!(matches!(&e, KeyError::Decrypt { kid } if *kid == rec.kid));
+        let text = chain(&e);
+        assert!(text.contains("KEYWARD_MASTER_KEY differs"), "{text}");
+        for part in rec.private_key_enc.split(':').skip(1) {
+            assert!(!text.contains(part), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_stored_key_that_is_not_ours_names_the_key_and_what_is_wrong() {
+        let e = decrypt(&[7; 32], "k1", "v2:AAAA:AAAA").unwrap_err();
+        assert_eq!(chain(&e), "key k1: unknown storage format");
+        let e = decrypt(&[7; 32], "k1", "v1:!!:AAAA").unwrap_err();
+        assert!(matches!(e, KeyError::Base64 { part: "nonce", .. }), "{e:?}");
+        let e = decrypt(&[7; 32], "k1", "v1:AAAA:AAAA").unwrap_err();
+        assert!(matches!(e, KeyError::NonceLength { .. }), "{e:?}");
     }
 
     #[test]
