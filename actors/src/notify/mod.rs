@@ -5,6 +5,7 @@
 //! by message id. Refuses: deciding who gets mail (accounts does) and holding secrets longer
 //! than one delivery.
 
+mod error;
 mod templates;
 pub mod worker;
 
@@ -18,10 +19,11 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
 };
 
-use crate::bus::Deliver;
+use crate::bus::{chain, Deliver};
 use crate::metrics::Metrics;
 use crate::{Clock, StartError};
 
+pub use error::MailError;
 pub use templates::render;
 
 /// Inbox consumer name: one id is sent once, whichever node or worker takes it.
@@ -42,7 +44,7 @@ impl Mailer {
         match smtp_url {
             Some(url) => AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map(|b| Mailer::Smtp(b.build()))
-                .map_err(|e| StartError::Mail(format!("KEYWARD_SMTP_URL: {e} (expected smtp://host:port or smtps://user:pass@host)"))),
+                .map_err(|e| StartError::Mail(format!("KEYWARD_SMTP_URL: {} (expected smtp://host:port or smtps://user:pass@host)", chain(&e)))),
             None => {
                 std::fs::create_dir_all(&mail_dir).map_err(|source| StartError::Io {
                     path: mail_dir.display().to_string(),
@@ -53,10 +55,10 @@ impl Mailer {
         }
     }
 
-    async fn send(&self, mail: Mail) -> Result<(), String> {
+    async fn send(&self, mail: Mail) -> Result<(), MailError> {
         match self {
-            Mailer::Files(t, _) => t.send(mail).await.map(|_| ()).map_err(|e| e.to_string()),
-            Mailer::Smtp(t) => t.send(mail).await.map(|_| ()).map_err(|e| e.to_string()),
+            Mailer::Files(t, _) => t.send(mail).await.map(|_| ()).map_err(MailError::File),
+            Mailer::Smtp(t) => t.send(mail).await.map(|_| ()).map_err(MailError::Smtp),
         }
     }
 }
@@ -97,8 +99,8 @@ pub fn parse_from(from: &str) -> Result<Mailbox, StartError> {
 }
 
 /// Builds the MIME message for a job: text and HTML alternatives.
-pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, String> {
-    let to: Mailbox = job.to.parse().map_err(|e| format!("recipient: {e}"))?;
+pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, MailError> {
+    let to: Mailbox = job.to.parse().map_err(MailError::Recipient)?;
     let (subject, text, html) = render(job);
     Mail::builder()
         .from(from.clone())
@@ -117,7 +119,7 @@ pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, String> {
                         .body(html),
                 ),
         )
-        .map_err(|e| e.to_string())
+        .map_err(MailError::Build)
 }
 
 /// Sends one email job unless this consumer already processed its id. Ok also for poison
@@ -129,12 +131,12 @@ async fn deliver(
     clock: Clock,
     metrics: Metrics,
     env: Envelope,
-) -> Result<(), String> {
+) -> Result<(), MailError> {
     if store
         .outbox()
         .inbox_contains(CONSUMER, env.id)
         .await
-        .map_err(|e| format!("{e:?}"))?
+        .map_err(MailError::Inbox)?
     {
         tracing::debug!(id = %env.id, "duplicate email job dropped");
         return Ok(());
@@ -144,23 +146,23 @@ async fn deliver(
         Ok(Outgoing::Event(_)) => return Ok(()),
         Err(e) => {
             // Poison: it will never decode. Record it so it is not retried forever.
-            tracing::error!(id = %env.id, error = %e, "undecodable email job dropped");
+            tracing::error!(id = %env.id, error = %chain(&e), "undecodable email job dropped");
             return store
                 .outbox()
                 .inbox_record(CONSUMER, env.id, clock())
                 .await
-                .map_err(|e| format!("{e:?}"));
+                .map_err(MailError::Inbox);
         }
     };
     let mail = match build_mail(&from, &job) {
         Ok(m) => m,
         Err(e) => {
-            tracing::error!(id = %env.id, error = %e, "email job cannot be built; dropped");
+            tracing::error!(id = %env.id, error = %chain(&e), "email job cannot be built; dropped");
             return store
                 .outbox()
                 .inbox_record(CONSUMER, env.id, clock())
                 .await
-                .map_err(|e| format!("{e:?}"));
+                .map_err(MailError::Inbox);
         }
     };
     if let Err(e) = mailer.send(mail).await {
@@ -172,7 +174,7 @@ async fn deliver(
         .outbox()
         .inbox_record(CONSUMER, env.id, clock())
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(MailError::Inbox)?;
     tracing::info!(id = %env.id, template = job.template.as_str(), locale = job.locale.as_str(), "email sent");
     Ok(())
 }
@@ -186,13 +188,136 @@ impl Supervised for Notify {}
 impl Handler<Deliver> for Notify {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(deliver(
+        let sent = deliver(
             self.mailer.clone(),
             self.from.clone(),
             self.store.clone(),
             self.clock.clone(),
             self.metrics.clone(),
             env,
-        ))
+        );
+        Box::pin(async move { sent.await.map_err(|e| chain(&e)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use keyward_messages::commands::Locale;
+    use keyward_messages::events::EmailTemplate;
+
+    async fn store() -> Store {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::register(&prometheus::Registry::new()).unwrap()
+    }
+
+    fn job(to: &str) -> Envelope {
+        let job = EmailJob {
+            to: to.into(),
+            template: EmailTemplate::VerifyEmail,
+            locale: Locale::En,
+            variables: [("link".to_string(), "http://x/v?token=t".to_string())].into(),
+        };
+        Envelope::new(
+            uuid::Uuid::now_v7(),
+            chrono::Utc::now(),
+            None,
+            &Outgoing::Email(job),
+        )
+    }
+
+    /// A mail drop whose directory is gone: every send fails.
+    fn broken_mailer(dir: &tempfile::TempDir) -> Mailer {
+        let gone = dir.path().join("gone");
+        Mailer::Files(AsyncFileTransport::new(&gone), gone)
+    }
+
+    async fn send(
+        mailer: Mailer,
+        store: &Store,
+        metrics: &Metrics,
+        env: Envelope,
+    ) -> Result<(), MailError> {
+        let from = parse_from("Keyward <no-reply@example.com>").unwrap();
+        deliver(
+            mailer,
+            from,
+            store.clone(),
+            crate::system_clock(),
+            metrics.clone(),
+            env,
+        )
+        .await
+    }
+
+    #[actix_rt::test]
+    async fn a_job_that_never_decodes_is_recorded_and_dropped_not_retried() {
+        let (dir, store, metrics) = (tempfile::tempdir().unwrap(), store().await, metrics());
+        let mut env = job("a@example.com");
+        env.data = serde_json::json!({"template": "no_such_template"});
+
+        let sent = send(broken_mailer(&dir), &store, &metrics, env.clone()).await;
+
+        assert!(sent.is_ok(), "poison is not retried: {sent:?}");
+        assert!(store
+            .outbox()
+            .inbox_contains(CONSUMER, env.id)
+            .await
+            .unwrap());
+        assert_eq!(metrics.emails_failed.get(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_job_whose_recipient_does_not_parse_is_recorded_and_dropped_not_retried() {
+        let (dir, store, metrics) = (tempfile::tempdir().unwrap(), store().await, metrics());
+        let env = job("not an address");
+
+        let sent = send(broken_mailer(&dir), &store, &metrics, env.clone()).await;
+
+        assert!(sent.is_ok(), "poison is not retried: {sent:?}");
+        assert!(store
+            .outbox()
+            .inbox_contains(CONSUMER, env.id)
+            .await
+            .unwrap());
+        assert_eq!(metrics.emails_failed.get(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_send_failure_is_returned_for_a_retry_and_the_job_is_not_recorded() {
+        let (dir, store, metrics) = (tempfile::tempdir().unwrap(), store().await, metrics());
+        let env = job("a@example.com");
+
+        let sent = send(broken_mailer(&dir), &store, &metrics, env.clone()).await;
+
+        assert!(matches!(sent, Err(MailError::File(_))), "{sent:?}");
+        assert!(!store
+            .outbox()
+            .inbox_contains(CONSUMER, env.id)
+            .await
+            .unwrap());
+        assert_eq!(metrics.emails_failed.get(), 1);
+        assert_eq!(metrics.emails_sent.get(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_sent_job_is_recorded_so_a_redelivery_is_not_sent_again() {
+        let (dir, store, metrics) = (tempfile::tempdir().unwrap(), store().await, metrics());
+        let mailer = Mailer::new(None, dir.path().to_owned()).unwrap();
+        let env = job("a@example.com");
+
+        send(mailer.clone(), &store, &metrics, env.clone())
+            .await
+            .unwrap();
+        send(mailer, &store, &metrics, env).await.unwrap();
+
+        assert_eq!(metrics.emails_sent.get(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::{deliver, Mailer};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
+use crate::bus::chain;
 use crate::metrics::Metrics;
 use crate::Clock;
 
@@ -122,7 +123,7 @@ impl Worker {
         let env: Envelope = match serde_json::from_slice(&d.data) {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(error = %e, "undecodable message on the email queue; dead-lettering it");
+                tracing::error!(error = %chain(&e), "undecodable message on the email queue; dead-lettering it");
                 self.metrics.emails_dead_lettered.inc();
                 return d
                     .nack(BasicNackOptions {
@@ -161,7 +162,7 @@ impl Worker {
             Err(e) => {
                 let count = delivery_count(&d);
                 let wait = Duration::from_millis(250u64.saturating_mul(1 << count.clamp(0, 5)));
-                span.in_scope(|| tracing::warn!(%id, error = %e, deliveries = count + 1, retry_in_ms = wait.as_millis() as u64, "sending failed; requeueing"));
+                span.in_scope(|| tracing::warn!(%id, error = %chain(&e), deliveries = count + 1, retry_in_ms = wait.as_millis() as u64, "sending failed; requeueing"));
                 tokio::time::sleep(wait).await;
                 d.nack(BasicNackOptions {
                     requeue: true,

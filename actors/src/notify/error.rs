@@ -1,0 +1,25 @@
+//! What can go wrong with one email job. The job's own faults (a recipient or a message lettre
+//! refuses) are poison: [`deliver`](super::deliver) records and drops those instead of
+//! returning them. What it returns is worth a retry.
+//!
+//! Refuses: carrying the message, its link or any credential (an SMTP URL is never put here).
+
+use keyward_storage::StorageError;
+
+/// A failure to send an email job, or to build or record one.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The job's recipient is not an address lettre accepts.
+    #[error("recipient")]
+    Recipient(#[source] lettre::address::AddressError),
+    /// lettre refuses to build the message.
+    #[error("building the message")]
+    Build(#[source] lettre::error::Error),
+    #[error("writing to the mail drop")]
+    File(#[source] lettre::transport::file::Error),
+    #[error("sending by SMTP")]
+    Smtp(#[source] lettre::transport::smtp::Error),
+    /// The inbox (de-duplication by message id) cannot be read or written.
+    #[error("inbox")]
+    Inbox(#[source] StorageError),
+}
