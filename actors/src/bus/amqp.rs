@@ -31,7 +31,7 @@ use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
 use super::broadcast::is_broadcast;
-use super::Deliver;
+use super::{chain, BusError, Deliver};
 
 pub const EVENTS_EXCHANGE: &str = "keyward.events";
 pub const EMAIL_QUEUE: &str = "keyward.notify.email";
@@ -108,19 +108,14 @@ pub async fn declare_topology(ch: &Channel) -> lapin::Result<()> {
 }
 
 /// Connects (bounded by a timeout) and opens a channel with the topology declared.
-pub async fn connect(url: &str, name: &str) -> Result<(Connection, Channel), String> {
+pub async fn connect(url: &str, name: &str) -> Result<(Connection, Channel), BusError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props))
         .await
-        .map_err(|_| "timed out connecting to RabbitMQ".to_owned())?
-        .map_err(|e| format!("connecting to RabbitMQ: {e}"))?;
-    let ch = conn
-        .create_channel()
-        .await
-        .map_err(|e| format!("opening a channel: {e}"))?;
-    declare_topology(&ch)
-        .await
-        .map_err(|e| format!("declaring the topology: {e}"))?;
+        .map_err(|_| BusError::ConnectTimeout)?
+        .map_err(BusError::Connect)?;
+    let ch = conn.create_channel().await.map_err(BusError::Channel)?;
+    declare_topology(&ch).await.map_err(BusError::Topology)?;
     Ok((conn, ch))
 }
 
@@ -197,7 +192,7 @@ async fn ensure(
     url: &str,
     slot: &mut Option<Link>,
     connected: &IntGauge,
-) -> Result<Channel, String> {
+) -> Result<Channel, BusError> {
     if let Some(l) = slot.as_ref().filter(|l| live(l)) {
         return Ok(l.channel.clone());
     }
@@ -207,7 +202,7 @@ async fn ensure(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
-        .map_err(|e| format!("enabling publisher confirms: {e}"))?;
+        .map_err(BusError::Confirms)?;
     tracing::info!(url = %keyward_config::safe_url(url), "connected to RabbitMQ");
     *slot = Some(Link {
         conn,
@@ -222,10 +217,10 @@ async fn publish(
     link: Arc<Mutex<Option<Link>>>,
     connected: IntGauge,
     env: Envelope,
-) -> Result<(), String> {
+) -> Result<(), BusError> {
     let mut slot = link.lock().await;
     let ch = ensure(&url, &mut slot, &connected).await?;
-    let body = serde_json::to_vec(&env).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&env).map_err(BusError::Encode)?;
     let (exchange, key) = route(&env);
     let confirm = match confirmed(&ch, exchange, &key, true, &body, properties(&env)).await {
         Ok(c) => c,
@@ -242,7 +237,10 @@ async fn publish(
         if exchange == EVENTS_EXCHANGE {
             tracing::debug!(kind = %env.kind, "no queue is bound for this event type");
         } else {
-            return Err(format!("unroutable: {} ({})", key, returned.reply_text));
+            return Err(BusError::Unroutable {
+                key,
+                reply: returned.reply_text.to_string(),
+            });
         }
     }
     if is_broadcast(&env) {
@@ -260,12 +258,12 @@ async fn publish(
 /// Publishes one message and waits (bounded) for the broker's confirm; a nack is an error.
 async fn confirmed(
     ch: &Channel,
-    exchange: &str,
+    exchange: &'static str,
     key: &str,
     mandatory: bool,
     body: &[u8],
     props: BasicProperties,
-) -> Result<lapin::Confirmation, String> {
+) -> Result<lapin::Confirmation, BusError> {
     let attempt = async {
         let confirm = ch
             .basic_publish(
@@ -284,13 +282,11 @@ async fn confirmed(
     };
     let confirm = match tokio::time::timeout(CONFIRM_TIMEOUT, attempt).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(format!("publishing to {exchange:?}: {e}")),
-        Err(_) => return Err(format!("no publisher confirm in time from {exchange:?}")),
+        Ok(Err(source)) => return Err(BusError::Publish { exchange, source }),
+        Err(_) => return Err(BusError::ConfirmTimeout { exchange }),
     };
     if !confirm.is_ack() {
-        return Err(format!(
-            "the broker refused (nack) the message for {exchange:?}"
-        ));
+        return Err(BusError::Nacked { exchange });
     }
     Ok(confirm)
 }
@@ -313,7 +309,7 @@ impl Actor for AmqpPublisher {
             async move {
                 let mut slot = link.lock().await;
                 if let Err(e) = ensure(&url, &mut slot, &connected).await {
-                    tracing::warn!(error = %e, "RabbitMQ is not reachable yet; events wait in the outbox");
+                    tracing::warn!(error = %chain(&e), "RabbitMQ is not reachable yet; events wait in the outbox");
                 }
             }
             .into_actor(self),
@@ -324,7 +320,7 @@ impl Actor for AmqpPublisher {
 impl Supervised for AmqpPublisher {}
 
 impl Handler<Deliver> for AmqpPublisher {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), BusError>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
         Box::pin(publish(
             self.url.clone(),
@@ -349,9 +345,27 @@ impl Handler<keyward_messages::commands::CheckReady> for AmqpPublisher {
                 .await
                 .map(|_| ())
                 .map_err(|e| {
-                    tracing::warn!(error = %e, "RabbitMQ is not reachable");
+                    tracing::warn!(error = %chain(&e), "RabbitMQ is not reachable");
                     CommandError::unavailable("RabbitMQ is not reachable")
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_failed_connection_never_shows_the_password_of_the_url() {
+        // Nothing listens on port 1.
+        let result = connect("amqp://keyward:hunter2@127.0.0.1:1/%2f", "test").await;
+
+        let e = result.err().map(|e| chain(&e)).unwrap_or_default();
+        assert!(
+            e.starts_with("connecting to RabbitMQ") || e.starts_with("timed out"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -18,7 +18,7 @@ use lapin::types::FieldTable;
 use prometheus::IntGauge;
 
 use super::amqp::{connect, BROADCAST_EXCHANGE};
-use super::Deliver;
+use super::{chain, BusError, Deliver};
 use crate::caches::{is_invalidating, NodeCaches};
 
 /// The message types that go to `keyward.broadcast` as well as `keyward.events`.
@@ -36,7 +36,7 @@ impl Actor for CacheListener {
 impl Supervised for CacheListener {}
 
 impl Handler<Deliver> for CacheListener {
-    type Result = Result<(), String>;
+    type Result = Result<(), BusError>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
         self.0.apply(&env);
         Ok(())
@@ -53,7 +53,7 @@ pub async fn listen(url: String, caches: Arc<NodeCaches>, consuming: IntGauge) {
         match result {
             Ok(()) => tracing::warn!("the broadcast consumer stopped; reconnecting"),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot consume keyward.broadcast; retrying")
+                tracing::warn!(error = %chain(&e), retry_in_ms = backoff.as_millis() as u64, "cannot consume keyward.broadcast; retrying")
             }
         }
         tokio::time::sleep(backoff).await;
@@ -61,7 +61,11 @@ pub async fn listen(url: String, caches: Arc<NodeCaches>, consuming: IntGauge) {
     }
 }
 
-async fn consume_once(url: &str, caches: &NodeCaches, consuming: &IntGauge) -> Result<(), String> {
+async fn consume_once(
+    url: &str,
+    caches: &NodeCaches,
+    consuming: &IntGauge,
+) -> Result<(), BusError> {
     let (conn, ch) = connect(url, "keyward-node-broadcast").await?;
     // Exclusive and server-named: this node's own queue, gone with its connection.
     let q = ch
@@ -75,7 +79,7 @@ async fn consume_once(url: &str, caches: &NodeCaches, consuming: &IntGauge) -> R
             FieldTable::default(),
         )
         .await
-        .map_err(|e| format!("declaring the broadcast queue: {e}"))?;
+        .map_err(BusError::DeclareBroadcastQueue)?;
     ch.queue_bind(
         q.name().clone(),
         BROADCAST_EXCHANGE.into(),
@@ -84,7 +88,7 @@ async fn consume_once(url: &str, caches: &NodeCaches, consuming: &IntGauge) -> R
         FieldTable::default(),
     )
     .await
-    .map_err(|e| format!("binding the broadcast queue: {e}"))?;
+    .map_err(BusError::BindBroadcastQueue)?;
     let mut consumer = ch
         .basic_consume(
             q.name().clone(),
@@ -96,16 +100,16 @@ async fn consume_once(url: &str, caches: &NodeCaches, consuming: &IntGauge) -> R
             FieldTable::default(),
         )
         .await
-        .map_err(|e| format!("consuming the broadcast queue: {e}"))?;
+        .map_err(BusError::Consume)?;
     // Bound before forgetting: a revocation from now on is heard, one from before is re-read.
     caches.forget_beliefs();
     consuming.set(1);
     tracing::info!("listening on keyward.broadcast");
     while let Some(next) = consumer.next().await {
-        let delivery = next.map_err(|e| format!("broadcast consumer: {e}"))?;
+        let delivery = next.map_err(BusError::Consumer)?;
         match serde_json::from_slice::<Envelope>(&delivery.data) {
             Ok(env) => caches.apply(&env),
-            Err(e) => tracing::warn!(error = %e, "undecodable broadcast message; ignored"),
+            Err(e) => tracing::warn!(error = %chain(&e), "undecodable broadcast message; ignored"),
         }
     }
     drop(conn);

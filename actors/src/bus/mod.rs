@@ -8,7 +8,7 @@ pub mod amqp;
 pub mod broadcast;
 mod error;
 
-pub use error::chain;
+pub use error::{chain, BusError};
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,10 @@ use keyward_storage::{OutboxRecord, StorageError, Store};
 use crate::metrics::Metrics;
 use crate::Clock;
 
-/// Relay → subscriber: one message to take. Ok means it was processed (or was a duplicate).
+/// Relay → subscriber: one message to take. Ok means it was processed (or was a duplicate);
+/// an error means the subscriber did not take it, and the relay retries it later.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), BusError>")]
 pub struct Deliver(pub Envelope);
 
 /// Anyone → relay: the outbox has new rows, look now rather than at the next tick.
@@ -120,7 +121,7 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
     let env: Envelope = match serde_json::from_str(&row.payload) {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(id = %row.id, error = %e, "undecodable outbox row; skipping it");
+            tracing::error!(id = %row.id, error = %chain(&e), "undecodable outbox row; skipping it");
             return Outcome::Done;
         }
     };
@@ -128,9 +129,9 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
         let err = match s.recipient.send(Deliver(env.clone())).await {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
-            Err(e) => e.to_string(),
+            Err(e) => BusError::Unreachable(e),
         };
-        tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %err, "delivery failed; will retry");
+        tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %chain(&err), "delivery failed; will retry");
         return Outcome::Failed;
     }
     tracing::debug!(id = %env.id, kind = %env.kind, "published");
@@ -152,7 +153,7 @@ async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber], metrics: 
         drain_plain(store, clock, subs, metrics).await
     };
     result.unwrap_or_else(|e| {
-        tracing::warn!(error = ?e, "relay cannot use the outbox");
+        tracing::warn!(error = %chain(&e), "relay cannot use the outbox");
         false
     })
 }
@@ -238,5 +239,74 @@ impl Handler<Wake> for Relay {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.drain(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use keyward_messages::commands::Locale;
+    use keyward_messages::events::{EmailJob, EmailTemplate, Outgoing};
+
+    /// A subscriber that never takes anything.
+    struct Refuses;
+
+    impl Actor for Refuses {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Refuses {
+        type Result = Result<(), BusError>;
+        fn handle(&mut self, _: Deliver, _: &mut Context<Self>) -> Self::Result {
+            Err(BusError::ConnectTimeout)
+        }
+    }
+
+    fn row(payload: String) -> OutboxRecord {
+        OutboxRecord {
+            id: uuid::Uuid::now_v7(),
+            message_type: "email.verify_email".into(),
+            payload,
+            created_at: Utc::now(),
+            attempts: 0,
+        }
+    }
+
+    fn email_row() -> OutboxRecord {
+        let job = Outgoing::Email(EmailJob {
+            to: "a@example.com".into(),
+            template: EmailTemplate::VerifyEmail,
+            locale: Locale::En,
+            variables: Default::default(),
+        });
+        let env = Envelope::new(uuid::Uuid::now_v7(), Utc::now(), None, &job);
+        row(serde_json::to_string(&env).unwrap())
+    }
+
+    #[actix_rt::test]
+    async fn an_outbox_row_that_never_decodes_is_marked_done_not_retried() {
+        let subs = [Subscriber {
+            name: "refuses",
+            prefix: "",
+            recipient: Refuses.start().recipient(),
+        }];
+
+        let outcome = deliver_row(&row("{not an envelope".into()), &subs).await;
+
+        assert!(matches!(outcome, Outcome::Done));
+    }
+
+    #[actix_rt::test]
+    async fn a_subscriber_that_fails_keeps_the_row_for_a_retry() {
+        let subs = [Subscriber {
+            name: "refuses",
+            prefix: "email.",
+            recipient: Refuses.start().recipient(),
+        }];
+
+        let outcome = deliver_row(&email_row(), &subs).await;
+
+        assert!(matches!(outcome, Outcome::Failed));
     }
 }

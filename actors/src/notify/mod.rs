@@ -19,7 +19,7 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
 };
 
-use crate::bus::{chain, Deliver};
+use crate::bus::{chain, BusError, Deliver};
 use crate::metrics::Metrics;
 use crate::{Clock, StartError};
 
@@ -186,7 +186,7 @@ impl Actor for Notify {
 impl Supervised for Notify {}
 
 impl Handler<Deliver> for Notify {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), BusError>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
         let sent = deliver(
             self.mailer.clone(),
@@ -196,7 +196,7 @@ impl Handler<Deliver> for Notify {
             self.metrics.clone(),
             env,
         );
-        Box::pin(async move { sent.await.map_err(|e| chain(&e)) })
+        Box::pin(async move { sent.await.map_err(BusError::from) })
     }
 }
 

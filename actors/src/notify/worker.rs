@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::{deliver, Mailer};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
-use crate::bus::chain;
+use crate::bus::{chain, BusError};
 use crate::metrics::Metrics;
 use crate::Clock;
 
@@ -80,7 +80,7 @@ impl Worker {
             match self.consume_once().await {
                 Ok(()) => tracing::warn!("the consumer stopped; reconnecting"),
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker cannot consume; retrying")
+                    tracing::warn!(error = %chain(&e), retry_in_ms = backoff.as_millis() as u64, "worker cannot consume; retrying")
                 }
             }
             self.consuming.store(false, Ordering::SeqCst);
@@ -91,12 +91,12 @@ impl Worker {
         }
     }
 
-    async fn consume_once(&self) -> Result<(), String> {
+    async fn consume_once(&self) -> Result<(), BusError> {
         let (conn, ch) = connect(&self.amqp_url, "keyward-worker").await?;
         self.metrics.amqp_connected.set(1);
         ch.basic_qos(PREFETCH, BasicQosOptions::default())
             .await
-            .map_err(|e| format!("basic_qos: {e}"))?;
+            .map_err(BusError::Qos)?;
         let tag = format!("keyward-worker-{}", uuid::Uuid::new_v4());
         let mut consumer = ch
             .basic_consume(
@@ -106,12 +106,12 @@ impl Worker {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| format!("basic_consume: {e}"))?;
+            .map_err(BusError::Consume)?;
         self.consuming.store(true, Ordering::SeqCst);
         self.metrics.amqp_consuming.set(1);
         tracing::info!(queue = EMAIL_QUEUE, prefetch = PREFETCH, "worker consuming");
         while let Some(next) = consumer.next().await {
-            let delivery = next.map_err(|e| format!("consumer: {e}"))?;
+            let delivery = next.map_err(BusError::Consumer)?;
             self.handle(delivery).await?;
         }
         drop(conn);
@@ -119,7 +119,7 @@ impl Worker {
     }
 
     /// Errors only for broker trouble (ack/nack failed); job failures are handled here.
-    async fn handle(&self, d: Delivery) -> Result<(), String> {
+    async fn handle(&self, d: Delivery) -> Result<(), BusError> {
         let env: Envelope = match serde_json::from_slice(&d.data) {
             Ok(e) => e,
             Err(e) => {
@@ -132,7 +132,7 @@ impl Worker {
                     })
                     .await
                     .map(|_| ())
-                    .map_err(|e| format!("nack: {e}"));
+                    .map_err(BusError::Nack);
             }
         };
         let id = env.id;
@@ -158,7 +158,7 @@ impl Worker {
                 .ack(BasicAckOptions::default())
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("ack: {e}")),
+                .map_err(BusError::Ack),
             Err(e) => {
                 let count = delivery_count(&d);
                 let wait = Duration::from_millis(250u64.saturating_mul(1 << count.clamp(0, 5)));
@@ -170,7 +170,7 @@ impl Worker {
                 })
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("nack: {e}"))
+                .map_err(BusError::Nack)
             }
         }
     }
