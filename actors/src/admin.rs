@@ -44,7 +44,7 @@ pub async fn create_user(
         }
     }
     let hash = hash_blocking(hash_params(settings), password)
-        .map_err(|e| StartError::Config(crate::bus::chain(&e)))?;
+        .map_err(|e| StartError::Config(crate::error::chain(&e)))?;
     let now = chrono::Utc::now();
     let id = UserId::new();
     let tx = store.begin().await?;

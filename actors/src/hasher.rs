@@ -16,7 +16,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use keyward_messages::CommandError;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::bus::chain;
+use crate::error::chain;
 use crate::metrics::Metrics;
 
 /// A password could not be hashed. None of these depends on the password: each means the

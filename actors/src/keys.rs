@@ -19,7 +19,7 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::bus::chain;
+use crate::error::chain;
 use crate::tokens::derive_key;
 use crate::StartError;
 

@@ -189,7 +189,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
     let metrics = opts.metrics.clone();
     let hasher = HasherPool::start(threads, queue, params, metrics.clone())
-        .map_err(|e| StartError::Config(crate::bus::chain(&e)))?;
+        .map_err(|e| StartError::Config(crate::error::chain(&e)))?;
 
     use secrecy::ExposeSecret;
     let smtp = settings

@@ -31,7 +31,8 @@ use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
 use super::broadcast::is_broadcast;
-use super::{chain, BusError, Deliver};
+use super::{BusError, Deliver};
+use crate::error::chain;
 
 pub const EVENTS_EXCHANGE: &str = "keyward.events";
 pub const EMAIL_QUEUE: &str = "keyward.notify.email";

@@ -18,8 +18,9 @@ use lapin::types::FieldTable;
 use prometheus::IntGauge;
 
 use super::amqp::{connect, BROADCAST_EXCHANGE};
-use super::{chain, BusError, Deliver};
+use super::{BusError, Deliver};
 use crate::caches::{is_invalidating, NodeCaches};
+use crate::error::chain;
 
 /// The message types that go to `keyward.broadcast` as well as `keyward.events`.
 pub fn is_broadcast(env: &Envelope) -> bool {

@@ -8,7 +8,7 @@ pub mod amqp;
 pub mod broadcast;
 mod error;
 
-pub use error::{chain, BusError};
+pub use error::BusError;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::events::Envelope;
 use keyward_storage::{OutboxRecord, StorageError, Store};
 
+use crate::error::chain;
 use crate::metrics::Metrics;
 use crate::Clock;
 

@@ -19,7 +19,8 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
 };
 
-use crate::bus::{chain, BusError, Deliver};
+use crate::bus::{BusError, Deliver};
+use crate::error::chain;
 use crate::metrics::Metrics;
 use crate::{Clock, StartError};
 

@@ -26,7 +26,8 @@ use tracing::Instrument;
 
 use super::{deliver, Mailer};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
-use crate::bus::{chain, BusError};
+use crate::bus::BusError;
+use crate::error::chain;
 use crate::metrics::Metrics;
 use crate::Clock;
 
