@@ -270,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            keyward_actors::system::master_key(&settings)?;
+            keyward_actors::keys::master_key(&settings)?;
             print!("{}", settings.redacted_toml());
             Ok(())
         }
@@ -333,7 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 KeysCommand::Rotate => {
-                    let master = keyward_actors::system::master_key(&settings)?;
+                    let master = keyward_actors::keys::master_key(&settings)?;
                     let kid =
                         keyward_actors::keys::rotate(&store, &master, chrono::Utc::now()).await?;
                     println!("{kid}");

@@ -35,13 +35,18 @@ impl HandlerError {
     }
 }
 
-/// An error and every `source()` below it, joined by ": ", for one log field.
+/// An error and every `source()` below it, joined by ": ", for one log field. A cause whose
+/// text the message above already ends with (lapin and lettre print their cause too) is not
+/// written twice.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         cause = c.source();
     }
     out
@@ -67,9 +72,15 @@ mod tests {
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting: {0}")]
+    struct Echoing(#[source] std::io::Error);
+
     #[test]
-    fn the_chain_names_every_cause() {
+    fn the_chain_names_every_cause_once() {
         let e = Outer(std::io::Error::other("disk on fire"));
         assert_eq!(chain(&e), "outer: disk on fire");
+        let e = Echoing(std::io::Error::other("refused"));
+        assert_eq!(chain(&e), "connecting: refused");
     }
 }

@@ -43,6 +43,15 @@ pub struct HashParams {
 }
 
 impl HashParams {
+    /// The argon2 parameters of the settings.
+    pub fn from_settings(settings: &keyward_config::Settings) -> HashParams {
+        HashParams {
+            memory_kib: settings.passwords.argon2_memory_kib,
+            iterations: settings.passwords.argon2_iterations,
+            parallelism: settings.passwords.argon2_parallelism,
+        }
+    }
+
     /// OWASP's argon2id recommendation (m=19456 KiB, t=2, p=1).
     pub const OWASP: HashParams = HashParams {
         memory_kib: 19456,

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::error::chain;
 use crate::tokens::derive_key;
 use crate::StartError;
+use keyward_config::Settings;
+use std::path::Path;
 
 const ALG: &str = "EdDSA";
 
@@ -334,6 +336,53 @@ pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
             retired_at: r.retired_at,
         })
         .collect())
+}
+
+/// The master key: configured, or (embedded mode only) generated into the data dir.
+pub fn master_key(settings: &Settings) -> Result<[u8; 32], StartError> {
+    if let Some(k) = settings
+        .master_key_bytes()
+        .map_err(|e| StartError::Config(e.to_string()))?
+    {
+        return Ok(k);
+    }
+    if settings.is_distributed() {
+        return Err(StartError::Config(
+            "KEYWARD_MASTER_KEY is required in distributed mode (32 random bytes, base64; the same on every node)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(StartError::io(&settings.data_dir))?;
+    let path = settings.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(StartError::io(&path))?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
+            StartError::Config(format!(
+                "{}: not base64; delete it only if no keys were encrypted with it",
+                path.display()
+            ))
+        })?;
+        return bytes
+            .try_into()
+            .map_err(|_| StartError::Config(format!("{}: must hold 32 bytes", path.display())));
+    }
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    write_private(&path, &STANDARD.encode(k))?;
+    tracing::warn!(path = %path.display(), "generated a master key into the data dir; set KEYWARD_MASTER_KEY for production");
+    Ok(k)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).map_err(StartError::io(path))?;
+    f.write_all(contents.as_bytes())
+        .map_err(StartError::io(path))
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! passed in at start.
 
 pub mod accounts;
-pub mod admin;
+/// `keyward admin …`: the accounts context's commands for operators.
+pub use accounts::cli as admin;
 pub mod bus;
 pub mod caches;
 mod edge;
@@ -49,4 +50,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StartError {
+    /// For `map_err`: an I/O failure on `path`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+        move |source| StartError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
 }

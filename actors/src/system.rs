@@ -2,17 +2,14 @@
 //! relay, and the supervised context actors. Addresses are handed back to the caller (the
 //! binary), which gives the gateway only `Recipient`s.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use chrono::Duration;
 use keyward_config::Settings;
 use keyward_messages::password_policy::PasswordPolicy;
 use keyward_storage::Store;
-use rand::RngCore;
 
 use crate::accounts::profiles::PROFILE_RECHECK;
 use crate::accounts::{Accounts, AccountsDeps, ProfileCache, ThrottlePolicy};
@@ -80,63 +77,10 @@ pub struct Contexts {
     pub mail_dir: Option<PathBuf>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
-    move |source| StartError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// The master key: configured, or (embedded mode only) generated into the data dir.
-pub fn master_key(settings: &Settings) -> Result<[u8; 32], StartError> {
-    if let Some(k) = settings
-        .master_key_bytes()
-        .map_err(|e| StartError::Config(e.to_string()))?
-    {
-        return Ok(k);
-    }
-    if settings.is_distributed() {
-        return Err(StartError::Config(
-            "KEYWARD_MASTER_KEY is required in distributed mode (32 random bytes, base64; the same on every node)".into(),
-        ));
-    }
-    std::fs::create_dir_all(&settings.data_dir).map_err(io_err(&settings.data_dir))?;
-    let path = settings.data_dir.join("master.key");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
-            StartError::Config(format!(
-                "{}: not base64; delete it only if no keys were encrypted with it",
-                path.display()
-            ))
-        })?;
-        return bytes
-            .try_into()
-            .map_err(|_| StartError::Config(format!("{}: must hold 32 bytes", path.display())));
-    }
-    let mut k = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut k);
-    write_private(&path, &STANDARD.encode(k))?;
-    tracing::warn!(path = %path.display(), "generated a master key into the data dir; set KEYWARD_MASTER_KEY for production");
-    Ok(k)
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    let mut f = o.open(path).map_err(io_err(path))?;
-    f.write_all(contents.as_bytes()).map_err(io_err(path))
-}
-
 /// Creates the data dir (embedded mode) and opens and migrates the database.
 pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
     if settings.is_sqlite() {
-        std::fs::create_dir_all(&settings.data_dir).map_err(io_err(&settings.data_dir))?;
+        std::fs::create_dir_all(&settings.data_dir).map_err(StartError::io(&settings.data_dir))?;
     }
     let store = Store::connect(&settings.database_url).await?;
     let ran = store.migrate().await?;
@@ -150,19 +94,10 @@ fn secs(s: u64) -> Duration {
     Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
-/// The argon2 parameters of the settings.
-pub fn hash_params(settings: &Settings) -> HashParams {
-    HashParams {
-        memory_kib: settings.passwords.argon2_memory_kib,
-        iterations: settings.passwords.argon2_iterations,
-        parallelism: settings.passwords.argon2_parallelism,
-    }
-}
-
 /// Starts every actor of a node. Must run inside an actix `System`.
 pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, StartError> {
     let clock = opts.clock.clone();
-    let master = master_key(settings)?;
+    let master = crate::keys::master_key(settings)?;
     let store = open_store(settings).await?;
     let t = &settings.tokens;
     let tokens = TokenPolicy {
@@ -186,7 +121,9 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     } else {
         p.hasher_queue
     };
-    let params = opts.hash_params.unwrap_or_else(|| hash_params(settings));
+    let params = opts
+        .hash_params
+        .unwrap_or_else(|| HashParams::from_settings(settings));
     let metrics = opts.metrics.clone();
     let hasher = HasherPool::start(threads, queue, params, metrics.clone())
         .map_err(|e| StartError::Config(crate::error::chain(&e)))?;

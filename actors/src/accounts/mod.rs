@@ -9,6 +9,7 @@
 //! start, to open or end them).
 
 pub(crate) mod blocking;
+pub mod cli;
 mod handlers;
 mod login;
 mod passwords;

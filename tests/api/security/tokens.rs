@@ -94,7 +94,7 @@ impl Forger {
         app.verified_user("forge@example.com", None).await;
         let pair = app.login_ok("forge@example.com", PASSWORD).await;
         let genuine = pair["access_token"].as_str().unwrap().to_owned();
-        let master = keyward_actors::system::master_key(&app.settings).unwrap();
+        let master = keyward_actors::keys::master_key(&app.settings).unwrap();
         let (kid, der) =
             keyward_actors::keys::active_private_key(&app.node.contexts.store, &master)
                 .await

@@ -11,7 +11,6 @@ use keyward_storage::{NewUser, StorageError, Store};
 use uuid::Uuid;
 
 use crate::hasher::hash_blocking;
-use crate::system::hash_params;
 use crate::StartError;
 
 /// Creates a verified user with optional roles; returns its id.
@@ -43,7 +42,7 @@ pub async fn create_user(
             )));
         }
     }
-    let hash = hash_blocking(hash_params(settings), password)
+    let hash = hash_blocking(crate::hasher::HashParams::from_settings(settings), password)
         .map_err(|e| StartError::Config(crate::error::chain(&e)))?;
     let now = chrono::Utc::now();
     let id = UserId::new();
@@ -118,12 +117,12 @@ pub async fn set_blocked(
         user_agent: Some("keyward admin (CLI)".into()),
     };
     let tx = store.begin().await?;
-    let changed = crate::accounts::blocking::apply(
+    let changed = super::blocking::apply(
         &tx,
         chrono::Utc::now(),
         &meta,
         user.id,
-        crate::accounts::blocking::BlockChange {
+        super::blocking::BlockChange {
             blocked,
             reason,
             by: None,
