@@ -1,0 +1,372 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use super::*;
+use crate::LogFormat;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use secrecy::SecretString;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn write_toml(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn master_key() -> String {
+    STANDARD.encode([42u8; 32])
+}
+
+#[test]
+fn nothing_configured_gives_the_defaults() {
+    let s = Settings::load_from(None, &[]).unwrap();
+    let d = Settings::default();
+    assert_eq!(s.redacted_toml(), d.redacted_toml());
+    assert_eq!(s.database_url, d.database_url);
+}
+
+#[test]
+fn the_file_overrides_the_defaults() {
+    let (_dir, path) = write_toml(
+        "bind = \"0.0.0.0:80\"\nlog_format = \"json\"\n[tokens]\naccess_ttl_secs = 60\n",
+    );
+    let s = Settings::load_from(Some(&path), &[]).unwrap();
+    assert_eq!(s.bind, "0.0.0.0:80");
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.tokens.access_ttl_secs, 60);
+    assert_eq!(s.tokens.reset_ttl_secs, 3600, "unset keys keep defaults");
+}
+
+#[test]
+fn an_env_variable_overrides_the_file() {
+    let (_dir, path) = write_toml("bind = \"0.0.0.0:80\"\n[http]\nworkers = 2\n");
+    let s = Settings::load_from(
+        Some(&path),
+        &env(&[
+            ("KEYWARD_BIND", "0.0.0.0:8443"),
+            ("KEYWARD_HTTP__WORKERS", "16"),
+            ("KEYWARD_TOKENS__ACCESS_TTL_SECS", "120"),
+            ("KEYWARD_LOG_FORMAT", "pretty"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.bind, "0.0.0.0:8443");
+    assert_eq!(s.http.workers, 16);
+    assert_eq!(s.tokens.access_ttl_secs, 120);
+    assert_eq!(s.log_format, LogFormat::Pretty);
+}
+
+#[test]
+fn keyward_config_names_the_file_when_none_is_passed() {
+    let (_dir, path) = write_toml("log = \"debug\"\n");
+    let s = Settings::load_from(None, &env(&[("KEYWARD_CONFIG", path.to_str().unwrap())])).unwrap();
+    assert_eq!(s.log, "debug");
+
+    let (_other_dir, other) = write_toml("log = \"trace\"\n");
+    let s = Settings::load_from(
+        Some(&other),
+        &env(&[("KEYWARD_CONFIG", path.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert_eq!(s.log, "trace", "an explicit path wins over KEYWARD_CONFIG");
+}
+
+#[test]
+fn a_missing_config_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let e = Settings::load_from(None, &env(&[("KEYWARD_CONFIG", missing.to_str().unwrap())]))
+        .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_CONFIG");
+    assert!(e.to_string().contains("nope.toml"), "{e}");
+}
+
+#[test]
+fn invalid_toml_is_one_line_naming_the_file() {
+    let (_dir, path) = write_toml("bind = \n");
+    let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ConfigError::File { .. }), "{text}");
+    assert_eq!(e.key(), "KEYWARD_CONFIG");
+    assert!(text.contains("keyward.toml"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+}
+
+#[test]
+fn an_empty_env_variable_counts_as_unset() {
+    let (_dir, path) = write_toml("bind = \"0.0.0.0:80\"\n");
+    let s = Settings::load_from(
+        Some(&path),
+        &env(&[
+            ("KEYWARD_BIND", ""),
+            ("KEYWARD_PUBLIC_URL", ""),
+            ("KEYWARD_MASTER_KEY", ""),
+            ("KEYWARD_TOKENS__ACCESS_TTL_SECS", ""),
+            ("KEYWARD_CONFIG", ""),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.bind, "0.0.0.0:80");
+    assert_eq!(s.public_url, None);
+    assert!(s.master_key.is_none());
+    assert_eq!(s.tokens.access_ttl_secs, 900);
+}
+
+#[test]
+fn the_database_url_default_follows_data_dir() {
+    let s = Settings::load_from(None, &env(&[("KEYWARD_DATA_DIR", "/var/lib/keyward")])).unwrap();
+    assert_eq!(
+        s.database_url,
+        "sqlite:///var/lib/keyward/keyward.db?mode=rwc"
+    );
+
+    let (_dir, path) = write_toml("data_dir = \"/srv/kw\"\n");
+    let s = Settings::load_from(Some(&path), &[]).unwrap();
+    assert_eq!(s.database_url, "sqlite:///srv/kw/keyward.db?mode=rwc");
+
+    let s = Settings::load_from(
+        Some(&path),
+        &env(&[("KEYWARD_DATABASE_URL", "sqlite::memory:")]),
+    )
+    .unwrap();
+    assert_eq!(s.database_url, "sqlite::memory:", "an explicit URL is kept");
+}
+
+#[test]
+fn a_wrongly_typed_env_variable_names_the_variable() {
+    let e =
+        Settings::load_from(None, &env(&[("KEYWARD_TOKENS__ACCESS_TTL_SECS", "abc")])).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_TOKENS__ACCESS_TTL_SECS");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("KEYWARD_TOKENS__ACCESS_TTL_SECS: "),
+        "{text}"
+    );
+    assert!(text.contains("whole number"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+
+    let e = Settings::load_from(None, &env(&[("KEYWARD_HTTP__WORKERS", "-1")])).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_HTTP__WORKERS", "{e}");
+}
+
+#[test]
+fn a_wrongly_typed_file_key_names_the_variable_and_the_file_key() {
+    let (_dir, path) = write_toml("[passwords]\nmin_length = \"long\"\n");
+    let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_PASSWORDS__MIN_LENGTH");
+    assert!(e.to_string().contains("passwords.min_length"), "{e}");
+}
+
+#[test]
+fn a_wrongly_typed_secret_is_not_echoed() {
+    let (_dir, path) = write_toml("master_key = 123456789\n");
+    let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    assert!(!e.to_string().contains("123456789"), "{e}");
+}
+
+#[test]
+fn an_unknown_log_format_lists_the_choices() {
+    let e = Settings::load_from(None, &env(&[("KEYWARD_LOG_FORMAT", "xml")])).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_LOG_FORMAT");
+    assert!(e.to_string().contains("pretty, json, auto"), "{e}");
+}
+
+#[test]
+fn numeric_looking_strings_stay_strings() {
+    let s = Settings::load_from(
+        None,
+        &env(&[("KEYWARD_TOKENS__AUDIENCE", "12345"), ("KEYWARD_LOG", "1")]),
+    )
+    .unwrap();
+    assert_eq!(s.tokens.audience, "12345");
+    assert_eq!(s.log, "1");
+}
+
+#[test]
+fn unknown_keys_are_not_fatal() {
+    let (_dir, path) = write_toml(
+        "colour = \"blue\"\nbind = \"127.0.0.1:1\"\n[tokens]\nttl = 5\n[extra]\nx = 1\n",
+    );
+    let vars = env(&[
+        ("KEYWARD_NOPE", "1"),
+        ("KEYWARD_TOKENS_ACCESS_TTL_SECS", "5"),
+        ("KEYWARD_TOKENS", "5"),
+        ("OTHER_THING", "x"),
+    ]);
+    let s = Settings::load_from(Some(&path), &vars).unwrap();
+    assert_eq!(s.bind, "127.0.0.1:1");
+    assert_eq!(s.tokens.access_ttl_secs, 900);
+
+    assert_eq!(
+        EnvLayer::new(&vars).unknown,
+        [
+            "KEYWARD_NOPE",
+            "KEYWARD_TOKENS_ACCESS_TTL_SECS",
+            "KEYWARD_TOKENS"
+        ]
+    );
+    let data = Toml::file_exact(&path).data().unwrap();
+    assert_eq!(
+        unknown_file_keys(&data[&Profile::Default]),
+        ["colour", "extra", "tokens.ttl"]
+    );
+    assert_eq!(
+        suggestion("KEYWARD_TOKENS_ACCESS_TTL_SECS").as_deref(),
+        Some("KEYWARD_TOKENS__ACCESS_TTL_SECS")
+    );
+}
+
+#[test]
+fn every_documented_variable_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, master_key()).unwrap();
+    let vars = env(&[
+        ("KEYWARD_DATA_DIR", "/d"),
+        ("KEYWARD_DATABASE_URL", "postgres://kw:pw@db/kw"),
+        ("KEYWARD_BIND", "0.0.0.0:1"),
+        ("KEYWARD_MANAGEMENT_BIND", "0.0.0.0:2"),
+        ("KEYWARD_PUBLIC_URL", "https://id.example.com/"),
+        ("KEYWARD_AMQP_URL", "amqp://mq"),
+        ("KEYWARD_SMTP_URL", "smtp://mail"),
+        ("KEYWARD_MAIL_FROM", "a@b.c"),
+        ("KEYWARD_LOG", "debug"),
+        ("KEYWARD_LOG_FORMAT", "json"),
+        ("KEYWARD_MASTER_KEY_FILE", key_file.to_str().unwrap()),
+        ("KEYWARD_TOKENS__AUDIENCE", "aud"),
+        ("KEYWARD_TOKENS__ACCESS_TTL_SECS", "1"),
+        ("KEYWARD_TOKENS__REFRESH_IDLE_TTL_SECS", "2"),
+        ("KEYWARD_TOKENS__REFRESH_ABSOLUTE_TTL_SECS", "3"),
+        ("KEYWARD_TOKENS__REFRESH_GRACE_SECS", "4"),
+        ("KEYWARD_TOKENS__VERIFICATION_TTL_SECS", "5"),
+        ("KEYWARD_TOKENS__RESET_TTL_SECS", "6"),
+        ("KEYWARD_TOKENS__SESSION_RECHECK_MS", "7"),
+        ("KEYWARD_PASSWORDS__MIN_LENGTH", "10"),
+        ("KEYWARD_PASSWORDS__MAX_LENGTH", "20"),
+        ("KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB", "64"),
+        ("KEYWARD_PASSWORDS__ARGON2_ITERATIONS", "3"),
+        ("KEYWARD_PASSWORDS__ARGON2_PARALLELISM", "2"),
+        ("KEYWARD_PASSWORDS__HASHER_THREADS", "4"),
+        ("KEYWARD_PASSWORDS__HASHER_QUEUE", "8"),
+        ("KEYWARD_HTTP__MAX_BODY_BYTES", "100"),
+        ("KEYWARD_HTTP__REQUEST_TIMEOUT_SECS", "7"),
+        ("KEYWARD_HTTP__WORKERS", "9"),
+    ]);
+    let layer = EnvLayer::new(&vars);
+    assert!(layer.unknown.is_empty(), "{:?}", layer.unknown);
+    let s = Settings::load_from(None, &vars).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/d"));
+    assert_eq!(s.database_url, "postgres://kw:pw@db/kw");
+    assert_eq!(
+        (s.bind.as_str(), s.management_bind.as_str()),
+        ("0.0.0.0:1", "0.0.0.0:2")
+    );
+    assert_eq!(s.public_url.as_deref(), Some("https://id.example.com"));
+    assert_eq!(s.amqp_url.as_ref().unwrap().expose_secret(), "amqp://mq");
+    assert_eq!(s.smtp_url.as_ref().unwrap().expose_secret(), "smtp://mail");
+    assert_eq!((s.mail_from.as_str(), s.log.as_str()), ("a@b.c", "debug"));
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.master_key_bytes().unwrap(), Some([42u8; 32]));
+    assert!(s.is_distributed());
+    assert_eq!(
+        s.tokens,
+        crate::TokenSettings {
+            audience: "aud".into(),
+            access_ttl_secs: 1,
+            refresh_idle_ttl_secs: 2,
+            refresh_absolute_ttl_secs: 3,
+            refresh_grace_secs: 4,
+            verification_ttl_secs: 5,
+            reset_ttl_secs: 6,
+            session_recheck_ms: 7,
+        }
+    );
+    assert_eq!(
+        s.passwords,
+        crate::PasswordSettings {
+            min_length: 10,
+            max_length: 20,
+            argon2_memory_kib: 64,
+            argon2_iterations: 3,
+            argon2_parallelism: 2,
+            hasher_threads: 4,
+            hasher_queue: 8,
+        }
+    );
+    assert_eq!(
+        s.http,
+        crate::HttpSettings {
+            max_body_bytes: 100,
+            request_timeout_secs: 7,
+            workers: 9,
+            header_timeout_secs: 5,
+            body_timeout_secs: 10,
+            keep_alive_secs: 5,
+            connection_max_secs: 300,
+            max_connections: 0,
+            cors_origins: String::new(),
+            trusted_proxies: String::new(),
+        }
+    );
+}
+
+#[test]
+fn the_schema_matches_the_structs() {
+    let full = Settings {
+        public_url: Some("https://x".into()),
+        amqp_url: Some(SecretString::from("amqp://mq")),
+        smtp_url: Some(SecretString::from("smtp://mail")),
+        master_key: Some(SecretString::from(master_key())),
+        master_key_file: Some("/k".into()),
+        ..Settings::default()
+    };
+    let table: toml::Table = full.redacted_toml().parse().unwrap();
+    let mut rendered: Vec<(String, String)> = Vec::new();
+    for (key, value) in &table {
+        match value.as_table() {
+            Some(fields) => {
+                rendered.extend(fields.keys().map(|f| (key.clone(), f.clone())));
+            }
+            None => rendered.push((String::new(), key.clone())),
+        }
+    }
+    let mut schema: Vec<(String, String)> = SCHEMA
+        .iter()
+        .flat_map(|(s, fields)| fields.iter().map(|f| ((*s).to_owned(), (*f).to_owned())))
+        .collect();
+    rendered.sort();
+    schema.sort();
+    assert_eq!(rendered, schema);
+}
+
+#[test]
+fn public_url_loses_its_trailing_slash() {
+    let s = Settings::load_from(
+        None,
+        &env(&[("KEYWARD_PUBLIC_URL", "https://example.com/auth/")]),
+    )
+    .unwrap();
+    assert_eq!(s.public_url.as_deref(), Some("https://example.com/auth"));
+}
+
+#[test]
+fn a_distributed_env_without_a_master_key_fails_to_load() {
+    let e = Settings::load_from(None, &env(&[("KEYWARD_AMQP_URL", "amqp://u:p@mq")])).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    let s = Settings::load_from(
+        None,
+        &env(&[
+            ("KEYWARD_AMQP_URL", "amqp://u:p@mq"),
+            ("KEYWARD_MASTER_KEY", &master_key()),
+        ]),
+    )
+    .unwrap();
+    assert!(s.is_distributed());
+}

@@ -1,0 +1,247 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use super::*;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+fn key_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(0xfb);
+    }
+    bytes
+}
+
+fn with(f: impl FnOnce(&mut Settings)) -> Settings {
+    let mut s = Settings::default();
+    f(&mut s);
+    s
+}
+
+fn err(s: &Settings) -> ConfigError {
+    s.validate().expect_err("should be invalid")
+}
+
+#[test]
+fn a_bad_bind_names_the_key_and_the_fix() {
+    let e = err(&with(|s| s.bind = "abc".into()));
+    assert_eq!(
+        e.to_string(),
+        "KEYWARD_BIND: \"abc\" is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"
+    );
+    let e = err(&with(|s| s.management_bind = "localhost".into()));
+    assert_eq!(e.key(), "KEYWARD_MANAGEMENT_BIND");
+}
+
+#[test]
+fn port_zero_is_allowed_for_both_listeners() {
+    with(|s| {
+        s.bind = "127.0.0.1:0".into();
+        s.management_bind = "127.0.0.1:0".into();
+    })
+    .validate()
+    .unwrap();
+}
+
+#[test]
+fn both_listeners_on_the_same_address_are_refused() {
+    let e = err(&with(|s| s.management_bind = s.bind.clone()));
+    assert_eq!(e.key(), "KEYWARD_MANAGEMENT_BIND");
+}
+
+#[test]
+fn only_sqlite_and_postgres_databases_are_accepted() {
+    for ok in [
+        "sqlite::memory:",
+        "sqlite:///var/lib/keyward/keyward.db",
+        "postgres://u:p@db/keyward",
+        "postgresql://db:5432/keyward",
+    ] {
+        let s = with(|s| {
+            s.database_url = ok.into();
+            s.master_key = Some(STANDARD.encode(key_bytes()).into());
+        });
+        s.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let e = err(&with(|s| s.database_url = "mysql://u:hunter2@db/k".into()));
+    assert_eq!(e.key(), "KEYWARD_DATABASE_URL");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn public_url_must_be_plain_http_or_https() {
+    for ok in ["https://id.example.com", "http://127.0.0.1:8080/auth"] {
+        with(|s| s.public_url = Some(ok.into())).validate().unwrap();
+    }
+    for bad in [
+        "ftp://id.example.com",
+        "https://id.example.com/?x=1",
+        "https://id.example.com/#top",
+        "id.example.com",
+        "https://u:p@id.example.com",
+    ] {
+        let e = err(&with(|s| s.public_url = Some(bad.into())));
+        assert_eq!(e.key(), "KEYWARD_PUBLIC_URL", "{bad}");
+    }
+}
+
+#[test]
+fn broker_and_mail_urls_must_use_their_schemes_without_leaking_them() {
+    let key = STANDARD.encode(key_bytes());
+    let e = err(&with(|s| {
+        s.amqp_url = Some("http://u:topsecret@mq".into());
+        s.master_key = Some(key.clone().into());
+    }));
+    assert_eq!(e.key(), "KEYWARD_AMQP_URL");
+    assert!(!e.to_string().contains("topsecret"), "{e}");
+
+    let e = err(&with(|s| s.smtp_url = Some("smtp://u:top/secret@".into())));
+    assert_eq!(e.key(), "KEYWARD_SMTP_URL");
+    assert!(!e.to_string().contains("secret@"), "{e}");
+
+    with(|s| {
+        s.amqp_url = Some("amqps://u:p@mq:5671/%2f".into());
+        s.smtp_url = Some("smtps://u:p@smtp.example.com:465".into());
+        s.master_key = Some(key.into());
+    })
+    .validate()
+    .unwrap();
+}
+
+#[test]
+fn distributed_mode_without_a_master_key_is_refused() {
+    let e = err(&with(|s| s.database_url = "postgres://u:p@db/k".into()));
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    assert!(e.to_string().contains("KEYWARD_MASTER_KEY_FILE"), "{e}");
+    let e = err(&with(|s| s.amqp_url = Some("amqp://mq".into())));
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+}
+
+#[test]
+fn the_master_key_accepts_standard_and_url_safe_base64() {
+    let bytes = key_bytes();
+    for text in [
+        STANDARD.encode(bytes),
+        STANDARD.encode(bytes).trim_end_matches('=').to_owned(),
+        URL_SAFE_NO_PAD.encode(bytes),
+        format!(
+            "  {}\n",
+            base64::engine::general_purpose::URL_SAFE.encode(bytes)
+        ),
+    ] {
+        let s = with(|s| s.master_key = Some(text.clone().into()));
+        assert_eq!(s.master_key_bytes().unwrap(), Some(bytes), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_master_key_is_refused_without_echoing_it() {
+    let short = STANDARD.encode([7u8; 16]);
+    let e = with(|s| s.master_key = Some(short.clone().into()))
+        .master_key_bytes()
+        .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    assert!(e.to_string().contains("16 bytes"), "{e}");
+    assert!(!e.to_string().contains(&short), "{e}");
+
+    let e = err(&with(|s| s.master_key = Some("not base64 at all!".into())));
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    assert!(e.to_string().contains("openssl rand -base64 32"), "{e}");
+}
+
+#[test]
+fn master_key_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    std::fs::write(&path, format!("{}\n", STANDARD.encode(key_bytes()))).unwrap();
+    let s = with(|s| s.master_key_file = Some(path.clone()));
+    assert_eq!(s.master_key_bytes().unwrap(), Some(key_bytes()));
+
+    let missing = with(|s| s.master_key_file = Some(dir.path().join("nope")));
+    let e = missing.master_key_bytes().unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY_FILE");
+
+    std::fs::write(&path, "AAAA\n").unwrap();
+    let e = s.master_key_bytes().unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY_FILE");
+    assert!(e.to_string().contains("master.key"), "{e}");
+}
+
+#[test]
+fn both_master_key_sources_are_refused() {
+    let e = with(|s| {
+        s.master_key = Some(STANDARD.encode(key_bytes()).into());
+        s.master_key_file = Some("/run/secrets/key".into());
+    })
+    .master_key_bytes()
+    .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MASTER_KEY");
+    assert!(e.to_string().contains("KEYWARD_MASTER_KEY_FILE"), "{e}");
+}
+
+#[test]
+fn numeric_limits_are_enforced() {
+    let cases: Vec<(&str, Settings)> = vec![
+        (
+            "KEYWARD_TOKENS__ACCESS_TTL_SECS",
+            with(|s| s.tokens.access_ttl_secs = 0),
+        ),
+        (
+            "KEYWARD_TOKENS__REFRESH_ABSOLUTE_TTL_SECS",
+            with(|s| s.tokens.refresh_absolute_ttl_secs = s.tokens.refresh_idle_ttl_secs - 1),
+        ),
+        (
+            "KEYWARD_TOKENS__AUDIENCE",
+            with(|s| s.tokens.audience.clear()),
+        ),
+        (
+            "KEYWARD_TOKENS__SESSION_RECHECK_MS",
+            with(|s| s.tokens.session_recheck_ms = 1001),
+        ),
+        (
+            "KEYWARD_PASSWORDS__MIN_LENGTH",
+            with(|s| s.passwords.min_length = 7),
+        ),
+        (
+            "KEYWARD_PASSWORDS__MIN_LENGTH",
+            with(|s| s.passwords.min_length = 129),
+        ),
+        (
+            "KEYWARD_PASSWORDS__MAX_LENGTH",
+            with(|s| {
+                s.passwords.min_length = 20;
+                s.passwords.max_length = 19;
+            }),
+        ),
+        (
+            "KEYWARD_PASSWORDS__MAX_LENGTH",
+            with(|s| s.passwords.max_length = 1025),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB",
+            with(|s| s.passwords.argon2_memory_kib = 7),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_ITERATIONS",
+            with(|s| s.passwords.argon2_iterations = 0),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_PARALLELISM",
+            with(|s| s.passwords.argon2_parallelism = 0),
+        ),
+        (
+            "KEYWARD_HTTP__MAX_BODY_BYTES",
+            with(|s| s.http.max_body_bytes = 0),
+        ),
+        (
+            "KEYWARD_HTTP__REQUEST_TIMEOUT_SECS",
+            with(|s| s.http.request_timeout_secs = 0),
+        ),
+        ("KEYWARD_MAIL_FROM", with(|s| s.mail_from = "nobody".into())),
+        ("KEYWARD_LOG", with(|s| s.log = " ".into())),
+        ("KEYWARD_DATA_DIR", with(|s| s.data_dir = "".into())),
+    ];
+    for (key, settings) in cases {
+        let e = err(&settings);
+        assert_eq!(e.key(), key, "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+}
