@@ -138,6 +138,7 @@ fn init_logging(settings: &Settings) {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let node = Node::start(&settings, StartOptions::default()).await?;
+    let stop = shutdown_signal();
     // A closed stdout (e.g. a supervisor that stopped reading) must not stop the node.
     let mut out = std::io::stdout();
     let _ = writeln!(
@@ -149,7 +150,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = writeln!(out, "mail is written to {}", dir.display());
     }
     let _ = out.flush();
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     node.stop().await;
     Ok(())
@@ -203,6 +204,7 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     )?;
     let handle = management.handle();
     actix_rt::spawn(management);
+    let stop = shutdown_signal();
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
@@ -220,31 +222,40 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = worker.run() => {}
-        _ = shutdown_signal() => tracing::info!("worker shutting down"),
+        _ = stop => tracing::info!("worker shutting down"),
     }
     handle.stop(true).await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when it
+/// is first awaited: a signal that arrives between "listening" and the await must not kill
+/// the process with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
