@@ -10,6 +10,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod password_policy;
+pub mod profiles;
 pub mod values;
 
 pub use error::{codes, CommandError, FieldError};
