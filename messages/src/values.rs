@@ -200,8 +200,14 @@ impl fmt::Debug for Email {
     }
 }
 
-/// A public handle: 3–32 characters of letters, digits, `_`, `.` or `-`, starting with a letter
-/// or digit. It never contains `@`, which is how a login tells it from an email.
+/// A public handle (the nickname): 3–32 characters after NFKC, made of letters of ONE script,
+/// ASCII digits, `_`, `.` and `-`, starting with a letter or digit. It never contains `@`, which
+/// is how a login tells it from an email. Held in its NFKC form, so fullwidth `ａｌｉｃｅ` is
+/// `alice`.
+///
+/// Two usernames that look alike are one: [`normalized`](Self::normalized) is the UTS #39
+/// confusable skeleton of the lower-cased name, so `аlice` (Cyrillic а) or `ALICE` or `al1ce`
+/// cannot sit beside `alice`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
@@ -211,7 +217,8 @@ impl Username {
     pub const MAX: usize = 32;
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let s = raw.trim();
+        use unicode_security::MixedScript;
+        let s = nfkc(raw.trim());
         let n = s.chars().count();
         if !(Self::MIN..=Self::MAX).contains(&n) {
             return Err(FieldError::new(
@@ -222,8 +229,11 @@ impl Username {
         }
         let ok_chars = s
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            .all(|c| c.is_alphabetic() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+        let ok_start = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c.is_ascii_digit());
         if !ok_chars || !ok_start {
             return Err(FieldError::new(
                 field,
@@ -231,16 +241,27 @@ impl Username {
                 "use letters, digits, '_', '.' or '-', starting with a letter or digit",
             ));
         }
-        Ok(Self(s.to_owned()))
+        if !s.as_str().is_single_script() {
+            return Err(FieldError::new(
+                field,
+                "mixed_script",
+                "use the letters of one script (all Latin or all Cyrillic, for example)",
+            ));
+        }
+        Ok(Self(s))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The lookup key: usernames are unique case-insensitively.
+    /// The uniqueness key: the UTS #39 skeleton of the lower-cased name, lower-cased again (a
+    /// skeleton maps `0` to `O`), so names that read alike share one key.
     pub fn normalized(&self) -> String {
-        self.0.to_ascii_lowercase()
+        let lower = self.0.to_lowercase();
+        unicode_security::skeleton(&lower)
+            .collect::<String>()
+            .to_lowercase()
     }
 }
 

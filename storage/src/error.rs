@@ -60,6 +60,11 @@ pub(crate) enum BadValue {
     /// Not one of the values this column may hold.
     #[error("unknown value {0:?}")]
     Unknown(String),
+    /// A JSON column that does not hold a JSON object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("not JSON")]
+    Json(#[source] serde_json::Error),
 }
 
 /// Parses a stored value with its value type's parser; a refusal is `Corrupt`, naming the

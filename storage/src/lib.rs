@@ -1,5 +1,5 @@
 //! Keyward's storage: forward-only migrations, and one folder per context (accounts,
-//! sessions, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
+//! sessions, profiles, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
 //! takes and returns value types. SQLite and PostgreSQL run the same code.
 //!
 //! Every repository works over the pool or over a transaction ([`Store`] and [`Tx`] hand
@@ -16,6 +16,7 @@ mod bus;
 mod error;
 mod keys;
 mod migrations;
+mod profiles;
 mod sessions;
 mod store;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use audit::{Audit, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
+pub use profiles::{ProfileRecord, Profiles};
 pub use sessions::{RefreshTokenRecord, SessionRecord, Sessions};
 pub use store::{Store, Tx};
 pub use throttle::LoginFailures;

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002LoginFailures),
             Box::new(M0003AuditLog),
             Box::new(M0004CanonicalEmail),
+            Box::new(crate::profiles::migration::M0005Profiles),
         ]
     }
 }
@@ -33,42 +34,42 @@ impl MigrationName for M0001Initial {
     }
 }
 
-fn uuid_pk(c: &str) -> ColumnDef {
+pub(crate) fn uuid_pk(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c))
         .uuid()
         .not_null()
         .primary_key()
         .to_owned()
 }
-fn uuid_col(c: &str) -> ColumnDef {
+pub(crate) fn uuid_col(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c)).uuid().not_null().to_owned()
 }
-fn text(c: &str) -> ColumnDef {
+pub(crate) fn text(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c)).text().not_null().to_owned()
 }
-fn text_null(c: &str) -> ColumnDef {
+pub(crate) fn text_null(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c)).text().null().to_owned()
 }
-fn ts(c: &str) -> ColumnDef {
+pub(crate) fn ts(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c))
         .timestamp_with_time_zone()
         .not_null()
         .to_owned()
 }
-fn ts_null(c: &str) -> ColumnDef {
+pub(crate) fn ts_null(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c))
         .timestamp_with_time_zone()
         .null()
         .to_owned()
 }
-fn boolean(c: &str) -> ColumnDef {
+pub(crate) fn boolean(c: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(c))
         .boolean()
         .not_null()
         .default(false)
         .to_owned()
 }
-fn table(name: &str, cols: Vec<ColumnDef>) -> TableCreateStatement {
+pub(crate) fn table(name: &str, cols: Vec<ColumnDef>) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(Alias::new(name));
     for c in cols {
@@ -76,7 +77,7 @@ fn table(name: &str, cols: Vec<ColumnDef>) -> TableCreateStatement {
     }
     t.to_owned()
 }
-fn index(table: &str, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
+pub(crate) fn index(table: &str, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
     let mut i = Index::create();
     i.name(name).table(Alias::new(table));
     for c in cols {

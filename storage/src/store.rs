@@ -13,7 +13,9 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::migrations::Migrator;
-use crate::{Audit, LoginFailures, Outbox, Result, Sessions, SigningKeys, StorageError, Users};
+use crate::{
+    Audit, LoginFailures, Outbox, Profiles, Result, Sessions, SigningKeys, StorageError, Users,
+};
 
 /// Key of the PostgreSQL advisory lock taken while migrating.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
@@ -136,6 +138,11 @@ macro_rules! repositories {
             /// Users, their roles and one-time email tokens (the accounts context).
             pub fn users(&self) -> Users<'_, $conn> {
                 Users(&self.$field)
+            }
+
+            /// Profiles, settings, username reservations, pending deletions.
+            pub fn profiles(&self) -> Profiles<'_, $conn> {
+                Profiles(&self.$field)
             }
 
             /// Sessions and their refresh tokens.

@@ -233,7 +233,8 @@ fn a_username_with_a_slash_or_at_sign_is_rejected() {
         Username::parse("username", "Bob.Smith-1")
             .unwrap()
             .normalized(),
-        "bob.smith-1"
+        // The confusable skeleton: "m" reads as "rn", "1" as "l".
+        "bob.srnith-l"
     );
 }
 
@@ -264,4 +265,31 @@ fn a_password_never_shows_in_debug_output() {
 fn a_huge_password_is_refused_before_hashing() {
     let e = Password::parse("password", "x".repeat(PASSWORD_MAX_BYTES + 1)).unwrap_err();
     assert_eq!(e.code, "too_long");
+}
+
+#[test]
+fn usernames_that_read_alike_share_one_key() {
+    let key = |s: &str| Username::parse("username", s).unwrap().normalized();
+    // All-Cyrillic "сосо" against Latin "coco"; upper case, fullwidth, digit for letter.
+    assert_eq!(key("сосо"), key("coco"));
+    assert_eq!(key("ALICE"), key("alice"));
+    assert_eq!(key("ａｌｉｃｅ"), key("alice"));
+    assert_eq!(key("a1ice"), key("alice"));
+    assert_ne!(key("alice"), key("alicia"));
+    // A name of one non-Latin script is fine and keeps its own key.
+    assert_eq!(Username::parse("username", "Пётр_1").unwrap().as_str(), "Пётр_1");
+    assert_ne!(key("пётр"), key("петр"));
+}
+
+#[test]
+fn a_username_mixing_scripts_is_refused() {
+    // Cyrillic а (U+0430) among Latin letters; Latin "p" with Cyrillic "етр".
+    for name in ["аlice", "pетр"] {
+        assert_eq!(Username::parse("username", name).unwrap_err().code, "mixed_script");
+    }
+    assert_eq!(Username::parse("username", "ａｌｉｃｅ").unwrap().as_str(), "alice");
+    assert_eq!(
+        Username::parse("username", "bob smith").unwrap_err().code,
+        "invalid_username"
+    );
 }
