@@ -68,6 +68,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `[throttle]` / `KEYWARD_THROTTLE__*`.
     pub throttle: ThrottleSettings,
+    /// `[profiles]` / `KEYWARD_PROFILES__*`.
+    pub profiles: ProfileSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -214,6 +216,86 @@ impl Default for ThrottleSettings {
     }
 }
 
+/// Profiles, `[profiles]` / `KEYWARD_PROFILES__<FIELD>`. Product attributes are declared in
+/// keyward.toml as `[[profiles.attributes]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ProfileSettings {
+    /// Days between a self-deletion and the erasure of the account (logging in cancels it).
+    pub deletion_grace_days: u32,
+    /// The visibility of a profile its owner never set: `public`, `users` or `private`.
+    pub default_visibility: String,
+    /// Product fields of a profile, validated on every write.
+    pub attributes: Vec<AttributeSettings>,
+}
+
+impl Default for ProfileSettings {
+    fn default() -> Self {
+        ProfileSettings {
+            deletion_grace_days: 7,
+            default_visibility: "users".to_owned(),
+            attributes: Vec::new(),
+        }
+    }
+}
+
+/// One declared profile attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSettings {
+    /// `[a-z][a-z0-9_]*`, at most 32 characters, not a standard profile field.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: AttributeKind,
+    /// Longest string (or list item), in characters; default 256.
+    #[serde(default = "default_attribute_length")]
+    pub max_length: u32,
+    /// Most items of a string-list; default 20.
+    #[serde(default = "default_attribute_items")]
+    pub max_items: u32,
+    /// Who may change it.
+    #[serde(default)]
+    pub edit: AttributeEdit,
+    /// Who may see it.
+    #[serde(default)]
+    pub view: AttributeView,
+}
+
+fn default_attribute_length() -> u32 {
+    256
+}
+fn default_attribute_items() -> u32 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttributeKind {
+    String,
+    Number,
+    Bool,
+    StringList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeEdit {
+    #[default]
+    User,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeView {
+    Public,
+    Users,
+    #[default]
+    #[serde(rename = "self")]
+    Owner,
+    Admin,
+}
+
 /// Log output format. `Auto` lets the binary pick: JSON when stdout is not a TTY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -247,6 +329,7 @@ impl Default for Settings {
             passwords: PasswordSettings::default(),
             http: HttpSettings::default(),
             throttle: ThrottleSettings::default(),
+            profiles: ProfileSettings::default(),
         }
     }
 }
@@ -318,6 +401,7 @@ impl fmt::Debug for Settings {
             .field("passwords", &self.passwords)
             .field("http", &self.http)
             .field("throttle", &self.throttle)
+            .field("profiles", &self.profiles)
             .finish()
     }
 }

@@ -84,6 +84,10 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "base_delay_secs",
         ],
     ),
+    (
+        "profiles",
+        &["deletion_grace_days", "default_visibility", "attributes"],
+    ),
 ];
 
 /// Settings whose values must never appear in messages.

@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 
-use crate::{HttpSettings, LogFormat, PasswordSettings, Settings, ThrottleSettings, TokenSettings};
+use crate::{
+    HttpSettings, LogFormat, PasswordSettings, ProfileSettings, Settings, ThrottleSettings,
+    TokenSettings,
+};
 
 const MASK: &str = "***";
 
@@ -64,6 +67,7 @@ struct Redacted<'a> {
     passwords: &'a PasswordSettings,
     http: &'a HttpSettings,
     throttle: &'a ThrottleSettings,
+    profiles: &'a ProfileSettings,
 }
 
 pub(crate) fn redacted_toml(settings: &Settings) -> String {
@@ -88,6 +92,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         passwords: &settings.passwords,
         http: &settings.http,
         throttle: &settings.throttle,
+        profiles: &settings.profiles,
     };
     match toml::to_string(&view) {
         Ok(text) => text,

@@ -74,6 +74,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     passwords(s)?;
     http(s)?;
     throttle(s)?;
+    profiles(s)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -317,6 +318,83 @@ fn throttle(s: &Settings) -> Result<(), ConfigError> {
     )?;
     at_least("KEYWARD_THROTTLE__WINDOW_SECS", t.window_secs, 1)?;
     at_least("KEYWARD_THROTTLE__BASE_DELAY_SECS", t.base_delay_secs, 1)?;
+    Ok(())
+}
+
+/// Standard profile fields, which an attribute may not shadow.
+const PROFILE_FIELDS: &[&str] = &[
+    "id",
+    "email",
+    "email_verified",
+    "username",
+    "display_name",
+    "bio",
+    "avatar",
+    "locale",
+    "timezone",
+    "country",
+    "phone",
+    "phone_verified",
+    "visibility",
+    "attributes",
+    "roles",
+    "created_at",
+    "updated_at",
+    "settings",
+];
+
+fn profiles(s: &Settings) -> Result<(), ConfigError> {
+    let p = &s.profiles;
+    at_least(
+        "KEYWARD_PROFILES__DELETION_GRACE_DAYS",
+        u64::from(p.deletion_grace_days),
+        0,
+    )?;
+    if !["public", "users", "private"].contains(&p.default_visibility.as_str()) {
+        return Err(ConfigError::invalid(
+            "KEYWARD_PROFILES__DEFAULT_VISIBILITY",
+            format!(
+                "{:?} is not a visibility (use public, users or private)",
+                p.default_visibility
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for a in &p.attributes {
+        let key = "profiles.attributes";
+        let ok_name = a.name.len() <= 32
+            && a.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && a.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok_name {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "attribute name {:?}: use [a-z][a-z0-9_]*, at most 32 characters",
+                    a.name
+                ),
+            ));
+        }
+        if PROFILE_FIELDS.contains(&a.name.as_str()) || !seen.insert(a.name.as_str()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "attribute name {:?} is a standard field or declared twice",
+                    a.name
+                ),
+            ));
+        }
+        if !(1..=10_000).contains(&a.max_length) || !(1..=1_000).contains(&a.max_items) {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "attribute {:?}: max_length is 1..=10000 and max_items 1..=1000",
+                    a.name
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

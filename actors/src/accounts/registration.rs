@@ -115,6 +115,16 @@ pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), Handler
         if holder.is_some_and(|h| !own_unverified(&h)) {
             return Err(HandlerError::from(username_taken()));
         }
+        // A name given up by a rename stays its former owner's for a while.
+        if deps
+            .store
+            .profiles()
+            .reserved_by(u, (deps.clock)())
+            .await?
+            .is_some()
+        {
+            return Err(HandlerError::from(username_taken()));
+        }
     }
     // Hash before looking the email up, so every branch costs the same.
     let registration = Registration {

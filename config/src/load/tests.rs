@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::*;
-use crate::LogFormat;
+use crate::{AttributeEdit, AttributeKind, AttributeView, LogFormat};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::SecretString;
@@ -369,4 +369,42 @@ fn a_distributed_env_without_a_master_key_fails_to_load() {
     )
     .unwrap();
     assert!(s.is_distributed());
+}
+
+#[test]
+fn profile_attributes_are_declared_in_the_file_and_checked() {
+    let (_dir, path) = write_toml(
+        "[profiles]\ndefault_visibility = \"public\"\n\n[[profiles.attributes]]\nname = \"skills\"\ntype = \"string-list\"\nview = \"public\"\n\n[[profiles.attributes]]\nname = \"tier\"\ntype = \"string\"\nedit = \"admin\"\nview = \"admin\"\n",
+    );
+    let s = Settings::load_from(Some(&path), &[]).unwrap();
+    assert_eq!(s.profiles.default_visibility, "public");
+    let names: Vec<_> = s
+        .profiles
+        .attributes
+        .iter()
+        .map(|a| (a.name.as_str(), a.kind, a.edit, a.view))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "skills",
+                AttributeKind::StringList,
+                AttributeEdit::User,
+                AttributeView::Public
+            ),
+            (
+                "tier",
+                AttributeKind::String,
+                AttributeEdit::Admin,
+                AttributeView::Admin
+            ),
+        ]
+    );
+
+    let (_dir, path) = write_toml("[[profiles.attributes]]\nname = \"bio\"\ntype = \"string\"\n");
+    let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+    assert!(e.to_string().contains("standard field"), "{e}");
+    let (_dir, path) = write_toml("[[profiles.attributes]]\nname = \"x\"\ntype = \"date\"\n");
+    assert!(Settings::load_from(Some(&path), &[]).is_err());
 }

@@ -277,7 +277,10 @@ fn usernames_that_read_alike_share_one_key() {
     assert_eq!(key("a1ice"), key("alice"));
     assert_ne!(key("alice"), key("alicia"));
     // A name of one non-Latin script is fine and keeps its own key.
-    assert_eq!(Username::parse("username", "Пётр_1").unwrap().as_str(), "Пётр_1");
+    assert_eq!(
+        Username::parse("username", "Пётр_1").unwrap().as_str(),
+        "Пётр_1"
+    );
     assert_ne!(key("пётр"), key("петр"));
 }
 
@@ -285,9 +288,15 @@ fn usernames_that_read_alike_share_one_key() {
 fn a_username_mixing_scripts_is_refused() {
     // Cyrillic а (U+0430) among Latin letters; Latin "p" with Cyrillic "етр".
     for name in ["аlice", "pетр"] {
-        assert_eq!(Username::parse("username", name).unwrap_err().code, "mixed_script");
+        assert_eq!(
+            Username::parse("username", name).unwrap_err().code,
+            "mixed_script"
+        );
     }
-    assert_eq!(Username::parse("username", "ａｌｉｃｅ").unwrap().as_str(), "alice");
+    assert_eq!(
+        Username::parse("username", "ａｌｉｃｅ").unwrap().as_str(),
+        "alice"
+    );
     assert_eq!(
         Username::parse("username", "bob smith").unwrap_err().code,
         "invalid_username"

@@ -99,12 +99,7 @@ impl<C: ConnectionTrait> Profiles<'_, C> {
     }
 
     /// Holds `name` for `user` until `until` (a rename gave it up), replacing an older hold.
-    pub async fn reserve(
-        &self,
-        name: &Username,
-        user: UserId,
-        until: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn reserve(&self, name: &Username, user: UserId, until: DateTime<Utc>) -> Result<()> {
         let row = reservation::ActiveModel {
             username_normalized: Set(name.normalized()),
             user_id: Set(user.0),
@@ -149,7 +144,10 @@ impl<C: ConnectionTrait> Profiles<'_, C> {
     /// Clears a pending deletion; true when one was pending.
     pub async fn cancel_deletion(&self, user: UserId, now: DateTime<Utc>) -> Result<bool> {
         let r = profile::Entity::update_many()
-            .col_expr(profile::Column::DeletionDueAt, Expr::value(None::<DateTime<Utc>>))
+            .col_expr(
+                profile::Column::DeletionDueAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
             .col_expr(profile::Column::UpdatedAt, Expr::value(now))
             .filter(profile::Column::UserId.eq(user.0))
             .filter(profile::Column::DeletionDueAt.is_not_null())
@@ -167,12 +165,7 @@ impl<C: ConnectionTrait> Profiles<'_, C> {
     }
 }
 
-fn json_object(
-    table: &str,
-    user: UserId,
-    column: &str,
-    raw: &str,
-) -> Result<Map<String, Value>> {
+fn json_object(table: &str, user: UserId, column: &str, raw: &str) -> Result<Map<String, Value>> {
     match serde_json::from_str(raw) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(StorageError::corrupt(

@@ -42,7 +42,10 @@ async fn settings_start_empty_and_are_replaced() {
     let db = test_db().await;
     let user = UserId::new();
     assert!(db.profiles().settings(user).await.unwrap().is_empty());
-    let s = json!({"theme": "dark", "tabs": [1, 2]}).as_object().cloned().unwrap();
+    let s = json!({"theme": "dark", "tabs": [1, 2]})
+        .as_object()
+        .cloned()
+        .unwrap();
     db.profiles().put_settings(user, &s, at(1)).await.unwrap();
     db.profiles().put_settings(user, &s, at(2)).await.unwrap();
     assert_eq!(db.profiles().settings(user).await.unwrap(), s);
@@ -57,11 +60,20 @@ async fn a_reservation_holds_a_name_and_its_lookalikes_until_it_expires() {
 
     // All-Cyrillic "сосо" reads as "coco": the same hold.
     let lookalike = Username::parse("username", "сосо").unwrap();
-    assert_eq!(db.profiles().reserved_by(&lookalike, at(99)).await.unwrap(), Some(owner));
-    assert_eq!(db.profiles().reserved_by(&name, at(100)).await.unwrap(), None);
+    assert_eq!(
+        db.profiles().reserved_by(&lookalike, at(99)).await.unwrap(),
+        Some(owner)
+    );
+    assert_eq!(
+        db.profiles().reserved_by(&name, at(100)).await.unwrap(),
+        None
+    );
 
     db.profiles().reserve(&name, other, at(200)).await.unwrap();
-    assert_eq!(db.profiles().reserved_by(&name, at(150)).await.unwrap(), Some(other));
+    assert_eq!(
+        db.profiles().reserved_by(&name, at(150)).await.unwrap(),
+        Some(other)
+    );
 }
 
 #[tokio::test]
@@ -73,12 +85,21 @@ async fn deletions_come_due_in_order_and_a_cancelled_one_does_not() {
         p.deletion_due_at = Some(at(due));
         db.profiles().put(&p).await.unwrap();
     }
-    assert_eq!(db.profiles().deletions_due(at(25), 10).await.unwrap(), vec![b, a]);
+    assert_eq!(
+        db.profiles().deletions_due(at(25), 10).await.unwrap(),
+        vec![b, a]
+    );
     assert!(db.profiles().cancel_deletion(a, at(26)).await.unwrap());
     assert!(!db.profiles().cancel_deletion(a, at(26)).await.unwrap());
-    assert_eq!(db.profiles().deletions_due(at(40), 10).await.unwrap(), vec![b, c]);
+    assert_eq!(
+        db.profiles().deletions_due(at(40), 10).await.unwrap(),
+        vec![b, c]
+    );
 
     db.profiles().erase(b).await.unwrap();
     assert_eq!(db.profiles().get(b).await.unwrap(), None);
-    assert_eq!(db.profiles().deletions_due(at(40), 10).await.unwrap(), vec![c]);
+    assert_eq!(
+        db.profiles().deletions_due(at(40), 10).await.unwrap(),
+        vec![c]
+    );
 }
