@@ -9,7 +9,7 @@ use std::time::Duration;
 use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
-use keyward_gateway::{AccountsApi, GatewayOptions, Recipients, SessionsApi};
+use keyward_gateway::{AccountsApi, GatewayOptions, ProfilesApi, Recipients, SessionsApi};
 
 /// A running node.
 pub struct Node {
@@ -31,6 +31,8 @@ pub struct StartOptions {
     /// Overrides `KEYWARD_TOKENS__SESSION_RECHECK_MS` beyond its bound (tests that must see a
     /// revocation arrive by broadcast, not by the recheck).
     pub session_recheck: Option<Duration>,
+    /// How often accounts due for erasure are looked for (tests make it short).
+    pub erase_every: Option<Duration>,
 }
 
 fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -60,6 +62,7 @@ impl Node {
                 hash_params: opts.hash_params,
                 danger_test_panic_on_register: opts.danger_test_panic_on_register,
                 session_recheck: opts.session_recheck,
+                erase_every: opts.erase_every,
             },
         )
         .await
@@ -69,10 +72,7 @@ impl Node {
         // NOTE: each HTTP worker gets its own context actors on its own thread (they share
         // `Deps`; their state lives in storage), so a request never waits on another thread's
         // mailbox. The node-wide actors stay for the CLI, the probes and the tests.
-        let recipients = move || {
-            let (a, s) = local.start();
-            recipients_of(&a, &s)
-        };
+        let recipients = move || recipients_of(&local.start());
         let opts = GatewayOptions {
             max_body_bytes: settings.http.max_body_bytes,
             request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
@@ -122,13 +122,11 @@ impl Node {
 }
 
 /// Every command the gateway sends, to these context actors.
-fn recipients_of(
-    a: &actix::Addr<keyward_actors::accounts::Accounts>,
-    s: &actix::Addr<keyward_actors::sessions::Sessions>,
-) -> Recipients {
+fn recipients_of(c: &keyward_actors::system::ContextAddrs) -> Recipients {
     Recipients {
-        accounts: AccountsApi::of(a),
-        sessions: SessionsApi::of(s),
+        accounts: AccountsApi::of(&c.accounts),
+        sessions: SessionsApi::of(&c.sessions),
+        profiles: ProfilesApi::of(&c.profiles),
     }
 }
 

@@ -21,10 +21,12 @@ pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 
 /// The message types that change what a node may hold in memory: they also go to
 /// `keyward.broadcast`, and the in-process bus hands them to [`NodeCaches::apply`].
-pub const INVALIDATING: [&str; 3] = [
+pub const INVALIDATING: [&str; 5] = [
     "session.revoked",
     "user.email_verified",
     "user.password_changed",
+    "profile.updated",
+    "user.deleted",
 ];
 
 pub fn is_invalidating(kind: &str) -> bool {

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
+pub mod profiles;
 pub mod sessions;
 pub mod system;
 pub mod tokens;

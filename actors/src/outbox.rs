@@ -132,5 +132,7 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::UserUnblocked { .. }
             | DomainEvent::SessionRevoked { .. }
             | DomainEvent::SessionReuseDetected { .. }
+            | DomainEvent::ProfileUpdated { .. }
+            | DomainEvent::UserDeleted { .. }
     )
 }

@@ -9,10 +9,10 @@ use actix::prelude::*;
 use chrono::Duration;
 use keyward_config::Settings;
 use keyward_messages::password_policy::PasswordPolicy;
+use keyward_messages::profiles::Visibility;
 use keyward_storage::Store;
 
-use crate::accounts::profiles::PROFILE_RECHECK;
-use crate::accounts::{Accounts, AccountsDeps, ProfileCache, ThrottlePolicy};
+use crate::accounts::{Accounts, AccountsDeps, ThrottlePolicy};
 use crate::bus::amqp::AmqpPublisher;
 use crate::bus::broadcast::{self, CacheListener};
 use crate::bus::{Relay, Subscriber};
@@ -22,6 +22,8 @@ use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
 use crate::outbox::OutboxWriter;
+use crate::profiles::erasure::Eraser;
+use crate::profiles::{ProfileCache, ProfilePolicy, Profiles, ProfilesDeps, PROFILE_RECHECK};
 use crate::sessions::{SessionGate, Sessions, SessionsDeps, SessionsHandle, TokenPolicy};
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
@@ -32,17 +34,31 @@ use crate::{Clock, StartError};
 pub struct LocalContexts {
     pub accounts: Arc<AccountsDeps>,
     pub sessions: Arc<SessionsDeps>,
+    pub profiles: Arc<ProfilesDeps>,
+}
+
+/// One supervised actor of each context, on one thread.
+pub struct ContextAddrs {
+    pub accounts: Addr<Accounts>,
+    pub sessions: Addr<Sessions>,
+    pub profiles: Addr<Profiles>,
 }
 
 impl LocalContexts {
-    /// Starts a supervised accounts and sessions actor on the current thread's arbiter. They
-    /// hold nothing but their deps, so any number of them may run side by side.
-    pub fn start(&self) -> (Addr<Accounts>, Addr<Sessions>) {
+    /// Starts a supervised actor of each context on the current thread's arbiter. They hold
+    /// nothing but their deps, so any number of them may run side by side.
+    pub fn start(&self) -> ContextAddrs {
         let d = self.accounts.clone();
         let accounts = Supervisor::start(move |_| Accounts::new(d));
         let d = self.sessions.clone();
         let sessions = Supervisor::start(move |_| Sessions::new(d));
-        (accounts, sessions)
+        let d = self.profiles.clone();
+        let profiles = Supervisor::start(move |_| Profiles::new(d));
+        ContextAddrs {
+            accounts,
+            sessions,
+            profiles,
+        }
     }
 }
 
@@ -59,12 +75,15 @@ pub struct NodeOptions {
     pub metrics: Metrics,
     /// Overrides the settings' session recheck interval.
     pub session_recheck: Option<std::time::Duration>,
+    /// How often the eraser looks for accounts due for erasure (default 60 s).
+    pub erase_every: Option<std::time::Duration>,
 }
 
 /// The running contexts of a node.
 pub struct Contexts {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
+    pub profiles: Addr<Profiles>,
     /// What the context actors share, for starting more of them.
     pub local: LocalContexts,
     /// The mail sender, in embedded mode.
@@ -212,7 +231,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let accounts = Arc::new(AccountsDeps {
         store: store.clone(),
         hasher,
-        clock,
+        clock: clock.clone(),
         public_url: opts.public_url.trim_end_matches('/').to_owned(),
         verification_ttl: secs(t.verification_ttl_secs),
         reset_ttl: secs(t.reset_ttl_secs),
@@ -226,17 +245,48 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             min_length: p.min_length,
             max_length: p.max_length,
         },
-        outbox,
-        profiles,
+        outbox: outbox.clone(),
+        profiles: profiles.clone(),
         sessions: SessionsHandle::new(sessions.clone()),
-        metrics,
+        metrics: metrics.clone(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
     });
-    let local = LocalContexts { accounts, sessions };
-    let (accounts, sessions) = local.start();
+    let ps = &settings.profiles;
+    let profiles = Arc::new(ProfilesDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox,
+        cache: profiles,
+        hasher: accounts.hasher.clone(),
+        sessions: SessionsHandle::new(sessions.clone()),
+        policy: ProfilePolicy {
+            attributes: ps.attributes.clone(),
+            default_visibility: Visibility::parse("default_visibility", &ps.default_visibility)
+                .map_err(|e| StartError::Config(e.message))?,
+            deletion_grace: Duration::days(i64::from(ps.deletion_grace_days)),
+        },
+        public_url: accounts.public_url.clone(),
+        metrics,
+    });
+    let d = profiles.clone();
+    let every = opts
+        .erase_every
+        .unwrap_or(std::time::Duration::from_secs(60));
+    Supervisor::start(move |_| Eraser::new(d.clone(), every));
+    let local = LocalContexts {
+        accounts,
+        sessions,
+        profiles,
+    };
+    let ContextAddrs {
+        accounts,
+        sessions,
+        profiles,
+    } = local.start();
     Ok(Contexts {
         accounts,
         sessions,
+        profiles,
         local,
         notify,
         amqp,

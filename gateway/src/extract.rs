@@ -54,6 +54,23 @@ impl FromRequest for Authenticated {
     }
 }
 
+/// The caller when the request carries a bearer token, else None. A token that is sent but
+/// not valid is still a 401: a client that meant to sign in must learn that it did not.
+pub(crate) struct MaybeAuthenticated(pub Option<Principal>);
+
+impl FromRequest for MaybeAuthenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !req.headers().contains_key(header::AUTHORIZATION) {
+            return Box::pin(async { Ok(MaybeAuthenticated(None)) });
+        }
+        let auth = Authenticated::from_request(req, payload);
+        Box::pin(async move { Ok(MaybeAuthenticated(Some(auth.await?.0))) })
+    }
+}
+
 fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {
     const HOW: &str = "send an access token as 'Authorization: Bearer <token>'";
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {

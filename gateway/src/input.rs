@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use keyward_messages::profiles::Patch;
+
 use crate::problem::ApiError;
 
 /// Bodies are flat objects; deeper nesting is refused rather than walked.
@@ -95,6 +97,20 @@ impl<T: RequestBody + 'static> FromRequest for Valid<T> {
     }
 }
 
+/// A body that is any JSON object (merge patches, settings), with the same limits and
+/// problems as [`Valid`]; its members are the handler's to check.
+pub(crate) struct JsonObject(pub serde_json::Map<String, Value>);
+
+impl FromRequest for JsonObject {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move { Ok(JsonObject(object(json.await?.into_inner())?)) })
+    }
+}
+
 /// A flat JSON object into its DTO. Checked first, since serde would also read an array into a
 /// struct, field by position.
 fn object<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
@@ -165,6 +181,31 @@ impl Fields {
             Raw::NotString => self.record(Err(not_a_string(field))),
             Raw::Text(s) => self.record(parse(field, s)).map(Some),
         }
+    }
+
+    /// A member of a JSON merge patch: absent keeps, `null` clears, a string must parse.
+    pub(crate) fn patch<T>(
+        &mut self,
+        field: &str,
+        value: Option<Value>,
+        parse: impl FnOnce(&str, &str) -> Result<T, FieldError>,
+    ) -> Option<Patch<T>> {
+        match value {
+            None => Some(Patch::Keep),
+            Some(Value::Null) => Some(Patch::Clear),
+            Some(Value::String(s)) => self.record(parse(field, &s)).map(Patch::Set),
+            Some(_) => self.record(Err(not_a_string(field))),
+        }
+    }
+
+    /// Records a problem found outside the field readers.
+    pub(crate) fn error(&mut self, e: FieldError) {
+        self.errors.push(e);
+    }
+
+    /// Every problem at once, or the values (for bodies read without [`Valid`]).
+    pub(crate) fn done<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        self.finish(build)
     }
 
     /// An opaque one-time or refresh token.

@@ -33,7 +33,7 @@ use crate::state::AppState;
 
 pub use crate::http_metrics::HttpMetrics;
 pub use crate::routes::openapi::spec_json as openapi_json;
-pub use crate::routes::{AccountsApi, SessionsApi};
+pub use crate::routes::{AccountsApi, ProfilesApi, SessionsApi};
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -70,6 +70,7 @@ pub(crate) use recipients;
 pub struct Recipients {
     pub accounts: AccountsApi,
     pub sessions: SessionsApi,
+    pub profiles: ProfilesApi,
 }
 
 /// Limits of the public server.

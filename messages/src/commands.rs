@@ -105,18 +105,6 @@ pub struct SessionView {
     pub current: bool,
 }
 
-/// A user as they see themselves.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    #[schema(value_type = String, format = Uuid)]
-    pub id: UserId,
-    pub email: String,
-    pub email_verified: bool,
-    pub username: Option<String>,
-    pub roles: Vec<String>,
-    pub created_at: DateTime<Utc>,
-}
-
 /// Reply of a successful email verification.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EmailVerified {
@@ -207,13 +195,7 @@ pub struct SetBlocked {
     pub reason: Option<crate::BlockReason>,
 }
 
-/// Gateway → accounts. The caller's own account.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<UserView, CommandError>")]
-pub struct GetMe {
-    pub meta: RequestMeta,
-    pub principal: Principal,
-}
+pub use crate::profiles::{GetMe, UserView};
 
 // ---- sessions ----
 

@@ -26,6 +26,8 @@ pub enum RevokeReason {
     PasswordReset,
     ReuseDetected,
     AccountBlocked,
+    /// The owner asked for the account to be deleted.
+    AccountDeleted,
 }
 
 /// Something that happened. The serde tag is the routing key.
@@ -76,6 +78,18 @@ pub enum DomainEvent {
     },
     #[serde(rename = "user.unblocked")]
     UserUnblocked { user_id: UserId, by: Option<UserId> },
+    /// The user changed their profile. `changed` names every changed field; `values` carries
+    /// the new values of those that anyone may see (none of a profile that is not public).
+    #[serde(rename = "profile.updated")]
+    ProfileUpdated {
+        user_id: UserId,
+        changed: Vec<String>,
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The account was erased (after a self-deletion's grace period, or by an administrator).
+    #[serde(rename = "user.deleted")]
+    UserDeleted { user_id: UserId },
     #[serde(rename = "session.revoked")]
     SessionRevoked {
         user_id: UserId,
@@ -105,6 +119,8 @@ impl DomainEvent {
             Self::UserPasswordChanged { .. } => "user.password_changed",
             Self::UserBlocked { .. } => "user.blocked",
             Self::UserUnblocked { .. } => "user.unblocked",
+            Self::ProfileUpdated { .. } => "profile.updated",
+            Self::UserDeleted { .. } => "user.deleted",
             Self::SessionRevoked { .. } => "session.revoked",
             Self::SessionReuseDetected { .. } => "session.reuse_detected",
         }
@@ -120,6 +136,8 @@ impl DomainEvent {
             | Self::UserPasswordChanged { user_id, .. }
             | Self::UserBlocked { user_id, .. }
             | Self::UserUnblocked { user_id, .. }
+            | Self::ProfileUpdated { user_id, .. }
+            | Self::UserDeleted { user_id }
             | Self::SessionRevoked { user_id, .. }
             | Self::SessionReuseDetected { user_id, .. } => *user_id,
         }

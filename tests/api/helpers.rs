@@ -169,6 +169,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             hash_params: Some(opts.hash_params.unwrap_or(HashParams::DANGER_TEST_ONLY)),
             danger_test_panic_on_register: opts.danger_test_panic_on_register,
             session_recheck: opts.session_recheck,
+            erase_every: Some(Duration::from_millis(200)),
         },
     )
     .await
@@ -775,6 +776,7 @@ impl TestApp {
                 hash_params: Some(HashParams::DANGER_TEST_ONLY),
                 danger_test_panic_on_register: None,
                 session_recheck: recheck,
+                erase_every: None,
             },
         )
         .await

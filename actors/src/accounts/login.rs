@@ -114,6 +114,8 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
     // The account's failures are cleared in the session's transaction, when it has any.
     let clear = (account_failures > 0).then_some(account_key.as_str());
     let pair = deps.sessions.open(&user, &m.meta, rehash, clear).await?;
+    // The login may have cancelled a pending deletion, which the profile shows.
+    deps.profiles.forget(user.id);
     tracing::info!(user_id = %user.id, session_id = %pair.session_id, "login succeeded");
     Ok(pair)
 }

@@ -1,8 +1,8 @@
 //! The accounts context: registration, email verification, login, password change and reset,
-//! blocking, and the caller's own profile.
+//! and blocking.
 //!
 //! Owns: users, password hashes (through the hasher pool), one-time email tokens, the decision
-//! of which email to send, failed-login throttling, the profile cache. Refuses: revealing
+//! of which email to send, failed-login throttling. Refuses: revealing
 //! whether an email has an account (register, resend and forgot answer the same either way; an
 //! unknown login costs a dummy verify), writing any state without its event in the same
 //! transaction, and session rows (it asks the sessions context, through the handle it gets at
@@ -14,7 +14,6 @@ mod handlers;
 mod login;
 mod passwords;
 pub mod policy;
-pub mod profiles;
 mod registration;
 
 use std::sync::Arc;
@@ -27,11 +26,10 @@ use crate::edge::Restart;
 use crate::hasher::HasherPool;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxWriter;
+use crate::profiles::ProfileCache;
 use crate::sessions::SessionsHandle;
 use crate::Clock;
 use keyward_storage::Store;
-
-pub use profiles::ProfileCache;
 
 /// Failed-login throttling, resolved from settings.
 #[derive(Clone, Debug)]

@@ -122,6 +122,7 @@ pub(super) fn reason_str(r: RevokeReason) -> &'static str {
         RevokeReason::PasswordReset => "password_reset",
         RevokeReason::ReuseDetected => "reuse_detected",
         RevokeReason::AccountBlocked => "account_blocked",
+        RevokeReason::AccountDeleted => "account_deleted",
     }
 }
 

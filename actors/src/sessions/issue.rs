@@ -98,6 +98,13 @@ pub(super) async fn open_session(
         user_agent: session.user_agent.clone(),
     };
     deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+    // Logging in during a self-deletion's grace period cancels the deletion.
+    if tx.profiles().cancel_deletion(user.id, now).await? {
+        let details = serde_json::json!({ "session_id": session.id });
+        deps.outbox
+            .audit(&tx, meta, "user.deletion_cancelled", Some(user.id), details)
+            .await?;
+    }
     tx.commit().await?;
     deps.wake_relay();
     Ok(pair(deps, user, &roles, &session, refresh, now)?)

@@ -1,5 +1,4 @@
-//! Routes of the accounts context: registration, email verification, login, passwords, and the
-//! caller's own account.
+//! Routes of the accounts context: registration, email verification, login and passwords.
 //!
 //! Refuses: deciding anything. Each handler takes its body validated into value types, sends
 //! one command and maps the reply; what an email, a token or a password means is the accounts
@@ -8,8 +7,8 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use keyward_messages::commands::{
-    ChangePassword, ForgotPassword, GetMe, Login, Register, ResendVerification, ResetPassword,
-    SetBlocked, VerifyEmail,
+    ChangePassword, ForgotPassword, Login, Register, ResendVerification, ResetPassword, SetBlocked,
+    VerifyEmail,
 };
 use keyward_messages::{Email, FieldError, LoginId, Password, Username};
 use secrecy::SecretString;
@@ -37,7 +36,6 @@ crate::recipients! {
         forgot_password: ForgotPassword,
         reset_password: ResetPassword,
         change_password: ChangePassword,
-        get_me: GetMe,
         set_blocked: SetBlocked,
     }
 }
@@ -340,23 +338,6 @@ pub(super) async fn change_password(
     };
     st.ask(&st.to.accounts.change_password, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(get, path = "/v1/users/me", tag = "accounts",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The caller's account", body = UserView),
-        BearerProblems, ServerProblems,
-    ))]
-pub(super) async fn me(
-    st: State,
-    Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    let user = st
-        .ask(&st.to.accounts.get_me, GetMe { meta, principal })
-        .await?;
-    Ok(private_json(&user))
 }
 
 /// The self-contained pages of the verification link. Every text is a constant: nothing the

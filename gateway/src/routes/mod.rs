@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 pub(crate) mod openapi;
+mod profiles;
 mod sessions;
 
 use actix_web::http::header;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::problem::ApiError;
 
 pub use accounts::AccountsApi;
+pub use profiles::ProfilesApi;
 pub use sessions::SessionsApi;
 
 /// Registers every public route; unknown paths answer a 404 problem.
@@ -50,7 +52,24 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(sessions::revoke_others)),
         )
         .service(web::resource("/v1/sessions/{id}").route(web::delete().to(sessions::revoke)))
-        .service(web::resource("/v1/users/me").route(web::get().to(accounts::me)))
+        .service(
+            web::resource("/v1/users/me")
+                .route(web::get().to(profiles::me))
+                .route(web::patch().to(profiles::update_me))
+                .route(web::delete().to(profiles::delete_me)),
+        )
+        .service(
+            web::resource("/v1/users/me/settings")
+                .route(web::get().to(profiles::settings))
+                .route(web::patch().to(profiles::patch_settings)),
+        )
+        .service(web::resource("/v1/users/me/activity").route(web::get().to(profiles::activity)))
+        .service(web::resource("/v1/users/me/export").route(web::get().to(profiles::export)))
+        .service(
+            web::resource("/v1/users/{id}")
+                .route(web::get().to(profiles::get))
+                .route(web::put().to(profiles::put)),
+        )
         .service(web::resource("/v1/admin/users/{id}/block").route(web::post().to(admin::block)))
         .service(
             web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),

@@ -136,7 +136,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Keyward",
-        description = "Accounts, sessions and tokens for microservices. Errors are RFC 9457 \
+        description = "Accounts, sessions, tokens and profiles for microservices. Errors are RFC 9457 \
             `application/problem+json` with a stable `code`. Access tokens are EdDSA JWTs \
             verifiable through `/.well-known/jwks.json`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -155,7 +155,15 @@ impl Modify for BearerAuth {
         super::sessions::list,
         super::sessions::revoke_others,
         super::sessions::revoke,
-        super::accounts::me,
+        super::profiles::me,
+        super::profiles::update_me,
+        super::profiles::delete_me,
+        super::profiles::get,
+        super::profiles::put,
+        super::profiles::settings,
+        super::profiles::patch_settings,
+        super::profiles::activity,
+        super::profiles::export,
         super::sessions::forward_auth,
         super::sessions::jwks,
         super::admin::block,
@@ -166,6 +174,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "accounts", description = "Registration, email verification, login, passwords"),
         (name = "sessions", description = "Refresh, logout, sessions, forward-auth, keys"),
+        (name = "profiles", description = "Profiles, search, settings, activity, export, deletion, avatars"),
         (name = "admin", description = "Needs the `admin` role"),
     ),
 )]

@@ -22,13 +22,14 @@ use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use chrono::{TimeZone, Utc};
 use keyward_messages::commands::*;
+use keyward_messages::profiles::*;
 use keyward_messages::{codes, CommandError, SessionId, UserId};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::state::AppState;
-use crate::{public_app, AccountsApi, Recipients, SessionsApi};
+use crate::{public_app, AccountsApi, ProfilesApi, Recipients, SessionsApi};
 
 pub(crate) const GOOD_TOKEN: &str = "good-token";
 pub(crate) const USER: Uuid = Uuid::from_u128(0x0190_b0a4_7c2e_7d1a_9f3e_2a4b_6c8d_0e1f);
@@ -62,6 +63,7 @@ impl Fake {
         Recipients {
             accounts: AccountsApi::of(&a),
             sessions: SessionsApi::of(&a),
+            profiles: ProfilesApi::of(&a),
         }
     }
 
@@ -137,7 +139,32 @@ canned! {
         username: Some("alice".into()),
         roles: vec!["user".into()],
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        display_name: Some("Alice".into()),
+        bio: None,
+        avatar: None,
+        locale: Locale::En,
+        timezone: None,
+        country: None,
+        phone: None,
+        phone_verified: false,
+        visibility: Visibility::Users,
+        attributes: Default::default(),
+        updated_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        deletion_scheduled_for: None,
     };
+    ProfileView => ProfileView::Public(PublicProfile {
+        id: UserId(USER),
+        username: Some("alice".into()),
+        display_name: Some("Alice".into()),
+        bio: None,
+        avatar: None,
+        country: None,
+        attributes: Default::default(),
+    });
+    UserSettings => UserSettings(Default::default());
+    ActivityPage => ActivityPage { items: vec![], next_cursor: None };
+    UserExport => UserExport(json!({}));
+    DeletionScheduled => DeletionScheduled { erase_at: Utc.timestamp_opt(1_700_600_000, 0).unwrap() };
     Vec<SessionView> => vec![SessionView {
         id: SessionId(SESSION),
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),

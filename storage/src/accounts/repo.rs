@@ -9,7 +9,7 @@ use sea_orm::{
     QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 
-use super::entities::{user, user_role};
+use super::entities::{email_token, user, user_role};
 use super::{NewUser, UserRecord};
 use crate::error::parse_stored;
 use crate::{Result, StorageError};
@@ -138,6 +138,34 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .exec(self.0)
             .await?;
         Ok(())
+    }
+}
+
+impl<C: ConnectionTrait> Users<'_, C> {
+    /// Sets the language of the user's emails.
+    pub async fn set_locale(&self, id: UserId, locale: &str, now: DateTime<Utc>) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::Locale, Expr::value(locale))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the user row with its roles and one-time tokens: the account's email and
+    /// username are free afterwards. True when there was a row.
+    pub async fn erase(&self, id: UserId) -> Result<bool> {
+        email_token::Entity::delete_many()
+            .filter(email_token::Column::UserId.eq(id.0))
+            .exec(self.0)
+            .await?;
+        user_role::Entity::delete_many()
+            .filter(user_role::Column::UserId.eq(id.0))
+            .exec(self.0)
+            .await?;
+        let r = user::Entity::delete_by_id(id.0).exec(self.0).await?;
+        Ok(r.rows_affected > 0)
     }
 }
 

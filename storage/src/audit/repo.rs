@@ -1,7 +1,10 @@
 //! [`Audit`]: appending to the audit log and reading it back.
 
 use keyward_messages::UserId;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use super::entities::audit;
@@ -38,15 +41,43 @@ impl<C: ConnectionTrait> Audit<'_, C> {
             .all(self.0)
             .await?
             .into_iter()
-            .map(|m| AuditRecord {
-                at: m.at,
-                kind: m.kind,
-                user_id: m.user_id.map(UserId),
-                ip: m.ip,
-                user_agent: m.user_agent,
-                request_id: m.request_id,
-                details: m.details,
-            })
+            .map(record)
             .collect())
+    }
+
+    /// One user's lines of the given kinds, newest first, older than the line `before` (a
+    /// position from an earlier page), with each line's position.
+    pub async fn of_user(
+        &self,
+        user: UserId,
+        kinds: &[&str],
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<(Uuid, AuditRecord)>> {
+        let mut q = audit::Entity::find()
+            .filter(audit::Column::UserId.eq(user.0))
+            .filter(audit::Column::Kind.is_in(kinds.iter().copied()));
+        if let Some(b) = before {
+            q = q.filter(audit::Column::Id.lt(b));
+        }
+        Ok(q.order_by_desc(audit::Column::Id)
+            .limit(limit)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, record(m)))
+            .collect())
+    }
+}
+
+fn record(m: audit::Model) -> AuditRecord {
+    AuditRecord {
+        at: m.at,
+        kind: m.kind,
+        user_id: m.user_id.map(UserId),
+        ip: m.ip,
+        user_agent: m.user_agent,
+        request_id: m.request_id,
+        details: m.details,
     }
 }

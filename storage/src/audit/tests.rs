@@ -69,3 +69,39 @@ async fn an_audit_line_cannot_be_changed_or_deleted() {
     assert!(update.is_err() && delete.is_err(), "{update:?} {delete:?}");
     assert_eq!(db.audit().latest(10).await.unwrap(), [original]);
 }
+
+#[tokio::test]
+async fn one_users_lines_page_newest_first_by_kind() {
+    let db = test_db().await;
+    let (kate, bob) = (UserId::new(), UserId::new());
+    for (i, (kind, who)) in [
+        ("user.logged_in", kate),
+        ("user.logged_in", bob),
+        ("user.login_failed", kate),
+        ("session.revoked", kate),
+        ("user.logged_in", kate),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        db.audit()
+            .append(&line(kind, i as i64, Some(who)))
+            .await
+            .unwrap();
+    }
+    let kinds = ["user.logged_in", "session.revoked"];
+    let page = db.audit().of_user(kate, &kinds, None, 2).await.unwrap();
+    let times: Vec<_> = page.iter().map(|(_, r)| r.at).collect();
+    assert_eq!(times, [at(4), at(3)]);
+    let rest = db
+        .audit()
+        .of_user(kate, &kinds, Some(page[1].0), 2)
+        .await
+        .unwrap();
+    let times: Vec<_> = rest.iter().map(|(_, r)| r.at).collect();
+    assert_eq!(
+        times,
+        [at(0)],
+        "bob's line and the failed login are not kate's history"
+    );
+}

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -32,6 +33,28 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
         }
         .insert(self.0)
         .await?;
+        Ok(())
+    }
+
+    /// Deletes every session of `user`, live or not, with its refresh tokens (erasure).
+    pub async fn erase_all_of(&self, user: UserId) -> Result<()> {
+        let ids: Vec<Uuid> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .filter(session::Column::UserId.eq(user.0))
+            .into_tuple()
+            .all(self.0)
+            .await?;
+        for chunk in ids.chunks(500) {
+            refresh_token::Entity::delete_many()
+                .filter(refresh_token::Column::SessionId.is_in(chunk.iter().copied()))
+                .exec(self.0)
+                .await?;
+        }
+        session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
         Ok(())
     }
 

@@ -1,9 +1,9 @@
 //! Profiles (`GET /v1/users/me`) a node read recently, so a repeat needs no database read.
 //!
-//! A profile changes only through a handful of writes (today: the email becoming verified, by
-//! link or by password reset); each forgets the user's entry after its commit on the node that
-//! made it, and every node forgets it on the event (`user.email_verified`,
-//! `user.password_changed`) from the bus. An entry is re-read after [`PROFILE_RECHECK`] in
+//! A profile changes only through a handful of writes (the email becoming verified, a password
+//! reset, a profile edit, an erasure); each forgets the user's entry after its commit on the
+//! node that made it, and every node forgets it on the event (`user.email_verified`,
+//! `user.password_changed`, `profile.updated`, `user.deleted`) from the bus. An entry is re-read after [`PROFILE_RECHECK`] in
 //! any case, which bounds staleness should a broadcast be lost.
 //!
 //! A read that raced a change must not store what it read: every forget bumps an epoch, and a
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_messages::commands::UserView;
+use keyward_messages::profiles::UserView;
 use keyward_messages::UserId;
 use quick_cache::sync::Cache;
 
@@ -100,6 +100,18 @@ mod tests {
             username: None,
             roles: Vec::new(),
             created_at: chrono::Utc::now(),
+            display_name: None,
+            bio: None,
+            avatar: None,
+            locale: Default::default(),
+            timezone: None,
+            country: None,
+            phone: None,
+            phone_verified: false,
+            visibility: keyward_messages::profiles::Visibility::Users,
+            attributes: Default::default(),
+            updated_at: chrono::Utc::now(),
+            deletion_scheduled_for: None,
         })
     }
 

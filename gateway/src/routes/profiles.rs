@@ -1,0 +1,423 @@
+//! Routes of the profiles context: the caller's own profile, others' public profiles, search,
+//! settings, activity, export, deletion and avatars.
+//!
+//! Refuses: deciding anything. A merge patch is read member by member into value types (every
+//! bad member named at once); whether a name is taken, who may see what and which attributes
+//! exist is the profiles actor's business.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use keyward_messages::commands::GetMe;
+use keyward_messages::profiles::*;
+use keyward_messages::{FieldError, Password, UserId, Username};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::*;
+use super::private_json;
+use crate::extract::{Authenticated, MaybeAuthenticated, Meta};
+use crate::input::{Fields, Input, JsonObject, RequestBody, Valid};
+use crate::problem::ApiError;
+use crate::state::AppState;
+#[allow(unused_imports)]
+use serde_json::json;
+
+type State = web::Data<AppState>;
+
+crate::recipients! {
+    /// What the profile routes send to the profiles context.
+    pub struct ProfilesApi {
+        get_me: GetMe,
+        get_profile: GetProfile,
+        update_profile: UpdateProfile,
+        get_settings: GetSettings,
+        patch_settings: PatchSettings,
+        get_activity: GetActivity,
+        export_me: ExportMe,
+        delete_me: DeleteMe,
+    }
+}
+
+/// The editable fields of a profile. In a `PATCH` (JSON merge patch, RFC 7396) an absent
+/// member is kept and `null` clears it; a `PUT` replaces them all (absent = cleared).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProfileEdit {
+    /// 3–32 letters of one script, digits, `_`, `.` or `-`; unique, also against lookalikes.
+    /// The old name stays reserved for its owner for 30 days.
+    #[schema(value_type = Option<String>, example = "ada", min_length = 3, max_length = 32)]
+    username: Input,
+    #[schema(value_type = Option<String>, example = "Ada Lovelace", min_length = 1, max_length = 64)]
+    display_name: Input,
+    #[schema(value_type = Option<String>, max_length = 500)]
+    bio: Input,
+    /// `en` or `ru`: the language of emails and of the product's UI.
+    #[schema(value_type = Option<String>, example = "en")]
+    locale: Input,
+    /// An IANA time zone.
+    #[schema(value_type = Option<String>, example = "Europe/Moscow")]
+    timezone: Input,
+    /// ISO 3166-1 alpha-2.
+    #[schema(value_type = Option<String>, example = "RU", min_length = 2, max_length = 2)]
+    country: Input,
+    /// E.164; private; unverified until confirmed by an SMS code.
+    #[schema(value_type = Option<String>, example = "+79161234567")]
+    phone: Input,
+    #[schema(value_type = Option<Visibility>)]
+    visibility: Input,
+    /// The product attributes declared in config, as a merge patch (`null` removes one).
+    #[schema(value_type = Option<Object>)]
+    attributes: Input,
+}
+
+const EDITABLE: &[&str] = &[
+    "username",
+    "display_name",
+    "bio",
+    "locale",
+    "timezone",
+    "country",
+    "phone",
+    "visibility",
+    "attributes",
+];
+
+/// Reads a profile edit. `replace`: a PUT, where an absent member clears the field.
+fn profile_patch(mut body: Map<String, Value>, replace: bool) -> Result<ProfilePatch, ApiError> {
+    let mut f = Fields::default();
+    for name in body.keys().filter(|k| !EDITABLE.contains(&k.as_str())) {
+        f.error(FieldError::new(
+            name,
+            "unknown_field",
+            format!("editable fields are: {}", EDITABLE.join(", ")),
+        ));
+    }
+    let (locale, visibility, attributes) = (
+        body.remove("locale"),
+        body.remove("visibility"),
+        body.remove("attributes"),
+    );
+    let mut take = |name: &str| match body.remove(name) {
+        None if replace => Some(Value::Null),
+        v => v,
+    };
+    let (username, display_name, bio, timezone, country, phone) = (
+        take("username"),
+        take("display_name"),
+        take("bio"),
+        take("timezone"),
+        take("country"),
+        take("phone"),
+    );
+    let username = f.patch("username", username, Username::parse);
+    let display_name = f.patch("display_name", display_name, DisplayName::parse);
+    let bio = f.patch("bio", bio, Bio::parse);
+    let locale = required_if_sent(&mut f, "locale", locale, parse_locale);
+    let timezone = f.patch("timezone", timezone, Timezone::parse);
+    let country = f.patch("country", country, Country::parse);
+    let phone = f.patch("phone", phone, Phone::parse);
+    let visibility = required_if_sent(&mut f, "visibility", visibility, Visibility::parse);
+    let attributes = match attributes {
+        None => Some(None),
+        Some(Value::Object(m)) => Some(Some(m)),
+        Some(_) => {
+            f.error(FieldError::new(
+                "attributes",
+                "invalid_type",
+                "attributes must be an object; set one to null to remove it",
+            ));
+            None
+        }
+    };
+    f.done(|| {
+        Some(ProfilePatch {
+            username: username?,
+            display_name: display_name?,
+            bio: bio?,
+            locale: locale?,
+            timezone: timezone?,
+            country: country?,
+            phone: phone?,
+            visibility: visibility?,
+            attributes: attributes?,
+        })
+    })
+}
+
+/// A member that may be absent but never null (it always has a value).
+fn required_if_sent<T>(
+    f: &mut Fields,
+    field: &str,
+    value: Option<Value>,
+    parse: impl FnOnce(&str, &str) -> Result<T, FieldError>,
+) -> Option<Option<T>> {
+    match f.patch(field, value, parse)? {
+        Patch::Keep => Some(None),
+        Patch::Set(v) => Some(Some(v)),
+        Patch::Clear => {
+            f.error(FieldError::new(
+                field,
+                "required",
+                format!("{field} cannot be cleared; send one of its values"),
+            ));
+            None
+        }
+    }
+}
+
+/// A user id in a path; one that does not parse is as unknown as one that does not exist.
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    uuid::Uuid::parse_str(raw).map(UserId).map_err(|_| {
+        ApiError::from(keyward_messages::CommandError::NotFound {
+            code: keyward_messages::codes::USER_NOT_FOUND,
+            detail: "no visible user has this id".into(),
+        })
+    })
+}
+
+#[utoipa::path(get, path = "/v1/users/me", tag = "profiles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account and whole profile", body = UserView),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn me(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = st
+        .ask(&st.to.profiles.get_me, GetMe { meta, principal })
+        .await?;
+    Ok(private_json(&user))
+}
+
+#[utoipa::path(patch, path = "/v1/users/me", tag = "profiles",
+    security(("bearer" = [])),
+    request_body(content = ProfileEdit, content_type = "application/merge-patch+json",
+        description = "A JSON merge patch (application/json is accepted too)"),
+    responses(
+        (status = 200, description = "The profile after the change", body = UserView),
+        (status = 409, description = "The username is taken, reads like a taken one, or is held after a rename", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn update_me(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let patch = profile_patch(body, false)?;
+    let user_id = principal.user_id;
+    let cmd = UpdateProfile {
+        meta,
+        principal,
+        user_id,
+        patch,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.update_profile, cmd).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "profiles",
+    params(("id" = String, Path, description = "The user's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The profile as the caller may see it: the whole profile to its owner and to administrators, the public part to others", body = PublicProfile),
+        (status = 404, description = "No such user, or one the caller may not see (the same answer)", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn get(
+    st: State,
+    Meta(meta): Meta,
+    MaybeAuthenticated(viewer): MaybeAuthenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = GetProfile {
+        meta,
+        viewer,
+        user_id: user_id(&id)?,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.get_profile, cmd).await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/users/{id}", tag = "profiles",
+    params(("id" = String, Path, description = "The user's id")),
+    security(("bearer" = [])),
+    request_body(content = ProfileEdit, description = "Every editable field; an absent one is cleared (locale and visibility are kept)"),
+    responses(
+        (status = 200, description = "The profile after the change", body = UserView),
+        (status = 403, description = "Neither the user themself nor an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn put(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = user_id(&id)?;
+    let patch = profile_patch(body, true)?;
+    let cmd = UpdateProfile {
+        meta,
+        principal,
+        user_id,
+        patch,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.update_profile, cmd).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/users/me/settings", tag = "profiles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The settings object the product keeps for the caller", body = UserSettings),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn settings(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = GetSettings { meta, principal };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.get_settings, cmd).await?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/users/me/settings", tag = "profiles",
+    security(("bearer" = [])),
+    request_body(content = UserSettings, content_type = "application/merge-patch+json",
+        description = "A JSON merge patch of the settings; the result holds at most 16 KiB"),
+    responses(
+        (status = 200, description = "The settings after the change", body = UserSettings),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn patch_settings(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    JsonObject(patch): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = PatchSettings {
+        meta,
+        principal,
+        patch,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.patch_settings, cmd).await?,
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1–100, default 50.
+    limit: Option<String>,
+}
+
+fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid_fields(vec![FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("limit is a whole number from 1 to {max}"),
+        )])),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/users/me/activity", tag = "profiles",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's security and account history, newest first", body = ActivityPage),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn activity(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let cmd = GetActivity {
+        meta,
+        principal,
+        limit: limit(q.limit.as_deref(), 50, 100)?,
+        cursor: q.cursor,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.get_activity, cmd).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/users/me/export", tag = "profiles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Everything Keyward holds about the caller (GDPR Art. 15 and 20)", body = UserExport),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn export(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let data = st
+        .ask(&st.to.profiles.export_me, ExportMe { meta, principal })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"keyward-export.json\"",
+        ))
+        .json(data))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct DeleteMeRequest {
+    #[schema(value_type = String)]
+    current_password: Input,
+}
+
+impl RequestBody for DeleteMeRequest {
+    type Valid = Password;
+    fn validate(self, f: &mut Fields) -> Option<Password> {
+        f.required("current_password", self.current_password, Password::parse)
+    }
+}
+
+#[utoipa::path(delete, path = "/v1/users/me", tag = "profiles",
+    security(("bearer" = [])),
+    request_body = DeleteMeRequest,
+    responses(
+        (status = 202, description = "Every session ended; the account is erased at erase_at unless its owner logs in before", body = DeletionScheduled),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn delete_me(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    Valid(current_password): Valid<DeleteMeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = DeleteMe {
+        meta,
+        principal,
+        current_password,
+    };
+    let scheduled = st.ask(&st.to.profiles.delete_me, cmd).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(scheduled))
+}
