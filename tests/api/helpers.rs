@@ -783,3 +783,21 @@ impl TestApp {
         .expect("peer node starts")
     }
 }
+
+/// An administrator (created as the CLI does) and their access token.
+pub async fn admin(app: &TestApp) -> (String, String) {
+    let id = keyward_actors::admin::create_user(
+        &app.settings,
+        &app.node.contexts.store,
+        "root@example.com",
+        PASSWORD,
+        &["admin".to_owned()],
+    )
+    .await
+    .unwrap();
+    let pair = app.login_ok("root@example.com", PASSWORD).await;
+    (
+        id.to_string(),
+        pair["access_token"].as_str().unwrap().to_owned(),
+    )
+}

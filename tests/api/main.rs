@@ -11,6 +11,7 @@ mod lifecycle;
 mod nginx;
 mod openapi;
 mod ops;
+mod profiles;
 mod resilience;
 mod security;
 mod sessions;

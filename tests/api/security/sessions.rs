@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, spawn_app, PASSWORD};
+use crate::helpers::{admin, problem, spawn_app, PASSWORD};
 
 #[actix_web::test]
 async fn asvs_v6_3_8_a_blocked_account_gets_403_only_with_the_right_password() {
@@ -130,24 +130,6 @@ async fn asvs_v7_4_3_changing_the_password_ends_the_other_sessions_only() {
     app.login_ok("jo@example.com", "fresh passphrase 9").await;
     let (status, _) = problem(app.post("/v1/auth/password/change", json!({})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no bearer");
-}
-
-/// An administrator (created as the CLI does) and their access token.
-async fn admin(app: &crate::helpers::TestApp) -> (String, String) {
-    let id = keyward_actors::admin::create_user(
-        &app.settings,
-        &app.node.contexts.store,
-        "root@example.com",
-        PASSWORD,
-        &["admin".to_owned()],
-    )
-    .await
-    .unwrap();
-    let pair = app.login_ok("root@example.com", PASSWORD).await;
-    (
-        id.to_string(),
-        pair["access_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[actix_web::test]

@@ -1,0 +1,607 @@
+//! The profiles context through HTTP: the own profile as a merge patch, what others see,
+//! lookalike usernames, renames, attributes, settings, activity, export and deletion.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{admin, problem, spawn_app, spawn_app_with, Options, TestApp, PASSWORD};
+
+/// A verified user logged in: (id, access token).
+async fn user(app: &TestApp, email: &str, username: &str) -> (String, String) {
+    app.verified_user(email, Some(username)).await;
+    let pair = app.login_ok(email, PASSWORD).await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let me: Value = app
+        .get_bearer("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (me["id"].as_str().unwrap().to_owned(), token)
+}
+
+async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::Response {
+    app.client
+        .patch(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::Response {
+    app.client
+        .put(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_as(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut r = app.client.get(app.url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn a_merge_patch_edits_the_own_profile_and_others_see_what_visibility_allows() {
+    let app = spawn_app().await;
+    let (ann, ann_token) = user(&app, "ann@example.com", "ann").await;
+    let (_, bob_token) = user(&app, "bob@example.com", "bob").await;
+
+    let r = patch(
+        &app,
+        "/v1/users/me",
+        &ann_token,
+        json!({"display_name": "Анна Ёлкина", "bio": "line one\nline two", "country": "ru",
+               "timezone": "Europe/Moscow", "phone": "+7 916 123-45-67", "locale": "ru",
+               "visibility": "public"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["display_name"], "Анна Ёлкина");
+    assert_eq!(me["country"], "RU");
+    assert_eq!(me["phone"], "+79161234567");
+    assert_eq!(
+        (me["locale"].as_str(), me["email"].as_str()),
+        (Some("ru"), Some("ann@example.com"))
+    );
+
+    // null clears; absent keeps.
+    let me: Value = patch(&app, "/v1/users/me", &ann_token, json!({"bio": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["bio"].clone(), me["country"].clone()),
+        (Value::Null, json!("RU"))
+    );
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &ann_token)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["bio"],
+        Value::Null
+    );
+
+    // Public: anyone sees the public part, never email, phone or time zone.
+    let path = format!("/v1/users/{ann}");
+    let seen: Value = get_as(&app, &path, None).await.json().await.unwrap();
+    assert_eq!(seen["username"], "ann");
+    assert_eq!(seen["display_name"], "Анна Ёлкина");
+    for private in ["email", "phone", "timezone", "settings"] {
+        assert!(seen.get(private).is_none(), "{private} leaked: {seen}");
+    }
+
+    // Users: only signed-in callers; private: nobody but the owner. Hidden = unknown.
+    patch(
+        &app,
+        "/v1/users/me",
+        &ann_token,
+        json!({"visibility": "users"}),
+    )
+    .await;
+    let (s, hidden) = problem(get_as(&app, &path, None).await).await;
+    let (s2, unknown) =
+        problem(get_as(&app, &format!("/v1/users/{}", uuid::Uuid::new_v4()), None).await).await;
+    assert_eq!((s, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(
+        hidden, unknown,
+        "an invisible profile answers exactly like an unknown id"
+    );
+    assert_eq!(
+        get_as(&app, &path, Some(&bob_token)).await.status(),
+        StatusCode::OK
+    );
+    patch(
+        &app,
+        "/v1/users/me",
+        &ann_token,
+        json!({"visibility": "private"}),
+    )
+    .await;
+    assert_eq!(
+        get_as(&app, &path, Some(&bob_token)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let own: Value = get_as(&app, &path, Some(&ann_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        own["email"], "ann@example.com",
+        "the owner sees the whole profile"
+    );
+
+    // The event names what changed; values only while the profile was public.
+    app.wait_outbox_drained().await;
+    let events = app.events_of_type("profile.updated").await;
+    let first = &events[0]["data"];
+    assert_eq!(first["user_id"], ann.as_str());
+    assert!(first["changed"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("phone")));
+    assert_eq!(first["values"]["display_name"], "Анна Ёлкина");
+    assert!(first["values"].get("phone").is_none() && first["values"].get("timezone").is_none());
+    let last = &events.last().unwrap()["data"];
+    assert_eq!(last["changed"], json!(["visibility"]));
+    assert!(last.get("values").is_none(), "{last}");
+}
+
+#[actix_web::test]
+async fn bad_edits_name_every_field_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = user(&app, "cat@example.com", "cat").await;
+    let (s, b) = problem(
+        patch(
+            &app,
+            "/v1/users/me",
+            &token,
+            json!({"display_name": "", "country": "XX", "timezone": "Mars/Base", "phone": "12345",
+                   "locale": "fr", "visibility": "friends", "email": "x@example.com",
+                   "bio": "b".repeat(501), "username": "a b", "attributes": {"x": 1}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let fields: Vec<&str> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "display_name",
+        "country",
+        "timezone",
+        "phone",
+        "locale",
+        "visibility",
+        "email",
+        "bio",
+        "username",
+    ] {
+        assert!(fields.contains(&f), "{f} not named in {b}");
+    }
+    // An undeclared attribute is refused by the context (no attributes declared here).
+    let (s, b) = problem(
+        patch(
+            &app,
+            "/v1/users/me",
+            &token,
+            json!({"attributes": {"x": 1}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("attributes.x"))
+    );
+    for body in ["[1]", "\"x\"", "{", "null"] {
+        let r = app
+            .client
+            .patch(app.url("/v1/users/me"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let me: Value = app
+        .get_bearer("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["display_name"].clone(), me["username"].clone()),
+        (Value::Null, json!("cat"))
+    );
+    assert!(app.events_of_type("profile.updated").await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_lookalike_username_is_refused_and_a_renamed_one_is_held_for_thirty_days() {
+    let app = spawn_app().await;
+    let (_, coco) = user(&app, "coco@example.com", "coco").await;
+    let (_, dan) = user(&app, "dan@example.com", "dan").await;
+
+    // All-Cyrillic "сосо" reads as "coco"; "COCO" is the same name; mixing scripts is refused.
+    for name in ["сосо", "COCO", "c0co"] {
+        let (s, b) =
+            problem(patch(&app, "/v1/users/me", &dan, json!({"username": name})).await).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::CONFLICT, Some("username_taken")),
+            "{name}"
+        );
+        let r = app
+            .register(
+                &format!("x{}@example.com", name.len()),
+                PASSWORD,
+                Some(name),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "registering {name}");
+    }
+    let (s, b) = problem(patch(&app, "/v1/users/me", &dan, json!({"username": "dаn"})).await).await;
+    assert_eq!(
+        (s, b["errors"][0]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mixed_script"))
+    );
+
+    // A rename frees nothing for 30 days, except for its former owner.
+    let r = patch(&app, "/v1/users/me", &coco, json!({"username": "chanel"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        patch(&app, "/v1/users/me", &dan, json!({"username": "coco"}))
+            .await
+            .status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        app.login("coco", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.login("chanel", PASSWORD).await.status(), StatusCode::OK);
+    app.advance(31 * 24 * 3600);
+    let dan = app.login_ok("dan@example.com", PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me: Value = patch(&app, "/v1/users/me", &dan, json!({"username": "coco"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "coco");
+}
+
+#[actix_web::test]
+async fn the_owner_or_an_admin_puts_a_profile_and_declared_attributes_obey_their_rules() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.profiles.default_visibility = "public".into();
+            s.profiles.attributes = toml::from_str::<keyward_config::ProfileSettings>(
+                "[[attributes]]\nname = \"skills\"\ntype = \"string-list\"\nview = \"public\"\n\
+                 [[attributes]]\nname = \"rate\"\ntype = \"number\"\nview = \"users\"\n\
+                 [[attributes]]\nname = \"tier\"\ntype = \"string\"\nedit = \"admin\"\nview = \"admin\"\n",
+            )
+            .unwrap()
+            .attributes;
+        })),
+        ..Options::default()
+    })
+    .await;
+    let (eve, eve_token) = user(&app, "eve@example.com", "eve").await;
+    let (_, fay_token) = user(&app, "fay@example.com", "fay").await;
+    let (_, root) = admin(&app).await;
+    let path = format!("/v1/users/{eve}");
+
+    let body = json!({"username": "eve", "display_name": "Eve", "attributes": {"skills": ["rust"], "rate": 40}});
+    let (s, b) = problem(put(&app, &path, &fay_token, body.clone()).await).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let me: Value = put(&app, &path, &eve_token, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["attributes"], json!({"skills": ["rust"], "rate": 40}));
+    let (s, b) = problem(
+        patch(
+            &app,
+            "/v1/users/me",
+            &eve_token,
+            json!({"attributes": {"tier": "gold"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("read_only"))
+    );
+    let r = put(
+        &app,
+        &path,
+        &root,
+        json!({"username": "eve", "attributes": {"tier": "gold"}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let by_admin: Value = r.json().await.unwrap();
+    assert_eq!(
+        by_admin["display_name"],
+        Value::Null,
+        "PUT clears what it does not name"
+    );
+
+    // Each audience sees its attributes.
+    let anon: Value = get_as(&app, &path, None).await.json().await.unwrap();
+    assert_eq!(anon["attributes"], json!({"skills": ["rust"]}));
+    let fay: Value = get_as(&app, &path, Some(&fay_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fay["attributes"], json!({"skills": ["rust"], "rate": 40}));
+    let adm: Value = get_as(&app, &path, Some(&root)).await.json().await.unwrap();
+    assert_eq!(adm["attributes"]["tier"], "gold");
+    assert!(app
+        .get_bearer("/v1/users/me", &eve_token)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["attributes"]
+        .get("tier")
+        .is_none());
+}
+
+#[actix_web::test]
+async fn settings_merge_and_refuse_more_than_16_kib() {
+    let app = spawn_app().await;
+    let (_, token) = user(&app, "gus@example.com", "gus").await;
+    let r = patch(
+        &app,
+        "/v1/users/me/settings",
+        &token,
+        json!({"theme": "dark", "tabs": {"a": 1, "b": 2}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    patch(
+        &app,
+        "/v1/users/me/settings",
+        &token,
+        json!({"tabs": {"a": null}}),
+    )
+    .await;
+    let s: Value = app
+        .get_bearer("/v1/users/me/settings", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s, json!({"theme": "dark", "tabs": {"b": 2}}));
+    let big = json!({"blob": "x".repeat(15 * 1024)});
+    assert_eq!(
+        patch(&app, "/v1/users/me/settings", &token, big.clone())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let (s, b) = problem(
+        patch(
+            &app,
+            "/v1/users/me/settings",
+            &token,
+            json!({"more": "y".repeat(2048)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("too_large"))
+    );
+    let kept: Value = app
+        .get_bearer("/v1/users/me/settings", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(kept.get("more").is_none());
+}
+
+#[actix_web::test]
+async fn activity_pages_the_own_history_and_export_holds_everything() {
+    let app = spawn_app().await;
+    let (_, token) = user(&app, "hal@example.com", "hal").await;
+    for _ in 0..3 {
+        app.login_ok("hal@example.com", PASSWORD).await;
+    }
+    patch(&app, "/v1/users/me", &token, json!({"display_name": "Hal"})).await;
+    patch(
+        &app,
+        "/v1/users/me/settings",
+        &token,
+        json!({"theme": "dark"}),
+    )
+    .await;
+
+    let page: Value = app
+        .get_bearer("/v1/users/me/activity?limit=3", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["profile.updated", "user.logged_in", "user.logged_in"]
+    );
+    assert!(page["items"][1]["ip"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("127.")));
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get_bearer(
+            &format!("/v1/users/me/activity?limit=3&cursor={cursor}"),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2, "{rest}");
+    assert!(rest["next_cursor"].is_null());
+    for bad in ["cursor=zz", "limit=0", "limit=101"] {
+        let r = app
+            .get_bearer(&format!("/v1/users/me/activity?{bad}"), &token)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let r = app.get_bearer("/v1/users/me/export", &token).await;
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let export: Value = r.json().await.unwrap();
+    assert_eq!(export["account"]["email"], "hal@example.com");
+    assert_eq!(export["account"]["display_name"], "Hal");
+    assert_eq!(export["settings"], json!({"theme": "dark"}));
+    assert_eq!(export["sessions"].as_array().unwrap().len(), 4);
+    assert_eq!(export["activity"].as_array().unwrap().len(), 5);
+}
+
+#[actix_web::test]
+async fn self_deletion_ends_sessions_a_login_cancels_it_and_after_the_grace_the_account_is_erased()
+{
+    let app = spawn_app().await;
+    let (ivy, token) = user(&app, "ivy@example.com", "ivy").await;
+    let first_session = app
+        .get_bearer("/v1/sessions", &token)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    patch(
+        &app,
+        "/v1/users/me",
+        &token,
+        json!({"visibility": "public", "display_name": "Ivy"}),
+    )
+    .await;
+    let delete = |token: String, password: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .delete(app.url("/v1/users/me"))
+                .bearer_auth(token)
+                .json(&json!({"current_password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let (s, b) = problem(delete(token.clone(), "wrong password here").await).await;
+    assert_eq!(
+        (s, b["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("current_password"))
+    );
+
+    let r = delete(token.clone(), PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(r.json::<Value>().await.unwrap()["erase_at"].is_string());
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get_as(&app, &format!("/v1/users/{ivy}"), None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Logging in during the grace period cancels the deletion.
+    let token = app.login_ok("ivy@example.com", PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me: Value = app
+        .get_bearer("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(me["deletion_scheduled_for"].is_null());
+    assert_eq!(
+        get_as(&app, &format!("/v1/users/{ivy}"), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Again, and this time the grace period passes.
+    assert_eq!(delete(token, PASSWORD).await.status(), StatusCode::ACCEPTED);
+    app.advance(8 * 24 * 3600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.events_of_type("user.deleted").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not erased");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.events_of_type("user.deleted").await[0]["data"],
+        json!({"user_id": ivy})
+    );
+    assert_eq!(
+        app.login("ivy@example.com", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let store = &app.node.contexts.store;
+    let id = keyward_messages::UserId(uuid::Uuid::parse_str(&ivy).unwrap());
+    assert!(store.users().by_id(id).await.unwrap().is_none());
+    assert!(store.users().roles_of(id).await.unwrap().is_empty());
+    assert!(store.profiles().get(id).await.unwrap().is_none());
+    assert!(store.profiles().settings(id).await.unwrap().is_empty());
+    let sid = keyward_messages::SessionId(uuid::Uuid::parse_str(&first_session).unwrap());
+    assert!(
+        store.sessions().by_id(sid).await.unwrap().is_none(),
+        "sessions are erased too"
+    );
+    // The address is free again.
+    assert_eq!(
+        app.register("ivy@example.com", PASSWORD, Some("ivy2"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
