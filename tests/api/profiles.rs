@@ -605,3 +605,40 @@ async fn self_deletion_ends_sessions_a_login_cancels_it_and_after_the_grace_the_
         StatusCode::ACCEPTED
     );
 }
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn an_edit_on_one_node_is_seen_on_another_within_a_second() {
+    let _broker = crate::helpers::broker_lock().await;
+    let a = spawn_app_with(Options {
+        amqp: true,
+        ..Options::default()
+    })
+    .await;
+    let b = a.spawn_peer().await;
+    let (_, token) = user(&a, "jan@example.com", "jan").await;
+    let me_on_b = || async {
+        a.client
+            .get(format!("http://{}/v1/users/me", b.public_addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // B reads the profile and keeps it (for up to 30 s without a message).
+    assert_eq!(me_on_b().await["display_name"], Value::Null);
+    let r = patch(&a, "/v1/users/me", &token, json!({"display_name": "Jan"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    while me_on_b().await["display_name"] != "Jan" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "B still shows the old profile after a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    b.stop().await;
+}
