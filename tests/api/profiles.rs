@@ -642,3 +642,93 @@ async fn an_edit_on_one_node_is_seen_on_another_within_a_second() {
     }
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn the_upgrade_rekeys_usernames_by_lookalike_and_keeps_every_account_its_name() {
+    use sea_orm::sea_query::{Alias, Query};
+    use sea_orm::{ConnectionTrait, Database};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pg = crate::helpers::TestDatabase::create().await;
+    let url = match &pg {
+        Some((_, url)) => url.clone(),
+        None => format!("sqlite://{}/keyward.db?mode=rwc", dir.path().display()),
+    };
+    // A database as the release before lookalike-proof usernames left it.
+    let store = keyward_storage::Store::connect(&url).await.unwrap();
+    assert_eq!(
+        store
+            .migrate_through("m0004_canonical_email")
+            .await
+            .unwrap(),
+        4
+    );
+    let db = Database::connect(url.clone()).await.unwrap();
+    let backend = db.get_database_backend();
+    let mut ids = Vec::new();
+    for (i, name) in ["bob", "b0b", "Coco"].into_iter().enumerate() {
+        let id = uuid::Uuid::now_v7();
+        let at = chrono::Utc::now() + chrono::Duration::seconds(i as i64);
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new("users")).columns(
+            [
+                "id",
+                "email",
+                "email_normalized",
+                "username",
+                "username_normalized",
+                "password_hash",
+                "email_verified",
+                "locale",
+                "blocked",
+                "created_at",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        );
+        let email = format!("u{i}@example.com");
+        insert
+            .values([
+                id.into(),
+                email.clone().into(),
+                email.into(),
+                name.into(),
+                name.to_lowercase().into(),
+                "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                true.into(),
+                "en".into(),
+                false.into(),
+                at.into(),
+                at.into(),
+            ])
+            .unwrap();
+        db.execute_raw(backend.build(&insert)).await.unwrap();
+        ids.push(keyward_messages::UserId(id));
+    }
+
+    assert_eq!(store.migrate().await.unwrap(), 1);
+
+    let name = |s: &str| keyward_messages::Username::parse("username", s).unwrap();
+    let holder = |s: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .users()
+                .by_username(&name(s))
+                .await
+                .unwrap()
+                .map(|u| u.id)
+        }
+    };
+    // Both of two names that now read alike keep their account and their login.
+    assert_eq!(holder("bob").await, Some(ids[0]));
+    assert_eq!(holder("B0B").await, Some(ids[1]));
+    assert_eq!(holder("COCO").await, Some(ids[2]));
+    // And no third lookalike can join them (the repository then leaves the account nameless).
+    let joined = store
+        .users()
+        .set_username(ids[2], Some(&name("BOB")), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(!joined, "a third account took a name that reads like bob");
+}

@@ -37,14 +37,20 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .transpose()
     }
 
-    /// The account holding a username, in any case.
+    /// The account holding a username: the one whose name reads like it (its skeleton). A name
+    /// that `m0005_profiles` left under a legacy key (it read like an older one) is found by
+    /// its own spelling, in any case.
     pub async fn by_username(&self, username: &Username) -> Result<Option<UserRecord>> {
-        user::Entity::find()
-            .filter(user::Column::UsernameNormalized.eq(username.normalized()))
-            .one(self.0)
-            .await?
-            .map(user_record)
-            .transpose()
+        let legacy = format!("legacy:{}", username.as_str().to_lowercase());
+        let rows = user::Entity::find()
+            .filter(user::Column::UsernameNormalized.is_in([username.normalized(), legacy.clone()]))
+            .all(self.0)
+            .await?;
+        let pick = rows
+            .iter()
+            .position(|m| m.username_normalized.as_deref() == Some(legacy.as_str()))
+            .or((!rows.is_empty()).then_some(0));
+        pick.map(|i| user_record(rows[i].clone())).transpose()
     }
 
     /// The user's roles, in alphabetical order.
