@@ -16,6 +16,7 @@ mod bus;
 mod error;
 mod keys;
 mod migrations;
+pub mod search;
 mod sessions;
 mod store;
 #[cfg(test)]

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002LoginFailures),
             Box::new(M0003AuditLog),
             Box::new(M0004CanonicalEmail),
+            Box::new(crate::search::migration::M0006ProfileSearch),
         ]
     }
 }
