@@ -17,6 +17,7 @@ mod error;
 mod keys;
 mod migrations;
 mod profiles;
+pub mod search;
 mod sessions;
 mod store;
 #[cfg(test)]

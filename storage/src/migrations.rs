@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003AuditLog),
             Box::new(M0004CanonicalEmail),
             Box::new(crate::profiles::migration::M0005Profiles),
+            Box::new(crate::search::migration::M0006ProfileSearch),
         ]
     }
 }

@@ -169,6 +169,11 @@ macro_rules! repositories {
             pub fn login_failures(&self) -> LoginFailures<'_, $conn> {
                 LoginFailures(&self.$field)
             }
+
+            /// The profile search index.
+            pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
+                crate::search::ProfileSearch(&self.$field)
+            }
         }
     };
 }

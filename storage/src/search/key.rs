@@ -1,0 +1,450 @@
+//! Search keys: how a name and a query become comparable strings. Pure functions, no I/O.
+//!
+//! - [`fold`]: NFKC, lower case (with the few full case folds `to_lowercase` lacks), `ё` → `е`,
+//!   apostrophes dropped, every other run of characters that are neither letters nor digits
+//!   (spaces, `_`, `.`, `-`) made one space. Script and diacritics stay: the key tiers
+//!   (exact, prefix, typo) compare these.
+//! - [`skeleton`]: a folded key written in Latin letters with the usual spelling variants of
+//!   Russian names collapsed, so that `Пётр`, `petr` and `pyotr` share `petr`, and `ёлкин` and
+//!   `elkin` share `elkin`. The transliteration tier compares these.
+//! - [`profile_terms`]: the strings a profile is found by (whole fields, their words, and the
+//!   tails that start at a later word), each flagged with the tiers it may match in.
+
+use std::collections::BTreeMap;
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+/// The term is a folded key: exact (when also [`WHOLE`]), prefix and typo matches.
+pub(crate) const KEY: i16 = 1;
+/// The term is a whole field (the username or the display name), not a part of one.
+pub(crate) const WHOLE: i16 = 2;
+/// The term is a skeleton: transliteration matches.
+pub(crate) const SKEL: i16 = 4;
+
+/// At most this many words of one field are indexed one by one (a display name has at most
+/// 64 characters; the rest of a longer name is still in its whole-field term).
+const MAX_WORDS: usize = 12;
+
+/// One string a profile is found by, and which tiers it counts in ([`KEY`], [`WHOLE`],
+/// [`SKEL`], OR-ed: the same string can be a key of one field and the skeleton of another).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Term {
+    pub text: String,
+    pub flags: i16,
+}
+
+/// The matching form of a name or a query (see the module doc). Empty when `s` has no letter
+/// or digit.
+pub(crate) fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.nfkc() {
+        if matches!(c, '\'' | '’' | 'ʼ' | '`' | '´') {
+            continue;
+        }
+        if !(c.is_alphanumeric() || (is_combining_mark(c) && !out.is_empty())) {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        for l in c.to_lowercase() {
+            match l {
+                'ё' => out.push('е'),
+                'ß' => out.push_str("ss"),
+                'ς' => out.push('σ'),
+                _ => out.push(l),
+            }
+        }
+    }
+    // NOTE: lower-casing can undo NFKC composition (`İ` → `i` + U+0307); compose again.
+    out.nfkc().collect()
+}
+
+/// The Latin skeleton of a folded key (see the module doc): Cyrillic letters by one
+/// GOST/BGN-like table, Latin diacritics dropped, then the variants `yo`/`ye` → `e`,
+/// `j`/`y` → `i`, `kh` → `h`, `ts`/`tz` → `c`, `shch` → `sch`, `x` → `ks`, `w` → `v`, and a
+/// doubled letter made single (`ii`, `nn`).
+pub(crate) fn skeleton(folded: &str) -> String {
+    let mut latin = String::with_capacity(folded.len() + 8);
+    for c in folded.chars() {
+        if let Some(s) = cyrillic_to_latin(c) {
+            latin.push_str(s);
+            continue;
+        }
+        match c {
+            'ł' => latin.push('l'),
+            'ø' => latin.push('o'),
+            'đ' => latin.push('d'),
+            'æ' => latin.push_str("ae"),
+            'œ' => latin.push_str("oe"),
+            'ı' => latin.push('i'),
+            _ => latin.extend(c.nfd().filter(|d| !is_combining_mark(*d))),
+        }
+    }
+    // NOTE: order matters: `j` becomes `y` before `yo`/`ye` collapse, and `y` becomes `i`
+    // last, so `julia`, `yulia`, `iuliia` and `юлия` all end as `iulia`.
+    let mut s = latin
+        .replace("shch", "sch")
+        .replace("kh", "h")
+        .replace("ts", "c")
+        .replace("tz", "c")
+        .replace('x', "ks")
+        .replace('w', "v")
+        .replace('j', "y")
+        .replace("yo", "e")
+        .replace("ye", "e")
+        .replace('y', "i");
+    let mut prev = None;
+    s.retain(|c| {
+        let keep = !(c.is_alphabetic() && prev == Some(c));
+        prev = Some(c);
+        keep
+    });
+    s
+}
+
+/// Russian (and the Ukrainian/Belarusian extra letters) in Latin letters, one spelling each;
+/// [`skeleton`] then folds the other usual spellings onto the same string.
+fn cyrillic_to_latin(c: char) -> Option<&'static str> {
+    Some(match c {
+        'а' => "a",
+        'б' => "b",
+        'в' => "v",
+        'г' | 'ґ' => "g",
+        'д' => "d",
+        'е' | 'ё' | 'э' => "e",
+        'є' => "ye",
+        'ж' => "zh",
+        'з' => "z",
+        'и' | 'і' => "i",
+        'ї' => "yi",
+        'й' => "y",
+        'к' => "k",
+        'л' => "l",
+        'м' => "m",
+        'н' => "n",
+        'о' => "o",
+        'п' => "p",
+        'р' => "r",
+        'с' => "s",
+        'т' => "t",
+        'у' | 'ў' => "u",
+        'ф' => "f",
+        'х' => "kh",
+        'ц' => "ts",
+        'ч' => "ch",
+        'ш' => "sh",
+        'щ' => "shch",
+        'ъ' | 'ь' => "",
+        'ы' => "y",
+        'ю' => "yu",
+        'я' => "ya",
+        _ => return None,
+    })
+}
+
+/// The terms of one folded field: the whole key, each word, and each tail that starts at a
+/// later word (so `иванов п` finds `пётр иванов петрович` by its tail `иванов петрович`).
+fn field_terms(folded: &str, into: &mut BTreeMap<String, i16>) {
+    if folded.is_empty() {
+        return;
+    }
+    let mut add = |text: &str, flags: i16| {
+        *into.entry(text.to_owned()).or_insert(0) |= flags | KEY;
+        *into.entry(skeleton(text)).or_insert(0) |= SKEL;
+    };
+    add(folded, WHOLE);
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(folded.match_indices(' ').map(|(i, _)| i + 1))
+        .take(MAX_WORDS)
+        .collect();
+    if starts.len() > 1 {
+        for (n, &start) in starts.iter().enumerate() {
+            let end = folded[start..]
+                .find(' ')
+                .map_or(folded.len(), |e| start + e);
+            add(&folded[start..end], 0);
+            if n > 0 {
+                add(&folded[start..], 0);
+            }
+        }
+    }
+}
+
+/// Every term a profile is found by, once each, sorted by text.
+pub(crate) fn profile_terms(username: Option<&str>, display_name: Option<&str>) -> Vec<Term> {
+    let mut terms = BTreeMap::new();
+    for field in [username, display_name].into_iter().flatten() {
+        field_terms(&fold(field), &mut terms);
+    }
+    terms.remove("");
+    terms
+        .into_iter()
+        .map(|(text, flags)| Term { text, flags })
+        .collect()
+}
+
+/// How many typos (edits) a folded query of `chars` characters may carry: none below 5, one
+/// up to 8, two from 9 (Meilisearch's defaults: shorter queries with typos match too much).
+pub(crate) fn typo_budget(chars: usize) -> usize {
+    match chars {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+/// Edits between two keys: insertions, deletions, substitutions and swaps of two neighbours
+/// (optimal string alignment), counted in characters.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    strsim::osa_distance(a, b)
+}
+
+/// Parts of a query of which at least one appears unchanged in every key within `budget`
+/// edits of it (the pigeonhole rule): `budget + 1` pieces with a character between each two,
+/// so that no edit, a swap included, touches two pieces. The first is a prefix and the last a
+/// suffix of such a key; the middle one (two typos) appears somewhere in it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Pieces {
+    pub prefix: String,
+    pub middle: Option<String>,
+    pub suffix: String,
+}
+
+/// The pieces of a folded query for `budget` typos; None when the budget is 0 or the query
+/// is too short to split.
+pub(crate) fn pieces(query: &str, budget: usize) -> Option<Pieces> {
+    let q: Vec<char> = query.chars().collect();
+    let n = q.len();
+    let s = |a: usize, b: usize| q[a..b].iter().collect::<String>();
+    match budget {
+        1 if n >= 3 => {
+            let a = (n - 1) / 2;
+            Some(Pieces {
+                prefix: s(0, a),
+                middle: None,
+                suffix: s(a + 1, n),
+            })
+        }
+        2 if n >= 7 => {
+            // The middle piece goes to the trigram index: give it at least 3 characters.
+            let m = n - 2;
+            let b = (m / 3).max(3);
+            let a = (m - b) / 2;
+            let c = m - b - a;
+            Some(Pieces {
+                prefix: s(0, a),
+                middle: Some(s(a + 1, a + 1 + b)),
+                suffix: s(n - c, n),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(username: Option<&str>, display: Option<&str>) -> Vec<(String, i16)> {
+        profile_terms(username, display)
+            .into_iter()
+            .map(|t| (t.text, t.flags))
+            .collect()
+    }
+
+    #[test]
+    fn folding_ignores_case_yo_width_and_separators() {
+        assert_eq!(fold("Пётр  ИВАНОВ"), "петр иванов");
+        assert_eq!(fold("ЁЛКИН"), "елкин");
+        assert_eq!(fold("Ivan_Petrov-87"), "ivan petrov 87");
+        assert_eq!(fold("  .kate. "), "kate");
+        assert_eq!(fold("Ｋａｔｅ"), "kate");
+        assert_eq!(fold("O'Brien"), "obrien");
+        assert_eq!(fold("Straße"), "strasse");
+        assert_eq!(fold("Йога"), "йога");
+        assert_eq!(fold("José"), "josé");
+        assert_eq!(fold("e\u{301}"), "é");
+        assert_eq!(fold("___"), "");
+    }
+
+    #[test]
+    fn cyrillic_and_the_usual_latin_spellings_share_a_skeleton() {
+        let same = [
+            ("пётр", &["petr", "pyotr"][..]),
+            ("фёдор", &["fedor", "fyodor"]),
+            ("ёлкин", &["elkin", "yolkin"]),
+            ("алексей", &["aleksei", "alexey", "aleksey", "alexei"]),
+            ("юлия", &["julia", "yulia", "iuliia", "yuliya"]),
+            ("наталья", &["natalia", "natalya", "nataliya"]),
+            ("евгений", &["evgeny", "yevgeny", "evgenii", "evgeniy"]),
+            ("хабиб", &["khabib", "habib"]),
+            ("цой", &["tsoi", "tsoy", "coi"]),
+            ("щукин", &["shchukin", "schukin"]),
+            ("ксения", &["xenia", "kseniya", "ksenia"]),
+            ("андреев", &["andreev", "andreyev"]),
+            ("ольга", &["olga"]),
+            ("анна", &["anna", "ana"]),
+            ("дмитрий", &["dmitry", "dmitriy", "dmitrii"]),
+        ];
+        for (cyrillic, latin) in same {
+            let want = skeleton(&fold(cyrillic));
+            for l in latin {
+                assert_eq!(skeleton(&fold(l)), want, "{l} vs {cyrillic}");
+            }
+        }
+        assert_eq!(skeleton("петр"), "petr");
+        assert_eq!(skeleton("josé 2001"), skeleton("jose 2001"));
+        assert_eq!(skeleton("kate 2001"), "kate 2001");
+        assert_ne!(skeleton("иван"), skeleton("ivanov"));
+    }
+
+    #[test]
+    fn a_profile_is_found_by_its_fields_their_words_and_later_tails() {
+        let t = terms(Some("ivan_petrov"), Some("Пётр Иванов"));
+        let keys: Vec<&str> = t
+            .iter()
+            .filter(|(_, f)| f & KEY != 0)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ivan",
+                "ivan petrov",
+                "petrov",
+                "иванов",
+                "петр",
+                "петр иванов"
+            ]
+        );
+        let whole: Vec<&str> = t
+            .iter()
+            .filter(|(_, f)| f & WHOLE != 0)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        assert_eq!(whole, ["ivan petrov", "петр иванов"]);
+        let skel: Vec<&str> = t
+            .iter()
+            .filter(|(_, f)| f & SKEL != 0)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        assert_eq!(
+            skel,
+            [
+                "ivan",
+                "ivan petrov",
+                "ivanov",
+                "petr",
+                "petr ivanov",
+                "petrov"
+            ]
+        );
+        assert!(terms(None, Some("  ")).is_empty());
+    }
+
+    #[test]
+    fn longer_queries_may_carry_more_typos() {
+        assert_eq!(typo_budget(4), 0);
+        assert_eq!(typo_budget(5), 1);
+        assert_eq!(typo_budget(8), 1);
+        assert_eq!(typo_budget(9), 2);
+        assert_eq!(distance("иванов", "ивонов"), 1);
+        assert_eq!(distance("ivanov", "iavnov"), 1);
+        assert_eq!(distance("aleksandrov", "alksandrv"), 2);
+    }
+
+    /// Every string `edits` insertions, deletions, substitutions or swaps away from `q`, over
+    /// the query's own letters and one more.
+    fn neighbours(q: &str, edits: usize) -> std::collections::BTreeSet<String> {
+        let mut alphabet: Vec<char> = q.chars().collect();
+        alphabet.push('x');
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        let mut all = std::collections::BTreeSet::from([q.to_owned()]);
+        for _ in 0..edits {
+            let mut next = all.clone();
+            for s in &all {
+                let c: Vec<char> = s.chars().collect();
+                for i in 0..=c.len() {
+                    for &a in &alphabet {
+                        let mut v = c.clone();
+                        v.insert(i, a);
+                        next.insert(v.into_iter().collect());
+                        if i < c.len() {
+                            let mut v = c.clone();
+                            v[i] = a;
+                            next.insert(v.into_iter().collect());
+                        }
+                    }
+                    if i < c.len() {
+                        let mut v = c.clone();
+                        v.remove(i);
+                        next.insert(v.into_iter().collect());
+                    }
+                    if i + 1 < c.len() {
+                        let mut v = c.clone();
+                        v.swap(i, i + 1);
+                        next.insert(v.into_iter().collect());
+                    }
+                }
+            }
+            all = next;
+        }
+        all
+    }
+
+    #[test]
+    fn every_key_within_budget_keeps_one_piece_intact() {
+        let q = "aleksandrov";
+        let p = pieces(q, 2).unwrap();
+        assert_eq!(
+            (p.prefix.as_str(), p.middle.as_deref(), p.suffix.as_str()),
+            ("ale", Some("san"), "rov")
+        );
+        // Every key within two edits (swaps included) of the query keeps one piece.
+        let near = [
+            "laeksandrov",
+            "aleksnadrvo",
+            "alxksandrox",
+            "qleksandrxv",
+            "aleksandrov",
+        ];
+        for t in near {
+            assert!(distance(q, t) <= 2, "{t}");
+            assert!(
+                t.starts_with(&p.prefix)
+                    || t.contains(p.middle.as_deref().unwrap())
+                    || t.ends_with(&p.suffix),
+                "{t}"
+            );
+        }
+        for (q, budget) in [
+            ("aleksandrov", 2),
+            ("petrovich", 2),
+            ("ivonov", 1),
+            ("kate1", 1),
+        ] {
+            let p = pieces(q, budget).unwrap();
+            for t in neighbours(q, budget) {
+                if distance(q, &t) > budget {
+                    continue;
+                }
+                let kept = t.starts_with(&p.prefix)
+                    || p.middle.as_deref().is_some_and(|m| t.contains(m))
+                    || t.ends_with(&p.suffix);
+                assert!(
+                    kept,
+                    "{t} is within {budget} of {q} but keeps no piece of {p:?}"
+                );
+            }
+        }
+        let p = pieces("ivonov", 1).unwrap();
+        assert_eq!((p.prefix.as_str(), p.suffix.as_str()), ("iv", "nov"));
+        assert_eq!(pieces("ivan", 0), None);
+    }
+}

@@ -1,0 +1,715 @@
+//! [`ProfileSearch`]: writing the index and searching it (the module doc of `search` has the
+//! design).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use keyward_messages::profiles::{Viewer, Visibility};
+use keyward_messages::UserId;
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::key::{self, Term, KEY, SKEL, WHOLE};
+use super::{SearchEntry, SearchError, SearchHit, SearchPage, SearchQuery};
+use crate::Result;
+
+/// The profile search index's repository, over the pool (`store.search_index()`) or a
+/// transaction (`tx.search_index()`). Call the writes inside the transaction that changes the
+/// profile: an upsert is several statements.
+pub struct ProfileSearch<'a, C>(pub(crate) &'a C);
+
+/// The tiers, best first (the module doc of `search` says what each matches).
+const EXACT: u8 = 0;
+const PREFIX: u8 = 1;
+const TYPO: u8 = 2;
+const TRANSLIT: u8 = 3;
+
+/// Above every character a key holds: `[q, q + TOP)` is the range of keys that start with q.
+const TOP: char = '\u{10FFFF}';
+
+/// Rows per multi-row insert (4 or 5 values each, far below both backends' limits).
+const INSERT_CHUNK: usize = 500;
+
+/// Matched keys per typo posting query.
+const TYPO_CHUNK: usize = 64;
+
+impl<C: ConnectionTrait> ProfileSearch<'_, C> {
+    /// Puts a profile in the index, or brings its entry up to date.
+    pub async fn upsert(&self, e: &SearchEntry) -> Result<()> {
+        let user = e.user_id.0;
+        let vis = vis_code(e.visibility);
+        let old = self.terms_of(user).await?;
+        let new = key::profile_terms(e.username.as_deref(), e.display_name.as_deref());
+
+        let mut sql = self.sql(
+            "INSERT INTO profile_search (user_id, username, display_name, avatar, visibility) \
+             VALUES ",
+        );
+        sql.row([
+            user.into(),
+            e.username.clone().into(),
+            e.display_name.clone().into(),
+            e.avatar.clone().into(),
+            e.visibility.as_str().into(),
+        ]);
+        sql.push(
+            " ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, \
+             display_name = excluded.display_name, avatar = excluded.avatar, \
+             visibility = excluded.visibility",
+        );
+        self.exec(sql).await?;
+
+        if old == new {
+            let mut sql = self.sql("UPDATE profile_search_terms SET vis = ");
+            sql.bind(vis).push(" WHERE user_id = ").bind(user);
+            return self.exec(sql).await;
+        }
+        let mut sql = self.sql("DELETE FROM profile_search_terms WHERE user_id = ");
+        sql.bind(user);
+        self.exec(sql).await?;
+        self.insert_terms(new.iter().map(|t| (t, user, vis)))
+            .await?;
+
+        let keys = |terms: &[Term]| -> BTreeSet<String> {
+            terms
+                .iter()
+                .filter(|t| t.flags & KEY != 0)
+                .map(|t| t.text.clone())
+                .collect()
+        };
+        let (old_keys, new_keys) = (keys(&old), keys(&new));
+        let mut delta: BTreeMap<String, i64> = BTreeMap::new();
+        for k in old_keys.difference(&new_keys) {
+            delta.insert(k.clone(), -1);
+        }
+        for k in new_keys.difference(&old_keys) {
+            delta.insert(k.clone(), 1);
+        }
+        self.count_keys(&delta).await
+    }
+
+    /// Takes a profile out of the index (blocked, deleted). Nothing happens when it is not in.
+    pub async fn remove(&self, user: UserId) -> Result<()> {
+        let old = self.terms_of(user.0).await?;
+        let mut sql = self.sql("DELETE FROM profile_search_terms WHERE user_id = ");
+        sql.bind(user.0);
+        self.exec(sql).await?;
+        let mut sql = self.sql("DELETE FROM profile_search WHERE user_id = ");
+        sql.bind(user.0);
+        self.exec(sql).await?;
+        let delta = old
+            .into_iter()
+            .filter(|t| t.flags & KEY != 0)
+            .map(|t| (t.text, -1))
+            .collect();
+        self.count_keys(&delta).await
+    }
+
+    /// Adds many profiles that are not in the index yet, with multi-row inserts (for filling
+    /// an index, e.g. the benchmark's). One already in is a `Conflict`.
+    pub async fn bulk_load(&self, entries: &[SearchEntry]) -> Result<()> {
+        for chunk in entries.chunks(INSERT_CHUNK) {
+            let mut sql = self.sql(
+                "INSERT INTO profile_search (user_id, username, display_name, avatar, \
+                 visibility) VALUES ",
+            );
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.row([
+                    e.user_id.0.into(),
+                    e.username.clone().into(),
+                    e.display_name.clone().into(),
+                    e.avatar.clone().into(),
+                    e.visibility.as_str().into(),
+                ]);
+            }
+            self.exec(sql).await?;
+
+            let terms: Vec<(Vec<Term>, Uuid, i16)> = chunk
+                .iter()
+                .map(|e| {
+                    let t = key::profile_terms(e.username.as_deref(), e.display_name.as_deref());
+                    (t, e.user_id.0, vis_code(e.visibility))
+                })
+                .collect();
+            self.insert_terms(
+                terms
+                    .iter()
+                    .flat_map(|(ts, user, vis)| ts.iter().map(move |t| (t, *user, *vis))),
+            )
+            .await?;
+            let mut delta: BTreeMap<String, i64> = BTreeMap::new();
+            for t in terms.iter().flat_map(|(ts, _, _)| ts) {
+                if t.flags & KEY != 0 {
+                    *delta.entry(t.text.clone()).or_insert(0) += 1;
+                }
+            }
+            self.count_keys(&delta).await?;
+        }
+        Ok(())
+    }
+
+    /// One page of the profiles `q.viewer` may see that match `q.q`, best first.
+    pub async fn search(&self, q: &SearchQuery<'_>) -> Result<SearchPage, SearchError> {
+        let plan = Plan::new(q.q);
+        let after = q.cursor.map(|c| decode_cursor(c, &plan)).transpose()?;
+        let limit = q.limit.clamp(1, 50) as usize;
+        let mut found: Vec<(Place, SearchHit)> = Vec::new();
+        let mut typo_keys: Option<Vec<(u8, String)>> = None;
+
+        'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
+            if after.as_ref().is_some_and(|a| a.tier > tier) || !plan.has(tier) {
+                continue;
+            }
+            let mut from = after.clone().filter(|a| a.tier == tier);
+            loop {
+                let batch = 2 * (limit + 1 - found.len()) + 8;
+                let fetched = if tier == TYPO {
+                    if typo_keys.is_none() {
+                        typo_keys = Some(self.typo_keys(&plan).await?);
+                    }
+                    let keys = typo_keys.as_deref().unwrap_or_default();
+                    self.typo_rows(keys, from.as_ref(), q.viewer, batch).await?
+                } else {
+                    self.tier_rows(&plan, tier, from.as_ref(), q.viewer, batch)
+                        .await?
+                };
+                for (place, row) in fetched.rows {
+                    let best = plan.best(row.username.as_deref(), row.display_name.as_deref());
+                    if best.is_some_and(|(t, d, k)| {
+                        (t, d, k) == (place.tier, place.d, place.term.clone())
+                    }) {
+                        found.push((place, row.hit()));
+                        if found.len() > limit {
+                            break 'tiers;
+                        }
+                    }
+                }
+                match fetched.resume {
+                    Some(p) => from = Some(p),
+                    None => break,
+                }
+            }
+        }
+
+        let mut next_cursor = None;
+        if found.len() > limit {
+            found.truncate(limit);
+            next_cursor = found.last().map(|(p, _)| encode_cursor(p, &plan));
+        }
+        Ok(SearchPage {
+            items: found.into_iter().map(|(_, h)| h).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The rows of one tier other than typo, after `from`, in order.
+    async fn tier_rows(
+        &self,
+        plan: &Plan,
+        tier: u8,
+        from: Option<&Place>,
+        viewer: Viewer,
+        batch: usize,
+    ) -> Result<Fetched> {
+        let mut sql = self.sql(ROWS);
+        match tier {
+            EXACT => {
+                sql.push("p.term = ").bind(plan.qkey.clone());
+                sql.push(&format!(" AND (p.flags & {WHOLE}) <> 0"));
+            }
+            _ => {
+                let (prefix, flag) = if tier == PREFIX {
+                    (&plan.qkey, KEY)
+                } else {
+                    (&plan.qskel, SKEL)
+                };
+                sql.push("p.term >= ").bind(prefix.clone());
+                sql.push(" AND p.term < ").bind(format!("{prefix}{TOP}"));
+                sql.push(&format!(" AND (p.flags & {flag}) <> 0"));
+            }
+        }
+        let rows = self.rows(sql, from, viewer, batch).await?;
+        let resume = (rows.len() == batch)
+            .then(|| rows.last().map(|r| Place::new(tier, 0, r)))
+            .flatten();
+        Ok(Fetched {
+            rows: rows
+                .into_iter()
+                .map(|r| (Place::new(tier, 0, &r), r))
+                .collect(),
+            resume,
+        })
+    }
+
+    /// The typo tier's rows after `from`: the postings of the matched keys, fewer edits first,
+    /// then by key, in chunks of keys.
+    async fn typo_rows(
+        &self,
+        keys: &[(u8, String)],
+        from: Option<&Place>,
+        viewer: Viewer,
+        batch: usize,
+    ) -> Result<Fetched> {
+        let rest: Vec<&(u8, String)> = keys
+            .iter()
+            .filter(|(d, k)| from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str())))
+            .collect();
+        let Some(&&(d, _)) = rest.first() else {
+            return Ok(Fetched::default());
+        };
+        let chunk: Vec<&String> = rest
+            .iter()
+            .take_while(|(kd, _)| *kd == d)
+            .take(TYPO_CHUNK)
+            .map(|(_, k)| k)
+            .collect();
+        let mut sql = self.sql(ROWS);
+        sql.push("p.term IN ")
+            .list(chunk.iter().map(|k| (*k).clone()));
+        sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
+        let from = from.filter(|f| f.d == d);
+        let rows = self.rows(sql, from, viewer, batch).await?;
+        let resume = if rows.len() == batch {
+            rows.last().map(|r| Place::new(TYPO, d, r))
+        } else {
+            // On at the first user of the next key, if any.
+            rest.get(chunk.len()).map(|(d, k)| Place {
+                tier: TYPO,
+                d: *d,
+                term: k.clone(),
+                user: Uuid::nil(),
+            })
+        };
+        Ok(Fetched {
+            rows: rows
+                .into_iter()
+                .map(|r| (Place::new(TYPO, d, &r), r))
+                .collect(),
+            resume,
+        })
+    }
+
+    /// Finishes a [`ROWS`] query (its match condition already written): visibility, the
+    /// place to start after, order and limit.
+    async fn rows(
+        &self,
+        mut sql: Sql,
+        from: Option<&Place>,
+        viewer: Viewer,
+        batch: usize,
+    ) -> Result<Vec<Row>> {
+        match viewer {
+            Viewer::Anonymous => sql.push(" AND p.vis = 0"),
+            Viewer::User(me) => sql
+                .push(" AND (p.vis <= 1 OR p.user_id = ")
+                .bind(me.0)
+                .push(")"),
+        };
+        if let Some(f) = from {
+            sql.push(" AND (p.term, p.user_id) > (")
+                .bind(f.term.clone())
+                .push(", ")
+                .bind(f.user)
+                .push(")");
+        }
+        sql.push(&format!(" ORDER BY p.term, p.user_id LIMIT {batch}"));
+        let rows = self.0.query_all_raw(sql.build()).await?;
+        rows.iter().map(Row::read).collect()
+    }
+
+    /// The distinct keys within the typo budget of the query, as (edits, key), sorted.
+    async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
+        let Some(pieces) = key::pieces(&plan.qkey, plan.budget) else {
+            return Ok(Vec::new());
+        };
+        let lens: Vec<i32> = (plan.qlen.saturating_sub(plan.budget)..=plan.qlen + plan.budget)
+            .filter(|&l| l > 0)
+            .map(|l| i32::try_from(l).unwrap_or(i32::MAX))
+            .collect();
+        let (min, max) = (
+            lens.first().copied().unwrap_or(0),
+            lens.last().copied().unwrap_or(0),
+        );
+        let reversed: String = pieces.suffix.chars().rev().collect();
+        let mut sql = self.sql("SELECT term FROM profile_search_vocab WHERE len IN ");
+        sql.list(lens.iter().copied());
+        sql.push(" AND term >= ").bind(pieces.prefix.clone());
+        sql.push(" AND term < ")
+            .bind(format!("{}{TOP}", pieces.prefix));
+        sql.push(" UNION SELECT term FROM profile_search_vocab WHERE len IN ");
+        sql.list(lens.iter().copied());
+        sql.push(" AND rterm >= ").bind(reversed.clone());
+        sql.push(" AND rterm < ").bind(format!("{reversed}{TOP}"));
+        if let Some(middle) = &pieces.middle {
+            match sql.backend {
+                DbBackend::Postgres => {
+                    sql.push(" UNION SELECT term FROM profile_search_vocab WHERE term LIKE ")
+                        .bind(format!("%{middle}%"));
+                }
+                _ => {
+                    sql.push(
+                        " UNION SELECT v.term FROM profile_search_trgm \
+                         JOIN profile_search_vocab v ON v.id = profile_search_trgm.rowid \
+                         WHERE profile_search_trgm MATCH ",
+                    )
+                    .bind(format!("\"{middle}\""));
+                }
+            }
+            sql.push(" AND len BETWEEN ")
+                .bind(min)
+                .push(" AND ")
+                .bind(max);
+        }
+        let mut keys = Vec::new();
+        for row in self.0.query_all_raw(sql.build()).await? {
+            let term: String = row.try_get("", "term")?;
+            let d = key::distance(&plan.qkey, &term);
+            if (1..=plan.budget).contains(&d) {
+                keys.push((u8::try_from(d).unwrap_or(u8::MAX), term));
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The terms a profile is indexed under now, sorted by text.
+    async fn terms_of(&self, user: Uuid) -> Result<Vec<Term>> {
+        let mut sql = self.sql("SELECT term, flags FROM profile_search_terms WHERE user_id = ");
+        sql.bind(user).push(" ORDER BY term");
+        let rows = self.0.query_all_raw(sql.build()).await?;
+        let mut terms = Vec::with_capacity(rows.len());
+        for r in rows {
+            terms.push(Term {
+                text: r.try_get("", "term")?,
+                flags: r.try_get("", "flags")?,
+            });
+        }
+        Ok(terms)
+    }
+
+    async fn insert_terms<'t>(
+        &self,
+        rows: impl Iterator<Item = (&'t Term, Uuid, i16)>,
+    ) -> Result<()> {
+        let rows: Vec<_> = rows.collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut sql =
+                self.sql("INSERT INTO profile_search_terms (term, user_id, flags, vis) VALUES ");
+            for (i, (t, user, vis)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.row([
+                    t.text.clone().into(),
+                    (*user).into(),
+                    t.flags.into(),
+                    (*vis).into(),
+                ]);
+            }
+            self.exec(sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `delta` to each key's count of postings; a key no posting uses any more leaves
+    /// the vocabulary (and so the trigram index). One statement in key order, so concurrent
+    /// writers lock the keys they share in the same order.
+    async fn count_keys(&self, delta: &BTreeMap<String, i64>) -> Result<()> {
+        let entries: Vec<(&String, &i64)> = delta.iter().collect();
+        for chunk in entries.chunks(INSERT_CHUNK) {
+            let mut sql =
+                self.sql("INSERT INTO profile_search_vocab (term, rterm, len, refs) VALUES ");
+            for (i, (k, n)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                let len = i32::try_from(k.chars().count()).unwrap_or(i32::MAX);
+                sql.row([
+                    (*k).clone().into(),
+                    k.chars().rev().collect::<String>().into(),
+                    len.into(),
+                    (**n).into(),
+                ]);
+            }
+            sql.push(
+                " ON CONFLICT (term) DO UPDATE SET refs = profile_search_vocab.refs + excluded.refs",
+            );
+            self.exec(sql).await?;
+            let gone: Vec<String> = chunk
+                .iter()
+                .filter(|(_, n)| **n < 0)
+                .map(|(k, _)| (*k).clone())
+                .collect();
+            if !gone.is_empty() {
+                let mut sql =
+                    self.sql("DELETE FROM profile_search_vocab WHERE refs <= 0 AND term IN ");
+                sql.list(gone);
+                self.exec(sql).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sql(&self, start: &str) -> Sql {
+        Sql {
+            backend: self.0.get_database_backend(),
+            text: start.to_owned(),
+            values: Vec::new(),
+        }
+    }
+
+    async fn exec(&self, sql: Sql) -> Result<()> {
+        self.0.execute_raw(sql.build()).await?;
+        Ok(())
+    }
+}
+
+/// Every tier's rows: a posting joined to its profile, so that the profile's best place
+/// can be worked out and its hit shown. The match condition follows.
+const ROWS: &str = "SELECT p.term, p.user_id, s.username, s.display_name, s.avatar \
+     FROM profile_search_terms p JOIN profile_search s ON s.user_id = p.user_id WHERE ";
+
+/// Who may see a row: 0 anyone, 1 signed-in users, 2 only the owner.
+fn vis_code(v: Visibility) -> i16 {
+    match v {
+        Visibility::Public => 0,
+        Visibility::Users => 1,
+        Visibility::Private => 2,
+    }
+}
+
+/// A statement under construction, with its placeholders written for its backend.
+struct Sql {
+    backend: DbBackend,
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    fn bind(&mut self, v: impl Into<Value>) -> &mut Self {
+        self.values.push(v.into());
+        match self.backend {
+            DbBackend::Postgres => {
+                let _ = write!(self.text, "${}", self.values.len());
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+
+    /// `(v1, v2, …)`; an empty list is `(NULL)`, which matches nothing.
+    fn list<V: Into<Value>>(&mut self, items: impl IntoIterator<Item = V>) -> &mut Self {
+        self.text.push('(');
+        let mut empty = true;
+        for v in items {
+            if !empty {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+            empty = false;
+        }
+        if empty {
+            self.text.push_str("NULL");
+        }
+        self.text.push(')');
+        self
+    }
+
+    fn row<const N: usize>(&mut self, values: [Value; N]) -> &mut Self {
+        self.list(values)
+    }
+
+    fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}
+
+/// A posting as a tier reads it.
+struct Row {
+    term: String,
+    user: Uuid,
+    username: Option<String>,
+    display_name: Option<String>,
+    avatar: Option<String>,
+}
+
+impl Row {
+    fn read(r: &QueryResult) -> Result<Self> {
+        Ok(Self {
+            term: r.try_get("", "term")?,
+            user: r.try_get("", "user_id")?,
+            username: r.try_get("", "username")?,
+            display_name: r.try_get("", "display_name")?,
+            avatar: r.try_get("", "avatar")?,
+        })
+    }
+
+    fn hit(self) -> SearchHit {
+        SearchHit {
+            user_id: UserId(self.user),
+            username: self.username,
+            display_name: self.display_name,
+            avatar: self.avatar,
+        }
+    }
+}
+
+/// What one read of a tier brought, and where to go on reading it (None: the tier is done).
+#[derive(Default)]
+struct Fetched {
+    rows: Vec<(Place, Row)>,
+    resume: Option<Place>,
+}
+
+/// A place in the ranking: tier, edits (typo tier), term, user. Field order is rank order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    tier: u8,
+    d: u8,
+    term: String,
+    user: Uuid,
+}
+
+impl Place {
+    fn new(tier: u8, d: u8, r: &Row) -> Self {
+        Self {
+            tier,
+            d,
+            term: r.term.clone(),
+            user: r.user,
+        }
+    }
+}
+
+/// A query, folded, and what each tier compares.
+struct Plan {
+    qkey: String,
+    qskel: String,
+    /// The folded query's length in characters.
+    qlen: usize,
+    budget: usize,
+}
+
+impl Plan {
+    fn new(q: &str) -> Self {
+        let qkey = key::fold(q);
+        let qskel = key::skeleton(&qkey);
+        let qlen = qkey.chars().count();
+        Self {
+            budget: key::typo_budget(qlen),
+            qkey,
+            qskel,
+            qlen,
+        }
+    }
+
+    /// Whether the tier can match anything for this query.
+    fn has(&self, tier: u8) -> bool {
+        match tier {
+            TYPO => self.budget > 0,
+            TRANSLIT => !self.qskel.is_empty(),
+            _ => !self.qkey.is_empty(),
+        }
+    }
+
+    /// The best place a profile with these names takes (without its user id), if it matches:
+    /// the same rules the tiers' queries apply, worked out from the names, so that a profile
+    /// met at a worse place is skipped there.
+    fn best(&self, username: Option<&str>, display_name: Option<&str>) -> Option<(u8, u8, String)> {
+        let mut best: Option<(u8, u8, String)> = None;
+        for t in key::profile_terms(username, display_name) {
+            let key = t.flags & KEY != 0;
+            let mut places = Vec::new();
+            if t.flags & WHOLE != 0 && t.text == self.qkey {
+                places.push((EXACT, 0));
+            }
+            if key && t.text.starts_with(&self.qkey) {
+                places.push((PREFIX, 0));
+            }
+            if key && self.budget > 0 && t.text.chars().count().abs_diff(self.qlen) <= self.budget {
+                let d = key::distance(&self.qkey, &t.text);
+                if (1..=self.budget).contains(&d) {
+                    places.push((TYPO, u8::try_from(d).unwrap_or(u8::MAX)));
+                }
+            }
+            if t.flags & SKEL != 0 && !self.qskel.is_empty() && t.text.starts_with(&self.qskel) {
+                places.push((TRANSLIT, 0));
+            }
+            for (tier, d) in places {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| (tier, d, t.text.as_str()) < (b.0, b.1, b.2.as_str()))
+                {
+                    best = Some((tier, d, t.text.clone()));
+                }
+            }
+        }
+        best
+    }
+
+    /// The fingerprint a cursor carries: FNV-1a of the folded query.
+    fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.qkey.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// A cursor as it travels: base64url of this JSON.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    /// Format version.
+    v: u8,
+    /// The query's fingerprint.
+    f: String,
+    t: u8,
+    d: u8,
+    k: String,
+    u: Uuid,
+}
+
+fn encode_cursor(p: &Place, plan: &Plan) -> String {
+    let wire = Wire {
+        v: 1,
+        f: plan.fingerprint(),
+        t: p.tier,
+        d: p.d,
+        k: p.term.clone(),
+        u: p.user,
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap_or_default())
+}
+
+/// The place a cursor of this query holds; `BadCursor` for anything else.
+fn decode_cursor(c: &str, plan: &Plan) -> Result<Place, SearchError> {
+    if c.len() > 1024 {
+        return Err(SearchError::BadCursor);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| SearchError::BadCursor)?;
+    let w: Wire = serde_json::from_slice(&bytes).map_err(|_| SearchError::BadCursor)?;
+    if w.v != 1 || w.f != plan.fingerprint() || w.t > TRANSLIT || usize::from(w.d) > plan.budget {
+        return Err(SearchError::BadCursor);
+    }
+    Ok(Place {
+        tier: w.t,
+        d: w.d,
+        term: w.k,
+        user: w.u,
+    })
+}

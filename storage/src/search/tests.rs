@@ -1,0 +1,326 @@
+//! `ProfileSearch` on a fresh migrated database per test (SQLite, and PostgreSQL when
+//! `KEYWARD_TEST_DATABASE_URL` is set).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+
+use keyward_messages::profiles::{Viewer, Visibility};
+use keyward_messages::UserId;
+use sea_orm::ConnectionTrait;
+
+use super::{validate_query, SearchEntry, SearchError, SearchPage, SearchQuery};
+use crate::testing::{test_db, TestDb};
+
+fn entry(
+    username: Option<&str>,
+    display_name: Option<&str>,
+    visibility: Visibility,
+) -> SearchEntry {
+    SearchEntry {
+        user_id: UserId::new(),
+        username: username.map(str::to_owned),
+        display_name: display_name.map(str::to_owned),
+        avatar: username.map(|u| format!("https://cdn.example/{u}.webp")),
+        visibility,
+    }
+}
+
+fn public(username: Option<&str>, display_name: Option<&str>) -> SearchEntry {
+    entry(username, display_name, Visibility::Public)
+}
+
+async fn index(db: &TestDb, entries: &[&SearchEntry]) {
+    for e in entries {
+        db.search_index().upsert(e).await.unwrap();
+    }
+}
+
+async fn page(
+    db: &TestDb,
+    q: &str,
+    viewer: Viewer,
+    limit: u32,
+    cursor: Option<&str>,
+) -> SearchPage {
+    db.search_index()
+        .search(&SearchQuery {
+            q,
+            viewer,
+            limit,
+            cursor,
+        })
+        .await
+        .unwrap()
+}
+
+/// The ids an anonymous search finds, in order (one page of 50).
+async fn found(db: &TestDb, q: &str) -> Vec<UserId> {
+    let p = page(db, q, Viewer::Anonymous, 50, None).await;
+    p.items.into_iter().map(|h| h.user_id).collect()
+}
+
+#[tokio::test]
+async fn exact_comes_before_prefix_before_typo_before_transliteration() {
+    let db = test_db().await;
+    let exact = public(Some("petrov"), None);
+    let prefix_word = public(None, Some("Petrova Anna"));
+    let prefix_name = public(Some("petrovsky"), None);
+    let typo = public(Some("petrof"), None);
+    let translit = public(None, Some("Петров Игорь"));
+    let unrelated = public(Some("sidorov"), Some("Ivan Sidorov"));
+    // Indexed in another order than they rank.
+    index(
+        &db,
+        &[
+            &translit,
+            &unrelated,
+            &typo,
+            &prefix_name,
+            &prefix_word,
+            &exact,
+        ],
+    )
+    .await;
+
+    let ids = found(&db, "Petrov").await;
+
+    let want = [&exact, &prefix_word, &prefix_name, &typo, &translit];
+    assert_eq!(ids, want.map(|e| e.user_id));
+    let p = page(&db, "petrov", Viewer::Anonymous, 1, None).await;
+    assert_eq!(p.items[0].username.as_deref(), Some("petrov"));
+    assert_eq!(
+        p.items[0].avatar.as_deref(),
+        Some("https://cdn.example/petrov.webp")
+    );
+}
+
+#[tokio::test]
+async fn case_and_yo_do_not_matter() {
+    let db = test_db().await;
+    let yolkin = public(Some("pyotr_y"), Some("Пётр Ёлкин"));
+    let plain = public(None, Some("ПЕТР ЕЛКИН"));
+    index(&db, &[&yolkin, &plain]).await;
+
+    for q in ["пётр ёлкин", "ПЕТР ЕЛКИН", "Петр Елкин", "ЁЛКИН", "елк"]
+    {
+        let ids: HashSet<UserId> = found(&db, q).await.into_iter().collect();
+        assert_eq!(ids, HashSet::from([yolkin.user_id, plain.user_id]), "{q}");
+    }
+}
+
+#[tokio::test]
+async fn cyrillic_and_latin_find_each_other() {
+    let db = test_db().await;
+    let pyotr = public(None, Some("Пётр Сидоров"));
+    let elkin = public(Some("elkin"), None);
+    let julia = public(Some("julia_k"), None);
+    let natalia = public(None, Some("Natalia"));
+    index(&db, &[&pyotr, &elkin, &julia, &natalia]).await;
+
+    assert_eq!(found(&db, "petr").await, [pyotr.user_id]);
+    assert_eq!(found(&db, "Pyotr").await, [pyotr.user_id]);
+    assert_eq!(found(&db, "sidorov").await, [pyotr.user_id]);
+    assert_eq!(found(&db, "ёлкин").await, [elkin.user_id]);
+    assert_eq!(found(&db, "Юлия").await, [julia.user_id]);
+    assert_eq!(found(&db, "наталья").await, [natalia.user_id]);
+    assert!(found(&db, "иван").await.is_empty());
+}
+
+#[tokio::test]
+async fn up_to_two_typos_are_forgiven_in_long_queries_and_one_in_short_ones() {
+    let db = test_db().await;
+    let long = public(Some("aleksandrova"), None);
+    let short = public(None, Some("Иван Иванов"));
+    index(&db, &[&long, &short]).await;
+
+    for q in ["aleksnadrova", "alksandrovo", "aleksandrva"] {
+        assert_eq!(found(&db, q).await, [long.user_id], "{q}");
+    }
+    // Three edits.
+    assert!(found(&db, "alksndrovo").await.is_empty());
+    assert_eq!(found(&db, "ивонов").await, [short.user_id]);
+    assert_eq!(found(&db, "иванво").await, [short.user_id]);
+    // Two edits in a six-letter query, and any typo in a four-letter one.
+    assert!(found(&db, "ивонв").await.is_empty());
+    assert!(found(&db, "ивон").await.is_empty());
+}
+
+#[tokio::test]
+async fn fewer_typos_rank_first() {
+    let db = test_db().await;
+    let two = public(Some("konstantinova"), None);
+    let one = public(Some("konstantinov"), None);
+    index(&db, &[&two, &one]).await;
+
+    // One edit from konstantinov, two from konstantinova.
+    assert_eq!(found(&db, "konstantinv").await, [one.user_id, two.user_id]);
+}
+
+#[tokio::test]
+async fn each_viewer_finds_only_what_they_may_see() {
+    let db = test_db().await;
+    let open = entry(Some("mila_open"), None, Visibility::Public);
+    let members = entry(Some("mila_members"), None, Visibility::Users);
+    let private = entry(Some("mila_private"), None, Visibility::Private);
+    index(&db, &[&open, &members, &private]).await;
+    let set = |p: SearchPage| {
+        p.items
+            .into_iter()
+            .map(|h| h.user_id)
+            .collect::<HashSet<_>>()
+    };
+
+    let anonymous = page(&db, "mila", Viewer::Anonymous, 50, None).await;
+    let someone = page(&db, "mila", Viewer::User(UserId::new()), 50, None).await;
+    let owner = page(&db, "mila", Viewer::User(private.user_id), 50, None).await;
+
+    assert_eq!(set(anonymous), HashSet::from([open.user_id]));
+    assert_eq!(set(someone), HashSet::from([open.user_id, members.user_id]));
+    let all = HashSet::from([open.user_id, members.user_id, private.user_id]);
+    assert_eq!(set(owner), all);
+    // Not by an exact match either, and not by a typo.
+    assert!(found(&db, "mila_private").await.is_empty());
+    assert!(found(&db, "mila_privte").await.is_empty());
+}
+
+#[tokio::test]
+async fn pages_follow_each_other_without_duplicates_or_gaps() {
+    let db = test_db().await;
+    let mut entries = Vec::new();
+    for i in 0..23 {
+        entries.push(public(
+            Some(&format!("kate{i:02}")),
+            Some(&format!("Kate Number {i}")),
+        ));
+    }
+    entries.push(public(Some("kate"), Some("Катя")));
+    entries.push(public(None, Some("Кейт Иванова")));
+    entries.push(public(Some("kaet"), None));
+    entries.push(entry(Some("kate_hidden"), None, Visibility::Private));
+    db.search_index().bulk_load(&entries).await.unwrap();
+
+    let whole = found(&db, "kate").await;
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(&db, "kate", Viewer::Anonymous, 4, cursor.as_deref()).await;
+        assert!(p.items.len() <= 4);
+        paged.extend(p.items.iter().map(|h| h.user_id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+
+    assert_eq!(whole.len(), 23 + 1, "the 23 kates and kate");
+    assert_eq!(paged, whole);
+    assert_eq!(whole[0], entries[23].user_id, "the exact match first");
+    let distinct: HashSet<_> = paged.iter().collect();
+    assert_eq!(distinct.len(), paged.len());
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_query_or_a_made_up_one_is_refused() {
+    let db = test_db().await;
+    for i in 0..3 {
+        index(&db, &[&public(Some(&format!("oleg{i}")), None)]).await;
+    }
+    let first = page(&db, "oleg", Viewer::Anonymous, 1, None).await;
+    let cursor = first.next_cursor.unwrap();
+    let search = |q: &'static str, cursor: &str| {
+        let cursor = cursor.to_owned();
+        let db = &db;
+        async move {
+            db.search_index()
+                .search(&SearchQuery {
+                    q,
+                    viewer: Viewer::Anonymous,
+                    limit: 1,
+                    cursor: Some(&cursor),
+                })
+                .await
+        }
+    };
+
+    assert!(
+        search("OLEG", &cursor).await.is_ok(),
+        "the same query, folded"
+    );
+    for (q, c) in [
+        ("olga", cursor.as_str()),
+        ("oleg", "not a cursor"),
+        ("oleg", ""),
+        ("oleg", "e30"),
+    ] {
+        assert!(
+            matches!(search(q, c).await, Err(SearchError::BadCursor)),
+            "{q} {c}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_updated_or_removed_profile_is_found_as_it_is_now() {
+    let db = test_db().await;
+    let mut e = public(Some("boris"), Some("Борис Годунов"));
+    let other = public(Some("godunova"), None);
+    index(&db, &[&e, &other]).await;
+    assert_eq!(found(&db, "годунов").await, [e.user_id, other.user_id]);
+
+    e.display_name = Some("Борис Шуйский".into());
+    e.visibility = Visibility::Users;
+    db.search_index().upsert(&e).await.unwrap();
+    assert_eq!(found(&db, "годунов").await, [other.user_id]);
+    assert!(found(&db, "шуйский").await.is_empty());
+    let signed_in = page(&db, "шуйский", Viewer::User(other.user_id), 50, None).await;
+    assert_eq!(signed_in.items[0].user_id, e.user_id);
+    e.visibility = Visibility::Public;
+    db.search_index().upsert(&e).await.unwrap();
+    assert_eq!(found(&db, "shuiskii").await, [e.user_id]);
+
+    // A typo still finds the other profile that shares a key, and nothing once it is gone.
+    assert_eq!(found(&db, "godunovva").await, [other.user_id]);
+    db.search_index().remove(other.user_id).await.unwrap();
+    db.search_index().remove(e.user_id).await.unwrap();
+    db.search_index().remove(e.user_id).await.unwrap();
+    assert!(found(&db, "godunovva").await.is_empty());
+    assert!(found(&db, "boris").await.is_empty());
+    let left = db
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.connection().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM profile_search_vocab",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        left.try_get::<i64>("", "n").unwrap(),
+        0,
+        "no key outlives its profiles"
+    );
+}
+
+#[tokio::test]
+async fn one_profile_appears_once_whatever_it_matches_by() {
+    let db = test_db().await;
+    let e = public(Some("anna_anna"), Some("Анна Anna"));
+    index(&db, &[&e]).await;
+
+    assert_eq!(found(&db, "anna").await, [e.user_id]);
+    assert_eq!(found(&db, "ана").await, [e.user_id]);
+}
+
+#[test]
+fn a_query_needs_a_letter_or_digit_and_at_most_64_characters() {
+    assert!(validate_query("  Пётр ").is_ok());
+    assert!(validate_query(&"я".repeat(64)).is_ok());
+    assert_eq!(validate_query("   ").unwrap_err().code, "invalid_length");
+    assert_eq!(
+        validate_query(&"a".repeat(65)).unwrap_err().code,
+        "invalid_length"
+    );
+    let e = validate_query("__").unwrap_err();
+    assert_eq!((e.field.as_str(), e.code.as_str()), ("q", "invalid_query"));
+}
