@@ -307,7 +307,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::BlockUser { email, reason },
         } => {
             let store = keyward_actors::system::open_store(&settings).await?;
-            let changed = keyward_actors::admin::set_blocked(&store, &email, true, reason).await?;
+            let changed =
+                keyward_actors::admin::set_blocked(&settings, &store, &email, true, reason).await?;
             println!(
                 "{}",
                 if changed {
@@ -322,7 +323,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::UnblockUser { email },
         } => {
             let store = keyward_actors::system::open_store(&settings).await?;
-            let changed = keyward_actors::admin::set_blocked(&store, &email, false, None).await?;
+            let changed =
+                keyward_actors::admin::set_blocked(&settings, &store, &email, false, None).await?;
             println!("{}", if changed { "unblocked" } else { "not blocked" });
             Ok(())
         }

@@ -23,7 +23,9 @@ use crate::metrics::Metrics;
 use crate::notify::{Mailer, Notify};
 use crate::outbox::OutboxWriter;
 use crate::profiles::erasure::Eraser;
-use crate::profiles::{ProfileCache, ProfilePolicy, Profiles, ProfilesDeps, PROFILE_RECHECK};
+use crate::profiles::{
+    ProfileCache, ProfileIndex, ProfilePolicy, Profiles, ProfilesDeps, PROFILE_RECHECK,
+};
 use crate::sessions::{SessionGate, Sessions, SessionsDeps, SessionsHandle, TokenPolicy};
 use crate::tokens::derive_key;
 use crate::{Clock, StartError};
@@ -218,7 +220,9 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     });
 
     let outbox = OutboxWriter::new(clock.clone(), relay.clone().recipient());
+    let index = ProfileIndex::from_settings(settings);
     let sessions = Arc::new(SessionsDeps {
+        index,
         store: store.clone(),
         keys,
         clock: clock.clone(),
@@ -247,6 +251,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         },
         outbox: outbox.clone(),
         profiles: profiles.clone(),
+        index,
         sessions: SessionsHandle::new(sessions.clone()),
         metrics: metrics.clone(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
@@ -265,9 +270,14 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
                 .map_err(|e| StartError::Config(e.message))?,
             deletion_grace: Duration::days(i64::from(ps.deletion_grace_days)),
         },
+        index,
         public_url: accounts.public_url.clone(),
         metrics,
     });
+    let filled = index.backfill(&store).await?;
+    if filled > 0 {
+        tracing::info!(accounts = filled, "search index filled from the accounts");
+    }
     let d = profiles.clone();
     let every = opts
         .erase_every

@@ -200,6 +200,9 @@ pub struct GetProfile {
     pub user_id: UserId,
 }
 
+/// The longest search query, in characters after trimming.
+pub const SEARCH_QUERY_MAX_CHARS: usize = 64;
+
 /// One search hit.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchItem {

@@ -706,7 +706,7 @@ async fn the_upgrade_rekeys_usernames_by_lookalike_and_keeps_every_account_its_n
         ids.push(keyward_messages::UserId(id));
     }
 
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
 
     let name = |s: &str| keyward_messages::Username::parse("username", s).unwrap();
     let holder = |s: &'static str| {
@@ -731,4 +731,159 @@ async fn the_upgrade_rekeys_usernames_by_lookalike_and_keeps_every_account_its_n
         .await
         .unwrap();
     assert!(!joined, "a third account took a name that reads like bob");
+}
+
+#[actix_web::test]
+async fn search_finds_people_as_they_type_in_either_script_and_only_those_the_caller_may_see() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.profiles.default_visibility = "public".into()
+        })),
+        ..Options::default()
+    })
+    .await;
+    let (petr, petr_token) = user(&app, "petr@example.com", "petr_ivanov").await;
+    patch(
+        &app,
+        "/v1/users/me",
+        &petr_token,
+        json!({"display_name": "Пётр Иванов"}),
+    )
+    .await;
+    let (_, elkin_token) = user(&app, "elkin@example.com", "elkin").await;
+    patch(
+        &app,
+        "/v1/users/me",
+        &elkin_token,
+        json!({"display_name": "Ivan Elkin"}),
+    )
+    .await;
+    let (_, hid_token) = user(&app, "hidden@example.com", "petra_hidden").await;
+    patch(
+        &app,
+        "/v1/users/me",
+        &hid_token,
+        json!({"visibility": "private"}),
+    )
+    .await;
+    let (_, mem_token) = user(&app, "member@example.com", "petrov_members").await;
+    patch(
+        &app,
+        "/v1/users/me",
+        &mem_token,
+        json!({"visibility": "users"}),
+    )
+    .await;
+
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let search = |q: &str, token: Option<&str>| {
+        let path = format!("/v1/users/search?q={}", urlencoding(q));
+        let app = &app;
+        let token = token.map(str::to_owned);
+        async move {
+            get_as(app, &path, token.as_deref())
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // ё/е and case do not matter; a prefix finds while typing; Latin finds Cyrillic and back.
+    assert_eq!(names(&search("ПЕТР", None).await)[0], "petr_ivanov");
+    assert_eq!(names(&search("пёт", None).await)[0], "petr_ivanov");
+    assert!(names(&search("petr", None).await).contains(&"petr_ivanov".to_owned()));
+    assert_eq!(names(&search("ёлкин", None).await), ["elkin"]);
+    // A typo in a longer name.
+    assert!(names(&search("Ivonov", None).await).contains(&"petr_ivanov".to_owned()));
+    // Visibility: private never; `users` only for signed-in callers.
+    let anon = names(&search("petr", None).await);
+    assert!(
+        !anon
+            .iter()
+            .any(|n| n.contains("hidden") || n.contains("members")),
+        "{anon:?}"
+    );
+    let signed = names(&search("petr", Some(&elkin_token)).await);
+    assert!(
+        signed.contains(&"petrov_members".to_owned())
+            && !signed.iter().any(|n| n.contains("hidden"))
+    );
+
+    // Pages: no gaps, no repeats; a foreign cursor is a 400.
+    let first: Value = get_as(
+        &app,
+        "/v1/users/search?nickname=p&limit=1",
+        Some(&elkin_token),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second: Value = get_as(
+        &app,
+        &format!("/v1/users/search?q=p&limit=1&cursor={cursor}"),
+        Some(&elkin_token),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_ne!(names(&first), names(&second));
+    let r = get_as(
+        &app,
+        &format!("/v1/users/search?q=elkin&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(problem(r).await.1["errors"][0]["field"], "cursor");
+    for bad in [
+        "",
+        "q=",
+        "q=%20%20",
+        &format!("q={}", "x".repeat(65)),
+        "q=a&limit=0",
+        "q=a&limit=51",
+    ] {
+        let r = get_as(&app, &format!("/v1/users/search?{bad}"), None).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Blocking or deleting takes a profile out of search; a rename is found by its new name.
+    let (_, root) = admin(&app).await;
+    let r = app
+        .post_bearer(
+            &format!("/v1/admin/users/{petr}/block"),
+            &root,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!names(&search("petr", None).await).contains(&"petr_ivanov".to_owned()));
+    patch(
+        &app,
+        "/v1/users/me",
+        &elkin_token,
+        json!({"username": "elkin_new"}),
+    )
+    .await;
+    assert_eq!(names(&search("elkin_n", None).await), ["elkin_new"]);
+}
+
+/// Percent-encodes a query value.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

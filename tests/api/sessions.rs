@@ -204,11 +204,15 @@ async fn a_node_that_remembers_live_sessions_refuses_every_ended_one() {
         StatusCode::OK
     );
     let store = &app.node.contexts.store;
-    assert!(
-        keyward_actors::admin::set_blocked(store, "ivy@example.com", true, None)
-            .await
-            .unwrap()
-    );
+    assert!(keyward_actors::admin::set_blocked(
+        &app.settings,
+        store,
+        "ivy@example.com",
+        true,
+        None
+    )
+    .await
+    .unwrap());
     let start = Instant::now();
     while !refused(at.clone()).await {
         assert!(

@@ -32,6 +32,7 @@ pub(crate) async fn apply(
     user: UserId,
     change: BlockChange,
     sessions: SessionEnder,
+    index: &crate::profiles::ProfileIndex,
 ) -> Result<Option<Vec<SessionId>>, HandlerError> {
     let BlockChange {
         blocked,
@@ -41,6 +42,7 @@ pub(crate) async fn apply(
     if !tx.users().set_blocked(user, blocked, now).await? {
         return Ok(None);
     }
+    index.sync(tx, user).await?;
     if !blocked {
         let ev = DomainEvent::UserUnblocked { user_id: user, by };
         enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
@@ -97,6 +99,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
             by: Some(m.principal.user_id),
         },
         deps.sessions.ender(),
+        &deps.index,
     )
     .await?;
     tx.commit().await?;

@@ -85,6 +85,9 @@ pub async fn create_user(
             &Outgoing::Event(ev),
         ))
         .await?;
+    crate::profiles::ProfileIndex::from_settings(settings)
+        .sync(&tx, id)
+        .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -92,6 +95,7 @@ pub async fn create_user(
 /// Blocks or unblocks the account of `email` (see `accounts::blocking::apply`); false when it
 /// already was in that state.
 pub async fn set_blocked(
+    settings: &Settings,
     store: &Store,
     email: &str,
     blocked: bool,
@@ -128,6 +132,7 @@ pub async fn set_blocked(
             by: None,
         },
         crate::sessions::SessionEnder,
+        &crate::profiles::ProfileIndex::from_settings(settings),
     )
     .await
     .map_err(|e| {

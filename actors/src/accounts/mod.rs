@@ -53,6 +53,8 @@ pub struct AccountsDeps {
     pub password_policy: PasswordPolicy,
     pub outbox: OutboxWriter,
     pub profiles: Arc<ProfileCache>,
+    /// Keeps the search index in step with verification and blocking.
+    pub index: crate::profiles::ProfileIndex,
     pub sessions: SessionsHandle,
     pub metrics: Metrics,
     pub danger_test_panic_on_register: Option<String>,

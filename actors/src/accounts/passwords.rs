@@ -83,6 +83,7 @@ pub(super) async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<
     // waiting for their links: this password wins.
     if !user.email_verified {
         tx.users().set_email_verified(user_id, now).await?;
+        deps.index.sync(&tx, user_id).await?;
         tx.users()
             .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, None)
             .await?;

@@ -273,6 +273,7 @@ pub(super) async fn verify_email(
         }
     }
     tx.users().set_email_verified(user_id, now).await?;
+    deps.index.sync(&tx, user_id).await?;
     tx.users()
         .delete_email_tokens(user_id, TokenPurpose::VerifyEmail, Some(used.id))
         .await?;

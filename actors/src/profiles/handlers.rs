@@ -292,6 +292,7 @@ async fn update_profile(deps: Arc<Deps>, m: UpdateProfile) -> Result<UserView, H
     }
     p.updated_at = now;
     tx.profiles().put(&p).await?;
+    deps.index.sync(&tx, m.user_id).await?;
     // Values go out only for a profile anyone may see.
     let values = if p.visibility == Visibility::Public {
         std::mem::take(&mut ch.public)
@@ -325,6 +326,35 @@ fn field_text(
         ch.note(name, public.then(|| json!(next)));
         *slot = next;
     }
+}
+
+async fn search(deps: Arc<Deps>, m: SearchProfiles) -> Result<SearchResults, HandlerError> {
+    use keyward_storage::search::{SearchError, SearchQuery};
+    let q = SearchQuery {
+        q: &m.q,
+        viewer: m.viewer,
+        limit: m.limit,
+        cursor: m.cursor.as_deref(),
+    };
+    let page = match deps.store.search_index().search(&q).await {
+        Ok(page) => page,
+        Err(SearchError::BadCursor) => return Err(bad_cursor()),
+        Err(SearchError::Storage(e)) => return Err(e.into()),
+    };
+    let url = |k: String| format!("{}/v1/avatars/{k}", deps.public_url);
+    Ok(SearchResults {
+        items: page
+            .items
+            .into_iter()
+            .map(|h| SearchItem {
+                id: h.user_id,
+                username: h.username,
+                display_name: h.display_name,
+                avatar_url: h.avatar.map(url),
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
 }
 
 async fn get_settings(deps: Arc<Deps>, m: GetSettings) -> Result<UserSettings, HandlerError> {
@@ -474,6 +504,7 @@ async fn delete_me(deps: Arc<Deps>, m: DeleteMe) -> Result<DeletionScheduled, Ha
     p.deletion_due_at = Some(erase_at);
     p.updated_at = now;
     tx.profiles().put(&p).await?;
+    deps.index.sync(&tx, user).await?;
     let details = json!({ "erase_at": erase_at });
     deps.outbox
         .audit(&tx, &m.meta, "user.deletion_requested", Some(user), details)
@@ -504,6 +535,7 @@ async fn end_sessions(
 crate::edge::handlers!(Profiles {
     GetMe => UserView: get_me;
     GetProfile => ProfileView: get_profile;
+    SearchProfiles => SearchResults: search;
     UpdateProfile => UserView: update_profile;
     GetSettings => UserSettings: get_settings;
     PatchSettings => UserSettings: patch_settings;

@@ -11,6 +11,7 @@
 mod cache;
 pub mod erasure;
 mod handlers;
+pub mod index;
 pub mod policy;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::sessions::SessionsHandle;
 use crate::Clock;
 
 pub use cache::{ProfileCache, PROFILE_RECHECK};
+pub use index::ProfileIndex;
 
 /// How long a username given up by a rename stays its former owner's.
 pub const RENAME_HOLD: Duration = Duration::days(30);
@@ -52,6 +54,7 @@ pub struct ProfilesDeps {
     /// Ends every session of a user who deletes their account.
     pub sessions: SessionsHandle,
     pub policy: ProfilePolicy,
+    pub index: ProfileIndex,
     /// Base of avatar URLs, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,

@@ -104,6 +104,7 @@ pub(super) async fn open_session(
         deps.outbox
             .audit(&tx, meta, "user.deletion_cancelled", Some(user.id), details)
             .await?;
+        deps.index.sync(&tx, user.id).await?;
     }
     tx.commit().await?;
     deps.wake_relay();

@@ -43,6 +43,8 @@ pub struct TokenPolicy {
 
 /// What the sessions context works with. Shared by every sessions actor, immutable after start.
 pub struct SessionsDeps {
+    /// A login that cancels a pending deletion lists the profile again.
+    pub index: crate::profiles::ProfileIndex,
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub clock: Clock,

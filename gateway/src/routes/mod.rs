@@ -65,6 +65,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/users/me/activity").route(web::get().to(profiles::activity)))
         .service(web::resource("/v1/users/me/export").route(web::get().to(profiles::export)))
+        .service(web::resource("/v1/users/search").route(web::get().to(profiles::search)))
         .service(
             web::resource("/v1/users/{id}")
                 .route(web::get().to(profiles::get))

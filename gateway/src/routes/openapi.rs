@@ -158,6 +158,7 @@ impl Modify for BearerAuth {
         super::profiles::me,
         super::profiles::update_me,
         super::profiles::delete_me,
+        super::profiles::search,
         super::profiles::get,
         super::profiles::put,
         super::profiles::settings,

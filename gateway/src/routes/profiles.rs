@@ -30,6 +30,7 @@ crate::recipients! {
     pub struct ProfilesApi {
         get_me: GetMe,
         get_profile: GetProfile,
+        search: SearchProfiles,
         update_profile: UpdateProfile,
         get_settings: GetSettings,
         patch_settings: PatchSettings,
@@ -335,6 +336,58 @@ fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
             format!("limit is a whole number from 1 to {max}"),
         )])),
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct SearchParams {
+    /// What to look for: a nickname or a name, whole or its beginning, Latin or Cyrillic.
+    q: Option<String>,
+    /// The same as `q` (for clients that call it so).
+    nickname: Option<String>,
+    /// 1–50, default 20.
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page of the same search.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/users/search", tag = "profiles",
+    params(SearchParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Profiles the caller may see, ranked exact > prefix > typo > transliteration", body = SearchResults),
+        (status = 400, description = "`q` missing, empty or longer than 64 characters; a bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn search(
+    st: State,
+    Meta(meta): Meta,
+    MaybeAuthenticated(viewer): MaybeAuthenticated,
+    p: web::Query<SearchParams>,
+) -> Result<HttpResponse, ApiError> {
+    let p = p.into_inner();
+    let q = p.q.or(p.nickname).unwrap_or_default();
+    validate_query(&q)?;
+    let cmd = SearchProfiles {
+        meta,
+        viewer: viewer.map_or(Viewer::Anonymous, |p| Viewer::User(p.user_id)),
+        q,
+        limit: limit(p.limit.as_deref(), 20, 50)?,
+        cursor: p.cursor,
+    };
+    Ok(private_json(&st.ask(&st.to.profiles.search, cmd).await?))
+}
+
+/// `q` is 1–64 characters after trimming, with a letter or digit.
+fn validate_query(q: &str) -> Result<(), ApiError> {
+    let n = q.trim().chars().count();
+    if !(1..=SEARCH_QUERY_MAX_CHARS).contains(&n) || !q.chars().any(char::is_alphanumeric) {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "q",
+            "invalid_query",
+            format!("q is 1 to {SEARCH_QUERY_MAX_CHARS} characters with a letter or digit"),
+        )]));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/v1/users/me/activity", tag = "profiles",

@@ -162,6 +162,7 @@ canned! {
         attributes: Default::default(),
     });
     UserSettings => UserSettings(Default::default());
+    SearchResults => SearchResults { items: vec![], next_cursor: None };
     ActivityPage => ActivityPage { items: vec![], next_cursor: None };
     UserExport => UserExport(json!({}));
     DeletionScheduled => DeletionScheduled { erase_at: Utc.timestamp_opt(1_700_600_000, 0).unwrap() };

@@ -148,6 +148,22 @@ impl<C: ConnectionTrait> Users<'_, C> {
 }
 
 impl<C: ConnectionTrait> Users<'_, C> {
+    /// User ids after `after` in id order, at most `limit` (for walking every account).
+    pub async fn ids_after(&self, after: Option<UserId>, limit: u64) -> Result<Vec<UserId>> {
+        let mut q = user::Entity::find().select_only().column(user::Column::Id);
+        if let Some(a) = after {
+            q = q.filter(user::Column::Id.gt(a.0));
+        }
+        Ok(q.order_by_asc(user::Column::Id)
+            .limit(limit)
+            .into_tuple::<uuid::Uuid>()
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(UserId)
+            .collect())
+    }
+
     /// Sets the language of the user's emails.
     pub async fn set_locale(&self, id: UserId, locale: &str, now: DateTime<Utc>) -> Result<()> {
         user::Entity::update_many()

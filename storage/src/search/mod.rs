@@ -52,7 +52,7 @@ use crate::StorageError;
 pub use repo::ProfileSearch;
 
 /// The longest query, in characters after trimming.
-pub const MAX_QUERY_CHARS: usize = 64;
+pub const MAX_QUERY_CHARS: usize = keyward_messages::profiles::SEARCH_QUERY_MAX_CHARS;
 
 /// What the index keeps of one profile: what it is found by, what a hit shows, and who may
 /// see it.

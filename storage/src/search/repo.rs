@@ -91,6 +91,12 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         self.count_keys(&delta).await
     }
 
+    /// Whether no profile is indexed (a database from before the index, or a restored one).
+    pub async fn is_empty(&self) -> Result<bool> {
+        let sql = self.sql("SELECT user_id FROM profile_search LIMIT 1");
+        Ok(self.0.query_all_raw(sql.build()).await?.is_empty())
+    }
+
     /// Takes a profile out of the index (blocked, deleted). Nothing happens when it is not in.
     pub async fn remove(&self, user: UserId) -> Result<()> {
         let old = self.terms_of(user.0).await?;
