@@ -352,6 +352,7 @@ pub struct GetAvatar {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

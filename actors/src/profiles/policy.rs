@@ -46,6 +46,9 @@ pub fn is_public_attribute(declared: &[AttributeSettings], name: &str) -> bool {
         .any(|a| a.name == name && a.view == AttributeView::Public)
 }
 
+/// The attributes after a patch, and the names of those that changed.
+pub type PatchedAttributes = (Map<String, Value>, Vec<String>);
+
 /// Applies a merge patch of attributes written by `who` (Owner or Admin): every member must be
 /// declared, writable by `who`, and of its declared type and size; `null` removes it. Returns
 /// the new attributes and the names that changed, or every field at fault.
@@ -54,7 +57,7 @@ pub fn patch_attributes(
     current: &Map<String, Value>,
     patch: Map<String, Value>,
     who: Audience,
-) -> Result<(Map<String, Value>, Vec<String>), Vec<FieldError>> {
+) -> Result<PatchedAttributes, Vec<FieldError>> {
     let mut next = current.clone();
     let mut errors = Vec::new();
     let mut changed = Vec::new();

@@ -248,6 +248,7 @@ pub(crate) fn pieces(query: &str, budget: usize) -> Option<Pieces> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn terms(username: Option<&str>, display: Option<&str>) -> Vec<(String, i16)> {
