@@ -47,7 +47,7 @@ use image::{
 
 use super::{AvatarError, Processed, Rendition};
 
-/// The rendition sizes, largest first (each smaller one is made from the 512).
+/// The rendition sizes, in pixels, largest first.
 pub const SIZES: [u32; 3] = [512, 256, 64];
 /// The shortest accepted side of an upload, in pixels.
 pub const MIN_SIDE: u32 = 32;
@@ -102,6 +102,7 @@ pub fn declared_format(content_type: &str) -> Option<ImageFormat> {
     }
 }
 
+/// A format's usual name, for messages (`guess_format` knows more formats than are decoded).
 fn format_name(format: ImageFormat) -> &'static str {
     match format {
         ImageFormat::Jpeg => "JPEG",
@@ -111,7 +112,15 @@ fn format_name(format: ImageFormat) -> &'static str {
         ImageFormat::Avif => "AVIF",
         ImageFormat::Bmp => "BMP",
         ImageFormat::Tiff => "TIFF",
-        _ => "another image format",
+        ImageFormat::Ico => "ICO",
+        ImageFormat::Tga => "TGA",
+        ImageFormat::Hdr => "HDR",
+        ImageFormat::OpenExr => "OpenEXR",
+        ImageFormat::Pnm => "PNM",
+        ImageFormat::Dds => "DDS",
+        ImageFormat::Qoi => "QOI",
+        ImageFormat::Farbfeld => "farbfeld",
+        _ => "non-web",
     }
 }
 
@@ -252,6 +261,8 @@ fn jpeg_has_end(body: &[u8]) -> bool {
         match body[i + 1] {
             // Fill bytes before a marker.
             0xff => i += 1,
+            // Markers that stand alone (no length): TEM, RST0-7.
+            0x01 | 0xd0..=0xd7 => i += 2,
             // Start of scan: look for the end after it.
             0xda => return body[i..].windows(2).any(|w| w == [0xff, 0xd9]),
             _ => {

@@ -58,7 +58,7 @@ pub enum AvatarError {
         declared: String,
     },
     /// The bytes are not the declared format (e.g. a PNG sent as image/jpeg, or not an image).
-    #[error("the body is {} but was declared as {declared}: send it with the Content-Type of its real format (image/jpeg, image/png or image/webp)", found.map_or("not a recognised image".to_owned(), |f| format!("a {f} image")))]
+    #[error("the body is {} but was declared as {declared}: send it with the Content-Type of its real format (image/jpeg, image/png or image/webp)", found.map_or("not a recognised image".to_owned(), |f| format!("{f} data")))]
     TypeMismatch {
         /// The declared format's name (`JPEG`, `PNG`, `WebP`).
         declared: &'static str,
@@ -377,7 +377,7 @@ mod tests {
                 found: Some("PNG")
             }
             .to_string(),
-            "the body is a PNG image but was declared as JPEG: send it with the Content-Type of its real format (image/jpeg, image/png or image/webp)"
+            "the body is PNG data but was declared as JPEG: send it with the Content-Type of its real format (image/jpeg, image/png or image/webp)"
         );
     }
 }
