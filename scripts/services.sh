@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -14,6 +14,14 @@
 #   KEYWARD_TEST_MAILDEV_URL   http://127.0.0.1:PORT (its HTTP API: GET /email)
 #   KEYWARD_TEST_NGINX         /path/to/nginx (only the binary: nothing is started; the test
 #                              runs deploy/nginx/forward-auth.conf in a temp dir of its own)
+#   KEYWARD_TEST_S3_ENDPOINT   http://127.0.0.1:PORT (s3s-fs, a filesystem-backed S3 server;
+#                              path-style buckets)
+#   KEYWARD_TEST_S3_BUCKET     an empty bucket on it (tests use a key prefix of their own)
+#   KEYWARD_TEST_S3_REGION     us-east-1
+#   KEYWARD_TEST_S3_ACCESS_KEY_ID, KEYWARD_TEST_S3_SECRET_ACCESS_KEY   random, for this run
+#
+# s3s-fs is built once with `cargo install` (about 5 minutes) into
+# ${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}, outside the clone, so later runs start at once.
 #
 # Installs what is missing with apt-get (needs root, as on CI). No Docker engine is needed.
 set -euo pipefail
@@ -177,12 +185,52 @@ start_nginx() {
   log "nginx: $bin ($("$bin" -v 2>&1 | sed 's/^nginx version: //'))"
 }
 
+start_s3() {
+  # Built from crates.io once and cached outside the clone (0.14.1: later versions need a newer
+  # rustc). Its own target dir, so the workspace's CARGO_TARGET_DIR is not disturbed.
+  local tools="${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}"
+  local bin="$tools/bin/s3s-fs"
+  if [ ! -x "$bin" ]; then
+    log "installing s3s-fs 0.14.1 with cargo (about 5 minutes, once)"
+    mkdir -p "$tools"
+    CARGO_TARGET_DIR="$tools/target" cargo install --quiet --locked s3s-fs@0.14.1 \
+      --features binary --root "$tools" >"$root/s3s-install.log" 2>&1 \
+      || { cat "$root/s3s-install.log" >&2; exit 1; }
+    rm -rf "$tools/target"
+  fi
+  local dir="$root/s3" port access secret bucket=keyward-test
+  port=$(free_port)
+  access=$(python3 -c 'import secrets; print(secrets.token_hex(10).upper())')
+  secret=$(python3 -c 'import secrets; print(secrets.token_urlsafe(30))')
+  # s3s-fs keeps a bucket as a directory of its root: creating the directory creates the bucket.
+  mkdir -p "$dir/data/$bucket"
+  "$bin" --host 127.0.0.1 --port "$port" --access-key "$access" --secret-key "$secret" \
+    "$dir/data" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    # Any HTTP answer (403 to an unsigned request) means it listens.
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1).close()" 2>/dev/null; then break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/out.log" >&2; exit 1; }
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  export KEYWARD_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export KEYWARD_TEST_S3_BUCKET="$bucket"
+  export KEYWARD_TEST_S3_REGION=us-east-1
+  export KEYWARD_TEST_S3_ACCESS_KEY_ID="$access"
+  export KEYWARD_TEST_S3_SECRET_ACCESS_KEY="$secret"
+  log "s3 (s3s-fs) ready on http://127.0.0.1:$port, bucket $bucket"
+}
+
 for s in "${want[@]}"; do
   case "$s" in
     postgres) start_postgres ;;
     rabbitmq) start_rabbitmq ;;
     maildev) start_maildev ;;
     nginx) start_nginx ;;
+    s3) start_s3 ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

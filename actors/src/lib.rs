@@ -1,11 +1,12 @@
 //! Keyward's actors: one per bounded context (accounts, sessions, notify), the hasher pool,
-//! the signing keys, the outbox relay, and `system`, which starts and wires them.
+//! the avatar pipeline and stores, the signing keys, the outbox relay, and `system`, which starts and wires them.
 //!
 //! Refuses: HTTP types (the gateway owns them), raw SQL (storage owns it), blocking work on the
 //! async runtime (argon2 runs on the hasher pool), and global registries: every address is
 //! passed in at start.
 
 pub mod accounts;
+pub mod avatars;
 /// `keyward admin …`: the accounts context's commands for operators.
 pub use accounts::cli as admin;
 pub mod bus;

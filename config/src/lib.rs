@@ -70,6 +70,8 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     /// `[profiles]` / `KEYWARD_PROFILES__*`.
     pub profiles: ProfileSettings,
+    /// `[avatars]` / `KEYWARD_AVATARS__*`.
+    pub avatars: AvatarSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -330,6 +332,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             throttle: ThrottleSettings::default(),
             profiles: ProfileSettings::default(),
+            avatars: AvatarSettings::default(),
         }
     }
 }
@@ -402,7 +405,91 @@ impl fmt::Debug for Settings {
             .field("http", &self.http)
             .field("throttle", &self.throttle)
             .field("profiles", &self.profiles)
+            .field("avatars", &self.avatars)
             .finish()
+    }
+}
+
+/// Avatar uploads and where their renditions are kept, `[avatars]` / `KEYWARD_AVATARS__<FIELD>`.
+///
+/// Without any `s3_*` setting the renditions live under `{data_dir}/avatars/` (embedded mode);
+/// with all of them (the secret from `s3_secret_access_key` or `s3_secret_access_key_file`)
+/// they go to that bucket of any S3-compatible store. Half a set is refused at start.
+/// `Debug` hides the secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AvatarSettings {
+    /// `KEYWARD_AVATARS__S3_ENDPOINT`: the store's base URL, http or https with no credentials,
+    /// query or fragment, e.g. `https://s3.eu-central-1.amazonaws.com` or
+    /// `http://127.0.0.1:9000`. Buckets are addressed path-style (`{endpoint}/{bucket}/{key}`),
+    /// which every S3-compatible store accepts.
+    pub s3_endpoint: Option<String>,
+    /// `KEYWARD_AVATARS__S3_BUCKET`: an existing bucket; 3–63 of `a-z 0-9 . -`, starting and
+    /// ending with a letter or digit.
+    pub s3_bucket: Option<String>,
+    /// `KEYWARD_AVATARS__S3_REGION`: the signing region, e.g. `eu-central-1` (`us-east-1` for
+    /// most self-hosted stores, `auto` for Cloudflare R2).
+    pub s3_region: Option<String>,
+    /// `KEYWARD_AVATARS__S3_ACCESS_KEY_ID`: the access key's id (not a secret; shown by
+    /// `keyward config check`).
+    pub s3_access_key_id: Option<String>,
+    /// `KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY`: the access key's secret. Mutually exclusive with
+    /// `s3_secret_access_key_file`.
+    pub s3_secret_access_key: Option<SecretString>,
+    /// `KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE`: a file holding that secret (surrounding
+    /// whitespace ignored). Mutually exclusive with `s3_secret_access_key`.
+    pub s3_secret_access_key_file: Option<PathBuf>,
+    /// `KEYWARD_AVATARS__PUBLIC_BASE_URL`: where browsers fetch renditions directly (a CDN or
+    /// the bucket's public URL), so that avatar URLs are `{public_base_url}/{key}`; http or
+    /// https, no query or fragment, no trailing `/`. Unset: avatars are served by Keyward at
+    /// `{public_url}/v1/avatars/{key}`.
+    pub public_base_url: Option<String>,
+    /// `KEYWARD_AVATARS__MAX_BYTES`: the largest accepted upload, in bytes (larger is 413);
+    /// 1024..=67108864, default 5 MiB.
+    pub max_bytes: usize,
+    /// `KEYWARD_AVATARS__MAX_PIXELS`: the most pixels (width × height, read from the image's
+    /// header before anything is decoded) an upload may have (more is 422); 1024..=100000000,
+    /// default 40 megapixels. Decoding needs up to 8 bytes per pixel (16-bit RGBA PNG).
+    pub max_pixels: u64,
+}
+
+/// A complete set of S3 settings, from [`AvatarSettings::s3`]: the secret is read (from its
+/// file if that is how it was given) and every field is present.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// The store's base URL, as `KEYWARD_AVATARS__S3_ENDPOINT`.
+    pub endpoint: String,
+    /// The bucket, as `KEYWARD_AVATARS__S3_BUCKET`.
+    pub bucket: String,
+    /// The signing region, as `KEYWARD_AVATARS__S3_REGION`.
+    pub region: String,
+    /// The access key's id.
+    pub access_key_id: String,
+    /// The access key's secret.
+    pub secret_access_key: SecretString,
+}
+
+impl Default for AvatarSettings {
+    fn default() -> Self {
+        AvatarSettings {
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_secret_access_key_file: None,
+            public_base_url: None,
+            max_bytes: 5 * 1024 * 1024,
+            max_pixels: 40_000_000,
+        }
+    }
+}
+
+impl AvatarSettings {
+    /// The S3 store's settings when all of them are set, `None` when none is (embedded mode).
+    /// Reads `s3_secret_access_key_file`; errors name the variable and the fix, never the secret.
+    pub fn s3(&self) -> Result<Option<S3Settings>, ConfigError> {
+        validate::avatar_s3(self)
     }
 }
 
@@ -530,6 +617,15 @@ mod tests {
                 trusted_proxies: String::new(),
             }
         );
+    }
+
+    #[test]
+    fn avatars_default_to_the_embedded_store_with_the_documented_limits() {
+        let a = Settings::default().avatars;
+        assert_eq!(a.max_bytes, 5 * 1024 * 1024);
+        assert_eq!(a.max_pixels, 40_000_000);
+        assert!(a.s3_endpoint.is_none() && a.public_base_url.is_none());
+        assert!(a.s3().unwrap().is_none());
     }
 
     #[test]

@@ -88,10 +88,24 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         "profiles",
         &["deletion_grace_days", "default_visibility", "attributes"],
     ),
+    (
+        "avatars",
+        &[
+            "s3_endpoint",
+            "s3_bucket",
+            "s3_region",
+            "s3_access_key_id",
+            "s3_secret_access_key",
+            "s3_secret_access_key_file",
+            "public_base_url",
+            "max_bytes",
+            "max_pixels",
+        ],
+    ),
 ];
 
 /// Settings whose values must never appear in messages.
-const SECRET_FIELDS: &[&str] = &["amqp_url", "smtp_url", "master_key"];
+const SECRET_FIELDS: &[&str] = &["amqp_url", "smtp_url", "master_key", "s3_secret_access_key"];
 
 /// The settings key path (`["tokens", "access_ttl_secs"]`) as its variable name.
 fn env_name(path: &[String]) -> String {
@@ -390,7 +404,8 @@ fn human(expected: &str) -> String {
     }
 }
 
-/// Canonical forms: empty optional values are unset, `public_url` has no trailing `/`.
+/// Canonical forms: empty optional values are unset, `public_url` and
+/// `avatars.public_base_url` have no trailing `/`.
 fn normalize(settings: &mut Settings) {
     settings.public_url = settings
         .public_url
@@ -415,6 +430,41 @@ fn normalize(settings: &mut Settings) {
         .is_some_and(|p| p.as_os_str().is_empty())
     {
         settings.master_key_file = None;
+    }
+    normalize_avatars(&mut settings.avatars);
+}
+
+/// Empty avatar settings are unset, values lose surrounding blanks, and
+/// `public_base_url` loses its trailing `/`.
+fn normalize_avatars(a: &mut crate::AvatarSettings) {
+    for text in [
+        &mut a.s3_endpoint,
+        &mut a.s3_bucket,
+        &mut a.s3_region,
+        &mut a.s3_access_key_id,
+        &mut a.public_base_url,
+    ] {
+        *text = text
+            .take()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+    }
+    a.public_base_url = a
+        .public_base_url
+        .take()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty());
+    if a.s3_secret_access_key
+        .as_ref()
+        .is_some_and(|s| s.expose_secret().trim().is_empty())
+    {
+        a.s3_secret_access_key = None;
+    }
+    if a.s3_secret_access_key_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        a.s3_secret_access_key_file = None;
     }
 }
 

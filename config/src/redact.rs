@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::{
-    HttpSettings, LogFormat, PasswordSettings, ProfileSettings, Settings, ThrottleSettings,
-    TokenSettings,
+    AvatarSettings, HttpSettings, LogFormat, PasswordSettings, ProfileSettings, Settings,
+    ThrottleSettings, TokenSettings,
 };
 
 const MASK: &str = "***";
@@ -68,6 +68,40 @@ struct Redacted<'a> {
     http: &'a HttpSettings,
     throttle: &'a ThrottleSettings,
     profiles: &'a ProfileSettings,
+    avatars: RedactedAvatars<'a>,
+}
+
+/// `[avatars]` with the secret access key masked.
+#[derive(Serialize)]
+struct RedactedAvatars<'a> {
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<&'a str>,
+    s3_region: Option<&'a str>,
+    s3_access_key_id: Option<&'a str>,
+    s3_secret_access_key: Option<&'static str>,
+    s3_secret_access_key_file: Option<String>,
+    public_base_url: Option<&'a str>,
+    max_bytes: usize,
+    max_pixels: u64,
+}
+
+impl<'a> RedactedAvatars<'a> {
+    fn new(a: &'a AvatarSettings) -> Self {
+        RedactedAvatars {
+            s3_endpoint: a.s3_endpoint.as_deref().map(safe_url),
+            s3_bucket: a.s3_bucket.as_deref(),
+            s3_region: a.s3_region.as_deref(),
+            s3_access_key_id: a.s3_access_key_id.as_deref(),
+            s3_secret_access_key: a.s3_secret_access_key.is_some().then_some(MASK),
+            s3_secret_access_key_file: a
+                .s3_secret_access_key_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            public_base_url: a.public_base_url.as_deref(),
+            max_bytes: a.max_bytes,
+            max_pixels: a.max_pixels,
+        }
+    }
 }
 
 pub(crate) fn redacted_toml(settings: &Settings) -> String {
@@ -93,6 +127,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         http: &settings.http,
         throttle: &settings.throttle,
         profiles: &settings.profiles,
+        avatars: RedactedAvatars::new(&settings.avatars),
     };
     match toml::to_string(&view) {
         Ok(text) => text,
@@ -171,6 +206,26 @@ mod tests {
         assert_eq!(table["amqp_url"].as_str(), Some("***"));
         assert_eq!(table["smtp_url"].as_str(), Some("***"));
         assert_eq!(table["master_key"].as_str(), Some("***"));
+    }
+
+    #[test]
+    fn redacted_output_masks_the_s3_secret_access_key() {
+        let mut settings = Settings::default();
+        settings.avatars.s3_endpoint = Some("https://s3.example.com".to_owned());
+        settings.avatars.s3_access_key_id = Some("AKIDVISIBLE".to_owned());
+        settings.avatars.s3_secret_access_key = Some(SecretString::from("s3-secret-value"));
+        let text = settings.redacted_toml();
+        assert!(!text.contains("s3-secret-value"), "leaked in:\n{text}");
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(
+            table["avatars"]["s3_secret_access_key"].as_str(),
+            Some("***")
+        );
+        assert_eq!(
+            table["avatars"]["s3_access_key_id"].as_str(),
+            Some("AKIDVISIBLE")
+        );
+        assert!(!format!("{settings:?}").contains("s3-secret-value"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{has_scheme, safe_url, ConfigError, Settings};
+use crate::{has_scheme, safe_url, AvatarSettings, ConfigError, S3Settings, Settings};
 
 const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32`";
 
@@ -75,6 +75,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     http(s)?;
     throttle(s)?;
     profiles(s)?;
+    avatars(&s.avatars)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -396,6 +397,179 @@ fn profiles(s: &Settings) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+const S3_ENDPOINT: &str = "KEYWARD_AVATARS__S3_ENDPOINT";
+const S3_BUCKET: &str = "KEYWARD_AVATARS__S3_BUCKET";
+const S3_REGION: &str = "KEYWARD_AVATARS__S3_REGION";
+const S3_ACCESS_KEY_ID: &str = "KEYWARD_AVATARS__S3_ACCESS_KEY_ID";
+const S3_SECRET: &str = "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY";
+const S3_SECRET_FILE: &str = "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE";
+
+fn avatars(a: &AvatarSettings) -> Result<(), ConfigError> {
+    const MAX_BYTES: u64 = 64 * 1024 * 1024;
+    const MAX_PIXELS: u64 = 100_000_000;
+    if a.max_bytes < 1024 || a.max_bytes as u64 > MAX_BYTES {
+        return Err(ConfigError::invalid(
+            "KEYWARD_AVATARS__MAX_BYTES",
+            format!(
+                "{} is out of range (expected 1024..={MAX_BYTES}; the default is 5242880, 5 MiB)",
+                a.max_bytes
+            ),
+        ));
+    }
+    if !(1024..=MAX_PIXELS).contains(&a.max_pixels) {
+        return Err(ConfigError::invalid(
+            "KEYWARD_AVATARS__MAX_PIXELS",
+            format!(
+                "{} is out of range (expected 1024..={MAX_PIXELS}; the default is 40000000, 40 megapixels)",
+                a.max_pixels
+            ),
+        ));
+    }
+    if let Some(url) = &a.public_base_url {
+        plain_http_url(
+            "KEYWARD_AVATARS__PUBLIC_BASE_URL",
+            url,
+            "expected the URL browsers fetch avatars from, e.g. https://cdn.example.com/avatars",
+        )?;
+    }
+    avatar_s3(a).map(|_| ())
+}
+
+/// The complete S3 settings, or `None` when none is set; half a set names the first missing key.
+pub(crate) fn avatar_s3(a: &AvatarSettings) -> Result<Option<S3Settings>, ConfigError> {
+    let secret_set = a.s3_secret_access_key.is_some() || a.s3_secret_access_key_file.is_some();
+    let given = [
+        (S3_ENDPOINT, a.s3_endpoint.is_some()),
+        (S3_BUCKET, a.s3_bucket.is_some()),
+        (S3_REGION, a.s3_region.is_some()),
+        (S3_ACCESS_KEY_ID, a.s3_access_key_id.is_some()),
+        (S3_SECRET, secret_set),
+    ];
+    let Some((first_set, _)) = given.iter().find(|(_, set)| *set) else {
+        return Ok(None);
+    };
+    if let Some((missing, _)) = given.iter().find(|(_, set)| !*set) {
+        let what = if *missing == S3_SECRET {
+            format!("{S3_SECRET} or {S3_SECRET_FILE}")
+        } else {
+            (*missing).to_owned()
+        };
+        return Err(ConfigError::invalid(
+            *missing,
+            format!(
+                "is not set, but {first_set} is: the S3 avatar store needs all of {S3_ENDPOINT}, \
+                 {S3_BUCKET}, {S3_REGION}, {S3_ACCESS_KEY_ID} and {S3_SECRET} (or {S3_SECRET_FILE}); \
+                 set {what}, or unset them all to keep avatars under {{data_dir}}/avatars"
+            ),
+        ));
+    }
+    let (Some(endpoint), Some(bucket), Some(region), Some(access_key_id)) = (
+        &a.s3_endpoint,
+        &a.s3_bucket,
+        &a.s3_region,
+        &a.s3_access_key_id,
+    ) else {
+        return Ok(None);
+    };
+    plain_http_url(
+        S3_ENDPOINT,
+        endpoint,
+        "expected the store's base URL, e.g. https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:9000",
+    )?;
+    if !is_bucket_name(bucket) {
+        return Err(ConfigError::invalid(
+            S3_BUCKET,
+            format!(
+                "\"{bucket}\" is not a bucket name (expected 3-63 of a-z, 0-9, '.', '-', starting and ending with a letter or digit, e.g. keyward-avatars)"
+            ),
+        ));
+    }
+    if region.chars().any(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            S3_REGION,
+            format!("\"{region}\" contains blanks (expected e.g. eu-central-1, us-east-1 or auto)"),
+        ));
+    }
+    let secret = match (&a.s3_secret_access_key, &a.s3_secret_access_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                S3_SECRET,
+                format!("is set together with {S3_SECRET_FILE}; set only one of them"),
+            ))
+        }
+        (Some(secret), None) => SecretString::from(secret.expose_secret().trim()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                ConfigError::invalid(
+                    S3_SECRET_FILE,
+                    format!(
+                        "cannot read \"{}\": {err} (point it at a readable file holding the secret access key)",
+                        path.display()
+                    ),
+                )
+            })?;
+            let text = Zeroizing::new(text);
+            if text.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    S3_SECRET_FILE,
+                    format!(
+                        "\"{}\" is empty (expected the secret access key)",
+                        path.display()
+                    ),
+                ));
+            }
+            SecretString::from(text.trim())
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(S3Settings {
+        endpoint: endpoint.clone(),
+        bucket: bucket.clone(),
+        region: region.clone(),
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret,
+    }))
+}
+
+/// AWS's rules for new buckets, which every S3-compatible store accepts.
+fn is_bucket_name(name: &str) -> bool {
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge_ok(name.chars().next())
+        && edge_ok(name.chars().last())
+}
+
+/// An http(s) URL with a host and no credentials, query or fragment.
+fn plain_http_url(key: &str, value: &str, expected: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|err| {
+        ConfigError::invalid(
+            key,
+            format!("\"{}\" is not a URL: {err} ({expected})", safe_url(value)),
+        )
+    })?;
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        Some("must use http or https")
+    } else if !url.has_host() {
+        Some("has no host")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not contain credentials")
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some("must not have a query or fragment")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ConfigError::invalid(
+            key,
+            format!("\"{}\" {problem} ({expected})", safe_url(value)),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {

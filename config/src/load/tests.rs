@@ -325,6 +325,16 @@ fn the_schema_matches_the_structs() {
         smtp_url: Some(SecretString::from("smtp://mail")),
         master_key: Some(SecretString::from(master_key())),
         master_key_file: Some("/k".into()),
+        avatars: crate::AvatarSettings {
+            s3_endpoint: Some("http://s3".into()),
+            s3_bucket: Some("b".into()),
+            s3_region: Some("r".into()),
+            s3_access_key_id: Some("id".into()),
+            s3_secret_access_key: Some(SecretString::from("secret")),
+            s3_secret_access_key_file: Some("/s".into()),
+            public_base_url: Some("https://cdn".into()),
+            ..crate::AvatarSettings::default()
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();
@@ -407,4 +417,79 @@ fn profile_attributes_are_declared_in_the_file_and_checked() {
     assert!(e.to_string().contains("standard field"), "{e}");
     let (_dir, path) = write_toml("[[profiles.attributes]]\nname = \"x\"\ntype = \"date\"\n");
     assert!(Settings::load_from(Some(&path), &[]).is_err());
+}
+
+#[test]
+fn every_avatar_variable_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("s3-secret");
+    std::fs::write(&secret_file, "  from-the-file\n").unwrap();
+    let vars = env(&[
+        ("KEYWARD_AVATARS__S3_ENDPOINT", "http://127.0.0.1:9000"),
+        ("KEYWARD_AVATARS__S3_BUCKET", "keyward-avatars"),
+        ("KEYWARD_AVATARS__S3_REGION", "us-east-1"),
+        ("KEYWARD_AVATARS__S3_ACCESS_KEY_ID", "AKID"),
+        (
+            "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE",
+            secret_file.to_str().unwrap(),
+        ),
+        (
+            "KEYWARD_AVATARS__PUBLIC_BASE_URL",
+            "https://cdn.example.com/a/",
+        ),
+        ("KEYWARD_AVATARS__MAX_BYTES", "2048"),
+        ("KEYWARD_AVATARS__MAX_PIXELS", "1000000"),
+    ]);
+    let layer = EnvLayer::new(&vars);
+    assert!(layer.unknown.is_empty(), "{:?}", layer.unknown);
+    let s = Settings::load_from(None, &vars).unwrap();
+    let a = &s.avatars;
+    assert_eq!(
+        a.public_base_url.as_deref(),
+        Some("https://cdn.example.com/a"),
+        "the trailing slash goes"
+    );
+    assert_eq!((a.max_bytes, a.max_pixels), (2048, 1_000_000));
+    let s3 = a.s3().unwrap().unwrap();
+    assert_eq!(s3.endpoint, "http://127.0.0.1:9000");
+    assert_eq!(s3.bucket, "keyward-avatars");
+    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(s3.access_key_id, "AKID");
+    assert_eq!(s3.secret_access_key.expose_secret(), "from-the-file");
+}
+
+#[test]
+fn the_avatar_secret_can_come_from_the_environment_and_an_empty_one_is_unset() {
+    let base = [
+        ("KEYWARD_AVATARS__S3_ENDPOINT", "https://s3.example.com"),
+        ("KEYWARD_AVATARS__S3_BUCKET", "avatars"),
+        ("KEYWARD_AVATARS__S3_REGION", "auto"),
+        ("KEYWARD_AVATARS__S3_ACCESS_KEY_ID", "AKID"),
+    ];
+    let mut vars = base.to_vec();
+    vars.push(("KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY", "shh"));
+    let s = Settings::load_from(None, &env(&vars)).unwrap();
+    let s3 = s.avatars.s3().unwrap().unwrap();
+    assert_eq!(s3.secret_access_key.expose_secret(), "shh");
+
+    let mut vars = base.to_vec();
+    vars.push(("KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY", ""));
+    let e = Settings::load_from(None, &env(&vars)).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY");
+}
+
+#[test]
+fn a_wrongly_typed_avatar_secret_in_the_file_is_not_echoed() {
+    let (_dir, path) = write_toml("[avatars]\ns3_secret_access_key = 12345678\n");
+    let e = Settings::load_from(Some(&path), &[]).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY");
+    assert!(!e.to_string().contains("12345678"), "{e}");
+}
+
+#[test]
+fn no_avatar_settings_means_the_embedded_store() {
+    let s = Settings::load_from(None, &[]).unwrap();
+    assert!(s.avatars.s3().unwrap().is_none());
+    assert_eq!(s.avatars.max_bytes, 5 * 1024 * 1024);
+    assert_eq!(s.avatars.max_pixels, 40_000_000);
 }

@@ -245,3 +245,162 @@ fn numeric_limits_are_enforced() {
         assert!(!e.to_string().contains('\n'));
     }
 }
+
+fn with_s3(f: impl FnOnce(&mut crate::AvatarSettings)) -> Settings {
+    with(|s| {
+        s.avatars.s3_endpoint = Some("http://127.0.0.1:9000".into());
+        s.avatars.s3_bucket = Some("keyward-avatars".into());
+        s.avatars.s3_region = Some("us-east-1".into());
+        s.avatars.s3_access_key_id = Some("AKID".into());
+        s.avatars.s3_secret_access_key = Some("s3-secret".into());
+        f(&mut s.avatars);
+    })
+}
+
+#[test]
+fn a_complete_s3_avatar_store_is_accepted() {
+    let s = with_s3(|_| {});
+    s.validate().unwrap();
+    assert!(s.avatars.s3().unwrap().is_some());
+}
+
+#[test]
+fn half_an_s3_avatar_store_names_the_first_missing_key() {
+    let cases: Vec<(&str, Settings)> = vec![
+        (
+            "KEYWARD_AVATARS__S3_ENDPOINT",
+            with_s3(|a| a.s3_endpoint = None),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_BUCKET",
+            with_s3(|a| a.s3_bucket = None),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_REGION",
+            with_s3(|a| a.s3_region = None),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_ACCESS_KEY_ID",
+            with_s3(|a| a.s3_access_key_id = None),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY",
+            with_s3(|a| a.s3_secret_access_key = None),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_BUCKET",
+            with(|s| s.avatars.s3_endpoint = Some("http://127.0.0.1:9000".into())),
+        ),
+    ];
+    for (key, settings) in cases {
+        let e = err(&settings);
+        assert_eq!(e.key(), key, "{e}");
+        let text = e.to_string();
+        assert!(!text.contains('\n'));
+        assert!(text.contains("unset them all"), "{text}");
+        assert!(!text.contains("s3-secret"), "{text}");
+    }
+    let e = err(&with(|s| {
+        s.avatars.s3_secret_access_key = Some("s3-secret".into());
+    }));
+    assert_eq!(
+        e.to_string(),
+        "KEYWARD_AVATARS__S3_ENDPOINT: is not set, but KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY is: \
+         the S3 avatar store needs all of KEYWARD_AVATARS__S3_ENDPOINT, KEYWARD_AVATARS__S3_BUCKET, \
+         KEYWARD_AVATARS__S3_REGION, KEYWARD_AVATARS__S3_ACCESS_KEY_ID and \
+         KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY (or KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE); \
+         set KEYWARD_AVATARS__S3_ENDPOINT, or unset them all to keep avatars under {data_dir}/avatars"
+    );
+}
+
+#[test]
+fn the_s3_secret_and_its_file_are_mutually_exclusive() {
+    let e = err(&with_s3(|a| {
+        a.s3_secret_access_key_file = Some("/s".into())
+    }));
+    assert_eq!(e.key(), "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY");
+    assert!(e.to_string().contains("set only one"), "{e}");
+}
+
+#[test]
+fn an_unreadable_or_empty_s3_secret_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let e = err(&with_s3(|a| {
+        a.s3_secret_access_key = None;
+        a.s3_secret_access_key_file = Some(missing.clone());
+    }));
+    assert_eq!(e.key(), "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    let e = err(&with_s3(|a| {
+        a.s3_secret_access_key = None;
+        a.s3_secret_access_key_file = Some(empty.clone());
+    }));
+    assert_eq!(e.key(), "KEYWARD_AVATARS__S3_SECRET_ACCESS_KEY_FILE");
+    assert!(e.to_string().contains("is empty"), "{e}");
+}
+
+#[test]
+fn bad_avatar_values_name_their_key() {
+    let cases: Vec<(&str, Settings)> = vec![
+        (
+            "KEYWARD_AVATARS__S3_ENDPOINT",
+            with_s3(|a| a.s3_endpoint = Some("s3.example.com".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_ENDPOINT",
+            with_s3(|a| a.s3_endpoint = Some("ftp://s3.example.com".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_ENDPOINT",
+            with_s3(|a| a.s3_endpoint = Some("https://k:hunter2@s3.example.com".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_BUCKET",
+            with_s3(|a| a.s3_bucket = Some("Avatars".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_BUCKET",
+            with_s3(|a| a.s3_bucket = Some("ab".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_BUCKET",
+            with_s3(|a| a.s3_bucket = Some("a/b/c".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__S3_REGION",
+            with_s3(|a| a.s3_region = Some("eu central".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__PUBLIC_BASE_URL",
+            with(|s| s.avatars.public_base_url = Some("cdn.example.com".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__PUBLIC_BASE_URL",
+            with(|s| s.avatars.public_base_url = Some("https://cdn.example.com/?v=1".into())),
+        ),
+        (
+            "KEYWARD_AVATARS__MAX_BYTES",
+            with(|s| s.avatars.max_bytes = 1023),
+        ),
+        (
+            "KEYWARD_AVATARS__MAX_BYTES",
+            with(|s| s.avatars.max_bytes = 64 * 1024 * 1024 + 1),
+        ),
+        (
+            "KEYWARD_AVATARS__MAX_PIXELS",
+            with(|s| s.avatars.max_pixels = 100),
+        ),
+        (
+            "KEYWARD_AVATARS__MAX_PIXELS",
+            with(|s| s.avatars.max_pixels = 100_000_001),
+        ),
+    ];
+    for (key, settings) in cases {
+        let e = err(&settings);
+        assert_eq!(e.key(), key, "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+}
