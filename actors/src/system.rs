@@ -271,6 +271,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             deletion_grace: Duration::days(i64::from(ps.deletion_grace_days)),
         },
         index,
+        avatars: crate::avatars::AvatarStore::from_settings(&settings.avatars, &settings.data_dir)?,
+        pipeline: crate::avatars::AvatarPipeline::from_settings(&settings.avatars),
         public_url: accounts.public_url.clone(),
         metrics,
     });

@@ -177,6 +177,15 @@ impl From<CommandError> for ApiError {
                     .unwrap_or_default();
                 e
             }
+            CommandError::TooLarge { code, detail } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, detail)
+            }
+            CommandError::UnsupportedType { code, detail } => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, detail)
+            }
+            CommandError::Unprocessable { code, detail } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            }
             CommandError::RateLimited { retry_after_secs } => {
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

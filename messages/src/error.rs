@@ -67,6 +67,15 @@ pub enum CommandError {
         detail: String,
         field: Option<String>,
     },
+    /// A body too large for what it is (413), e.g. an image over the upload limit.
+    #[error("{detail}")]
+    TooLarge { code: &'static str, detail: String },
+    /// A body of a type the route does not take, or not of the type it claims (415).
+    #[error("{detail}")]
+    UnsupportedType { code: &'static str, detail: String },
+    /// A body of the right type whose content cannot be used (422), e.g. an undecodable image.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     /// Too many attempts (429); retry after the given seconds.
     #[error("too many attempts")]
     RateLimited { retry_after_secs: u64 },
@@ -138,6 +147,9 @@ impl CommandError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
+            | Self::TooLarge { code, .. }
+            | Self::UnsupportedType { code, .. }
+            | Self::Unprocessable { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::RateLimited { .. } => codes::TOO_MANY_REQUESTS,
             Self::Internal => codes::INTERNAL,

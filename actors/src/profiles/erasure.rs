@@ -74,10 +74,10 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
         .await?
         .and_then(|p| p.deletion_due_at)
         .is_some_and(|due| due <= now);
-    if !still_due {
+    let Some(profile) = tx.profiles().get(user).await?.filter(|_| still_due) else {
         tx.rollback().await?;
         return Ok(false);
-    }
+    };
     tx.sessions().erase_all_of(user).await?;
     tx.users().erase(user).await?;
     tx.profiles().erase(user).await?;
@@ -86,6 +86,7 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
     let ev = DomainEvent::UserDeleted { user_id: user };
     deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
     tx.commit().await?;
+    super::avatar::remove(deps, super::avatar::keys_of(profile.avatar.as_deref())).await;
     deps.cache.forget(user);
     deps.outbox.wake();
     tracing::info!(user_id = %user, "account erased");

@@ -41,20 +41,6 @@ async fn profile_of(deps: &Deps, user: UserId) -> Result<ProfileRecord, HandlerE
     }))
 }
 
-/// The URLs of a stored avatar (its column holds the three renditions' keys).
-pub(super) fn avatar_urls(deps: &Deps, stored: Option<&str>) -> Option<AvatarUrls> {
-    let keys: Vec<String> = serde_json::from_str(stored?).ok()?;
-    let url = |k: &String| format!("{}/v1/avatars/{k}", deps.public_url);
-    match keys.as_slice() {
-        [s, m, l] => Some(AvatarUrls {
-            small: url(s),
-            medium: url(m),
-            large: url(l),
-        }),
-        _ => None,
-    }
-}
-
 fn own_view(
     deps: &Deps,
     u: &UserRecord,
@@ -71,7 +57,7 @@ fn own_view(
         created_at: u.created_at,
         display_name: p.display_name.clone(),
         bio: p.bio.clone(),
-        avatar: avatar_urls(deps, p.avatar.as_deref()),
+        avatar: super::avatar::urls(deps, p.avatar.as_deref()),
         locale: Locale::parse(&u.locale),
         timezone: p.timezone.clone(),
         country: p.country.clone(),
@@ -134,7 +120,7 @@ async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, Hand
         username: u.username.map(String::from),
         display_name: p.display_name.clone(),
         bio: p.bio.clone(),
-        avatar: avatar_urls(&deps, p.avatar.as_deref()),
+        avatar: super::avatar::urls(&deps, p.avatar.as_deref()),
         country: p.country.clone(),
         attributes: policy::visible_attributes(&deps.policy.attributes, &p.attributes, who),
     }))
@@ -341,7 +327,7 @@ async fn search(deps: Arc<Deps>, m: SearchProfiles) -> Result<SearchResults, Han
         Err(SearchError::BadCursor) => return Err(bad_cursor()),
         Err(SearchError::Storage(e)) => return Err(e.into()),
     };
-    let url = |k: String| format!("{}/v1/avatars/{k}", deps.public_url);
+    let url = |k: String| deps.avatars.public_url(&k, &deps.public_url);
     Ok(SearchResults {
         items: page
             .items
@@ -542,4 +528,7 @@ crate::edge::handlers!(Profiles {
     GetActivity => ActivityPage: get_activity;
     ExportMe => UserExport: export_me;
     DeleteMe => DeletionScheduled: delete_me;
+    SetAvatar => AvatarUrls: |d, m| super::avatar::set_avatar(d, m);
+    DeleteAvatar => (): |d, m| super::avatar::delete_avatar(d, m);
+    GetAvatar => Option<AvatarImage>: |d, m| super::avatar::get_avatar(d, m);
 });

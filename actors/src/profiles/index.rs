@@ -68,7 +68,6 @@ impl ProfileIndex {
 }
 
 /// The key of the 64 px rendition of a stored avatar (its column holds the three keys).
-pub(super) fn small_avatar(stored: Option<&str>) -> Option<String> {
-    let keys: Vec<String> = serde_json::from_str(stored?).ok()?;
-    keys.into_iter().next()
+fn small_avatar(stored: Option<&str>) -> Option<String> {
+    super::avatar::keys_of(stored).into_iter().next()
 }

@@ -8,6 +8,7 @@
 //! id), attributes outside their declaration, writing state without its event, and passwords
 //! and sessions beyond checking the one and ending the others through their contexts' handles.
 
+mod avatar;
 mod cache;
 pub mod erasure;
 mod handlers;
@@ -55,6 +56,8 @@ pub struct ProfilesDeps {
     pub sessions: SessionsHandle,
     pub policy: ProfilePolicy,
     pub index: ProfileIndex,
+    pub avatars: crate::avatars::AvatarStore,
+    pub pipeline: crate::avatars::AvatarPipeline,
     /// Base of avatar URLs, without a trailing slash.
     pub public_url: String,
     pub metrics: Metrics,
