@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("## Avatar pipeline run\n");
     println!("- cpu: {} × {}", cores, cpu_model());
+    println!("- load average at start: {}", load_average());
     let (photo, noise) = photo_jpeg(4000, 3000, 3_500_000..=4_800_000)?;
     println!(
         "- input: 4000×3000 JPEG (q92, noise ±{noise}), {} bytes",
@@ -120,7 +121,15 @@ fn main() -> anyhow::Result<()> {
         bomb.len(),
         started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
     );
+    println!("- load average at the end: {}", load_average());
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the machine shows up here.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// Runs `runs` uploads with `concurrency` in flight and prints one table row.
