@@ -111,6 +111,23 @@ impl FromRequest for JsonObject {
     }
 }
 
+/// Reads a raw body of at most `limit` bytes; more is a 413 problem before it is all read.
+pub(crate) async fn read_bytes(mut body: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt as _;
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            PayloadError::Io(io) if io.kind() == ErrorKind::TimedOut => ApiError::body_timeout(),
+            _ => ApiError::invalid_body("the body could not be read (truncated or badly encoded)"),
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
 /// A flat JSON object into its DTO. Checked first, since serde would also read an array into a
 /// struct, field by position.
 fn object<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {

@@ -167,7 +167,7 @@ pub fn management_server(
 /// browsers refuse to hand its answer to the page.
 pub(crate) fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix_cors::Cors> {
     let mut c = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
             actix_web::http::header::AUTHORIZATION,
             actix_web::http::header::CONTENT_TYPE,

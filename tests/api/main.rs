@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod avatars;
 mod cli;
 mod distributed;
 mod lifecycle;

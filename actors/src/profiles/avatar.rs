@@ -29,12 +29,12 @@ fn reply(e: AvatarError) -> HandlerError {
             code: "payload_too_large",
             detail,
         },
-        AvatarError::Undecodable(_) | AvatarError::TooManyPixels { .. } | AvatarError::TooSmall { .. } => {
-            CommandError::Unprocessable {
-                code: "invalid_image",
-                detail,
-            }
-        }
+        AvatarError::Undecodable(_)
+        | AvatarError::TooManyPixels { .. }
+        | AvatarError::TooSmall { .. } => CommandError::Unprocessable {
+            code: "invalid_image",
+            detail,
+        },
         AvatarError::Busy => CommandError::Unavailable {
             code: codes::OVERLOADED,
             detail,

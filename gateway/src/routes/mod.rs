@@ -63,6 +63,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(profiles::settings))
                 .route(web::patch().to(profiles::patch_settings)),
         )
+        .service(
+            web::resource("/v1/users/me/avatar")
+                .route(web::put().to(profiles::put_avatar))
+                .route(web::delete().to(profiles::delete_avatar)),
+        )
+        .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
         .service(web::resource("/v1/users/me/activity").route(web::get().to(profiles::activity)))
         .service(web::resource("/v1/users/me/export").route(web::get().to(profiles::export)))
         .service(web::resource("/v1/users/search").route(web::get().to(profiles::search)))

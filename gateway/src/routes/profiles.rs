@@ -37,6 +37,9 @@ crate::recipients! {
         get_activity: GetActivity,
         export_me: ExportMe,
         delete_me: DeleteMe,
+        set_avatar: SetAvatar,
+        delete_avatar: DeleteAvatar,
+        get_avatar: GetAvatar,
     }
 }
 
@@ -436,6 +439,98 @@ pub(super) async fn export(
             "attachment; filename=\"keyward-export.json\"",
         ))
         .json(data))
+}
+
+/// An image file, as bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub(crate) struct ImageBytes(Vec<u8>);
+
+/// `PUT /v1/users/me/avatar` reads at most this many bytes (the pipeline's own limit, 5 MiB
+/// by default, may be lower and answers 413 too).
+pub(crate) const AVATAR_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+#[utoipa::path(put, path = "/v1/users/me/avatar", tag = "profiles",
+    security(("bearer" = [])),
+    request_body(description = "The image itself, at most 5 MiB and 40 megapixels",
+        content((ImageBytes = "image/jpeg"), (ImageBytes = "image/png"), (ImageBytes = "image/webp"))),
+    responses(
+        (status = 200, description = "The new avatar, re-encoded without metadata in three sizes", body = AvatarUrls),
+        (status = 413, description = "Larger than the upload limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not image/jpeg, image/png or image/webp, or not the type it claims", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Undecodable, too many pixels, or smaller than 32 px", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn put_avatar(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    req: actix_web::HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = crate::input::read_bytes(body, AVATAR_MAX_BYTES).await?;
+    let cmd = SetAvatar {
+        meta,
+        principal,
+        content_type,
+        body,
+    };
+    Ok(private_json(
+        &st.ask(&st.to.profiles.set_avatar, cmd).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/users/me/avatar", tag = "profiles",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The avatar is gone"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn delete_avatar(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    st.ask(
+        &st.to.profiles.delete_avatar,
+        DeleteAvatar { meta, principal },
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/v1/avatars/{key}", tag = "profiles",
+    params(("key" = String, Path, description = "A rendition's key, from an avatar URL")),
+    responses(
+        (status = 200, description = "The image; it never changes (a new upload gets new keys)",
+            content((ImageBytes = "image/jpeg"), (ImageBytes = "image/webp")),
+            headers(("Cache-Control" = String, description = "public, max-age=31536000, immutable"))),
+        (status = 404, description = "No such avatar", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub(super) async fn avatar(
+    st: State,
+    Meta(meta): Meta,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = GetAvatar {
+        meta,
+        key: key.into_inner(),
+    };
+    match st.ask(&st.to.profiles.get_avatar, cmd).await? {
+        Some(img) => Ok(HttpResponse::Ok()
+            .content_type(img.content_type)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+            .body(img.bytes)),
+        None => Err(ApiError::not_found()),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -163,6 +163,8 @@ canned! {
     });
     UserSettings => UserSettings(Default::default());
     SearchResults => SearchResults { items: vec![], next_cursor: None };
+    AvatarUrls => AvatarUrls { small: "s".into(), medium: "m".into(), large: "l".into() };
+    Option<AvatarImage> => None;
     ActivityPage => ActivityPage { items: vec![], next_cursor: None };
     UserExport => UserExport(json!({}));
     DeletionScheduled => DeletionScheduled { erase_at: Utc.timestamp_opt(1_700_600_000, 0).unwrap() };
