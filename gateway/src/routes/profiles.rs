@@ -398,6 +398,7 @@ fn validate_query(q: &str) -> Result<(), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's security and account history, newest first", body = ActivityPage),
+        (status = 400, description = "A bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
         BearerProblems, ServerProblems,
     ))]
 pub(super) async fn activity(
@@ -457,10 +458,8 @@ pub(crate) const AVATAR_MAX_BYTES: usize = 64 * 1024 * 1024;
         content((ImageBytes = "image/jpeg"), (ImageBytes = "image/png"), (ImageBytes = "image/webp"))),
     responses(
         (status = 200, description = "The new avatar, re-encoded without metadata in three sizes", body = AvatarUrls),
-        (status = 413, description = "Larger than the upload limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not image/jpeg, image/png or image/webp, or not the type it claims", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Undecodable, too many pixels, or smaller than 32 px", body = Problem, content_type = "application/problem+json"),
-        BearerProblems, ServerProblems,
+        BearerProblems, BodyProblems, ServerProblems,
     ))]
 pub(super) async fn put_avatar(
     st: State,
