@@ -98,6 +98,9 @@ impl Node {
         if let Some(amqp) = &contexts.amqp {
             probes.push(("rabbitmq".to_owned(), amqp.clone().recipient()));
         }
+        if settings.avatars.s3_endpoint.is_some() {
+            probes.push(("avatars".to_owned(), contexts.profiles.clone().recipient()));
+        }
         let management = keyward_gateway::management_server(management_listener, probes, registry)?;
         let node = Node {
             public_addr,

@@ -243,6 +243,10 @@ async fn avatars_go_to_an_s3_store_and_a_store_that_is_down_is_a_clear_503() {
         ..Options::default()
     })
     .await;
+    let ready = reqwest::get(format!("{}/readyz", app.management))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
     avatars_round_trip(app, true).await;
 
     // The same store unreachable: a 503 problem, and the profile keeps its avatar.
@@ -270,4 +274,12 @@ async fn avatars_go_to_an_s3_store_and_a_store_that_is_down_is_a_clear_503() {
         .unwrap();
     assert_eq!(me["avatar"], Value::Null, "no half-written profile");
     assert!(down.events_of_type("profile.updated").await.is_empty());
+    let ready = reqwest::get(format!("{}/readyz", down.management))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "/readyz names the store down"
+    );
 }

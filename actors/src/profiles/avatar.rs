@@ -162,3 +162,21 @@ pub(super) async fn get_avatar(
         content_type,
     }))
 }
+
+/// Readiness of the avatar store (for /readyz when avatars go to S3).
+impl actix::Handler<keyward_messages::commands::CheckReady> for super::Profiles {
+    type Result = actix::ResponseFuture<Result<(), CommandError>>;
+    fn handle(
+        &mut self,
+        _: keyward_messages::commands::CheckReady,
+        _: &mut actix::Context<Self>,
+    ) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move {
+            deps.avatars.check().await.map_err(|e| {
+                tracing::warn!(error = %e, "avatar store check failed");
+                CommandError::unavailable("the avatar store does not answer")
+            })
+        })
+    }
+}
