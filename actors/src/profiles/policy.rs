@@ -241,7 +241,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Value::Object(next), json!({"skills": ["rust", "sql"]}));
-        assert_eq!(changed, ["skills", "rate"]);
+        let mut changed = changed;
+        changed.sort();
+        assert_eq!(changed, ["rate", "skills"]);
 
         let errors = patch_attributes(
             &declared(),
