@@ -6,7 +6,7 @@ use image::{ExtendedColorType, ImageEncoder, RgbImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, spawn_app_with, Options, TestApp, PASSWORD};
+use crate::helpers::{problem, spawn_app_with, Options, TestApp};
 
 /// What no rendition may still contain: it sits in the upload's EXIF and comment segments.
 const SECRET: &[u8] = b"GPS 55.7558N 37.6173E secret-marker";
@@ -59,11 +59,8 @@ fn pixel_bomb() -> Vec<u8> {
 }
 
 async fn user(app: &TestApp, email: &str) -> String {
-    app.verified_user(email, None).await;
-    app.login_ok(email, PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    let local = email.split('@').next().unwrap();
+    crate::profiles::user(app, email, local).await.1
 }
 
 async fn upload(

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::helpers::{admin, problem, spawn_app, spawn_app_with, Options, TestApp, PASSWORD};
 
 /// A verified user logged in: (id, access token).
-async fn user(app: &TestApp, email: &str, username: &str) -> (String, String) {
+pub(crate) async fn user(app: &TestApp, email: &str, username: &str) -> (String, String) {
     app.verified_user(email, Some(username)).await;
     let pair = app.login_ok(email, PASSWORD).await;
     let token = pair["access_token"].as_str().unwrap().to_owned();
@@ -742,39 +742,37 @@ async fn search_finds_people_as_they_type_in_either_script_and_only_those_the_ca
         ..Options::default()
     })
     .await;
-    let (petr, petr_token) = user(&app, "petr@example.com", "petr_ivanov").await;
-    patch(
-        &app,
-        "/v1/users/me",
-        &petr_token,
-        json!({"display_name": "Пётр Иванов"}),
-    )
-    .await;
-    let (_, elkin_token) = user(&app, "elkin@example.com", "elkin").await;
-    patch(
-        &app,
-        "/v1/users/me",
-        &elkin_token,
-        json!({"display_name": "Ivan Elkin"}),
-    )
-    .await;
-    let (_, hid_token) = user(&app, "hidden@example.com", "petra_hidden").await;
-    patch(
-        &app,
-        "/v1/users/me",
-        &hid_token,
-        json!({"visibility": "private"}),
-    )
-    .await;
-    let (_, mem_token) = user(&app, "member@example.com", "petrov_members").await;
-    patch(
-        &app,
-        "/v1/users/me",
-        &mem_token,
-        json!({"visibility": "users"}),
-    )
-    .await;
-
+    let mut people = Vec::new();
+    for (email, name, edit) in [
+        (
+            "petr@example.com",
+            "petr_ivanov",
+            json!({"display_name": "Пётр Иванов"}),
+        ),
+        (
+            "elkin@example.com",
+            "elkin",
+            json!({"display_name": "Ivan Elkin"}),
+        ),
+        (
+            "hidden@example.com",
+            "petra_hidden",
+            json!({"visibility": "private"}),
+        ),
+        (
+            "member@example.com",
+            "petrov_members",
+            json!({"visibility": "users"}),
+        ),
+    ] {
+        let (id, token) = user(&app, email, name).await;
+        assert_eq!(
+            patch(&app, "/v1/users/me", &token, edit).await.status(),
+            StatusCode::OK
+        );
+        people.push((id, token));
+    }
+    let (petr, elkin_token) = (people[0].0.clone(), people[1].1.clone());
     let names = |v: &Value| -> Vec<String> {
         v["items"]
             .as_array()
