@@ -190,7 +190,8 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 sql.push(&format!(") AS t{tier}"));
             }
             let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
-            for r in self.0.query_all_raw(sql.build()).await? {
+            let all = self.0.query_all_raw(sql.build()).await?;
+            for r in all {
                 let row = Row::read(&r)?;
                 by_tier.entry(row.tier).or_default().push(row);
             }
@@ -207,7 +208,10 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
-        let mut typo_keys: Option<Vec<(u8, String)>> = None;
+        // Typo keys by edits, worked out as far as the pages need: keys two edits away cost
+        // the most to find, and a page that one-edit keys fill never needs them.
+        let mut typo_keys: Vec<(u8, String)> = Vec::new();
+        let mut typo_edits = 0;
         'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
             if !wanted(tier) {
                 continue;
@@ -218,11 +222,25 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 let fetched = match next.take() {
                     Some(f) => f,
                     None if tier == TYPO => {
-                        if typo_keys.is_none() {
-                            typo_keys = Some(self.typo_keys(&plan).await?);
+                        while typo_edits < plan.budget
+                            && !keys_ahead(&typo_keys, typo_edits, from.as_ref())
+                        {
+                            typo_edits += 1;
+                            typo_keys.extend(self.typo_keys(&plan, typo_edits).await?);
                         }
-                        let keys = typo_keys.as_deref().unwrap_or_default();
-                        self.typo_rows(keys, from.as_ref(), q.viewer, batch).await?
+                        let mut fetched = self
+                            .typo_rows(&typo_keys, from.as_ref(), q.viewer, batch)
+                            .await?;
+                        if fetched.resume.is_none() && typo_edits < plan.budget {
+                            // On with the keys one more edit away.
+                            fetched.resume = Some(Place {
+                                tier: TYPO,
+                                d: u8::try_from(typo_edits + 1).unwrap_or(u8::MAX),
+                                term: String::new(),
+                                user: Uuid::nil(),
+                            });
+                        }
+                        fetched
                     }
                     None => {
                         let mut sql = self.sql("");
@@ -331,12 +349,12 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         Ok(fetched)
     }
 
-    /// The distinct keys within the typo budget of the query, as (edits, key), sorted.
-    async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
-        let Some(pieces) = key::pieces(&plan.qkey, plan.budget) else {
+    /// The distinct keys exactly `edits` edits from the query, as (edits, key), sorted.
+    async fn typo_keys(&self, plan: &Plan, edits: usize) -> Result<Vec<(u8, String)>> {
+        let Some(pieces) = key::pieces(&plan.qkey, edits) else {
             return Ok(Vec::new());
         };
-        let lens: Vec<i32> = (plan.qlen.saturating_sub(plan.budget)..=plan.qlen + plan.budget)
+        let lens: Vec<i32> = (plan.qlen.saturating_sub(edits)..=plan.qlen + edits)
             .filter(|&l| l > 0)
             .map(|l| i32::try_from(l).unwrap_or(i32::MAX))
             .collect();
@@ -345,19 +363,21 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             lens.last().copied().unwrap_or(0),
         );
         let reversed: String = pieces.suffix.chars().rev().collect();
-        let mut sql = self.sql("SELECT term FROM profile_search_vocab WHERE len IN ");
+        let mut sql = self.sql("SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
         sql.list(lens.iter().copied());
-        sql.push(" AND term >= ").bind(pieces.prefix.clone());
-        sql.push(" AND term < ")
+        sql.push(" AND v.term >= ").bind(pieces.prefix.clone());
+        sql.push(" AND v.term < ")
             .bind(format!("{}{TOP}", pieces.prefix));
-        sql.push(" UNION SELECT term FROM profile_search_vocab WHERE len IN ");
+        bigram_filter(&mut sql, plan, edits);
+        sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
         sql.list(lens.iter().copied());
-        sql.push(" AND rterm >= ").bind(reversed.clone());
-        sql.push(" AND rterm < ").bind(format!("{reversed}{TOP}"));
+        sql.push(" AND v.rterm >= ").bind(reversed.clone());
+        sql.push(" AND v.rterm < ").bind(format!("{reversed}{TOP}"));
+        bigram_filter(&mut sql, plan, edits);
         if let Some(middle) = &pieces.middle {
             match sql.backend {
                 DbBackend::Postgres => {
-                    sql.push(" UNION SELECT term FROM profile_search_vocab WHERE term LIKE ")
+                    sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.term LIKE ")
                         .bind(format!("%{middle}%"));
                 }
                 _ => {
@@ -369,17 +389,18 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     .bind(format!("\"{middle}\""));
                 }
             }
-            sql.push(" AND len BETWEEN ")
+            sql.push(" AND v.len BETWEEN ")
                 .bind(min)
                 .push(" AND ")
                 .bind(max);
+            bigram_filter(&mut sql, plan, edits);
         }
         let mut keys = Vec::new();
-        for row in self.0.query_all_raw(sql.build()).await? {
+        let rows = self.0.query_all_raw(sql.build()).await?;
+        for row in rows {
             let term: String = row.try_get("", "term")?;
-            let d = key::distance(&plan.qkey, &term);
-            if (1..=plan.budget).contains(&d) {
-                keys.push((u8::try_from(d).unwrap_or(u8::MAX), term));
+            if key::distance(&plan.qkey, &term) == edits {
+                keys.push((u8::try_from(edits).unwrap_or(u8::MAX), term));
             }
         }
         keys.sort_unstable();
@@ -501,6 +522,40 @@ fn finish_rows(sql: &mut Sql, from: Option<&Place>, viewer: Viewer, batch: usize
             .push(")");
     }
     sql.push(&format!(" ORDER BY p.term, p.user_id LIMIT {batch}"));
+}
+
+/// Whether keys `edits` edits away remain to be read after `from`.
+fn keys_ahead(keys: &[(u8, String)], edits: usize, from: Option<&Place>) -> bool {
+    keys.iter().any(|(d, k)| {
+        usize::from(*d) == edits && from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str()))
+    })
+}
+
+/// Keeps only keys that hold enough of the query's letter pairs to be `edits` edits away
+/// ([`key::pairs_kept`]), so that the database, not this process, drops most of the many
+/// candidates a common fragment brings.
+fn bigram_filter(sql: &mut Sql, plan: &Plan, edits: usize) {
+    let chars: Vec<char> = plan.qkey.chars().collect();
+    let need = key::pairs_kept(chars.len(), edits);
+    if need == 0 {
+        return;
+    }
+    sql.push(" AND (");
+    for (i, pair) in chars.windows(2).enumerate() {
+        if i > 0 {
+            sql.push(" + ");
+        }
+        let pair: String = pair.iter().collect();
+        match sql.backend {
+            DbBackend::Postgres => {
+                sql.push("(strpos(v.term, ").bind(pair).push(") > 0)::int");
+            }
+            _ => {
+                sql.push("(instr(v.term, ").bind(pair).push(") > 0)");
+            }
+        }
+    }
+    sql.push(&format!(") >= {need}"));
 }
 
 /// Who may see a row: 0 anyone, 1 signed-in users, 2 only the owner.
