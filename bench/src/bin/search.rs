@@ -44,7 +44,8 @@ struct Args {
     limit: u32,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Keep the SQLite file (in the temp dir) for a look at its query plans.
+    /// Keep the SQLite file (in the temp dir) and the PostgreSQL database for a look at their
+    /// query plans.
     #[arg(long)]
     keep: bool,
     /// Measure on a kept SQLite file of the same size and seed instead of loading anew.
@@ -128,8 +129,10 @@ async fn main() -> anyhow::Result<()> {
             );
             measure(&store, "PostgreSQL", n, &queries, &args).await?;
             drop(store);
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await?;
+            if !args.keep {
+                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+            }
         }
     }
     Ok(())
