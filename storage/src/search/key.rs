@@ -204,6 +204,13 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
     strsim::osa_distance(a, b)
 }
 
+/// How many of a query's letter pairs (one per position: `n - 1` for `n` characters) a key
+/// within `edits` edits still contains: an edit breaks at most three (a swap; a substitution
+/// or a deletion two, an insertion one).
+pub(crate) fn pairs_kept(chars: usize, edits: usize) -> usize {
+    chars.saturating_sub(1 + 3 * edits)
+}
+
 /// Parts of a query of which at least one appears unchanged in every key within `budget`
 /// edits of it (the pigeonhole rule): `budget + 1` pieces with a character between each two,
 /// so that no edit, a swap included, touches two pieces. The first is a prefix and the last a
@@ -249,6 +256,7 @@ pub(crate) fn pieces(query: &str, budget: usize) -> Option<Pieces> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn terms(username: Option<&str>, display: Option<&str>) -> Vec<(String, i16)> {
@@ -400,6 +408,22 @@ mod tests {
     }
 
     #[test]
+    fn every_key_within_budget_keeps_enough_letter_pairs() {
+        for (q, budget) in [("aleksandrova", 2), ("ivonov", 1), ("ab cd ef", 1)] {
+            let chars: Vec<char> = q.chars().collect();
+            let pairs: Vec<String> = chars.windows(2).map(|w| w.iter().collect()).collect();
+            for t in neighbours(q, budget) {
+                let d = distance(q, &t);
+                if d == 0 || d > budget {
+                    continue;
+                }
+                let kept = pairs.iter().filter(|p| t.contains(p.as_str())).count();
+                assert!(kept >= pairs_kept(chars.len(), d), "{t}: {kept}");
+            }
+        }
+    }
+
+    #[test]
     fn every_key_within_budget_keeps_one_piece_intact() {
         let q = "aleksandrov";
         let p = pieces(q, 2).unwrap();
@@ -445,6 +469,7 @@ mod tests {
             }
         }
         let p = pieces("ivonov", 1).unwrap();
+        assert_eq!(pairs_kept(6, 1), 2);
         assert_eq!((p.prefix.as_str(), p.suffix.as_str()), ("iv", "nov"));
         assert_eq!(pieces("ivan", 0), None);
     }

@@ -39,7 +39,7 @@ const SQLITE: &[&str] = &[
         refs INTEGER NOT NULL
     )",
     "CREATE INDEX profile_search_vocab_len_term_idx ON profile_search_vocab (len, term)",
-    "CREATE INDEX profile_search_vocab_len_rterm_idx ON profile_search_vocab (len, rterm)",
+    "CREATE INDEX profile_search_vocab_len_rterm_idx ON profile_search_vocab (len, rterm, term)",
     "CREATE VIRTUAL TABLE profile_search_trgm USING fts5(
         term, content='profile_search_vocab', content_rowid='id', tokenize='trigram'
     )",
@@ -78,7 +78,8 @@ const POSTGRES: &[&str] = &[
         refs INTEGER NOT NULL
     )",
     "CREATE INDEX profile_search_vocab_len_term_idx ON profile_search_vocab (len, term)",
-    "CREATE INDEX profile_search_vocab_len_rterm_idx ON profile_search_vocab (len, rterm)",
+    "CREATE INDEX profile_search_vocab_len_rterm_idx ON profile_search_vocab (len, rterm)
+        INCLUDE (term)",
     "CREATE INDEX profile_search_vocab_trgm_idx ON profile_search_vocab
         USING gin (term gin_trgm_ops)",
 ];

@@ -165,31 +165,100 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         let plan = Plan::new(q.q);
         let after = q.cursor.map(|c| decode_cursor(c, &plan)).transpose()?;
         let limit = q.limit.clamp(1, 50) as usize;
-        let mut found: Vec<(Place, SearchHit)> = Vec::new();
-        let mut typo_keys: Option<Vec<(u8, String)>> = None;
+        let batch = 2 * (limit + 1) + 8;
+        let wanted = |tier: u8| plan.has(tier) && after.as_ref().is_none_or(|a| a.tier <= tier);
+        let from_of = |tier: u8| after.clone().filter(|a| a.tier == tier);
 
+        // NOTE: each statement costs a round trip (on SQLite two thread hand-offs), so the
+        // first rows of the three B-tree tiers come in one statement, typo keys in a second
+        // and their postings in a third, and more only when a tier runs past its batch.
+        let direct: Vec<u8> = [EXACT, PREFIX, TRANSLIT]
+            .into_iter()
+            .filter(|&t| wanted(t))
+            .collect();
+        let mut first = if direct.is_empty() {
+            BTreeMap::new()
+        } else {
+            let mut sql = self.sql("");
+            for (i, &tier) in direct.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push("SELECT * FROM (");
+                self.tier_select(
+                    &mut sql,
+                    &plan,
+                    tier,
+                    from_of(tier).as_ref(),
+                    q.viewer,
+                    batch,
+                );
+                sql.push(&format!(") AS t{tier}"));
+            }
+            let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
+            let all = self.0.query_all_raw(sql.build()).await?;
+            for r in all {
+                let row = Row::read(&r)?;
+                by_tier.entry(row.tier).or_default().push(row);
+            }
+            for rows in by_tier.values_mut() {
+                rows.sort_by(|a, b| (&a.term, a.user).cmp(&(&b.term, b.user)));
+            }
+            direct
+                .iter()
+                .map(|&t| {
+                    let rows = by_tier.remove(&t).unwrap_or_default();
+                    (t, Fetched::of(t, 0, rows, batch))
+                })
+                .collect()
+        };
+
+        let mut found: Vec<(Place, SearchHit)> = Vec::new();
+        // Typo keys by edits, worked out as far as the pages need: keys two edits away cost
+        // the most to find, and a page that one-edit keys fill never needs them.
+        let mut typo_keys: Vec<(u8, String)> = Vec::new();
+        let mut typo_edits = 0;
         'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
-            if after.as_ref().is_some_and(|a| a.tier > tier) || !plan.has(tier) {
+            if !wanted(tier) {
                 continue;
             }
-            let mut from = after.clone().filter(|a| a.tier == tier);
+            let mut from = from_of(tier);
+            let mut next = first.remove(&tier);
             loop {
-                let batch = 2 * (limit + 1 - found.len()) + 8;
-                let fetched = if tier == TYPO {
-                    if typo_keys.is_none() {
-                        typo_keys = Some(self.typo_keys(&plan).await?);
+                let fetched = match next.take() {
+                    Some(f) => f,
+                    None if tier == TYPO => {
+                        while typo_edits < plan.budget
+                            && !keys_ahead(&typo_keys, typo_edits, from.as_ref())
+                        {
+                            typo_edits += 1;
+                            typo_keys.extend(self.typo_keys(&plan, typo_edits).await?);
+                        }
+                        let mut fetched = self
+                            .typo_rows(&typo_keys, from.as_ref(), q.viewer, batch)
+                            .await?;
+                        if fetched.resume.is_none() && typo_edits < plan.budget {
+                            // On with the keys one more edit away.
+                            fetched.resume = Some(Place {
+                                tier: TYPO,
+                                d: u8::try_from(typo_edits + 1).unwrap_or(u8::MAX),
+                                term: String::new(),
+                                user: Uuid::nil(),
+                            });
+                        }
+                        fetched
                     }
-                    let keys = typo_keys.as_deref().unwrap_or_default();
-                    self.typo_rows(keys, from.as_ref(), q.viewer, batch).await?
-                } else {
-                    self.tier_rows(&plan, tier, from.as_ref(), q.viewer, batch)
-                        .await?
+                    None => {
+                        let mut sql = self.sql("");
+                        self.tier_select(&mut sql, &plan, tier, from.as_ref(), q.viewer, batch);
+                        let rows = self.0.query_all_raw(sql.build()).await?;
+                        let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
+                        Fetched::of(tier, 0, rows, batch)
+                    }
                 };
                 for (place, row) in fetched.rows {
                     let best = plan.best(row.username.as_deref(), row.display_name.as_deref());
-                    if best.is_some_and(|(t, d, k)| {
-                        (t, d, k) == (place.tier, place.d, place.term.clone())
-                    }) {
+                    if best.is_some_and(|b| b == (place.tier, place.d, place.term.clone())) {
                         found.push((place, row.hit()));
                         if found.len() > limit {
                             break 'tiers;
@@ -214,16 +283,17 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         })
     }
 
-    /// The rows of one tier other than typo, after `from`, in order.
-    async fn tier_rows(
+    /// Writes the query for the next `batch` rows of one B-tree tier after `from`.
+    fn tier_select(
         &self,
+        sql: &mut Sql,
         plan: &Plan,
         tier: u8,
         from: Option<&Place>,
         viewer: Viewer,
         batch: usize,
-    ) -> Result<Fetched> {
-        let mut sql = self.sql(ROWS);
+    ) {
+        sql.push(&format!("SELECT {tier} AS tier, {ROWS}"));
         match tier {
             EXACT => {
                 sql.push("p.term = ").bind(plan.qkey.clone());
@@ -240,17 +310,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 sql.push(&format!(" AND (p.flags & {flag}) <> 0"));
             }
         }
-        let rows = self.rows(sql, from, viewer, batch).await?;
-        let resume = (rows.len() == batch)
-            .then(|| rows.last().map(|r| Place::new(tier, 0, r)))
-            .flatten();
-        Ok(Fetched {
-            rows: rows
-                .into_iter()
-                .map(|r| (Place::new(tier, 0, &r), r))
-                .collect(),
-            resume,
-        })
+        finish_rows(sql, from, viewer, batch);
     }
 
     /// The typo tier's rows after `from`: the postings of the matched keys, fewer edits first,
@@ -275,66 +335,32 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .take(TYPO_CHUNK)
             .map(|(_, k)| k)
             .collect();
-        let mut sql = self.sql(ROWS);
+        let mut sql = self.sql(&format!("SELECT {TYPO} AS tier, {ROWS}"));
         sql.push("p.term IN ")
             .list(chunk.iter().map(|k| (*k).clone()));
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
-        let from = from.filter(|f| f.d == d);
-        let rows = self.rows(sql, from, viewer, batch).await?;
-        let resume = if rows.len() == batch {
-            rows.last().map(|r| Place::new(TYPO, d, r))
-        } else {
+        finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
+        let rows = self.0.query_all_raw(sql.build()).await?;
+        let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
+        let mut fetched = Fetched::of(TYPO, d, rows, batch);
+        if fetched.resume.is_none() {
             // On at the first user of the next key, if any.
-            rest.get(chunk.len()).map(|(d, k)| Place {
+            fetched.resume = rest.get(chunk.len()).map(|(d, k)| Place {
                 tier: TYPO,
                 d: *d,
                 term: k.clone(),
                 user: Uuid::nil(),
-            })
-        };
-        Ok(Fetched {
-            rows: rows
-                .into_iter()
-                .map(|r| (Place::new(TYPO, d, &r), r))
-                .collect(),
-            resume,
-        })
-    }
-
-    /// Finishes a [`ROWS`] query (its match condition already written): visibility, the
-    /// place to start after, order and limit.
-    async fn rows(
-        &self,
-        mut sql: Sql,
-        from: Option<&Place>,
-        viewer: Viewer,
-        batch: usize,
-    ) -> Result<Vec<Row>> {
-        match viewer {
-            Viewer::Anonymous => sql.push(" AND p.vis = 0"),
-            Viewer::User(me) => sql
-                .push(" AND (p.vis <= 1 OR p.user_id = ")
-                .bind(me.0)
-                .push(")"),
-        };
-        if let Some(f) = from {
-            sql.push(" AND (p.term, p.user_id) > (")
-                .bind(f.term.clone())
-                .push(", ")
-                .bind(f.user)
-                .push(")");
+            });
         }
-        sql.push(&format!(" ORDER BY p.term, p.user_id LIMIT {batch}"));
-        let rows = self.0.query_all_raw(sql.build()).await?;
-        rows.iter().map(Row::read).collect()
+        Ok(fetched)
     }
 
-    /// The distinct keys within the typo budget of the query, as (edits, key), sorted.
-    async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
-        let Some(pieces) = key::pieces(&plan.qkey, plan.budget) else {
+    /// The distinct keys exactly `edits` edits from the query, as (edits, key), sorted.
+    async fn typo_keys(&self, plan: &Plan, edits: usize) -> Result<Vec<(u8, String)>> {
+        let Some(pieces) = key::pieces(&plan.qkey, edits) else {
             return Ok(Vec::new());
         };
-        let lens: Vec<i32> = (plan.qlen.saturating_sub(plan.budget)..=plan.qlen + plan.budget)
+        let lens: Vec<i32> = (plan.qlen.saturating_sub(edits)..=plan.qlen + edits)
             .filter(|&l| l > 0)
             .map(|l| i32::try_from(l).unwrap_or(i32::MAX))
             .collect();
@@ -343,19 +369,21 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             lens.last().copied().unwrap_or(0),
         );
         let reversed: String = pieces.suffix.chars().rev().collect();
-        let mut sql = self.sql("SELECT term FROM profile_search_vocab WHERE len IN ");
+        let mut sql = self.sql("SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
         sql.list(lens.iter().copied());
-        sql.push(" AND term >= ").bind(pieces.prefix.clone());
-        sql.push(" AND term < ")
+        sql.push(" AND v.term >= ").bind(pieces.prefix.clone());
+        sql.push(" AND v.term < ")
             .bind(format!("{}{TOP}", pieces.prefix));
-        sql.push(" UNION SELECT term FROM profile_search_vocab WHERE len IN ");
+        bigram_filter(&mut sql, plan, edits);
+        sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
         sql.list(lens.iter().copied());
-        sql.push(" AND rterm >= ").bind(reversed.clone());
-        sql.push(" AND rterm < ").bind(format!("{reversed}{TOP}"));
+        sql.push(" AND v.rterm >= ").bind(reversed.clone());
+        sql.push(" AND v.rterm < ").bind(format!("{reversed}{TOP}"));
+        bigram_filter(&mut sql, plan, edits);
         if let Some(middle) = &pieces.middle {
             match sql.backend {
                 DbBackend::Postgres => {
-                    sql.push(" UNION SELECT term FROM profile_search_vocab WHERE term LIKE ")
+                    sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.term LIKE ")
                         .bind(format!("%{middle}%"));
                 }
                 _ => {
@@ -367,17 +395,18 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     .bind(format!("\"{middle}\""));
                 }
             }
-            sql.push(" AND len BETWEEN ")
+            sql.push(" AND v.len BETWEEN ")
                 .bind(min)
                 .push(" AND ")
                 .bind(max);
+            bigram_filter(&mut sql, plan, edits);
         }
         let mut keys = Vec::new();
-        for row in self.0.query_all_raw(sql.build()).await? {
+        let rows = self.0.query_all_raw(sql.build()).await?;
+        for row in rows {
             let term: String = row.try_get("", "term")?;
-            let d = key::distance(&plan.qkey, &term);
-            if (1..=plan.budget).contains(&d) {
-                keys.push((u8::try_from(d).unwrap_or(u8::MAX), term));
+            if key::distance(&plan.qkey, &term) == edits {
+                keys.push((u8::try_from(edits).unwrap_or(u8::MAX), term));
             }
         }
         keys.sort_unstable();
@@ -476,10 +505,64 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     }
 }
 
-/// Every tier's rows: a posting joined to its profile, so that the profile's best place
-/// can be worked out and its hit shown. The match condition follows.
-const ROWS: &str = "SELECT p.term, p.user_id, s.username, s.display_name, s.avatar \
+/// Every tier's rows (after `SELECT <tier> AS tier, `): a posting joined to its profile, so
+/// that the profile's best place can be worked out and its hit shown. The match condition
+/// follows, then [`finish_rows`].
+const ROWS: &str = "p.term, p.user_id, s.username, s.display_name, s.avatar \
      FROM profile_search_terms p JOIN profile_search s ON s.user_id = p.user_id WHERE ";
+
+/// Ends a [`ROWS`] query: visibility, the place to start after, order and limit.
+fn finish_rows(sql: &mut Sql, from: Option<&Place>, viewer: Viewer, batch: usize) {
+    match viewer {
+        Viewer::Anonymous => sql.push(" AND p.vis = 0"),
+        Viewer::User(me) => sql
+            .push(" AND (p.vis <= 1 OR p.user_id = ")
+            .bind(me.0)
+            .push(")"),
+    };
+    if let Some(f) = from {
+        sql.push(" AND (p.term, p.user_id) > (")
+            .bind(f.term.clone())
+            .push(", ")
+            .bind(f.user)
+            .push(")");
+    }
+    sql.push(&format!(" ORDER BY p.term, p.user_id LIMIT {batch}"));
+}
+
+/// Whether keys `edits` edits away remain to be read after `from`.
+fn keys_ahead(keys: &[(u8, String)], edits: usize, from: Option<&Place>) -> bool {
+    keys.iter().any(|(d, k)| {
+        usize::from(*d) == edits && from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str()))
+    })
+}
+
+/// Keeps only keys that hold enough of the query's letter pairs to be `edits` edits away
+/// ([`key::pairs_kept`]), so that the database, not this process, drops most of the many
+/// candidates a common fragment brings.
+fn bigram_filter(sql: &mut Sql, plan: &Plan, edits: usize) {
+    let chars: Vec<char> = plan.qkey.chars().collect();
+    let need = key::pairs_kept(chars.len(), edits);
+    if need == 0 {
+        return;
+    }
+    sql.push(" AND (");
+    for (i, pair) in chars.windows(2).enumerate() {
+        if i > 0 {
+            sql.push(" + ");
+        }
+        let pair: String = pair.iter().collect();
+        match sql.backend {
+            DbBackend::Postgres => {
+                sql.push("(strpos(v.term, ").bind(pair).push(") > 0)::int");
+            }
+            _ => {
+                sql.push("(instr(v.term, ").bind(pair).push(") > 0)");
+            }
+        }
+    }
+    sql.push(&format!(") >= {need}"));
+}
 
 /// Who may see a row: 0 anyone, 1 signed-in users, 2 only the owner.
 fn vis_code(v: Visibility) -> i16 {
@@ -543,6 +626,7 @@ impl Sql {
 
 /// A posting as a tier reads it.
 struct Row {
+    tier: u8,
     term: String,
     user: Uuid,
     username: Option<String>,
@@ -552,7 +636,9 @@ struct Row {
 
 impl Row {
     fn read(r: &QueryResult) -> Result<Self> {
+        let tier: i32 = r.try_get("", "tier")?;
         Ok(Self {
+            tier: u8::try_from(tier).unwrap_or(u8::MAX),
             term: r.try_get("", "term")?,
             user: r.try_get("", "user_id")?,
             username: r.try_get("", "username")?,
@@ -576,6 +662,22 @@ impl Row {
 struct Fetched {
     rows: Vec<(Place, Row)>,
     resume: Option<Place>,
+}
+
+impl Fetched {
+    /// Rows of one tier in order; a full batch may have more behind it.
+    fn of(tier: u8, d: u8, rows: Vec<Row>, batch: usize) -> Self {
+        let resume = (rows.len() == batch)
+            .then(|| rows.last().map(|r| Place::new(tier, d, r)))
+            .flatten();
+        Self {
+            rows: rows
+                .into_iter()
+                .map(|r| (Place::new(tier, d, &r), r))
+                .collect(),
+            resume,
+        }
+    }
 }
 
 /// A place in the ranking: tier, edits (typo tier), term, user. Field order is rank order.

@@ -221,6 +221,55 @@ async fn pages_follow_each_other_without_duplicates_or_gaps() {
 }
 
 #[tokio::test]
+async fn typo_and_transliteration_matches_page_like_the_rest() {
+    let db = test_db().await;
+    let q = "aleksandrova";
+    let mut entries = Vec::new();
+    for i in 1..10 {
+        let mut one: Vec<char> = q.chars().collect();
+        one[i] = 'x';
+        let mut two = one.clone();
+        two[i + 2] = 'x';
+        entries.push(public(Some(&one.iter().collect::<String>()), None));
+        entries.push(public(Some(&two.iter().collect::<String>()), None));
+        entries.push(public(None, Some(&format!("Александрова {i}"))));
+    }
+    entries.push(public(Some(q), None));
+    db.search_index().bulk_load(&entries).await.unwrap();
+
+    let whole = found(&db, q).await;
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(&db, q, Viewer::Anonymous, 3, cursor.as_deref()).await;
+        paged.extend(p.items.iter().map(|h| h.user_id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+
+    assert_eq!(whole.len(), 28);
+    assert_eq!(paged, whole);
+    let name_of = |id: &UserId| entries.iter().find(|e| e.user_id == *id).unwrap();
+    let kinds: Vec<usize> = whole
+        .iter()
+        .map(|id| {
+            let e = name_of(id);
+            match e.username.as_deref() {
+                Some(u) if u == q => 0,
+                Some(u) if u.matches('x').count() == 1 => 1,
+                Some(_) => 2,
+                None => 3,
+            }
+        })
+        .collect();
+    let mut sorted = kinds.clone();
+    sorted.sort_unstable();
+    assert_eq!(kinds, sorted, "exact, one typo, two typos, transliterated");
+}
+
+#[tokio::test]
 async fn a_cursor_of_another_query_or_a_made_up_one_is_refused() {
     let db = test_db().await;
     for i in 0..3 {
