@@ -90,15 +90,18 @@ token=$(curl -fsS "$base/v1/auth/login" -H 'content-type: application/json' \
   -d '{"login":"root@example.com","password":"schemathesis passphrase 7"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
+# NOTE: one worker: with two, schemathesis' threads parse Python source concurrently and
+# CPython 3.11 sometimes fails inside `ast.parse` ("AST constructor recursion depth mismatch",
+# a runtime error of the tool, not a finding; seen in CI).
 checks=not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance
 step "schemathesis without credentials"
 "$venv/bin/st" run "$base/openapi.json" --checks "$checks" \
   --max-examples "${KEYWARD_SCHEMATHESIS_EXAMPLES:-30}" --phases examples,coverage,fuzzing \
-  --suppress-health-check all --workers 2
+  --suppress-health-check all --workers 1
 step "schemathesis with an administrator's bearer token"
 "$venv/bin/st" run "$base/openapi.json" --checks "$checks" \
   --max-examples "${KEYWARD_SCHEMATHESIS_EXAMPLES:-30}" --phases examples,coverage,fuzzing \
-  --suppress-health-check all --workers 2 -H "Authorization: Bearer $token" \
+  --suppress-health-check all --workers 1 -H "Authorization: Bearer $token" \
   --exclude-path /v1/auth/logout
 
 step "the node logged no error"
