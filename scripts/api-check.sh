@@ -44,7 +44,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-"$postman_tool" -s docs/openapi.json -o "$work/raw.json" -p \
+# The converter fills unions and enums (nullable objects, oneOf, Visibility) with random picks;
+# a seeded Math.random makes the collection a function of the spec alone.
+cat > "$work/seed.js" <<'JS'
+let s = 0x6b657977;
+Math.random = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+JS
+NODE_OPTIONS="--require $work/seed.js" "$postman_tool" -s docs/openapi.json -o "$work/raw.json" -p \
   -O folderStrategy=Tags,parametersResolution=Schema >/dev/null
 # The converter draws random ids; drop them so the output depends on the spec alone.
 python3 - "$work/raw.json" "$work/collection.json" <<'EOF'

@@ -13,6 +13,9 @@ use crate::{Password, RequestMeta, UserId, Username};
 /// Who may see a profile beyond its owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+// NOTE: the example keeps the generated Postman collection stable (its converter otherwise
+// picks an enum value at random).
+#[schema(example = "users")]
 pub enum Visibility {
     /// Anyone, signed in or not.
     Public,
