@@ -37,6 +37,10 @@ const INSERT_CHUNK: usize = 500;
 /// Matched keys per typo posting query.
 const TYPO_CHUNK: usize = 64;
 
+/// Joins the keys of a typo posting query on PostgreSQL: a control character, which folding
+/// never leaves in a key.
+const KEY_SEP: &str = "\u{1f}";
+
 impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// Puts a profile in the index, or brings its entry up to date.
     pub async fn upsert(&self, e: &SearchEntry) -> Result<()> {
@@ -331,8 +335,17 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .map(|(_, k)| k)
             .collect();
         let mut sql = self.sql(&format!("SELECT {TYPO} AS tier, {ROWS}"));
-        sql.push("p.term IN ")
-            .list(chunk.iter().map(|k| (*k).clone()));
+        if sql.backend == DbBackend::Postgres && chunk.iter().all(|k| !k.contains(KEY_SEP)) {
+            // NOTE: one statement text whatever the number of keys, so that PostgreSQL plans
+            // it once per connection (an IN list of n keys is a statement of its own).
+            let joined: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+            sql.push("p.term = ANY(string_to_array(")
+                .bind(joined.join(KEY_SEP))
+                .push(", chr(31)))");
+        } else {
+            sql.push("p.term IN ")
+                .list(chunk.iter().map(|k| (*k).clone()));
+        }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
         let rows = self.0.query_all_raw(sql.build()).await?;
