@@ -174,6 +174,16 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         Ok(self.1.keys())
     }
 
+    /// How many keys the typo tier would read for `q` (1 to its budget edits away), found as
+    /// a search finds them: for measuring the in-memory lookup alone.
+    pub async fn typo_candidates(&self, q: &str) -> Result<usize> {
+        let plan = Plan::new(q);
+        if plan.budget == 0 {
+            return Ok(0);
+        }
+        Ok(self.typo_keys(&plan).await?.len())
+    }
+
     /// One page of the profiles `q.viewer` may see that match `q.q`, best first.
     pub async fn search(&self, q: &SearchQuery<'_>) -> Result<SearchPage, SearchError> {
         let plan = Plan::new(q.q);
