@@ -120,6 +120,13 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let clock = opts.clock.clone();
     let master = crate::keys::master_key(settings)?;
     let store = open_store(settings).await?;
+    // The profile search's typo index, built now rather than at the first typo search.
+    let warm = store.clone();
+    actix_rt::spawn(async move {
+        if let Err(e) = warm.search_index().load_typo_index().await {
+            tracing::warn!(error = %e, "profile search: building the typo index failed");
+        }
+    });
     let t = &settings.tokens;
     let tokens = TokenPolicy {
         issuer: opts.public_url.trim_end_matches('/').to_owned(),

@@ -13,6 +13,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::migrations::Migrator;
+use crate::search::TypoIndex;
 use crate::{
     Audit, LoginFailures, Outbox, Profiles, Result, Sessions, SigningKeys, StorageError, Users,
 };
@@ -24,6 +25,9 @@ const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    // NOTE: the profile search's in-memory typo index lives with the pool it is built from,
+    // so that every clone of the store and every transaction shares one (see `search::typo`).
+    typo: TypoIndex,
 }
 
 impl Store {
@@ -43,7 +47,10 @@ impl Store {
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
             db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
         }
-        Ok(Self { db })
+        Ok(Self {
+            typo: TypoIndex::new(db.clone()),
+            db,
+        })
     }
 
     /// Applies pending migrations; returns how many ran. On PostgreSQL an advisory lock held
@@ -109,6 +116,7 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
             tx: self.db.begin().await?,
+            typo: self.typo.clone(),
         })
     }
 }
@@ -117,6 +125,7 @@ impl Store {
 /// rolls back together.
 pub struct Tx {
     tx: DatabaseTransaction,
+    typo: TypoIndex,
 }
 
 impl Tx {
@@ -172,7 +181,7 @@ macro_rules! repositories {
 
             /// The profile search index.
             pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
-                crate::search::ProfileSearch(&self.$field)
+                crate::search::ProfileSearch(&self.$field, &self.typo)
             }
         }
     };

@@ -165,6 +165,36 @@ async fn measure(
     queries: &[Vec<String>; 4],
     args: &Args,
 ) -> anyhow::Result<()> {
+    // The typo tier's in-memory index, built before the clock starts (a server builds it at
+    // its first typo search).
+    let t = Instant::now();
+    let keys = store.search_index().load_typo_index().await?;
+    eprintln!(
+        "{backend} {n}: typo index of {keys} keys built in {:.1?}",
+        t.elapsed()
+    );
+    // The in-memory candidate lookup alone, per shape, one query after another.
+    for (shape, qs) in SHAPES.iter().zip(queries) {
+        let mut lat = Vec::with_capacity(qs.len());
+        let mut keys = 0;
+        for q in qs {
+            let t = Instant::now();
+            keys += store.search_index().typo_candidates(q).await?;
+            lat.push(t.elapsed());
+        }
+        lat.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+            lat[i].as_secs_f64() * 1e6
+        };
+        eprintln!(
+            "{backend} {n}: typo candidates for {shape}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs, {:.1} keys/query",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            keys as f64 / lat.len().max(1) as f64
+        );
+    }
     // Warm the caches with a few of each shape, unmeasured.
     for qs in queries {
         for q in qs.iter().take(50) {

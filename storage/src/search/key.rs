@@ -204,55 +204,6 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
     strsim::osa_distance(a, b)
 }
 
-/// How many of a query's letter pairs (one per position: `n - 1` for `n` characters) a key
-/// within `edits` edits still contains: an edit breaks at most three (a swap; a substitution
-/// or a deletion two, an insertion one).
-pub(crate) fn pairs_kept(chars: usize, edits: usize) -> usize {
-    chars.saturating_sub(1 + 3 * edits)
-}
-
-/// Parts of a query of which at least one appears unchanged in every key within `budget`
-/// edits of it (the pigeonhole rule): `budget + 1` pieces with a character between each two,
-/// so that no edit, a swap included, touches two pieces. The first is a prefix and the last a
-/// suffix of such a key; the middle one (two typos) appears somewhere in it.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Pieces {
-    pub prefix: String,
-    pub middle: Option<String>,
-    pub suffix: String,
-}
-
-/// The pieces of a folded query for `budget` typos; None when the budget is 0 or the query
-/// is too short to split.
-pub(crate) fn pieces(query: &str, budget: usize) -> Option<Pieces> {
-    let q: Vec<char> = query.chars().collect();
-    let n = q.len();
-    let s = |a: usize, b: usize| q[a..b].iter().collect::<String>();
-    match budget {
-        1 if n >= 3 => {
-            let a = (n - 1) / 2;
-            Some(Pieces {
-                prefix: s(0, a),
-                middle: None,
-                suffix: s(a + 1, n),
-            })
-        }
-        2 if n >= 7 => {
-            // The middle piece goes to the trigram index: give it at least 3 characters.
-            let m = n - 2;
-            let b = (m / 3).max(3);
-            let a = (m - b) / 2;
-            let c = m - b - a;
-            Some(Pieces {
-                prefix: s(0, a),
-                middle: Some(s(a + 1, a + 1 + b)),
-                suffix: s(n - c, n),
-            })
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -408,69 +359,33 @@ mod tests {
     }
 
     #[test]
-    fn every_key_within_budget_keeps_enough_letter_pairs() {
-        for (q, budget) in [("aleksandrova", 2), ("ivonov", 1), ("ab cd ef", 1)] {
-            let chars: Vec<char> = q.chars().collect();
-            let pairs: Vec<String> = chars.windows(2).map(|w| w.iter().collect()).collect();
-            for t in neighbours(q, budget) {
-                let d = distance(q, &t);
-                if d == 0 || d > budget {
-                    continue;
-                }
-                let kept = pairs.iter().filter(|p| t.contains(p.as_str())).count();
-                assert!(kept >= pairs_kept(chars.len(), d), "{t}: {kept}");
-            }
-        }
-    }
-
-    #[test]
-    fn every_key_within_budget_keeps_one_piece_intact() {
-        let q = "aleksandrov";
-        let p = pieces(q, 2).unwrap();
-        assert_eq!(
-            (p.prefix.as_str(), p.middle.as_deref(), p.suffix.as_str()),
-            ("ale", Some("san"), "rov")
-        );
-        // Every key within two edits (swaps included) of the query keeps one piece.
-        let near = [
-            "laeksandrov",
-            "aleksnadrvo",
-            "alxksandrox",
-            "qleksandrxv",
-            "aleksandrov",
-        ];
-        for t in near {
-            assert!(distance(q, t) <= 2, "{t}");
-            assert!(
-                t.starts_with(&p.prefix)
-                    || t.contains(p.middle.as_deref().unwrap())
-                    || t.ends_with(&p.suffix),
-                "{t}"
-            );
-        }
+    fn the_typo_index_finds_every_key_within_budget_and_nothing_further() {
+        use super::super::typo::within;
         for (q, budget) in [
             ("aleksandrov", 2),
             ("petrovich", 2),
             ("ivonov", 1),
             ("kate1", 1),
+            ("пётр иванов", 2),
+            ("ab cd ef", 1),
         ] {
-            let p = pieces(q, budget).unwrap();
-            for t in neighbours(q, budget) {
-                if distance(q, &t) > budget {
-                    continue;
-                }
-                let kept = t.starts_with(&p.prefix)
-                    || p.middle.as_deref().is_some_and(|m| t.contains(m))
-                    || t.ends_with(&p.suffix);
-                assert!(
-                    kept,
-                    "{t} is within {budget} of {q} but keeps no piece of {p:?}"
-                );
-            }
+            let q = fold(q);
+            // With keys one edit further (one more letter or one less), out of reach.
+            let mut all = neighbours(&q, budget);
+            let further: Vec<String> = all
+                .iter()
+                .flat_map(|t| [format!("{t}x"), t.chars().skip(1).collect()])
+                .collect();
+            all.extend(further);
+            let set = fst::Set::from_iter(all.iter()).unwrap();
+            let found: std::collections::BTreeSet<String> =
+                within(&set, &q, budget).into_iter().collect();
+            let expected: std::collections::BTreeSet<String> = all
+                .iter()
+                .filter(|t| distance(&q, t) <= budget)
+                .cloned()
+                .collect();
+            assert_eq!(found, expected, "{q}");
         }
-        let p = pieces("ivonov", 1).unwrap();
-        assert_eq!(pairs_kept(6, 1), 2);
-        assert_eq!((p.prefix.as_str(), p.suffix.as_str()), ("iv", "nov"));
-        assert_eq!(pieces("ivan", 0), None);
     }
 }

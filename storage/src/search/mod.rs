@@ -22,12 +22,15 @@
 //! How it stays fast: exact, prefix and transliteration matches are ranges of one B-tree
 //! (`profile_search_terms`, keyed by term and user, with the visibility beside them), read in
 //! order and cut at the page. A typo match first finds the distinct keys near the query in
-//! `profile_search_vocab`: by the pigeonhole rule, a key within `k` edits keeps one of `k + 1`
-//! pieces of the query unchanged, so the candidates are the keys of about the query's length
-//! that start with the first piece, end with the last (B-trees on the key and on the key
-//! reversed) or contain the middle one: that lookup is the trigram index, **FTS5 with
-//! `tokenize='trigram'` on SQLite and pg_trgm (GIN) on PostgreSQL**. The candidates' edit
-//! distances are then counted here.
+//! memory: `typo.rs` keeps the keys of `profile_search_vocab` in an FST set and walks it with
+//! a Levenshtein automaton for the budget (swaps counted as one edit), plus a short list of
+//! keys this node wrote since the set was built; their postings are then read from the same
+//! B-tree. Keys written by another node or process reach the typo tier at the next rebuild
+//! of the set (at most about a minute later, see `typo.rs`); the other tiers are always
+//! fresh. A page that exact and prefix matches fill never reaches the typo tier.
+//!
+//! The vocabulary's trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) is no longer read
+//! by the search; it stays in the schema until a migration drops it.
 //!
 //! PostgreSQL: the migration runs `CREATE EXTENSION IF NOT EXISTS pg_trgm`. pg_trgm is a
 //! trusted extension, so a role that may create objects in the database can do it; where
@@ -43,6 +46,7 @@ pub(crate) mod migration;
 mod repo;
 #[cfg(test)]
 mod tests;
+mod typo;
 
 use keyward_messages::profiles::{Viewer, Visibility};
 use keyward_messages::{FieldError, UserId};
@@ -50,6 +54,7 @@ use keyward_messages::{FieldError, UserId};
 use crate::StorageError;
 
 pub use repo::ProfileSearch;
+pub use typo::TypoIndex;
 
 /// The longest query, in characters after trimming.
 pub const MAX_QUERY_CHARS: usize = keyward_messages::profiles::SEARCH_QUERY_MAX_CHARS;

@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::key::{self, Term, KEY, SKEL, WHOLE};
+use super::typo::TypoIndex;
 use super::{SearchEntry, SearchError, SearchHit, SearchPage, SearchQuery};
 use crate::Result;
 
 /// The profile search index's repository, over the pool (`store.search_index()`) or a
 /// transaction (`tx.search_index()`). Call the writes inside the transaction that changes the
 /// profile: an upsert is several statements.
-pub struct ProfileSearch<'a, C>(pub(crate) &'a C);
+pub struct ProfileSearch<'a, C>(pub(crate) &'a C, pub(crate) &'a TypoIndex);
 
 /// The tiers, best first (the module doc of `search` says what each matches).
 const EXACT: u8 = 0;
@@ -35,6 +36,10 @@ const INSERT_CHUNK: usize = 500;
 
 /// Matched keys per typo posting query.
 const TYPO_CHUNK: usize = 64;
+
+/// Joins the keys of a typo posting query on PostgreSQL: a control character, which folding
+/// never leaves in a key.
+const KEY_SEP: &str = "\u{1f}";
 
 impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// Puts a profile in the index, or brings its entry up to date.
@@ -81,6 +86,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 .collect()
         };
         let (old_keys, new_keys) = (keys(&old), keys(&new));
+        self.1.note_added(new_keys.difference(&old_keys));
         let mut delta: BTreeMap<String, i64> = BTreeMap::new();
         for k in old_keys.difference(&new_keys) {
             delta.insert(k.clone(), -1);
@@ -156,8 +162,26 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 }
             }
             self.count_keys(&delta).await?;
+            self.1.invalidate();
         }
         Ok(())
+    }
+
+    /// Builds the typo tier's in-memory index now, unless it is built (the first search that
+    /// reaches the typo tier does it otherwise); returns how many keys it holds.
+    pub async fn load_typo_index(&self) -> Result<usize> {
+        self.1.ensure_built(self.0).await?;
+        Ok(self.1.keys())
+    }
+
+    /// How many keys the typo tier would read for `q` (1 to its budget edits away), found as
+    /// a search finds them: for measuring the in-memory lookup alone.
+    pub async fn typo_candidates(&self, q: &str) -> Result<usize> {
+        let plan = Plan::new(q);
+        if plan.budget == 0 {
+            return Ok(0);
+        }
+        Ok(self.typo_keys(&plan).await?.len())
     }
 
     /// One page of the profiles `q.viewer` may see that match `q.q`, best first.
@@ -214,10 +238,9 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
-        // Typo keys by edits, worked out as far as the pages need: keys two edits away cost
-        // the most to find, and a page that one-edit keys fill never needs them.
-        let mut typo_keys: Vec<(u8, String)> = Vec::new();
-        let mut typo_edits = 0;
+        // Typo keys, worked out only when a page reaches the typo tier (a page that exact and
+        // prefix matches fill ends before it).
+        let mut typo_keys: Option<Vec<(u8, String)>> = None;
         'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
             if !wanted(tier) {
                 continue;
@@ -228,25 +251,11 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 let fetched = match next.take() {
                     Some(f) => f,
                     None if tier == TYPO => {
-                        while typo_edits < plan.budget
-                            && !keys_ahead(&typo_keys, typo_edits, from.as_ref())
-                        {
-                            typo_edits += 1;
-                            typo_keys.extend(self.typo_keys(&plan, typo_edits).await?);
-                        }
-                        let mut fetched = self
-                            .typo_rows(&typo_keys, from.as_ref(), q.viewer, batch)
-                            .await?;
-                        if fetched.resume.is_none() && typo_edits < plan.budget {
-                            // On with the keys one more edit away.
-                            fetched.resume = Some(Place {
-                                tier: TYPO,
-                                d: u8::try_from(typo_edits + 1).unwrap_or(u8::MAX),
-                                term: String::new(),
-                                user: Uuid::nil(),
-                            });
-                        }
-                        fetched
+                        let keys = match &typo_keys {
+                            Some(keys) => keys,
+                            None => typo_keys.insert(self.typo_keys(&plan).await?),
+                        };
+                        self.typo_rows(keys, from.as_ref(), q.viewer, batch).await?
                     }
                     None => {
                         let mut sql = self.sql("");
@@ -336,8 +345,17 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .map(|(_, k)| k)
             .collect();
         let mut sql = self.sql(&format!("SELECT {TYPO} AS tier, {ROWS}"));
-        sql.push("p.term IN ")
-            .list(chunk.iter().map(|k| (*k).clone()));
+        if sql.backend == DbBackend::Postgres && chunk.iter().all(|k| !k.contains(KEY_SEP)) {
+            // NOTE: one statement text whatever the number of keys, so that PostgreSQL plans
+            // it once per connection (an IN list of n keys is a statement of its own).
+            let joined: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+            sql.push("p.term = ANY(string_to_array(")
+                .bind(joined.join(KEY_SEP))
+                .push(", chr(31)))");
+        } else {
+            sql.push("p.term IN ")
+                .list(chunk.iter().map(|k| (*k).clone()));
+        }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
         let rows = self.0.query_all_raw(sql.build()).await?;
@@ -355,61 +373,23 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         Ok(fetched)
     }
 
-    /// The distinct keys exactly `edits` edits from the query, as (edits, key), sorted.
-    async fn typo_keys(&self, plan: &Plan, edits: usize) -> Result<Vec<(u8, String)>> {
-        let Some(pieces) = key::pieces(&plan.qkey, edits) else {
-            return Ok(Vec::new());
-        };
-        let lens: Vec<i32> = (plan.qlen.saturating_sub(edits)..=plan.qlen + edits)
-            .filter(|&l| l > 0)
-            .map(|l| i32::try_from(l).unwrap_or(i32::MAX))
+    /// The distinct keys 1 to `budget` edits from the query, as (edits, key), sorted: the
+    /// in-memory index's candidates ([`TypoIndex`]), their edits counted here.
+    async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
+        self.1.ensure_built(self.0).await?;
+        let mut keys: Vec<(u8, String)> = self
+            .1
+            .candidates(&plan.qkey, plan.budget)
+            .into_iter()
+            .filter_map(|term| {
+                let d = key::distance(&plan.qkey, &term);
+                (1..=plan.budget)
+                    .contains(&d)
+                    .then(|| (u8::try_from(d).unwrap_or(u8::MAX), term))
+            })
             .collect();
-        let (min, max) = (
-            lens.first().copied().unwrap_or(0),
-            lens.last().copied().unwrap_or(0),
-        );
-        let reversed: String = pieces.suffix.chars().rev().collect();
-        let mut sql = self.sql("SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
-        sql.list(lens.iter().copied());
-        sql.push(" AND v.term >= ").bind(pieces.prefix.clone());
-        sql.push(" AND v.term < ")
-            .bind(format!("{}{TOP}", pieces.prefix));
-        bigram_filter(&mut sql, plan, edits);
-        sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.len IN ");
-        sql.list(lens.iter().copied());
-        sql.push(" AND v.rterm >= ").bind(reversed.clone());
-        sql.push(" AND v.rterm < ").bind(format!("{reversed}{TOP}"));
-        bigram_filter(&mut sql, plan, edits);
-        if let Some(middle) = &pieces.middle {
-            match sql.backend {
-                DbBackend::Postgres => {
-                    sql.push(" UNION SELECT v.term FROM profile_search_vocab v WHERE v.term LIKE ")
-                        .bind(format!("%{middle}%"));
-                }
-                _ => {
-                    sql.push(
-                        " UNION SELECT v.term FROM profile_search_trgm \
-                         JOIN profile_search_vocab v ON v.id = profile_search_trgm.rowid \
-                         WHERE profile_search_trgm MATCH ",
-                    )
-                    .bind(format!("\"{middle}\""));
-                }
-            }
-            sql.push(" AND v.len BETWEEN ")
-                .bind(min)
-                .push(" AND ")
-                .bind(max);
-            bigram_filter(&mut sql, plan, edits);
-        }
-        let mut keys = Vec::new();
-        let rows = self.0.query_all_raw(sql.build()).await?;
-        for row in rows {
-            let term: String = row.try_get("", "term")?;
-            if key::distance(&plan.qkey, &term) == edits {
-                keys.push((u8::try_from(edits).unwrap_or(u8::MAX), term));
-            }
-        }
         keys.sort_unstable();
+        keys.dedup();
         Ok(keys)
     }
 
@@ -528,40 +508,6 @@ fn finish_rows(sql: &mut Sql, from: Option<&Place>, viewer: Viewer, batch: usize
             .push(")");
     }
     sql.push(&format!(" ORDER BY p.term, p.user_id LIMIT {batch}"));
-}
-
-/// Whether keys `edits` edits away remain to be read after `from`.
-fn keys_ahead(keys: &[(u8, String)], edits: usize, from: Option<&Place>) -> bool {
-    keys.iter().any(|(d, k)| {
-        usize::from(*d) == edits && from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str()))
-    })
-}
-
-/// Keeps only keys that hold enough of the query's letter pairs to be `edits` edits away
-/// ([`key::pairs_kept`]), so that the database, not this process, drops most of the many
-/// candidates a common fragment brings.
-fn bigram_filter(sql: &mut Sql, plan: &Plan, edits: usize) {
-    let chars: Vec<char> = plan.qkey.chars().collect();
-    let need = key::pairs_kept(chars.len(), edits);
-    if need == 0 {
-        return;
-    }
-    sql.push(" AND (");
-    for (i, pair) in chars.windows(2).enumerate() {
-        if i > 0 {
-            sql.push(" + ");
-        }
-        let pair: String = pair.iter().collect();
-        match sql.backend {
-            DbBackend::Postgres => {
-                sql.push("(strpos(v.term, ").bind(pair).push(") > 0)::int");
-            }
-            _ => {
-                sql.push("(instr(v.term, ").bind(pair).push(") > 0)");
-            }
-        }
-    }
-    sql.push(&format!(") >= {need}"));
 }
 
 /// Who may see a row: 0 anyone, 1 signed-in users, 2 only the owner.

@@ -373,3 +373,42 @@ fn a_query_needs_a_letter_or_digit_and_at_most_64_characters() {
     let e = validate_query("__").unwrap_err();
     assert_eq!((e.field.as_str(), e.code.as_str()), ("q", "invalid_query"));
 }
+
+#[tokio::test]
+async fn keys_written_after_the_typo_index_was_built_are_found_at_once() {
+    let db = test_db().await;
+    let first = public(Some("aleksandrov"), None);
+    index(&db, &[&first]).await;
+    // The first typo search builds the in-memory index.
+    assert_eq!(found(&db, "aleksandrvo").await, [first.user_id]);
+    assert_eq!(db.search_index().load_typo_index().await.unwrap(), 1);
+
+    // Written on the pool, in a transaction, and through a clone of the store.
+    let pooled = public(Some("konstantinov"), None);
+    db.search_index().upsert(&pooled).await.unwrap();
+    let in_tx = public(None, Some("Vladimirova"));
+    let tx = db.begin().await.unwrap();
+    tx.search_index().upsert(&in_tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let rolled_back = public(Some("maksimilian"), None);
+    let tx = db.begin().await.unwrap();
+    tx.search_index().upsert(&rolled_back).await.unwrap();
+    tx.rollback().await.unwrap();
+    let clone = db.store.clone();
+    let renamed = public(Some("mikhailovich"), None);
+    clone.search_index().upsert(&renamed).await.unwrap();
+
+    assert_eq!(found(&db, "konstantinv").await, [pooled.user_id]);
+    assert_eq!(found(&db, "vladimriova").await, [in_tx.user_id]);
+    assert!(found(&db, "maksimillian").await.is_empty());
+    assert_eq!(found(&db, "mikhailovihc").await, [renamed.user_id]);
+
+    // A bulk load has the index rebuilt before the next typo search.
+    let bulk = public(Some("dostoevsky"), None);
+    db.search_index()
+        .bulk_load(std::slice::from_ref(&bulk))
+        .await
+        .unwrap();
+    assert_eq!(found(&db, "dostoevksy").await, [bulk.user_id]);
+    assert!(db.search_index().load_typo_index().await.unwrap() >= 5);
+}
