@@ -132,32 +132,11 @@ fn socket_addr(key: &str, value: &str, example: &str) -> Result<SocketAddr, Conf
 }
 
 fn check_public_url(value: &str) -> Result<(), ConfigError> {
-    const KEY: &str = "KEYWARD_PUBLIC_URL";
-    const EXPECTED: &str = "expected e.g. https://id.example.com or https://example.com/auth";
-    let url = url::Url::parse(value).map_err(|err| {
-        ConfigError::invalid(
-            KEY,
-            format!("\"{}\" is not a URL: {err} ({EXPECTED})", safe_url(value)),
-        )
-    })?;
-    let problem = if !matches!(url.scheme(), "http" | "https") {
-        Some("must use http or https")
-    } else if !url.has_host() {
-        Some("has no host")
-    } else if !url.username().is_empty() || url.password().is_some() {
-        Some("must not contain credentials")
-    } else if url.query().is_some() || url.fragment().is_some() {
-        Some("must not have a query or fragment")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(ConfigError::invalid(
-            KEY,
-            format!("\"{}\" {problem} ({EXPECTED})", safe_url(value)),
-        )),
-        None => Ok(()),
-    }
+    plain_http_url(
+        "KEYWARD_PUBLIC_URL",
+        value,
+        "expected e.g. https://id.example.com or https://example.com/auth",
+    )
 }
 
 fn secret_url(

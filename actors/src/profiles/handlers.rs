@@ -88,11 +88,6 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, HandlerError> {
     Ok(view)
 }
 
-/// Whether others may see this account at all: verified, not blocked, not being deleted.
-fn listed(u: &UserRecord, p: &ProfileRecord) -> bool {
-    u.email_verified && !u.blocked && p.deletion_due_at.is_none()
-}
-
 async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, HandlerError> {
     let viewer = m.viewer.as_ref().map(|p| p.user_id);
     let Some(u) = deps.store.users().by_id(m.user_id).await? else {
@@ -112,7 +107,7 @@ async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, Hand
         ))));
     }
     let v = viewer.map_or(Viewer::Anonymous, Viewer::User);
-    if !listed(&u, &p) || !v.may_see(u.id, p.visibility) {
+    if !super::index::is_listed(&u, Some(&p)) || !v.may_see(u.id, p.visibility) {
         return Err(not_found());
     }
     Ok(ProfileView::Public(PublicProfile {

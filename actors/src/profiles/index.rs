@@ -6,7 +6,7 @@
 use keyward_messages::profiles::Visibility;
 use keyward_messages::UserId;
 use keyward_storage::search::SearchEntry;
-use keyward_storage::{StorageError, Store, Tx};
+use keyward_storage::{ProfileRecord, StorageError, Store, Tx, UserRecord};
 
 /// The narrow handle other contexts (accounts, sessions) get to keep the index current.
 #[derive(Clone, Copy, Debug)]
@@ -29,8 +29,7 @@ impl ProfileIndex {
             return tx.search_index().remove(user).await;
         };
         let p = tx.profiles().get(user).await?;
-        let deleting = p.as_ref().is_some_and(|p| p.deletion_due_at.is_some());
-        if !u.email_verified || u.blocked || deleting {
+        if !is_listed(&u, p.as_ref()) {
             return tx.search_index().remove(user).await;
         }
         let entry = SearchEntry {
@@ -65,6 +64,12 @@ impl ProfileIndex {
             after = Some(last);
         }
     }
+}
+
+/// Whether others may find and see this account at all: verified, not blocked, not being
+/// deleted (a missing profile row is not being deleted).
+pub(super) fn is_listed(u: &UserRecord, p: Option<&ProfileRecord>) -> bool {
+    u.email_verified && !u.blocked && p.is_none_or(|p| p.deletion_due_at.is_none())
 }
 
 /// The key of the 64 px rendition of a stored avatar (its column holds the three keys).
