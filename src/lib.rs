@@ -9,7 +9,9 @@ use std::time::Duration;
 use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
-use keyward_gateway::{AccountsApi, GatewayOptions, ProfilesApi, Recipients, SessionsApi};
+use keyward_gateway::{
+    AccessApi, AccountsApi, GatewayOptions, ProfilesApi, Recipients, SessionsApi,
+};
 
 /// A running node.
 pub struct Node {
@@ -33,6 +35,9 @@ pub struct StartOptions {
     pub session_recheck: Option<Duration>,
     /// How often accounts due for erasure are looked for (tests make it short).
     pub erase_every: Option<Duration>,
+    /// How often the node reads the outbox for invalidations (default 250 ms; tests that must
+    /// see one arrive by broadcast make it long).
+    pub feed_every: Option<Duration>,
 }
 
 fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
@@ -63,6 +68,7 @@ impl Node {
                 danger_test_panic_on_register: opts.danger_test_panic_on_register,
                 session_recheck: opts.session_recheck,
                 erase_every: opts.erase_every,
+                feed_every: opts.feed_every,
             },
         )
         .await
@@ -127,6 +133,7 @@ impl Node {
 /// Every command the gateway sends, to these context actors.
 fn recipients_of(c: &keyward_actors::system::ContextAddrs) -> Recipients {
     Recipients {
+        access: AccessApi::of(&c.access),
         accounts: AccountsApi::of(&c.accounts),
         sessions: SessionsApi::of(&c.sessions),
         profiles: ProfilesApi::of(&c.profiles),

@@ -2,9 +2,16 @@
 //! context's gate, the accounts context's profiles); this is the one place bus messages reach
 //! them. Each cache says what a message means to it through [`NodeCache`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use keyward_messages::events::Envelope;
+use keyward_storage::Store;
+use uuid::Uuid;
+
+use crate::Clock;
 
 /// A node-local cache that bus messages invalidate.
 pub trait NodeCache: Send + Sync {
@@ -21,12 +28,17 @@ pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 
 /// The message types that change what a node may hold in memory: they also go to
 /// `keyward.broadcast`, and the in-process bus hands them to [`NodeCaches::apply`].
-pub const INVALIDATING: [&str; 5] = [
+pub const INVALIDATING: [&str; 10] = [
     "session.revoked",
     "user.email_verified",
     "user.password_changed",
     "profile.updated",
     "user.deleted",
+    "user.blocked",
+    "user.unblocked",
+    "role.granted",
+    "role.revoked",
+    "role.updated",
 ];
 
 pub fn is_invalidating(kind: &str) -> bool {
@@ -53,5 +65,50 @@ impl NodeCaches {
         for c in &self.0 {
             c.forget_beliefs();
         }
+    }
+}
+
+/// How far back each poll of [`follow_outbox`] reads: longer than a transaction takes from
+/// writing its message to committing, plus the clock difference between nodes.
+pub const FEED_WINDOW: Duration = Duration::from_secs(5);
+/// Most messages one poll applies; a backlog beyond it is caught up over the next polls.
+const FEED_PAGE: u64 = 5_000;
+
+/// The backstop to `keyward.broadcast`: every `every`, applies to `caches` the invalidating
+/// messages any node wrote to the outbox in the last [`FEED_WINDOW`] that this task has not
+/// applied yet. One indexed read per interval whatever the number of sessions, users or
+/// nodes, so a node that lost the broadcast (or a change written by another process, such as
+/// the CLI) is at most `every` plus a commit behind. Runs until the process ends.
+pub async fn follow_outbox(store: Store, caches: Arc<NodeCaches>, clock: Clock, every: Duration) {
+    let window = chrono::Duration::from_std(FEED_WINDOW).unwrap_or(chrono::Duration::zero());
+    let mut seen: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    let mut since = clock() - window;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = clock();
+        let rows = match store.outbox().recent(since, &INVALIDATING, FEED_PAGE).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chain(&e), "cannot read the invalidation feed; retrying");
+                continue;
+            }
+        };
+        for row in &rows {
+            if seen.insert(row.id, row.created_at).is_some() {
+                continue;
+            }
+            match serde_json::from_str::<Envelope>(&row.payload) {
+                Ok(env) => caches.apply(&env),
+                Err(e) => {
+                    tracing::warn!(id = %row.id, error = %e, "an outbox message does not parse; skipped")
+                }
+            }
+        }
+        // A full page means more are waiting: go on from the last one read.
+        since = match rows.last() {
+            Some(last) if rows.len() as u64 == FEED_PAGE => last.created_at,
+            _ => now - window,
+        };
+        seen.retain(|_, at| *at >= since);
     }
 }

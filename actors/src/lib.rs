@@ -5,6 +5,7 @@
 //! async runtime (argon2 runs on the hasher pool), and global registries: every address is
 //! passed in at start.
 
+pub mod access;
 pub mod accounts;
 pub mod avatars;
 /// `keyward admin …`: the accounts context's commands for operators.

@@ -64,15 +64,7 @@ pub async fn enqueue_at(
 ) -> Result<(), StorageError> {
     if let Outgoing::Event(ev) = &msg {
         if is_security_event(ev) {
-            audit_at(
-                tx,
-                now,
-                meta,
-                ev.event_type(),
-                Some(ev.user_id()),
-                ev.data(),
-            )
-            .await?;
+            audit_at(tx, now, meta, ev.event_type(), ev.user_id(), ev.data()).await?;
         }
     }
     let request_id = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
@@ -96,6 +88,7 @@ pub async fn audit_at(
         at: now,
         kind: kind.to_owned(),
         user_id,
+        actor_id: meta.actor,
         ip: meta.client_ip.map(|i| i.to_string()),
         user_agent: meta.user_agent.clone(),
         request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),
@@ -134,5 +127,8 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::SessionReuseDetected { .. }
             | DomainEvent::ProfileUpdated { .. }
             | DomainEvent::UserDeleted { .. }
+            | DomainEvent::RoleGranted { .. }
+            | DomainEvent::RoleRevoked { .. }
+            | DomainEvent::RoleUpdated { .. }
     )
 }

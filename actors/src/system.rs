@@ -12,6 +12,7 @@ use keyward_messages::password_policy::PasswordPolicy;
 use keyward_messages::profiles::Visibility;
 use keyward_storage::Store;
 
+use crate::access::{Access, AccessDeps, AccessHandle, Decisions};
 use crate::accounts::{Accounts, AccountsDeps, ThrottlePolicy};
 use crate::bus::amqp::AmqpPublisher;
 use crate::bus::broadcast::{self, CacheListener};
@@ -34,6 +35,7 @@ use crate::{Clock, StartError};
 /// ([`LocalContexts::start`]).
 #[derive(Clone)]
 pub struct LocalContexts {
+    pub access: Arc<AccessDeps>,
     pub accounts: Arc<AccountsDeps>,
     pub sessions: Arc<SessionsDeps>,
     pub profiles: Arc<ProfilesDeps>,
@@ -41,6 +43,7 @@ pub struct LocalContexts {
 
 /// One supervised actor of each context, on one thread.
 pub struct ContextAddrs {
+    pub access: Addr<Access>,
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
@@ -50,6 +53,8 @@ impl LocalContexts {
     /// Starts a supervised actor of each context on the current thread's arbiter. They hold
     /// nothing but their deps, so any number of them may run side by side.
     pub fn start(&self) -> ContextAddrs {
+        let d = self.access.clone();
+        let access = Supervisor::start(move |_| Access::new(d));
         let d = self.accounts.clone();
         let accounts = Supervisor::start(move |_| Accounts::new(d));
         let d = self.sessions.clone();
@@ -57,6 +62,7 @@ impl LocalContexts {
         let d = self.profiles.clone();
         let profiles = Supervisor::start(move |_| Profiles::new(d));
         ContextAddrs {
+            access,
             accounts,
             sessions,
             profiles,
@@ -79,10 +85,14 @@ pub struct NodeOptions {
     pub session_recheck: Option<std::time::Duration>,
     /// How often the eraser looks for accounts due for erasure (default 60 s).
     pub erase_every: Option<std::time::Duration>,
+    /// How often the node reads the outbox for invalidations it may have missed on the
+    /// broadcast (default 250 ms).
+    pub feed_every: Option<std::time::Duration>,
 }
 
 /// The running contexts of a node.
 pub struct Contexts {
+    pub access: Addr<Access>,
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
@@ -108,6 +118,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
     if ran > 0 {
         tracing::info!(migrations = ran, "database migrated");
     }
+    crate::access::sync_declared(settings, &store, chrono::Utc::now()).await?;
     Ok(store)
 }
 
@@ -170,7 +181,21 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         .unwrap_or_else(|| std::time::Duration::from_millis(settings.tokens.session_recheck_ms));
     let gate = Arc::new(SessionGate::new(recheck));
     let profiles = Arc::new(ProfileCache::new(PROFILE_RECHECK));
-    let caches = Arc::new(NodeCaches::new(vec![gate.clone(), profiles.clone()]));
+    let decisions = Arc::new(Decisions::default());
+    let caches = Arc::new(NodeCaches::new(vec![
+        gate.clone(),
+        profiles.clone(),
+        decisions.clone(),
+    ]));
+    let feed_every = opts
+        .feed_every
+        .unwrap_or(std::time::Duration::from_millis(250));
+    actix_rt::spawn(crate::caches::follow_outbox(
+        store.clone(),
+        caches.clone(),
+        clock.clone(),
+        feed_every,
+    ));
     let mut mail_dir = None;
     let mut notify = None;
     let mut amqp = None;
@@ -227,6 +252,14 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     });
 
     let outbox = OutboxWriter::new(clock.clone(), relay.clone().recipient());
+    let access = Arc::new(AccessDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox: outbox.clone(),
+        decisions,
+        default_roles: settings.access.default_role_list(),
+        metrics: metrics.clone(),
+    });
     let index = ProfileIndex::from_settings(settings);
     let sessions = Arc::new(SessionsDeps {
         index,
@@ -260,6 +293,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles: profiles.clone(),
         index,
         sessions: SessionsHandle::new(sessions.clone()),
+        access: AccessHandle::new(access.clone()),
         metrics: metrics.clone(),
         danger_test_panic_on_register: opts.danger_test_panic_on_register,
     });
@@ -278,6 +312,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             deletion_grace: Duration::days(i64::from(ps.deletion_grace_days)),
         },
         index,
+        access: AccessHandle::new(access.clone()),
         avatars: crate::avatars::AvatarStore::from_settings(&settings.avatars, &settings.data_dir)?,
         pipeline: crate::avatars::AvatarPipeline::from_settings(&settings.avatars),
         public_url: accounts.public_url.clone(),
@@ -293,16 +328,19 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         .unwrap_or(std::time::Duration::from_secs(60));
     Supervisor::start(move |_| Eraser::new(d.clone(), every));
     let local = LocalContexts {
+        access,
         accounts,
         sessions,
         profiles,
     };
     let ContextAddrs {
+        access,
         accounts,
         sessions,
         profiles,
     } = local.start();
     Ok(Contexts {
+        access,
         accounts,
         sessions,
         profiles,

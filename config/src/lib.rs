@@ -72,6 +72,8 @@ pub struct Settings {
     pub profiles: ProfileSettings,
     /// `[avatars]` / `KEYWARD_AVATARS__*`.
     pub avatars: AvatarSettings,
+    /// `[access]` / `KEYWARD_ACCESS__*`.
+    pub access: AccessSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -241,6 +243,58 @@ impl Default for ProfileSettings {
     }
 }
 
+/// Roles, permissions and service clients, `[access]` / `KEYWARD_ACCESS__<FIELD>`. Roles
+/// are declared in keyward.toml as `[[access.roles]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AccessSettings {
+    /// A seed product's roles: `clinic`, `events`, `social` or `marketplace`; empty: none.
+    pub preset: String,
+    /// Comma-separated roles every new account gets at registration.
+    pub default_roles: String,
+    /// Lifetime of a service client's access token, in seconds.
+    pub client_token_ttl_secs: u64,
+    /// Roles declared here (they win over a preset's role of the same name).
+    pub roles: Vec<RoleSettings>,
+}
+
+impl AccessSettings {
+    /// `default_roles` as a list.
+    pub fn default_role_list(&self) -> Vec<String> {
+        self.default_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            preset: String::new(),
+            default_roles: String::new(),
+            client_token_ttl_secs: 300,
+            roles: Vec::new(),
+        }
+    }
+}
+
+/// One declared role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSettings {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// The seed products whose roles `KEYWARD_ACCESS__PRESET` loads.
+pub const ACCESS_PRESETS: [&str; 4] = ["clinic", "events", "social", "marketplace"];
+
 /// One declared profile attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +386,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             throttle: ThrottleSettings::default(),
             profiles: ProfileSettings::default(),
+            access: AccessSettings::default(),
             avatars: AvatarSettings::default(),
         }
     }
@@ -405,6 +460,7 @@ impl fmt::Debug for Settings {
             .field("http", &self.http)
             .field("throttle", &self.throttle)
             .field("profiles", &self.profiles)
+            .field("access", &self.access)
             .field("avatars", &self.avatars)
             .finish()
     }

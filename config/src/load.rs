@@ -89,6 +89,10 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         &["deletion_grace_days", "default_visibility", "attributes"],
     ),
     (
+        "access",
+        &["preset", "default_roles", "client_token_ttl_secs", "roles"],
+    ),
+    (
         "avatars",
         &[
             "s3_endpoint",

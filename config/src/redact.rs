@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::{
-    AvatarSettings, HttpSettings, LogFormat, PasswordSettings, ProfileSettings, Settings,
-    ThrottleSettings, TokenSettings,
+    AccessSettings, AvatarSettings, HttpSettings, LogFormat, PasswordSettings, ProfileSettings,
+    Settings, ThrottleSettings, TokenSettings,
 };
 
 const MASK: &str = "***";
@@ -68,6 +68,7 @@ struct Redacted<'a> {
     http: &'a HttpSettings,
     throttle: &'a ThrottleSettings,
     profiles: &'a ProfileSettings,
+    access: &'a AccessSettings,
     avatars: RedactedAvatars<'a>,
 }
 
@@ -127,6 +128,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         http: &settings.http,
         throttle: &settings.throttle,
         profiles: &settings.profiles,
+        access: &settings.access,
         avatars: RedactedAvatars::new(&settings.avatars),
     };
     match toml::to_string(&view) {

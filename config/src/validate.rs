@@ -10,7 +10,10 @@ use base64::Engine as _;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{has_scheme, safe_url, AvatarSettings, ConfigError, S3Settings, Settings};
+use crate::{
+    has_scheme, safe_url, AccessSettings, AvatarSettings, ConfigError, S3Settings, Settings,
+    ACCESS_PRESETS,
+};
 
 const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32`";
 
@@ -75,6 +78,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     http(s)?;
     throttle(s)?;
     profiles(s)?;
+    access(&s.access)?;
     avatars(&s.avatars)?;
 
     let has_key = master_key_bytes(s)?.is_some();
@@ -373,6 +377,54 @@ fn profiles(s: &Settings) -> Result<(), ConfigError> {
                     a.name
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn access(a: &AccessSettings) -> Result<(), ConfigError> {
+    use keyward_messages::access::{Permission, RoleName};
+    if !a.preset.is_empty() && !ACCESS_PRESETS.contains(&a.preset.as_str()) {
+        return Err(ConfigError::invalid(
+            "KEYWARD_ACCESS__PRESET",
+            format!(
+                "{:?} is not a preset (use one of {}, or leave it empty)",
+                a.preset,
+                ACCESS_PRESETS.join(", ")
+            ),
+        ));
+    }
+    for r in a.default_role_list() {
+        RoleName::parse("", &r).map_err(|e| {
+            ConfigError::invalid(
+                "KEYWARD_ACCESS__DEFAULT_ROLES",
+                format!("{r:?}: {}", e.message),
+            )
+        })?;
+    }
+    at_least(
+        "KEYWARD_ACCESS__CLIENT_TOKEN_TTL_SECS",
+        a.client_token_ttl_secs,
+        10,
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for r in &a.roles {
+        let key = "access.roles";
+        RoleName::parse("", &r.name)
+            .map_err(|e| ConfigError::invalid(key, format!("role {:?}: {}", r.name, e.message)))?;
+        if r.name == keyward_messages::access::ADMIN_ROLE || !seen.insert(r.name.as_str()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("role {:?} is built in or declared twice", r.name),
+            ));
+        }
+        for p in &r.permissions {
+            Permission::parse("", p).map_err(|e| {
+                ConfigError::invalid(
+                    key,
+                    format!("role {:?}, permission {p:?}: {}", r.name, e.message),
+                )
+            })?;
         }
     }
     Ok(())

@@ -137,6 +137,7 @@ fn request_meta(req: &HttpRequest) -> RequestMeta {
             request_id,
             client_ip: client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted),
             user_agent,
+            actor: None,
         }
     }
 }

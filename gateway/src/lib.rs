@@ -33,7 +33,7 @@ use crate::state::AppState;
 
 pub use crate::http_metrics::HttpMetrics;
 pub use crate::routes::openapi::spec_json as openapi_json;
-pub use crate::routes::{AccountsApi, ProfilesApi, SessionsApi};
+pub use crate::routes::{AccessApi, AccountsApi, ProfilesApi, SessionsApi};
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -68,6 +68,7 @@ pub(crate) use recipients;
 /// addresses.
 #[derive(Clone)]
 pub struct Recipients {
+    pub access: AccessApi,
     pub accounts: AccountsApi,
     pub sessions: SessionsApi,
     pub profiles: ProfilesApi,

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// Longest bearer token looked at.
 pub const MAX_TOKEN_BYTES: usize = 8192;
+/// The longest access token Keyward issues: `roles` is cut to stay under it.
+pub const MAX_ISSUED_BYTES: usize = 1024;
 /// Clock skew tolerated between nodes, in seconds.
 pub const LEEWAY_SECS: i64 = 5;
 /// The `typ` header of an access token (RFC 9068).
@@ -36,6 +38,10 @@ pub struct AccessClaims {
     pub email_verified: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// True when `roles` was cut to keep the token under [`MAX_ISSUED_BYTES`]: ask the check
+    /// API (or `/v1/users/me/permissions`) instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub roles_truncated: bool,
 }
 
 /// Why a token was refused. Only logged at debug level: the client always gets one answer.

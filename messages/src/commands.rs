@@ -61,8 +61,7 @@ impl Locale {
     }
 }
 
-/// The role that may use the admin API.
-pub const ADMIN_ROLE: &str = "admin";
+pub use crate::access::ADMIN_ROLE;
 
 /// An authenticated caller, produced by [`Authenticate`] from a bearer access token whose
 /// session is still live.

@@ -105,6 +105,30 @@ pub enum DomainEvent {
         ip: Option<String>,
         user_agent: Option<String>,
     },
+    /// The user was granted a role; `by` is the administrator (none from the CLI or at
+    /// registration).
+    #[serde(rename = "role.granted")]
+    RoleGranted {
+        user_id: UserId,
+        role: String,
+        by: Option<UserId>,
+    },
+    #[serde(rename = "role.revoked")]
+    RoleRevoked {
+        user_id: UserId,
+        role: String,
+        by: Option<UserId>,
+    },
+    /// A role's permissions changed, or it was deleted (`deleted: true`). `user_id` is the
+    /// administrator who changed it (none when it changed in the configuration).
+    #[serde(rename = "role.updated")]
+    RoleUpdated {
+        user_id: Option<UserId>,
+        role: String,
+        permissions: Vec<String>,
+        #[serde(default)]
+        deleted: bool,
+    },
 }
 
 impl DomainEvent {
@@ -123,11 +147,15 @@ impl DomainEvent {
             Self::UserDeleted { .. } => "user.deleted",
             Self::SessionRevoked { .. } => "session.revoked",
             Self::SessionReuseDetected { .. } => "session.reuse_detected",
+            Self::RoleGranted { .. } => "role.granted",
+            Self::RoleRevoked { .. } => "role.revoked",
+            Self::RoleUpdated { .. } => "role.updated",
         }
     }
 
-    pub fn user_id(&self) -> UserId {
-        match self {
+    /// The user the event is about (the administrator, for a role's definition).
+    pub fn user_id(&self) -> Option<UserId> {
+        Some(match self {
             Self::UserRegistered { user_id, .. }
             | Self::UserEmailVerified { user_id, .. }
             | Self::UserLoggedIn { user_id, .. }
@@ -139,8 +167,11 @@ impl DomainEvent {
             | Self::ProfileUpdated { user_id, .. }
             | Self::UserDeleted { user_id }
             | Self::SessionRevoked { user_id, .. }
-            | Self::SessionReuseDetected { user_id, .. } => *user_id,
-        }
+            | Self::SessionReuseDetected { user_id, .. }
+            | Self::RoleGranted { user_id, .. }
+            | Self::RoleRevoked { user_id, .. } => *user_id,
+            Self::RoleUpdated { user_id, .. } => return *user_id,
+        })
     }
 
     /// The `data` member of the envelope.

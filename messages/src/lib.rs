@@ -5,6 +5,7 @@
 //! Refuses: any I/O. Nothing here talks to a database, a socket or a clock of its own; a value
 //! that exists has already been validated, so handlers never re-check shapes.
 
+pub mod access;
 pub mod access_token;
 pub mod commands;
 pub mod error;

@@ -436,6 +436,18 @@ pub struct RequestMeta {
     pub correlation_id: String,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The administrator acting on someone else's account, named in the audit log.
+    pub actor: Option<UserId>,
+}
+
+impl RequestMeta {
+    /// The same request, done by `actor` (an administrator) on another account.
+    pub fn acting(&self, actor: UserId) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

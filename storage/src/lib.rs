@@ -1,5 +1,5 @@
 //! Keyward's storage: forward-only migrations, and one folder per context (accounts,
-//! sessions, profiles, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
+//! sessions, profiles, access, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
 //! takes and returns value types. SQLite and PostgreSQL run the same code.
 //!
 //! Every repository works over the pool or over a transaction ([`Store`] and [`Tx`] hand
@@ -10,6 +10,7 @@
 //! `StorageError::Conflict`). Refuses: HTTP, AMQP, business rules, and handing sea-orm types to
 //! callers: reads return the plain records of each context, never `Model`s or `DbErr`.
 
+mod access;
 mod accounts;
 mod audit;
 mod bus;
@@ -24,6 +25,7 @@ mod store;
 mod testing;
 mod throttle;
 
+pub use access::{Access, ClientRecord, RoleRecord};
 pub use accounts::{
     EmailConflictReason, EmailConflictRecord, NewEmailToken, NewUser, Registration, TokenPurpose,
     UsedEmailToken, UserRecord, Users,

@@ -179,6 +179,11 @@ macro_rules! repositories {
                 LoginFailures(&self.$field)
             }
 
+            /// Roles, grants and service clients (the access context).
+            pub fn access(&self) -> crate::Access<'_, $conn> {
+                crate::Access(&self.$field)
+            }
+
             /// The profile search index.
             pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
                 crate::search::ProfileSearch(&self.$field, &self.typo)

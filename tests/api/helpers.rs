@@ -54,6 +54,8 @@ pub struct Options {
     pub hash_params: Option<HashParams>,
     /// How long the node believes a session it read as live (beyond the settings' bound).
     pub session_recheck: Option<Duration>,
+    /// How often the node reads the outbox for invalidations (default 250 ms).
+    pub feed_every: Option<Duration>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -170,6 +172,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             danger_test_panic_on_register: opts.danger_test_panic_on_register,
             session_recheck: opts.session_recheck,
             erase_every: Some(Duration::from_millis(200)),
+            feed_every: opts.feed_every,
         },
     )
     .await
@@ -764,8 +767,8 @@ impl TestApp {
         self.spawn_peer_with_recheck(None).await
     }
 
-    /// A peer that believes a session it read as live for `recheck`: with an hour, only a
-    /// broadcast can tell it of a revocation in time.
+    /// A peer that believes a session it read as live for `recheck`, and reads the outbox
+    /// feed as rarely: with an hour, only a broadcast can tell it of a revocation in time.
     pub async fn spawn_peer_with_recheck(&self, recheck: Option<Duration>) -> Node {
         let mut settings = self.settings.clone();
         settings.public_url = Some(self.base.clone());
@@ -777,6 +780,7 @@ impl TestApp {
                 danger_test_panic_on_register: None,
                 session_recheck: recheck,
                 erase_every: None,
+                feed_every: recheck,
             },
         )
         .await

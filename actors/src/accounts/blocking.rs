@@ -2,11 +2,9 @@
 //! transaction. Used by the admin API and by `keyward admin block-user`.
 
 use chrono::{DateTime, Utc};
-use keyward_messages::commands::{SetBlocked, ADMIN_ROLE};
+use keyward_messages::commands::SetBlocked;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
-use keyward_messages::{
-    codes, BlockReason, CommandError, FieldError, RequestMeta, SessionId, UserId,
-};
+use keyward_messages::{codes, BlockReason, CommandError, RequestMeta, SessionId, UserId};
 use keyward_storage::Tx;
 
 use super::AccountsDeps as Deps;
@@ -62,23 +60,18 @@ pub(crate) async fn apply(
 
 /// The admin API's block and unblock. Idempotent: blocking a blocked account is a success.
 pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), HandlerError> {
-    // NOTE: roles are read from storage, not from the token: an administrator who lost the
-    // role must not keep it until their access token expires.
-    let roles = deps.store.users().roles_of(m.principal.user_id).await?;
-    if !roles.iter().any(|r| r == ADMIN_ROLE) {
-        return Err(HandlerError::from(CommandError::Forbidden {
-            code: codes::FORBIDDEN,
-            detail: format!("this needs the '{ADMIN_ROLE}' role"),
-        }));
-    }
+    // NOTE: live grants, not the token: an administrator who lost the permission must not
+    // keep it until their access token expires.
+    deps.access
+        .require(m.principal.user_id, "users:block")
+        .await?;
     if m.blocked && m.user_id == m.principal.user_id {
-        return Err(HandlerError::from(CommandError::invalid(vec![
-            FieldError::new(
-                "id",
-                "own_account",
-                "an administrator cannot block their own account",
-            ),
-        ])));
+        return Err(HandlerError::from(CommandError::Conflict {
+            code: "self_lockout",
+            detail: "an administrator cannot block their own account; ask another administrator"
+                .into(),
+            field: None,
+        }));
     }
     if deps.store.users().by_id(m.user_id).await?.is_none() {
         return Err(HandlerError::from(CommandError::NotFound {
@@ -91,7 +84,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
     let changed = apply(
         &tx,
         now,
-        &m.meta,
+        &m.meta.acting(m.principal.user_id),
         m.user_id,
         BlockChange {
             blocked: m.blocked,
@@ -104,6 +97,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
     .await?;
     tx.commit().await?;
     if let Some(ended) = changed {
+        deps.access.changed(m.user_id);
         deps.sessions.ended(&ended);
         deps.wake_relay();
         tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = %m.principal.user_id, "account block flag changed");

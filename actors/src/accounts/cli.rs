@@ -4,7 +4,7 @@
 
 use keyward_config::Settings;
 use keyward_messages::commands::Locale;
-use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+use keyward_messages::events::{DomainEvent, Outgoing};
 use keyward_messages::password_policy::PasswordPolicy;
 use keyward_messages::{BlockReason, Email, RequestMeta, UserId};
 use keyward_storage::{NewUser, StorageError, Store};
@@ -31,14 +31,11 @@ pub async fn create_user(
         .check("password", password, &[email.as_str(), email.local_part()])
         .map_err(|e| StartError::Config(format!("password: {}", e.message)))?;
     for r in roles {
-        if r.is_empty()
-            || r.len() > 64
-            || !r
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-        {
+        keyward_messages::access::RoleName::parse("--role", r)
+            .map_err(|e| StartError::Config(format!("--role {r:?}: {}", e.message)))?;
+        if store.access().role(r).await?.is_none() {
             return Err(StartError::Config(format!(
-                "--role {r:?}: use 1-64 letters, digits, '_', '-', '.', ':'"
+                "--role {r:?}: no such role (see [[access.roles]], KEYWARD_ACCESS__PRESET, or GET /v1/admin/roles)"
             )));
         }
     }
@@ -68,23 +65,15 @@ pub async fn create_user(
         }
         Err(e) => return Err(e.into()),
     }
-    for r in roles {
-        tx.users().grant_role(id, r, now).await?;
-    }
     let ev = DomainEvent::UserRegistered {
         user_id: id,
         email: email.as_str().to_owned(),
         username: None,
         locale: Locale::En,
     };
-    tx.outbox()
-        .enqueue(&Envelope::new(
-            Uuid::now_v7(),
-            now,
-            None,
-            &Outgoing::Event(ev),
-        ))
-        .await?;
+    let meta = cli_meta();
+    crate::outbox::enqueue_at(&tx, now, &meta, Outgoing::Event(ev)).await?;
+    crate::access::grant_roles(&tx, now, &meta, id, roles, None).await?;
     crate::profiles::ProfileIndex::from_settings(settings)
         .sync(&tx, id)
         .await?;
@@ -113,13 +102,7 @@ pub async fn set_blocked(
         .by_email(&email)
         .await?
         .ok_or_else(|| StartError::Config(format!("--email: no account has {email}")))?;
-    let request_id = Uuid::new_v4().to_string();
-    let meta = RequestMeta {
-        correlation_id: request_id.clone(),
-        request_id,
-        client_ip: None,
-        user_agent: Some("keyward admin (CLI)".into()),
-    };
+    let meta = cli_meta();
     let tx = store.begin().await?;
     let changed = super::blocking::apply(
         &tx,
@@ -217,4 +200,16 @@ pub async fn email_conflict_report(store: &Store) -> Result<Option<String>, Star
          unresolved.\n",
     );
     Ok(Some(out))
+}
+
+/// Who a CLI command is, in events and the audit log.
+fn cli_meta() -> RequestMeta {
+    let request_id = Uuid::new_v4().to_string();
+    RequestMeta {
+        correlation_id: request_id.clone(),
+        request_id,
+        client_ip: None,
+        user_agent: Some("keyward admin (CLI)".into()),
+        actor: None,
+    }
 }

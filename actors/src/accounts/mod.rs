@@ -56,6 +56,8 @@ pub struct AccountsDeps {
     /// Keeps the search index in step with verification and blocking.
     pub index: crate::profiles::ProfileIndex,
     pub sessions: SessionsHandle,
+    /// Default roles at registration; who may block (`users:block`).
+    pub access: crate::access::AccessHandle,
     pub metrics: Metrics,
     pub danger_test_panic_on_register: Option<String>,
 }

@@ -181,6 +181,9 @@ pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), Handler
     deps.outbox
         .enqueue(&tx, &m.meta, Outgoing::Event(ev))
         .await?;
+    deps.access
+        .grant_defaults(&tx, now, &m.meta, record.id)
+        .await?;
     issue_email_token(
         &deps,
         &tx,

@@ -77,7 +77,12 @@ impl crate::caches::NodeCache for ProfileCache {
         use keyward_messages::events::{DomainEvent, Outgoing};
         match env.decode() {
             Ok(Outgoing::Event(DomainEvent::SessionRevoked { .. })) => {}
-            Ok(Outgoing::Event(ev)) => self.forget(ev.user_id()),
+            Ok(Outgoing::Event(DomainEvent::RoleUpdated { .. })) => {}
+            Ok(Outgoing::Event(ev)) => {
+                if let Some(user) = ev.user_id() {
+                    self.forget(user);
+                }
+            }
             _ => {}
         }
     }

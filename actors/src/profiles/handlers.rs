@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keyward_messages::commands::{Locale, ADMIN_ROLE};
+use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
 use keyward_messages::profiles::*;
 use keyward_messages::{codes, CommandError, FieldError, UserId};
@@ -29,10 +29,9 @@ fn gone() -> HandlerError {
     ))
 }
 
-/// Roles are read from storage, not from the token: a revoked role must not linger.
-async fn is_admin(deps: &Deps, who: UserId) -> Result<bool, HandlerError> {
-    let roles = deps.store.users().roles_of(who).await?;
-    Ok(roles.iter().any(|r| r == ADMIN_ROLE))
+/// Whether `who` holds `permission` now (live grants, not the token's roles).
+async fn may(deps: &Deps, who: UserId, permission: &str) -> Result<bool, HandlerError> {
+    Ok(deps.access.allows(who, permission).await?)
 }
 
 async fn profile_of(deps: &Deps, user: UserId) -> Result<ProfileRecord, HandlerError> {
@@ -96,7 +95,7 @@ async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, Hand
     let p = profile_of(&deps, m.user_id).await?;
     let who = match viewer {
         Some(v) if v == m.user_id => Audience::Owner,
-        Some(v) if is_admin(&deps, v).await? => Audience::Admin,
+        Some(v) if may(&deps, v, "users:read").await? => Audience::Admin,
         Some(_) => Audience::SignedIn,
         None => Audience::Anonymous,
     };
@@ -148,12 +147,12 @@ impl Changes {
 async fn update_profile(deps: Arc<Deps>, m: UpdateProfile) -> Result<UserView, HandlerError> {
     let who = if m.principal.user_id == m.user_id {
         Audience::Owner
-    } else if is_admin(&deps, m.principal.user_id).await? {
+    } else if may(&deps, m.principal.user_id, "users:write").await? {
         Audience::Admin
     } else {
         return Err(HandlerError::from(CommandError::Forbidden {
             code: codes::FORBIDDEN,
-            detail: "only the user themself or an administrator may change this profile".into(),
+            detail: "only the user themself or an administrator with users:write may change this profile".into(),
         }));
     };
     let now = (deps.clock)();

@@ -56,6 +56,8 @@ pub struct ProfilesDeps {
     pub sessions: SessionsHandle,
     pub policy: ProfilePolicy,
     pub index: ProfileIndex,
+    /// Who may see or change other users' profiles (`users:read`, `users:write`).
+    pub access: crate::access::AccessHandle,
     pub avatars: crate::avatars::AvatarStore,
     pub pipeline: crate::avatars::AvatarPipeline,
     /// Base of avatar URLs, without a trailing slash.

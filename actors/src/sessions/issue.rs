@@ -12,8 +12,10 @@ use super::policy::{secs_until, AccessClaims};
 use super::SessionsDeps as Deps;
 use crate::error::HandlerError;
 use crate::tokens::{random_token, sha256_hex};
+use keyward_messages::access_token::MAX_ISSUED_BYTES;
 
-/// Signs an access token for `user` in session `sid`.
+/// Signs an access token for `user` in session `sid`. Roles are listed while the token stays
+/// under `MAX_ISSUED_BYTES`; the rest are cut and `roles_truncated` says so.
 pub(crate) fn access_token(
     deps: &Deps,
     user: &UserRecord,
@@ -21,7 +23,7 @@ pub(crate) fn access_token(
     sid: SessionId,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let claims = AccessClaims {
+    let mut claims = AccessClaims {
         iss: deps.tokens.issuer.clone(),
         sub: user.id.to_string(),
         aud: deps.tokens.audience.clone(),
@@ -32,9 +34,32 @@ pub(crate) fn access_token(
         sid: sid.to_string(),
         email: user.email.as_str().to_owned(),
         email_verified: user.email_verified,
-        roles: roles.to_vec(),
+        roles: Vec::new(),
+        roles_truncated: false,
     };
-    deps.keys.sign(&claims)
+    let bare = deps.keys.sign(&claims)?;
+    // Each role costs its JSON (quotes and a comma) in base64: 4 bytes per 3.
+    let mut room = MAX_ISSUED_BYTES.saturating_sub(bare.len() + "\"roles\":[],".len() * 4 / 3 + 1);
+    for r in roles {
+        let cost = (r.len() + 3) * 4 / 3 + 1;
+        if cost > room {
+            claims.roles_truncated = true;
+            break;
+        }
+        room -= cost;
+        claims.roles.push(r.clone());
+    }
+    if claims.roles.is_empty() && !claims.roles_truncated {
+        return Ok(bare);
+    }
+    loop {
+        let token = deps.keys.sign(&claims)?;
+        if token.len() <= MAX_ISSUED_BYTES || claims.roles.is_empty() {
+            return Ok(token);
+        }
+        claims.roles.pop();
+        claims.roles_truncated = true;
+    }
 }
 
 pub(crate) fn pair(

@@ -1,5 +1,5 @@
-//! Routes of the admin API: blocking and unblocking accounts. The caller needs the `admin`
-//! role, which the accounts actor checks against storage.
+//! Routes of the admin API: blocking and unblocking accounts. The caller needs `users:block`,
+//! which the accounts actor checks against live grants.
 
 use actix_web::{web, HttpResponse};
 use keyward_messages::commands::SetBlocked;
@@ -41,8 +41,8 @@ impl RequestBody for BlockRequest {
     params(("id" = String, Path, format = Uuid, description = "The user to block")),
     responses(
         (status = 204, description = "Blocked (or already blocked): every session of the user has ended"),
-        (status = 403, description = "The caller lacks the `admin` role", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:keyward:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "this needs the 'admin' role", "code": "forbidden"})),
+        (status = 403, description = "The caller lacks `users:block`", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "this needs the permission users:block", "code": "forbidden"})),
         (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:keyward:problem:user_not_found", "title": "Not found", "status": 404, "detail": "no user has this id", "code": "user_not_found"})),
         BearerProblems, BodyProblems, ServerProblems,
@@ -73,7 +73,7 @@ pub(super) async fn block(
     responses(
         (status = 204, description = "Unblocked (or was not blocked)"),
         (status = 400, description = "`id` is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the `admin` role", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks `users:block`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
         BearerProblems, ServerProblems,
     ))]

@@ -2,6 +2,7 @@
 //!
 //! Refuses: any logic beyond parse, send, map. Handlers live in one module per context.
 
+mod access;
 mod accounts;
 mod admin;
 pub(crate) mod openapi;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::problem::ApiError;
 
+pub use access::AccessApi;
 pub use accounts::AccountsApi;
 pub use profiles::ProfilesApi;
 pub use sessions::SessionsApi;
@@ -69,6 +71,26 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(profiles::delete_avatar)),
         )
         .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
+        .service(
+            web::resource("/v1/users/me/permissions").route(web::get().to(access::my_permissions)),
+        )
+        .service(web::resource("/v1/access/check").route(web::post().to(access::check)))
+        .service(
+            web::resource("/v1/admin/roles")
+                .route(web::get().to(access::list_roles))
+                .route(web::post().to(access::create_role)),
+        )
+        .service(
+            web::resource("/v1/admin/roles/{name}")
+                .route(web::get().to(access::get_role))
+                .route(web::put().to(access::put_role))
+                .route(web::delete().to(access::delete_role)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{id}/roles/{role}")
+                .route(web::put().to(access::grant))
+                .route(web::delete().to(access::revoke)),
+        )
         .service(web::resource("/v1/users/me/activity").route(web::get().to(profiles::activity)))
         .service(web::resource("/v1/users/me/export").route(web::get().to(profiles::export)))
         .service(web::resource("/v1/users/search").route(web::get().to(profiles::search)))

@@ -6,6 +6,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use keyward_messages::access::{forbidden, Check, CheckAccess, Permission};
 use keyward_messages::commands::{
     Authenticate, GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
 };
@@ -159,6 +160,7 @@ pub(super) async fn revoke_others(
 /// upstream request. Failures are the extractor's 401.
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "sessions",
     security(("bearer" = [])),
+    params(ForwardAuthParams),
     responses(
         (status = 200, description = "The token is valid and its session live; copy these headers upstream",
             headers(
@@ -166,15 +168,48 @@ pub(super) async fn revoke_others(
                 ("X-Keyward-Session-Id" = String, description = "session UUID"),
                 ("X-Keyward-Roles" = String, description = "comma-separated roles"),
             )),
+        (status = 400, description = "`permission` is not `resource:action`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The user lacks `permission`", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:keyward:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "this needs the permission bookings:write", "code": "forbidden"})),
         BearerProblems, ServerProblems,
     ))]
-pub(super) async fn forward_auth(Authenticated(p): Authenticated) -> HttpResponse {
-    HttpResponse::Ok()
+pub(super) async fn forward_auth(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(p): Authenticated,
+    q: web::Query<ForwardAuthParams>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(raw) = &q.permission {
+        let permission =
+            Permission::parse("permission", raw).map_err(|e| ApiError::invalid_fields(vec![e]))?;
+        let name = permission.as_str().to_owned();
+        let cmd = CheckAccess {
+            meta,
+            principal: p.clone(),
+            checks: vec![Check {
+                user_id: p.user_id,
+                permission,
+            }],
+        };
+        let answers = st.ask(&st.to.access.check, cmd).await?;
+        if answers.first() != Some(&true) {
+            return Err(ApiError::from(forbidden(&name)));
+        }
+    }
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Keyward-User-Id", p.user_id.to_string()))
         .insert_header(("X-Keyward-Session-Id", p.session_id.to_string()))
         .insert_header(("X-Keyward-Roles", p.roles.join(",")))
-        .finish()
+        .finish())
+}
+
+/// The query of forward-auth.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub(crate) struct ForwardAuthParams {
+    /// A permission the user must hold now (live grants), e.g. `bookings:write`; lacking it
+    /// is a 403 `forbidden`.
+    permission: Option<String>,
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",

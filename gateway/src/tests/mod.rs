@@ -21,6 +21,7 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use chrono::{TimeZone, Utc};
+use keyward_messages::access::RoleView;
 use keyward_messages::commands::*;
 use keyward_messages::profiles::*;
 use keyward_messages::{codes, CommandError, SessionId, UserId};
@@ -29,7 +30,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::state::AppState;
-use crate::{public_app, AccountsApi, ProfilesApi, Recipients, SessionsApi};
+use crate::{public_app, AccessApi, AccountsApi, ProfilesApi, Recipients, SessionsApi};
 
 pub(crate) const GOOD_TOKEN: &str = "good-token";
 pub(crate) const USER: Uuid = Uuid::from_u128(0x0190_b0a4_7c2e_7d1a_9f3e_2a4b_6c8d_0e1f);
@@ -61,6 +62,7 @@ impl Fake {
     pub fn recipients(&self) -> Recipients {
         let a = self.clone().start();
         Recipients {
+            access: AccessApi::of(&a),
             accounts: AccountsApi::of(&a),
             sessions: SessionsApi::of(&a),
             profiles: ProfilesApi::of(&a),
@@ -178,6 +180,21 @@ canned! {
         current: true,
     }];
     Value => json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "abc"}]});
+    Vec<bool> => vec![true];
+    Vec<String> => vec!["bookings:read".into()];
+    RoleView => role_view();
+    Vec<RoleView> => vec![role_view()];
+    (RoleView, bool) => (role_view(), true);
+}
+
+fn role_view() -> keyward_messages::access::RoleView {
+    keyward_messages::access::RoleView {
+        name: "organizer".into(),
+        description: "Runs events".into(),
+        permissions: vec!["events:write".into()],
+        source: keyward_messages::access::RoleSource::Api,
+        holders: 0,
+    }
 }
 
 /// Only `GOOD_TOKEN` is a live access token.

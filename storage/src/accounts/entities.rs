@@ -29,7 +29,7 @@ pub(super) mod user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub(super) mod user_role {
+pub(crate) mod user_role {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -10,7 +10,7 @@
 
 mod conflicts;
 mod email_tokens;
-mod entities;
+pub(crate) mod entities;
 mod repo;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub(super) mod audit {
         pub at: DateTimeUtc,
         pub kind: String,
         pub user_id: Option<Uuid>,
+        pub actor_id: Option<Uuid>,
         pub ip: Option<String>,
         pub user_agent: Option<String>,
         pub request_id: Option<String>,

@@ -21,6 +21,8 @@ pub struct AuditRecord {
     /// The event type, e.g. `user.login_failed`.
     pub kind: String,
     pub user_id: Option<UserId>,
+    /// Who did it, when it was not the user themself: the administrator of an admin action.
+    pub actor_id: Option<UserId>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,

@@ -64,6 +64,27 @@ impl<C: ConnectionTrait> Outbox<'_, C> {
             .collect())
     }
 
+    /// Messages of the given types written at or after `since` (by their writer's clock),
+    /// published or not, oldest first, at most `limit`: the feed each node polls for changes
+    /// its caches may have missed on the broadcast.
+    pub async fn recent(
+        &self,
+        since: DateTime<Utc>,
+        kinds: &[&str],
+        limit: u64,
+    ) -> Result<Vec<OutboxRecord>> {
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::CreatedAt.gte(since))
+            .filter(outbox::Column::MessageType.is_in(kinds.iter().copied()))
+            .order_by_asc(outbox::Column::CreatedAt)
+            .limit(limit)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(outbox_record)
+            .collect())
+    }
+
     /// How many messages wait to be published.
     pub async fn backlog(&self) -> Result<u64> {
         Ok(outbox::Entity::find()

@@ -271,11 +271,12 @@ async fn asvs_v7_4_5_only_administrators_block_and_bad_targets_are_named() {
             StatusCode::NOT_FOUND,
             "user_not_found",
         ),
+        // Blocking oneself would lock the administrator out.
         (
             &*format!("/v1/admin/users/{admin_id}/block"),
             json!({}),
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
+            StatusCode::CONFLICT,
+            "self_lockout",
         ),
         (
             &*format!("/v1/admin/users/{admin_id}/block"),
@@ -293,9 +294,25 @@ async fn asvs_v7_4_5_only_administrators_block_and_bad_targets_are_named() {
         }
     }
 
-    // The role is read from storage: once revoked, the still-valid token no longer blocks.
-    app.exec("DELETE FROM user_roles WHERE role = 'admin'")
+    // Permissions come from live grants: once another administrator revokes the role, the
+    // still-valid token no longer blocks.
+    keyward_actors::admin::create_user(
+        &app.settings,
+        &app.node.contexts.store,
+        "root2@example.com",
+        PASSWORD,
+        &["admin".to_owned()],
+    )
+    .await
+    .unwrap();
+    let root2 = app.login_ok("root2@example.com", PASSWORD).await;
+    let r = app
+        .delete_bearer(
+            &format!("/v1/admin/users/{admin_id}/roles/admin"),
+            root2["access_token"].as_str().unwrap(),
+        )
         .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let cal_id = app
         .get_bearer("/v1/users/me", cal_token)
         .await

@@ -1,0 +1,175 @@
+//! What a node remembers to answer permission questions without a database read: each role's
+//! permissions, and each user's roles and whether they may act at all (verified, not
+//! blocked). Both are forgotten when a message says they changed: `role.granted`,
+//! `role.revoked`, `role.updated`, `user.blocked`, `user.unblocked`, `user.email_verified` and
+//! `user.deleted` reach every node through `keyward.broadcast` and the outbox feed
+//! (`caches::follow_outbox`), so a revoke is refused everywhere within a second.
+//!
+//! A read that raced an invalidation must not put the old answer back: every invalidation
+//! bumps an epoch, and a load only stores what it read when no invalidation happened since it
+//! started.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+use keyward_messages::UserId;
+use keyward_storage::{StorageError, Store};
+use quick_cache::sync::Cache;
+
+/// Users remembered at once; beyond it the least used are read again.
+const USERS: usize = 100_000;
+/// How long a user's grants are believed without a message: only a change made behind
+/// Keyward's back (SQL by hand) waits this long; every change Keyward makes is a message.
+const BELIEVED_FOR: Duration = Duration::from_secs(60);
+
+/// One user's standing.
+#[derive(Debug)]
+pub struct Grants {
+    /// Role names, sorted.
+    pub roles: Vec<String>,
+    /// Verified and not blocked; false also for an unknown user.
+    pub active: bool,
+    read_at: Instant,
+}
+
+type RoleMap = HashMap<String, Arc<BTreeSet<String>>>;
+
+pub struct Decisions {
+    roles: RwLock<Arc<RoleMap>>,
+    roles_stale: AtomicBool,
+    users: Cache<UserId, Arc<Grants>>,
+    epoch: AtomicU64,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Self {
+            roles: RwLock::new(Arc::new(HashMap::new())),
+            roles_stale: AtomicBool::new(true),
+            users: Cache::new(USERS),
+            epoch: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Decisions {
+    /// `user`'s roles and standing, from memory or the database.
+    pub async fn grants(&self, store: &Store, user: UserId) -> Result<Arc<Grants>, StorageError> {
+        if let Some(g) = self.users.get(&user) {
+            if g.read_at.elapsed() < BELIEVED_FOR {
+                return Ok(g);
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let record = store.users().by_id(user).await?;
+        let roles = match &record {
+            Some(_) => store.users().roles_of(user).await?,
+            None => Vec::new(),
+        };
+        let g = Arc::new(Grants {
+            roles,
+            active: record.is_some_and(|u| u.email_verified && !u.blocked),
+            read_at: Instant::now(),
+        });
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.users.insert(user, g.clone());
+        }
+        Ok(g)
+    }
+
+    /// Every role's permissions, from memory or (after a change) the database.
+    pub async fn roles(&self, store: &Store) -> Result<Arc<RoleMap>, StorageError> {
+        if !self.roles_stale.load(Ordering::Acquire) {
+            if let Ok(map) = self.roles.read() {
+                return Ok(map.clone());
+            }
+        }
+        self.roles_stale.store(false, Ordering::Release);
+        let map: RoleMap = store
+            .access()
+            .roles()
+            .await
+            .inspect_err(|_| self.roles_stale.store(true, Ordering::Release))?
+            .into_iter()
+            .map(|r| (r.name, Arc::new(r.permissions.into_iter().collect())))
+            .collect();
+        let map = Arc::new(map);
+        if let Ok(mut slot) = self.roles.write() {
+            *slot = map.clone();
+        }
+        Ok(map)
+    }
+
+    /// The permissions `user` holds now: none unless they may act.
+    pub async fn permissions(
+        &self,
+        store: &Store,
+        user: UserId,
+    ) -> Result<BTreeSet<String>, StorageError> {
+        let g = self.grants(store, user).await?;
+        if !g.active {
+            return Ok(BTreeSet::new());
+        }
+        let roles = self.roles(store).await?;
+        Ok(g.roles
+            .iter()
+            .filter_map(|r| roles.get(r))
+            .flat_map(|p| p.iter().cloned())
+            .collect())
+    }
+
+    /// Whether `user` holds `permission` now.
+    pub async fn allows(
+        &self,
+        store: &Store,
+        user: UserId,
+        permission: &str,
+    ) -> Result<bool, StorageError> {
+        let g = self.grants(store, user).await?;
+        if !g.active {
+            return Ok(false);
+        }
+        let roles = self.roles(store).await?;
+        Ok(g.roles
+            .iter()
+            .any(|r| roles.get(r).is_some_and(|p| p.contains(permission))))
+    }
+
+    /// `user`'s grants or standing changed.
+    pub fn forget(&self, user: UserId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.users.remove(&user);
+    }
+
+    /// A role's definition changed.
+    pub fn forget_roles(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.roles_stale.store(true, Ordering::Release);
+    }
+}
+
+impl crate::caches::NodeCache for Decisions {
+    fn apply(&self, env: &Envelope) {
+        match env.decode() {
+            Ok(Outgoing::Event(DomainEvent::RoleUpdated { .. })) => self.forget_roles(),
+            Ok(Outgoing::Event(
+                DomainEvent::RoleGranted { user_id, .. }
+                | DomainEvent::RoleRevoked { user_id, .. }
+                | DomainEvent::UserBlocked { user_id, .. }
+                | DomainEvent::UserUnblocked { user_id, .. }
+                | DomainEvent::UserEmailVerified { user_id, .. }
+                | DomainEvent::UserDeleted { user_id },
+            )) => self.forget(user_id),
+            _ => {}
+        }
+    }
+
+    fn forget_beliefs(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.users.clear();
+        self.roles_stale.store(true, Ordering::Release);
+    }
+}

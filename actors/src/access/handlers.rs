@@ -1,0 +1,329 @@
+//! The access context's message table: one handler per message.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use keyward_messages::access::*;
+use keyward_messages::events::{DomainEvent, Outgoing};
+use keyward_messages::{codes, CommandError, UserId};
+use keyward_storage::RoleRecord;
+
+use super::{policy, Access, AccessDeps as Deps};
+use crate::error::HandlerError;
+
+fn role_not_found(name: &RoleName) -> HandlerError {
+    HandlerError::from(CommandError::NotFound {
+        code: "role_not_found",
+        detail: format!("no role is named {}", name.as_str()),
+    })
+}
+
+fn conflict(code: &'static str, detail: impl Into<String>) -> HandlerError {
+    HandlerError::from(CommandError::Conflict {
+        code,
+        detail: detail.into(),
+        field: None,
+    })
+}
+
+async fn require(deps: &Deps, user: UserId, permission: &str) -> Result<(), HandlerError> {
+    if deps.decisions.allows(&deps.store, user, permission).await? {
+        Ok(())
+    } else {
+        Err(HandlerError::from(forbidden(permission)))
+    }
+}
+
+/// The built-in permissions in `perms` that `actor` does not hold: an administrator hands out
+/// only what they have.
+async fn beyond_actor(
+    deps: &Deps,
+    actor: UserId,
+    perms: &[String],
+) -> Result<Option<String>, HandlerError> {
+    let held = deps.decisions.permissions(&deps.store, actor).await?;
+    Ok(perms
+        .iter()
+        .find(|p| BUILTIN_PERMISSIONS.contains(&p.as_str()) && !held.contains(*p))
+        .cloned())
+}
+
+/// The actor's permissions if their grants were `roles` and role `changed` had `perms`.
+async fn permissions_if(
+    deps: &Deps,
+    roles: &[String],
+    changed: Option<(&str, &[String])>,
+) -> Result<BTreeSet<String>, HandlerError> {
+    let defs = deps.decisions.roles(&deps.store).await?;
+    let mut out = BTreeSet::new();
+    for r in roles {
+        match changed {
+            Some((name, perms)) if name == r => out.extend(perms.iter().cloned()),
+            _ => {
+                if let Some(p) = defs.get(r) {
+                    out.extend(p.iter().cloned());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn view(r: RoleRecord, holders: u64) -> RoleView {
+    RoleView {
+        name: r.name,
+        description: r.description,
+        permissions: r.permissions,
+        source: RoleSource::parse(&r.source),
+        holders,
+    }
+}
+
+async fn check_access(deps: Arc<Deps>, m: CheckAccess) -> Result<Vec<bool>, HandlerError> {
+    let me = m.principal.user_id;
+    if m.checks.iter().any(|c| c.user_id != me) {
+        require(&deps, me, "access:check").await?;
+    }
+    let mut out = Vec::with_capacity(m.checks.len());
+    for c in &m.checks {
+        out.push(
+            deps.decisions
+                .allows(&deps.store, c.user_id, c.permission.as_str())
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+async fn my_permissions(deps: Arc<Deps>, m: MyPermissions) -> Result<Vec<String>, HandlerError> {
+    let perms = deps
+        .decisions
+        .permissions(&deps.store, m.principal.user_id)
+        .await?;
+    Ok(perms.into_iter().collect())
+}
+
+async fn list_roles(deps: Arc<Deps>, m: ListRoles) -> Result<Vec<RoleView>, HandlerError> {
+    require(&deps, m.principal.user_id, "roles:read").await?;
+    let holders = deps.store.access().holders().await?;
+    let count = |name: &str| {
+        holders
+            .iter()
+            .find(|(r, _)| r == name)
+            .map_or(0, |(_, n)| *n)
+    };
+    Ok(deps
+        .store
+        .access()
+        .roles()
+        .await?
+        .into_iter()
+        .map(|r| {
+            let n = count(&r.name);
+            view(r, n)
+        })
+        .collect())
+}
+
+async fn get_role(deps: Arc<Deps>, m: GetRole) -> Result<RoleView, HandlerError> {
+    require(&deps, m.principal.user_id, "roles:read").await?;
+    let r = deps
+        .store
+        .access()
+        .role(m.name.as_str())
+        .await?
+        .ok_or_else(|| role_not_found(&m.name))?;
+    let n = deps.store.access().holders_of(m.name.as_str()).await?;
+    Ok(view(r, n))
+}
+
+fn declared_elsewhere(r: &RoleRecord) -> Option<HandlerError> {
+    match RoleSource::parse(&r.source) {
+        RoleSource::Api => None,
+        RoleSource::Builtin => Some(conflict(
+            "role_built_in",
+            format!("{} is built in and cannot be changed", r.name),
+        )),
+        RoleSource::Config => Some(conflict(
+            "role_declared",
+            format!(
+                "{} is declared in the configuration ([[access.roles]] or KEYWARD_ACCESS__PRESET); change it there",
+                r.name
+            ),
+        )),
+    }
+}
+
+async fn put_role(deps: Arc<Deps>, m: PutRole) -> Result<(RoleView, bool), HandlerError> {
+    let actor = m.principal.user_id;
+    require(&deps, actor, "roles:write").await?;
+    let perms: Vec<String> = m
+        .definition
+        .permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    if let Some(p) = beyond_actor(&deps, actor, &perms).await? {
+        return Err(HandlerError::from(CommandError::Forbidden {
+            code: codes::FORBIDDEN,
+            detail: format!(
+                "a role you define may hold only built-in permissions you hold; you lack {p}"
+            ),
+        }));
+    }
+    let name = m.name.as_str();
+    let old = deps.store.access().role(name).await?;
+    if let Some(old) = &old {
+        if m.create {
+            return Err(conflict(
+                "role_exists",
+                format!("a role named {name} exists; PUT /v1/admin/roles/{name} replaces it"),
+            ));
+        }
+        if let Some(e) = declared_elsewhere(old) {
+            return Err(e);
+        }
+        let mine = deps.store.users().roles_of(actor).await?;
+        if mine.iter().any(|r| r == name) {
+            let after = permissions_if(&deps, &mine, Some((name, &perms))).await?;
+            if let Some(why) = policy::locks_out(&after) {
+                return Err(conflict("self_lockout", why));
+            }
+        }
+    }
+    let now = (deps.clock)();
+    let record = RoleRecord {
+        name: name.to_owned(),
+        description: m.definition.description.clone(),
+        permissions: perms.clone(),
+        source: RoleSource::Api.as_str().to_owned(),
+        updated_at: now,
+    };
+    let meta = m.meta.acting(actor);
+    let tx = deps.store.begin().await?;
+    tx.access().put_role(&record).await?;
+    let ev = DomainEvent::RoleUpdated {
+        user_id: Some(actor),
+        role: name.to_owned(),
+        permissions: perms,
+        deleted: false,
+    };
+    deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
+    tx.commit().await?;
+    deps.decisions.forget_roles();
+    deps.outbox.wake();
+    let holders = deps.store.access().holders_of(name).await?;
+    Ok((view(record, holders), old.is_none()))
+}
+
+async fn delete_role(deps: Arc<Deps>, m: DeleteRole) -> Result<(), HandlerError> {
+    let actor = m.principal.user_id;
+    require(&deps, actor, "roles:write").await?;
+    let name = m.name.as_str();
+    let old = deps
+        .store
+        .access()
+        .role(name)
+        .await?
+        .ok_or_else(|| role_not_found(&m.name))?;
+    if let Some(e) = declared_elsewhere(&old) {
+        return Err(e);
+    }
+    let tx = deps.store.begin().await?;
+    let holders = tx.access().holders_of(name).await?;
+    if holders > 0 {
+        return Err(conflict(
+            "role_in_use",
+            format!("{holders} user(s) hold {name}; revoke it from them first"),
+        ));
+    }
+    tx.access().delete_role(name).await?;
+    let ev = DomainEvent::RoleUpdated {
+        user_id: Some(actor),
+        role: name.to_owned(),
+        permissions: Vec::new(),
+        deleted: true,
+    };
+    deps.outbox
+        .enqueue(&tx, &m.meta.acting(actor), Outgoing::Event(ev))
+        .await?;
+    tx.commit().await?;
+    deps.decisions.forget_roles();
+    deps.outbox.wake();
+    Ok(())
+}
+
+async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
+    let actor = m.principal.user_id;
+    require(&deps, actor, "roles:write").await?;
+    let name = m.role.as_str();
+    let role = deps
+        .store
+        .access()
+        .role(name)
+        .await?
+        .ok_or_else(|| role_not_found(&m.role))?;
+    if deps.store.users().by_id(m.user_id).await?.is_none() {
+        return Err(HandlerError::from(CommandError::NotFound {
+            code: codes::USER_NOT_FOUND,
+            detail: "no user has this id".into(),
+        }));
+    }
+    if m.grant {
+        if let Some(p) = beyond_actor(&deps, actor, &role.permissions).await? {
+            return Err(HandlerError::from(CommandError::Forbidden {
+                code: codes::FORBIDDEN,
+                detail: format!(
+                    "you may grant only roles whose built-in permissions you hold; {name} has {p}"
+                ),
+            }));
+        }
+    } else if m.user_id == actor {
+        let mine: Vec<String> = deps
+            .store
+            .users()
+            .roles_of(actor)
+            .await?
+            .into_iter()
+            .filter(|r| r != name)
+            .collect();
+        if let Some(why) = policy::locks_out(&permissions_if(&deps, &mine, None).await?) {
+            return Err(conflict("self_lockout", why));
+        }
+    }
+    let now = (deps.clock)();
+    let meta = m.meta.acting(actor);
+    let tx = deps.store.begin().await?;
+    tx.users().lock(m.user_id).await?;
+    let changed = if m.grant {
+        tx.access().grant(m.user_id, name, now).await?
+    } else {
+        tx.access().revoke(m.user_id, name).await?
+    };
+    if changed {
+        let (user_id, role, by) = (m.user_id, name.to_owned(), Some(actor));
+        let ev = if m.grant {
+            DomainEvent::RoleGranted { user_id, role, by }
+        } else {
+            DomainEvent::RoleRevoked { user_id, role, by }
+        };
+        deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
+    }
+    tx.commit().await?;
+    if changed {
+        deps.decisions.forget(m.user_id);
+        deps.outbox.wake();
+        tracing::info!(user_id = %m.user_id, role = name, granted = m.grant, by = %actor, "role grant changed");
+    }
+    Ok(())
+}
+
+crate::edge::handlers!(Access {
+    CheckAccess => Vec<bool>: check_access;
+    MyPermissions => Vec<String>: my_permissions;
+    ListRoles => Vec<RoleView>: list_roles;
+    GetRole => RoleView: get_role;
+    PutRole => (RoleView, bool): put_role;
+    DeleteRole => (): delete_role;
+    SetGrant => (): set_grant;
+});

@@ -1,0 +1,339 @@
+//! The access context's vocabulary: permissions (`resource:action`), role names, the roles
+//! Keyward itself knows, and the messages of the check API and the role management API.
+
+use actix::Message;
+use serde::Serialize;
+
+use crate::commands::Principal;
+use crate::error::{CommandError, FieldError};
+use crate::values::{RequestMeta, UserId};
+
+/// The permissions of Keyward's own API. The `admin` role holds them all.
+pub const BUILTIN_PERMISSIONS: [&str; 11] = [
+    "users:read",
+    "users:write",
+    "users:block",
+    "users:delete",
+    "roles:read",
+    "roles:write",
+    "audit:read",
+    "templates:write",
+    "notifications:send",
+    "clients:write",
+    "access:check",
+];
+
+/// The role that holds every built-in permission. It always exists and cannot be changed.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// The longest description of a role, in characters.
+pub const ROLE_DESCRIPTION_MAX: usize = 200;
+/// The most permissions one role holds.
+pub const ROLE_PERMISSIONS_MAX: usize = 200;
+/// The most checks in one batch of the check API.
+pub const CHECK_BATCH_MAX: usize = 100;
+
+fn segment_ok(s: &str, max: usize) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= max
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-' | '.'))
+}
+
+/// A permission: `resource:action`, each part a lower-case ASCII letter followed by up to 31
+/// letters, digits, `_`, `-` or `.` (`bookings:write`, `users:read`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Permission(String);
+
+impl Permission {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let ok = raw
+            .split_once(':')
+            .is_some_and(|(r, a)| segment_ok(r, 32) && segment_ok(a, 32));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                field,
+                "invalid_permission",
+                "a permission is resource:action in lower-case letters, digits, '_', '-' or '.', each part starting with a letter and at most 32 characters (e.g. bookings:write)",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        BUILTIN_PERMISSIONS.contains(&self.0.as_str())
+    }
+
+    /// A built-in permission by its name (which must be one of [`BUILTIN_PERMISSIONS`]).
+    pub fn builtin(name: &'static str) -> Self {
+        debug_assert!(BUILTIN_PERMISSIONS.contains(&name));
+        Self(name.to_owned())
+    }
+}
+
+/// A role's name: a lower-case ASCII letter followed by up to 63 letters, digits, `_`, `-` or
+/// `.`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleName(String);
+
+impl RoleName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        if segment_ok(raw, 64) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                field,
+                "invalid_role_name",
+                "a role name is a lower-case letter followed by up to 63 lower-case letters, digits, '_', '-' or '.' (e.g. organizer)",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn admin() -> Self {
+        Self(ADMIN_ROLE.to_owned())
+    }
+}
+
+/// Where a role's definition comes from. Only `api` roles are changed through the API; the
+/// others are changed where they are declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleSource {
+    /// Keyward's own `admin` role.
+    Builtin,
+    /// `[[access.roles]]` in keyward.toml, or the preset of `KEYWARD_ACCESS__PRESET`.
+    Config,
+    /// Created through the admin API.
+    Api,
+}
+
+impl RoleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Config => "config",
+            Self::Api => "api",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "builtin" => Self::Builtin,
+            "config" => Self::Config,
+            _ => Self::Api,
+        }
+    }
+}
+
+/// A role as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RoleView {
+    #[schema(example = "organizer")]
+    pub name: String,
+    #[schema(example = "Creates and runs events")]
+    pub description: String,
+    #[schema(example = json!(["events:write", "events:read"]))]
+    pub permissions: Vec<String>,
+    pub source: RoleSource,
+    /// How many users hold it.
+    pub holders: u64,
+}
+
+/// A role's definition as written through the API, already valid.
+#[derive(Clone, Debug)]
+pub struct RoleDefinition {
+    pub description: String,
+    pub permissions: Vec<Permission>,
+}
+
+impl RoleDefinition {
+    /// Checks a description and a list of permission names, naming each bad one.
+    pub fn parse(description: &str, permissions: &[String]) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let description = description.trim();
+        if description.chars().count() > ROLE_DESCRIPTION_MAX
+            || description.chars().any(char::is_control)
+        {
+            errors.push(FieldError::new(
+                "description",
+                "invalid_description",
+                format!("a description is one line of at most {ROLE_DESCRIPTION_MAX} characters"),
+            ));
+        }
+        if permissions.len() > ROLE_PERMISSIONS_MAX {
+            errors.push(FieldError::new(
+                "permissions",
+                "too_many",
+                format!("a role holds at most {ROLE_PERMISSIONS_MAX} permissions"),
+            ));
+        }
+        let mut perms = Vec::new();
+        for (i, p) in permissions.iter().enumerate() {
+            match Permission::parse(&format!("permissions[{i}]"), p) {
+                Ok(p) => perms.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        perms.sort();
+        perms.dedup();
+        if errors.is_empty() {
+            Ok(Self {
+                description: description.to_owned(),
+                permissions: perms,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// One question to the check API: may `user_id` do `permission`?
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub user_id: UserId,
+    pub permission: Permission,
+}
+
+/// Gateway → access. Answers each check from live grants: a blocked, deleted or unknown user
+/// is allowed nothing. A user may ask only about themself unless they hold `access:check`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<bool>, CommandError>")]
+pub struct CheckAccess {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub checks: Vec<Check>,
+}
+
+/// Gateway → access. The caller's effective permissions, sorted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<String>, CommandError>")]
+pub struct MyPermissions {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// Gateway → access. Every role (`roles:read`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<RoleView>, CommandError>")]
+pub struct ListRoles {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// Gateway → access. One role (`roles:read`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RoleView, CommandError>")]
+pub struct GetRole {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub name: RoleName,
+}
+
+/// Gateway → access. Creates a role (`create`: 409 when it exists) or replaces one made
+/// through the API (`roles:write`). Answers the role and whether it was created.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(RoleView, bool), CommandError>")]
+pub struct PutRole {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub name: RoleName,
+    pub definition: RoleDefinition,
+    pub create: bool,
+}
+
+/// Gateway → access. Deletes a role made through the API that nobody holds (`roles:write`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct DeleteRole {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub name: RoleName,
+}
+
+/// Gateway → access. Grants (`grant`) or revokes a role of a user (`roles:write`), emitting
+/// `role.granted` / `role.revoked` when it changed anything.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SetGrant {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: UserId,
+    pub role: RoleName,
+    pub grant: bool,
+}
+
+/// The refusal of an action that needs `permission`.
+pub fn forbidden(permission: &str) -> CommandError {
+    CommandError::Forbidden {
+        code: crate::codes::FORBIDDEN,
+        detail: format!("this needs the permission {permission}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_resource_colon_action() {
+        for ok in [
+            "users:read",
+            "bookings:write",
+            "a:b",
+            "chat.rooms:post-message",
+        ] {
+            assert!(Permission::parse("p", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "users",
+            ":read",
+            "users:",
+            "Users:read",
+            "users:read:all",
+            "1users:read",
+            "users :read",
+            "users:*",
+            "юзеры:read",
+        ] {
+            let e = Permission::parse("p", bad).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.code.as_str()),
+                ("p", "invalid_permission"),
+                "{bad}"
+            );
+        }
+        assert!(Permission::parse("p", &format!("{}:read", "a".repeat(33))).is_err());
+    }
+
+    #[test]
+    fn role_names_are_short_lower_case_words() {
+        assert!(RoleName::parse("r", "organizer").is_ok());
+        assert!(RoleName::parse("r", "support-2").is_ok());
+        for bad in ["", "Admin", "2nd", "a b", "role:x", &"r".repeat(65)] {
+            assert!(RoleName::parse("r", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_definition_names_every_bad_permission_and_sorts_the_good_ones() {
+        let d = RoleDefinition::parse(" Runs events ", &["b:x".into(), "a:y".into(), "b:x".into()])
+            .unwrap();
+        assert_eq!(d.description, "Runs events");
+        let names: Vec<_> = d.permissions.iter().map(Permission::as_str).collect();
+        assert_eq!(names, ["a:y", "b:x"]);
+        let errs = RoleDefinition::parse("ok", &["fine:x".into(), "bad".into(), "Also:bad".into()])
+            .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["permissions[1]", "permissions[2]"]);
+    }
+}
