@@ -85,6 +85,16 @@ enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Create a service client for one of the product's services. Prints `client_id: …` and
+    /// `client_secret: …` once; only the secret's hash is kept.
+    CreateClient {
+        /// e.g. booking
+        #[arg(long)]
+        name: String,
+        /// A scope (one of Keyward's permissions, e.g. access:check); repeatable.
+        #[arg(long = "scope", value_name = "S", required = true)]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -326,6 +336,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let changed =
                 keyward_actors::admin::set_blocked(&settings, &store, &email, false, None).await?;
             println!("{}", if changed { "unblocked" } else { "not blocked" });
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::CreateClient { name, scopes },
+        } => {
+            let store = keyward_actors::system::open_store(&settings).await?;
+            let c = keyward_actors::admin::create_client(&store, &name, &scopes).await?;
+            println!("client_id: {}", c.client.client_id);
+            println!("client_secret: {}", c.client_secret);
             Ok(())
         }
         Command::Keys { command } => {

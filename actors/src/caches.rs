@@ -28,7 +28,7 @@ pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 
 /// The message types that change what a node may hold in memory: they also go to
 /// `keyward.broadcast`, and the in-process bus hands them to [`NodeCaches::apply`].
-pub const INVALIDATING: [&str; 10] = [
+pub const INVALIDATING: [&str; 11] = [
     "session.revoked",
     "user.email_verified",
     "user.password_changed",
@@ -39,6 +39,7 @@ pub const INVALIDATING: [&str; 10] = [
     "role.granted",
     "role.revoked",
     "role.updated",
+    "client.updated",
 ];
 
 pub fn is_invalidating(kind: &str) -> bool {
@@ -110,5 +111,73 @@ pub async fn follow_outbox(store: Store, caches: Arc<NodeCaches>, clock: Clock, 
             _ => now - window,
         };
         seen.retain(|_, at| *at >= since);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use keyward_messages::events::{DomainEvent, Outgoing};
+    use keyward_messages::UserId;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl NodeCache for Recorder {
+        fn apply(&self, env: &Envelope) {
+            self.0.lock().unwrap().push(env.kind.clone());
+        }
+        fn forget_beliefs(&self) {}
+    }
+
+    fn event(ev: DomainEvent, at: DateTime<Utc>) -> Envelope {
+        Envelope::new(Uuid::now_v7(), at, None, &Outgoing::Event(ev))
+    }
+
+    /// A change written by anyone (here straight to the outbox, as another node or the CLI
+    /// would) reaches the caches once, however many polls see it; other messages and rows
+    /// older than the window do not.
+    #[tokio::test]
+    async fn the_outbox_feed_applies_each_invalidation_once() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let rec = Arc::new(Recorder::default());
+        let caches = Arc::new(NodeCaches::new(vec![rec.clone()]));
+        let clock: Clock = Arc::new(Utc::now);
+        let feed = tokio::spawn(follow_outbox(
+            store.clone(),
+            caches,
+            clock,
+            Duration::from_millis(20),
+        ));
+        let user = UserId::new();
+        let now = Utc::now();
+        let old = now - chrono::Duration::minutes(1);
+        let revoked = |at| {
+            event(
+                DomainEvent::RoleRevoked {
+                    user_id: user,
+                    role: "organizer".into(),
+                    by: None,
+                },
+                at,
+            )
+        };
+        store.outbox().enqueue(&revoked(old)).await.unwrap();
+        store.outbox().enqueue(&revoked(now)).await.unwrap();
+        let login = DomainEvent::UserLoggedIn {
+            user_id: user,
+            session_id: keyward_messages::SessionId::new(),
+            ip: None,
+            user_agent: None,
+        };
+        store.outbox().enqueue(&event(login, now)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(*rec.0.lock().unwrap(), ["role.revoked"]);
+        feed.abort();
     }
 }

@@ -130,5 +130,6 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::RoleGranted { .. }
             | DomainEvent::RoleRevoked { .. }
             | DomainEvent::RoleUpdated { .. }
+            | DomainEvent::ClientUpdated { .. }
     )
 }

@@ -252,12 +252,22 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     });
 
     let outbox = OutboxWriter::new(clock.clone(), relay.clone().recipient());
+    let throttle = ThrottlePolicy {
+        account_max_failures: settings.throttle.account_max_failures,
+        ip_max_failures: settings.throttle.ip_max_failures,
+        window: secs(settings.throttle.window_secs),
+        base_delay: secs(settings.throttle.base_delay_secs),
+    };
     let access = Arc::new(AccessDeps {
         store: store.clone(),
         clock: clock.clone(),
         outbox: outbox.clone(),
-        decisions,
+        decisions: decisions.clone(),
         default_roles: settings.access.default_role_list(),
+        keys: keys.clone(),
+        tokens: tokens.clone(),
+        client_token_ttl: secs(settings.access.client_token_ttl_secs),
+        throttle: throttle.clone(),
         metrics: metrics.clone(),
     });
     let index = ProfileIndex::from_settings(settings);
@@ -270,6 +280,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         refresh_secret: derive_key(&master, "refresh-successor"),
         outbox: outbox.clone(),
         gate,
+        decisions,
         metrics: metrics.clone(),
     });
     let accounts = Arc::new(AccountsDeps {
@@ -279,12 +290,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         public_url: opts.public_url.trim_end_matches('/').to_owned(),
         verification_ttl: secs(t.verification_ttl_secs),
         reset_ttl: secs(t.reset_ttl_secs),
-        throttle: ThrottlePolicy {
-            account_max_failures: settings.throttle.account_max_failures,
-            ip_max_failures: settings.throttle.ip_max_failures,
-            window: secs(settings.throttle.window_secs),
-            base_delay: secs(settings.throttle.base_delay_secs),
-        },
+        throttle,
         password_policy: PasswordPolicy {
             min_length: p.min_length,
             max_length: p.max_length,

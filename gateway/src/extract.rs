@@ -12,6 +12,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures::future::{ready, LocalBoxFuture, Ready};
+use keyward_messages::access::{AuthenticateCaller, Caller};
 use keyward_messages::commands::{Authenticate, Locale, Principal};
 use keyward_messages::RequestMeta;
 use secrecy::SecretString;
@@ -49,6 +50,36 @@ impl FromRequest for Authenticated {
                 )
                 .await
                 .map(Authenticated)
+                .map_err(ApiError::with_invalid_token_challenge)
+        })
+    }
+}
+
+/// A user (as [`Authenticated`]) or a service client, proven by its bearer token: for the
+/// routes that products' services call (the check API).
+pub(crate) struct AuthenticatedCaller(pub Caller);
+
+impl FromRequest for AuthenticatedCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let meta = request_meta(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?;
+            let Some(state) = state else {
+                tracing::error!("AppState is not registered on this app");
+                return Err(ApiError::internal());
+            };
+            state
+                .ask(
+                    &state.to.sessions.authenticate_caller,
+                    AuthenticateCaller { meta, token },
+                )
+                .await
+                .map(AuthenticatedCaller)
                 .map_err(ApiError::with_invalid_token_challenge)
         })
     }

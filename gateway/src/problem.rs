@@ -138,7 +138,6 @@ impl ApiError {
         self.retry_after_secs
     }
 
-    #[cfg(test)]
     pub(crate) fn code(&self) -> &'static str {
         self.code
     }

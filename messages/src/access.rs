@@ -204,12 +204,13 @@ pub struct Check {
 }
 
 /// Gateway → access. Answers each check from live grants: a blocked, deleted or unknown user
-/// is allowed nothing. A user may ask only about themself unless they hold `access:check`.
+/// is allowed nothing. A user may ask only about themself unless they hold `access:check`; a
+/// client needs the `access:check` scope.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<bool>, CommandError>")]
 pub struct CheckAccess {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    pub caller: Caller,
     pub checks: Vec<Check>,
 }
 
@@ -269,6 +270,134 @@ pub struct SetGrant {
     pub user_id: UserId,
     pub role: RoleName,
     pub grant: bool,
+}
+
+/// A service client's name: 1–64 characters of lower-case letters, digits, `_`, `-` or `.`,
+/// starting with a letter (`booking`, `catalog-service`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientName(String);
+
+impl ClientName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        if segment_ok(raw, 64) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                field,
+                "invalid_client_name",
+                "a client name is a lower-case letter followed by up to 63 lower-case letters, digits, '_', '-' or '.' (e.g. booking)",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A service client, authenticated by its access token (client_credentials grant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPrincipal {
+    pub client_id: String,
+    /// The token's scopes that the client still holds.
+    pub scopes: Vec<String>,
+}
+
+/// Whoever presented a bearer token: a user (with a live session) or a service client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    User(Principal),
+    Client(ClientPrincipal),
+}
+
+/// Gateway → sessions. Like `Authenticate`, but a service client's token passes too.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Caller, CommandError>")]
+pub struct AuthenticateCaller {
+    pub meta: RequestMeta,
+    pub token: secrecy::SecretString,
+}
+
+/// Gateway → access. The client_credentials grant (RFC 6749 §4.4): the client's id and
+/// secret, and the scopes asked for (none: every scope of the client). Throttled like logins.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClientToken, CommandError>")]
+pub struct IssueClientToken {
+    pub meta: RequestMeta,
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
+    pub scope: Option<Vec<String>>,
+}
+
+/// The token endpoint's reply (RFC 6749 §5.1).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClientToken {
+    pub access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    #[schema(example = "access:check notifications:send")]
+    pub scope: String,
+}
+
+/// A service client as the admin API shows it (never its secret).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    #[schema(example = "kwc_3q2x7V0b9mQeXo4hZp1sNw")]
+    pub client_id: String,
+    #[schema(example = "booking")]
+    pub name: String,
+    #[schema(example = json!(["access:check"]))]
+    pub scopes: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A client with its secret, shown once: when it is created or its secret replaced.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClientCreated {
+    #[serde(flatten)]
+    pub client: ClientView,
+    /// Shown only now; Keyward keeps only its hash.
+    pub client_secret: String,
+}
+
+/// Gateway → access. Creates a service client (`clients:write`; the scopes must be built-in
+/// permissions).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClientCreated, CommandError>")]
+pub struct CreateClient {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub name: ClientName,
+    pub scopes: Vec<Permission>,
+}
+
+/// Gateway → access. Every client (`clients:write`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ClientView>, CommandError>")]
+pub struct ListClients {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// Gateway → access. Deletes a client; its tokens are refused on every node within a second.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct DeleteClient {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub client_id: String,
+}
+
+/// Gateway → access. Replaces a client's secret; the old one stops working at once (tokens
+/// already issued live out their short lifetime).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClientCreated, CommandError>")]
+pub struct RotateClientSecret {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub client_id: String,
 }
 
 /// The refusal of an action that needs `permission`.

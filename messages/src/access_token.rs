@@ -44,6 +44,46 @@ pub struct AccessClaims {
     pub roles_truncated: bool,
 }
 
+/// The claims of a service client's access token (the client_credentials grant): `sub` and
+/// `client_id` are the client's id, `scope` its granted permissions, space-separated. It has
+/// no `sid` or `email`, so it never passes for a user's token, nor a user's for it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// The time claims every Keyward token has.
+pub trait Timed {
+    fn exp(&self) -> i64;
+    fn nbf(&self) -> i64;
+}
+
+impl Timed for AccessClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn nbf(&self) -> i64 {
+        self.nbf
+    }
+}
+
+impl Timed for ClientClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn nbf(&self) -> i64 {
+        self.nbf
+    }
+}
+
 /// Why a token was refused. Only logged at debug level: the client always gets one answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -70,23 +110,44 @@ pub fn verify(
     audience: &str,
     now: i64,
 ) -> Result<AccessClaims, Refusal> {
+    verify_as(token, key_for, issuer, audience, now)
+}
+
+/// [`verify`] for a service client's token.
+pub fn verify_client(
+    token: &str,
+    key_for: impl Fn(&str) -> Option<DecodingKey>,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<ClientClaims, Refusal> {
+    verify_as(token, key_for, issuer, audience, now)
+}
+
+fn verify_as<C: serde::de::DeserializeOwned + Timed>(
+    token: &str,
+    key_for: impl Fn(&str) -> Option<DecodingKey>,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<C, Refusal> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Refusal::Oversized);
     }
     let kid = check_header(token)?;
     let key = key_for(&kid).ok_or(Refusal::UnknownKid)?;
-    let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation(issuer, audience))
+    let data = jsonwebtoken::decode::<C>(token, &key, &validation(issuer, audience))
         .map_err(|_| Refusal::SignatureOrClaims)?;
     check_times(&data.claims, now)?;
     Ok(data.claims)
 }
 
 /// The time checks of [`verify`] alone: for claims verified earlier and remembered.
-pub fn check_times(c: &AccessClaims, now: i64) -> Result<(), Refusal> {
-    if now >= c.exp.saturating_add(LEEWAY_SECS) {
+pub fn check_times(c: &impl Timed, now: i64) -> Result<(), Refusal> {
+    if now >= c.exp().saturating_add(LEEWAY_SECS) {
         return Err(Refusal::Expired);
     }
-    if c.nbf > now.saturating_add(LEEWAY_SECS) {
+    if c.nbf() > now.saturating_add(LEEWAY_SECS) {
         return Err(Refusal::NotYetValid);
     }
     Ok(())

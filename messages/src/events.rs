@@ -119,6 +119,15 @@ pub enum DomainEvent {
         role: String,
         by: Option<UserId>,
     },
+    /// A service client was deleted or its secret replaced (`deleted: false`). `user_id` is
+    /// the administrator (none from the CLI).
+    #[serde(rename = "client.updated")]
+    ClientUpdated {
+        user_id: Option<UserId>,
+        client_id: String,
+        #[serde(default)]
+        deleted: bool,
+    },
     /// A role's permissions changed, or it was deleted (`deleted: true`). `user_id` is the
     /// administrator who changed it (none when it changed in the configuration).
     #[serde(rename = "role.updated")]
@@ -150,6 +159,7 @@ impl DomainEvent {
             Self::RoleGranted { .. } => "role.granted",
             Self::RoleRevoked { .. } => "role.revoked",
             Self::RoleUpdated { .. } => "role.updated",
+            Self::ClientUpdated { .. } => "client.updated",
         }
     }
 
@@ -170,7 +180,9 @@ impl DomainEvent {
             | Self::SessionReuseDetected { user_id, .. }
             | Self::RoleGranted { user_id, .. }
             | Self::RoleRevoked { user_id, .. } => *user_id,
-            Self::RoleUpdated { user_id, .. } => return *user_id,
+            Self::RoleUpdated { user_id, .. } | Self::ClientUpdated { user_id, .. } => {
+                return *user_id
+            }
         })
     }
 

@@ -755,3 +755,383 @@ async fn a_revoke_on_one_node_is_refused_on_another_within_a_second() {
     }
     b.stop().await;
 }
+
+/// A client made as the CLI makes it: its id and secret.
+async fn client(app: &TestApp, name: &str, scopes: &[&str]) -> (String, String) {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let c = keyward_actors::admin::create_client(&app.node.contexts.store, name, &scopes)
+        .await
+        .unwrap();
+    (c.client.client_id, c.client_secret)
+}
+
+async fn token_request(
+    app: &TestApp,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Response {
+    let mut r = app.client.post(app.url("/v1/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        r = r.basic_auth(id, Some(secret));
+    }
+    r.send().await.unwrap()
+}
+
+async fn oauth(r: Response) -> (StatusCode, String) {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn a_service_client_gets_a_short_lived_token_and_asks_the_check_api() {
+    let app = spawn_app_with(events_preset()).await;
+    let (ann, _) = member(&app, "ann@example.com").await;
+    let (id, secret) = client(&app, "booking", &["access:check", "users:read"]).await;
+
+    // client_secret_basic, every scope of the client.
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(
+        (t["token_type"].as_str(), t["expires_in"].as_u64()),
+        (Some("Bearer"), Some(300))
+    );
+    assert_eq!(t["scope"], "access:check users:read");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&token);
+    assert_eq!(
+        (c["sub"].as_str(), c["client_id"].as_str()),
+        (Some(id.as_str()), Some(id.as_str()))
+    );
+    assert!(c.get("sid").is_none() && c.get("email").is_none());
+
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/access/check",
+        &token,
+        Some(json!({"checks": [
+        {"user_id": ann, "permission": "registrations:write"},
+        {"user_id": ann, "permission": "events:write"}]})),
+    )
+    .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"results": [{"allowed": true}, {"allowed": false}]})
+    );
+    // A client's token is not a user's.
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get_bearer("/v1/auth/verify", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // client_secret_post, one scope: without access:check the check API refuses it.
+    let r = token_request(
+        &app,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "users:read"),
+        ],
+    )
+    .await;
+    let narrow: Value = r.json().await.unwrap();
+    assert_eq!(narrow["scope"], "users:read");
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/access/check",
+        narrow["access_token"].as_str().unwrap(),
+        Some(json!({"user_id": ann, "permission": "events:read"})),
+    )
+    .await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+
+    // A client cannot mint itself scopes it was not given.
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "access:check users:delete"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_scope".into())
+    );
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "NOT A SCOPE"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_scope".into())
+    );
+}
+
+#[actix_web::test]
+async fn the_token_endpoint_answers_bad_requests_in_rfc_6749_terms_and_throttles_guessing() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.throttle.account_max_failures = 3;
+            s.throttle.base_delay_secs = 60;
+        })),
+        ..Options::default()
+    })
+    .await;
+    let (id, secret) = client(&app, "catalog", &["access:check"]).await;
+    let r = token_request(
+        &app,
+        Some((&id, "wrong")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"keyward\"");
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let r = token_request(
+        &app,
+        Some(("kwc_nobody", &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let r = token_request(&app, None, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let r = token_request(&app, Some((&id, &secret)), &[("grant_type", "password")]).await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "unsupported_grant_type".into())
+    );
+    let r = token_request(&app, Some((&id, &secret)), &[]).await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = app
+        .client
+        .post(app.url("/v1/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+
+    // Guessing: after the limit the client's right secret waits too.
+    for _ in 0..3 {
+        token_request(
+            &app,
+            Some((&id, "guess")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    }
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        oauth(r).await,
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_requests".into())
+    );
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT details FROM audit_log WHERE kind = 'client.auth_failed'",
+        ))
+        .await
+        .unwrap();
+    assert!(rows.len() >= 4, "{}", rows.len());
+}
+
+#[actix_web::test]
+async fn clients_are_managed_through_the_admin_api_and_a_deleted_one_is_refused() {
+    let app = spawn_app_with(Options::default()).await;
+    let (root_id, root) = admin(&app).await;
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/admin/clients",
+        &root,
+        Some(json!({"name": "chat", "scopes": ["access:check"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let (id, secret) = (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(id.starts_with("kwc_") && secret.len() >= 43, "{created}");
+
+    let list: Value = app
+        .get_bearer("/v1/admin/clients", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["clients"].as_array().unwrap().len(), 1);
+    assert!(
+        !list.to_string().contains(&secret),
+        "a secret is shown once"
+    );
+
+    for (body, field) in [
+        (
+            json!({"name": "chat", "scopes": ["bookings:write"]}),
+            "scopes[0]",
+        ),
+        (json!({"name": "chat", "scopes": []}), "scopes"),
+        (
+            json!({"name": "Chat Service", "scopes": ["access:check"]}),
+            "name",
+        ),
+    ] {
+        let (status, b) = problem(
+            send(
+                &app,
+                Method::POST,
+                "/v1/admin/clients",
+                &root,
+                Some(body.clone()),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, b["errors"][0]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}"
+        );
+    }
+
+    // A new secret: the old one stops working at once.
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/v1/admin/clients/{id}/secret"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let fresh = r.json::<Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = token_request(
+        &app,
+        Some((&id, &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(oauth(r).await.1, "invalid_client");
+    let r = token_request(
+        &app,
+        Some((&id, &fresh)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = json!({"user_id": root_id, "permission": "users:read"});
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/access/check",
+        &token,
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"allowed": true}));
+
+    // Deleted: its unexpired token is refused.
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/clients/{id}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = send(&app, Method::POST, "/v1/access/check", &token, Some(ask)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/clients/{id}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(problem(r).await.1["code"], "client_not_found");
+    let updated = app.events_of_type("client.updated").await;
+    assert_eq!(updated.len(), 2);
+    assert!(
+        !serde_json::to_string(&app.events().await)
+            .unwrap()
+            .contains(&fresh),
+        "no secret in events"
+    );
+
+    // A plain user may not manage clients.
+    let (_, plain) = member(&app, "pat@example.com").await;
+    let r = app.get_bearer("/v1/admin/clients", &plain).await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+}

@@ -539,3 +539,73 @@ fn migrate_on_a_database_without_conflicts_prints_only_that_it_is_up_to_date() {
         "database is up to date\n"
     );
 }
+
+#[test]
+fn create_client_prints_its_id_and_secret_once_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = keyward(dir.path()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "admin",
+        "create-client",
+        "--name",
+        "booking",
+        "--scope",
+        "access:check",
+        "--scope",
+        "notifications:send",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("client_id: kwc_"), "{out}");
+    assert!(
+        lines[1].starts_with("client_secret: ") && lines[1].len() > 50,
+        "{out}"
+    );
+    for (args, key) in [
+        (
+            vec!["--name", "booking", "--scope", "bookings:write"],
+            "--scope",
+        ),
+        (vec!["--name", "booking", "--scope", "nope"], "--scope"),
+        (
+            vec!["--name", "Booking Service", "--scope", "access:check"],
+            "--name",
+        ),
+    ] {
+        let mut all = vec!["admin", "create-client"];
+        all.extend(args.iter().copied());
+        let (ok, _, err) = run(&all);
+        assert!(!ok && err.contains(key), "{args:?}: {err}");
+    }
+    let mut child = keyward(dir.path())
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "x@example.com",
+            "--password-stdin",
+            "--role",
+            "nosuchrole",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"operator passphrase 7\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--role"), "{err}");
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
 use keyward_messages::UserId;
-use keyward_storage::{StorageError, Store};
+use keyward_storage::{ClientRecord, StorageError, Store};
 use quick_cache::sync::Cache;
 
 /// Users remembered at once; beyond it the least used are read again.
@@ -37,8 +37,16 @@ pub struct Grants {
 
 type RoleMap = HashMap<String, Arc<BTreeSet<String>>>;
 
+/// A service client's standing: its scopes and secret hash, or none when it does not exist.
+#[derive(Debug)]
+pub struct ClientStanding {
+    pub client: Option<ClientRecord>,
+    read_at: Instant,
+}
+
 pub struct Decisions {
     roles: RwLock<Arc<RoleMap>>,
+    clients: Cache<String, Arc<ClientStanding>>,
     roles_stale: AtomicBool,
     users: Cache<UserId, Arc<Grants>>,
     epoch: AtomicU64,
@@ -50,6 +58,7 @@ impl Default for Decisions {
             roles: RwLock::new(Arc::new(HashMap::new())),
             roles_stale: AtomicBool::new(true),
             users: Cache::new(USERS),
+            clients: Cache::new(1024),
             epoch: AtomicU64::new(0),
         }
     }
@@ -138,6 +147,34 @@ impl Decisions {
             .any(|r| roles.get(r).is_some_and(|p| p.contains(permission))))
     }
 
+    /// A client as stored (none when it does not exist), from memory or the database.
+    pub async fn client(
+        &self,
+        store: &Store,
+        id: &str,
+    ) -> Result<Arc<ClientStanding>, StorageError> {
+        if let Some(c) = self.clients.get(id) {
+            if c.read_at.elapsed() < BELIEVED_FOR {
+                return Ok(c);
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let c = Arc::new(ClientStanding {
+            client: store.access().client(id).await?,
+            read_at: Instant::now(),
+        });
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.clients.insert(id.to_owned(), c.clone());
+        }
+        Ok(c)
+    }
+
+    /// A client was deleted or its secret replaced.
+    pub fn forget_client(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.clients.remove(id);
+    }
+
     /// `user`'s grants or standing changed.
     pub fn forget(&self, user: UserId) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -155,6 +192,9 @@ impl crate::caches::NodeCache for Decisions {
     fn apply(&self, env: &Envelope) {
         match env.decode() {
             Ok(Outgoing::Event(DomainEvent::RoleUpdated { .. })) => self.forget_roles(),
+            Ok(Outgoing::Event(DomainEvent::ClientUpdated { client_id, .. })) => {
+                self.forget_client(&client_id)
+            }
             Ok(Outgoing::Event(
                 DomainEvent::RoleGranted { user_id, .. }
                 | DomainEvent::RoleRevoked { user_id, .. }
@@ -170,6 +210,7 @@ impl crate::caches::NodeCache for Decisions {
     fn forget_beliefs(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.users.clear();
+        self.clients.clear();
         self.roles_stale.store(true, Ordering::Release);
     }
 }

@@ -26,7 +26,11 @@ fn conflict(code: &'static str, detail: impl Into<String>) -> HandlerError {
     })
 }
 
-async fn require(deps: &Deps, user: UserId, permission: &str) -> Result<(), HandlerError> {
+pub(super) async fn require(
+    deps: &Deps,
+    user: UserId,
+    permission: &str,
+) -> Result<(), HandlerError> {
     if deps.decisions.allows(&deps.store, user, permission).await? {
         Ok(())
     } else {
@@ -80,9 +84,21 @@ fn view(r: RoleRecord, holders: u64) -> RoleView {
 }
 
 async fn check_access(deps: Arc<Deps>, m: CheckAccess) -> Result<Vec<bool>, HandlerError> {
-    let me = m.principal.user_id;
-    if m.checks.iter().any(|c| c.user_id != me) {
-        require(&deps, me, "access:check").await?;
+    match &m.caller {
+        Caller::User(p) => {
+            let me = p.user_id;
+            if m.checks.iter().any(|c| c.user_id != me) {
+                require(&deps, me, "access:check").await?;
+            }
+        }
+        Caller::Client(c) => {
+            if !c.scopes.iter().any(|s| s == "access:check") {
+                return Err(HandlerError::from(CommandError::Forbidden {
+                    code: codes::FORBIDDEN,
+                    detail: "this needs the scope access:check".into(),
+                }));
+            }
+        }
     }
     let mut out = Vec::with_capacity(m.checks.len());
     for c in &m.checks {
@@ -326,4 +342,9 @@ crate::edge::handlers!(Access {
     PutRole => (RoleView, bool): put_role;
     DeleteRole => (): delete_role;
     SetGrant => (): set_grant;
+    IssueClientToken => ClientToken: |d, m| super::clients::issue_token(d, m);
+    CreateClient => ClientCreated: |d, m| super::clients::create_client(d, m);
+    ListClients => Vec<ClientView>: |d, m| super::clients::list_clients(d, m);
+    DeleteClient => (): |d, m| super::clients::delete_client(d, m);
+    RotateClientSecret => ClientCreated: |d, m| super::clients::rotate_secret(d, m);
 });

@@ -10,6 +10,7 @@
 //! the administrator does not hold, deleting a role someone holds, and editing a declared role
 //! through the API.
 
+pub mod clients;
 pub mod decisions;
 mod handlers;
 pub mod policy;
@@ -40,6 +41,12 @@ pub struct AccessDeps {
     pub decisions: Arc<Decisions>,
     /// Granted at registration.
     pub default_roles: Vec<String>,
+    /// Signs service clients' tokens.
+    pub keys: Arc<crate::keys::KeyRing>,
+    pub tokens: crate::sessions::TokenPolicy,
+    pub client_token_ttl: chrono::Duration,
+    /// Wrong client secrets are throttled like wrong passwords.
+    pub throttle: crate::accounts::ThrottlePolicy,
     pub metrics: Metrics,
 }
 

@@ -213,3 +213,24 @@ fn cli_meta() -> RequestMeta {
         actor: None,
     }
 }
+
+/// Creates a service client (`keyward admin create-client`): its id and secret, shown once.
+pub async fn create_client(
+    store: &Store,
+    name: &str,
+    scopes: &[String],
+) -> Result<keyward_messages::access::ClientCreated, StartError> {
+    use keyward_messages::access::{ClientName, Permission};
+    let name = ClientName::parse("name", name)
+        .map_err(|e| StartError::Config(format!("--name: {}", e.message)))?;
+    let scopes = scopes
+        .iter()
+        .map(|s| Permission::parse("scope", s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Config(format!("--scope: {}", e.message)))?;
+    crate::access::clients::create(store, chrono::Utc::now(), &cli_meta(), &name, &scopes, None)
+        .await
+        .map_err(|e| {
+            StartError::Config(crate::access::clients::refusal(e).replace("--scopes", "--scope"))
+        })
+}

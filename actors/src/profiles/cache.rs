@@ -77,7 +77,9 @@ impl crate::caches::NodeCache for ProfileCache {
         use keyward_messages::events::{DomainEvent, Outgoing};
         match env.decode() {
             Ok(Outgoing::Event(DomainEvent::SessionRevoked { .. })) => {}
-            Ok(Outgoing::Event(DomainEvent::RoleUpdated { .. })) => {}
+            Ok(Outgoing::Event(
+                DomainEvent::RoleUpdated { .. } | DomainEvent::ClientUpdated { .. },
+            )) => {}
             Ok(Outgoing::Event(ev)) => {
                 if let Some(user) = ev.user_id() {
                     self.forget(user);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use keyward_messages::access::{AuthenticateCaller, Caller, ClientPrincipal};
 use keyward_messages::access_token;
 use keyward_messages::commands::*;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
@@ -39,7 +40,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
     let key = token_key(&token);
     let c = match deps.gate.verified(&key) {
         Some(c) => {
-            access_token::check_times(&c, now.timestamp())
+            access_token::check_times(c.as_ref(), now.timestamp())
                 .map_err(|why| bad_token(&format!("{why:?}")))?;
             c
         }
@@ -81,6 +82,32 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
             Err(HandlerError::from(bad_token("session ended")))
         }
         _ => Err(HandlerError::from(bad_token("no such session"))),
+    }
+}
+
+/// A user's token (as [`authenticate`]) or a service client's: verified the same way, and
+/// refused once the client is deleted; its scopes are those the client still holds.
+async fn authenticate_caller(deps: Arc<Deps>, token: String) -> Result<Caller, HandlerError> {
+    let as_user = match authenticate(deps.clone(), token.clone()).await {
+        Ok(p) => return Ok(Caller::User(p)),
+        Err(e) => e,
+    };
+    let now = (deps.clock)();
+    let Ok(c) = access_token::verify_client(
+        &token,
+        |kid| deps.keys.decoding_key(kid),
+        &deps.tokens.issuer,
+        &deps.tokens.audience,
+        now.timestamp(),
+    ) else {
+        return Err(as_user);
+    };
+    match crate::access::clients::live_scopes(&deps.store, &deps.decisions, &c).await? {
+        Some(scopes) => Ok(Caller::Client(ClientPrincipal {
+            client_id: c.client_id,
+            scopes,
+        })),
+        None => Err(HandlerError::from(bad_token("client deleted"))),
     }
 }
 
@@ -301,6 +328,7 @@ async fn revoke_others(deps: Arc<Deps>, m: RevokeOtherSessions) -> Result<(), Ha
 
 crate::edge::handlers!(Sessions {
     Authenticate => Principal: |deps, m| authenticate(deps, m.token.expose_secret().to_owned());
+    AuthenticateCaller => Caller: |deps, m| authenticate_caller(deps, m.token.expose_secret().to_owned());
     Refresh => TokenPair: |deps, m| refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned());
     Logout => (): logout;
     ListSessions => Vec<SessionView>: list;

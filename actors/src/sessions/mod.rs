@@ -53,6 +53,8 @@ pub struct SessionsDeps {
     pub refresh_secret: [u8; 32],
     pub outbox: OutboxWriter,
     pub gate: Arc<SessionGate>,
+    /// Whether a service client still exists, for its tokens.
+    pub decisions: Arc<crate::access::Decisions>,
     pub metrics: Metrics,
 }
 

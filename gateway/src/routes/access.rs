@@ -1,7 +1,7 @@
 //! Routes of the access context: the check API, the caller's own permissions, roles and
 //! grants. Who may do what is decided by the access actor from live grants.
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use keyward_messages::access::*;
 use keyward_messages::{FieldError, UserId};
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, Meta};
+use crate::extract::{Authenticated, AuthenticatedCaller, Meta};
 use crate::input::{Fields, JsonObject};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -30,6 +30,11 @@ crate::recipients! {
         put_role: PutRole,
         delete_role: DeleteRole,
         set_grant: SetGrant,
+        issue_client_token: IssueClientToken,
+        create_client: CreateClient,
+        list_clients: ListClients,
+        delete_client: DeleteClient,
+        rotate_client_secret: RotateClientSecret,
     }
 }
 
@@ -197,25 +202,26 @@ fn checks(body: &Map<String, Value>) -> Result<(Vec<Check>, bool), ApiError> {
     f.done(|| Some((out, is_batch)))
 }
 
-/// `POST /v1/access/check`.
+/// `POST /v1/access/check`: the bearer is a user's token or a service client's (from
+/// `POST /v1/oauth/token`).
 #[utoipa::path(post, path = "/v1/access/check", tag = "access",
     security(("bearer" = [])),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "`{allowed}` for one check, `{results: [{allowed}]}` for a batch, in order. A blocked, unverified or unknown user is allowed nothing", body = Allowed),
-        (status = 403, description = "Asking about another user needs `access:check`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Asking about another user needs `access:check` (a user's permission, or a service client's scope)", body = Problem, content_type = "application/problem+json"),
         BearerProblems, BodyProblems, ServerProblems,
     ))]
 pub(super) async fn check(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     JsonObject(body): JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let (checks, batch) = checks(&body)?;
     let cmd = CheckAccess {
         meta,
-        principal,
+        caller,
         checks,
     };
     let answers = st.ask(&st.to.access.check, cmd).await?;
@@ -570,4 +576,432 @@ pub(super) async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     set_grant(st, meta, principal, path.into_inner(), false).await
+}
+
+/// An error of the token endpoint (RFC 6749 §5.2).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": "invalid_client", "error_description": "client authentication failed"}))]
+pub(crate) struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope` or
+    /// `too_many_requests`.
+    error: &'static str,
+    error_description: String,
+}
+
+fn oauth_error(
+    status: StatusCode,
+    error: &'static str,
+    description: impl Into<String>,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(OAuthError {
+            error,
+            error_description: description.into(),
+        })
+}
+
+/// The form of the client_credentials grant (RFC 6749 §4.4.2).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenForm {
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    /// Space-separated scopes; none asks for every scope of the client.
+    #[schema(example = "access:check")]
+    scope: Option<String>,
+    /// With `client_secret`, instead of HTTP Basic (client_secret_post).
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// The largest form the token endpoint reads.
+const TOKEN_FORM_MAX_BYTES: usize = 4096;
+
+/// `client_id:client_secret` from `Authorization: Basic …` (each part form-url-encoded, RFC
+/// 6749 §2.3.1); `Err` when the header is there but unusable.
+fn basic_credentials(req: &actix_web::HttpRequest) -> Result<Option<(String, String)>, ()> {
+    use base64::Engine as _;
+    let Some(v) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    let (scheme, rest) = v.trim().split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(());
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| ())?;
+    let text = String::from_utf8(raw).map_err(|_| ())?;
+    let (id, secret) = text.split_once(':').ok_or(())?;
+    let decode = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((decode(id), decode(secret))))
+}
+
+/// `POST /v1/oauth/token`: the client_credentials grant (RFC 6749 §4.4) for service clients,
+/// authenticated by HTTP Basic (client_secret_basic) or in the form (client_secret_post).
+#[utoipa::path(post, path = "/v1/oauth/token", tag = "access",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A short-lived access token (typ at+jwt) with `client_id` and `scope`", body = ClientToken,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "`invalid_request`, `unsupported_grant_type` or `invalid_scope` (RFC 6749 §5.2)", body = OAuthError),
+        (status = 401, description = "`invalid_client`: unknown client or wrong secret", body = OAuthError,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"keyward\"` when HTTP Basic was used"))),
+        (status = 413, description = "The form is larger than 4 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts for this client or address", body = OAuthError,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        ServerProblems,
+    ))]
+pub(super) async fn token(
+    st: State,
+    Meta(meta): Meta,
+    req: actix_web::HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let form_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the request as application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = crate::input::read_bytes(body, TOKEN_FORM_MAX_BYTES).await?;
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(&bytes) {
+        if params.iter().any(|(seen, _)| *seen == k) {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{k} is given more than once"),
+            ));
+        }
+        params.push((k.into_owned(), v.into_owned()));
+    }
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    match get("grant_type").as_deref() {
+        None => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required (client_credentials)",
+            ))
+        }
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ))
+        }
+    }
+    let basic = match basic_credentials(&req) {
+        Ok(b) => b,
+        Err(()) => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the Authorization header is not HTTP Basic client_id:client_secret",
+            ))
+        }
+    };
+    let in_form = match (get("client_id"), get("client_secret")) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send both client_id and client_secret",
+            ))
+        }
+    };
+    let used_basic = basic.is_some();
+    let (client_id, secret) = match (basic, in_form) {
+        (Some(_), Some(_)) => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "authenticate the client one way only: HTTP Basic or the form",
+            ))
+        }
+        (Some(c), None) | (None, Some(c)) => c,
+        (None, None) => {
+            return Ok(HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"keyward\""))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(OAuthError {
+                    error: "invalid_client",
+                    error_description:
+                        "authenticate the client with HTTP Basic or client_id and client_secret"
+                            .into(),
+                }))
+        }
+    };
+    if client_id.is_empty() || client_id.len() > 64 || secret.is_empty() || secret.len() > 512 {
+        return Ok(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        ));
+    }
+    let scope = match get("scope") {
+        None => None,
+        Some(s) => {
+            let mut out = Vec::new();
+            for part in s.split(' ').filter(|p| !p.is_empty()) {
+                if Permission::parse("scope", part).is_err() {
+                    return Ok(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        format!("{part:?} is not a scope"),
+                    ));
+                }
+                out.push(part.to_owned());
+            }
+            Some(out)
+        }
+    };
+    let cmd = IssueClientToken {
+        meta,
+        client_id,
+        client_secret: secrecy::SecretString::from(secret),
+        scope,
+    };
+    match st.ask(&st.to.access.issue_client_token, cmd).await {
+        Ok(t) => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(t)),
+        Err(e) => match (actix_web::ResponseError::status_code(&e), e.code()) {
+            (StatusCode::UNAUTHORIZED, _) => {
+                let mut r = oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication failed",
+                );
+                if used_basic {
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Basic realm=\"keyward\""),
+                    );
+                }
+                Ok(r)
+            }
+            (StatusCode::BAD_REQUEST, "invalid_scope") => Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "the client was not given a scope it asked for",
+            )),
+            (StatusCode::TOO_MANY_REQUESTS, _) => {
+                let mut r = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "too many failed attempts; retry later",
+                );
+                if let Some(secs) = e.retry_after_secs() {
+                    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                Ok(r)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClientList {
+    clients: Vec<ClientView>,
+}
+
+/// A new service client.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ClientRequest {
+    #[schema(example = "booking")]
+    name: String,
+    /// Keyward's permissions the client may ask for.
+    #[schema(example = json!(["access:check"]))]
+    scopes: Vec<String>,
+}
+
+fn client_body(body: &Map<String, Value>) -> Result<(ClientName, Vec<Permission>), ApiError> {
+    let mut f = Fields::default();
+    for key in body.keys() {
+        if !["name", "scopes"].contains(&key.as_str()) {
+            f.error(FieldError::new(
+                key,
+                "unknown_field",
+                "a client has only name and scopes",
+            ));
+        }
+    }
+    let name = match text(&mut f, body, "name") {
+        Some(n) => ClientName::parse("name", &n).map_err(|e| f.error(e)).ok(),
+        None => {
+            f.error(FieldError::new(
+                "name",
+                "required",
+                "name the client after its service, e.g. booking",
+            ));
+            None
+        }
+    };
+    let mut scopes = Vec::new();
+    match body.get("scopes") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                let field = format!("scopes[{i}]");
+                let p = v
+                    .as_str()
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            &field,
+                            "not_a_string",
+                            "a scope is a string such as access:check",
+                        )
+                    })
+                    .and_then(|s| Permission::parse(&field, s));
+                match p {
+                    Ok(p) if p.is_builtin() => scopes.push(p),
+                    Ok(p) => f.error(FieldError::new(
+                        &field,
+                        "unknown_scope",
+                        format!(
+                            "{} is not a scope; use one of {}",
+                            p.as_str(),
+                            BUILTIN_PERMISSIONS.join(", ")
+                        ),
+                    )),
+                    Err(e) => f.error(e),
+                }
+            }
+        }
+        _ => f.error(FieldError::new(
+            "scopes",
+            "required",
+            "give the client at least one scope, e.g. [\"access:check\"]",
+        )),
+    }
+    f.done(|| Some((name?, scopes)))
+}
+
+/// `GET /v1/admin/clients`.
+#[utoipa::path(get, path = "/v1/admin/clients", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every service client (never a secret)", body = ClientList),
+        (status = 403, description = "Needs `clients:write`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn list_clients(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let clients = st
+        .ask(&st.to.access.list_clients, ListClients { meta, principal })
+        .await?;
+    Ok(private_json(&ClientList { clients }))
+}
+
+/// `POST /v1/admin/clients`.
+#[utoipa::path(post, path = "/v1/admin/clients", tag = "admin",
+    security(("bearer" = [])),
+    request_body = ClientRequest,
+    responses(
+        (status = 201, description = "Created; the secret is shown only now", body = ClientCreated),
+        (status = 403, description = "Needs `clients:write`, and every scope given", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn create_client(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let (name, scopes) = client_body(&body)?;
+    let created = st
+        .ask(
+            &st.to.access.create_client,
+            CreateClient {
+                meta,
+                principal,
+                name,
+                scopes,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(created))
+}
+
+/// `DELETE /v1/admin/clients/{id}`.
+#[utoipa::path(delete, path = "/v1/admin/clients/{id}", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client's id")),
+    responses(
+        (status = 204, description = "Deleted; its tokens are refused on every node within a second"),
+        (status = 403, description = "Needs `clients:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client (`client_not_found`)", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn delete_client(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = DeleteClient {
+        meta,
+        principal,
+        client_id: id.into_inner(),
+    };
+    st.ask(&st.to.access.delete_client, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/admin/clients/{id}/secret`.
+#[utoipa::path(post, path = "/v1/admin/clients/{id}/secret", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client's id")),
+    responses(
+        (status = 200, description = "A new secret, shown only now; the old one no longer works", body = ClientCreated),
+        (status = 403, description = "Needs `clients:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn rotate_secret(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = RotateClientSecret {
+        meta,
+        principal,
+        client_id: id.into_inner(),
+    };
+    Ok(private_json(
+        &st.ask(&st.to.access.rotate_client_secret, cmd).await?,
+    ))
 }

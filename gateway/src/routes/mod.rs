@@ -86,6 +86,19 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(access::put_role))
                 .route(web::delete().to(access::delete_role)),
         )
+        .service(web::resource("/v1/oauth/token").route(web::post().to(access::token)))
+        .service(
+            web::resource("/v1/admin/clients")
+                .route(web::get().to(access::list_clients))
+                .route(web::post().to(access::create_client)),
+        )
+        .service(
+            web::resource("/v1/admin/clients/{id}").route(web::delete().to(access::delete_client)),
+        )
+        .service(
+            web::resource("/v1/admin/clients/{id}/secret")
+                .route(web::post().to(access::rotate_secret)),
+        )
         .service(
             web::resource("/v1/admin/users/{id}/roles/{role}")
                 .route(web::put().to(access::grant))

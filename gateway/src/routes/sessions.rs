@@ -6,7 +6,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use keyward_messages::access::{forbidden, Check, CheckAccess, Permission};
+use keyward_messages::access::{forbidden, Caller, Check, CheckAccess, Permission};
 use keyward_messages::commands::{
     Authenticate, GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
 };
@@ -36,6 +36,7 @@ crate::recipients! {
         revoke_session: RevokeSession,
         revoke_other_sessions: RevokeOtherSessions,
         get_jwks: GetJwks,
+        authenticate_caller: keyward_messages::access::AuthenticateCaller,
     }
 }
 
@@ -185,7 +186,7 @@ pub(super) async fn forward_auth(
         let name = permission.as_str().to_owned();
         let cmd = CheckAccess {
             meta,
-            principal: p.clone(),
+            caller: Caller::User(p.clone()),
             checks: vec![Check {
                 user_id: p.user_id,
                 permission,

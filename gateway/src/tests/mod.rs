@@ -185,6 +185,36 @@ canned! {
     RoleView => role_view();
     Vec<RoleView> => vec![role_view()];
     (RoleView, bool) => (role_view(), true);
+    keyward_messages::access::ClientToken => keyward_messages::access::ClientToken {
+        access_token: "t".into(), token_type: "Bearer", expires_in: 300, scope: "access:check".into() };
+    keyward_messages::access::ClientCreated => keyward_messages::access::ClientCreated {
+        client: client_view(), client_secret: "s".into() };
+    Vec<keyward_messages::access::ClientView> => vec![client_view()];
+}
+
+fn client_view() -> keyward_messages::access::ClientView {
+    keyward_messages::access::ClientView {
+        client_id: "kwc_x".into(),
+        name: "booking".into(),
+        scopes: vec!["access:check".into()],
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+    }
+}
+
+/// Only `GOOD_TOKEN` is a live access token, a user's.
+impl Canned for keyward_messages::access::Caller {
+    const FAULTS: bool = false;
+    fn canned(msg: &dyn std::any::Any) -> Result<Self, CommandError> {
+        match msg.downcast_ref::<keyward_messages::access::AuthenticateCaller>() {
+            Some(m) if m.token.expose_secret() == GOOD_TOKEN => {
+                Ok(keyward_messages::access::Caller::User(principal()))
+            }
+            _ => Err(CommandError::unauthenticated(
+                codes::INVALID_TOKEN,
+                "the access token is invalid or expired",
+            )),
+        }
+    }
 }
 
 fn role_view() -> keyward_messages::access::RoleView {
