@@ -86,6 +86,16 @@ fn every_route_of_the_api_is_described_with_its_problems() {
                 let content = &r["content"];
                 if path == "/v1/auth/verify-email" && method == "get" {
                     assert!(content["text/html"].is_object(), "{method} {path} {status}");
+                } else if path == "/v1/oauth/token"
+                    && ["400", "401", "429"].contains(&status.as_str())
+                {
+                    // RFC 6749 §5.2 error bodies, not problems.
+                    assert!(
+                        content["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with("/OAuthError")),
+                        "{method} {path} {status}: not an RFC 6749 error"
+                    );
                 } else {
                     assert!(
                         content["application/problem+json"]["schema"].is_object(),
