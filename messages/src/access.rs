@@ -400,6 +400,170 @@ pub struct RotateClientSecret {
     pub client_id: String,
 }
 
+/// A user's standing, as the admin API shows and filters it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Verified, not blocked, no deletion pending.
+    Active,
+    /// Registered or invited, the address not yet confirmed.
+    Unverified,
+    Blocked,
+    /// A deletion is pending.
+    Deleting,
+}
+
+impl UserStatus {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "unverified" => Ok(Self::Unverified),
+            "blocked" => Ok(Self::Blocked),
+            "deleting" => Ok(Self::Deleting),
+            _ => Err(FieldError::new(
+                field,
+                "invalid_status",
+                "use active, unverified, blocked or deleting",
+            )),
+        }
+    }
+}
+
+/// One user in the admin listing.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminUser {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: UserId,
+    pub email: String,
+    pub username: Option<String>,
+    pub status: UserStatus,
+    pub roles: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the user last opened a session (logged in), if ever.
+    pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminUserPage {
+    pub items: Vec<AdminUser>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Gateway → access. Users matching the filters, oldest first (`users:read`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AdminUserPage, CommandError>")]
+pub struct ListUsers {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    /// The start of the email address or username.
+    pub q: Option<String>,
+    pub status: Option<UserStatus>,
+    pub role: Option<RoleName>,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// One line of the audit log, as the admin API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditLine {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The event, e.g. `role.granted`, `user.blocked`, `user.login_failed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub user_id: Option<UserId>,
+    /// The administrator who did it, for admin actions.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub actor_id: Option<UserId>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditLine>,
+    pub next_cursor: Option<String>,
+}
+
+/// Gateway → access. The audit log, newest first (`audit:read`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AuditPage, CommandError>")]
+pub struct QueryAudit {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: Option<UserId>,
+    pub actor_id: Option<UserId>,
+    pub kind: Option<String>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// What the admin API adds to a user's profile: standing, sessions, factors, identities and
+/// recent audit lines.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminUserDetail {
+    pub status: UserStatus,
+    pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub sessions: Vec<crate::commands::SessionView>,
+    /// Second factors (none until MFA exists).
+    #[schema(value_type = Vec<Object>)]
+    pub factors: Vec<serde_json::Value>,
+    /// Linked social identities (none until federation exists).
+    #[schema(value_type = Vec<Object>)]
+    pub identities: Vec<serde_json::Value>,
+    /// The latest 20 audit lines about the user.
+    pub recent_audit: Vec<AuditLine>,
+}
+
+/// Gateway → access. See [`AdminUserDetail`] (`users:read`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AdminUserDetail, CommandError>")]
+pub struct GetUserDetail {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: UserId,
+}
+
+/// Gateway → accounts. An administrator creates an account for `email` (`users:write`, and
+/// every built-in permission of `roles`); an invitation mail carries a link that sets the
+/// password (and so verifies the address).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AdminUser, CommandError>")]
+pub struct InviteUser {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub email: crate::Email,
+    pub username: Option<crate::Username>,
+    pub roles: Vec<RoleName>,
+    pub locale: crate::commands::Locale,
+}
+
+/// Gateway → accounts. Ends every session of a user (`users:block`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct ForceLogout {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: UserId,
+}
+
+/// Gateway → profiles. Erases an account as a self-deletion would, without the grace period
+/// (`users:delete`): every session ends now, the eraser removes the data within a minute.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::profiles::DeletionScheduled, CommandError>")]
+pub struct EraseUser {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub user_id: UserId,
+}
+
 /// The refusal of an action that needs `permission`.
 pub fn forbidden(permission: &str) -> CommandError {
     CommandError::Forbidden {

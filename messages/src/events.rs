@@ -28,6 +28,8 @@ pub enum RevokeReason {
     AccountBlocked,
     /// The owner asked for the account to be deleted.
     AccountDeleted,
+    /// An administrator ended every session of the user.
+    RevokedByAdmin,
 }
 
 /// Something that happened. The serde tag is the routing key.
@@ -207,6 +209,8 @@ pub enum EmailTemplate {
     PasswordReset,
     /// The password was changed or reset.
     PasswordChanged,
+    /// An administrator created the account: a link that sets the password (`variables.link`).
+    Invitation,
 }
 
 impl EmailTemplate {
@@ -216,6 +220,7 @@ impl EmailTemplate {
             Self::AccountExists => "account_exists",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::Invitation => "invitation",
         }
     }
 }

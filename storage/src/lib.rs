@@ -28,9 +28,9 @@ mod throttle;
 pub use access::{Access, ClientRecord, RoleRecord};
 pub use accounts::{
     EmailConflictReason, EmailConflictRecord, NewEmailToken, NewUser, Registration, TokenPurpose,
-    UsedEmailToken, UserRecord, Users,
+    UsedEmailToken, UserFilter, UserRecord, UserStatusFilter, Users,
 };
-pub use audit::{Audit, AuditRecord};
+pub use audit::{Audit, AuditFilter, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};

@@ -1135,3 +1135,280 @@ async fn clients_are_managed_through_the_admin_api_and_a_deleted_one_is_refused(
     let r = app.get_bearer("/v1/admin/clients", &plain).await;
     assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
 }
+
+#[actix_web::test]
+async fn administrators_list_invite_inspect_log_out_and_erase_users_each_on_the_record() {
+    let app = spawn_app_with(events_preset()).await;
+    let (root_id, root) = admin(&app).await;
+    let (bo, bo_token) = member(&app, "bo@example.com").await;
+    let (cy, _) = member(&app, "cy@example.com").await;
+    app.post_bearer(
+        &format!("/v1/admin/users/{cy}/block"),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+
+    // Listing, with filters and cursors.
+    let page = |query: String| {
+        let app = &app;
+        let root = root.clone();
+        async move {
+            let r = app
+                .get_bearer(&format!("/v1/admin/users{query}"), &root)
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{query}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let all = page(String::new()).await;
+    let emails: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["root@example.com", "bo@example.com", "cy@example.com"]
+    );
+    assert_eq!(all["items"][1]["roles"], json!(["attendee"]));
+    assert!(all["items"][1]["last_login_at"].is_string());
+    assert_eq!(
+        page("?status=blocked".into()).await["items"][0]["id"],
+        cy.as_str()
+    );
+    assert_eq!(
+        page("?q=BO".into()).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        page("?role=admin".into()).await["items"][0]["id"],
+        root_id.as_str()
+    );
+    let first = page("?limit=2".into()).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = page(format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(
+        (
+            second["items"][0]["email"].as_str(),
+            second["next_cursor"].is_null()
+        ),
+        (Some("cy@example.com"), true)
+    );
+    for (q, field) in [
+        ("?status=gone", "status"),
+        ("?role=Bad%20Role", "role"),
+        ("?created_after=yesterday", "created_after"),
+        ("?limit=0", "limit"),
+        ("?cursor=nonsense", "cursor"),
+    ] {
+        let (status, b) =
+            problem(app.get_bearer(&format!("/v1/admin/users{q}"), &root).await).await;
+        assert_eq!(
+            (status, b["errors"][0]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{q}"
+        );
+    }
+
+    // Detail.
+    let d: Value = app
+        .get_bearer(&format!("/v1/admin/users/{bo}"), &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (d["status"].as_str(), d["profile"]["email"].as_str()),
+        (Some("active"), Some("bo@example.com"))
+    );
+    assert_eq!(d["sessions"].as_array().unwrap().len(), 1);
+    assert!(d["recent_audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["type"] == "user.logged_in"));
+    assert_eq!(
+        (d["factors"].clone(), d["identities"].clone()),
+        (json!([]), json!([]))
+    );
+
+    // Force logout: bo's session ends at once.
+    let r = app
+        .post_bearer(&format!("/v1/admin/users/{bo}/logout"), &root, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &bo_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Invitation: an unverified account with its roles; the mailed link sets the password.
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        &root,
+        Some(json!({"email": "dee@example.com", "username": "dee", "roles": ["organizer"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let dee: Value = r.json().await.unwrap();
+    assert_eq!(
+        (dee["status"].as_str(), dee["roles"].clone()),
+        (Some("unverified"), json!(["organizer"]))
+    );
+    let again = send(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        &root,
+        Some(json!({"email": "DEE@example.com"})),
+    )
+    .await;
+    assert_eq!(
+        refused(again).await,
+        (StatusCode::CONFLICT, "email_taken".to_owned())
+    );
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/admin/users",
+        &root,
+        Some(json!({"email": "x@example.com", "roles": ["nope"]})),
+    )
+    .await;
+    assert_eq!(
+        refused(r).await,
+        (StatusCode::NOT_FOUND, "role_not_found".to_owned())
+    );
+    let mail = app.wait_for_mail("dee@example.com", "invited").await;
+    let r = app
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": mail.token(), "password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let pair = app.login_ok("dee", "a brand new passphrase").await;
+    assert_eq!(
+        forward_auth(&app, pair["access_token"].as_str().unwrap(), "events:write").await,
+        StatusCode::OK
+    );
+
+    // Erasure: 202, sessions end, the account is gone within a moment.
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/users/{root_id}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(
+        refused(r).await,
+        (StatusCode::CONFLICT, "self_lockout".to_owned())
+    );
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/users/{bo}"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let started = Instant::now();
+    while app.events_of_type("user.deleted").await.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "not erased");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = app
+        .get_bearer(&format!("/v1/admin/users/{bo}"), &root)
+        .await;
+    assert_eq!(
+        refused(r).await,
+        (StatusCode::NOT_FOUND, "user_not_found".to_owned())
+    );
+
+    // The audit log names the actor of every admin action, filters and pages.
+    let audit = |q: String| {
+        let app = &app;
+        let root = root.clone();
+        async move {
+            app.get_bearer(&format!("/v1/admin/audit{q}"), &root)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let by_root = audit(format!("?actor_id={root_id}&limit=100")).await;
+    let kinds: Vec<&str> = by_root["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    for k in [
+        "user.blocked",
+        "session.revoked",
+        "user.invited",
+        "role.granted",
+        "user.deletion_requested",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    assert!(by_root["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["actor_id"] == root_id.as_str()));
+    let one = audit("?type=user.blocked".into()).await;
+    assert_eq!(
+        (
+            one["items"].as_array().unwrap().len(),
+            one["items"][0]["user_id"].as_str()
+        ),
+        (1, Some(cy.as_str()))
+    );
+    let first = audit("?limit=1".into()).await;
+    let next = audit(format!(
+        "?limit=1&cursor={}",
+        first["next_cursor"].as_str().unwrap()
+    ))
+    .await;
+    assert_ne!(first["items"][0], next["items"][0]);
+
+    // Each route needs its permission.
+    let (_, plain) = member(&app, "pat@example.com").await;
+    for path in [
+        "/v1/admin/users",
+        "/v1/admin/audit",
+        &format!("/v1/admin/users/{cy}"),
+    ] {
+        assert_eq!(
+            problem(app.get_bearer(path, &plain).await).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let r = app
+        .post_bearer(&format!("/v1/admin/users/{cy}/logout"), &plain, None)
+        .await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/users/{cy}"),
+        &plain,
+        None,
+    )
+    .await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+}

@@ -347,4 +347,7 @@ crate::edge::handlers!(Access {
     ListClients => Vec<ClientView>: |d, m| super::clients::list_clients(d, m);
     DeleteClient => (): |d, m| super::clients::delete_client(d, m);
     RotateClientSecret => ClientCreated: |d, m| super::clients::rotate_secret(d, m);
+    ListUsers => AdminUserPage: |d, m| super::admin::list_users(d, m);
+    GetUserDetail => AdminUserDetail: |d, m| super::admin::user_detail(d, m);
+    QueryAudit => AuditPage: |d, m| super::admin::query_audit(d, m);
 });

@@ -10,6 +10,7 @@
 //! the administrator does not hold, deleting a role someone holds, and editing a declared role
 //! through the API.
 
+mod admin;
 pub mod clients;
 pub mod decisions;
 mod handlers;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use keyward_config::Settings;
-use keyward_messages::access::{forbidden, RoleSource};
+use keyward_messages::access::{forbidden, RoleSource, BUILTIN_PERMISSIONS};
 use keyward_messages::events::{DomainEvent, Outgoing};
 use keyward_messages::{RequestMeta, UserId};
 use keyward_storage::{RoleRecord, StorageError, Store, Tx};
@@ -103,6 +104,33 @@ impl AccessHandle {
         } else {
             Err(HandlerError::from(forbidden(permission)))
         }
+    }
+
+    /// 404 for a role that does not exist, 403 when a role holds a built-in permission
+    /// `actor` lacks: an administrator hands out only what they hold.
+    pub async fn may_grant(&self, actor: UserId, roles: &[String]) -> Result<(), HandlerError> {
+        let defs = self.0.decisions.roles(&self.0.store).await?;
+        let held = self.permissions(actor).await?;
+        for r in roles {
+            let Some(perms) = defs.get(r) else {
+                return Err(HandlerError::from(
+                    keyward_messages::CommandError::NotFound {
+                        code: "role_not_found",
+                        detail: format!("no role is named {r}"),
+                    },
+                ));
+            };
+            if let Some(p) = perms
+                .iter()
+                .find(|p| BUILTIN_PERMISSIONS.contains(&p.as_str()) && !held.contains(*p))
+            {
+                return Err(HandlerError::from(keyward_messages::CommandError::Forbidden {
+                    code: keyward_messages::codes::FORBIDDEN,
+                    detail: format!("you may grant only roles whose built-in permissions you hold; {r} has {p}"),
+                }));
+            }
+        }
+        Ok(())
     }
 
     pub async fn permissions(&self, user: UserId) -> Result<BTreeSet<String>, StorageError> {

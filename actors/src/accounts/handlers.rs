@@ -1,5 +1,6 @@
 //! The accounts context's message table: one handler per message, and the small ones.
 
+use keyward_messages::access::{AdminUser, ForceLogout, InviteUser};
 use std::sync::Arc;
 
 use keyward_messages::commands::*;
@@ -23,4 +24,6 @@ crate::edge::handlers!(Accounts {
     ResetPassword => (): reset_password;
     ChangePassword => (): change_password;
     SetBlocked => (): set_blocked;
+    InviteUser => AdminUser: |d, m| super::admin::invite_user(d, m);
+    ForceLogout => (): |d, m| super::admin::force_logout(d, m);
 });

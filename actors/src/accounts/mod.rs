@@ -8,6 +8,7 @@
 //! transaction, and session rows (it asks the sessions context, through the handle it gets at
 //! start, to open or end them).
 
+mod admin;
 pub(crate) mod blocking;
 pub mod cli;
 mod handlers;

@@ -46,9 +46,31 @@ pub(super) async fn issue_email_token(
     purpose: TokenPurpose,
     registration: Option<Registration>,
 ) -> Result<(), HandlerError> {
+    issue_token_mail(deps, tx, meta, user, purpose, registration, false).await
+}
+
+/// How long an invitation's link lives.
+pub(super) const INVITATION_TTL: chrono::Duration = chrono::Duration::days(7);
+
+/// [`issue_email_token`], with an invitation's template and lifetime for a reset token
+/// (`invitation`).
+pub(super) async fn issue_token_mail(
+    deps: &Deps,
+    tx: &Tx,
+    meta: &RequestMeta,
+    user: &UserRecord,
+    purpose: TokenPurpose,
+    registration: Option<Registration>,
+    invitation: bool,
+) -> Result<(), HandlerError> {
     let now = (deps.clock)();
     let token = random_token();
     let (ttl, template, link) = match purpose {
+        TokenPurpose::ResetPassword if invitation => (
+            INVITATION_TTL,
+            EmailTemplate::Invitation,
+            reset_link(&deps.public_url, &token),
+        ),
         TokenPurpose::VerifyEmail => (
             deps.verification_ttl,
             EmailTemplate::VerifyEmail,

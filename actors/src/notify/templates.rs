@@ -55,6 +55,16 @@ pub fn render(job: &EmailJob) -> (String, String, String) {
             &["Пароль вашей учётной записи только что изменён, остальные сеансы завершены.", "Если это были не вы, немедленно сбросьте пароль."],
             None,
         ),
+        (EmailTemplate::Invitation, Locale::En) => (
+            "You have been invited",
+            &["An administrator created an account for this email address. Choose a password to start using it.", "The link is valid for 7 days. If you did not expect this, ignore this email."],
+            Some("Choose a password"),
+        ),
+        (EmailTemplate::Invitation, Locale::Ru) => (
+            "Вас пригласили",
+            &["Администратор создал учётную запись для этого адреса. Выберите пароль, чтобы начать ею пользоваться.", "Ссылка действует 7 дней. Если вы не ждали этого письма, просто проигнорируйте его."],
+            Some("Выбрать пароль"),
+        ),
     };
     let mut text = lines.join("\n\n");
     let mut html = String::from("<!doctype html><html><body style=\"font-family:sans-serif\">");

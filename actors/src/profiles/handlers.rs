@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use keyward_messages::access::EraseUser;
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
 use keyward_messages::profiles::*;
@@ -474,6 +475,42 @@ async fn delete_me(deps: Arc<Deps>, m: DeleteMe) -> Result<DeletionScheduled, Ha
     }
     let now = (deps.clock)();
     let erase_at = now + deps.policy.deletion_grace;
+    schedule_erasure(&deps, &m.meta, user, now, erase_at).await
+}
+
+/// An administrator erases an account: as a self-deletion, due now.
+async fn erase_user(deps: Arc<Deps>, m: EraseUser) -> Result<DeletionScheduled, HandlerError> {
+    let actor = m.principal.user_id;
+    deps.access.require(actor, "users:delete").await?;
+    if m.user_id == actor {
+        return Err(HandlerError::from(CommandError::Conflict {
+            code: "self_lockout",
+            detail: "an administrator cannot erase their own account here; use DELETE /v1/users/me"
+                .into(),
+            field: None,
+        }));
+    }
+    if deps.store.users().by_id(m.user_id).await?.is_none() {
+        return Err(HandlerError::from(CommandError::NotFound {
+            code: codes::USER_NOT_FOUND,
+            detail: "no user has this id".into(),
+        }));
+    }
+    let now = (deps.clock)();
+    let scheduled = schedule_erasure(&deps, &m.meta.acting(actor), m.user_id, now, now).await?;
+    // NOTE: the eraser runs on its own schedule; waking it is not needed for correctness.
+    Ok(scheduled)
+}
+
+/// Marks `user` for erasure at `erase_at`, takes the profile out of search and ends every
+/// session, in one transaction.
+async fn schedule_erasure(
+    deps: &Deps,
+    meta: &keyward_messages::RequestMeta,
+    user: UserId,
+    now: chrono::DateTime<chrono::Utc>,
+    erase_at: chrono::DateTime<chrono::Utc>,
+) -> Result<DeletionScheduled, HandlerError> {
     let tx = deps.store.begin().await?;
     tx.users().lock(user).await?;
     let mut p = tx
@@ -487,9 +524,9 @@ async fn delete_me(deps: Arc<Deps>, m: DeleteMe) -> Result<DeletionScheduled, Ha
     deps.index.sync(&tx, user).await?;
     let details = json!({ "erase_at": erase_at });
     deps.outbox
-        .audit(&tx, &m.meta, "user.deletion_requested", Some(user), details)
+        .audit(&tx, meta, "user.deletion_requested", Some(user), details)
         .await?;
-    let ended = end_sessions(&deps, &tx, &m.meta, user, now).await?;
+    let ended = end_sessions(deps, &tx, meta, user, now).await?;
     tx.commit().await?;
     deps.sessions.ended(&ended);
     deps.cache.forget(user);
@@ -522,6 +559,7 @@ crate::edge::handlers!(Profiles {
     GetActivity => ActivityPage: get_activity;
     ExportMe => UserExport: export_me;
     DeleteMe => DeletionScheduled: delete_me;
+    EraseUser => DeletionScheduled: erase_user;
     SetAvatar => AvatarUrls: |d, m| super::avatar::set_avatar(d, m);
     DeleteAvatar => (): |d, m| super::avatar::delete_avatar(d, m);
     GetAvatar => Option<AvatarImage>: |d, m| super::avatar::get_avatar(d, m);

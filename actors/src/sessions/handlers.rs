@@ -150,6 +150,7 @@ pub(super) fn reason_str(r: RevokeReason) -> &'static str {
         RevokeReason::ReuseDetected => "reuse_detected",
         RevokeReason::AccountBlocked => "account_blocked",
         RevokeReason::AccountDeleted => "account_deleted",
+        RevokeReason::RevokedByAdmin => "revoked_by_admin",
     }
 }
 

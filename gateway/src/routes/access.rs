@@ -35,6 +35,9 @@ crate::recipients! {
         list_clients: ListClients,
         delete_client: DeleteClient,
         rotate_client_secret: RotateClientSecret,
+        list_users: keyward_messages::access::ListUsers,
+        get_user_detail: keyward_messages::access::GetUserDetail,
+        query_audit: keyward_messages::access::QueryAudit,
     }
 }
 
@@ -204,7 +207,7 @@ fn checks(body: &Map<String, Value>) -> Result<(Vec<Check>, bool), ApiError> {
 
 /// `POST /v1/access/check`: the bearer is a user's token or a service client's (from
 /// `POST /v1/oauth/token`).
-#[utoipa::path(post, path = "/v1/access/check", tag = "access",
+#[utoipa::path(post, path = "/v1/access/check", operation_id = "check_access", tag = "access",
     security(("bearer" = [])),
     request_body = CheckRequest,
     responses(
@@ -532,7 +535,7 @@ async fn set_grant(
 }
 
 /// `PUT /v1/admin/users/{id}/roles/{role}`.
-#[utoipa::path(put, path = "/v1/admin/users/{id}/roles/{role}", tag = "admin",
+#[utoipa::path(put, path = "/v1/admin/users/{id}/roles/{role}", operation_id = "grant_role", tag = "admin",
     security(("bearer" = [])),
     params(
         ("id" = String, Path, format = Uuid, description = "The user"),
@@ -555,7 +558,7 @@ pub(super) async fn grant(
 }
 
 /// `DELETE /v1/admin/users/{id}/roles/{role}`.
-#[utoipa::path(delete, path = "/v1/admin/users/{id}/roles/{role}", tag = "admin",
+#[utoipa::path(delete, path = "/v1/admin/users/{id}/roles/{role}", operation_id = "revoke_role", tag = "admin",
     security(("bearer" = [])),
     params(
         ("id" = String, Path, format = Uuid, description = "The user"),
@@ -646,7 +649,7 @@ fn basic_credentials(req: &actix_web::HttpRequest) -> Result<Option<(String, Str
 
 /// `POST /v1/oauth/token`: the client_credentials grant (RFC 6749 §4.4) for service clients,
 /// authenticated by HTTP Basic (client_secret_basic) or in the form (client_secret_post).
-#[utoipa::path(post, path = "/v1/oauth/token", tag = "access",
+#[utoipa::path(post, path = "/v1/oauth/token", operation_id = "oauth_token", tag = "access",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "A short-lived access token (typ at+jwt) with `client_id` and `scope`", body = ClientToken,
@@ -981,7 +984,7 @@ pub(super) async fn delete_client(
 }
 
 /// `POST /v1/admin/clients/{id}/secret`.
-#[utoipa::path(post, path = "/v1/admin/clients/{id}/secret", tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/clients/{id}/secret", operation_id = "rotate_client_secret", tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The client's id")),
     responses(

@@ -37,6 +37,8 @@ crate::recipients! {
         reset_password: ResetPassword,
         change_password: ChangePassword,
         set_blocked: SetBlocked,
+        invite_user: keyward_messages::access::InviteUser,
+        force_logout: keyward_messages::access::ForceLogout,
     }
 }
 

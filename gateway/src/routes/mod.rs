@@ -112,6 +112,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(profiles::get))
                 .route(web::put().to(profiles::put)),
         )
+        .service(
+            web::resource("/v1/admin/users")
+                .route(web::get().to(admin::list_users))
+                .route(web::post().to(admin::invite)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{id}")
+                .route(web::get().to(admin::get_user))
+                .route(web::delete().to(admin::erase)),
+        )
+        .service(web::resource("/v1/admin/users/{id}/logout").route(web::post().to(admin::logout)))
+        .service(web::resource("/v1/admin/audit").route(web::get().to(admin::audit)))
         .service(web::resource("/v1/admin/users/{id}/block").route(web::post().to(admin::block)))
         .service(
             web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),

@@ -40,6 +40,7 @@ crate::recipients! {
         set_avatar: SetAvatar,
         delete_avatar: DeleteAvatar,
         get_avatar: GetAvatar,
+        erase_user: keyward_messages::access::EraseUser,
     }
 }
 
@@ -329,7 +330,7 @@ pub(crate) struct PageQuery {
     limit: Option<String>,
 }
 
-fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+pub(super) fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
     match raw.parse::<u32>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),

@@ -190,6 +190,15 @@ canned! {
     keyward_messages::access::ClientCreated => keyward_messages::access::ClientCreated {
         client: client_view(), client_secret: "s".into() };
     Vec<keyward_messages::access::ClientView> => vec![client_view()];
+    keyward_messages::access::AdminUserPage => keyward_messages::access::AdminUserPage { items: vec![], next_cursor: None };
+    keyward_messages::access::AuditPage => keyward_messages::access::AuditPage { items: vec![], next_cursor: None };
+    keyward_messages::access::AdminUserDetail => keyward_messages::access::AdminUserDetail {
+        status: keyward_messages::access::UserStatus::Active, last_login_at: None, sessions: vec![],
+        factors: vec![], identities: vec![], recent_audit: vec![] };
+    keyward_messages::access::AdminUser => keyward_messages::access::AdminUser {
+        id: UserId(USER), email: "alice@example.com".into(), username: None,
+        status: keyward_messages::access::UserStatus::Unverified, roles: vec![],
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(), last_login_at: None };
 }
 
 fn client_view() -> keyward_messages::access::ClientView {

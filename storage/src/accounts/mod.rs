@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{Email, UserId, Username};
 use uuid::Uuid;
 
-pub use repo::Users;
+pub use repo::{UserFilter, UserStatusFilter, Users};
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use keyward_messages::{Email, UserId, Username};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionSession, TransactionTrait,
@@ -230,6 +230,129 @@ impl<C: ConnectionTrait + TransactionTrait> Users<'_, C> {
 /// A user row as a record; a username that no longer parses is `Corrupt`. An address that no
 /// longer parses is one `m0004_canonical_email` left as it was (and reported): it loads as
 /// stored, so the account keeps working until an operator fixes it.
+/// What the admin user listing asks for; every part optional.
+#[derive(Clone, Debug, Default)]
+pub struct UserFilter {
+    /// The start of the email address or username, any case.
+    pub q: Option<String>,
+    pub status: Option<UserStatusFilter>,
+    /// Holders of this role.
+    pub role: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+}
+
+/// A user's standing, as the admin listing filters by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStatusFilter {
+    /// Verified, not blocked, no deletion pending.
+    Active,
+    Unverified,
+    Blocked,
+    /// A self-deletion waits for its grace period to end.
+    Deleting,
+}
+
+fn deleting_ids() -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(Alias::new("user_id"))
+        .from(Alias::new("profiles"))
+        .and_where(Expr::col(Alias::new("deletion_due_at")).is_not_null())
+        .to_owned()
+}
+
+impl<C: ConnectionTrait> Users<'_, C> {
+    /// Users matching `f`, oldest first, after the place `after` (created_at, id) of an
+    /// earlier page; each with whether a deletion is pending.
+    pub async fn admin_list(
+        &self,
+        f: &UserFilter,
+        after: Option<(DateTime<Utc>, UserId)>,
+        limit: u64,
+    ) -> Result<Vec<(UserRecord, bool)>> {
+        use sea_orm::sea_query::{Condition, Func, LikeExpr, Query};
+        let mut q = user::Entity::find();
+        if let Some(text) = &f.q {
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let like = || LikeExpr::new(format!("{escaped}%")).escape('\\');
+            q = q.filter(
+                Condition::any()
+                    .add(user::Column::EmailNormalized.like(like()))
+                    .add(Expr::expr(Func::lower(Expr::col(user::Column::Username))).like(like())),
+            );
+        }
+        match f.status {
+            Some(UserStatusFilter::Unverified) => {
+                q = q.filter(user::Column::EmailVerified.eq(false));
+            }
+            Some(UserStatusFilter::Blocked) => q = q.filter(user::Column::Blocked.eq(true)),
+            Some(UserStatusFilter::Deleting) => {
+                q = q.filter(user::Column::Id.in_subquery(deleting_ids()));
+            }
+            Some(UserStatusFilter::Active) => {
+                q = q
+                    .filter(user::Column::EmailVerified.eq(true))
+                    .filter(user::Column::Blocked.eq(false))
+                    .filter(user::Column::Id.not_in_subquery(deleting_ids()));
+            }
+            None => {}
+        }
+        if let Some(role) = &f.role {
+            let holders = Query::select()
+                .column(user_role::Column::UserId)
+                .from(user_role::Entity)
+                .and_where(user_role::Column::Role.eq(role.as_str()))
+                .to_owned();
+            q = q.filter(user::Column::Id.in_subquery(holders));
+        }
+        if let Some(t) = f.created_after {
+            q = q.filter(user::Column::CreatedAt.gt(t));
+        }
+        if let Some((at, id)) = after {
+            q = q.filter(
+                Condition::any().add(user::Column::CreatedAt.gt(at)).add(
+                    Condition::all()
+                        .add(user::Column::CreatedAt.eq(at))
+                        .add(user::Column::Id.gt(id.0)),
+                ),
+            );
+        }
+        let rows = q
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .limit(limit)
+            .all(self.0)
+            .await?;
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
+        let deleting: Vec<uuid::Uuid> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let stmt = Query::select()
+                .column(Alias::new("user_id"))
+                .from(Alias::new("profiles"))
+                .and_where(Expr::col(Alias::new("deletion_due_at")).is_not_null())
+                .and_where(Expr::col(Alias::new("user_id")).is_in(ids))
+                .to_owned();
+            let backend = self.0.get_database_backend();
+            self.0
+                .query_all_raw(backend.build(&stmt))
+                .await?
+                .iter()
+                .filter_map(|r| r.try_get::<uuid::Uuid>("", "user_id").ok())
+                .collect()
+        };
+        rows.into_iter()
+            .map(|m| {
+                let d = deleting.contains(&m.id);
+                user_record(m).map(|u| (u, d))
+            })
+            .collect()
+    }
+}
+
 fn user_record(m: user::Model) -> Result<UserRecord> {
     let email = Email::parse("email", &m.email).unwrap_or_else(|e| {
         tracing::debug!(user_id = %m.id, code = %e.code, "a stored address from before the canonical rule");

@@ -12,7 +12,7 @@ mod tests;
 use chrono::{DateTime, Utc};
 use keyward_messages::UserId;
 
-pub use repo::Audit;
+pub use repo::{Audit, AuditFilter};
 
 /// One line of the audit log: a security-relevant event and who caused it.
 #[derive(Clone, Debug, PartialEq, Eq)]

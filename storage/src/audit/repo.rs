@@ -71,6 +71,53 @@ impl<C: ConnectionTrait> Audit<'_, C> {
     }
 }
 
+impl<C: ConnectionTrait> Audit<'_, C> {
+    /// Lines matching `f`, newest first, older than the line `before`, with their positions.
+    pub async fn query(
+        &self,
+        f: &AuditFilter,
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<(Uuid, AuditRecord)>> {
+        let mut q = audit::Entity::find();
+        if let Some(u) = f.user_id {
+            q = q.filter(audit::Column::UserId.eq(u.0));
+        }
+        if let Some(a) = f.actor_id {
+            q = q.filter(audit::Column::ActorId.eq(a.0));
+        }
+        if let Some(k) = &f.kind {
+            q = q.filter(audit::Column::Kind.eq(k.as_str()));
+        }
+        if let Some(t) = f.from {
+            q = q.filter(audit::Column::At.gte(t));
+        }
+        if let Some(t) = f.to {
+            q = q.filter(audit::Column::At.lt(t));
+        }
+        if let Some(b) = before {
+            q = q.filter(audit::Column::Id.lt(b));
+        }
+        Ok(q.order_by_desc(audit::Column::Id)
+            .limit(limit)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, record(m)))
+            .collect())
+    }
+}
+
+/// What an audit query asks for; every part optional.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<UserId>,
+    pub actor_id: Option<UserId>,
+    pub kind: Option<String>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 fn record(m: audit::Model) -> AuditRecord {
     AuditRecord {
         at: m.at,

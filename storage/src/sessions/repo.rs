@@ -81,6 +81,23 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             .collect())
     }
 
+    /// When each of `users` last logged in (opened a session), for those who ever did.
+    pub async fn last_logins(&self, users: &[UserId]) -> Result<Vec<(UserId, DateTime<Utc>)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(uuid::Uuid, DateTime<Utc>)> = session::Entity::find()
+            .select_only()
+            .column(session::Column::UserId)
+            .column_as(session::Column::CreatedAt.max(), "last")
+            .filter(session::Column::UserId.is_in(users.iter().map(|u| u.0)))
+            .group_by(session::Column::UserId)
+            .into_tuple()
+            .all(self.0)
+            .await?;
+        Ok(rows.into_iter().map(|(u, t)| (UserId(u), t)).collect())
+    }
+
     /// Records a use of the session and moves its idle expiry.
     pub async fn touch(
         &self,
