@@ -1,0 +1,521 @@
+//! The access benchmark (docs/PERFORMANCE.md, "Access"): forward-auth with `?permission=` and
+//! the check API, over many distinct users and tokens, against the HTTP floor of the same run;
+//! and, with PostgreSQL and RabbitMQ, the time from a revoke on node A to a refusal on node B.
+//!
+//! Users are written straight to the node's database (verified, with roles; their password
+//! hash uses cheap argon2 parameters, which the node is told too, so the logins that fetch
+//! their tokens do not dominate the setup). Every request then goes through HTTP.
+
+#[path = "../load.rs"]
+#[allow(dead_code)]
+mod load;
+#[path = "../procs.rs"]
+#[allow(dead_code)]
+mod procs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::Parser;
+use keyward_messages::{Email, UserId};
+use keyward_storage::{NewUser, Store};
+use load::{Outcome, Step};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "bench passphrase 7 correct horse";
+
+#[derive(Parser)]
+#[command(about = "Access benchmark: forward-auth ?permission= and the check API")]
+struct Args {
+    #[arg(long, default_value = "target/release/keyward")]
+    keyward: PathBuf,
+    /// Distinct users, each with a token of their own.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    concurrency: Vec<usize>,
+    /// PostgreSQL instead of SQLite (a database URL the node may use).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// With --database-url: RabbitMQ, for the revocation timing across two nodes.
+    #[arg(long)]
+    amqp_url: Option<String>,
+    /// Revocations timed across the two nodes.
+    #[arg(long, default_value_t = 30)]
+    revocations: usize,
+}
+
+fn cheap_env(data: &std::path::Path, args: &Args) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("KEYWARD_ACCESS__PRESET".to_owned(), "events".to_owned()),
+        (
+            "KEYWARD_ACCESS__DEFAULT_ROLES".to_owned(),
+            "attendee".to_owned(),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB".to_owned(),
+            "64".to_owned(),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_ITERATIONS".to_owned(),
+            "1".to_owned(),
+        ),
+        (
+            "KEYWARD_PASSWORDS__ARGON2_PARALLELISM".to_owned(),
+            "1".to_owned(),
+        ),
+        // NOTE: logins of thousands of users from one address would be throttled otherwise.
+        (
+            "KEYWARD_THROTTLE__IP_MAX_FAILURES".to_owned(),
+            "1000000".to_owned(),
+        ),
+        (
+            "KEYWARD_MASTER_KEY".to_owned(),
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        ),
+    ];
+    let _ = data;
+    if let Some(url) = &args.database_url {
+        env.push(("KEYWARD_DATABASE_URL".to_owned(), url.clone()));
+    }
+    if let Some(url) = &args.amqp_url {
+        env.push(("KEYWARD_AMQP_URL".to_owned(), url.clone()));
+    }
+    env
+}
+
+fn phc(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(64, 1, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let salt =
+        SaltString::from_b64("YmVuY2hzYWx0YmVuY2hzYWx0").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string())
+}
+
+/// Writes `n` verified users with roles (attendee; every other one organizer too).
+async fn load_users(store: &Store, n: usize) -> anyhow::Result<Vec<String>> {
+    let hash = phc(PASSWORD)?;
+    let now = chrono::Utc::now();
+    let mut emails = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let tx = store.begin().await?;
+        for &i in chunk {
+            let email = format!("user{i}@bench.test");
+            let id = UserId::new();
+            tx.users()
+                .insert(NewUser {
+                    id,
+                    email: Email::parse("email", &email).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                    username: None,
+                    password_hash: hash.clone(),
+                    email_verified: true,
+                    locale: "en".into(),
+                    now,
+                })
+                .await?;
+            tx.access().grant(id, "attendee", now).await?;
+            if i % 2 == 0 {
+                tx.access().grant(id, "organizer", now).await?;
+            }
+            emails.push(email);
+        }
+        tx.commit().await?;
+    }
+    Ok(emails)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+fn sub_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_default();
+    serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .and_then(|v| v["sub"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Logs every user in (16 at a time); their access tokens, in order.
+async fn tokens(c: &reqwest::Client, base: &str, emails: &[String]) -> anyhow::Result<Vec<String>> {
+    let emails = Arc::new(emails.to_vec());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let out = Arc::new(std::sync::Mutex::new(vec![String::new(); emails.len()]));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, base, emails, next, out) = (
+                c.clone(),
+                base.to_owned(),
+                emails.clone(),
+                next.clone(),
+                out.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= emails.len() {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    let r: Value = c
+                        .post(format!("{base}/v1/auth/login"))
+                        .json(&json!({"login": emails[i], "password": PASSWORD}))
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    let t = r["access_token"]
+                        .as_str()
+                        .context("login failed")?
+                        .to_owned();
+                    if let Ok(mut o) = out.lock() {
+                        o[i] = t;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let v = out.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    Ok(v)
+}
+
+async fn status(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> {
+    Some(r.ok()?.status().as_u16())
+}
+
+/// A spread of `n` indexes: each worker walks its own stride, so consecutive requests carry
+/// other users' tokens.
+fn pick(n: usize, w: usize, i: u64) -> usize {
+    ((i as usize).wrapping_mul(7919).wrapping_add(w * 104_729)) % n
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let data = procs::temp_dir("keyward-access-bench")?;
+    let env = cheap_env(&data, &args);
+    let (node, _) = procs::start_keyward(&args.keyward, &data, &env).await?;
+    let base = node.base.clone();
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/keyward.db?mode=rwc", data.display()));
+    let store = Store::connect(&url).await?;
+    let t = Instant::now();
+    let emails = load_users(&store, args.users).await?;
+    eprintln!(
+        "{} users written in {:.1} s",
+        emails.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let c = client();
+    let t = Instant::now();
+    let toks = Arc::new(tokens(&c, &base, &emails).await?);
+    let ids: Arc<Vec<String>> = Arc::new(toks.iter().map(|t| sub_of(t)).collect());
+    eprintln!(
+        "{} logins in {:.1} s",
+        toks.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    // A service client with access:check, as a product's service would have.
+    let out = tokio::process::Command::new(&args.keyward)
+        .args([
+            "admin",
+            "create-client",
+            "--name",
+            "bench",
+            "--scope",
+            "access:check",
+        ])
+        .env("KEYWARD_DATA_DIR", &data)
+        .env("KEYWARD_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "create-client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
+    let t: Value = c
+        .post(format!("{base}/v1/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let client_token = Arc::new(
+        t["access_token"]
+            .as_str()
+            .context("client token")?
+            .to_owned(),
+    );
+
+    let n = toks.len();
+    let secs = Duration::from_secs(args.seconds);
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    // One unmeasured pass over every token: the node verifies each signature once.
+    let warm: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+        let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
+        Arc::new(move |w, i| {
+            let (c, b, toks) = (c.clone(), b.clone(), toks.clone());
+            Box::pin(async move {
+                let k = (w + 8 * i as usize) % toks.len();
+                status(
+                    c.get(format!("{b}/v1/auth/verify"))
+                        .bearer_auth(&toks[k])
+                        .send()
+                        .await,
+                )
+                .await
+            })
+        })
+    };
+    load::run(
+        "warm-up",
+        "keyward",
+        8,
+        Duration::from_secs(((n / 2000) as u64).max(2)),
+        warm,
+    )
+    .await;
+
+    for &conc in &args.concurrency {
+        let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+            let (c, b) = (c.clone(), base.clone());
+            Arc::new(move |_, _| {
+                let (c, b) = (c.clone(), b.clone());
+                Box::pin(async move {
+                    status(c.get(format!("{b}/bench/floor")).send().await)
+                        .await
+                        .map(|s| if s == 404 { 200 } else { s })
+                })
+            })
+        };
+        outcomes.push(load::run("http floor", "keyward", conc, secs, floor).await);
+
+        let fa: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+            let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
+            Arc::new(move |w, i| {
+                let (c, b, toks) = (c.clone(), b.clone(), toks.clone());
+                Box::pin(async move {
+                    let k = pick(toks.len(), w, i);
+                    // Even users hold organizer: both answers are measured, 200 and 403.
+                    let s = status(
+                        c.get(format!("{b}/v1/auth/verify?permission=events:write"))
+                            .bearer_auth(&toks[k])
+                            .send()
+                            .await,
+                    )
+                    .await;
+                    s.map(|s| if s == 403 && k % 2 == 1 { 200 } else { s })
+                })
+            })
+        };
+        outcomes.push(
+            load::run(
+                &format!("forward-auth ?permission ({n} users, own tokens)"),
+                "keyward",
+                conc,
+                secs,
+                fa,
+            )
+            .await,
+        );
+
+        let one: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+            let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
+            Arc::new(move |_, _| {
+                let (c, b, toks) = (c.clone(), b.clone(), toks.clone());
+                Box::pin(async move {
+                    status(
+                        c.get(format!("{b}/v1/auth/verify?permission=events:write"))
+                            .bearer_auth(&toks[0])
+                            .send()
+                            .await,
+                    )
+                    .await
+                })
+            })
+        };
+        outcomes.push(
+            load::run(
+                "forward-auth ?permission (one repeated token: cache best case)",
+                "keyward",
+                conc,
+                secs,
+                one,
+            )
+            .await,
+        );
+
+        let check: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+            let (c, b, ids, tok) = (c.clone(), base.clone(), ids.clone(), client_token.clone());
+            Arc::new(move |w, i| {
+                let (c, b, ids, tok) = (c.clone(), b.clone(), ids.clone(), tok.clone());
+                Box::pin(async move {
+                    let k = pick(ids.len(), w, i);
+                    let body = json!({"user_id": ids[k], "permission": "events:write"});
+                    status(
+                        c.post(format!("{b}/v1/access/check"))
+                            .bearer_auth(tok.as_str())
+                            .json(&body)
+                            .send()
+                            .await,
+                    )
+                    .await
+                })
+            })
+        };
+        outcomes.push(
+            load::run(
+                &format!("check API, a client asks about {n} users"),
+                "keyward",
+                conc,
+                secs,
+                check,
+            )
+            .await,
+        );
+    }
+
+    let mut md = String::from("| scenario | concurrency | req/s | of floor | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|\n");
+    for o in &outcomes {
+        let floor = outcomes
+            .iter()
+            .find(|f| f.scenario == "http floor" && f.concurrency == o.concurrency)
+            .map_or(1.0, |f| f.throughput.max(1e-9));
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+            o.scenario,
+            o.concurrency,
+            o.throughput,
+            o.throughput / floor,
+            o.p50_ms,
+            o.p99_ms,
+            o.error_count()
+        ));
+    }
+    println!("{md}");
+
+    if args.amqp_url.is_some() && args.database_url.is_some() {
+        revocations(&args, &data, &env, &base, &c, &ids, &toks).await?;
+    }
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+/// Grants and revokes `organizer` of one user on node A, and times how long node B (same
+/// database and broker) keeps answering forward-auth as before, polling every 2 ms.
+async fn revocations(
+    args: &Args,
+    data: &std::path::Path,
+    env: &[(String, String)],
+    base_a: &str,
+    c: &reqwest::Client,
+    ids: &[String],
+    toks: &[String],
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (node_b, _) = procs::start_keyward(&args.keyward, data, env).await?;
+    let mut child = tokio::process::Command::new(&args.keyward)
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "root@bench.test",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ])
+        .env("KEYWARD_DATA_DIR", data)
+        .env("KEYWARD_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(PASSWORD.as_bytes()).await?;
+    }
+    anyhow::ensure!(child.wait().await?.success(), "create-user root failed");
+    let r: Value = c
+        .post(format!("{base_a}/v1/auth/login"))
+        .json(&json!({"login": "root@bench.test", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let root = r["access_token"].as_str().context("root login")?.to_owned();
+    // An odd user: attendee only, so organizer comes and goes with the grant.
+    let (user, token) = (&ids[1], &toks[1]);
+    let on_b = |want: u16| {
+        let (c, b, token) = (c.clone(), node_b.base.clone(), token.clone());
+        async move {
+            let t = Instant::now();
+            loop {
+                let s = c
+                    .get(format!("{b}/v1/auth/verify?permission=events:write"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                if s == want || t.elapsed() > Duration::from_secs(10) {
+                    return (s == want, t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let mut took = Vec::new();
+    for _ in 0..args.revocations {
+        let path = format!("{base_a}/v1/admin/users/{user}/roles/organizer");
+        c.put(&path).bearer_auth(&root).send().await?;
+        let (granted, _) = on_b(200).await;
+        anyhow::ensure!(granted, "B never saw the grant");
+        c.delete(&path).bearer_auth(&root).send().await?;
+        let (refused, t) = on_b(403).await;
+        anyhow::ensure!(refused, "B never refused the revoked role");
+        took.push(t.as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    println!(
+        "revocation on A refused on B: {} runs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        took.len(),
+        took[took.len() / 2],
+        took[(took.len() * 99 / 100).min(took.len() - 1)],
+        took[took.len() - 1]
+    );
+    node_b.stop().await;
+    Ok(())
+}
