@@ -1,14 +1,14 @@
 //! [`ProfileSearch`]: writing the index and searching it (the module doc of `search` has the
 //! design).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use keyward_messages::profiles::{Viewer, Visibility};
 use keyward_messages::UserId;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -19,8 +19,13 @@ use crate::Result;
 
 /// The profile search index's repository, over the pool (`store.search_index()`) or a
 /// transaction (`tx.search_index()`). Call the writes inside the transaction that changes the
-/// profile: an upsert is several statements.
-pub struct ProfileSearch<'a, C>(pub(crate) &'a C, pub(crate) &'a TypoIndex);
+/// profile: an upsert is several statements. Over the pool, `search` reads through the
+/// store's search connections (read-only ones on a SQLite file, see `Store::connect`).
+pub struct ProfileSearch<'a, C>(
+    pub(crate) &'a C,
+    pub(crate) &'a TypoIndex,
+    pub(crate) Option<&'a DatabaseConnection>,
+);
 
 /// The tiers, best first (the module doc of `search` says what each matches).
 const EXACT: u8 = 0;
@@ -170,7 +175,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// Builds the typo tier's in-memory index now, unless it is built (the first search that
     /// reaches the typo tier does it otherwise); returns how many keys it holds.
     pub async fn load_typo_index(&self) -> Result<usize> {
-        self.1.ensure_built(self.0).await?;
+        self.ensure_typo_index().await?;
         Ok(self.1.keys())
     }
 
@@ -220,7 +225,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 sql.push(&format!(") AS t{tier}"));
             }
             let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
-            let all = self.0.query_all_raw(sql.build()).await?;
+            let all = self.read(sql).await?;
             for r in all {
                 let row = Row::read(&r)?;
                 by_tier.entry(row.tier).or_default().push(row);
@@ -238,6 +243,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
+        let mut bests: HashMap<Uuid, Option<(u8, u8, String)>> = HashMap::new();
         // Typo keys, worked out only when a page reaches the typo tier (a page that exact and
         // prefix matches fill ends before it).
         let mut typo_keys: Option<Vec<(u8, String)>> = None;
@@ -260,14 +266,20 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     None => {
                         let mut sql = self.sql("");
                         self.tier_select(&mut sql, &plan, tier, from.as_ref(), q.viewer, batch);
-                        let rows = self.0.query_all_raw(sql.build()).await?;
+                        let rows = self.read(sql).await?;
                         let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
                         Fetched::of(tier, 0, rows, batch)
                     }
                 };
                 for (place, row) in fetched.rows {
-                    let best = plan.best(row.username.as_deref(), row.display_name.as_deref());
-                    if best.is_some_and(|b| b == (place.tier, place.d, place.term.clone())) {
+                    // A profile comes once per term it matches by, in several tiers.
+                    let best = bests.entry(row.user).or_insert_with(|| {
+                        plan.best(row.username.as_deref(), row.display_name.as_deref())
+                    });
+                    if best
+                        .as_ref()
+                        .is_some_and(|b| (b.0, b.1, &b.2) == (place.tier, place.d, &place.term))
+                    {
                         found.push((place, row.hit()));
                         if found.len() > limit {
                             break 'tiers;
@@ -358,7 +370,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
-        let rows = self.0.query_all_raw(sql.build()).await?;
+        let rows = self.read(sql).await?;
         let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
         let mut fetched = Fetched::of(TYPO, d, rows, batch);
         if fetched.resume.is_none() {
@@ -376,7 +388,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// The distinct keys 1 to `budget` edits from the query, as (edits, key), sorted: the
     /// in-memory index's candidates ([`TypoIndex`]), their edits counted here.
     async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
-        self.1.ensure_built(self.0).await?;
+        self.ensure_typo_index().await?;
         let mut keys: Vec<(u8, String)> = self
             .1
             .candidates(&plan.qkey, plan.budget)
@@ -469,6 +481,22 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             }
         }
         Ok(())
+    }
+
+    /// Runs one of `search`'s reads, on the search connections when there are.
+    async fn read(&self, sql: Sql) -> Result<Vec<QueryResult>> {
+        Ok(match self.2 {
+            Some(reads) => reads.query_all_raw(sql.build()).await?,
+            None => self.0.query_all_raw(sql.build()).await?,
+        })
+    }
+
+    /// Builds the typo index unless it is built, reading where `search` reads.
+    async fn ensure_typo_index(&self) -> Result<()> {
+        match self.2 {
+            Some(reads) => self.1.ensure_built(reads).await,
+            None => self.1.ensure_built(self.0).await,
+        }
     }
 
     fn sql(&self, start: &str) -> Sql {

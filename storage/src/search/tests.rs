@@ -412,3 +412,55 @@ async fn keys_written_after_the_typo_index_was_built_are_found_at_once() {
     assert_eq!(found(&db, "dostoevksy").await, [bulk.user_id]);
     assert!(db.search_index().load_typo_index().await.unwrap() >= 5);
 }
+
+#[tokio::test]
+async fn on_a_sqlite_file_searches_read_beside_the_writer_and_see_what_it_committed() {
+    let dir = std::env::temp_dir().join(format!(
+        "keyward-search-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let search = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = SearchQuery {
+                q,
+                viewer: Viewer::Anonymous,
+                limit: 50,
+                cursor: None,
+            };
+            let page = store.search_index().search(&q).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|h| h.user_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = public(Some("petrov"), None);
+    store.search_index().upsert(&first).await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id]);
+
+    // The one writer connection is held by an open transaction: searches on the pool still
+    // answer, from what was committed; the transaction's own search sees its write.
+    let tx = store.begin().await.unwrap();
+    let second = public(Some("petrova"), None);
+    tx.search_index().upsert(&second).await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id]);
+    let q = SearchQuery {
+        q: "petrov",
+        viewer: Viewer::Anonymous,
+        limit: 50,
+        cursor: None,
+    };
+    let in_tx = tx.search_index().search(&q).await.unwrap();
+    assert_eq!(in_tx.items.len(), 2);
+    tx.commit().await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id, second.user_id]);
+
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
