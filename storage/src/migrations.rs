@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004CanonicalEmail),
             Box::new(crate::profiles::migration::M0005Profiles),
             Box::new(crate::search::migration::M0006ProfileSearch),
+            Box::new(crate::search::migration::M0007ProfileSearchTierIndexes),
         ]
     }
 }
