@@ -48,7 +48,8 @@ struct Args {
     /// query plans.
     #[arg(long)]
     keep: bool,
-    /// Measure on a kept SQLite file of the same size and seed instead of loading anew.
+    /// Measure on a kept SQLite file (or PostgreSQL database) of the same size and seed
+    /// instead of loading anew.
     #[arg(long)]
     reuse: bool,
 }
@@ -99,17 +100,32 @@ async fn main() -> anyhow::Result<()> {
         if let Some(admin) = &args.postgres {
             let name = format!("kw_search_bench_{n}");
             let db = Database::connect(admin.clone()).await?;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await?;
-            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await?;
+            let reuse = args.reuse
+                && db
+                    .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT 1 AS n FROM pg_database WHERE datname = $1",
+                        [name.clone().into()],
+                    ))
+                    .await?
+                    .is_some();
+            if !reuse {
+                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await?;
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await?;
+            }
             let (base, _) = admin
                 .rsplit_once('/')
                 .context("admin URL without a database")?;
             let url = format!("{base}/{name}");
             let store = Store::connect(&url).await?;
             store.migrate().await?;
-            let load = load(&store, &entries).await?;
+            let load = if reuse {
+                Duration::ZERO
+            } else {
+                load(&store, &entries).await?
+            };
             // NOTE: autovacuum would analyse the new rows within a minute or so; do it now.
             let bench_db = Database::connect(url.clone()).await?;
             bench_db.execute_unprepared("VACUUM ANALYZE").await?;
