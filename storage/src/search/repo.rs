@@ -205,24 +205,33 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .into_iter()
             .filter(|&t| wanted(t))
             .collect();
+        // NOTE: the transliteration tier comes last and is rarely reached when the earlier
+        // tiers filled a batch, so its rows are read only when they did not: a condition on
+        // the count of those rows, which both databases test once, before reading the tier.
+        let gated = direct.len() > 1 && direct.last() == Some(&TRANSLIT);
         let mut first = if direct.is_empty() {
             BTreeMap::new()
         } else {
             let mut sql = self.sql("");
-            for (i, &tier) in direct.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" UNION ALL ");
+            let union = |sql: &mut Sql, tiers: &[u8]| {
+                for (i, &tier) in tiers.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" UNION ALL ");
+                    }
+                    sql.push("SELECT * FROM (");
+                    self.tier_select(sql, &plan, tier, from_of(tier).as_ref(), q.viewer, batch);
+                    sql.push(&format!(") AS t{tier}"));
                 }
-                sql.push("SELECT * FROM (");
-                self.tier_select(
-                    &mut sql,
-                    &plan,
-                    tier,
-                    from_of(tier).as_ref(),
-                    q.viewer,
-                    batch,
-                );
-                sql.push(&format!(") AS t{tier}"));
+            };
+            if gated {
+                let (earlier, last) = direct.split_at(direct.len() - 1);
+                sql.push("WITH earlier AS (");
+                union(&mut sql, earlier);
+                sql.push(") SELECT * FROM earlier UNION ALL ");
+                union(&mut sql, last);
+                sql.push(&format!(" WHERE (SELECT count(*) FROM earlier) < {batch}"));
+            } else {
+                union(&mut sql, &direct);
             }
             let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
             let all = self.read(sql).await?;
@@ -233,8 +242,15 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             for rows in by_tier.values_mut() {
                 rows.sort_by(|a, b| (&a.term, a.user).cmp(&(&b.term, b.user)));
             }
+            let earlier_rows: usize = by_tier
+                .iter()
+                .filter(|(&t, _)| t != TRANSLIT)
+                .map(|(_, rows)| rows.len())
+                .sum();
             direct
                 .iter()
+                // Not read: the loop below reads it if the page gets there.
+                .filter(|&&t| !(gated && t == TRANSLIT && earlier_rows >= batch))
                 .map(|&t| {
                     let rows = by_tier.remove(&t).unwrap_or_default();
                     (t, Fetched::of(t, 0, rows, batch))

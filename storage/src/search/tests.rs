@@ -464,3 +464,41 @@ async fn on_a_sqlite_file_searches_read_beside_the_writer_and_see_what_it_commit
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn transliterations_follow_a_full_batch_of_prefix_matches() {
+    let db = test_db().await;
+    let mut entries = Vec::new();
+    // Three prefix terms each: `petr07`, `petr number7`, `petr`.
+    for i in 0..12 {
+        entries.push(public(
+            Some(&format!("petr{i:02}")),
+            Some(&format!("Petr Number{i}")),
+        ));
+    }
+    for i in 0..5 {
+        entries.push(public(None, Some(&format!("Пётр {i}"))));
+    }
+    db.search_index().bulk_load(&entries).await.unwrap();
+
+    let whole = found(&db, "petr").await;
+    assert_eq!(whole.len(), 17);
+    let translit: HashSet<_> = entries[12..].iter().map(|e| e.user_id).collect();
+    assert!(whole[12..].iter().all(|id| translit.contains(id)));
+    // A page of 13 reads a batch of 36 rows: all of the prefix tier's, which fills it, so
+    // the transliteration tier is read after them, for the page's last hit.
+    let p = page(&db, "petr", Viewer::Anonymous, 13, None).await;
+    let ids: Vec<_> = p.items.iter().map(|h| h.user_id).collect();
+    assert_eq!(ids, whole[..13]);
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(&db, "petr", Viewer::Anonymous, 4, cursor.as_deref()).await;
+        paged.extend(p.items.iter().map(|h| h.user_id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, whole);
+}
