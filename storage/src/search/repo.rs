@@ -461,7 +461,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     }
 
     /// Adds `delta` to each key's count of postings; a key no posting uses any more leaves
-    /// the vocabulary (and so the trigram index). One statement in key order, so concurrent
+    /// the vocabulary. One statement in key order, so concurrent
     /// writers lock the keys they share in the same order.
     async fn count_keys(&self, delta: &BTreeMap<String, i64>) -> Result<()> {
         let entries: Vec<(&String, &i64)> = delta.iter().collect();
