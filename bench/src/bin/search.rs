@@ -222,6 +222,7 @@ async fn measure(
             let next = Arc::new(AtomicUsize::new(0));
             let qs = Arc::new(qs.clone());
             let started = Instant::now();
+            let cpu_before = (process_cpu(), machine_busy());
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let (store, next, qs, limit) =
@@ -243,6 +244,23 @@ async fn measure(
                 all.extend(t.await??);
             }
             let wall = started.elapsed();
+            let per_search = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+                (Some(a), Some(b)) => format!(
+                    "{:.2} ms",
+                    b.saturating_sub(a).as_secs_f64() * 1000.0 / all.len().max(1) as f64
+                ),
+                _ => "unknown".to_owned(),
+            };
+            eprintln!(
+                "{backend} {n}: {shape} at concurrency {concurrency}: CPU per search {} in this \
+                 process, {} on the whole machine (the database server and anything else \
+                 running included); load average {}",
+                per_search(cpu_before.0, process_cpu()),
+                per_search(cpu_before.1, machine_busy()),
+                std::fs::read_to_string("/proc/loadavg")
+                    .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
+            );
             let hits: usize = all.iter().map(|(_, h)| h).sum();
             let mut lat: Vec<Duration> = all.into_iter().map(|(d, _)| d).collect();
             lat.sort_unstable();
@@ -261,6 +279,34 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// Clock ticks of /proc (USER_HZ, 100 on Linux whatever the kernel's own tick).
+const TICK: Duration = Duration::from_millis(10);
+
+/// CPU time this process has used, all its threads (Linux; None elsewhere).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u32>().ok()? + fields.get(12)?.parse::<u32>().ok()?;
+    Some(TICK * ticks)
+}
+
+/// CPU time every core of the machine has spent busy since boot (Linux; None elsewhere).
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    let busy = cpu.iter().take(8).sum::<u64>().checked_sub(idle)?;
+    Some(TICK * u32::try_from(busy).ok()?)
 }
 
 async fn search(store: &Store, q: &str, limit: u32) -> anyhow::Result<usize> {
