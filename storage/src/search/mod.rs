@@ -25,8 +25,10 @@
 //! index of its own (`m0007`), so that a tier's range holds only rows it can match: through
 //! one B-tree of all terms, the Latin range of a short prefix held thousands of skeletons of
 //! Cyrillic names before its first key. The first rows of the three tiers come in one
-//! statement, the transliteration tier's only when exact and prefix matches did not fill a
-//! batch (it is read later if a page gets there). A typo match first finds the distinct keys
+//! statement; on PostgreSQL the transliteration tier's only when exact and prefix matches did
+//! not fill a batch (it is read later if a page gets there), sparing the joins of rows no page
+//! uses. A profile's best place is worked out from its names once per search, its skeletons
+//! only when no key of it matches. A typo match first finds the distinct keys
 //! near the query in memory: `typo.rs` keeps the keys of `profile_search_vocab` in an FST set
 //! and walks it with a Levenshtein automaton for the budget (swaps counted as one edit), plus
 //! a short list of keys this node wrote since the set was built; their postings are then read

@@ -206,9 +206,13 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .filter(|&t| wanted(t))
             .collect();
         // NOTE: the transliteration tier comes last and is rarely reached when the earlier
-        // tiers filled a batch, so its rows are read only when they did not: a condition on
-        // the count of those rows, which both databases test once, before reading the tier.
-        let gated = direct.len() > 1 && direct.last() == Some(&TRANSLIT);
+        // tiers filled a batch, so on PostgreSQL its rows are read only when they did not: a
+        // condition on the count of those rows, tested once before the tier is read (a
+        // one-time filter), which spares the joins of a batch no page uses. SQLite tests such
+        // a condition row by row, and its joins cost less than the condition: it reads all.
+        let gated = self.0.get_database_backend() == DbBackend::Postgres
+            && direct.len() > 1
+            && direct.last() == Some(&TRANSLIT);
         let mut first = if direct.is_empty() {
             BTreeMap::new()
         } else {
@@ -725,31 +729,37 @@ impl Plan {
     /// the same rules the tiers' queries apply, worked out from the names, so that a profile
     /// met at a worse place is skipped there.
     fn best(&self, username: Option<&str>, display_name: Option<&str>) -> Option<(u8, u8, String)> {
-        let mut best: Option<(u8, u8, String)> = None;
-        for t in key::profile_terms(username, display_name) {
-            let key = t.flags & KEY != 0;
-            let mut places = Vec::new();
-            if t.flags & WHOLE != 0 && t.text == self.qkey {
-                places.push((EXACT, 0));
+        fn consider(best: &mut Option<(u8, u8, String)>, tier: u8, d: u8, text: &str) {
+            if best
+                .as_ref()
+                .is_none_or(|b| (tier, d, text) < (b.0, b.1, b.2.as_str()))
+            {
+                *best = Some((tier, d, text.to_owned()));
             }
-            if key && t.text.starts_with(&self.qkey) {
-                places.push((PREFIX, 0));
+        }
+        let mut best = None;
+        let keys = key::profile_keys(username, display_name);
+        for (text, &flags) in &keys {
+            if flags & WHOLE != 0 && *text == self.qkey {
+                consider(&mut best, EXACT, 0, text);
             }
-            if key && self.budget > 0 && t.text.chars().count().abs_diff(self.qlen) <= self.budget {
-                let d = key::distance(&self.qkey, &t.text);
+            if text.starts_with(&self.qkey) {
+                consider(&mut best, PREFIX, 0, text);
+            }
+            if self.budget > 0 && text.chars().count().abs_diff(self.qlen) <= self.budget {
+                let d = key::distance(&self.qkey, text);
                 if (1..=self.budget).contains(&d) {
-                    places.push((TYPO, u8::try_from(d).unwrap_or(u8::MAX)));
+                    consider(&mut best, TYPO, u8::try_from(d).unwrap_or(u8::MAX), text);
                 }
             }
-            if t.flags & SKEL != 0 && !self.qskel.is_empty() && t.text.starts_with(&self.qskel) {
-                places.push((TRANSLIT, 0));
-            }
-            for (tier, d) in places {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| (tier, d, t.text.as_str()) < (b.0, b.1, b.2.as_str()))
-                {
-                    best = Some((tier, d, t.text.clone()));
+        }
+        // NOTE: every key place ranks before every transliteration: the skeletons (the costly
+        // part of a profile's terms) are worked out only for a profile with none.
+        if best.is_none() && !self.qskel.is_empty() {
+            for k in keys.keys() {
+                let skel = key::skeleton(k);
+                if !skel.is_empty() && skel.starts_with(&self.qskel) {
+                    consider(&mut best, TRANSLIT, 0, &skel);
                 }
             }
         }
