@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::profiles::migration::M0005Profiles),
             Box::new(crate::search::migration::M0006ProfileSearch),
             Box::new(crate::access::migration::M0007Access),
+            Box::new(crate::search::migration::M0008ProfileSearchTierIndexes),
         ]
     }
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -21,10 +21,19 @@ use crate::{
 /// Key of the PostgreSQL advisory lock taken while migrating.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
 
+/// Read-only connections for profile searches on a SQLite file (see `Store::connect`).
+const SQLITE_SEARCH_READERS: u32 = 4;
+
+/// Bytes of the SQLite file each search connection maps (SQLite caps it at its own limit).
+const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
+
 /// A pooled connection to the database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where profile searches outside a transaction read: `db` itself, except on a SQLite
+    /// file, where it is a pool of read-only connections.
+    search_reads: DatabaseConnection,
     // NOTE: the profile search's in-memory typo index lives with the pool it is built from,
     // so that every clone of the store and every transaction shares one (see `search::typo`).
     typo: TypoIndex,
@@ -43,12 +52,41 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
         let db = Database::connect(opts).await?;
+        let mut search_reads = db.clone();
         if sqlite {
-            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+            let mode = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "PRAGMA journal_mode=WAL",
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<String>(0))
+                .transpose()?;
             db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
+            // NOTE: searches are reads that may take a millisecond each; on the one pooled
+            // connection concurrent searches queue behind each other and behind writes. WAL
+            // lets readers on other connections run beside the writer, each on a committed
+            // snapshot. An in-memory database (tests) has no WAL and no other connection
+            // sees it: there searches stay on the writer.
+            if mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
+                let mut ro = ConnectOptions::new(url.to_owned());
+                ro.max_connections(SQLITE_SEARCH_READERS)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .sqlx_logging(false)
+                    // NOTE: each connection's page cache is 2 MiB by default, so at a million
+                    // profiles most B-tree pages a search touches came by a read(2) and a
+                    // copy; mapped, they are read in place from the OS page cache.
+                    .map_sqlx_sqlite_opts(|o| {
+                        o.read_only(true)
+                            .pragma("mmap_size", SQLITE_SEARCH_MMAP.to_string())
+                    });
+                search_reads = Database::connect(ro).await?;
+            }
         }
         Ok(Self {
-            typo: TypoIndex::new(db.clone()),
+            typo: TypoIndex::new(search_reads.clone()),
+            search_reads,
             db,
         })
     }
@@ -112,6 +150,11 @@ impl Store {
         &self.db
     }
 
+    /// Where `search_index().search` reads, when not on `db`.
+    fn search_reader(&self) -> Option<&DatabaseConnection> {
+        Some(&self.search_reads)
+    }
+
     /// Starts a unit of work. Dropping the `Tx` without `commit` rolls it back.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
@@ -131,6 +174,11 @@ pub struct Tx {
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(StorageError::from)
+    }
+
+    /// A search inside a unit of work reads through it, and so sees what it wrote.
+    fn search_reader(&self) -> Option<&DatabaseConnection> {
+        None
     }
 
     /// Ends the unit of work without writing anything, before the caller goes on.
@@ -186,7 +234,7 @@ macro_rules! repositories {
 
             /// The profile search index.
             pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
-                crate::search::ProfileSearch(&self.$field, &self.typo)
+                crate::search::ProfileSearch(&self.$field, &self.typo, self.search_reader())
             }
         }
     };

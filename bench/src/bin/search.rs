@@ -48,7 +48,8 @@ struct Args {
     /// query plans.
     #[arg(long)]
     keep: bool,
-    /// Measure on a kept SQLite file of the same size and seed instead of loading anew.
+    /// Measure on a kept SQLite file (or PostgreSQL database) of the same size and seed
+    /// instead of loading anew.
     #[arg(long)]
     reuse: bool,
 }
@@ -99,17 +100,32 @@ async fn main() -> anyhow::Result<()> {
         if let Some(admin) = &args.postgres {
             let name = format!("kw_search_bench_{n}");
             let db = Database::connect(admin.clone()).await?;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await?;
-            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await?;
+            let reuse = args.reuse
+                && db
+                    .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT 1 AS n FROM pg_database WHERE datname = $1",
+                        [name.clone().into()],
+                    ))
+                    .await?
+                    .is_some();
+            if !reuse {
+                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await?;
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await?;
+            }
             let (base, _) = admin
                 .rsplit_once('/')
                 .context("admin URL without a database")?;
             let url = format!("{base}/{name}");
             let store = Store::connect(&url).await?;
             store.migrate().await?;
-            let load = load(&store, &entries).await?;
+            let load = if reuse {
+                Duration::ZERO
+            } else {
+                load(&store, &entries).await?
+            };
             // NOTE: autovacuum would analyse the new rows within a minute or so; do it now.
             let bench_db = Database::connect(url.clone()).await?;
             bench_db.execute_unprepared("VACUUM ANALYZE").await?;
@@ -206,6 +222,7 @@ async fn measure(
             let next = Arc::new(AtomicUsize::new(0));
             let qs = Arc::new(qs.clone());
             let started = Instant::now();
+            let cpu_before = (process_cpu(), machine_busy());
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let (store, next, qs, limit) =
@@ -227,6 +244,23 @@ async fn measure(
                 all.extend(t.await??);
             }
             let wall = started.elapsed();
+            let per_search = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+                (Some(a), Some(b)) => format!(
+                    "{:.2} ms",
+                    b.saturating_sub(a).as_secs_f64() * 1000.0 / all.len().max(1) as f64
+                ),
+                _ => "unknown".to_owned(),
+            };
+            eprintln!(
+                "{backend} {n}: {shape} at concurrency {concurrency}: CPU per search {} in this \
+                 process, {} on the whole machine (the database server and anything else \
+                 running included); load average {}",
+                per_search(cpu_before.0, process_cpu()),
+                per_search(cpu_before.1, machine_busy()),
+                std::fs::read_to_string("/proc/loadavg")
+                    .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
+            );
             let hits: usize = all.iter().map(|(_, h)| h).sum();
             let mut lat: Vec<Duration> = all.into_iter().map(|(d, _)| d).collect();
             lat.sort_unstable();
@@ -245,6 +279,34 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// Clock ticks of /proc (USER_HZ, 100 on Linux whatever the kernel's own tick).
+const TICK: Duration = Duration::from_millis(10);
+
+/// CPU time this process has used, all its threads (Linux; None elsewhere).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u32>().ok()? + fields.get(12)?.parse::<u32>().ok()?;
+    Some(TICK * ticks)
+}
+
+/// CPU time every core of the machine has spent busy since boot (Linux; None elsewhere).
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    let busy = cpu.iter().take(8).sum::<u64>().checked_sub(idle)?;
+    Some(TICK * u32::try_from(busy).ok()?)
 }
 
 async fn search(store: &Store, q: &str, limit: u32) -> anyhow::Result<usize> {

@@ -37,6 +37,35 @@ pub(crate) struct Term {
 /// The matching form of a name or a query (see the module doc). Empty when `s` has no letter
 /// or digit.
 pub(crate) fn fold(s: &str) -> String {
+    if s.is_ascii() {
+        fold_ascii(s)
+    } else {
+        fold_any(s)
+    }
+}
+
+/// [`fold`] of ASCII text, which NFKC leaves as it is (a search folds every name it meets).
+fn fold_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        if matches!(c, '\'' | '`') {
+            continue;
+        }
+        if !c.is_ascii_alphanumeric() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn fold_any(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut pending_space = false;
     for c in s.nfkc() {
@@ -87,17 +116,24 @@ pub(crate) fn skeleton(folded: &str) -> String {
     }
     // NOTE: order matters: `j` becomes `y` before `yo`/`ye` collapse, and `y` becomes `i`
     // last, so `julia`, `yulia`, `iuliia` and `юлия` all end as `iulia`.
-    let mut s = latin
-        .replace("shch", "sch")
-        .replace("kh", "h")
-        .replace("ts", "c")
-        .replace("tz", "c")
-        .replace('x', "ks")
-        .replace('w', "v")
-        .replace('j', "y")
-        .replace("yo", "e")
-        .replace("ye", "e")
-        .replace('y', "i");
+    let mut s = latin;
+    for (from, to) in [
+        ("shch", "sch"),
+        ("kh", "h"),
+        ("ts", "c"),
+        ("tz", "c"),
+        ("x", "ks"),
+        ("w", "v"),
+        ("j", "y"),
+        ("yo", "e"),
+        ("ye", "e"),
+        ("y", "i"),
+    ] {
+        // Most names hold few of these: no new string for the others.
+        if s.contains(from) {
+            s = s.replace(from, to);
+        }
+    }
     let mut prev = None;
     s.retain(|c| {
         let keep = !(c.is_alphabetic() && prev == Some(c));
@@ -150,13 +186,17 @@ fn cyrillic_to_latin(c: char) -> Option<&'static str> {
 /// The terms of one folded field: the whole key, each word, and each tail that starts at a
 /// later word (so `иванов п` finds `пётр иванов петрович` by its tail `иванов петрович`).
 fn field_terms(folded: &str, into: &mut BTreeMap<String, i16>) {
+    field_keys(folded, |text, flags| {
+        *into.entry(text.to_owned()).or_insert(0) |= flags | KEY;
+        *into.entry(skeleton(text)).or_insert(0) |= SKEL;
+    });
+}
+
+/// The keys of one folded field, as [`field_terms`] finds them: `add(key, WHOLE or 0)`.
+fn field_keys(folded: &str, mut add: impl FnMut(&str, i16)) {
     if folded.is_empty() {
         return;
     }
-    let mut add = |text: &str, flags: i16| {
-        *into.entry(text.to_owned()).or_insert(0) |= flags | KEY;
-        *into.entry(skeleton(text)).or_insert(0) |= SKEL;
-    };
     add(folded, WHOLE);
     let starts: Vec<usize> = std::iter::once(0)
         .chain(folded.match_indices(' ').map(|(i, _)| i + 1))
@@ -188,6 +228,21 @@ pub(crate) fn profile_terms(username: Option<&str>, display_name: Option<&str>) 
         .collect()
 }
 
+/// The terms of [`profile_terms`] that are keys, with their flags but [`SKEL`] (the
+/// skeletons are those of these keys: [`skeleton`] of each), by text.
+pub(crate) fn profile_keys(
+    username: Option<&str>,
+    display_name: Option<&str>,
+) -> BTreeMap<String, i16> {
+    let mut keys = BTreeMap::new();
+    for field in [username, display_name].into_iter().flatten() {
+        field_keys(&fold(field), |text, flags| {
+            *keys.entry(text.to_owned()).or_insert(0) |= flags | KEY;
+        });
+    }
+    keys
+}
+
 /// How many typos (edits) a folded query of `chars` characters may carry: none below 5, one
 /// up to 8, two from 9 (Meilisearch's defaults: shorter queries with typos match too much).
 pub(crate) fn typo_budget(chars: usize) -> usize {
@@ -215,6 +270,45 @@ mod tests {
             .into_iter()
             .map(|t| (t.text, t.flags))
             .collect()
+    }
+
+    #[test]
+    fn ascii_text_folds_the_same_by_the_short_way() {
+        let printable: String = (' '..='~').collect();
+        let mut samples = vec![
+            printable.clone(),
+            printable.chars().rev().collect(),
+            "  Ivan_Petrov-87 ".into(),
+            "O'Brien `x`".into(),
+            "___".into(),
+            String::new(),
+        ];
+        samples.extend(printable.chars().map(|c| format!("a{c}B{c}{c}9")));
+        for s in samples {
+            assert_eq!(fold_ascii(&s), fold_any(&s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_profiles_keys_and_their_skeletons_are_its_terms() {
+        let names = [
+            (Some("ivan_petrov87"), Some("Пётр Иванов Петрович")),
+            (Some("kate"), Some("Kate")),
+            (None, Some("Ъ Юлия-Анна")),
+            (Some("x.y.z"), None),
+        ];
+        for (username, display) in names {
+            let mut expected: BTreeMap<String, i16> = BTreeMap::new();
+            for (text, flags) in profile_keys(username, display) {
+                *expected.entry(skeleton(&text)).or_insert(0) |= SKEL;
+                *expected.entry(text).or_insert(0) |= flags;
+            }
+            expected.remove("");
+            assert_eq!(
+                terms(username, display),
+                expected.into_iter().collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -102,3 +102,81 @@ impl MigrationTrait for M0006ProfileSearch {
         Ok(())
     }
 }
+
+/// `m0008_profile_search_tier_indexes`: one B-tree per kind of term, so that each tier reads
+/// only the rows it can match (see the module doc of `search`), and the vocabulary's indexes
+/// that nothing reads any more go.
+///
+/// A tier's range of `profile_search_terms` holds the rows of every kind: the Latin range of
+/// a short prefix holds thousands of skeletons of Cyrillic names before its first Latin key,
+/// and one word (`лев`) thousands of rows that are not a whole field. Read through the
+/// primary key, a tier filtered them out one by one (on PostgreSQL each a heap fetch, tens of
+/// milliseconds). A partial index per flag holds only the rows that flag marks, in the same
+/// order, with the visibility beside them, so that a page is its first rows.
+pub(crate) struct M0008ProfileSearchTierIndexes;
+
+impl MigrationName for M0008ProfileSearchTierIndexes {
+    fn name(&self) -> &str {
+        "m0008_profile_search_tier_indexes"
+    }
+}
+
+// NOTE: a query uses a partial index only when its WHERE holds the index's condition as
+// written: `repo.rs` writes `(p.flags & <flag>) <> 0` with the flags of `key.rs`
+// (KEY = 1, WHOLE = 2, SKEL = 4), literally. SQLite takes a partial index over the table's
+// own B-tree only when it covers every column the query names, `flags` included.
+const SQLITE_0007: &[&str] = &[
+    "CREATE INDEX profile_search_terms_whole_idx ON profile_search_terms
+        (term, user_id, vis, flags) WHERE (flags & 2) <> 0",
+    "CREATE INDEX profile_search_terms_key_idx ON profile_search_terms
+        (term, user_id, vis, flags) WHERE (flags & 1) <> 0",
+    "CREATE INDEX profile_search_terms_skel_idx ON profile_search_terms
+        (term, user_id, vis, flags) WHERE (flags & 4) <> 0",
+    "DROP TRIGGER profile_search_vocab_ai",
+    "DROP TRIGGER profile_search_vocab_ad",
+    "DROP TABLE profile_search_trgm",
+    "DROP INDEX profile_search_vocab_len_term_idx",
+    "DROP INDEX profile_search_vocab_len_rterm_idx",
+];
+
+const POSTGRES_0007: &[&str] = &[
+    "CREATE INDEX profile_search_terms_whole_idx ON profile_search_terms (term, user_id)
+        INCLUDE (vis) WHERE (flags & 2) <> 0",
+    "CREATE INDEX profile_search_terms_key_idx ON profile_search_terms (term, user_id)
+        INCLUDE (vis) WHERE (flags & 1) <> 0",
+    "CREATE INDEX profile_search_terms_skel_idx ON profile_search_terms (term, user_id)
+        INCLUDE (vis) WHERE (flags & 4) <> 0",
+    // The extension stays: dropping it could take objects of others with it.
+    "DROP INDEX profile_search_vocab_trgm_idx",
+    "DROP INDEX profile_search_vocab_len_term_idx",
+    "DROP INDEX profile_search_vocab_len_rterm_idx",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008ProfileSearchTierIndexes {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let statements = match m.get_database_backend() {
+            DatabaseBackend::Postgres => POSTGRES_0007,
+            _ => SQLITE_0007,
+        };
+        let db = m.get_connection();
+        for sql in statements {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::key::{KEY, SKEL, WHOLE};
+
+    #[test]
+    fn the_tier_indexes_are_written_for_the_flags_the_search_reads() {
+        assert_eq!((KEY, WHOLE, SKEL), (1, 2, 4));
+    }
+}

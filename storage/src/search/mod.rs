@@ -19,22 +19,36 @@
 //! the last place served and is bound to the query; a profile the viewer may not see
 //! ([`Viewer::may_see`]) is never served.
 //!
-//! How it stays fast: exact, prefix and transliteration matches are ranges of one B-tree
-//! (`profile_search_terms`, keyed by term and user, with the visibility beside them), read in
-//! order and cut at the page. A typo match first finds the distinct keys near the query in
-//! memory: `typo.rs` keeps the keys of `profile_search_vocab` in an FST set and walks it with
-//! a Levenshtein automaton for the budget (swaps counted as one edit), plus a short list of
-//! keys this node wrote since the set was built; their postings are then read from the same
-//! B-tree. Keys written by another node or process reach the typo tier at the next rebuild
-//! of the set (at most about a minute later, see `typo.rs`); the other tiers are always
-//! fresh. A page that exact and prefix matches fill never reaches the typo tier.
+//! How it stays fast: exact, prefix and transliteration matches are ranges of B-trees of
+//! `profile_search_terms`, keyed by term and user, with the visibility beside them, read in
+//! order and cut at the page. Each kind of term (whole field, key, skeleton) has a partial
+//! index of its own (`m0008`), so that a tier's range holds only rows it can match: through
+//! one B-tree of all terms, the Latin range of a short prefix held thousands of skeletons of
+//! Cyrillic names before its first key. The first rows of the three tiers come in one
+//! statement; on PostgreSQL the transliteration tier's only when exact and prefix matches did
+//! not fill a batch (it is read later if a page gets there), sparing the joins of rows no page
+//! uses. A profile's best place is worked out from its names once per search, its skeletons
+//! only when no key of it matches. A typo match first finds the distinct keys
+//! near the query in memory: `typo.rs` keeps the keys of `profile_search_vocab` in an FST set
+//! and walks it with a Levenshtein automaton for the budget (swaps counted as one edit), plus
+//! a short list of keys this node wrote since the set was built; their postings are then read
+//! from the key index. Keys written by another node or process reach the typo tier at the
+//! next rebuild of the set (at most about a minute later, see `typo.rs`); the other tiers are
+//! always fresh. A page that exact and prefix matches fill never reaches the typo tier.
 //!
-//! The vocabulary's trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) is no longer read
-//! by the search; it stays in the schema until a migration drops it.
+//! Searches on the pool (`store.search_index()`) read through the store's search connections:
+//! on a SQLite file a few read-only, memory-mapped connections beside the one writer (WAL lets
+//! them read while it writes, each a committed snapshot), elsewhere the pool itself. A search
+//! in a transaction (`tx.search_index()`) reads through it and sees what it wrote.
 //!
-//! PostgreSQL: the migration runs `CREATE EXTENSION IF NOT EXISTS pg_trgm`. pg_trgm is a
-//! trusted extension, so a role that may create objects in the database can do it; where
-//! Keyward's role may not, an operator runs that statement once before upgrading.
+//! The vocabulary's trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) and its length
+//! indexes were dropped by `m0008`: nothing read them since the typo tier moved to memory. Its
+//! `rterm` and `len` columns are still written, unread.
+//!
+//! PostgreSQL: the migration `m0006` runs `CREATE EXTENSION IF NOT EXISTS pg_trgm`. pg_trgm
+//! is a trusted extension, so a role that may create objects in the database can do it; where
+//! Keyward's role may not, an operator runs that statement once before upgrading. Nothing
+//! uses the extension since `m0008`; it stays, as dropping it could take others' objects.
 //!
 //! Owns: the index rows, their keys, ranking, cursors, and filtering by visibility. Refuses:
 //! deciding what goes in (the profiles context upserts a profile when it changes and removes

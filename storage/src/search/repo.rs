@@ -1,14 +1,14 @@
 //! [`ProfileSearch`]: writing the index and searching it (the module doc of `search` has the
 //! design).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use keyward_messages::profiles::{Viewer, Visibility};
 use keyward_messages::UserId;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -19,8 +19,13 @@ use crate::Result;
 
 /// The profile search index's repository, over the pool (`store.search_index()`) or a
 /// transaction (`tx.search_index()`). Call the writes inside the transaction that changes the
-/// profile: an upsert is several statements.
-pub struct ProfileSearch<'a, C>(pub(crate) &'a C, pub(crate) &'a TypoIndex);
+/// profile: an upsert is several statements. Over the pool, `search` reads through the
+/// store's search connections (read-only ones on a SQLite file, see `Store::connect`).
+pub struct ProfileSearch<'a, C>(
+    pub(crate) &'a C,
+    pub(crate) &'a TypoIndex,
+    pub(crate) Option<&'a DatabaseConnection>,
+);
 
 /// The tiers, best first (the module doc of `search` says what each matches).
 const EXACT: u8 = 0;
@@ -170,7 +175,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// Builds the typo tier's in-memory index now, unless it is built (the first search that
     /// reaches the typo tier does it otherwise); returns how many keys it holds.
     pub async fn load_typo_index(&self) -> Result<usize> {
-        self.1.ensure_built(self.0).await?;
+        self.ensure_typo_index().await?;
         Ok(self.1.keys())
     }
 
@@ -200,27 +205,40 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .into_iter()
             .filter(|&t| wanted(t))
             .collect();
+        // NOTE: the transliteration tier comes last and is rarely reached when the earlier
+        // tiers filled a batch, so on PostgreSQL its rows are read only when they did not: a
+        // condition on the count of those rows, tested once before the tier is read (a
+        // one-time filter), which spares the joins of a batch no page uses. SQLite tests such
+        // a condition row by row, and its joins cost less than the condition: it reads all.
+        let gated = self.0.get_database_backend() == DbBackend::Postgres
+            && direct.len() > 1
+            && direct.last() == Some(&TRANSLIT);
         let mut first = if direct.is_empty() {
             BTreeMap::new()
         } else {
             let mut sql = self.sql("");
-            for (i, &tier) in direct.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" UNION ALL ");
+            let union = |sql: &mut Sql, tiers: &[u8]| {
+                for (i, &tier) in tiers.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" UNION ALL ");
+                    }
+                    sql.push("SELECT * FROM (");
+                    self.tier_select(sql, &plan, tier, from_of(tier).as_ref(), q.viewer, batch);
+                    sql.push(&format!(") AS t{tier}"));
                 }
-                sql.push("SELECT * FROM (");
-                self.tier_select(
-                    &mut sql,
-                    &plan,
-                    tier,
-                    from_of(tier).as_ref(),
-                    q.viewer,
-                    batch,
-                );
-                sql.push(&format!(") AS t{tier}"));
+            };
+            if gated {
+                let (earlier, last) = direct.split_at(direct.len() - 1);
+                sql.push("WITH earlier AS (");
+                union(&mut sql, earlier);
+                sql.push(") SELECT * FROM earlier UNION ALL ");
+                union(&mut sql, last);
+                sql.push(&format!(" WHERE (SELECT count(*) FROM earlier) < {batch}"));
+            } else {
+                union(&mut sql, &direct);
             }
             let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
-            let all = self.0.query_all_raw(sql.build()).await?;
+            let all = self.read(sql).await?;
             for r in all {
                 let row = Row::read(&r)?;
                 by_tier.entry(row.tier).or_default().push(row);
@@ -228,8 +246,15 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             for rows in by_tier.values_mut() {
                 rows.sort_by(|a, b| (&a.term, a.user).cmp(&(&b.term, b.user)));
             }
+            let earlier_rows: usize = by_tier
+                .iter()
+                .filter(|(&t, _)| t != TRANSLIT)
+                .map(|(_, rows)| rows.len())
+                .sum();
             direct
                 .iter()
+                // Not read: the loop below reads it if the page gets there.
+                .filter(|&&t| !(gated && t == TRANSLIT && earlier_rows >= batch))
                 .map(|&t| {
                     let rows = by_tier.remove(&t).unwrap_or_default();
                     (t, Fetched::of(t, 0, rows, batch))
@@ -238,6 +263,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
+        let mut bests: HashMap<Uuid, Option<(u8, u8, String)>> = HashMap::new();
         // Typo keys, worked out only when a page reaches the typo tier (a page that exact and
         // prefix matches fill ends before it).
         let mut typo_keys: Option<Vec<(u8, String)>> = None;
@@ -260,14 +286,20 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     None => {
                         let mut sql = self.sql("");
                         self.tier_select(&mut sql, &plan, tier, from.as_ref(), q.viewer, batch);
-                        let rows = self.0.query_all_raw(sql.build()).await?;
+                        let rows = self.read(sql).await?;
                         let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
                         Fetched::of(tier, 0, rows, batch)
                     }
                 };
                 for (place, row) in fetched.rows {
-                    let best = plan.best(row.username.as_deref(), row.display_name.as_deref());
-                    if best.is_some_and(|b| b == (place.tier, place.d, place.term.clone())) {
+                    // A profile comes once per term it matches by, in several tiers.
+                    let best = bests.entry(row.user).or_insert_with(|| {
+                        plan.best(row.username.as_deref(), row.display_name.as_deref())
+                    });
+                    if best
+                        .as_ref()
+                        .is_some_and(|b| (b.0, b.1, &b.2) == (place.tier, place.d, &place.term))
+                    {
                         found.push((place, row.hit()));
                         if found.len() > limit {
                             break 'tiers;
@@ -358,7 +390,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
-        let rows = self.0.query_all_raw(sql.build()).await?;
+        let rows = self.read(sql).await?;
         let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
         let mut fetched = Fetched::of(TYPO, d, rows, batch);
         if fetched.resume.is_none() {
@@ -376,7 +408,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     /// The distinct keys 1 to `budget` edits from the query, as (edits, key), sorted: the
     /// in-memory index's candidates ([`TypoIndex`]), their edits counted here.
     async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
-        self.1.ensure_built(self.0).await?;
+        self.ensure_typo_index().await?;
         let mut keys: Vec<(u8, String)> = self
             .1
             .candidates(&plan.qkey, plan.budget)
@@ -433,7 +465,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     }
 
     /// Adds `delta` to each key's count of postings; a key no posting uses any more leaves
-    /// the vocabulary (and so the trigram index). One statement in key order, so concurrent
+    /// the vocabulary. One statement in key order, so concurrent
     /// writers lock the keys they share in the same order.
     async fn count_keys(&self, delta: &BTreeMap<String, i64>) -> Result<()> {
         let entries: Vec<(&String, &i64)> = delta.iter().collect();
@@ -469,6 +501,22 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             }
         }
         Ok(())
+    }
+
+    /// Runs one of `search`'s reads, on the search connections when there are.
+    async fn read(&self, sql: Sql) -> Result<Vec<QueryResult>> {
+        Ok(match self.2 {
+            Some(reads) => reads.query_all_raw(sql.build()).await?,
+            None => self.0.query_all_raw(sql.build()).await?,
+        })
+    }
+
+    /// Builds the typo index unless it is built, reading where `search` reads.
+    async fn ensure_typo_index(&self) -> Result<()> {
+        match self.2 {
+            Some(reads) => self.1.ensure_built(reads).await,
+            None => self.1.ensure_built(self.0).await,
+        }
     }
 
     fn sql(&self, start: &str) -> Sql {
@@ -681,31 +729,37 @@ impl Plan {
     /// the same rules the tiers' queries apply, worked out from the names, so that a profile
     /// met at a worse place is skipped there.
     fn best(&self, username: Option<&str>, display_name: Option<&str>) -> Option<(u8, u8, String)> {
-        let mut best: Option<(u8, u8, String)> = None;
-        for t in key::profile_terms(username, display_name) {
-            let key = t.flags & KEY != 0;
-            let mut places = Vec::new();
-            if t.flags & WHOLE != 0 && t.text == self.qkey {
-                places.push((EXACT, 0));
+        fn consider(best: &mut Option<(u8, u8, String)>, tier: u8, d: u8, text: &str) {
+            if best
+                .as_ref()
+                .is_none_or(|b| (tier, d, text) < (b.0, b.1, b.2.as_str()))
+            {
+                *best = Some((tier, d, text.to_owned()));
             }
-            if key && t.text.starts_with(&self.qkey) {
-                places.push((PREFIX, 0));
+        }
+        let mut best = None;
+        let keys = key::profile_keys(username, display_name);
+        for (text, &flags) in &keys {
+            if flags & WHOLE != 0 && *text == self.qkey {
+                consider(&mut best, EXACT, 0, text);
             }
-            if key && self.budget > 0 && t.text.chars().count().abs_diff(self.qlen) <= self.budget {
-                let d = key::distance(&self.qkey, &t.text);
+            if text.starts_with(&self.qkey) {
+                consider(&mut best, PREFIX, 0, text);
+            }
+            if self.budget > 0 && text.chars().count().abs_diff(self.qlen) <= self.budget {
+                let d = key::distance(&self.qkey, text);
                 if (1..=self.budget).contains(&d) {
-                    places.push((TYPO, u8::try_from(d).unwrap_or(u8::MAX)));
+                    consider(&mut best, TYPO, u8::try_from(d).unwrap_or(u8::MAX), text);
                 }
             }
-            if t.flags & SKEL != 0 && !self.qskel.is_empty() && t.text.starts_with(&self.qskel) {
-                places.push((TRANSLIT, 0));
-            }
-            for (tier, d) in places {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| (tier, d, t.text.as_str()) < (b.0, b.1, b.2.as_str()))
-                {
-                    best = Some((tier, d, t.text.clone()));
+        }
+        // NOTE: every key place ranks before every transliteration: the skeletons (the costly
+        // part of a profile's terms) are worked out only for a profile with none.
+        if best.is_none() && !self.qskel.is_empty() {
+            for k in keys.keys() {
+                let skel = key::skeleton(k);
+                if !skel.is_empty() && skel.starts_with(&self.qskel) {
+                    consider(&mut best, TRANSLIT, 0, &skel);
                 }
             }
         }

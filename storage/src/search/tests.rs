@@ -412,3 +412,93 @@ async fn keys_written_after_the_typo_index_was_built_are_found_at_once() {
     assert_eq!(found(&db, "dostoevksy").await, [bulk.user_id]);
     assert!(db.search_index().load_typo_index().await.unwrap() >= 5);
 }
+
+#[tokio::test]
+async fn on_a_sqlite_file_searches_read_beside_the_writer_and_see_what_it_committed() {
+    let dir = std::env::temp_dir().join(format!(
+        "keyward-search-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let search = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = SearchQuery {
+                q,
+                viewer: Viewer::Anonymous,
+                limit: 50,
+                cursor: None,
+            };
+            let page = store.search_index().search(&q).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|h| h.user_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = public(Some("petrov"), None);
+    store.search_index().upsert(&first).await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id]);
+
+    // The one writer connection is held by an open transaction: searches on the pool still
+    // answer, from what was committed; the transaction's own search sees its write.
+    let tx = store.begin().await.unwrap();
+    let second = public(Some("petrova"), None);
+    tx.search_index().upsert(&second).await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id]);
+    let q = SearchQuery {
+        q: "petrov",
+        viewer: Viewer::Anonymous,
+        limit: 50,
+        cursor: None,
+    };
+    let in_tx = tx.search_index().search(&q).await.unwrap();
+    assert_eq!(in_tx.items.len(), 2);
+    tx.commit().await.unwrap();
+    assert_eq!(search("petrov").await, [first.user_id, second.user_id]);
+
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn transliterations_follow_a_full_batch_of_prefix_matches() {
+    let db = test_db().await;
+    let mut entries = Vec::new();
+    // Three prefix terms each: `petr07`, `petr number7`, `petr`.
+    for i in 0..12 {
+        entries.push(public(
+            Some(&format!("petr{i:02}")),
+            Some(&format!("Petr Number{i}")),
+        ));
+    }
+    for i in 0..5 {
+        entries.push(public(None, Some(&format!("Пётр {i}"))));
+    }
+    db.search_index().bulk_load(&entries).await.unwrap();
+
+    let whole = found(&db, "petr").await;
+    assert_eq!(whole.len(), 17);
+    let translit: HashSet<_> = entries[12..].iter().map(|e| e.user_id).collect();
+    assert!(whole[12..].iter().all(|id| translit.contains(id)));
+    // A page of 13 reads a batch of 36 rows: all of the prefix tier's, which fills it, so
+    // the transliteration tier is read after them, for the page's last hit.
+    let p = page(&db, "petr", Viewer::Anonymous, 13, None).await;
+    let ids: Vec<_> = p.items.iter().map(|h| h.user_id).collect();
+    assert_eq!(ids, whole[..13]);
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(&db, "petr", Viewer::Anonymous, 4, cursor.as_deref()).await;
+        paged.extend(p.items.iter().map(|h| h.user_id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, whole);
+}

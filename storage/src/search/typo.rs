@@ -6,13 +6,13 @@
 //! query, which does not grow with the number of keys.
 //!
 //! Freshness. The set is built from the vocabulary table, read in key order, when the node
-//! starts or at the first typo search (again when [`TypoIndex::invalidate`] asked for it). A key this node writes after
-//! that goes into a small "added since build" list too, the moment the upsert writes it, and
-//! searches scan that list linearly. The set is rebuilt in the background, from the pool,
-//! when the list passes [`ADDED_MAX`] keys (on the write that passes it) or a typo search
-//! finds the set older than [`REFRESH`], so a key written by **another** node or process
-//! reaches the typo tier at the first rebuild after its commit: within `REFRESH` plus one
-//! rebuild of the first typo search that follows.
+//! starts or at the first typo search (again when [`TypoIndex::invalidate`] asked for it). A
+//! key this node writes after that goes into a small "added since build" list too, the moment
+//! the upsert writes it, and searches scan that list linearly. The set is rebuilt in the
+//! background, through the store's search connections, when the list passes [`ADDED_MAX`]
+//! keys (on the write that passes it) or a typo search finds the set older than [`REFRESH`],
+//! so a key written by **another** node or process reaches the typo tier at the first rebuild
+//! after its commit: within `REFRESH` plus one rebuild of the first typo search that follows.
 //! Exact, prefix and transliteration matches read the database and are always fresh.
 //!
 //! A key that left the vocabulary may linger in the set until the next rebuild: its
@@ -41,8 +41,8 @@ pub(crate) const ADDED_MAX: usize = 4096;
 /// the transaction that wrote it to commit (it then is in the next rebuild) or roll back.
 const GRACE: Duration = Duration::from_secs(120);
 
-/// Vocabulary keys read per statement while building, so that other statements (SQLite has
-/// one pooled connection) pass between the pages.
+/// Vocabulary keys read per statement while building, so that other statements pass between
+/// the pages (a store in memory, as in tests, has one connection).
 const LOAD_PAGE: u64 = 50_000;
 
 /// The typo tier's in-memory index of distinct keys, one per store and shared by its clones
@@ -53,7 +53,7 @@ pub struct TypoIndex {
 }
 
 struct Inner {
-    /// The pool, for background rebuilds.
+    /// The store's search connections, for background rebuilds.
     pool: DatabaseConnection,
     state: Mutex<State>,
     /// Held while a build reads and builds, so that one runs at a time.
