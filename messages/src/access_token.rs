@@ -142,6 +142,24 @@ fn verify_as<C: serde::de::DeserializeOwned + Timed>(
     Ok(data.claims)
 }
 
+/// Whether the token's (unverified) claims name a service client: only to pick which of
+/// [`verify`] and [`verify_client`] to run, never to trust anything.
+pub fn names_client(token: &str) -> bool {
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    if payload.len() > MAX_TOKEN_BYTES {
+        return false;
+    }
+    URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|raw| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw).ok()
+        })
+        .is_some_and(|claims| claims.contains_key("client_id"))
+}
+
 /// The time checks of [`verify`] alone: for claims verified earlier and remembered.
 pub fn check_times(c: &impl Timed, now: i64) -> Result<(), Refusal> {
     if now >= c.exp().saturating_add(LEEWAY_SECS) {

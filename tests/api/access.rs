@@ -1140,6 +1140,13 @@ async fn clients_are_managed_through_the_admin_api_and_a_deleted_one_is_refused(
 async fn administrators_list_invite_inspect_log_out_and_erase_users_each_on_the_record() {
     let app = spawn_app_with(events_preset()).await;
     let (root_id, root) = admin(&app).await;
+    // The CLI's grant is an event like any other.
+    let granted = app.events_of_type("role.granted").await;
+    assert!(granted
+        .iter()
+        .any(|e| e["data"]["user_id"] == root_id.as_str()
+            && e["data"]["role"] == "admin"
+            && e["data"]["by"].is_null()));
     let (bo, bo_token) = member(&app, "bo@example.com").await;
     let (cy, _) = member(&app, "cy@example.com").await;
     app.post_bearer(

@@ -25,6 +25,14 @@ const USERS: usize = 100_000;
 /// Keyward's back (SQL by hand) waits this long; every change Keyward makes is a message.
 const BELIEVED_FOR: Duration = Duration::from_secs(60);
 
+/// When a belief read now lapses: [`BELIEVED_FOR`] plus up to half of it again, so entries
+/// read together (a node's first minute) are not all read again together.
+fn lapse() -> Instant {
+    use rand::Rng;
+    let spread = rand::thread_rng().gen_range(0..BELIEVED_FOR.as_millis() as u64 / 2);
+    Instant::now() + BELIEVED_FOR + Duration::from_millis(spread)
+}
+
 /// One user's standing.
 #[derive(Debug)]
 pub struct Grants {
@@ -32,7 +40,7 @@ pub struct Grants {
     pub roles: Vec<String>,
     /// Verified and not blocked; false also for an unknown user.
     pub active: bool,
-    read_at: Instant,
+    lapses_at: Instant,
 }
 
 type RoleMap = HashMap<String, Arc<BTreeSet<String>>>;
@@ -41,7 +49,7 @@ type RoleMap = HashMap<String, Arc<BTreeSet<String>>>;
 #[derive(Debug)]
 pub struct ClientStanding {
     pub client: Option<ClientRecord>,
-    read_at: Instant,
+    lapses_at: Instant,
 }
 
 pub struct Decisions {
@@ -68,7 +76,7 @@ impl Decisions {
     /// `user`'s roles and standing, from memory or the database.
     pub async fn grants(&self, store: &Store, user: UserId) -> Result<Arc<Grants>, StorageError> {
         if let Some(g) = self.users.get(&user) {
-            if g.read_at.elapsed() < BELIEVED_FOR {
+            if Instant::now() < g.lapses_at {
                 return Ok(g);
             }
         }
@@ -81,7 +89,7 @@ impl Decisions {
         let g = Arc::new(Grants {
             roles,
             active: record.is_some_and(|u| u.email_verified && !u.blocked),
-            read_at: Instant::now(),
+            lapses_at: lapse(),
         });
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.users.insert(user, g.clone());
@@ -154,14 +162,14 @@ impl Decisions {
         id: &str,
     ) -> Result<Arc<ClientStanding>, StorageError> {
         if let Some(c) = self.clients.get(id) {
-            if c.read_at.elapsed() < BELIEVED_FOR {
+            if Instant::now() < c.lapses_at {
                 return Ok(c);
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let c = Arc::new(ClientStanding {
             client: store.access().client(id).await?,
-            read_at: Instant::now(),
+            lapses_at: lapse(),
         });
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.clients.insert(id.to_owned(), c.clone());

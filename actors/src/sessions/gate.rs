@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keyward_messages::access_token::AccessClaims;
+use keyward_messages::access_token::{AccessClaims, ClientClaims};
 use keyward_messages::{SessionId, UserId};
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -45,6 +45,9 @@ pub enum Liveness {
 
 pub struct SessionGate {
     tokens: Cache<[u8; 32], Arc<AccessClaims>>,
+    /// Service clients' tokens verified before (whether the client still exists is the
+    /// access context's decision cache's to say).
+    client_tokens: Cache<[u8; 32], Arc<ClientClaims>>,
     live: Cache<SessionId, Live>,
     ended: Cache<SessionId, ()>,
     live_for: Duration,
@@ -60,6 +63,7 @@ impl SessionGate {
     pub fn new(live_for: Duration) -> Self {
         Self {
             tokens: Cache::new(TOKENS),
+            client_tokens: Cache::new(1024),
             live: Cache::new(SESSIONS),
             ended: Cache::new(SESSIONS),
             live_for,
@@ -73,6 +77,15 @@ impl SessionGate {
 
     pub fn remember_verified(&self, key: [u8; 32], claims: Arc<AccessClaims>) {
         self.tokens.insert(key, claims);
+    }
+
+    /// A client's token verified before, if remembered.
+    pub fn verified_client(&self, key: &[u8; 32]) -> Option<Arc<ClientClaims>> {
+        self.client_tokens.get(key)
+    }
+
+    pub fn remember_verified_client(&self, key: [u8; 32], claims: Arc<ClientClaims>) {
+        self.client_tokens.insert(key, claims);
     }
 
     /// Whether `session` of `user` is live at `now`, as far as the gate knows.

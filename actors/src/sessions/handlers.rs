@@ -88,23 +88,34 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
 /// A user's token (as [`authenticate`]) or a service client's: verified the same way, and
 /// refused once the client is deleted; its scopes are those the client still holds.
 async fn authenticate_caller(deps: Arc<Deps>, token: String) -> Result<Caller, HandlerError> {
-    let as_user = match authenticate(deps.clone(), token.clone()).await {
-        Ok(p) => return Ok(Caller::User(p)),
-        Err(e) => e,
-    };
+    if !access_token::names_client(&token) {
+        return Ok(Caller::User(authenticate(deps, token).await?));
+    }
     let now = (deps.clock)();
-    let Ok(c) = access_token::verify_client(
-        &token,
-        |kid| deps.keys.decoding_key(kid),
-        &deps.tokens.issuer,
-        &deps.tokens.audience,
-        now.timestamp(),
-    ) else {
-        return Err(as_user);
+    let key = token_key(&token);
+    let c = match deps.gate.verified_client(&key) {
+        Some(c) => {
+            access_token::check_times(c.as_ref(), now.timestamp())
+                .map_err(|why| bad_token(&format!("{why:?}")))?;
+            c
+        }
+        None => {
+            let c = access_token::verify_client(
+                &token,
+                |kid| deps.keys.decoding_key(kid),
+                &deps.tokens.issuer,
+                &deps.tokens.audience,
+                now.timestamp(),
+            )
+            .map_err(|why| bad_token(&format!("{why:?}")))?;
+            let c = Arc::new(c);
+            deps.gate.remember_verified_client(key, c.clone());
+            c
+        }
     };
     match crate::access::clients::live_scopes(&deps.store, &deps.decisions, &c).await? {
         Some(scopes) => Ok(Caller::Client(ClientPrincipal {
-            client_id: c.client_id,
+            client_id: c.client_id.clone(),
             scopes,
         })),
         None => Err(HandlerError::from(bad_token("client deleted"))),

@@ -151,7 +151,7 @@ pub(crate) struct UserListParams {
 }
 
 /// `GET /v1/admin/users`.
-#[utoipa::path(get, path = "/v1/admin/users", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/users", operation_id = "admin_list_users", tag = "admin",
     security(("bearer" = [])),
     params(UserListParams),
     responses(
@@ -215,7 +215,7 @@ pub(crate) struct AdminUserView {
 }
 
 /// `GET /v1/admin/users/{id}`.
-#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/users/{id}", operation_id = "admin_get_user", tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The user")),
     responses(
@@ -276,7 +276,7 @@ impl RequestBody for InviteRequest {
 }
 
 /// `POST /v1/admin/users`.
-#[utoipa::path(post, path = "/v1/admin/users", tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/users", operation_id = "admin_invite_user", tag = "admin",
     security(("bearer" = [])),
     request_body = InviteRequest,
     responses(
@@ -309,7 +309,7 @@ pub(super) async fn invite(
 }
 
 /// `DELETE /v1/admin/users/{id}`.
-#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "admin",
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", operation_id = "admin_erase_user", tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The user")),
     responses(
@@ -335,7 +335,7 @@ pub(super) async fn erase(
 }
 
 /// `POST /v1/admin/users/{id}/logout`.
-#[utoipa::path(post, path = "/v1/admin/users/{id}/logout", tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/users/{id}/logout", operation_id = "admin_logout_user", tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The user")),
     responses(
@@ -379,7 +379,7 @@ pub(crate) struct AuditParams {
 }
 
 /// `GET /v1/admin/audit`.
-#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/audit", operation_id = "admin_audit", tag = "admin",
     security(("bearer" = [])),
     params(AuditParams),
     responses(
