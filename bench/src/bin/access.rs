@@ -454,7 +454,10 @@ async fn revocations(
     toks: &[String],
 ) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let (node_b, _) = procs::start_keyward(&args.keyward, data, env).await?;
+    // NOTE: nodes behind one load balancer share the issuer: B takes A's URL as its own.
+    let mut env_b = env.to_vec();
+    env_b.push(("KEYWARD_PUBLIC_URL".to_owned(), base_a.to_owned()));
+    let (node_b, _) = procs::start_keyward(&args.keyward, data, &env_b).await?;
     let mut child = tokio::process::Command::new(&args.keyward)
         .args([
             "admin",
@@ -507,10 +510,22 @@ async fn revocations(
     let mut took = Vec::new();
     for _ in 0..args.revocations {
         let path = format!("{base_a}/v1/admin/users/{user}/roles/organizer");
-        c.put(&path).bearer_auth(&root).send().await?;
+        let r = c.put(&path).bearer_auth(&root).send().await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "grant: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
         let (granted, _) = on_b(200).await;
         anyhow::ensure!(granted, "B never saw the grant");
-        c.delete(&path).bearer_auth(&root).send().await?;
+        let r = c.delete(&path).bearer_auth(&root).send().await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "revoke: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
         let (refused, t) = on_b(403).await;
         anyhow::ensure!(refused, "B never refused the revoked role");
         took.push(t.as_secs_f64() * 1000.0);
