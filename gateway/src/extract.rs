@@ -34,24 +34,12 @@ impl FromRequest for Authenticated {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
-        let meta = request_meta(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let token = token?;
-            let Some(state) = state else {
-                tracing::error!("AppState is not registered on this app");
-                return Err(ApiError::internal());
-            };
-            state
-                .ask(
-                    &state.to.sessions.authenticate,
-                    Authenticate { meta, token },
-                )
-                .await
-                .map(Authenticated)
-                .map_err(ApiError::with_invalid_token_challenge)
-        })
+        let ask = ask_with_bearer(
+            req,
+            |s| &s.to.sessions.authenticate,
+            |meta, token| Authenticate { meta, token },
+        );
+        Box::pin(async move { ask.await.map(Authenticated) })
     }
 }
 
@@ -64,24 +52,12 @@ impl FromRequest for AuthenticatedCaller {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
-        let meta = request_meta(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let token = token?;
-            let Some(state) = state else {
-                tracing::error!("AppState is not registered on this app");
-                return Err(ApiError::internal());
-            };
-            state
-                .ask(
-                    &state.to.sessions.authenticate_caller,
-                    AuthenticateCaller { meta, token },
-                )
-                .await
-                .map(AuthenticatedCaller)
-                .map_err(ApiError::with_invalid_token_challenge)
-        })
+        let ask = ask_with_bearer(
+            req,
+            |s| &s.to.sessions.authenticate_caller,
+            |meta, token| AuthenticateCaller { meta, token },
+        );
+        Box::pin(async move { ask.await.map(AuthenticatedCaller) })
     }
 }
 
@@ -100,6 +76,33 @@ impl FromRequest for MaybeAuthenticated {
         let auth = Authenticated::from_request(req, payload);
         Box::pin(async move { Ok(MaybeAuthenticated(Some(auth.await?.0))) })
     }
+}
+
+/// Sends the request's bearer token to the sessions context as `make(meta, token)`; a refusal
+/// carries the `invalid_token` challenge.
+fn ask_with_bearer<M, T>(
+    req: &HttpRequest,
+    to: fn(&AppState) -> &actix::Recipient<M>,
+    make: fn(RequestMeta, SecretString) -> M,
+) -> LocalBoxFuture<'static, Result<T, ApiError>>
+where
+    M: actix::Message<Result = Result<T, keyward_messages::CommandError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let token = bearer_token(req);
+    let meta = request_meta(req);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    Box::pin(async move {
+        let token = token?;
+        let Some(state) = state else {
+            tracing::error!("AppState is not registered on this app");
+            return Err(ApiError::internal());
+        };
+        state
+            .ask(to(&state), make(meta, token))
+            .await
+            .map_err(ApiError::with_invalid_token_challenge)
+    })
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {

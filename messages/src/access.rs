@@ -574,6 +574,7 @@ pub fn forbidden(permission: &str) -> CommandError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -32,32 +32,53 @@ fn bad_refresh() -> CommandError {
     )
 }
 
+/// A token's claims: remembered ones (only their times checked again), or verified now and
+/// remembered.
+fn claims<C: access_token::Timed>(
+    deps: &Deps,
+    token: &str,
+    now: i64,
+    recall: impl Fn(&[u8; 32]) -> Option<Arc<C>>,
+    remember: impl Fn([u8; 32], Arc<C>),
+    verify: impl FnOnce(
+        &str,
+        &dyn Fn(&str) -> Option<jsonwebtoken::DecodingKey>,
+        &str,
+        &str,
+        i64,
+    ) -> Result<C, access_token::Refusal>,
+) -> Result<Arc<C>, CommandError> {
+    let key = token_key(token);
+    if let Some(c) = recall(&key) {
+        access_token::check_times(c.as_ref(), now).map_err(|why| bad_token(&format!("{why:?}")))?;
+        return Ok(c);
+    }
+    let c = verify(
+        token,
+        &|kid| deps.keys.decoding_key(kid),
+        &deps.tokens.issuer,
+        &deps.tokens.audience,
+        now,
+    )
+    .map_err(|why| bad_token(&format!("{why:?}")))?;
+    let c = Arc::new(c);
+    remember(key, c.clone());
+    Ok(c)
+}
+
 /// Verifies an access token (the pure checks of `access_token::verify`) and that its session
 /// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
 /// a database read.
 async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, HandlerError> {
     let now = (deps.clock)();
-    let key = token_key(&token);
-    let c = match deps.gate.verified(&key) {
-        Some(c) => {
-            access_token::check_times(c.as_ref(), now.timestamp())
-                .map_err(|why| bad_token(&format!("{why:?}")))?;
-            c
-        }
-        None => {
-            let c = access_token::verify(
-                &token,
-                |kid| deps.keys.decoding_key(kid),
-                &deps.tokens.issuer,
-                &deps.tokens.audience,
-                now.timestamp(),
-            )
-            .map_err(|why| bad_token(&format!("{why:?}")))?;
-            let c = Arc::new(c);
-            deps.gate.remember_verified(key, c.clone());
-            c
-        }
-    };
+    let c = claims(
+        &deps,
+        &token,
+        now.timestamp(),
+        |k| deps.gate.verified(k),
+        |k, c| deps.gate.remember_verified(k, c),
+        |t, k, i, a, n| access_token::verify(t, k, i, a, n),
+    )?;
     let user_id = UserId::parse("sub", &c.sub).map_err(|_| bad_token("sub"))?;
     let session_id = SessionId::parse("sid", &c.sid).map_err(|_| bad_token("sid"))?;
     let principal = || Principal {
@@ -92,27 +113,14 @@ async fn authenticate_caller(deps: Arc<Deps>, token: String) -> Result<Caller, H
         return Ok(Caller::User(authenticate(deps, token).await?));
     }
     let now = (deps.clock)();
-    let key = token_key(&token);
-    let c = match deps.gate.verified_client(&key) {
-        Some(c) => {
-            access_token::check_times(c.as_ref(), now.timestamp())
-                .map_err(|why| bad_token(&format!("{why:?}")))?;
-            c
-        }
-        None => {
-            let c = access_token::verify_client(
-                &token,
-                |kid| deps.keys.decoding_key(kid),
-                &deps.tokens.issuer,
-                &deps.tokens.audience,
-                now.timestamp(),
-            )
-            .map_err(|why| bad_token(&format!("{why:?}")))?;
-            let c = Arc::new(c);
-            deps.gate.remember_verified_client(key, c.clone());
-            c
-        }
-    };
+    let c = claims(
+        &deps,
+        &token,
+        now.timestamp(),
+        |k| deps.gate.verified_client(k),
+        |k, c| deps.gate.remember_verified_client(k, c),
+        |t, k, i, a, n| access_token::verify_client(t, k, i, a, n),
+    )?;
     match crate::access::clients::live_scopes(&deps.store, &deps.decisions, &c).await? {
         Some(scopes) => Ok(Caller::Client(ClientPrincipal {
             client_id: c.client_id.clone(),
