@@ -204,6 +204,21 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 #[ignore = "needs nginx: run under scripts/services.sh nginx -- …"]
 async fn nginx_hands_the_app_keyward_identity_that_clients_cannot_forge() {
     let (app, upstream, nginx) = stack().await;
+    // A second role, as an operator would declare one.
+    let support = keyward_storage::RoleRecord {
+        name: "support".into(),
+        description: String::new(),
+        permissions: vec!["tickets:read".into()],
+        source: "api".into(),
+        updated_at: chrono::Utc::now(),
+    };
+    app.node
+        .contexts
+        .store
+        .access()
+        .put_role(&support)
+        .await
+        .unwrap();
     let root_id = keyward_actors::admin::create_user(
         &app.settings,
         &app.node.contexts.store,
