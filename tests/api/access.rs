@@ -1294,6 +1294,26 @@ async fn administrators_list_invite_inspect_log_out_and_erase_users_each_on_the_
         refused(r).await,
         (StatusCode::NOT_FOUND, "role_not_found".to_owned())
     );
+    for (body, field) in [
+        (json!({"email": "x@example.com", "roles": [{}]}), "roles[0]"),
+        (json!({"email": "x@example.com", "roles": "admin"}), "roles"),
+        (json!({"email": "not an email"}), "email"),
+    ] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/v1/admin/users",
+            &root,
+            Some(body.clone()),
+        )
+        .await;
+        let (status, b) = problem(r).await;
+        assert_eq!(
+            (status, b["errors"][0]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}"
+        );
+    }
     let mail = app.wait_for_mail("dee@example.com", "invited").await;
     let r = app
         .post(

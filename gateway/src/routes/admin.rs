@@ -255,8 +255,8 @@ pub(crate) struct InviteRequest {
     username: Input,
     /// Roles granted now.
     #[serde(default)]
-    #[schema(example = json!(["support"]))]
-    roles: Vec<String>,
+    #[schema(value_type = Option<Vec<String>>, example = json!(["support"]))]
+    roles: Option<serde_json::Value>,
 }
 
 impl RequestBody for InviteRequest {
@@ -265,11 +265,29 @@ impl RequestBody for InviteRequest {
         let email = f.required("email", self.email, |k, v| Email::parse(k, &v));
         let username = f.optional("username", self.username, |k, v| Username::parse(k, &v));
         let mut roles = Vec::new();
-        for (i, r) in self.roles.iter().enumerate() {
-            match RoleName::parse(&format!("roles[{i}]"), r) {
-                Ok(r) => roles.push(r),
-                Err(e) => f.error(e),
+        match self.roles {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(items)) => {
+                for (i, r) in items.iter().enumerate() {
+                    let field = format!("roles[{i}]");
+                    match r.as_str() {
+                        Some(r) => match RoleName::parse(&field, r) {
+                            Ok(r) => roles.push(r),
+                            Err(e) => f.error(e),
+                        },
+                        None => f.error(FieldError::new(
+                            &field,
+                            "not_a_string",
+                            "a role is a name such as support",
+                        )),
+                    }
+                }
             }
+            Some(_) => f.error(FieldError::new(
+                "roles",
+                "not_an_array",
+                "roles is an array of role names",
+            )),
         }
         Some((email?, username?, roles))
     }
