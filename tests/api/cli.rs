@@ -16,6 +16,32 @@ fn keyward(dir: &std::path::Path) -> Command {
     c
 }
 
+/// `keyward admin create-user --email E --password-stdin --role R`, the password piped in.
+fn create_user(dir: &std::path::Path, email: &str, role: &str) -> std::process::Output {
+    let mut child = keyward(dir)
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            email,
+            "--password-stdin",
+            "--role",
+            role,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"operator passphrase 7\n")
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn config_check_prints_the_effective_config_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,28 +105,7 @@ async fn an_admin_created_user_logs_in_to_a_served_node_and_the_cli_blocks_them_
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut child = keyward(dir.path())
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            "root@example.com",
-            "--password-stdin",
-            "--role",
-            "admin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"operator passphrase 7\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = create_user(dir.path(), "root@example.com", "admin");
     assert!(
         out.status.success(),
         "{}",
@@ -585,27 +590,7 @@ fn create_client_prints_its_id_and_secret_once_and_names_bad_input() {
         let (ok, _, err) = run(&all);
         assert!(!ok && err.contains(key), "{args:?}: {err}");
     }
-    let mut child = keyward(dir.path())
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            "x@example.com",
-            "--password-stdin",
-            "--role",
-            "nosuchrole",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"operator passphrase 7\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = create_user(dir.path(), "x@example.com", "nosuchrole");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--role"), "{err}");
 }

@@ -77,6 +77,7 @@ pub(super) async fn list_users(
     rows.truncate(m.limit as usize);
     let ids: Vec<UserId> = rows.iter().map(|(u, _)| u.id).collect();
     let logins = deps.store.sessions().last_logins(&ids).await?;
+    let roles = deps.store.users().roles_of_many(&ids).await?;
     let mut items = Vec::with_capacity(rows.len());
     for (u, deleting) in &rows {
         items.push(AdminUser {
@@ -84,7 +85,11 @@ pub(super) async fn list_users(
             email: u.email.as_str().to_owned(),
             username: u.username.as_ref().map(|n| n.as_str().to_owned()),
             status: status_of(u, *deleting),
-            roles: deps.store.users().roles_of(u.id).await?,
+            roles: roles
+                .iter()
+                .filter(|(id, _)| *id == u.id)
+                .map(|(_, r)| r.clone())
+                .collect(),
             created_at: u.created_at,
             last_login_at: logins.iter().find(|(id, _)| *id == u.id).map(|(_, t)| *t),
         });

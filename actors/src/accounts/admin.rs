@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use keyward_messages::access::{AdminUser, ForceLogout, InviteUser, UserStatus};
-use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
+use keyward_messages::events::RevokeReason;
 use keyward_messages::{codes, CommandError};
-use keyward_storage::{NewUser, StorageError, TokenPurpose, UserRecord};
+use keyward_storage::{StorageError, TokenPurpose};
 
-use super::registration::{issue_token_mail, username_taken};
+use super::registration::{issue_token_mail, registered, unverified_account, username_taken};
 use super::AccountsDeps as Deps;
 use crate::error::HandlerError;
 use crate::tokens::random_token;
@@ -28,25 +28,8 @@ pub(super) async fn invite_user(deps: Arc<Deps>, m: InviteUser) -> Result<AdminU
     // NOTE: nobody knows this password; the invitation link replaces it.
     let password_hash = deps.hasher.hash(&random_token()).await?;
     let now = (deps.clock)();
-    let user = NewUser {
-        id: keyward_messages::UserId::new(),
-        email: m.email.clone(),
-        username: m.username.clone(),
-        password_hash,
-        email_verified: false,
-        locale: m.locale.as_str().to_owned(),
-        now,
-    };
-    let record = UserRecord {
-        id: user.id,
-        email: user.email.clone(),
-        username: user.username.clone(),
-        password_hash: String::new(),
-        email_verified: false,
-        locale: user.locale.clone(),
-        blocked: false,
-        created_at: now,
-    };
+    let (user, record) =
+        unverified_account(&m.email, m.username.clone(), password_hash, m.locale, now);
     let meta = m.meta.acting(actor);
     let tx = deps.store.begin().await?;
     match tx.users().insert(user).await {
@@ -63,13 +46,9 @@ pub(super) async fn invite_user(deps: Arc<Deps>, m: InviteUser) -> Result<AdminU
         }
         Err(e) => return Err(e.into()),
     }
-    let ev = DomainEvent::UserRegistered {
-        user_id: record.id,
-        email: record.email.as_str().to_owned(),
-        username: record.username.as_ref().map(|u| u.as_str().to_owned()),
-        locale: m.locale,
-    };
-    deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
+    deps.outbox
+        .enqueue(&tx, &meta, registered(&record, m.locale))
+        .await?;
     deps.outbox
         .audit(
             &tx,

@@ -106,6 +106,46 @@ pub(super) async fn issue_token_mail(
     Ok(deps.outbox.enqueue(tx, meta, job).await?)
 }
 
+/// A new, unverified account: the row to insert, and the record it reads back as.
+pub(super) fn unverified_account(
+    email: &keyward_messages::Email,
+    username: Option<keyward_messages::Username>,
+    password_hash: String,
+    locale: Locale,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (NewUser, UserRecord) {
+    let user = NewUser {
+        id: keyward_messages::UserId::new(),
+        email: email.clone(),
+        username,
+        password_hash,
+        email_verified: false,
+        locale: locale.as_str().to_owned(),
+        now,
+    };
+    let record = UserRecord {
+        id: user.id,
+        email: user.email.clone(),
+        username: user.username.clone(),
+        password_hash: String::new(),
+        email_verified: false,
+        locale: user.locale.clone(),
+        blocked: false,
+        created_at: now,
+    };
+    (user, record)
+}
+
+/// `user.registered` for a new account.
+pub(super) fn registered(record: &UserRecord, locale: Locale) -> Outgoing {
+    Outgoing::Event(DomainEvent::UserRegistered {
+        user_id: record.id,
+        email: record.email.as_str().to_owned(),
+        username: record.username.as_ref().map(|u| u.as_str().to_owned()),
+        locale,
+    })
+}
+
 pub(super) fn username_taken() -> CommandError {
     CommandError::Conflict {
         code: codes::USERNAME_TAKEN,
@@ -158,25 +198,13 @@ pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), Handler
         return register_existing(&deps, &m, &existing, registration).await;
     }
     let now = (deps.clock)();
-    let user = NewUser {
-        id: keyward_messages::UserId::new(),
-        email: m.email.clone(),
-        username: registration.username.clone(),
-        password_hash: registration.password_hash.clone(),
-        email_verified: false,
-        locale: m.locale.as_str().to_owned(),
+    let (user, record) = unverified_account(
+        &m.email,
+        registration.username.clone(),
+        registration.password_hash.clone(),
+        m.locale,
         now,
-    };
-    let record = UserRecord {
-        id: user.id,
-        email: user.email.clone(),
-        username: user.username.clone(),
-        password_hash: String::new(),
-        email_verified: false,
-        locale: user.locale.clone(),
-        blocked: false,
-        created_at: now,
-    };
+    );
     let tx = deps.store.begin().await?;
     match tx.users().insert(user).await {
         Ok(()) => {}
@@ -194,14 +222,8 @@ pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), Handler
         }
         Err(e) => return Err(e.into()),
     }
-    let ev = DomainEvent::UserRegistered {
-        user_id: record.id,
-        email: record.email.as_str().to_owned(),
-        username: record.username.as_ref().map(|u| u.as_str().to_owned()),
-        locale: m.locale,
-    };
     deps.outbox
-        .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+        .enqueue(&tx, &m.meta, registered(&record, m.locale))
         .await?;
     deps.access
         .grant_defaults(&tx, now, &m.meta, record.id)

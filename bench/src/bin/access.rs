@@ -51,7 +51,7 @@ struct Args {
     revocations: usize,
 }
 
-fn cheap_env(data: &std::path::Path, args: &Args) -> Vec<(String, String)> {
+fn cheap_env(args: &Args) -> Vec<(String, String)> {
     let mut env = vec![
         ("KEYWARD_ACCESS__PRESET".to_owned(), "events".to_owned()),
         (
@@ -80,7 +80,6 @@ fn cheap_env(data: &std::path::Path, args: &Args) -> Vec<(String, String)> {
             base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
         ),
     ];
-    let _ = data;
     if let Some(url) = &args.database_url {
         env.push(("KEYWARD_DATABASE_URL".to_owned(), url.clone()));
     }
@@ -219,7 +218,7 @@ fn pick(n: usize, w: usize, i: u64) -> usize {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = procs::temp_dir("keyward-access-bench")?;
-    let env = cheap_env(&data, &args);
+    let env = cheap_env(&args);
     let (node, _) = procs::start_keyward(&args.keyward, &data, &env).await?;
     let base = node.base.clone();
     let url = args

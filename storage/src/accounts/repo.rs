@@ -65,6 +65,21 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .collect())
     }
 
+    /// The roles of each of `ids` that holds any, as (user, role) pairs by role name.
+    pub async fn roles_of_many(&self, ids: &[UserId]) -> Result<Vec<(UserId, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(user_role::Entity::find()
+            .filter(user_role::Column::UserId.is_in(ids.iter().map(|u| u.0)))
+            .order_by_asc(user_role::Column::Role)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(|r| (UserId(r.user_id), r.role))
+            .collect())
+    }
+
     /// Inside a transaction: holds the user's row until it ends, so that two units of work on
     /// one account run one after the other instead of locking each other's rows in turn (a
     /// deadlock on PostgreSQL). SQLite has one writer at a time anyway.
