@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyward_messages::events::Envelope;
@@ -20,6 +20,9 @@ pub trait NodeCache: Send + Sync {
     /// Messages may have been missed (the broadcast link was down): forget every belief a
     /// message could have ended.
     fn forget_beliefs(&self);
+    /// Every invalidation committed before `poll_started` has been applied (the outbox feed
+    /// caught up).
+    fn caught_up(&self, _poll_started: Instant) {}
 }
 
 /// Every cache of a node, as the bus sees them.
@@ -67,6 +70,13 @@ impl NodeCaches {
             c.forget_beliefs();
         }
     }
+
+    /// See [`NodeCache::caught_up`].
+    pub fn caught_up(&self, poll_started: Instant) {
+        for c in &self.0 {
+            c.caught_up(poll_started);
+        }
+    }
 }
 
 /// How far back each poll of [`follow_outbox`] reads: longer than a transaction takes from
@@ -79,13 +89,16 @@ const FEED_PAGE: u64 = 5_000;
 /// messages any node wrote to the outbox in the last [`FEED_WINDOW`] that this task has not
 /// applied yet. One indexed read per interval whatever the number of sessions, users or
 /// nodes, so a node that lost the broadcast (or a change written by another process, such as
-/// the CLI) is at most `every` plus a commit behind. Runs until the process ends.
+/// the CLI) is at most `every` plus a commit behind. After each poll that read everything
+/// pending, the caches hear that they caught up to its start ([`NodeCache::caught_up`]).
+/// Runs until the process ends.
 pub async fn follow_outbox(store: Store, caches: Arc<NodeCaches>, clock: Clock, every: Duration) {
     let window = chrono::Duration::from_std(FEED_WINDOW).unwrap_or(chrono::Duration::zero());
     let mut seen: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
     let mut since = clock() - window;
     loop {
         tokio::time::sleep(every).await;
+        let poll_started = Instant::now();
         let now = clock();
         let rows = match store.outbox().recent(since, &INVALIDATING, FEED_PAGE).await {
             Ok(rows) => rows,
@@ -108,7 +121,10 @@ pub async fn follow_outbox(store: Store, caches: Arc<NodeCaches>, clock: Clock, 
         // A full page means more are waiting: go on from the last one read.
         since = match rows.last() {
             Some(last) if rows.len() as u64 == FEED_PAGE => last.created_at,
-            _ => now - window,
+            _ => {
+                caches.caught_up(poll_started);
+                now - window
+            }
         };
         seen.retain(|_, at| *at >= since);
     }

@@ -295,6 +295,86 @@ async fn two_nodes_and_a_worker_share_accounts_and_a_logout_on_one_is_refused_by
     b.stop().await;
 }
 
+/// Issue 15: a node that lost `keyward.broadcast` believes live sessions without reading
+/// them again, yet refuses a session revoked on another node within a second, through the
+/// outbox feed alone. Its recheck is an hour, so no lapse of belief can be what refuses.
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_node_that_lost_the_broadcast_refuses_a_revoked_session_within_a_second() {
+    let _broker = broker_lock().await;
+    let a = spawn_app_with(amqp()).await;
+    let b = a
+        .spawn_peer_without_broadcast(Duration::from_secs(3600))
+        .await;
+    let b_management = format!("http://{}", b.management_addr);
+    // B publishes (its relay connects) but never consumes the broadcast.
+    wait_for_metric(&b_management, "keyward_amqp_connected", 1.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = a
+        .client
+        .get(format!("{b_management}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyward_broadcast_consuming 0"),
+        "B must not consume keyward.broadcast"
+    );
+
+    a.verified_user("deaf@example.com", None).await;
+    let b_url = |path: &str| format!("http://{}{}", b.public_addr, path);
+    for round in 0..3 {
+        let pair = a.login_ok("deaf@example.com", PASSWORD).await;
+        let access = pair["access_token"].as_str().unwrap().to_owned();
+        let on_b = |path: &'static str| {
+            let (c, url, access) = (a.client.clone(), b_url(path), access.clone());
+            async move {
+                c.get(url)
+                    .bearer_auth(access)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(on_b("/v1/auth/verify").await, StatusCode::OK);
+        assert_eq!(on_b("/v1/users/me").await, StatusCode::OK);
+        // Longer than any recheck the settings allow: B still believes the session.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(on_b("/v1/auth/verify").await, StatusCode::OK);
+
+        // Revoked on A by a logout, or by the user ending their other sessions.
+        let started = std::time::Instant::now();
+        if round == 1 {
+            let other = a.login_ok("deaf@example.com", PASSWORD).await;
+            let r = a
+                .delete_bearer("/v1/sessions", other["access_token"].as_str().unwrap())
+                .await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        } else {
+            let r = a.post_bearer("/v1/auth/logout", &access, None).await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+        loop {
+            let status = on_b("/v1/auth/verify").await;
+            if status == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "round {round}: B still accepts the revoked session after a second"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(on_b("/v1/users/me").await, StatusCode::UNAUTHORIZED);
+    }
+    b.stop().await;
+}
+
 /// Recipients MailDev has mail for, with their counts.
 async fn maildev_recipients(api: &str, domain: &str) -> std::collections::HashMap<String, usize> {
     let list: Vec<Value> = reqwest::get(format!("{api}/email"))

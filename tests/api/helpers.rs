@@ -770,7 +770,49 @@ impl TestApp {
     /// A peer that believes a session it read as live for `recheck`, and reads the outbox
     /// feed as rarely: with an hour, only a broadcast can tell it of a revocation in time.
     pub async fn spawn_peer_with_recheck(&self, recheck: Option<Duration>) -> Node {
+        self.start_peer(self.settings.clone(), recheck, recheck)
+            .await
+    }
+
+    /// A peer that has lost `keyward.broadcast`: its broker user may not read that exchange,
+    /// so its broadcast consumer never binds and retries forever, as with a broken link. It
+    /// believes a session it read as live for `recheck` without the outbox feed; the feed
+    /// runs at its default interval.
+    pub async fn spawn_peer_without_broadcast(&self, recheck: Duration) -> Node {
+        let vhost = self._vhost.as_ref().expect("distributed mode").name.clone();
+        let user = format!("kw_deaf_{}", uuid::Uuid::new_v4().simple());
+        let u = user.clone();
+        tokio::task::spawn_blocking(move || {
+            rabbitmqctl(&["-q", "add_user", &u, "deaf"]);
+            rabbitmqctl(&[
+                "-q",
+                "set_permissions",
+                "-p",
+                &vhost,
+                &u,
+                ".*",
+                ".*",
+                "^(?!keyward\\.broadcast$).*",
+            ]);
+        })
+        .await
+        .expect("broker user setup");
+        let url = self.amqp_url();
+        let (scheme, rest) = url.split_once("://").expect("AMQP URL has a scheme");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
         let mut settings = self.settings.clone();
+        settings.amqp_url = Some(secrecy::SecretString::from(format!(
+            "{scheme}://{user}:deaf@{host}"
+        )));
+        self.start_peer(settings, Some(recheck), None).await
+    }
+
+    async fn start_peer(
+        &self,
+        mut settings: Settings,
+        recheck: Option<Duration>,
+        feed_every: Option<Duration>,
+    ) -> Node {
         settings.public_url = Some(self.base.clone());
         Node::start(
             &settings,
@@ -780,7 +822,7 @@ impl TestApp {
                 danger_test_panic_on_register: None,
                 session_recheck: recheck,
                 erase_every: None,
-                feed_every: recheck,
+                feed_every,
             },
         )
         .await

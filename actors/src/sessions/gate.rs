@@ -3,35 +3,76 @@
 //!
 //! - A verified token is remembered (by its SHA-256, never the token itself) with its claims;
 //!   a hit re-checks only the times, which are all that can change for the same bytes.
-//! - A live session is believed for at most `live_for` (the fallback bound when a revocation
-//!   broadcast is lost), and never past its own idle or absolute expiry.
+//! - A live session is believed until its own idle or absolute expiry while the outbox feed
+//!   is current (it caught up within `live_for`): every revocation committed before its last
+//!   poll has been applied, so the belief costs no database read however many sessions there
+//!   are. While the feed lags (the database is slow or down), a belief lasts `live_for` from
+//!   the read that made it, as before the feed existed.
 //! - An ended session is final (nothing revives a revoked or expired session), and an "ended"
 //!   mark outranks a "live" one, so a read that raced a revocation cannot resurrect it.
 //!
 //! Revocations reach the gate three ways: the revoking handler marks its sessions after its
-//! commit (so that node refuses at once), and every node hears `session.revoked` from the bus
-//! (in-process in embedded mode, `keyward.broadcast` in distributed mode).
+//! commit (so that node refuses at once), every node hears `session.revoked` from the bus
+//! (in-process in embedded mode, `keyward.broadcast` in distributed mode), and every node reads
+//! it from the outbox feed (`caches::follow_outbox`) within a poll interval.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keyward_messages::access_token::{AccessClaims, ClientClaims};
+use keyward_messages::access_token::{AccessClaims, ClientClaims, Timed};
 use keyward_messages::{SessionId, UserId};
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
 /// Tokens remembered at once; beyond it the least useful are dropped (and re-verified).
-const TOKENS: usize = 16_384;
-/// Sessions remembered live, and ended, at once.
-const SESSIONS: usize = 65_536;
+/// About 150 bytes each with a few roles: 40 MB full.
+const TOKENS: usize = 262_144;
+/// Sessions remembered live, and ended, at once (under 100 bytes each).
+const SESSIONS: usize = 262_144;
+/// Users erased, whose sessions are refused whatever else the gate believes.
+const ERASED: usize = 16_384;
+
+/// What a user's verified access token says that a request needs: its claims without the
+/// strings nothing reads again, so a node can remember hundreds of thousands.
+#[derive(Clone, Debug)]
+pub struct UserToken {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub roles: Vec<String>,
+    exp: i64,
+    nbf: i64,
+}
+
+impl UserToken {
+    /// `None` when `sub` or `sid` is not an id.
+    pub fn of(c: &AccessClaims) -> Option<Self> {
+        Some(Self {
+            user_id: UserId::parse("sub", &c.sub).ok()?,
+            session_id: SessionId::parse("sid", &c.sid).ok()?,
+            roles: c.roles.clone(),
+            exp: c.exp,
+            nbf: c.nbf,
+        })
+    }
+}
+
+impl Timed for UserToken {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn nbf(&self) -> i64 {
+        self.nbf
+    }
+}
 
 #[derive(Clone, Copy)]
 struct Live {
     user_id: UserId,
     /// The session's own end: the sooner of its idle and absolute expiry.
     ends_at: DateTime<Utc>,
-    /// When this belief lapses and the database is asked again.
+    /// Without a current feed, when this belief lapses and the database is asked again.
     recheck_at: Instant,
 }
 
@@ -44,13 +85,18 @@ pub enum Liveness {
 }
 
 pub struct SessionGate {
-    tokens: Cache<[u8; 32], Arc<AccessClaims>>,
+    tokens: Cache<[u8; 32], Arc<UserToken>>,
     /// Service clients' tokens verified before (whether the client still exists is the
     /// access context's decision cache's to say).
     client_tokens: Cache<[u8; 32], Arc<ClientClaims>>,
     live: Cache<SessionId, Live>,
     ended: Cache<SessionId, ()>,
+    erased: Cache<UserId, ()>,
     live_for: Duration,
+    /// Since `started`, in nanoseconds: the start of the outbox feed's last poll after which
+    /// every invalidation it read was applied (0: never).
+    caught_up: AtomicU64,
+    started: Instant,
 }
 
 /// The key a token is remembered under.
@@ -66,17 +112,20 @@ impl SessionGate {
             client_tokens: Cache::new(1024),
             live: Cache::new(SESSIONS),
             ended: Cache::new(SESSIONS),
+            erased: Cache::new(ERASED),
             live_for,
+            caught_up: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
-    /// Claims of a token verified before, if remembered.
-    pub fn verified(&self, key: &[u8; 32]) -> Option<Arc<AccessClaims>> {
+    /// A token verified before, if remembered.
+    pub fn verified(&self, key: &[u8; 32]) -> Option<Arc<UserToken>> {
         self.tokens.get(key)
     }
 
-    pub fn remember_verified(&self, key: [u8; 32], claims: Arc<AccessClaims>) {
-        self.tokens.insert(key, claims);
+    pub fn remember_verified(&self, key: [u8; 32], token: Arc<UserToken>) {
+        self.tokens.insert(key, token);
     }
 
     /// A client's token verified before, if remembered.
@@ -90,7 +139,7 @@ impl SessionGate {
 
     /// Whether `session` of `user` is live at `now`, as far as the gate knows.
     pub fn liveness(&self, session: SessionId, user: UserId, now: DateTime<Utc>) -> Liveness {
-        if self.ended.get(&session).is_some() {
+        if self.ended.get(&session).is_some() || self.erased.get(&user).is_some() {
             return Liveness::Ended;
         }
         match self.live.get(&session) {
@@ -101,9 +150,21 @@ impl SessionGate {
                 self.live.remove(&session);
                 Liveness::Unknown
             }
-            Some(l) if Instant::now() < l.recheck_at => Liveness::Live,
+            Some(l) if self.feed_is_current() || Instant::now() < l.recheck_at => Liveness::Live,
             _ => Liveness::Unknown,
         }
+    }
+
+    /// The outbox feed applied, within `live_for`, everything committed before one of its
+    /// polls: a revocation this node has not applied is younger than `live_for`.
+    fn feed_is_current(&self) -> bool {
+        let at = self.caught_up.load(Ordering::Acquire);
+        at != 0 && self.nanos_since_start(Instant::now()).saturating_sub(at) < nanos(self.live_for)
+    }
+
+    fn nanos_since_start(&self, t: Instant) -> u64 {
+        // Never 0, which means "never caught up".
+        nanos(t.saturating_duration_since(self.started)).max(1)
     }
 
     /// The database says `session` of `user` is live until `ends_at`.
@@ -135,16 +196,33 @@ impl SessionGate {
     }
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl crate::caches::NodeCache for SessionGate {
     fn apply(&self, env: &keyward_messages::events::Envelope) {
         use keyward_messages::events::{DomainEvent, Outgoing};
-        if let Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) = env.decode() {
-            self.ended(session_id);
+        match env.decode() {
+            Ok(Outgoing::Event(DomainEvent::SessionRevoked { session_id, .. })) => {
+                self.ended(session_id);
+            }
+            // Its sessions ended with their own messages when the deletion was asked for;
+            // this covers a session opened in between that the erasure removed.
+            Ok(Outgoing::Event(DomainEvent::UserDeleted { user_id })) => {
+                self.erased.insert(user_id, ());
+            }
+            _ => {}
         }
     }
 
     fn forget_beliefs(&self) {
         self.forget_live();
+    }
+
+    fn caught_up(&self, poll_started: Instant) {
+        self.caught_up
+            .fetch_max(self.nanos_since_start(poll_started), Ordering::AcqRel);
     }
 }
 
@@ -191,6 +269,45 @@ mod tests {
         let later = now + chrono::Duration::seconds(5);
         assert_eq!(gate.liveness(s, u, later), Liveness::Unknown);
         assert_eq!(gate.liveness(s, u, now), Liveness::Unknown);
+    }
+
+    #[test]
+    fn a_current_feed_keeps_a_live_belief_until_the_session_ends_and_a_lagging_one_does_not() {
+        use crate::caches::NodeCache;
+        let live_for = Duration::from_millis(40);
+        let gate = SessionGate::new(live_for);
+        let (s, u) = ids();
+        let now = Utc::now();
+        gate.remember_live(s, u, now + chrono::Duration::hours(1));
+        std::thread::sleep(live_for * 2);
+        // The read is older than `live_for` and the feed never caught up: ask again.
+        assert_eq!(gate.liveness(s, u, now), Liveness::Unknown);
+        gate.caught_up(Instant::now());
+        assert_eq!(gate.liveness(s, u, now), Liveness::Live);
+        // The feed stopped catching up (the database is slow or gone): the belief lapses.
+        std::thread::sleep(live_for * 2);
+        assert_eq!(gate.liveness(s, u, now), Liveness::Unknown);
+        // A poll that started before an older one finished moves nothing back.
+        gate.caught_up(Instant::now());
+        gate.caught_up(Instant::now() - live_for * 4);
+        assert_eq!(gate.liveness(s, u, now), Liveness::Live);
+        assert_eq!(
+            gate.liveness(s, u, now + chrono::Duration::hours(1)),
+            Liveness::Unknown
+        );
+    }
+
+    #[test]
+    fn an_erased_users_sessions_are_refused() {
+        use crate::caches::NodeCache;
+        use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
+        let gate = SessionGate::new(Duration::from_secs(60));
+        let (s, u) = ids();
+        let now = Utc::now();
+        gate.remember_live(s, u, now + chrono::Duration::hours(1));
+        let erased = Outgoing::Event(DomainEvent::UserDeleted { user_id: u });
+        gate.apply(&Envelope::new(Uuid::now_v7(), now, None, &erased));
+        assert_eq!(gate.liveness(s, u, now), Liveness::Ended);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
 use keyward_messages::{codes, CommandError, RequestMeta, SessionId, UserId};
 use secrecy::ExposeSecret;
 
-use super::gate::{token_key, Liveness};
+use super::gate::{token_key, Liveness, UserToken};
 use super::issue::pair;
 use super::Sessions;
 use super::SessionsDeps as Deps;
@@ -77,10 +77,12 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
         now.timestamp(),
         |k| deps.gate.verified(k),
         |k, c| deps.gate.remember_verified(k, c),
-        |t, k, i, a, n| access_token::verify(t, k, i, a, n),
+        |t, k, i, a, n| {
+            let c = access_token::verify(t, k, i, a, n)?;
+            UserToken::of(&c).ok_or(access_token::Refusal::Malformed)
+        },
     )?;
-    let user_id = UserId::parse("sub", &c.sub).map_err(|_| bad_token("sub"))?;
-    let session_id = SessionId::parse("sid", &c.sid).map_err(|_| bad_token("sid"))?;
+    let (user_id, session_id) = (c.user_id, c.session_id);
     let principal = || Principal {
         user_id,
         session_id,
