@@ -3,6 +3,7 @@
 //! them. Each cache says what a message means to it through [`NodeCache`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,45 @@ pub trait NodeCache: Send + Sync {
     /// Every invalidation committed before `poll_started` has been applied (the outbox feed
     /// caught up).
     fn caught_up(&self, _poll_started: Instant) {}
+}
+
+/// When the outbox feed last caught up, as a cache keeps it: a cache whose every change comes
+/// with an invalidating message may believe what it holds for as long as the feed is current.
+pub struct FeedMark {
+    /// Nanoseconds from `origin` to the start of the last poll that caught up (0: never).
+    at: AtomicU64,
+    origin: Instant,
+}
+
+impl Default for FeedMark {
+    fn default() -> Self {
+        Self {
+            at: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl FeedMark {
+    fn nanos(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.origin).as_nanos();
+        // Never 0, which means "never caught up".
+        u64::try_from(d).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// A poll that started at `poll_started` caught up; an older one moves nothing back.
+    pub fn caught_up(&self, poll_started: Instant) {
+        self.at
+            .fetch_max(self.nanos(poll_started), Ordering::AcqRel);
+    }
+
+    /// The feed caught up less than `bound` ago: every invalidation committed more than
+    /// `bound` ago has been applied.
+    pub fn current_within(&self, bound: Duration) -> bool {
+        let at = self.at.load(Ordering::Acquire);
+        let bound = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        at != 0 && self.nanos(Instant::now()).saturating_sub(at) < bound
+    }
 }
 
 /// Every cache of a node, as the bus sees them.

@@ -3,8 +3,10 @@
 //! A profile changes only through a handful of writes (the email becoming verified, a password
 //! reset, a profile edit, an erasure); each forgets the user's entry after its commit on the
 //! node that made it, and every node forgets it on the event (`user.email_verified`,
-//! `user.password_changed`, `profile.updated`, `user.deleted`) from the bus. An entry is re-read after [`PROFILE_RECHECK`] in
-//! any case, which bounds staleness should a broadcast be lost.
+//! `user.password_changed`, `profile.updated`, `user.deleted`) from the bus and from the
+//! outbox feed. While the feed is current (it caught up within [`FEED_BOUND`]) an entry is
+//! believed; otherwise it is re-read after [`PROFILE_RECHECK`], which bounds staleness should
+//! every message be lost.
 //!
 //! A read that raced a change must not store what it read: every forget bumps an epoch, and a
 //! reader stores only if the epoch it saw before reading is still current.
@@ -19,12 +21,16 @@ use quick_cache::sync::Cache;
 
 /// How long a profile is served from memory before it is read again.
 pub const PROFILE_RECHECK: Duration = Duration::from_secs(30);
-const PROFILES: usize = 16_384;
+/// A change reaches every node's profile within this, through the outbox feed.
+const FEED_BOUND: Duration = Duration::from_secs(1);
+/// Profiles remembered at once (about 1 KB each).
+const PROFILES: usize = 65_536;
 
 pub struct ProfileCache {
     entries: Cache<UserId, (Arc<UserView>, Instant)>,
     epoch: AtomicU64,
     recheck: Duration,
+    feed: crate::caches::FeedMark,
 }
 
 impl ProfileCache {
@@ -33,12 +39,17 @@ impl ProfileCache {
             entries: Cache::new(PROFILES),
             epoch: AtomicU64::new(0),
             recheck,
+            feed: crate::caches::FeedMark::default(),
         }
     }
 
     pub fn get(&self, user: UserId) -> Option<Arc<UserView>> {
         match self.entries.get(&user) {
-            Some((view, recheck_at)) if Instant::now() < recheck_at => Some(view),
+            Some((view, recheck_at))
+                if Instant::now() < recheck_at || self.feed.current_within(FEED_BOUND) =>
+            {
+                Some(view)
+            }
             _ => None,
         }
     }
@@ -91,6 +102,10 @@ impl crate::caches::NodeCache for ProfileCache {
 
     fn forget_beliefs(&self) {
         self.forget_all();
+    }
+
+    fn caught_up(&self, poll_started: Instant) {
+        self.feed.caught_up(poll_started);
     }
 }
 

@@ -16,7 +16,6 @@
 //! (in-process in embedded mode, `keyward.broadcast` in distributed mode), and every node reads
 //! it from the outbox feed (`caches::follow_outbox`) within a poll interval.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,10 +92,7 @@ pub struct SessionGate {
     ended: Cache<SessionId, ()>,
     erased: Cache<UserId, ()>,
     live_for: Duration,
-    /// Since `started`, in nanoseconds: the start of the outbox feed's last poll after which
-    /// every invalidation it read was applied (0: never).
-    caught_up: AtomicU64,
-    started: Instant,
+    feed: crate::caches::FeedMark,
 }
 
 /// The key a token is remembered under.
@@ -114,8 +110,7 @@ impl SessionGate {
             ended: Cache::new(SESSIONS),
             erased: Cache::new(ERASED),
             live_for,
-            caught_up: AtomicU64::new(0),
-            started: Instant::now(),
+            feed: crate::caches::FeedMark::default(),
         }
     }
 
@@ -150,21 +145,11 @@ impl SessionGate {
                 self.live.remove(&session);
                 Liveness::Unknown
             }
-            Some(l) if self.feed_is_current() || Instant::now() < l.recheck_at => Liveness::Live,
+            Some(l) if self.feed.current_within(self.live_for) || Instant::now() < l.recheck_at => {
+                Liveness::Live
+            }
             _ => Liveness::Unknown,
         }
-    }
-
-    /// The outbox feed applied, within `live_for`, everything committed before one of its
-    /// polls: a revocation this node has not applied is younger than `live_for`.
-    fn feed_is_current(&self) -> bool {
-        let at = self.caught_up.load(Ordering::Acquire);
-        at != 0 && self.nanos_since_start(Instant::now()).saturating_sub(at) < nanos(self.live_for)
-    }
-
-    fn nanos_since_start(&self, t: Instant) -> u64 {
-        // Never 0, which means "never caught up".
-        nanos(t.saturating_duration_since(self.started)).max(1)
     }
 
     /// The database says `session` of `user` is live until `ends_at`.
@@ -196,10 +181,6 @@ impl SessionGate {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl crate::caches::NodeCache for SessionGate {
     fn apply(&self, env: &keyward_messages::events::Envelope) {
         use keyward_messages::events::{DomainEvent, Outgoing};
@@ -221,8 +202,7 @@ impl crate::caches::NodeCache for SessionGate {
     }
 
     fn caught_up(&self, poll_started: Instant) {
-        self.caught_up
-            .fetch_max(self.nanos_since_start(poll_started), Ordering::AcqRel);
+        self.feed.caught_up(poll_started);
     }
 }
 

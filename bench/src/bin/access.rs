@@ -12,20 +12,19 @@ mod load;
 #[path = "../procs.rs"]
 #[allow(dead_code)]
 mod procs;
+#[path = "../seed.rs"]
+mod seed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use base64::Engine as _;
 use clap::Parser;
-use keyward_messages::{Email, UserId};
-use keyward_storage::{NewUser, Store};
+use keyward_storage::Store;
 use load::{Outcome, Step};
+use seed::{client, load_users, status, sub_of, tokens, PASSWORD};
 use serde_json::{json, Value};
-
-const PASSWORD: &str = "bench passphrase 7 correct horse";
 
 #[derive(Parser)]
 #[command(about = "Access benchmark: forward-auth ?permission= and the check API")]
@@ -51,163 +50,6 @@ struct Args {
     revocations: usize,
 }
 
-fn cheap_env(args: &Args) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("KEYWARD_ACCESS__PRESET".to_owned(), "events".to_owned()),
-        (
-            "KEYWARD_ACCESS__DEFAULT_ROLES".to_owned(),
-            "attendee".to_owned(),
-        ),
-        (
-            "KEYWARD_PASSWORDS__ARGON2_MEMORY_KIB".to_owned(),
-            "64".to_owned(),
-        ),
-        (
-            "KEYWARD_PASSWORDS__ARGON2_ITERATIONS".to_owned(),
-            "1".to_owned(),
-        ),
-        (
-            "KEYWARD_PASSWORDS__ARGON2_PARALLELISM".to_owned(),
-            "1".to_owned(),
-        ),
-        // NOTE: logins of thousands of users from one address would be throttled otherwise.
-        (
-            "KEYWARD_THROTTLE__IP_MAX_FAILURES".to_owned(),
-            "1000000".to_owned(),
-        ),
-        (
-            "KEYWARD_MASTER_KEY".to_owned(),
-            base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-        ),
-    ];
-    if let Some(url) = &args.database_url {
-        env.push(("KEYWARD_DATABASE_URL".to_owned(), url.clone()));
-    }
-    if let Some(url) = &args.amqp_url {
-        env.push(("KEYWARD_AMQP_URL".to_owned(), url.clone()));
-    }
-    env
-}
-
-fn phc(password: &str) -> anyhow::Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let params = Params::new(64, 1, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let salt =
-        SaltString::from_b64("YmVuY2hzYWx0YmVuY2hzYWx0").map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_string())
-}
-
-/// Writes `n` verified users with roles (attendee; every other one organizer too).
-async fn load_users(store: &Store, n: usize) -> anyhow::Result<Vec<String>> {
-    let hash = phc(PASSWORD)?;
-    let now = chrono::Utc::now();
-    let mut emails = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let tx = store.begin().await?;
-        for &i in chunk {
-            let email = format!("user{i}@bench.test");
-            let id = UserId::new();
-            tx.users()
-                .insert(NewUser {
-                    id,
-                    email: Email::parse("email", &email).map_err(|e| anyhow::anyhow!("{e:?}"))?,
-                    username: None,
-                    password_hash: hash.clone(),
-                    email_verified: true,
-                    locale: "en".into(),
-                    now,
-                })
-                .await?;
-            tx.access().grant(id, "attendee", now).await?;
-            if i % 2 == 0 {
-                tx.access().grant(id, "organizer", now).await?;
-            }
-            emails.push(email);
-        }
-        tx.commit().await?;
-    }
-    Ok(emails)
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default()
-}
-
-fn sub_of(token: &str) -> String {
-    let payload = token.split('.').nth(1).unwrap_or_default();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap_or_default();
-    serde_json::from_slice::<Value>(&raw)
-        .ok()
-        .and_then(|v| v["sub"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// Logs every user in (8 at a time); their access tokens, in order.
-async fn tokens(c: &reqwest::Client, base: &str, emails: &[String]) -> anyhow::Result<Vec<String>> {
-    let emails = Arc::new(emails.to_vec());
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let out = Arc::new(std::sync::Mutex::new(vec![String::new(); emails.len()]));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (c, base, emails, next, out) = (
-                c.clone(),
-                base.to_owned(),
-                emails.clone(),
-                next.clone(),
-                out.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= emails.len() {
-                        return Ok::<(), anyhow::Error>(());
-                    }
-                    // A shed login (503) is retried, as a client told to retry would.
-                    let mut tries = 0;
-                    let r: Value = loop {
-                        let r = c
-                            .post(format!("{base}/v1/auth/login"))
-                            .json(&json!({"login": emails[i], "password": PASSWORD}))
-                            .send()
-                            .await?;
-                        if r.status().as_u16() != 503 || tries > 50 {
-                            break r.json().await?;
-                        }
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    };
-                    let t = r["access_token"]
-                        .as_str()
-                        .context("login failed")?
-                        .to_owned();
-                    if let Ok(mut o) = out.lock() {
-                        o[i] = t;
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    let v = out.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    Ok(v)
-}
-
-async fn status(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> {
-    Some(r.ok()?.status().as_u16())
-}
-
 /// A spread of `n` indexes: each worker walks its own stride, so consecutive requests carry
 /// other users' tokens.
 fn pick(n: usize, w: usize, i: u64) -> usize {
@@ -218,7 +60,7 @@ fn pick(n: usize, w: usize, i: u64) -> usize {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = procs::temp_dir("keyward-access-bench")?;
-    let env = cheap_env(&args);
+    let env = seed::cheap_env(args.database_url.as_deref(), args.amqp_url.as_deref());
     let (node, _) = procs::start_keyward(&args.keyward, &data, &env).await?;
     let base = node.base.clone();
     let url = args
@@ -235,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let c = client();
     let t = Instant::now();
-    let toks = Arc::new(tokens(&c, &base, &emails).await?);
+    let toks = Arc::new(tokens(&c, &base, &emails, 8).await?);
     let ids: Arc<Vec<String>> = Arc::new(toks.iter().map(|t| sub_of(t)).collect());
     eprintln!(
         "{} logins in {:.1} s",
@@ -244,47 +86,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // A service client with access:check, as a product's service would have.
-    let out = tokio::process::Command::new(&args.keyward)
-        .args([
-            "admin",
-            "create-client",
-            "--name",
-            "bench",
-            "--scope",
-            "access:check",
-        ])
-        .env("KEYWARD_DATA_DIR", &data)
-        .env("KEYWARD_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "create-client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
-    let t: Value = c
-        .post(format!("{base}/v1/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let client_token = Arc::new(
-        t["access_token"]
-            .as_str()
-            .context("client token")?
-            .to_owned(),
-    );
+    let client_token =
+        Arc::new(seed::client_token(&args.keyward, &data, &env, &c, &base, "access:check").await?);
 
     let n = toks.len();
     let secs = Duration::from_secs(args.seconds);
