@@ -36,5 +36,5 @@ pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
 pub use profiles::{ProfileRecord, Profiles};
 pub use sessions::{RefreshTokenRecord, SessionRecord, Sessions};
-pub use store::{Store, Tx};
+pub use store::{Reads, Store, Tx};
 pub use throttle::LoginFailures;

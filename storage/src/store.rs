@@ -21,8 +21,8 @@ use crate::{
 /// Key of the PostgreSQL advisory lock taken while migrating.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
 
-/// Read-only connections for profile searches on a SQLite file (see `Store::connect`).
-const SQLITE_SEARCH_READERS: u32 = 4;
+/// Read-only connections for reads beside the writer on a SQLite file (see `Store::connect`).
+const SQLITE_READERS: u32 = 4;
 
 /// Bytes of the SQLite file each search connection maps (SQLite caps it at its own limit).
 const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
@@ -37,6 +37,42 @@ pub struct Store {
     // NOTE: the profile search's in-memory typo index lives with the pool it is built from,
     // so that every clone of the store and every transaction shares one (see `search::typo`).
     typo: TypoIndex,
+    reads: Reads,
+}
+
+/// The repositories over connections that only read and may run beside the writer: on a
+/// SQLite file, the read-only pool (WAL readers see every write committed before their
+/// statement starts, so a read after a commit sees it); elsewhere the pool itself. For hot
+/// reads outside a unit of work (a session's liveness, a profile, a user's grants), which on
+/// the one SQLite connection would queue behind every write.
+#[derive(Clone, Debug)]
+pub struct Reads {
+    db: DatabaseConnection,
+    typo: TypoIndex,
+}
+
+impl Reads {
+    fn search_reader(&self) -> Option<&DatabaseConnection> {
+        None
+    }
+}
+
+/// A pool of [`SQLITE_READERS`] read-only connections to a SQLite file, mapping up to `mmap`
+/// bytes of it each.
+async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
+    let mut ro = ConnectOptions::new(url.to_owned());
+    ro.max_connections(SQLITE_READERS)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            let o = o.read_only(true);
+            match mmap {
+                Some(bytes) => o.pragma("mmap_size", bytes.to_string()),
+                None => o,
+            }
+        });
+    Ok(Database::connect(ro).await?)
 }
 
 impl Store {
@@ -53,6 +89,7 @@ impl Store {
             .sqlx_logging(false);
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
+        let mut reads = db.clone();
         if sqlite {
             let mode = db
                 .query_one_raw(Statement::from_string(
@@ -69,23 +106,22 @@ impl Store {
             // snapshot. An in-memory database (tests) has no WAL and no other connection
             // sees it: there searches stay on the writer.
             if mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
-                let mut ro = ConnectOptions::new(url.to_owned());
-                ro.max_connections(SQLITE_SEARCH_READERS)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .sqlx_logging(false)
-                    // NOTE: each connection's page cache is 2 MiB by default, so at a million
-                    // profiles most B-tree pages a search touches came by a read(2) and a
-                    // copy; mapped, they are read in place from the OS page cache.
-                    .map_sqlx_sqlite_opts(|o| {
-                        o.read_only(true)
-                            .pragma("mmap_size", SQLITE_SEARCH_MMAP.to_string())
-                    });
-                search_reads = Database::connect(ro).await?;
+                // NOTE: each connection's page cache is 2 MiB by default, so at a million
+                // profiles most B-tree pages a search touches came by a read(2) and a copy;
+                // mapped, they are read in place from the OS page cache. Other reads touch
+                // few pages each and keep the default: a mapped page counts in the
+                // process's RSS once per connection that touched it.
+                search_reads = read_only(url, Some(SQLITE_SEARCH_MMAP)).await?;
+                reads = read_only(url, None).await?;
             }
         }
+        let typo = TypoIndex::new(search_reads.clone());
         Ok(Self {
-            typo: TypoIndex::new(search_reads.clone()),
+            reads: Reads {
+                db: reads,
+                typo: typo.clone(),
+            },
+            typo,
             search_reads,
             db,
         })
@@ -148,6 +184,11 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// See [`Reads`].
+    pub fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     /// Where `search_index().search` reads, when not on `db`.
@@ -242,6 +283,7 @@ macro_rules! repositories {
 
 repositories!(Store, DatabaseConnection, db);
 repositories!(Tx, DatabaseTransaction, tx);
+repositories!(Reads, DatabaseConnection, db);
 
 #[cfg(test)]
 mod tests {

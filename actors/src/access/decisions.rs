@@ -81,9 +81,9 @@ impl Decisions {
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let record = store.users().by_id(user).await?;
+        let record = store.reads().users().by_id(user).await?;
         let roles = match &record {
-            Some(_) => store.users().roles_of(user).await?,
+            Some(_) => store.reads().users().roles_of(user).await?,
             None => Vec::new(),
         };
         let g = Arc::new(Grants {

@@ -71,9 +71,12 @@ fn own_view(
 }
 
 async fn load_own(deps: &Deps, user: UserId, who: Audience) -> Result<UserView, HandlerError> {
-    let u = deps.store.users().by_id(user).await?.ok_or_else(gone)?;
-    let p = profile_of(deps, user).await?;
-    let roles = deps.store.users().roles_of(user).await?;
+    let reads = deps.store.reads();
+    let u = reads.users().by_id(user).await?.ok_or_else(gone)?;
+    let p = reads.profiles().get(user).await?.unwrap_or_else(|| {
+        ProfileRecord::empty(user, deps.policy.default_visibility, (deps.clock)())
+    });
+    let roles = reads.users().roles_of(user).await?;
     Ok(own_view(deps, &u, &p, roles, who))
 }
 

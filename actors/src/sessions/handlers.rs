@@ -93,7 +93,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
         Liveness::Ended => return Err(HandlerError::from(bad_token("session ended"))),
         Liveness::Unknown => {}
     }
-    let session = deps.store.sessions().by_id(session_id).await?;
+    let session = deps.store.reads().sessions().by_id(session_id).await?;
     match session {
         Some(s) if s.user_id == user_id && s.is_live(now) => {
             let ends_at = s.idle_expires_at.min(s.expires_at);
