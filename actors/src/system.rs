@@ -271,11 +271,17 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         metrics: metrics.clone(),
     });
     let index = ProfileIndex::from_settings(settings);
+    let rotator = crate::sessions::rotation::Rotator::start(
+        store.clone(),
+        clock.clone(),
+        tokens.refresh_idle,
+    );
     let sessions = Arc::new(SessionsDeps {
         index,
         store: store.clone(),
         keys,
         clock: clock.clone(),
+        rotator,
         tokens,
         refresh_secret: derive_key(&master, "refresh-successor"),
         outbox: outbox.clone(),

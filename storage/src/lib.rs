@@ -35,6 +35,6 @@ pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
 pub use profiles::{ProfileRecord, Profiles};
-pub use sessions::{RefreshTokenRecord, SessionRecord, Sessions};
+pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
 pub use store::{Reads, Store, Tx};
 pub use throttle::LoginFailures;

@@ -184,21 +184,21 @@ async fn refresh(
     presented: String,
 ) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
-    let rec = deps
-        .store
+    // NOTE: reads beside the writer; the rotation itself decides races (a token is marked
+    // rotated once, whatever an earlier read said).
+    let reads = deps.store.reads();
+    let rec = reads
         .sessions()
         .refresh_token_by_hash(&sha256_hex(&presented))
         .await?
         .ok_or_else(bad_refresh)?;
-    let session = deps
-        .store
+    let session = reads
         .sessions()
         .by_id(rec.session_id)
         .await?
         .filter(|s| s.is_live(now))
         .ok_or_else(bad_refresh)?;
-    let user = deps
-        .store
+    let user = reads
         .users()
         .by_id(session.user_id)
         .await?
@@ -211,17 +211,15 @@ async fn refresh(
     let rotated_at = match rec.rotated_at {
         Some(t) => Some(t),
         None => {
-            let tx = deps.store.begin().await?;
-            if tx.sessions().mark_rotated(rec.id, now).await? {
-                tx.sessions()
-                    .insert_refresh_token(session.id, &sha256_hex(&successor), now)
-                    .await?;
-                let idle = (now + deps.tokens.refresh_idle).min(session.expires_at);
-                tx.sessions().touch(session.id, now, idle).await?;
-                tx.commit().await?;
+            let rotation = keyward_storage::Rotation {
+                token_id: rec.id,
+                session_id: session.id,
+                successor_hash: sha256_hex(&successor),
+            };
+            if let Some(at) = deps.rotator.rotate(rotation).await? {
                 let mut s = session.clone();
-                s.idle_expires_at = idle;
-                let roles = deps.store.users().roles_of(user.id).await?;
+                s.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
+                let roles = reads.users().roles_of(user.id).await?;
                 return Ok(pair(&deps, &user, &roles, &s, successor, now)?);
             }
             // Another request rotated it between our read and our update.

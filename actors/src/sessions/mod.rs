@@ -10,6 +10,7 @@ pub mod gate;
 mod handlers;
 mod issue;
 pub mod policy;
+pub mod rotation;
 
 use std::sync::Arc;
 
@@ -53,6 +54,8 @@ pub struct SessionsDeps {
     pub refresh_secret: [u8; 32],
     pub outbox: OutboxWriter,
     pub gate: Arc<SessionGate>,
+    /// Group commit of refresh-token rotations.
+    pub rotator: rotation::Rotator,
     /// Whether a service client still exists, for its tokens.
     pub decisions: Arc<crate::access::Decisions>,
     pub metrics: Metrics,

@@ -39,6 +39,16 @@ impl SessionRecord {
 }
 
 /// One refresh token of a session's family; only its SHA-256 is stored.
+/// One rotation of a group commit ([`Sessions::rotate_many`]).
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    /// The refresh token presented.
+    pub token_id: Uuid,
+    pub session_id: SessionId,
+    /// SHA-256 of its successor.
+    pub successor_hash: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct RefreshTokenRecord {
     pub id: Uuid,

@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{refresh_token, session};
-use super::{RefreshTokenRecord, SessionRecord};
+use super::{RefreshTokenRecord, Rotation, SessionRecord};
 use crate::Result;
 
 /// The sessions context's repository, over the pool (`store.sessions()`) or a transaction
@@ -174,6 +174,76 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             .one(self.0)
             .await?
             .map(refresh_record))
+    }
+
+    /// Group commit of rotations, inside the caller's transaction: marks each presented token
+    /// not rotated yet, adds the successors of those it marked, and records the use of their
+    /// sessions (idle expiry moved to `idle_cap`, or the session's absolute expiry if sooner).
+    /// Returns the tokens it marked; any other was rotated before (the caller takes the grace
+    /// or reuse path for it). Three statements however many rotations.
+    pub async fn rotate_many(
+        &self,
+        rotations: &[Rotation],
+        now: DateTime<Utc>,
+        idle_cap: DateTime<Utc>,
+    ) -> Result<std::collections::HashSet<Uuid>> {
+        use sea_orm::sea_query::{ExprTrait, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+        if rotations.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut mark = Query::update();
+        mark.table(refresh_token::Entity)
+            .value(refresh_token::Column::RotatedAt, now)
+            .and_where(
+                Expr::col(refresh_token::Column::Id).is_in(rotations.iter().map(|r| r.token_id)),
+            )
+            .and_where(Expr::col(refresh_token::Column::RotatedAt).is_null())
+            .returning_col(refresh_token::Column::Id);
+        let backend = self.0.get_database_backend();
+        let (sql, values) = match backend {
+            sea_orm::DbBackend::Postgres => mark.build(PostgresQueryBuilder),
+            _ => mark.build(SqliteQueryBuilder),
+        };
+        let rows = self
+            .0
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await?;
+        let mut marked = std::collections::HashSet::with_capacity(rows.len());
+        for r in &rows {
+            marked.insert(r.try_get::<Uuid>("", "id")?);
+        }
+        let mut sessions = Vec::with_capacity(marked.len());
+        let mut successors = Vec::with_capacity(marked.len());
+        for r in rotations.iter().filter(|r| marked.contains(&r.token_id)) {
+            sessions.push(r.session_id.0);
+            successors.push(refresh_token::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                session_id: Set(r.session_id.0),
+                token_hash: Set(r.successor_hash.clone()),
+                created_at: Set(now),
+                rotated_at: Set(None),
+            });
+        }
+        if successors.is_empty() {
+            return Ok(marked);
+        }
+        refresh_token::Entity::insert_many(successors)
+            .exec(self.0)
+            .await?;
+        let idle = Expr::case(
+            Expr::col(session::Column::ExpiresAt).lt(idle_cap),
+            Expr::col(session::Column::ExpiresAt),
+        )
+        .finally(Expr::value(idle_cap));
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .col_expr(session::Column::IdleExpiresAt, idle.into())
+            .filter(session::Column::Id.is_in(sessions))
+            .exec(self.0)
+            .await?;
+        Ok(marked)
     }
 
     /// Marks a refresh token rotated; false when another request rotated it first (the caller

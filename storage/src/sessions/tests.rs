@@ -172,6 +172,87 @@ async fn a_rotated_refresh_token_cannot_be_rotated_again() {
     assert_eq!(token.unwrap().rotated_at, Some(at(2)));
 }
 
+/// Group commit: only tokens not rotated before are marked and get a successor, and their
+/// sessions' idle expiry moves to the cap or the session's own end, whichever is sooner.
+#[tokio::test]
+async fn a_group_of_rotations_marks_only_unrotated_tokens_and_moves_their_sessions() {
+    let db = test_db().await;
+    let (a, b, c) = (
+        session(UserId::new(), 0),
+        session(UserId::new(), 0),
+        session(UserId::new(), 0),
+    );
+    // `b` ends sooner than the idle cap below.
+    let b = SessionRecord {
+        expires_at: at(150),
+        ..b
+    };
+    for s in [&a, &b, &c] {
+        insert(&db, s).await;
+    }
+    let mut tokens = Vec::new();
+    for (s, h) in [(&a, "ha"), (&b, "hb"), (&c, "hc")] {
+        db.sessions()
+            .insert_refresh_token(s.id, h, at(1))
+            .await
+            .unwrap();
+        tokens.push(
+            db.sessions()
+                .refresh_token_by_hash(h)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(db
+        .sessions()
+        .mark_rotated(tokens[2].id, at(2))
+        .await
+        .unwrap());
+    let rotation = |i: usize, s: &SessionRecord| super::Rotation {
+        token_id: tokens[i].id,
+        session_id: s.id,
+        successor_hash: format!("next{i}"),
+    };
+    let tx = db.begin().await.unwrap();
+    let marked = tx
+        .sessions()
+        .rotate_many(
+            &[rotation(0, &a), rotation(1, &b), rotation(2, &c)],
+            at(10),
+            at(200),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(marked, [tokens[0].id, tokens[1].id].into_iter().collect());
+    let db = &db;
+    let next =
+        |h: &'static str| async move { db.sessions().refresh_token_by_hash(h).await.unwrap() };
+    assert_eq!(next("next0").await.map(|t| t.session_id), Some(a.id));
+    assert_eq!(next("next1").await.map(|t| t.session_id), Some(b.id));
+    assert!(
+        next("next2").await.is_none(),
+        "a rotated token gets no second successor"
+    );
+    for (s, idle, used) in [
+        (&a, at(200), at(10)),
+        (&b, at(150), at(10)),
+        (&c, at(100), at(0)),
+    ] {
+        let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+        assert_eq!((back.idle_expires_at, back.last_used_at), (idle, used));
+    }
+    let again = db.begin().await.unwrap();
+    assert!(again
+        .sessions()
+        .rotate_many(&[rotation(0, &a)], at(11), at(300))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 #[tokio::test]
 async fn a_refresh_token_hash_is_unique_and_an_unknown_one_finds_nothing() {
     let db = test_db().await;
