@@ -110,16 +110,19 @@ pub fn sub_of(token: &str) -> String {
 }
 
 /// Logs in once per entry of `logins` (an email may repeat: one session each), `parallel` at
-/// a time; the access tokens, in order.
+/// a time; each session's access and refresh token, in order.
 pub async fn tokens(
     c: &reqwest::Client,
     base: &str,
     logins: &[String],
     parallel: usize,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<(String, String)>> {
     let logins = Arc::new(logins.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let out = Arc::new(Mutex::new(vec![String::new(); logins.len()]));
+    let out = Arc::new(Mutex::new(vec![
+        (String::new(), String::new());
+        logins.len()
+    ]));
     let tasks: Vec<_> = (0..parallel)
         .map(|_| {
             let (c, base, logins, next, out) = (
@@ -149,10 +152,9 @@ pub async fn tokens(
                         tries += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     };
-                    let t = r["access_token"]
-                        .as_str()
-                        .context("login failed")?
-                        .to_owned();
+                    let token =
+                        |name: &str| r[name].as_str().map(str::to_owned).context("login failed");
+                    let t = (token("access_token")?, token("refresh_token")?);
                     if let Ok(mut o) = out.lock() {
                         o[i] = t;
                     }

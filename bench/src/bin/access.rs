@@ -77,7 +77,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let c = client();
     let t = Instant::now();
-    let toks = Arc::new(tokens(&c, &base, &emails, 8).await?);
+    let toks: Vec<String> = tokens(&c, &base, &emails, 8)
+        .await?
+        .into_iter()
+        .map(|(access, _)| access)
+        .collect();
+    let toks = Arc::new(toks);
     let ids: Arc<Vec<String>> = Arc::new(toks.iter().map(|t| sub_of(t)).collect());
     eprintln!(
         "{} logins in {:.1} s",

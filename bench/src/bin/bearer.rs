@@ -9,6 +9,8 @@
 //! each, as a phone and a laptop would hold); the sessions are opened by logging in through
 //! HTTP.
 
+#[path = "../ceilings.rs"]
+mod ceilings;
 #[path = "../load.rs"]
 #[allow(dead_code)]
 mod load;
@@ -128,6 +130,8 @@ struct Sized {
     sessions: usize,
     outcomes: Vec<Outcome>,
     rss_mib: (f64, f64),
+    /// Rotations per second of group commit alone on the node's database.
+    rotation_bound: f64,
 }
 
 /// Sends `step(_, i)` once for each `i` below `n` (with [`Pick::Every`], every session or
@@ -239,8 +243,20 @@ async fn main() -> anyhow::Result<()> {
     }
     for r in &runs {
         println!(
-            "RSS with {} live sessions, after every scenario: {:.0} MiB (peak {:.0} MiB)",
+            "RSS with {} live sessions, after every bearer scenario: {:.0} MiB (peak {:.0} MiB)",
             r.sessions, r.rss_mib.0, r.rss_mib.1
+        );
+        let refresh = r
+            .outcomes
+            .iter()
+            .find(|o| o.scenario.starts_with("refresh"))
+            .map_or(0.0, |o| o.throughput);
+        println!(
+            "refresh with {} sessions: {refresh:.0} rotations/s; group commit of refresh's writes alone ({} per transaction) on the same database: {:.0}/s; ratio {:.2}",
+            r.sessions,
+            ceilings::ROTATION_BATCH,
+            r.rotation_bound,
+            refresh / r.rotation_bound.max(1e-9)
         );
     }
     Ok(())
@@ -278,7 +294,11 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let logins: Vec<String> = (0..n).map(|i| emails[i % users].clone()).collect();
     let c = client();
     let t = Instant::now();
-    let toks = Arc::new(tokens(&c, &base, &logins, 16).await?);
+    let (toks, refresh): (Vec<String>, Vec<String>) =
+        tokens(&c, &base, &logins, 16).await?.into_iter().unzip();
+    let toks = Arc::new(toks);
+    let refresh: Arc<Vec<tokio::sync::Mutex<String>>> =
+        Arc::new(refresh.into_iter().map(tokio::sync::Mutex::new).collect());
     eprintln!("{n} sessions opened in {:.1} s", t.elapsed().as_secs_f64());
     let mut ids: Vec<String> = toks.iter().take(users).map(|t| sub_of(t)).collect();
     ids.dedup();
@@ -378,6 +398,34 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     }
     let (rss, peak) = node.memory_kib().unwrap_or((0, 0));
 
+    // Every client refreshing at once (after a deploy or an outage): each request rotates
+    // another session's refresh token and keeps its successor for that session's next turn.
+    let rotate: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
+        let (c, b, refresh, pick) = (c.clone(), base.clone(), refresh.clone(), Pick::Uniform(n));
+        Arc::new(move |w, i| {
+            let (c, b, refresh) = (c.clone(), b.clone(), refresh.clone());
+            let k = pick.index(w, i);
+            Box::pin(async move {
+                let mut token = refresh[k].lock().await;
+                let r = c
+                    .post(format!("{b}/v1/auth/refresh"))
+                    .json(&json!({"refresh_token": *token}))
+                    .send()
+                    .await
+                    .ok()?;
+                let status = r.status().as_u16();
+                let v: serde_json::Value = r.json().await.ok()?;
+                if let Some(t) = v["refresh_token"].as_str() {
+                    *token = t.to_owned();
+                }
+                Some(status)
+            })
+        })
+    };
+    let scenario = format!("refresh, {n} sessions rotating their own tokens, uniform");
+    outcomes.push(load::run(&scenario, "keyward", conc, secs, rotate).await);
+    let bound = ceilings::batched_rotations(&url, Duration::from_secs(5)).await?;
+
     if let (Some(amqp), Some(ctl)) = (&args.amqp_url, &args.rabbitmqctl) {
         if Some(&n) == args.sessions.last() {
             revocations(args, &data, &env, &base, &c, &logins, amqp, ctl).await?;
@@ -389,6 +437,7 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
         sessions: n,
         outcomes,
         rss_mib: (rss as f64 / 1024.0, peak as f64 / 1024.0),
+        rotation_bound: bound,
     })
 }
 
