@@ -94,9 +94,9 @@ pub struct TokenSettings {
     pub verification_ttl_secs: u64,
     /// Password reset link lifetime; at least 1.
     pub reset_ttl_secs: u64,
-    /// A node believes a session it read as live for this long before reading it again;
-    /// 0..=1000. Revocations are broadcast at once; this bounds how stale a node can be when a
-    /// broadcast is lost, within the one second DESIGN promises.
+    /// The most a node may lag behind a revocation, 0..=1000: a session read as live is
+    /// believed until it ends while the outbox feed caught up within this, and for this long
+    /// from its own read otherwise. Within the one second DESIGN promises.
     pub session_recheck_ms: u64,
 }
 
