@@ -187,16 +187,11 @@ async fn refresh(
     // NOTE: reads beside the writer; the rotation itself decides races (a token is marked
     // rotated once, whatever an earlier read said).
     let reads = deps.store.reads();
-    let rec = reads
+    let (rec, session) = reads
         .sessions()
-        .refresh_token_by_hash(&sha256_hex(&presented))
+        .refresh_token_with_session(&sha256_hex(&presented))
         .await?
-        .ok_or_else(bad_refresh)?;
-    let session = reads
-        .sessions()
-        .by_id(rec.session_id)
-        .await?
-        .filter(|s| s.is_live(now))
+        .filter(|(_, s)| s.is_live(now))
         .ok_or_else(bad_refresh)?;
     let user = reads
         .users()
@@ -219,8 +214,8 @@ async fn refresh(
             if let Some(at) = deps.rotator.rotate(rotation).await? {
                 let mut s = session.clone();
                 s.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
-                let roles = reads.users().roles_of(user.id).await?;
-                return Ok(pair(&deps, &user, &roles, &s, successor, now)?);
+                let grants = deps.decisions.grants(&deps.store, user.id).await?;
+                return Ok(pair(&deps, &user, &grants.roles, &s, successor, now)?);
             }
             // Another request rotated it between our read and our update.
             Some(now)
@@ -241,8 +236,8 @@ async fn refresh(
                 .by_id(session.id)
                 .await?
                 .unwrap_or(session);
-            let roles = deps.store.users().roles_of(user.id).await?;
-            return Ok(pair(&deps, &user, &roles, &session, successor, now)?);
+            let grants = deps.decisions.grants(&deps.store, user.id).await?;
+            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now)?);
         }
     }
     tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; revoking the session");

@@ -50,7 +50,7 @@ struct Args {
     /// The Zipf exponent of the skewed scenarios.
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
-    /// PostgreSQL instead of SQLite (a database URL the node may use; emptied first).
+    /// PostgreSQL instead of SQLite: a URL that may create databases (each size gets one).
     #[arg(long)]
     database_url: Option<String>,
     /// With --database-url: RabbitMQ (distributed mode), and the revocation timing.
@@ -262,25 +262,30 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Empties the PostgreSQL database, so each size starts from nothing.
-async fn empty(url: &str) -> anyhow::Result<()> {
+/// A new database on the server of `admin` (a URL that may create databases), so each size
+/// starts from nothing; its URL.
+async fn fresh_database(admin: &str) -> anyhow::Result<String> {
     use sea_orm::{ConnectionTrait, Database};
-    let db = Database::connect(url).await?;
-    db.execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    let name = format!("keyward_bearer_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(admin).context("--database-url")?;
+    Database::connect(admin)
+        .await?
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await?;
-    Ok(())
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
 }
 
 async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let data = procs::temp_dir("keyward-bearer-bench")?;
-    if let Some(url) = &args.database_url {
-        empty(url).await?;
-    }
-    let env = seed::cheap_env(args.database_url.as_deref(), args.amqp_url.as_deref());
+    let database_url = match &args.database_url {
+        Some(admin) => Some(fresh_database(admin).await?),
+        None => None,
+    };
+    let env = seed::cheap_env(database_url.as_deref(), args.amqp_url.as_deref());
     let (node, _) = procs::start_keyward(&args.keyward, &data, &env).await?;
     let base = node.base.clone();
-    let url = args
-        .database_url
+    let url = database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/keyward.db?mode=rwc", data.display()));
     let store = Store::connect(&url).await?;

@@ -41,7 +41,20 @@ pub(super) mod refresh_token {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::session::Entity",
+            from = "Column::SessionId",
+            to = "super::session::Column::Id"
+        )]
+        Session,
+    }
+
+    impl Related<super::session::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Session.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

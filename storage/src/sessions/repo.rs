@@ -168,6 +168,19 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
         Ok(())
     }
 
+    /// A refresh token and its session, in one query (what a refresh reads first).
+    pub async fn refresh_token_with_session(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(RefreshTokenRecord, SessionRecord)>> {
+        Ok(refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .find_also_related(session::Entity)
+            .one(self.0)
+            .await?
+            .and_then(|(t, s)| Some((refresh_record(t), session_record(s?)))))
+    }
+
     pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshTokenRecord>> {
         Ok(refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(hash))
