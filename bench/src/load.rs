@@ -25,6 +25,57 @@ pub async fn back_off(wait: Duration) {
 /// What one request ended with: an HTTP status, or `None` when no answer came.
 pub type Step = Pin<Box<dyn Future<Output = Option<u16>> + Send>>;
 
+/// A scenario's request: `step(worker, iteration)`.
+pub type StepFn = Arc<dyn Fn(usize, u64) -> Step + Send + Sync>;
+
+/// The HTTP floor: `GET /bench/floor`, an unknown path through the same listener and
+/// middleware as every route; its 404 problem counts as served.
+pub fn floor(c: &reqwest::Client, base: &str) -> StepFn {
+    let (c, base) = (c.clone(), base.to_owned());
+    Arc::new(move |_, _| {
+        let (c, b) = (c.clone(), base.clone());
+        Box::pin(async move {
+            let s = c
+                .get(format!("{b}/bench/floor"))
+                .send()
+                .await
+                .ok()?
+                .status();
+            Some(if s.as_u16() == 404 { 200 } else { s.as_u16() })
+        })
+    })
+}
+
+/// `POST /v1/auth/refresh` with the token in slot `pick(worker, iteration)`, keeping its
+/// successor there for that slot's next turn.
+pub fn refresh(
+    c: &reqwest::Client,
+    base: &str,
+    tokens: Arc<Vec<tokio::sync::Mutex<String>>>,
+    pick: impl Fn(usize, u64) -> usize + Send + Sync + 'static,
+) -> StepFn {
+    let (c, base, pick) = (c.clone(), base.to_owned(), Arc::new(pick));
+    Arc::new(move |w, i| {
+        let (c, b, tokens, k) = (c.clone(), base.clone(), tokens.clone(), pick(w, i));
+        Box::pin(async move {
+            let mut token = tokens[k].lock().await;
+            let r = c
+                .post(format!("{b}/v1/auth/refresh"))
+                .json(&serde_json::json!({"refresh_token": *token}))
+                .send()
+                .await
+                .ok()?;
+            let status = r.status().as_u16();
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if let Some(t) = v["refresh_token"].as_str() {
+                    *token = t.to_owned();
+                }
+            }
+            Some(status)
+        })
+    })
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
     pub scenario: String,

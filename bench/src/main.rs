@@ -318,16 +318,7 @@ async fn keyward_side(args: &Args, report: &mut Report, mode: &Mode) -> anyhow::
     );
 
     let k = mode.target;
-    // HTTP floor: an unknown path through the same listener and middleware (404 problem).
-    let (cc, b) = (c.clone(), base.clone());
-    let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |_, _| {
-        let (c, b) = (cc.clone(), b.clone());
-        Box::pin(async move {
-            status_of(c.get(format!("{b}/bench/floor")).send().await)
-                .await
-                .map(|s| if s == 404 { 200 } else { s })
-        })
-    });
+    let floor = load::floor(&c, &base);
     report
         .outcomes
         .push(load::run("http floor", k, 8, secs, floor).await);
@@ -345,26 +336,7 @@ async fn keyward_side(args: &Args, report: &mut Report, mode: &Mode) -> anyhow::
             .push(load::run(name, k, 8, secs, step).await);
     }
 
-    let (cc, b, rt) = (c.clone(), base.clone(), refresh.clone());
-    let step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = Arc::new(move |w, _| {
-        let (c, b, rt) = (cc.clone(), b.clone(), rt.clone());
-        Box::pin(async move {
-            let mut token = rt[w].lock().await;
-            let r = c
-                .post(format!("{b}/v1/auth/refresh"))
-                .json(&json!({"refresh_token": *token}))
-                .send()
-                .await
-                .ok()?;
-            let status = r.status().as_u16();
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                if let Some(t) = v["refresh_token"].as_str() {
-                    *token = t.to_owned();
-                }
-            }
-            Some(status)
-        })
-    });
+    let step = load::refresh(&c, &base, refresh.clone(), |w, _| w);
     report
         .outcomes
         .push(load::run("refresh", k, 8, secs, step).await);

@@ -124,17 +124,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     for &conc in &args.concurrency {
-        let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
-            let (c, b) = (c.clone(), base.clone());
-            Arc::new(move |_, _| {
-                let (c, b) = (c.clone(), b.clone());
-                Box::pin(async move {
-                    status(c.get(format!("{b}/bench/floor")).send().await)
-                        .await
-                        .map(|s| if s == 404 { 200 } else { s })
-                })
-            })
-        };
+        let floor = load::floor(&c, &base);
         outcomes.push(load::run("http floor", "keyward", conc, secs, floor).await);
 
         let fa: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {

@@ -314,17 +314,7 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let secs = Duration::from_secs(args.seconds);
     let conc = args.concurrency;
     let mut outcomes = Vec::new();
-    let floor: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
-        let (c, b) = (c.clone(), base.clone());
-        Arc::new(move |_, _| {
-            let (c, b) = (c.clone(), b.clone());
-            Box::pin(async move {
-                status(c.get(format!("{b}/bench/floor")).send().await)
-                    .await
-                    .map(|s| if s == 404 { 200 } else { s })
-            })
-        })
-    };
+    let floor = load::floor(&c, &base);
     outcomes.push(load::run("http floor", "keyward", conc, secs, floor).await);
 
     let bearer =
@@ -405,28 +395,8 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
 
     // Every client refreshing at once (after a deploy or an outage): each request rotates
     // another session's refresh token and keeps its successor for that session's next turn.
-    let rotate: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
-        let (c, b, refresh, pick) = (c.clone(), base.clone(), refresh.clone(), Pick::Uniform(n));
-        Arc::new(move |w, i| {
-            let (c, b, refresh) = (c.clone(), b.clone(), refresh.clone());
-            let k = pick.index(w, i);
-            Box::pin(async move {
-                let mut token = refresh[k].lock().await;
-                let r = c
-                    .post(format!("{b}/v1/auth/refresh"))
-                    .json(&json!({"refresh_token": *token}))
-                    .send()
-                    .await
-                    .ok()?;
-                let status = r.status().as_u16();
-                let v: serde_json::Value = r.json().await.ok()?;
-                if let Some(t) = v["refresh_token"].as_str() {
-                    *token = t.to_owned();
-                }
-                Some(status)
-            })
-        })
-    };
+    let pick = Pick::Uniform(n);
+    let rotate = load::refresh(&c, &base, refresh.clone(), move |w, i| pick.index(w, i));
     let scenario = format!("refresh, {n} sessions rotating their own tokens, uniform");
     outcomes.push(load::run(&scenario, "keyward", conc, secs, rotate).await);
     let bound = ceilings::batched_rotations(&url, Duration::from_secs(5)).await?;
