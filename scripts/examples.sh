@@ -102,8 +102,9 @@ read -r base management issuer < <(sed -n \
   's/^keyward listening on \(http:[^ ]*\) (management \(http:[^,]*\), public URL \([^)]*\)).*/\1 \2 \3/p' \
   "$work/keyward.out")
 [ -n "${issuer:-}" ] || fail "cannot parse the listening line"
+# Ready with nothing degraded: connected to RabbitMQ, so its exchanges exist for the consumers.
 for i in $(seq 1 100); do
-  curl -sf "$management/readyz" >/dev/null && break
+  curl -sf "$management/readyz" | grep -q '"degraded":\[\]' && break
   [ "$i" = 100 ] && { curl -s "$management/readyz" >&2 || true; fail "/readyz did not answer 200"; }
   sleep 0.2
 done

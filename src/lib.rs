@@ -10,7 +10,7 @@ use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
 use keyward_gateway::{
-    AccessApi, AccountsApi, GatewayOptions, ProfilesApi, Recipients, SessionsApi,
+    AccessApi, AccountsApi, GatewayOptions, Probe, ProfilesApi, Recipients, SessionsApi,
 };
 
 /// A running node.
@@ -100,12 +100,19 @@ impl Node {
         let http_metrics = keyward_gateway::HttpMetrics::register(&registry)?;
         let public =
             keyward_gateway::public_server(public_listener, recipients, opts, http_metrics)?;
-        let mut probes = vec![("database".to_owned(), s.clone().recipient())];
+        // NOTE: readiness means "this node can serve its API". Without its database it cannot.
+        // Without RabbitMQ it can (events wait in the outbox), and without the avatar store
+        // all but avatar uploads work; both outages are shared by every node, and taking
+        // every node out of service at once would turn a degradation into a full outage.
+        let mut probes = vec![Probe::required("database", s.clone().recipient())];
         if let Some(amqp) = &contexts.amqp {
-            probes.push(("rabbitmq".to_owned(), amqp.clone().recipient()));
+            probes.push(Probe::degrades("rabbitmq", amqp.clone().recipient()));
         }
         if settings.avatars.s3_endpoint.is_some() {
-            probes.push(("avatars".to_owned(), contexts.profiles.clone().recipient()));
+            probes.push(Probe::degrades(
+                "avatars",
+                contexts.profiles.clone().recipient(),
+            ));
         }
         let management = keyward_gateway::management_server(management_listener, probes, registry)?;
         let node = Node {
@@ -123,10 +130,14 @@ impl Node {
         Ok(node)
     }
 
-    /// Stops both HTTP servers gracefully (in-flight requests finish).
+    /// Stops both HTTP servers gracefully (in-flight requests finish), then closes pooled
+    /// SMTP connections.
     pub async fn stop(&self) {
         self.public.stop(true).await;
         self.management.stop(true).await;
+        if let Some(mailer) = &self.contexts.mailer {
+            mailer.shutdown().await;
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! The `keyward` command: CLI parsing and process wiring only.
 
-use std::io::{IsTerminal, Read, Write};
+mod logs;
+
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keyward::{Node, StartOptions};
-use keyward_config::{LogFormat, Settings};
+use keyward_config::Settings;
 
 /// Keyward: accounts, sessions and tokens for microservice products.
 ///
@@ -117,35 +119,6 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     settings.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn init_logging(settings: &Settings) {
-    // NOTE: lapin logs a returned message with its body at WARN; an email job's body holds a
-    // one-time link, so that target is kept quiet (the relay reports returns without bodies).
-    // actix-http logs every malformed request a client sends at ERROR; that is the client's
-    // fault (the client gets its 400) and would let anyone flood the error log, so it is off.
-    // Directives in KEYWARD_LOG come later and can override both.
-    const QUIET: &str = "lapin::returned_messages=error,actix_http::h1::dispatcher=off";
-    let directives = format!("{QUIET},{}", settings.log);
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET}")));
-    let json = match settings.log_format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
-    } else {
-        builder.init();
-    }
-}
-
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let node = Node::start(&settings, StartOptions::default()).await?;
     let stop = shutdown_signal();
@@ -209,7 +182,11 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let management_addr = listener.local_addr()?;
     let management = keyward_gateway::management_server(
         listener,
-        vec![("rabbitmq".to_owned(), probe.recipient())],
+        // A worker's work is consuming: without the broker it has none to do.
+        vec![keyward_gateway::Probe::required(
+            "rabbitmq",
+            probe.recipient(),
+        )],
         registry,
     )?;
     let handle = management.handle();
@@ -221,6 +198,7 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
         "keyward worker consuming keyward.notify.email (management http://{management_addr})"
     );
     let _ = out.flush();
+    let pool = mailer.clone();
     let worker = Worker {
         metrics,
         amqp_url,
@@ -234,6 +212,8 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
         _ = worker.run() => {}
         _ = stop => tracing::info!("worker shutting down"),
     }
+    // Jobs still in flight were dropped unacknowledged: the broker redelivers them.
+    pool.shutdown().await;
     handle.stop(true).await;
     Ok(())
 }
@@ -275,7 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = load_settings(&cli)?;
-    init_logging(&settings);
+    logs::init(&settings);
     match cli.command {
         Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,

@@ -106,6 +106,8 @@ pub struct Contexts {
     pub store: Store,
     /// Where mail is written in embedded mode.
     pub mail_dir: Option<PathBuf>,
+    /// The notify actor's transport, in embedded mode: shut down when the node stops.
+    pub mailer: Option<Mailer>,
 }
 
 /// Creates the data dir (embedded mode) and opens and migrates the database.
@@ -198,6 +200,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     ));
     let mut mail_dir = None;
     let mut notify = None;
+    let mut node_mailer = None;
     let mut amqp = None;
     let subscribers = match amqp_url {
         // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail, and
@@ -217,6 +220,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         None => {
             let dir = settings.data_dir.join("mail");
             let mailer = Mailer::new(smtp.as_deref(), dir.clone())?;
+            node_mailer = Some(mailer.clone());
             let notify_actor = Notify::new(
                 mailer,
                 &settings.mail_from,
@@ -362,5 +366,6 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         relay,
         store,
         mail_dir,
+        mailer: node_mailer,
     })
 }

@@ -21,17 +21,16 @@ mod tests;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix::Recipient;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use keyward_messages::commands::CheckReady;
 
 use crate::management::{management_app, Probes};
 use crate::state::AppState;
 
 pub use crate::http_metrics::HttpMetrics;
+pub use crate::management::Probe;
 pub use crate::routes::openapi::spec_json as openapi_json;
 pub use crate::routes::{AccessApi, AccountsApi, ProfilesApi, SessionsApi};
 
@@ -146,11 +145,12 @@ where
     })
 }
 
-/// The management API on `listener`: `GET /healthz`, `GET /readyz` (which asks every probe,
-/// name and recipient, concurrently) and `GET /metrics` (the registry, Prometheus text format).
+/// The management API on `listener`: `GET /healthz`, `GET /readyz` (which asks every probe
+/// concurrently; 503 only when a required one fails) and `GET /metrics` (the registry,
+/// Prometheus text format).
 pub fn management_server(
     listener: TcpListener,
-    probes: Vec<(String, Recipient<CheckReady>)>,
+    probes: Vec<Probe>,
     metrics: prometheus::Registry,
 ) -> std::io::Result<Server> {
     let probes = web::Data::new(Probes(probes, metrics));

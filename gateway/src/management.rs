@@ -1,6 +1,13 @@
 //! The management bind: liveness (`/healthz`), readiness (`/readyz`, asking every configured
 //! backend probe at once) and metrics (`/metrics`, Prometheus text format).
 //!
+//! Liveness says the process answers HTTP, and asks no backend: restarting a process does not
+//! fix its database. Readiness says the process can do its work: a failed *required* probe
+//! (a node's database) answers 503, so a load balancer sends its traffic elsewhere; a failed
+//! probe of a backend it can work without (a node's RabbitMQ: events wait in the outbox) leaves
+//! it ready and is named in `degraded`, since an outage shared by every node must not take every
+//! node out of service at once.
+//!
 //! Refuses: serving anything of the public API, and logging each probe request (orchestrators
 //! poll every few seconds). A failed check shows a safe one-line reason, never a cause chain.
 
@@ -21,11 +28,38 @@ use crate::routes::not_found;
 /// Each probe gets this long; a slower backend counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// One backend `/readyz` asks about, and what its failure means.
+pub struct Probe {
+    /// The key of its answer in the body's `checks`.
+    pub name: String,
+    pub recipient: Recipient<CheckReady>,
+    /// The process cannot do its work without this backend: its failure answers 503. Otherwise
+    /// a failure only degrades the process, which stays ready and names it in `degraded`.
+    pub required: bool,
+}
+
+impl Probe {
+    /// A backend the process cannot work without (a node's database).
+    pub fn required(name: impl Into<String>, recipient: Recipient<CheckReady>) -> Self {
+        Self {
+            name: name.into(),
+            recipient,
+            required: true,
+        }
+    }
+
+    /// A backend the process can work without for a while (a node's RabbitMQ).
+    pub fn degrades(name: impl Into<String>, recipient: Recipient<CheckReady>) -> Self {
+        Self {
+            name: name.into(),
+            recipient,
+            required: false,
+        }
+    }
+}
+
 /// The readiness probes and the metrics registry of a process.
-pub(crate) struct Probes(
-    pub Vec<(String, Recipient<CheckReady>)>,
-    pub prometheus::Registry,
-);
+pub(crate) struct Probes(pub Vec<Probe>, pub prometheus::Registry);
 
 pub(crate) fn management_app(
     probes: web::Data<Probes>,
@@ -69,14 +103,15 @@ async fn metrics(probes: web::Data<Probes>) -> HttpResponse {
 }
 
 async fn readyz(probes: web::Data<Probes>) -> HttpResponse {
-    let answers = join_all(probes.0.iter().map(|(name, probe)| async move {
-        let outcome = probe.send(CheckReady).timeout(PROBE_TIMEOUT).await;
-        (name.clone(), outcome)
+    let answers = join_all(probes.0.iter().map(|p| async move {
+        let outcome = p.recipient.send(CheckReady).timeout(PROBE_TIMEOUT).await;
+        (p, outcome)
     }))
     .await;
     let mut ready = true;
     let mut checks = Map::new();
-    for (name, outcome) in answers {
+    let mut degraded = Vec::new();
+    for (probe, outcome) in answers {
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -85,12 +120,19 @@ async fn readyz(probes: web::Data<Probes>) -> HttpResponse {
             }
             Err(MailboxError::Closed) => Some("not running".to_owned()),
         };
-        let text = if let Some(text) = failure {
-            ready = false;
-            tracing::warn!(check = %name, reason = %text, "readiness check failed");
-            text
-        } else {
-            "ok".to_owned()
+        let name = probe.name.clone();
+        let text = match failure {
+            Some(text) if probe.required => {
+                ready = false;
+                tracing::warn!(check = %name, reason = %text, "readiness check failed: not ready");
+                text
+            }
+            Some(text) => {
+                tracing::info!(check = %name, reason = %text, "readiness check failed: ready, degraded");
+                degraded.push(Value::String(name.clone()));
+                text
+            }
+            None => "ok".to_owned(),
         };
         checks.insert(name, Value::String(text));
     }
@@ -100,5 +142,5 @@ async fn readyz(probes: web::Data<Probes>) -> HttpResponse {
         (HttpResponse::ServiceUnavailable(), "not_ready")
     };
     res.insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "status": status, "checks": checks }))
+        .json(json!({ "status": status, "checks": checks, "degraded": degraded }))
 }

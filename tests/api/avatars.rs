@@ -233,7 +233,7 @@ fn s3_settings(endpoint: String) -> Option<crate::helpers::Tweak> {
 
 #[actix_web::test]
 #[ignore = "needs an S3 server (scripts/services.sh s3 -- cargo test --test api -- --include-ignored)"]
-async fn avatars_go_to_an_s3_store_and_a_store_that_is_down_is_a_clear_503() {
+async fn avatars_go_to_an_s3_store_and_a_store_that_is_down_is_a_clear_503_and_a_degradation() {
     let endpoint = std::env::var("KEYWARD_TEST_S3_ENDPOINT").expect("KEYWARD_TEST_S3_ENDPOINT");
     let app = spawn_app_with(Options {
         settings: s3_settings(endpoint),
@@ -271,12 +271,13 @@ async fn avatars_go_to_an_s3_store_and_a_store_that_is_down_is_a_clear_503() {
         .unwrap();
     assert_eq!(me["avatar"], Value::Null, "no half-written profile");
     assert!(down.events_of_type("profile.updated").await.is_empty());
+    // The rest of the API works without the store: the node stays ready, and /readyz names
+    // the store as the degradation.
     let ready = reqwest::get(format!("{}/readyz", down.management))
         .await
         .unwrap();
-    assert_eq!(
-        ready.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "/readyz names the store down"
-    );
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["degraded"], json!(["avatars"]), "{body}");
+    assert_ne!(body["checks"]["avatars"], "ok", "{body}");
 }

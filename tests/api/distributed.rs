@@ -145,17 +145,14 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     let r = app.register("during@example.com", PASSWORD, None).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let pair = app.login_ok("steady@example.com", PASSWORD).await;
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.management))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "readiness reports the broker"
-    );
+    // The node serves its API, so it stays ready (a load balancer keeps sending it traffic),
+    // and /readyz names the broker as the degradation.
+    let (status, body) = readyz(&app.management).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["degraded"], json!(["rabbitmq"]), "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    assert_ne!(body["checks"]["rabbitmq"], "ok", "{body}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     tokio::task::spawn_blocking(|| rabbitmqctl(&["-q", "start_app"]))
@@ -195,13 +192,73 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
     wait_for_metric(&app.management, broadcast, 1.0).await;
     // The worker reconnected too: the mail queued during the outage is delivered.
     app.wait_for_mail("during@example.com", "Confirm").await;
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.management))
-        .send()
+    let (status, body) = readyz(&app.management).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["degraded"], json!([]), "{body}");
+    assert_eq!(body["checks"]["rabbitmq"], "ok", "{body}");
+}
+
+/// A node that cannot reach its database cannot serve its API: /readyz answers 503 naming the
+/// database (a load balancer sends its traffic to the nodes that can), and 200 again once the
+/// database is back. The database stops for this node only (a gate closes its connections and
+/// refuses new ones, as a stopped server does), since other tests share the server.
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_database_outage_makes_a_node_unready_until_the_database_is_back() {
+    use crate::helpers::{host_port, TcpGate};
+    if crate::helpers::backend() != "postgres" {
+        panic!("needs KEYWARD_TEST_DATABASE_URL: a database outage is a PostgreSQL outage");
+    }
+    let admin_url = std::env::var("KEYWARD_TEST_DATABASE_URL").unwrap();
+    let gate = std::sync::Arc::new(TcpGate::open(&host_port(&admin_url)).await);
+    let g = gate.clone();
+    let app = spawn_app_with(Options {
+        amqp: true,
+        settings: Some(Box::new(move |s| s.database_url = g.route(&s.database_url))),
+        ..Options::default()
+    })
+    .await;
+    app.verified_user("before@example.com", None).await;
+    let (status, body) = readyz(&app.management).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    gate.cut().await;
+    let (status, body) = readyz_until(&app.management, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_ne!(body["checks"]["database"], "ok", "{body}");
+    assert_eq!(body["checks"]["rabbitmq"], "ok", "{body}");
+    // Liveness asks no backend: restarting the process would not bring the database back.
+    let live = reqwest::get(format!("{}/healthz", app.management))
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(live.status(), StatusCode::OK);
+
+    gate.restore().await;
+    let (status, body) = readyz_until(&app.management, StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    // And it serves again.
+    app.login_ok("before@example.com", PASSWORD).await;
+}
+
+/// Polls `GET /readyz` (up to 30 s) until it answers `want`; returns the last answer.
+async fn readyz_until(management: &str, want: StatusCode) -> (StatusCode, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readyz(management).await;
+        if status == want || std::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `GET /readyz` on a management bind: its status and body.
+async fn readyz(management: &str) -> (StatusCode, Value) {
+    let r = reqwest::get(format!("{management}/readyz")).await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
 }
 
 #[actix_web::test]
@@ -515,6 +572,53 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
     // At-least-once: only a mail sent but not yet recorded when the kill came can repeat.
     let repeats: usize = got.values().map(|c| c - 1).sum();
     assert!(repeats <= 8, "{repeats} repeats (prefetch is 8)");
+}
+
+/// A worker sends up to its prefetch (8) mails at once, and reuses its SMTP connections: an
+/// SMTP server that answers each mail only once 8 are in flight together (or after 5 s) sees
+/// 8 at once, and 40 mails arrive over far fewer than 40 connections.
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_worker_sends_up_to_its_prefetch_at_once_over_reused_smtp_connections() {
+    let _broker = broker_lock().await;
+    let prefetch = usize::from(keyward_actors::notify::worker::PREFETCH);
+    let sink = crate::smtp_sink::SmtpSink::start(prefetch).await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let n = 40;
+    for i in 0..n {
+        let r = app
+            .register(&format!("c{i}@concurrent.example.com"), PASSWORD, None)
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    app.wait_outbox_drained().await;
+
+    let port = free_port();
+    let mut worker = worker_process(&app, &sink.url, port);
+    let got = sink.wait_for(n, Duration::from_secs(60)).await;
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), n, "every mail arrived: {got:?}");
+    // Each was counted (and acked) after its send.
+    let management = format!("http://127.0.0.1:{port}");
+    wait_for_metric(&management, "keyward_emails_sent_total", n as f64).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+
+    assert_eq!(
+        sink.max_in_flight(),
+        prefetch,
+        "the worker had its prefetch in flight at once"
+    );
+    assert!(
+        sink.connections() <= 2 * prefetch,
+        "{} connections for {n} mails: connections are reused",
+        sink.connections()
+    );
 }
 
 #[actix_web::test]

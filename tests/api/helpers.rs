@@ -522,15 +522,17 @@ async fn maildev_list(api: &str) -> Vec<Value> {
         .expect("maildev JSON")
 }
 
-/// Waits (up to 30 s) until a /readyz answers 200, as a deployment's health check would.
+/// Waits (up to 30 s) until a /readyz answers 200 with nothing degraded: ready, and connected
+/// to every backend (the broker's topology is declared, so a test can bind its queues).
 async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if reqwest::get(url)
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            return;
+        if let Ok(r) = reqwest::get(url).await {
+            let ok = r.status() == StatusCode::OK;
+            let body: Value = r.json().await.unwrap_or_default();
+            if ok && body["degraded"].as_array().is_some_and(|d| d.is_empty()) {
+                return;
+            }
         }
         assert!(Instant::now() < deadline, "{url} never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -846,4 +848,85 @@ pub async fn admin(app: &TestApp) -> (String, String) {
         id.to_string(),
         pair["access_token"].as_str().unwrap().to_owned(),
     )
+}
+
+/// A TCP forwarder between a node and one backend, to stop that backend for this node alone
+/// (other tests share the server): [`cut`](Self::cut) closes every forwarded connection and
+/// the listening port, so the node sees what a stopped server shows (connections reset, new
+/// ones refused); [`restore`](Self::restore) listens on the same port again.
+pub struct TcpGate {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    forwarder: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TcpGate {
+    /// Forwards a new local port to `target` (host:port).
+    pub async fn open(target: &str) -> TcpGate {
+        let target = tokio::net::lookup_host(target)
+            .await
+            .expect("gate target resolves")
+            .next()
+            .expect("gate target has an address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("gate listens");
+        let port = listener.local_addr().expect("gate port").port();
+        let gate = TcpGate {
+            port,
+            target,
+            forwarder: std::sync::Mutex::new(None),
+        };
+        gate.forward(listener);
+        gate
+    }
+
+    fn forward(&self, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        let task = tokio::spawn(async move {
+            // Dropped with this task (by `cut`): every forwarded connection ends with it.
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                links.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.forwarder.lock().expect("gate lock") = Some(task);
+    }
+
+    /// The backend is gone for the node: open connections are closed, new ones refused.
+    pub async fn cut(&self) {
+        let task = self.forwarder.lock().expect("gate lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The backend is back, on the same port.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("gate listens again on its port");
+        self.forward(listener);
+    }
+
+    /// `url` with its `host:port` replaced by this gate's.
+    pub fn route(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
+        let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        let at = if credentials.is_empty() { "" } else { "@" };
+        format!("{scheme}://{credentials}{at}127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// The `host:port` of a URL such as `postgres://user:pass@host:port/db`.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
 }

@@ -17,3 +17,4 @@ mod profiles;
 mod resilience;
 mod security;
 mod sessions;
+mod smtp_sink;

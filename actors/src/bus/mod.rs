@@ -82,8 +82,10 @@ impl Relay {
         let clock = self.clock.clone();
         let subs = self.subscribers.clone();
         let metrics = self.metrics.clone();
+        // Only the first failure of an outage is a warning; the retries say nothing new.
+        let loud = self.failures == 0;
         async move {
-            let ok = drain_once(&store, &clock, &subs, &metrics).await;
+            let ok = drain_once(&store, &clock, &subs, &metrics, loud).await;
             if let Ok(n) = store.outbox().backlog().await {
                 metrics
                     .outbox_backlog
@@ -95,6 +97,9 @@ impl Relay {
         .map(|ok, act, ctx| {
             act.running = false;
             if ok {
+                if act.failures > 0 {
+                    tracing::info!(failed_attempts = act.failures, "the outbox flows again");
+                }
                 act.failures = 0;
                 act.not_before = None;
                 if act.again {
@@ -102,9 +107,11 @@ impl Relay {
                 }
             } else {
                 act.failures = act.failures.saturating_add(1);
-                // Capped low: after an outage, events must flow within seconds of the broker's return.
-                let secs = 2u64.saturating_pow(act.failures.min(3)).min(5);
-                act.not_before = Some(Instant::now() + Duration::from_secs(secs));
+                // NOTE: capped at a second: after an outage, events (and the mail jobs among
+                // them) must flow within seconds of the broker's return. A retry while it is
+                // still down costs a refused connection and one claim of the oldest rows.
+                let ms = 250u64.saturating_mul(1 << act.failures.min(2)).min(1000);
+                act.not_before = Some(Instant::now() + Duration::from_millis(ms));
             }
         })
         .spawn(ctx);
@@ -118,7 +125,7 @@ enum Outcome {
     Failed,
 }
 
-async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
+async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber], loud: bool) -> Outcome {
     let env: Envelope = match serde_json::from_str(&row.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -132,7 +139,11 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber]) -> Outcome {
             Ok(Err(e)) => e,
             Err(e) => BusError::Unreachable(e),
         };
-        tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %chain(&err), "delivery failed; will retry");
+        if loud {
+            tracing::warn!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %chain(&err), "delivery failed; will retry");
+        } else {
+            tracing::debug!(id = %env.id, kind = %env.kind, subscriber = s.name, attempts = row.attempts + 1, error = %chain(&err), "delivery failed again; will retry");
+        }
         return Outcome::Failed;
     }
     tracing::debug!(id = %env.id, kind = %env.kind, "published");
@@ -146,12 +157,19 @@ fn published(metrics: &Metrics, row: &OutboxRecord, now: DateTime<Utc>) {
     metrics.outbox_publish_lag.observe(lag.as_secs_f64());
 }
 
-/// Publishes pending rows; false when a delivery failed (the rest waits for the retry).
-async fn drain_once(store: &Store, clock: &Clock, subs: &[Subscriber], metrics: &Metrics) -> bool {
+/// Publishes pending rows; false when a delivery failed (the rest waits for the retry). A
+/// failure is logged as a warning when `loud` (the first of an outage), else at debug level.
+async fn drain_once(
+    store: &Store,
+    clock: &Clock,
+    subs: &[Subscriber],
+    metrics: &Metrics,
+    loud: bool,
+) -> bool {
     let result = if store.is_postgres() {
-        drain_claimed(store, clock, subs, metrics).await
+        drain_claimed(store, clock, subs, metrics, loud).await
     } else {
-        drain_plain(store, clock, subs, metrics).await
+        drain_plain(store, clock, subs, metrics, loud).await
     };
     result.unwrap_or_else(|e| {
         tracing::warn!(error = %chain(&e), "relay cannot use the outbox");
@@ -165,6 +183,7 @@ async fn drain_plain(
     clock: &Clock,
     subs: &[Subscriber],
     metrics: &Metrics,
+    loud: bool,
 ) -> Result<bool, StorageError> {
     loop {
         let rows = store.outbox().pending(BATCH).await?;
@@ -172,7 +191,7 @@ async fn drain_plain(
             return Ok(true);
         }
         for row in rows {
-            match deliver_row(&row, subs).await {
+            match deliver_row(&row, subs, loud).await {
                 Outcome::Done => {
                     let now = clock();
                     store.outbox().mark_published(row.id, now).await?;
@@ -195,6 +214,7 @@ async fn drain_claimed(
     clock: &Clock,
     subs: &[Subscriber],
     metrics: &Metrics,
+    loud: bool,
 ) -> Result<bool, StorageError> {
     loop {
         let tx = store.begin().await?;
@@ -203,7 +223,7 @@ async fn drain_claimed(
             return Ok(true);
         }
         for row in rows {
-            match deliver_row(&row, subs).await {
+            match deliver_row(&row, subs, loud).await {
                 Outcome::Done => {
                     let now = clock();
                     tx.outbox().mark_published(row.id, now).await?;
@@ -293,7 +313,7 @@ mod tests {
             recipient: Refuses.start().recipient(),
         }];
 
-        let outcome = deliver_row(&row("{not an envelope".into()), &subs).await;
+        let outcome = deliver_row(&row("{not an envelope".into()), &subs, true).await;
 
         assert!(matches!(outcome, Outcome::Done));
     }
@@ -306,7 +326,7 @@ mod tests {
             recipient: Refuses.start().recipient(),
         }];
 
-        let outcome = deliver_row(&email_row(), &subs).await;
+        let outcome = deliver_row(&email_row(), &subs, true).await;
 
         assert!(matches!(outcome, Outcome::Failed));
     }

@@ -19,6 +19,12 @@ pub enum MailError {
     File(#[source] lettre::transport::file::Error),
     #[error("sending by SMTP")]
     Smtp(#[source] lettre::transport::smtp::Error),
+    /// The send task ended without an answer (aborted at shutdown, or it panicked).
+    #[error("sending by SMTP: the send task ended")]
+    SmtpTask(#[source] tokio::task::JoinError),
+    /// The SMTP pool was already dropped.
+    #[error("sending by SMTP: the transport is closed")]
+    SmtpClosed,
     /// The inbox (de-duplication by message id) cannot be read or written.
     #[error("inbox")]
     Inbox(#[source] StorageError),

@@ -6,18 +6,18 @@
 //! than one delivery.
 
 mod error;
+pub mod smtp;
 mod templates;
 pub mod worker;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use keyward_messages::events::{EmailJob, Envelope, Outgoing};
 use keyward_storage::Store;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor,
-};
+use lettre::{AsyncFileTransport, AsyncTransport, Message as Mail, Tokio1Executor};
 
 use crate::bus::{BusError, Deliver};
 use crate::error::chain;
@@ -25,27 +25,28 @@ use crate::metrics::Metrics;
 use crate::{Clock, StartError};
 
 pub use error::MailError;
+pub use smtp::SmtpPool;
 pub use templates::render;
 
 /// Inbox consumer name: one id is sent once, whichever node or worker takes it.
 const CONSUMER: &str = "notify.email";
 
-/// Where mail goes.
+/// Where mail goes. Clones share one transport (and, for SMTP, one connection pool).
 #[derive(Clone)]
 pub enum Mailer {
     /// One `.eml` file per message in this directory.
     Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// SMTP, reusing connections ([`smtp`]).
+    Smtp(Arc<SmtpPool>),
 }
 
 impl Mailer {
     /// SMTP when `smtp_url` is given (smtp:// plain, `?tls=required` for STARTTLS, smtps://
-    /// implicit TLS), otherwise the mail drop under `mail_dir`.
+    /// implicit TLS), otherwise the mail drop under `mail_dir`. Runs inside the async runtime
+    /// that will send.
     pub fn new(smtp_url: Option<&str>, mail_dir: PathBuf) -> Result<Self, StartError> {
         match smtp_url {
-            Some(url) => AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                .map(|b| Mailer::Smtp(b.build()))
-                .map_err(|e| StartError::Mail(format!("KEYWARD_SMTP_URL: {} (expected smtp://host:port or smtps://user:pass@host)", chain(&e)))),
+            Some(url) => Ok(Mailer::Smtp(Arc::new(SmtpPool::new(url)?))),
             None => {
                 std::fs::create_dir_all(&mail_dir).map_err(|source| StartError::Io {
                     path: mail_dir.display().to_string(),
@@ -59,7 +60,15 @@ impl Mailer {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
         match self {
             Mailer::Files(t, _) => t.send(mail).await.map(|_| ()).map_err(MailError::File),
-            Mailer::Smtp(t) => t.send(mail).await.map(|_| ()).map_err(MailError::Smtp),
+            Mailer::Smtp(pool) => pool.send(mail).await,
+        }
+    }
+
+    /// Closes pooled SMTP connections at an orderly stop (nothing to do for the mail drop).
+    /// Sends after this fail, to be retried later or by another worker.
+    pub async fn shutdown(&self) {
+        if let Mailer::Smtp(pool) = self {
+            pool.shutdown().await;
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `keyward worker`: consumes `keyward.notify.email` and sends each job through the mailer.
 //!
-//! Acks only after the mail went out and its id is recorded (a crash before that redelivers
+//! Works on up to [`PREFETCH`] jobs at once (the broker hands it no more unacknowledged), each
+//! sent on its own pooled SMTP connection, so one slow mail does not hold up the others. Acks
+//! each job only after its mail went out and its id is recorded (a crash before that redelivers
 //! it; the inbox drops the duplicate). A message that cannot be decoded is rejected without
 //! requeue, so it goes to `keyward.dead`; a send failure is requeued after a backoff, and the
 //! quorum queue's delivery limit dead-letters a job that keeps failing. Reconnects with backoff.
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use keyward_messages::commands::CheckReady;
 use keyward_messages::events::Envelope;
@@ -31,8 +34,8 @@ use crate::error::chain;
 use crate::metrics::Metrics;
 use crate::Clock;
 
-/// Jobs a worker holds unacknowledged at once.
-const PREFETCH: u16 = 8;
+/// Jobs a worker holds unacknowledged, and works on, at once.
+pub const PREFETCH: u16 = 8;
 
 /// Answers /readyz for a worker: ready while it is consuming.
 pub struct WorkerProbe {
@@ -76,19 +79,35 @@ fn delivery_count(d: &Delivery) -> i64 {
 impl Worker {
     /// Consumes until the process is stopped; never returns on broker trouble, it reconnects.
     pub async fn run(self) {
-        let mut backoff = Duration::from_millis(500);
+        // NOTE: capped at a second, so the backlog of an outage starts draining within about
+        // a second of the broker's return; a retry while it is down is one refused connection.
+        // Only the first failure of an outage is a warning: the retries say nothing new.
+        const FIRST: Duration = Duration::from_millis(250);
+        const CAP: Duration = Duration::from_secs(1);
+        let mut backoff = FIRST;
+        let mut failures = 0u32;
         loop {
-            match self.consume_once().await {
-                Ok(()) => tracing::warn!("the consumer stopped; reconnecting"),
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), retry_in_ms = backoff.as_millis() as u64, "worker cannot consume; retrying")
+            let outcome = self.consume_once().await;
+            if self.consuming.swap(false, Ordering::SeqCst) {
+                // It was consuming: this is a new outage.
+                (backoff, failures) = (FIRST, 0);
+            }
+            let retry_in_ms = backoff.as_millis() as u64;
+            match (outcome, failures) {
+                (Ok(()), 0) => tracing::warn!("the consumer stopped; reconnecting"),
+                (Err(e), 0) => {
+                    tracing::warn!(error = %chain(&e), retry_in_ms, "worker cannot consume; retrying")
+                }
+                (Ok(()), _) => tracing::debug!("the consumer stopped again; reconnecting"),
+                (Err(e), n) => {
+                    tracing::debug!(error = %chain(&e), retry_in_ms, failures = n + 1, "worker still cannot consume; retrying")
                 }
             }
-            self.consuming.store(false, Ordering::SeqCst);
+            failures = failures.saturating_add(1);
             self.metrics.amqp_consuming.set(0);
             self.metrics.amqp_connected.set(0);
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(CAP);
         }
     }
 
@@ -111,9 +130,21 @@ impl Worker {
         self.consuming.store(true, Ordering::SeqCst);
         self.metrics.amqp_consuming.set(1);
         tracing::info!(queue = EMAIL_QUEUE, prefetch = PREFETCH, "worker consuming");
-        while let Some(next) = consumer.next().await {
-            let delivery = next.map_err(BusError::Consumer)?;
-            self.handle(delivery).await?;
+        // NOTE: jobs run concurrently inside this future, not as spawned tasks: when the
+        // connection fails (or the process stops) the unfinished ones are dropped with it, and
+        // the broker redelivers what they had not acked.
+        let mut jobs = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = consumer.next(), if jobs.len() < usize::from(PREFETCH) => match next {
+                    Some(delivery) => jobs.push(self.handle(delivery.map_err(BusError::Consumer)?)),
+                    None => break,
+                },
+                Some(done) = jobs.next(), if !jobs.is_empty() => done?,
+            }
+        }
+        while let Some(done) = jobs.next().await {
+            done?;
         }
         drop(conn);
         Ok(())

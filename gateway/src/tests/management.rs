@@ -7,9 +7,9 @@ use actix_web::test::TestRequest;
 
 use super::*;
 use crate::management::{management_app, Probes};
-use crate::{management_server, public_server, GatewayOptions, HttpMetrics};
+use crate::{management_server, public_server, GatewayOptions, HttpMetrics, Probe};
 
-async fn probe_call(probes: Vec<(String, Recipient<CheckReady>)>, req: TestRequest) -> Reply {
+async fn probe_call(probes: Vec<Probe>, req: TestRequest) -> Reply {
     let app = test::init_service(management_app(web::Data::new(Probes(
         probes,
         prometheus::Registry::new(),
@@ -39,30 +39,71 @@ async fn healthz_answers_ok() {
 #[actix_web::test]
 async fn readyz_is_200_when_every_check_passes() {
     let probes = vec![
-        ("database".to_owned(), probe(Fake::default())),
-        ("bus".to_owned(), probe(Fake::default())),
+        Probe::required("database", probe(Fake::default())),
+        Probe::degrades("bus", probe(Fake::default())),
     ];
     let r = probe_call(probes, TestRequest::get().uri("/readyz")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.json(),
-        json!({"status": "ready", "checks": {"database": "ok", "bus": "ok"}})
+        json!({"status": "ready", "checks": {"database": "ok", "bus": "ok"}, "degraded": []})
     );
 }
 
 #[actix_web::test]
-async fn readyz_is_503_naming_the_failed_check() {
+async fn readyz_is_503_naming_the_failed_required_check() {
     let down = Fake::failing(CommandError::unavailable("database unreachable"));
     let probes = vec![
-        ("database".to_owned(), probe(down)),
-        ("bus".to_owned(), probe(Fake::default())),
+        Probe::required("database", probe(down)),
+        Probe::degrades("bus", probe(Fake::default())),
     ];
     let r = probe_call(probes, TestRequest::get().uri("/readyz")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         r.json(),
-        json!({"status": "not_ready", "checks": {"database": "database unreachable", "bus": "ok"}})
+        json!({"status": "not_ready", "checks": {"database": "database unreachable", "bus": "ok"}, "degraded": []})
     );
+}
+
+#[actix_web::test]
+async fn readyz_stays_200_when_a_backend_the_process_can_work_without_fails_and_names_it() {
+    let down = Fake::failing(CommandError::unavailable("RabbitMQ is not reachable"));
+    let probes = vec![
+        Probe::required("database", probe(Fake::default())),
+        Probe::degrades("rabbitmq", probe(down)),
+    ];
+    let r = probe_call(probes, TestRequest::get().uri("/readyz")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({
+            "status": "ready",
+            "checks": {"database": "ok", "rabbitmq": "RabbitMQ is not reachable"},
+            "degraded": ["rabbitmq"]
+        })
+    );
+}
+
+#[actix_web::test]
+async fn readyz_is_503_when_a_required_check_fails_even_if_another_only_degrades() {
+    let probes = vec![
+        Probe::required(
+            "database",
+            probe(Fake::failing(CommandError::unavailable(
+                "database unreachable",
+            ))),
+        ),
+        Probe::degrades(
+            "rabbitmq",
+            probe(Fake::failing(CommandError::unavailable(
+                "RabbitMQ is not reachable",
+            ))),
+        ),
+    ];
+    let r = probe_call(probes, TestRequest::get().uri("/readyz")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "not_ready");
+    assert_eq!(r.json()["degraded"], json!(["rabbitmq"]));
 }
 
 #[actix_web::test]
@@ -106,7 +147,7 @@ async fn both_servers_serve_on_the_listeners_they_are_given() {
     let public = public_server(public, move || fake.recipients(), opts, metrics).unwrap();
     let management = management_server(
         management,
-        vec![("db".into(), probe(Fake::default()))],
+        vec![Probe::required("db", probe(Fake::default()))],
         registry,
     )
     .unwrap();
