@@ -564,6 +564,14 @@ pub struct EraseUser {
     pub user_id: UserId,
 }
 
+/// The answer about a user id that names no user.
+pub fn user_not_found() -> CommandError {
+    CommandError::NotFound {
+        code: crate::codes::USER_NOT_FOUND,
+        detail: "no user has this id".into(),
+    }
+}
+
 /// The refusal of an action that needs `permission`.
 pub fn forbidden(permission: &str) -> CommandError {
     CommandError::Forbidden {

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use keyward_messages::access::*;
 use keyward_messages::commands::SessionView;
-use keyward_messages::{codes, CommandError, FieldError, UserId};
+use keyward_messages::{CommandError, FieldError, UserId};
 use keyward_storage::{AuditFilter, AuditRecord, UserFilter, UserRecord, UserStatusFilter};
 use uuid::Uuid;
 
@@ -153,12 +153,12 @@ pub(super) async fn user_detail(
     m: GetUserDetail,
 ) -> Result<AdminUserDetail, HandlerError> {
     require(&deps, m.principal.user_id, "users:read").await?;
-    let u = deps.store.users().by_id(m.user_id).await?.ok_or_else(|| {
-        HandlerError::from(CommandError::NotFound {
-            code: codes::USER_NOT_FOUND,
-            detail: "no user has this id".into(),
-        })
-    })?;
+    let u = deps
+        .store
+        .users()
+        .by_id(m.user_id)
+        .await?
+        .ok_or_else(|| HandlerError::from(keyward_messages::access::user_not_found()))?;
     let deleting = deps
         .store
         .profiles()

@@ -280,10 +280,9 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
         .await?
         .ok_or_else(|| role_not_found(&m.role))?;
     if deps.store.users().by_id(m.user_id).await?.is_none() {
-        return Err(HandlerError::from(CommandError::NotFound {
-            code: codes::USER_NOT_FOUND,
-            detail: "no user has this id".into(),
-        }));
+        return Err(HandlerError::from(
+            keyward_messages::access::user_not_found(),
+        ));
     }
     if m.grant {
         if let Some(p) = beyond_actor(&deps, actor, &role.permissions).await? {

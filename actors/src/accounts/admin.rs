@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use keyward_messages::access::{AdminUser, ForceLogout, InviteUser, UserStatus};
 use keyward_messages::events::RevokeReason;
-use keyward_messages::{codes, CommandError};
+use keyward_messages::CommandError;
 use keyward_storage::{StorageError, TokenPurpose};
 
 use super::registration::{issue_token_mail, registered, unverified_account, username_taken};
@@ -87,10 +87,9 @@ pub(super) async fn force_logout(deps: Arc<Deps>, m: ForceLogout) -> Result<(), 
     let actor = m.principal.user_id;
     deps.access.require(actor, "users:block").await?;
     if deps.store.users().by_id(m.user_id).await?.is_none() {
-        return Err(HandlerError::from(CommandError::NotFound {
-            code: codes::USER_NOT_FOUND,
-            detail: "no user has this id".into(),
-        }));
+        return Err(HandlerError::from(
+            keyward_messages::access::user_not_found(),
+        ));
     }
     let now = (deps.clock)();
     let meta = m.meta.acting(actor);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::commands::SetBlocked;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
-use keyward_messages::{codes, BlockReason, CommandError, RequestMeta, SessionId, UserId};
+use keyward_messages::{BlockReason, CommandError, RequestMeta, SessionId, UserId};
 use keyward_storage::Tx;
 
 use super::AccountsDeps as Deps;
@@ -74,10 +74,9 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
         }));
     }
     if deps.store.users().by_id(m.user_id).await?.is_none() {
-        return Err(HandlerError::from(CommandError::NotFound {
-            code: codes::USER_NOT_FOUND,
-            detail: "no user has this id".into(),
-        }));
+        return Err(HandlerError::from(
+            keyward_messages::access::user_not_found(),
+        ));
     }
     let now = (deps.clock)();
     let tx = deps.store.begin().await?;

@@ -494,10 +494,9 @@ async fn erase_user(deps: Arc<Deps>, m: EraseUser) -> Result<DeletionScheduled, 
         }));
     }
     if deps.store.users().by_id(m.user_id).await?.is_none() {
-        return Err(HandlerError::from(CommandError::NotFound {
-            code: codes::USER_NOT_FOUND,
-            detail: "no user has this id".into(),
-        }));
+        return Err(HandlerError::from(
+            keyward_messages::access::user_not_found(),
+        ));
     }
     let now = (deps.clock)();
     let scheduled = schedule_erasure(&deps, &m.meta.acting(actor), m.user_id, now, now).await?;
