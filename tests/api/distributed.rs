@@ -206,6 +206,8 @@ async fn a_broker_outage_never_fails_an_api_call_and_every_event_arrives_after_i
 #[ignore = "needs PostgreSQL and RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
 async fn a_database_outage_makes_a_node_unready_until_the_database_is_back() {
     use crate::helpers::{host_port, TcpGate};
+    // Its node needs the broker up: not while another test stops it.
+    let _broker = broker_lock().await;
     if crate::helpers::backend() != "postgres" {
         panic!("needs KEYWARD_TEST_DATABASE_URL: a database outage is a PostgreSQL outage");
     }
