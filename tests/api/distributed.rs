@@ -537,9 +537,12 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     first.wait().unwrap();
+    // Mails the first worker finished between that count and the kill are delivered too
+    // (and maybe acked): the second worker owes only what MailDev still lacks now.
+    let delivered_by_first = maildev_recipients(&api, &domain).await.len();
     assert!(
-        delivered_at_kill < n,
-        "the worker was killed mid-batch ({delivered_at_kill} of {n} sent)"
+        delivered_by_first < n,
+        "the worker was killed mid-batch ({delivered_at_kill} of {n} sent at the kill, {delivered_by_first} after)"
     );
 
     // A second worker finishes the batch: every recipient gets its mail.
@@ -566,7 +569,7 @@ async fn a_worker_killed_mid_batch_loses_no_email() {
     assert_eq!(got.len(), n, "every mail of the batch was delivered");
     assert_eq!(ready.ok(), Some(StatusCode::OK));
     assert!(
-        sent.unwrap_or(0.0) >= (n - delivered_at_kill) as f64,
+        sent.unwrap_or(0.0) >= (n - delivered_by_first) as f64,
         "worker counted {sent:?}"
     );
     assert_eq!(consuming, Some(1.0));
