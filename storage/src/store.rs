@@ -59,11 +59,13 @@ impl Reads {
 
 /// A pool of [`SQLITE_READERS`] read-only connections to a SQLite file, mapping up to `mmap`
 /// bytes of it each.
+/// Never pinged before use (see `Store::connect`).
 async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
     let mut ro = ConnectOptions::new(url.to_owned());
     ro.max_connections(SQLITE_READERS)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
             let o = o.read_only(true);
@@ -86,6 +88,10 @@ impl Store {
         opts.max_connections(if sqlite { 1 } else { 16 })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // NOTE: a pooled connection is pinged before each use by default, one more
+            // hand-off to sqlx's SQLite thread per query; a file has no server to drop it.
+            // PostgreSQL keeps the ping: it finds the connections a server restart broke.
+            .test_before_acquire(!sqlite)
             .sqlx_logging(false);
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
