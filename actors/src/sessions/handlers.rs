@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 
 use super::gate::{token_key, Liveness, UserToken};
 use super::issue::pair;
+use super::rotation::Refreshed;
 use super::Sessions;
 use super::SessionsDeps as Deps;
 use crate::error::HandlerError;
@@ -184,44 +185,24 @@ async fn refresh(
     presented: String,
 ) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
-    // NOTE: reads beside the writer; the rotation itself decides races (a token is marked
-    // rotated once, whatever an earlier read said).
-    let reads = deps.store.reads();
-    let (rec, session) = reads
-        .sessions()
-        .refresh_token_with_session(&sha256_hex(&presented))
-        .await?
-        .filter(|(_, s)| s.is_live(now))
-        .ok_or_else(bad_refresh)?;
-    let user = reads
-        .users()
-        .by_id(session.user_id)
-        .await?
-        .ok_or_else(bad_refresh)?;
-    if user.blocked {
-        return Err(HandlerError::from(bad_refresh()));
-    }
     let successor = successor_token(&deps.refresh_secret, &presented);
-
-    let rotated_at = match rec.rotated_at {
-        Some(t) => Some(t),
-        None => {
-            let rotation = keyward_storage::Rotation {
-                token_id: rec.id,
-                session_id: session.id,
-                successor_hash: sha256_hex(&successor),
-            };
-            if let Some(at) = deps.rotator.rotate(rotation).await? {
-                let mut s = session.clone();
-                s.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
-                let grants = deps.decisions.grants(&deps.store, user.id).await?;
-                return Ok(pair(&deps, &user, &grants.roles, &s, successor, now)?);
-            }
-            // Another request rotated it between our read and our update.
-            Some(now)
+    let refreshed = deps
+        .rotator
+        .refresh(sha256_hex(&presented), sha256_hex(&successor))
+        .await?;
+    let (session, user, rotated_at) = match refreshed {
+        Refreshed::Refused => return Err(HandlerError::from(bad_refresh())),
+        Refreshed::Rotated {
+            mut session,
+            user,
+            at,
+        } => {
+            session.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
+            let grants = deps.decisions.grants(&deps.store, user.id).await?;
+            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now)?);
         }
+        Refreshed::Earlier { session, user, at } => (session, user, at),
     };
-    let rotated_at = rotated_at.unwrap_or(now);
     if now - rotated_at <= deps.tokens.refresh_grace {
         // Same predecessor, same successor: a second tab refreshing at once stays logged in.
         let current = deps

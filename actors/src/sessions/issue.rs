@@ -37,9 +37,9 @@ pub(crate) fn access_token(
         roles: Vec::new(),
         roles_truncated: false,
     };
-    let bare = deps.keys.sign(&claims)?;
+    let bare = deps.keys.signed_len(&claims)?;
     // Each role costs its JSON (quotes and a comma) in base64: 4 bytes per 3.
-    let mut room = MAX_ISSUED_BYTES.saturating_sub(bare.len() + "\"roles\":[],".len() * 4 / 3 + 1);
+    let mut room = MAX_ISSUED_BYTES.saturating_sub(bare + "\"roles\":[],".len() * 4 / 3 + 1);
     for r in roles {
         let cost = (r.len() + 3) * 4 / 3 + 1;
         if cost > room {
@@ -49,13 +49,9 @@ pub(crate) fn access_token(
         room -= cost;
         claims.roles.push(r.clone());
     }
-    if claims.roles.is_empty() && !claims.roles_truncated {
-        return Ok(bare);
-    }
     loop {
-        let token = deps.keys.sign(&claims)?;
-        if token.len() <= MAX_ISSUED_BYTES || claims.roles.is_empty() {
-            return Ok(token);
+        if claims.roles.is_empty() || deps.keys.signed_len(&claims)? <= MAX_ISSUED_BYTES {
+            return deps.keys.sign(&claims);
         }
         claims.roles.pop();
         claims.roles_truncated = true;

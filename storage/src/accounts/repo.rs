@@ -27,6 +27,20 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .transpose()
     }
 
+    /// The accounts with these ids, in one query; unknown ids are absent.
+    pub async fn by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().map(|id| id.0)))
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(user_record)
+            .collect()
+    }
+
     /// The account of a mailbox: any spelling of it parses to the one `Email` looked up here.
     pub async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>> {
         user::Entity::find()

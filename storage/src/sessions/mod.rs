@@ -53,6 +53,8 @@ pub struct Rotation {
 pub struct RefreshTokenRecord {
     pub id: Uuid,
     pub session_id: SessionId,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
     pub created_at: DateTime<Utc>,
     /// When its successor was issued; a rotated token presented again is reuse (after grace).
     pub rotated_at: Option<DateTime<Utc>>,

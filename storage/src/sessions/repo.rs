@@ -168,17 +168,23 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
         Ok(())
     }
 
-    /// A refresh token and its session, in one query (what a refresh reads first).
-    pub async fn refresh_token_with_session(
+    /// The refresh tokens with these hashes, each with its session, in one query (what a
+    /// group of refreshes reads first). Unknown hashes are absent.
+    pub async fn refresh_tokens_with_sessions(
         &self,
-        hash: &str,
-    ) -> Result<Option<(RefreshTokenRecord, SessionRecord)>> {
+        hashes: &[String],
+    ) -> Result<Vec<(RefreshTokenRecord, SessionRecord)>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .filter(refresh_token::Column::TokenHash.is_in(hashes.iter().map(String::as_str)))
             .find_also_related(session::Entity)
-            .one(self.0)
+            .all(self.0)
             .await?
-            .and_then(|(t, s)| Some((refresh_record(t), session_record(s?)))))
+            .into_iter()
+            .filter_map(|(t, s)| Some((refresh_record(t), session_record(s?))))
+            .collect())
     }
 
     pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshTokenRecord>> {
@@ -290,6 +296,7 @@ fn refresh_record(m: refresh_token::Model) -> RefreshTokenRecord {
     RefreshTokenRecord {
         id: m.id,
         session_id: SessionId(m.session_id),
+        token_hash: m.token_hash,
         created_at: m.created_at,
         rotated_at: m.rotated_at,
     }

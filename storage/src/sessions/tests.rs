@@ -272,3 +272,39 @@ async fn a_refresh_token_hash_is_unique_and_an_unknown_one_finds_nothing() {
     let unknown = db.sessions().refresh_token_by_hash("nope").await.unwrap();
     assert!(unknown.is_none());
 }
+
+#[tokio::test]
+async fn a_group_of_refresh_hashes_is_read_with_its_sessions_in_one_query() {
+    let db = test_db().await;
+    let (a, b) = (session(UserId::new(), 0), session(UserId::new(), 0));
+    for (s, h) in [(&a, "ha"), (&b, "hb")] {
+        insert(&db, s).await;
+        db.sessions()
+            .insert_refresh_token(s.id, h, at(1))
+            .await
+            .unwrap();
+    }
+    let hashes = ["hb", "nope", "ha"].map(String::from);
+
+    let mut found = db
+        .sessions()
+        .refresh_tokens_with_sessions(&hashes)
+        .await
+        .unwrap();
+
+    found.sort_by(|x, y| x.0.token_hash.cmp(&y.0.token_hash));
+    let pairs: Vec<_> = found
+        .iter()
+        .map(|(t, s)| (t.token_hash.as_str(), t.session_id, s.id, s.user_id))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("ha", a.id, a.id, a.user_id), ("hb", b.id, b.id, b.user_id)]
+    );
+    assert!(db
+        .sessions()
+        .refresh_tokens_with_sessions(&[])
+        .await
+        .unwrap()
+        .is_empty());
+}

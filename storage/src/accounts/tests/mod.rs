@@ -57,6 +57,29 @@ async fn a_user_is_found_by_any_spelling_of_its_email() {
 }
 
 #[tokio::test]
+async fn users_are_read_by_a_list_of_ids_and_unknown_ids_are_absent() {
+    let db = test_db().await;
+    let (kate, lena) = (
+        new_user("kate@example.com", None),
+        new_user("lena@example.com", None),
+    );
+    for u in [&kate, &lena] {
+        db.users().insert(u.clone()).await.unwrap();
+    }
+
+    let found = db
+        .users()
+        .by_ids(&[lena.id, UserId::new(), kate.id])
+        .await
+        .unwrap();
+
+    let mut emails: Vec<_> = found.iter().map(|u| u.email.as_str()).collect();
+    emails.sort_unstable();
+    assert_eq!(emails, ["kate@example.com", "lena@example.com"]);
+    assert!(db.users().by_ids(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_user_is_read_back_as_it_was_written() {
     let db = test_db().await;
     let kate = new_user("kate@example.com", Some("Kate_99"));
