@@ -12,7 +12,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use keyward_messages::CommandError;
 use keyward_storage::{SigningKeyRecord, Store};
 use rand::RngCore;
@@ -77,8 +77,26 @@ fn start_error(e: KeyError) -> StartError {
     StartError::Keys(chain(&e))
 }
 
+/// The active key, decoded once: `jsonwebtoken::encode` decodes its key again (and derives
+/// the public half, a scalar multiplication) at every signature.
+struct Signer {
+    /// The token's first part, the same for every token this key signs.
+    header: String,
+    key: SigningKey,
+}
+
+impl Signer {
+    fn new(kid: &str, key: SigningKey) -> Result<Self, CommandError> {
+        let header = serde_json::to_vec(&access_header(kid)).map_err(|_| CommandError::Internal)?;
+        Ok(Self {
+            header: URL_SAFE_NO_PAD.encode(header),
+            key,
+        })
+    }
+}
+
 struct Inner {
-    signing: Option<(String, EncodingKey)>,
+    signing: Option<Signer>,
     verifying: HashMap<String, DecodingKey>,
     jwks: serde_json::Value,
 }
@@ -233,13 +251,13 @@ impl KeyRing {
             }));
             if r.retired_at.is_none() {
                 let der = decrypt(master, &r.kid, &r.private_key_enc)?;
-                // Check the key decodes now rather than at the first login.
-                SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
-                    kid: r.kid.clone(),
-                    source,
-                })?;
+                let key =
+                    SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
+                        kid: r.kid.clone(),
+                        source,
+                    })?;
                 // The newest active key signs.
-                signing = Some((r.kid.clone(), EncodingKey::from_ed_der(&der)));
+                signing = Some(Signer::new(&r.kid, key).map_err(|_| KeyError::Poisoned)?);
             }
         }
         let mut inner = self.inner.write().map_err(|_| KeyError::Poisoned)?;
@@ -251,20 +269,34 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Signs `claims` as an access token (typ at+jwt, alg EdDSA, kid).
+    /// Signs `claims` as an access token (typ at+jwt, alg EdDSA, kid): the JWS compact form
+    /// `jsonwebtoken::encode` makes, with the key decoded once.
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CommandError> {
+        use ed25519_dalek::Signer as _;
         let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
-        let Some((kid, key)) = &inner.signing else {
-            tracing::error!("no active signing key");
-            return Err(CommandError::Internal);
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, claims, key).map_err(|e| {
-            tracing::error!(error = %e, "signing an access token failed");
+        let signer = active(&inner)?;
+        let body = serde_json::to_vec(claims).map_err(|e| {
+            tracing::error!(error = %e, "an access token's claims do not serialize");
             CommandError::Internal
-        })
+        })?;
+        let mut token = format!("{}.{}", signer.header, URL_SAFE_NO_PAD.encode(body));
+        let signature = signer.key.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        Ok(token)
+    }
+
+    /// The length `sign(claims)` would have, without signing: a signature is the costly part,
+    /// and its length is fixed.
+    pub fn signed_len<C: Serialize>(&self, claims: &C) -> Result<usize, CommandError> {
+        let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
+        let header = active(&inner)?.header.len();
+        let body = serde_json::to_vec(claims)
+            .map_err(|_| CommandError::Internal)?
+            .len();
+        // base64url without padding: 4 characters per 3 bytes, rounded up.
+        let b64 = |n: usize| (4 * n).div_ceil(3);
+        Ok(header + 1 + b64(body) + 1 + b64(ed25519_dalek::SIGNATURE_LENGTH))
     }
 
     /// The verification key for `kid`, if it is published.
@@ -385,10 +417,61 @@ fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
         .map_err(StartError::io(path))
 }
 
+/// The JOSE header of an access token signed with `kid`.
+fn access_header(kid: &str) -> Header {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.to_owned());
+    header
+}
+
+fn active(inner: &Inner) -> Result<&Signer, CommandError> {
+    inner.signing.as_ref().ok_or_else(|| {
+        tracing::error!("no active signing key");
+        CommandError::Internal
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_token_is_signed_as_jsonwebtoken_signs_it_and_its_length_is_predicted() {
+        let (master, now) = ([7; 32], Utc::now());
+        let ring = KeyRing {
+            inner: RwLock::new(Inner {
+                signing: None,
+                verifying: HashMap::new(),
+                jwks: serde_json::json!({"keys": []}),
+            }),
+        };
+        let rec = generate(&master, now).unwrap();
+        ring.install(&[rec], &master, now, Duration::minutes(15))
+            .unwrap();
+        // Every remainder of the base64 groups, and text that JSON escapes.
+        for n in 0..7 {
+            let claims = serde_json::json!({
+                "sub": "x".repeat(n),
+                "email": "ünï\"cødé@example.com",
+                "roles": vec!["role"; n],
+            });
+            let token = ring.sign(&claims).unwrap();
+            assert_eq!(ring.signed_len(&claims).unwrap(), token.len(), "{claims}");
+            // Ed25519 is deterministic: the crate's encoder makes the same token.
+            let inner = ring.inner.read().unwrap();
+            let der = inner.signing.as_ref().unwrap().key.to_pkcs8_der().unwrap();
+            let kid = ring.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+            let theirs = jsonwebtoken::encode(
+                &access_header(&kid),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(token, theirs);
+        }
+    }
 
     #[test]
     fn a_private_key_only_decrypts_under_its_master_key_and_kid() {
