@@ -9,7 +9,8 @@ pub const ROTATION_BATCH: usize = 8;
 
 /// The upper bound of group commit for refresh's writes (see [`StoreCeilings`]), through
 /// sea-orm on sqlx with the pool Keyward uses (one connection on SQLite).
-pub async fn batched_rotations(url: &str, window: Duration) -> anyhow::Result<f64> {
+/// `batch` rotations per transaction.
+pub async fn batched_rotations(url: &str, window: Duration, batch: usize) -> anyhow::Result<f64> {
     use sea_orm::{
         ConnectOptions, ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value,
     };
@@ -21,17 +22,14 @@ pub async fn batched_rotations(url: &str, window: Duration) -> anyhow::Result<f6
     let rows = db
         .query_all_raw(Statement::from_string(
             backend,
-            format!("SELECT id, session_id FROM refresh_tokens LIMIT {ROTATION_BATCH}"),
+            format!("SELECT id, session_id FROM refresh_tokens LIMIT {batch}"),
         ))
         .await?;
     let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = rows
         .iter()
         .map(|r| Ok((r.try_get("", "id")?, r.try_get("", "session_id")?)))
         .collect::<Result<_, sea_orm::DbErr>>()?;
-    anyhow::ensure!(
-        pairs.len() == ROTATION_BATCH,
-        "too few refresh tokens to rotate"
-    );
+    anyhow::ensure!(pairs.len() == batch, "too few refresh tokens to rotate");
     // Placeholders: $n on PostgreSQL, ? on SQLite.
     let args = |count: usize| -> Vec<String> {
         (1..=count)
@@ -44,7 +42,7 @@ pub async fn batched_rotations(url: &str, window: Duration) -> anyhow::Result<f6
             })
             .collect()
     };
-    let b = ROTATION_BATCH;
+    let b = batch;
     let p = args(1 + b);
     let mark = format!(
         "UPDATE refresh_tokens SET rotated_at = {} WHERE id IN ({})",
@@ -98,7 +96,7 @@ pub async fn batched_rotations(url: &str, window: Duration) -> anyhow::Result<f6
         tx.execute_raw(Statement::from_sql_and_values(backend, &touch, v))
             .await?;
         tx.commit().await?;
-        rotations += ROTATION_BATCH as u64;
+        rotations += batch as u64;
     }
     Ok(rotations as f64 / started.elapsed().as_secs_f64())
 }

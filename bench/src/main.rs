@@ -204,7 +204,12 @@ async fn store_ceilings(url: &str, session: &str, seconds: f64) -> anyhow::Resul
     Ok(StoreCeilings {
         reads_per_sec: count(false).await,
         write_transactions_per_sec: count(true).await,
-        batched_rotations_per_sec: ceilings::batched_rotations(url, window).await?,
+        batched_rotations_per_sec: ceilings::batched_rotations(
+            url,
+            window,
+            ceilings::ROTATION_BATCH,
+        )
+        .await?,
     })
 }
 

@@ -10,6 +10,7 @@
 //! HTTP.
 
 #[path = "../ceilings.rs"]
+#[allow(dead_code)]
 mod ceilings;
 #[path = "../load.rs"]
 #[allow(dead_code)]
@@ -47,6 +48,9 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Clients of the second refresh scenario: every client at once, after a deploy.
+    #[arg(long, default_value_t = 64)]
+    stampede: usize,
     /// The Zipf exponent of the skewed scenarios.
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
@@ -63,6 +67,16 @@ struct Args {
     /// Revocations timed across the nodes.
     #[arg(long, default_value_t = 30)]
     revocations: usize,
+    /// Only these groups of scenarios (the floor always runs): passes, bearer, check,
+    /// repeated, refresh. All when not given.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 /// SplitMix64: a well-spread 64-bit value from a seed, so each (worker, iteration) draws its
@@ -130,8 +144,9 @@ struct Sized {
     sessions: usize,
     outcomes: Vec<Outcome>,
     rss_mib: (f64, f64),
-    /// Rotations per second of group commit alone on the node's database.
-    rotation_bound: f64,
+    /// Per refresh scenario: its clients, rotations per second, and group commit alone on
+    /// the node's database with as many rotations per transaction.
+    refreshes: Vec<(usize, f64, f64)>,
 }
 
 /// Sends `step(_, i)` once for each `i` below `n` (with [`Pick::Every`], every session or
@@ -246,18 +261,13 @@ async fn main() -> anyhow::Result<()> {
             "RSS with {} live sessions, after every bearer scenario: {:.0} MiB (peak {:.0} MiB)",
             r.sessions, r.rss_mib.0, r.rss_mib.1
         );
-        let refresh = r
-            .outcomes
-            .iter()
-            .find(|o| o.scenario.starts_with("refresh"))
-            .map_or(0.0, |o| o.throughput);
-        println!(
-            "refresh with {} sessions: {refresh:.0} rotations/s; group commit of refresh's writes alone ({} per transaction) on the same database: {:.0}/s; ratio {:.2}",
-            r.sessions,
-            ceilings::ROTATION_BATCH,
-            r.rotation_bound,
-            refresh / r.rotation_bound.max(1e-9)
-        );
+        for (clients, rate, bound) in &r.refreshes {
+            println!(
+                "refresh with {} sessions, {clients} clients: {rate:.0} rotations/s; group commit of refresh's writes alone ({clients} per transaction) on the same database: {bound:.0}/s; ratio {:.2}",
+                r.sessions,
+                rate / bound.max(1e-9)
+            );
+        }
     }
     Ok(())
 }
@@ -355,17 +365,22 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     // Every token (and every user) once, in order: what a node that just started pays, and
     // the steady state the scenarios after it measure.
     let mut first_passes = Vec::new();
-    for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
-        let scenario = format!("{name}, first request of each of {n} tokens");
-        first_passes.push(once(&scenario, n, conc, bearer(path, Pick::Every(n))).await);
+    if args.runs("passes") {
+        for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
+            let scenario = format!("{name}, first request of each of {n} tokens");
+            first_passes.push(once(&scenario, n, conc, bearer(path, Pick::Every(n))).await);
+        }
+        let scenario = format!("check API, first request about each of {} users", ids.len());
+        first_passes.push(once(&scenario, ids.len(), conc, check(Pick::Every(ids.len()))).await);
     }
-    let scenario = format!("check API, first request about each of {} users", ids.len());
-    first_passes.push(once(&scenario, ids.len(), conc, check(Pick::Every(ids.len()))).await);
     outcomes.splice(1..1, first_passes);
 
     for pick in [Pick::Uniform(n), Pick::zipf(n, args.zipf)] {
         let d = pick.name();
         for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
+            if !args.runs("bearer") {
+                continue;
+            }
             let scenario = format!("{name}, {n} sessions' own tokens, {d}");
             outcomes.push(
                 load::run(&scenario, "keyward", conc, secs, bearer(path, pick.clone())).await,
@@ -376,9 +391,14 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
             _ => Pick::Uniform(ids.len()),
         };
         let scenario = format!("check API, a client asks about {} users, {d}", ids.len());
-        outcomes.push(load::run(&scenario, "keyward", conc, secs, check(users_pick)).await);
+        if args.runs("check") {
+            outcomes.push(load::run(&scenario, "keyward", conc, secs, check(users_pick)).await);
+        }
     }
     for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
+        if !args.runs("repeated") {
+            continue;
+        }
         let scenario = format!("{name}, one repeated token (the cache's best case)");
         outcomes.push(
             load::run(
@@ -395,11 +415,28 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
 
     // Every client refreshing at once (after a deploy or an outage): each request rotates
     // another session's refresh token and keeps its successor for that session's next turn.
-    let pick = Pick::Uniform(n);
-    let rotate = load::refresh(&c, &base, refresh.clone(), move |w, i| pick.index(w, i));
-    let scenario = format!("refresh, {n} sessions rotating their own tokens, uniform");
-    outcomes.push(load::run(&scenario, "keyward", conc, secs, rotate).await);
-    let bound = ceilings::batched_rotations(&url, Duration::from_secs(5)).await?;
+    // At the harness's concurrency, then with a stampede of clients; each against group
+    // commit alone with as many rotations per transaction as clients, measured after both
+    // (it rotates tokens the clients still hold).
+    let mut refreshes = Vec::new();
+    if args.runs("refresh") {
+        for clients in [conc, args.stampede] {
+            let pick = Pick::Uniform(n);
+            let rotate = load::refresh(&c, &base, refresh.clone(), move |w, i| pick.index(w, i));
+            let scenario = format!(
+                "refresh, {n} sessions rotating their own tokens, uniform, {clients} clients"
+            );
+            let o = load::run(&scenario, "keyward", clients, secs, rotate).await;
+            if o.error_count() + o.shed > 0 {
+                eprintln!("{scenario}: errors {:?}, shed {}", o.errors, o.shed);
+            }
+            refreshes.push((clients, o.throughput, 0.0));
+            outcomes.push(o);
+        }
+        for (clients, _, bound) in &mut refreshes {
+            *bound = ceilings::batched_rotations(&url, Duration::from_secs(5), *clients).await?;
+        }
+    }
 
     if let (Some(amqp), Some(ctl)) = (&args.amqp_url, &args.rabbitmqctl) {
         if Some(&n) == args.sessions.last() {
@@ -412,7 +449,7 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
         sessions: n,
         outcomes,
         rss_mib: (rss as f64 / 1024.0, peak as f64 / 1024.0),
-        rotation_bound: bound,
+        refreshes,
     })
 }
 
