@@ -450,6 +450,12 @@ mod tests {
         let rec = generate(&master, now).unwrap();
         ring.install(&[rec], &master, now, Duration::minutes(15))
             .unwrap();
+        let kid = ring.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+        let der = {
+            let inner = ring.inner.read().unwrap();
+            inner.signing.as_ref().unwrap().key.to_pkcs8_der().unwrap()
+        };
+        let theirs = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
         // Every remainder of the base64 groups, and text that JSON escapes.
         for n in 0..7 {
             let claims = serde_json::json!({
@@ -460,16 +466,8 @@ mod tests {
             let token = ring.sign(&claims).unwrap();
             assert_eq!(ring.signed_len(&claims).unwrap(), token.len(), "{claims}");
             // Ed25519 is deterministic: the crate's encoder makes the same token.
-            let inner = ring.inner.read().unwrap();
-            let der = inner.signing.as_ref().unwrap().key.to_pkcs8_der().unwrap();
-            let kid = ring.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
-            let theirs = jsonwebtoken::encode(
-                &access_header(&kid),
-                &claims,
-                &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
-            )
-            .unwrap();
-            assert_eq!(token, theirs);
+            let expected = jsonwebtoken::encode(&access_header(&kid), &claims, &theirs).unwrap();
+            assert_eq!(token, expected);
         }
     }
 

@@ -1,11 +1,10 @@
 //! Group commit of refreshes: the refreshes in flight on a node are read together (two
 //! queries, beside the writer, while the group before them commits) and rotated in one
 //! transaction of three statements ([`keyward_storage::Sessions::rotate_many`]) instead of
-//! a transaction and two reads each.
-//! On SQLite's one writer that is what lets rotations keep up when every client refreshes at
-//! once, after a deploy or an outage. The rules (rotate a token once, the grace window, reuse
-//! detection) stay the handler's: it learns whether its request rotated the token, exactly as
-//! from a transaction of its own.
+//! a transaction and two reads each. On SQLite's one writer that is what lets rotations keep
+//! up when every client refreshes at once, after a deploy or an outage. The rules (rotate a
+//! token once, the grace window, reuse detection) stay the handler's: it learns whether its
+//! request rotated the token, exactly as from a transaction of its own.
 //!
 //! One task per node takes every request queued while the previous batch committed, so a
 //! batch is as large as the load makes it and a lone refresh waits for no one.
