@@ -207,6 +207,7 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
         store,
         clock: keyward_actors::system_clock(),
         consuming,
+        templates: Default::default(),
     };
     tokio::select! {
         _ = worker.run() => {}

@@ -121,6 +121,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
         tracing::info!(migrations = ran, "database migrated");
     }
     crate::access::sync_declared(settings, &store, chrono::Utc::now()).await?;
+    crate::notify::templates::sync_shipped(&store, chrono::Utc::now()).await?;
     Ok(store)
 }
 
@@ -198,6 +199,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         clock.clone(),
         feed_every,
     ));
+    let templates = Arc::new(crate::notify::TemplateCache::default());
     let mut mail_dir = None;
     let mut notify = None;
     let mut node_mailer = None;
@@ -221,13 +223,14 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             let dir = settings.data_dir.join("mail");
             let mailer = Mailer::new(smtp.as_deref(), dir.clone())?;
             node_mailer = Some(mailer.clone());
-            let notify_actor = Notify::new(
+            let notify_actor = Notify::new(crate::notify::Mailroom {
                 mailer,
-                &settings.mail_from,
-                store.clone(),
-                clock.clone(),
-                metrics.clone(),
-            )?;
+                from: crate::notify::parse_from(&settings.mail_from)?,
+                store: store.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                templates: templates.clone(),
+            });
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
             mail_dir = smtp.is_none().then_some(dir);

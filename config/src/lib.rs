@@ -74,6 +74,8 @@ pub struct Settings {
     pub avatars: AvatarSettings,
     /// `[access]` / `KEYWARD_ACCESS__*`.
     pub access: AccessSettings,
+    /// `[notify]` / `KEYWARD_NOTIFY__*`.
+    pub notify: NotifySettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -292,6 +294,44 @@ pub struct RoleSettings {
     pub permissions: Vec<String>,
 }
 
+/// Notifications, `[notify]` / `KEYWARD_NOTIFY__<FIELD>`. Categories are declared in
+/// keyward.toml as `[[notify.categories]]` tables; `security` and `general` always exist
+/// (declaring one of them changes its default channels).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NotifySettings {
+    pub categories: Vec<CategorySettings>,
+}
+
+/// One declared notification category and the channels it uses unless a send names others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySettings {
+    pub name: String,
+    /// Any of `email`, `in_app`, `sms`, `push`.
+    pub channels: Vec<String>,
+}
+
+impl NotifySettings {
+    /// Every category with its default channels: the built-in ones, then those declared.
+    pub fn category_list(&self) -> Vec<CategorySettings> {
+        let mut out: Vec<CategorySettings> = ["security", "general"]
+            .into_iter()
+            .map(|name| CategorySettings {
+                name: name.to_owned(),
+                channels: vec!["email".to_owned(), "in_app".to_owned()],
+            })
+            .collect();
+        for c in &self.categories {
+            match out.iter_mut().find(|o| o.name == c.name) {
+                Some(o) => o.channels = c.channels.clone(),
+                None => out.push(c.clone()),
+            }
+        }
+        out
+    }
+}
+
 /// The seed products whose roles `KEYWARD_ACCESS__PRESET` loads.
 pub const ACCESS_PRESETS: [&str; 4] = ["clinic", "events", "social", "marketplace"];
 
@@ -388,6 +428,7 @@ impl Default for Settings {
             profiles: ProfileSettings::default(),
             access: AccessSettings::default(),
             avatars: AvatarSettings::default(),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -462,6 +503,7 @@ impl fmt::Debug for Settings {
             .field("profiles", &self.profiles)
             .field("access", &self.access)
             .field("avatars", &self.avatars)
+            .field("notify", &self.notify)
             .finish()
     }
 }

@@ -11,7 +11,8 @@ use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    has_scheme, safe_url, AccessSettings, AvatarSettings, ConfigError, S3Settings, Settings,
+    has_scheme, safe_url, AccessSettings, AvatarSettings, ConfigError, NotifySettings, S3Settings,
+    Settings,
     ACCESS_PRESETS,
 };
 
@@ -80,6 +81,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     profiles(s)?;
     access(&s.access)?;
     avatars(&s.avatars)?;
+    notify(&s.notify)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -423,6 +425,41 @@ fn access(a: &AccessSettings) -> Result<(), ConfigError> {
                 ConfigError::invalid(
                     key,
                     format!("role {:?}, permission {p:?}: {}", r.name, e.message),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn notify(n: &NotifySettings) -> Result<(), ConfigError> {
+    use keyward_messages::notify::{Category, Channel};
+    let key = "notify.categories";
+    let mut seen = std::collections::HashSet::new();
+    for c in &n.categories {
+        Category::parse("", &c.name).map_err(|e| {
+            ConfigError::invalid(key, format!("category {:?}: {}", c.name, e.message))
+        })?;
+        if !seen.insert(c.name.as_str()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("category {:?} is declared twice", c.name),
+            ));
+        }
+        if c.channels.is_empty() {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "category {:?} has no channels (give at least one, e.g. [\"in_app\"])",
+                    c.name
+                ),
+            ));
+        }
+        for ch in &c.channels {
+            Channel::parse("", ch).map_err(|e| {
+                ConfigError::invalid(
+                    key,
+                    format!("category {:?}, channel {ch:?}: {}", c.name, e.message),
                 )
             })?;
         }

@@ -16,7 +16,7 @@ use crate::error::CommandError;
 use crate::values::{Email, LoginId, Password, RequestMeta, SessionId, UserId, Username};
 
 /// The language of a user's emails, picked from `Accept-Language` at registration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Locale {
     #[default]

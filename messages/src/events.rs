@@ -130,6 +130,25 @@ pub enum DomainEvent {
         #[serde(default)]
         deleted: bool,
     },
+    /// A notification went out on one channel (for email: the SMTP server took it).
+    #[serde(rename = "notification.sent")]
+    NotificationSent {
+        user_id: UserId,
+        notification_id: Uuid,
+        channel: String,
+        category: String,
+        template: String,
+    },
+    /// A notification could not be delivered on one channel and will not be retried.
+    #[serde(rename = "notification.failed")]
+    NotificationFailed {
+        user_id: UserId,
+        notification_id: Uuid,
+        channel: String,
+        category: String,
+        template: String,
+        reason: String,
+    },
     /// A role's permissions changed, or it was deleted (`deleted: true`). `user_id` is the
     /// administrator who changed it (none when it changed in the configuration).
     #[serde(rename = "role.updated")]
@@ -162,6 +181,8 @@ impl DomainEvent {
             Self::RoleRevoked { .. } => "role.revoked",
             Self::RoleUpdated { .. } => "role.updated",
             Self::ClientUpdated { .. } => "client.updated",
+            Self::NotificationSent { .. } => "notification.sent",
+            Self::NotificationFailed { .. } => "notification.failed",
         }
     }
 
@@ -181,7 +202,9 @@ impl DomainEvent {
             | Self::SessionRevoked { user_id, .. }
             | Self::SessionReuseDetected { user_id, .. }
             | Self::RoleGranted { user_id, .. }
-            | Self::RoleRevoked { user_id, .. } => *user_id,
+            | Self::RoleRevoked { user_id, .. }
+            | Self::NotificationSent { user_id, .. }
+            | Self::NotificationFailed { user_id, .. } => *user_id,
             Self::RoleUpdated { user_id, .. } | Self::ClientUpdated { user_id, .. } => {
                 return *user_id
             }
@@ -230,10 +253,14 @@ impl EmailTemplate {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmailJob {
     pub to: String,
-    pub template: EmailTemplate,
+    /// The stored template's key: an [`EmailTemplate`]'s, `generic`, or a product's own.
+    pub template: String,
     pub locale: Locale,
     #[serde(default)]
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, serde_json::Value>,
+    /// The delivery-log row this mail is, when a product's notification sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Uuid>,
 }
 
 /// What the outbox holds and the bus carries.
@@ -248,7 +275,7 @@ impl Outgoing {
     pub fn message_type(&self) -> String {
         match self {
             Self::Event(e) => e.event_type().to_owned(),
-            Self::Email(j) => format!("email.{}", j.template.as_str()),
+            Self::Email(j) => format!("email.{}", j.template),
         }
     }
 }
@@ -340,9 +367,10 @@ mod tests {
     fn an_email_job_round_trips_through_its_envelope() {
         let job = EmailJob {
             to: "a@example.com".into(),
-            template: EmailTemplate::VerifyEmail,
+            template: EmailTemplate::VerifyEmail.as_str().into(),
             locale: Locale::Ru,
-            variables: [("link".to_string(), "http://x/?token=abc".to_string())].into(),
+            variables: [("link".to_string(), "http://x/?token=abc".into())].into(),
+            delivery: None,
         };
         let env = Envelope::new(
             Uuid::now_v7(),

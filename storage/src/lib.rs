@@ -1,5 +1,5 @@
 //! Keyward's storage: forward-only migrations, and one folder per context (accounts,
-//! sessions, profiles, access, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
+//! sessions, profiles, access, notify, keys, bus, audit, throttle) holding its sea-orm entities and ONE repository that
 //! takes and returns value types. SQLite and PostgreSQL run the same code.
 //!
 //! Every repository works over the pool or over a transaction ([`Store`] and [`Tx`] hand
@@ -17,6 +17,7 @@ mod bus;
 mod error;
 mod keys;
 mod migrations;
+mod notify;
 mod profiles;
 pub mod search;
 mod sessions;
@@ -34,6 +35,9 @@ pub use audit::{Audit, AuditFilter, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
+pub use notify::{
+    DeliveryFilter, DeliveryRecord, InboxRecord, Notices, Preferences, SendRecord, TemplateRecord,
+};
 pub use profiles::{ProfileRecord, Profiles};
 pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
 pub use store::{Reads, Store, Tx};

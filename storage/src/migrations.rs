@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::search::migration::M0006ProfileSearch),
             Box::new(crate::access::migration::M0007Access),
             Box::new(crate::search::migration::M0008ProfileSearchTierIndexes),
+            Box::new(crate::notify::migration::M0009Notify),
         ]
     }
 }

@@ -279,6 +279,11 @@ macro_rules! repositories {
                 crate::Access(&self.$field)
             }
 
+            /// Templates, the delivery log, inboxes and preferences (the notify context).
+            pub fn notices(&self) -> crate::Notices<'_, $conn> {
+                crate::Notices(&self.$field)
+            }
+
             /// The profile search index.
             pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
                 crate::search::ProfileSearch(&self.$field, &self.typo, self.search_reader())

@@ -556,6 +556,7 @@ fn start_worker(
         store,
         clock: keyward_actors::system_clock(),
         consuming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        templates: Default::default(),
     };
     actix_rt::spawn(worker.run());
     mail_dir

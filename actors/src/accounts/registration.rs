@@ -25,13 +25,14 @@ pub(super) fn email_job(
 ) -> Outgoing {
     let mut variables = BTreeMap::new();
     if let Some(l) = link {
-        variables.insert("link".to_owned(), l);
+        variables.insert("link".to_owned(), l.into());
     }
     Outgoing::Email(EmailJob {
         to: to.to_owned(),
-        template,
+        template: template.as_str().to_owned(),
         locale,
         variables,
+        delivery: None,
     })
 }
 

@@ -297,9 +297,10 @@ mod tests {
     fn email_row() -> OutboxRecord {
         let job = Outgoing::Email(EmailJob {
             to: "a@example.com".into(),
-            template: EmailTemplate::VerifyEmail,
+            template: EmailTemplate::VerifyEmail.as_str().into(),
             locale: Locale::En,
             variables: Default::default(),
+            delivery: None,
         });
         let env = Envelope::new(uuid::Uuid::now_v7(), Utc::now(), None, &job);
         row(serde_json::to_string(&env).unwrap())

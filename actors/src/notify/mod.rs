@@ -7,14 +7,18 @@
 
 mod error;
 pub mod smtp;
-mod templates;
+pub mod templates;
 pub mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use keyward_messages::events::{EmailJob, Envelope, Outgoing};
+use std::collections::BTreeMap;
+
+use keyward_messages::events::{DomainEvent, EmailJob, Envelope, Outgoing};
+use keyward_messages::notify::Channel;
+use keyward_messages::RequestMeta;
 use keyward_storage::Store;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncTransport, Message as Mail, Tokio1Executor};
@@ -22,11 +26,12 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message as Mail, Tokio1Executor
 use crate::bus::{BusError, Deliver};
 use crate::error::chain;
 use crate::metrics::Metrics;
+use crate::outbox::enqueue_at;
 use crate::{Clock, StartError};
 
 pub use error::MailError;
 pub use smtp::SmtpPool;
-pub use templates::render;
+pub use templates::TemplateCache;
 
 /// Inbox consumer name: one id is sent once, whichever node or worker takes it.
 const CONSUMER: &str = "notify.email";
@@ -73,29 +78,14 @@ impl Mailer {
     }
 }
 
+/// Sends the email jobs the relay hands it (embedded mode).
 pub struct Notify {
-    metrics: Metrics,
-    mailer: Mailer,
-    from: Mailbox,
-    store: Store,
-    clock: Clock,
+    room: Mailroom,
 }
 
 impl Notify {
-    pub fn new(
-        mailer: Mailer,
-        from: &str,
-        store: Store,
-        clock: Clock,
-        metrics: Metrics,
-    ) -> Result<Self, StartError> {
-        Ok(Self {
-            metrics,
-            mailer,
-            from: parse_from(from)?,
-            store,
-            clock,
-        })
+    pub fn new(room: Mailroom) -> Self {
+        Self { room }
     }
 }
 
@@ -108,41 +98,118 @@ pub fn parse_from(from: &str) -> Result<Mailbox, StartError> {
     })
 }
 
-/// Builds the MIME message for a job: text and HTML alternatives.
-pub fn build_mail(from: &Mailbox, job: &EmailJob) -> Result<Mail, MailError> {
-    let to: Mailbox = job.to.parse().map_err(MailError::Recipient)?;
-    let (subject, text, html) = render(job);
+/// Builds the MIME message: text and HTML alternatives.
+pub fn build_mail(
+    from: &Mailbox,
+    to: &str,
+    rendered: &BTreeMap<String, String>,
+) -> Result<Mail, MailError> {
+    let to: Mailbox = to.parse().map_err(MailError::Recipient)?;
+    let part = |name: &str| rendered.get(name).cloned().unwrap_or_default();
     Mail::builder()
         .from(from.clone())
         .to(to)
-        .subject(subject)
+        .subject(part("subject"))
         .multipart(
             MultiPart::alternative()
                 .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_PLAIN)
-                        .body(text),
+                        .body(part("text")),
                 )
                 .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_HTML)
-                        .body(html),
+                        .body(part("html")),
                 ),
         )
         .map_err(MailError::Build)
 }
 
+/// What sending an email job needs; clones share everything.
+#[derive(Clone)]
+pub struct Mailroom {
+    pub mailer: Mailer,
+    pub from: Mailbox,
+    pub store: Store,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub templates: Arc<TemplateCache>,
+}
+
+/// Renders a job with its stored template, or says why it never will be.
+async fn compose(room: &Mailroom, job: &EmailJob) -> Result<Result<Mail, String>, MailError> {
+    let template = room
+        .templates
+        .get(&room.store, &job.template, Channel::Email, job.locale)
+        .await
+        .map_err(MailError::Inbox)?;
+    let Some(template) = template else {
+        return Ok(Err(format!("no email template is named {}", job.template)));
+    };
+    let variables: serde_json::Map<_, _> = job.variables.clone().into_iter().collect();
+    let rendered = match templates::render(&template.parts, &variables) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.message)),
+    };
+    Ok(build_mail(&room.from, &job.to, &rendered).map_err(|e| chain(&e)))
+}
+
+/// After a job is done (sent, or never sendable): records its id, and for a product's
+/// notification its delivery row and event, in one transaction.
+async fn finish(
+    room: &Mailroom,
+    env: &Envelope,
+    job: &EmailJob,
+    failure: Option<&str>,
+) -> Result<(), MailError> {
+    let now = (room.clock)();
+    let tx = room.store.begin().await.map_err(MailError::Inbox)?;
+    tx.outbox()
+        .inbox_record(CONSUMER, env.id, now)
+        .await
+        .map_err(MailError::Inbox)?;
+    if let Some(id) = job.delivery {
+        if let Some(d) = tx.notices().delivery(id).await.map_err(MailError::Inbox)? {
+            let status = if failure.is_some() { "dead" } else { "sent" };
+            tx.notices()
+                .record_attempt(id, status, failure, now)
+                .await
+                .map_err(MailError::Inbox)?;
+            let meta = RequestMeta {
+                correlation_id: env.correlation_id.clone().unwrap_or_default(),
+                ..RequestMeta::default()
+            };
+            let ev = match failure {
+                None => DomainEvent::NotificationSent {
+                    user_id: d.user_id,
+                    notification_id: d.notification_id,
+                    channel: d.channel,
+                    category: d.category,
+                    template: d.template,
+                },
+                Some(reason) => DomainEvent::NotificationFailed {
+                    user_id: d.user_id,
+                    notification_id: d.notification_id,
+                    channel: d.channel,
+                    category: d.category,
+                    template: d.template,
+                    reason: reason.to_owned(),
+                },
+            };
+            enqueue_at(&tx, now, &meta, Outgoing::Event(ev))
+                .await
+                .map_err(MailError::Inbox)?;
+        }
+    }
+    tx.commit().await.map_err(MailError::Inbox)
+}
+
 /// Sends one email job unless this consumer already processed its id. Ok also for poison
 /// (logged, recorded and dropped); Err means "try again later".
-async fn deliver(
-    mailer: Mailer,
-    from: Mailbox,
-    store: Store,
-    clock: Clock,
-    metrics: Metrics,
-    env: Envelope,
-) -> Result<(), MailError> {
-    if store
+async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
+    if room
+        .store
         .outbox()
         .inbox_contains(CONSUMER, env.id)
         .await
@@ -157,34 +224,34 @@ async fn deliver(
         Err(e) => {
             // Poison: it will never decode. Record it so it is not retried forever.
             tracing::error!(id = %env.id, error = %chain(&e), "undecodable email job dropped");
-            return store
+            return room
+                .store
                 .outbox()
-                .inbox_record(CONSUMER, env.id, clock())
+                .inbox_record(CONSUMER, env.id, (room.clock)())
                 .await
                 .map_err(MailError::Inbox);
         }
     };
-    let mail = match build_mail(&from, &job) {
+    let mail = match compose(&room, &job).await? {
         Ok(m) => m,
-        Err(e) => {
-            tracing::error!(id = %env.id, error = %chain(&e), "email job cannot be built; dropped");
-            return store
-                .outbox()
-                .inbox_record(CONSUMER, env.id, clock())
-                .await
-                .map_err(MailError::Inbox);
+        Err(reason) => {
+            tracing::error!(id = %env.id, template = job.template.as_str(), %reason, "email job cannot be built; dropped");
+            return finish(&room, &env, &job, Some(&reason)).await;
         }
     };
-    if let Err(e) = mailer.send(mail).await {
-        metrics.emails_failed.inc();
+    if let Err(e) = room.mailer.send(mail).await {
+        room.metrics.emails_failed.inc();
+        if let Some(id) = job.delivery {
+            let answer = chain(&e);
+            let now = (room.clock)();
+            if let Err(le) = room.store.notices().record_attempt(id, "failed", Some(&answer), now).await {
+                tracing::warn!(%id, error = %chain(&le), "the delivery log could not record a failed attempt");
+            }
+        }
         return Err(e);
     }
-    metrics.emails_sent.inc();
-    store
-        .outbox()
-        .inbox_record(CONSUMER, env.id, clock())
-        .await
-        .map_err(MailError::Inbox)?;
+    room.metrics.emails_sent.inc();
+    finish(&room, &env, &job, None).await?;
     tracing::info!(id = %env.id, template = job.template.as_str(), locale = job.locale.as_str(), "email sent");
     Ok(())
 }
@@ -198,14 +265,7 @@ impl Supervised for Notify {}
 impl Handler<Deliver> for Notify {
     type Result = ResponseFuture<Result<(), BusError>>;
     fn handle(&mut self, Deliver(env): Deliver, _: &mut Context<Self>) -> Self::Result {
-        let sent = deliver(
-            self.mailer.clone(),
-            self.from.clone(),
-            self.store.clone(),
-            self.clock.clone(),
-            self.metrics.clone(),
-            env,
-        );
+        let sent = deliver(self.room.clone(), env);
         Box::pin(async move { sent.await.map_err(BusError::from) })
     }
 }
@@ -220,6 +280,9 @@ mod tests {
     async fn store() -> Store {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
+        templates::sync_shipped(&store, chrono::Utc::now())
+            .await
+            .unwrap();
         store
     }
 
@@ -230,9 +293,10 @@ mod tests {
     fn job(to: &str) -> Envelope {
         let job = EmailJob {
             to: to.into(),
-            template: EmailTemplate::VerifyEmail,
+            template: EmailTemplate::VerifyEmail.as_str().into(),
             locale: Locale::En,
-            variables: [("link".to_string(), "http://x/v?token=t".to_string())].into(),
+            variables: [("link".to_string(), "http://x/v?token=t".into())].into(),
+            delivery: None,
         };
         Envelope::new(
             uuid::Uuid::now_v7(),
@@ -254,16 +318,15 @@ mod tests {
         metrics: &Metrics,
         env: Envelope,
     ) -> Result<(), MailError> {
-        let from = parse_from("Keyward <no-reply@example.com>").unwrap();
-        deliver(
+        let room = Mailroom {
             mailer,
-            from,
-            store.clone(),
-            crate::system_clock(),
-            metrics.clone(),
-            env,
-        )
-        .await
+            from: parse_from("Keyward <no-reply@example.com>").unwrap(),
+            store: store.clone(),
+            clock: crate::system_clock(),
+            metrics: metrics.clone(),
+            templates: Default::default(),
+        };
+        deliver(room, env).await
     }
 
     /// Poison is answered Ok (acked, never retried), recorded in the inbox, and not counted as a

@@ -27,7 +27,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lettre::message::Mailbox;
 use tracing::Instrument;
 
-use super::{deliver, Mailer};
+use super::{deliver, Mailer, Mailroom, TemplateCache};
 use crate::bus::amqp::{connect, EMAIL_QUEUE};
 use crate::bus::BusError;
 use crate::error::chain;
@@ -65,6 +65,7 @@ pub struct Worker {
     pub store: Store,
     pub clock: Clock,
     pub consuming: Arc<AtomicBool>,
+    pub templates: Arc<TemplateCache>,
 }
 
 fn delivery_count(d: &Delivery) -> i64 {
@@ -175,14 +176,15 @@ impl Worker {
             request_id = env.request_id.as_deref().unwrap_or(""),
             correlation_id = env.correlation_id.as_deref().unwrap_or(""),
         );
-        match deliver(
-            self.mailer.clone(),
-            self.from.clone(),
-            self.store.clone(),
-            self.clock.clone(),
-            self.metrics.clone(),
-            env,
-        )
+        let room = Mailroom {
+            mailer: self.mailer.clone(),
+            from: self.from.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            templates: self.templates.clone(),
+        };
+        match deliver(room, env)
         .instrument(span.clone())
         .await
         {

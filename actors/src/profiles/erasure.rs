@@ -81,6 +81,7 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
     tx.sessions().erase_all_of(user).await?;
     tx.users().erase(user).await?;
     tx.profiles().erase(user).await?;
+    tx.notices().erase_user(user).await?;
     deps.index.sync(&tx, user).await?;
     let meta = RequestMeta::default();
     let ev = DomainEvent::UserDeleted { user_id: user };

@@ -1,0 +1,127 @@
+//! `m0009_notify`: stored templates, the delivery log, the in-app inbox, preferences and the
+//! send requests' idempotency records.
+
+use sea_orm_migration::prelude::*;
+
+use crate::migrations::{index, table, text, text_null, ts, ts_null, uuid_col, uuid_pk};
+
+pub(crate) struct M0009Notify;
+
+impl MigrationName for M0009Notify {
+    fn name(&self) -> &str {
+        "m0009_notify"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0009Notify {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let mut templates = table(
+            "notification_templates",
+            vec![
+                text("key"),
+                text("channel"),
+                text("locale"),
+                text("parts"),
+                text("variables"),
+                text("source"),
+                ts("updated_at"),
+                ColumnDef::new(Alias::new("updated_by"))
+                    .uuid()
+                    .null()
+                    .to_owned(),
+            ],
+        );
+        templates.primary_key(
+            Index::create()
+                .col(Alias::new("key"))
+                .col(Alias::new("channel"))
+                .col(Alias::new("locale")),
+        );
+        m.create_table(templates).await?;
+
+        m.create_table(table(
+            "notification_deliveries",
+            vec![
+                uuid_pk("id"),
+                uuid_col("notification_id"),
+                uuid_col("user_id"),
+                text("channel"),
+                text("category"),
+                text("template"),
+                text("status"),
+                ColumnDef::new(Alias::new("attempts"))
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+                text_null("answer"),
+                ts("created_at"),
+                ts("updated_at"),
+            ],
+        ))
+        .await?;
+        for (name, cols) in [
+            ("notification_deliveries_user_idx", &["user_id", "id"][..]),
+            ("notification_deliveries_status_idx", &["status", "id"][..]),
+            (
+                "notification_deliveries_notification_idx",
+                &["notification_id"][..],
+            ),
+        ] {
+            m.create_index(index("notification_deliveries", name, cols, false))
+                .await?;
+        }
+
+        m.create_table(table(
+            "inbox_items",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                text("category"),
+                text("title"),
+                text("body"),
+                text_null("action_url"),
+                ts("created_at"),
+                ts_null("read_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index("inbox_items", "inbox_items_user_idx", &["user_id", "id"], false))
+            .await?;
+        m.create_index(index(
+            "inbox_items",
+            "inbox_items_unread_idx",
+            &["user_id", "read_at", "id"],
+            false,
+        ))
+        .await?;
+
+        m.create_table(table(
+            "notification_preferences",
+            vec![uuid_pk("user_id"), text("preferences"), ts("updated_at")],
+        ))
+        .await?;
+
+        let mut requests = table(
+            "notification_requests",
+            vec![
+                text("caller"),
+                text("idempotency_key"),
+                text("fingerprint"),
+                text("ids"),
+                ts("created_at"),
+            ],
+        );
+        requests.primary_key(
+            Index::create()
+                .col(Alias::new("caller"))
+                .col(Alias::new("idempotency_key")),
+        );
+        m.create_table(requests).await
+    }
+}
