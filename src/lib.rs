@@ -10,7 +10,7 @@ use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
 use keyward_gateway::{
-    AccessApi, AccountsApi, GatewayOptions, Probe, ProfilesApi, Recipients, SessionsApi,
+    AccessApi, AccountsApi, GatewayOptions, NotifyApi, Probe, ProfilesApi, Recipients, SessionsApi,
 };
 
 /// A running node.
@@ -148,6 +148,7 @@ fn recipients_of(c: &keyward_actors::system::ContextAddrs) -> Recipients {
         accounts: AccountsApi::of(&c.accounts),
         sessions: SessionsApi::of(&c.sessions),
         profiles: ProfilesApi::of(&c.profiles),
+        notify: NotifyApi::of(&c.notifications),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::caches::{NodeCaches, INVALIDATING};
 use crate::hasher::{HashParams, HasherPool};
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
-use crate::notify::{Mailer, Notify};
+use crate::notify::{Mailer, Notifications, Notify, NotifyDeps};
 use crate::outbox::OutboxWriter;
 use crate::profiles::erasure::Eraser;
 use crate::profiles::{
@@ -39,6 +39,7 @@ pub struct LocalContexts {
     pub accounts: Arc<AccountsDeps>,
     pub sessions: Arc<SessionsDeps>,
     pub profiles: Arc<ProfilesDeps>,
+    pub notify: Arc<NotifyDeps>,
 }
 
 /// One supervised actor of each context, on one thread.
@@ -47,6 +48,7 @@ pub struct ContextAddrs {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
+    pub notifications: Addr<Notifications>,
 }
 
 impl LocalContexts {
@@ -61,11 +63,14 @@ impl LocalContexts {
         let sessions = Supervisor::start(move |_| Sessions::new(d));
         let d = self.profiles.clone();
         let profiles = Supervisor::start(move |_| Profiles::new(d));
+        let d = self.notify.clone();
+        let notifications = Supervisor::start(move |_| Notifications::new(d));
         ContextAddrs {
             access,
             accounts,
             sessions,
             profiles,
+            notifications,
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Contexts {
     pub accounts: Addr<Accounts>,
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
+    pub notifications: Addr<Notifications>,
     /// What the context actors share, for starting more of them.
     pub local: LocalContexts,
     /// The mail sender, in embedded mode.
@@ -320,7 +326,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let profiles = Arc::new(ProfilesDeps {
         store: store.clone(),
         clock: clock.clone(),
-        outbox,
+        outbox: outbox.clone(),
         cache: profiles,
         hasher: accounts.hasher.clone(),
         sessions: SessionsHandle::new(sessions.clone()),
@@ -335,6 +341,15 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         avatars: crate::avatars::AvatarStore::from_settings(&settings.avatars, &settings.data_dir)?,
         pipeline: crate::avatars::AvatarPipeline::from_settings(&settings.avatars),
         public_url: accounts.public_url.clone(),
+        metrics: metrics.clone(),
+    });
+    let notify_deps = Arc::new(NotifyDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox,
+        access: AccessHandle::new(access.clone()),
+        templates: templates.clone(),
+        categories: crate::notify::policy::Categories::from_settings(&settings.notify),
         metrics,
     });
     let filled = index.backfill(&store).await?;
@@ -351,18 +366,21 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         accounts,
         sessions,
         profiles,
+        notify: notify_deps,
     };
     let ContextAddrs {
         access,
         accounts,
         sessions,
         profiles,
+        notifications,
     } = local.start();
     Ok(Contexts {
         access,
         accounts,
         sessions,
         profiles,
+        notifications,
         local,
         notify,
         amqp,

@@ -12,8 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     has_scheme, safe_url, AccessSettings, AvatarSettings, ConfigError, NotifySettings, S3Settings,
-    Settings,
-    ACCESS_PRESETS,
+    Settings, ACCESS_PRESETS,
 };
 
 const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32`";

@@ -16,7 +16,17 @@ use crate::{RequestMeta, UserId};
 
 /// Where a notification goes.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[schema(example = "email")]
@@ -369,7 +379,10 @@ mod tests {
         for s in DeliveryStatus::ALL {
             assert_eq!(DeliveryStatus::parse("s", s.as_str()).unwrap(), s);
         }
-        assert_eq!(Channel::parse("channels[0]", "fax").unwrap_err().field, "channels[0]");
+        assert_eq!(
+            Channel::parse("channels[0]", "fax").unwrap_err().field,
+            "channels[0]"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod cli;
 mod distributed;
 mod lifecycle;
 mod nginx;
+mod notify;
 mod openapi;
 mod ops;
 mod profiles;

@@ -1,11 +1,18 @@
-//! The notify context: turns email jobs from the outbox into sent mail. In embedded mode it
-//! writes `.eml` files to `{data_dir}/mail` (or talks SMTP when KEYWARD_SMTP_URL is set).
+//! The notify context: the products' notifications (the send API, the in-app inbox,
+//! preferences, the delivery log), the stored templates every message is rendered with, and
+//! the mail transport that turns email jobs from the outbox into sent mail. In embedded mode
+//! mail is written as `.eml` files to `{data_dir}/mail` (or sent by SMTP when
+//! KEYWARD_SMTP_URL is set); in distributed mode `keyward worker` sends it.
 //!
-//! Owns: templates (English and Russian, text and HTML), the mail transport, de-duplication
-//! by message id. Refuses: deciding who gets mail (accounts does) and holding secrets longer
-//! than one delivery.
+//! Owns: templates (per key, channel and locale), the delivery log, inboxes, preferences,
+//! idempotency of sends, de-duplication of email jobs by message id. Refuses: a send without
+//! `notifications:send`, a template that does not parse or uses undeclared variables, muting
+//! `security`, deciding which auth mails a user gets (accounts does), and holding a one-time
+//! link longer than one delivery.
 
 mod error;
+mod handlers;
+pub mod policy;
 pub mod smtp;
 pub mod templates;
 pub mod worker;
@@ -75,6 +82,47 @@ impl Mailer {
         if let Mailer::Smtp(pool) = self {
             pool.shutdown().await;
         }
+    }
+}
+
+/// What the notify API works with.
+pub struct NotifyDeps {
+    pub store: Store,
+    pub clock: Clock,
+    pub outbox: crate::outbox::OutboxWriter,
+    /// Who may send, edit templates and read the log.
+    pub access: crate::access::AccessHandle,
+    pub templates: Arc<TemplateCache>,
+    pub categories: policy::Categories,
+    pub metrics: Metrics,
+}
+
+/// The notify API's actor: sends, inboxes, preferences, templates and the log.
+pub struct Notifications {
+    pub(crate) deps: Arc<NotifyDeps>,
+}
+
+impl Notifications {
+    pub fn new(deps: Arc<NotifyDeps>) -> Self {
+        Self { deps }
+    }
+}
+
+impl Actor for Notifications {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Notifications {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.actor_restarts.inc();
+        tracing::warn!("notifications actor restarting");
+    }
+}
+
+impl Handler<crate::edge::Restart> for Notifications {
+    type Result = ();
+    fn handle(&mut self, _: crate::edge::Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -244,7 +292,12 @@ async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
         if let Some(id) = job.delivery {
             let answer = chain(&e);
             let now = (room.clock)();
-            if let Err(le) = room.store.notices().record_attempt(id, "failed", Some(&answer), now).await {
+            if let Err(le) = room
+                .store
+                .notices()
+                .record_attempt(id, "failed", Some(&answer), now)
+                .await
+            {
                 tracing::warn!(%id, error = %chain(&le), "the delivery log could not record a failed attempt");
             }
         }

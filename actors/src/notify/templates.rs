@@ -161,8 +161,12 @@ pub fn unknown_variables<'a>(
 /// `ru → en`.
 #[derive(Default)]
 pub struct TemplateCache {
-    entries: Mutex<HashMap<(String, Channel, Locale), (Instant, Option<Arc<TemplateRecord>>)>>,
+    entries: Mutex<HashMap<TemplateAddress, Read>>,
 }
+
+type TemplateAddress = (String, Channel, Locale);
+/// When a template was read, and what was found.
+type Read = (Instant, Option<Arc<TemplateRecord>>);
 
 impl TemplateCache {
     /// The template of (key, channel) in `locale`, else in English; none when neither exists.
@@ -217,8 +221,16 @@ impl TemplateCache {
     }
 }
 
-/// The shipped mails: (key, locale, subject, paragraphs, the link's label).
-const AUTH_MAILS: &[(&str, Locale, &str, &[&str], Option<&str>)] = &[
+/// A shipped mail: key, locale, subject, paragraphs, and the link's label.
+type AuthMail = (
+    &'static str,
+    Locale,
+    &'static str,
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
+const AUTH_MAILS: &[AuthMail] = &[
     ("verify_email", Locale::En, "Confirm your email address",
         &["Welcome! Please confirm your email address to finish creating your account.", "The link is valid for 24 hours. If you did not sign up, ignore this email."],
         Some("Confirm email")),
@@ -287,7 +299,9 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
             html.push_str(&format!("<p>{}</p>", minijinja::HtmlEscape(p)));
         }
         if let Some(label) = label {
-            text.push_str(&format!("{{% if link %}}\n\n{label}: {{{{ link }}}}\n{{% endif %}}"));
+            text.push_str(&format!(
+                "{{% if link %}}\n\n{label}: {{{{ link }}}}\n{{% endif %}}"
+            ));
             html.push_str(&format!(
                 "{{% if link %}}<p><a href=\"{{{{ link }}}}\">{}</a></p>{{% endif %}}",
                 minijinja::HtmlEscape(label)
@@ -315,7 +329,14 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
                 format!("{HTML_OPEN}<h2>{{{{ title }}}}</h2><p>{{{{ body }}}}</p>{{% if action_url %}}<p><a href=\"{{{{ action_url }}}}\">{open}</a></p>{{% endif %}}{HTML_CLOSE}"),
             ),
         ];
-        out.push(record("generic", Channel::Email, locale, &email, &generic, now));
+        out.push(record(
+            "generic",
+            Channel::Email,
+            locale,
+            &email,
+            &generic,
+            now,
+        ));
         let short = [
             ("title", "{{ title }}".to_owned()),
             ("body", "{{ body }}".to_owned()),
@@ -404,16 +425,26 @@ mod tests {
             .unwrap();
         let out = render(&t.parts, &vars(json!({"title": "Hi", "body": "<b>x</b>"}))).unwrap();
         assert!(!out["html"].contains("href"));
-        assert!(out["html"].contains("<p>&lt;b&gt;x&lt;&#x2f;b&gt;</p>"), "{}", out["html"]);
+        assert!(
+            out["html"].contains("<p>&lt;b&gt;x&lt;&#x2f;b&gt;</p>"),
+            "{}",
+            out["html"]
+        );
         assert_eq!(out["text"], "<b>x</b>");
 
         let e = render(&t.parts, &vars(json!({"body": "x"}))).unwrap_err();
-        assert_eq!((e.field.as_str(), e.code.as_str()), ("variables", "template_error"));
+        assert_eq!(
+            (e.field.as_str(), e.code.as_str()),
+            ("variables", "template_error")
+        );
     }
 
     #[test]
     fn a_syntax_error_is_refused_with_its_part_and_line() {
-        let p = parts(&[("title", "ok"), ("body", "line one\n{% if x %}never closed")]);
+        let p = parts(&[
+            ("title", "ok"),
+            ("body", "line one\n{% if x %}never closed"),
+        ]);
         let e = check(Channel::InApp, &p, &["x".into()]).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].field, "parts.body");
@@ -425,7 +456,10 @@ mod tests {
     fn undeclared_variables_missing_and_unknown_parts_are_all_named() {
         let p = parts(&[("title", "{{ who }} {{ title }}"), ("footer", "x")]);
         let e = check(Channel::Push, &p, &["title".into()]).unwrap_err();
-        let got: Vec<_> = e.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        let got: Vec<_> = e
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -439,7 +473,10 @@ mod tests {
 
     #[test]
     fn a_template_that_loops_forever_runs_out_of_fuel() {
-        let p = parts(&[("text", "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}")]);
+        let p = parts(&[(
+            "text",
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+        )]);
         let e = render(&p, &serde_json::Map::new()).unwrap_err();
         assert_eq!(e.code, "template_error");
     }

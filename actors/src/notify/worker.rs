@@ -184,10 +184,7 @@ impl Worker {
             metrics: self.metrics.clone(),
             templates: self.templates.clone(),
         };
-        match deliver(room, env)
-        .instrument(span.clone())
-        .await
-        {
+        match deliver(room, env).instrument(span.clone()).await {
             Ok(()) => d
                 .ack(BasicAckOptions::default())
                 .await

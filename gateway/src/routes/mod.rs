@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod notify;
 pub(crate) mod openapi;
 mod profiles;
 mod sessions;
@@ -17,6 +18,7 @@ use crate::problem::ApiError;
 
 pub use access::AccessApi;
 pub use accounts::AccountsApi;
+pub use notify::NotifyApi;
 pub use profiles::ProfilesApi;
 pub use sessions::SessionsApi;
 
@@ -128,6 +130,37 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
         )
+        .service(
+            web::resource("/v1/notifications")
+                .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
+                .route(web::post().to(notify::send)),
+        )
+        .service(web::resource("/v1/users/me/notifications").route(web::get().to(notify::inbox)))
+        .service(
+            web::resource("/v1/users/me/notifications/read-all")
+                .route(web::post().to(notify::read_all)),
+        )
+        .service(
+            web::resource("/v1/users/me/notifications/{id}/read")
+                .route(web::post().to(notify::read)),
+        )
+        .service(
+            web::resource("/v1/users/me/notification-preferences")
+                .route(web::get().to(notify::preferences))
+                .route(web::put().to(notify::put_preferences)),
+        )
+        .service(
+            web::resource("/v1/admin/templates/{key}/{channel}/{locale}")
+                .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
+                .route(web::get().to(notify::get_template))
+                .route(web::put().to(notify::put_template)),
+        )
+        .service(
+            web::resource("/v1/admin/templates/{key}/{channel}/{locale}/preview")
+                .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
+                .route(web::post().to(notify::preview_template)),
+        )
+        .service(web::resource("/v1/admin/notifications").route(web::get().to(notify::deliveries)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(openapi::swagger_ui())

@@ -66,6 +66,7 @@ impl Fake {
             accounts: AccountsApi::of(&a),
             sessions: SessionsApi::of(&a),
             profiles: ProfilesApi::of(&a),
+            notify: crate::NotifyApi::of(&a),
         }
     }
 
@@ -199,6 +200,25 @@ canned! {
         id: UserId(USER), email: "alice@example.com".into(), username: None,
         status: keyward_messages::access::UserStatus::Unverified, roles: vec![],
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(), last_login_at: None };
+    keyward_messages::notify::SendAccepted => keyward_messages::notify::SendAccepted { ids: vec![Uuid::nil()] };
+    keyward_messages::notify::InboxPage => keyward_messages::notify::InboxPage { items: vec![], unread: 0, next_cursor: None };
+    keyward_messages::notify::Preferences => Default::default();
+    keyward_messages::notify::TemplateView => template_view();
+    (keyward_messages::notify::TemplateView, bool) => (template_view(), true);
+    std::collections::BTreeMap<String, String> => Default::default();
+    keyward_messages::notify::DeliveryPage => keyward_messages::notify::DeliveryPage { items: vec![], next_cursor: None };
+}
+
+fn template_view() -> keyward_messages::notify::TemplateView {
+    keyward_messages::notify::TemplateView {
+        key: "generic".into(),
+        channel: keyward_messages::notify::Channel::InApp,
+        locale: "en".into(),
+        parts: Default::default(),
+        variables: vec![],
+        source: "shipped".into(),
+        updated_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+    }
 }
 
 fn client_view() -> keyward_messages::access::ClientView {

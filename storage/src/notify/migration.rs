@@ -91,8 +91,13 @@ impl MigrationTrait for M0009Notify {
             ],
         ))
         .await?;
-        m.create_index(index("inbox_items", "inbox_items_user_idx", &["user_id", "id"], false))
-            .await?;
+        m.create_index(index(
+            "inbox_items",
+            "inbox_items_user_idx",
+            &["user_id", "id"],
+            false,
+        ))
+        .await?;
         m.create_index(index(
             "inbox_items",
             "inbox_items_unread_idx",

@@ -31,7 +31,12 @@ fn json<T: serde::de::DeserializeOwned>(what: impl FnOnce() -> String, raw: &str
 }
 
 fn template_record(m: template::Model) -> Result<TemplateRecord> {
-    let what = || format!("notification_templates {}/{}/{}", m.key, m.channel, m.locale);
+    let what = || {
+        format!(
+            "notification_templates {}/{}/{}",
+            m.key, m.channel, m.locale
+        )
+    };
     Ok(TemplateRecord {
         parts: json(what, &m.parts)?,
         variables: json(what, &m.variables)?,
@@ -175,7 +180,10 @@ impl<C: ConnectionTrait> Notices<'_, C> {
     ) -> Result<bool> {
         let res = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, Expr::value(status))
-            .col_expr(delivery::Column::Answer, Expr::value(answer.map(str::to_owned)))
+            .col_expr(
+                delivery::Column::Answer,
+                Expr::value(answer.map(str::to_owned)),
+            )
             .col_expr(
                 delivery::Column::Attempts,
                 Expr::col(delivery::Column::Attempts).add(1),

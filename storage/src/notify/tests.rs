@@ -60,7 +60,9 @@ async fn a_template_is_stored_replaced_and_read_back_by_its_three_keys() {
     let db = test_db().await;
     let n = db.notices();
     assert_eq!(n.template("generic", "in_app", "en").await.unwrap(), None);
-    n.put_template(&template("{{ body }}", "shipped")).await.unwrap();
+    n.put_template(&template("{{ body }}", "shipped"))
+        .await
+        .unwrap();
     let mut edited = template("<b>{{ body }}</b>", "api");
     edited.updated_by = Some(UserId::new());
     edited.updated_at = at(2);
@@ -147,9 +149,21 @@ async fn an_inbox_lists_counts_and_marks_only_its_owners_items() {
     db.notices().insert_inbox(&items).await.unwrap();
     assert_eq!(db.notices().unread_count(ann).await.unwrap(), 3);
 
-    assert!(!db.notices().mark_read(bob, items[0].id, at(5)).await.unwrap());
-    assert!(db.notices().mark_read(ann, items[0].id, at(5)).await.unwrap());
-    assert!(db.notices().mark_read(ann, items[0].id, at(6)).await.unwrap());
+    assert!(!db
+        .notices()
+        .mark_read(bob, items[0].id, at(5))
+        .await
+        .unwrap());
+    assert!(db
+        .notices()
+        .mark_read(ann, items[0].id, at(5))
+        .await
+        .unwrap());
+    assert!(db
+        .notices()
+        .mark_read(ann, items[0].id, at(6))
+        .await
+        .unwrap());
     let titles = |v: Vec<InboxRecord>| v.into_iter().map(|i| i.title).collect::<Vec<_>>();
     let unread = db.notices().inbox(ann, true, None, 10).await.unwrap();
     assert_eq!(titles(unread), ["three", "two"]);
@@ -177,10 +191,16 @@ async fn preferences_are_per_user_and_replaced_whole() {
         [("email".to_string(), false)].into(),
     )]
     .into();
-    db.notices().put_preferences(ann, &muted, at(1)).await.unwrap();
+    db.notices()
+        .put_preferences(ann, &muted, at(1))
+        .await
+        .unwrap();
     let mut more = muted.clone();
     more.insert("booking".into(), [("sms".to_string(), true)].into());
-    db.notices().put_preferences(ann, &more, at(2)).await.unwrap();
+    db.notices()
+        .put_preferences(ann, &more, at(2))
+        .await
+        .unwrap();
 
     let of = db.notices().preferences_of(&[ann, bob]).await.unwrap();
     assert_eq!(of.get(&ann), Some(&more));
@@ -199,7 +219,10 @@ async fn a_send_request_is_kept_once_per_caller_and_key() {
     };
     db.notices().insert_send_request(&r).await.unwrap();
     let again = db.notices().insert_send_request(&r).await;
-    assert!(matches!(again, Err(StorageError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StorageError::Conflict { .. })),
+        "{again:?}"
+    );
     let other = SendRecord {
         caller: "client:events".into(),
         ..r.clone()
@@ -214,7 +237,10 @@ async fn a_send_request_is_kept_once_per_caller_and_key() {
         Some(r)
     );
     assert_eq!(
-        db.notices().send_request("client:booking", "x").await.unwrap(),
+        db.notices()
+            .send_request("client:booking", "x")
+            .await
+            .unwrap(),
         None
     );
 }

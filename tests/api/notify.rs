@@ -1,0 +1,527 @@
+//! The notify context through HTTP: a product's service sends through the send API, users read
+//! their inbox and set their preferences, admins edit templates (the auth mails included) and
+//! read the delivery log.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    admin, amqp_admin, broker_lock, problem, spawn_app_with, EventConsumer, Options, TestApp,
+    PASSWORD,
+};
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Response {
+    let mut r = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    r.send().await.unwrap()
+}
+
+/// A verified user: their id and an access token.
+async fn member(app: &TestApp, email: &str) -> (String, String) {
+    app.verified_user(email, None).await;
+    let pair = app.login_ok(email, PASSWORD).await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let me: Value = app
+        .get_bearer("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (me["id"].as_str().unwrap().to_owned(), token)
+}
+
+/// A service client's access token, for a client made as the CLI makes it.
+async fn service(app: &TestApp, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let c = keyward_actors::admin::create_client(&app.node.contexts.store, "booking", &scopes)
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/oauth/token"))
+        .basic_auth(&c.client.client_id, Some(&c.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn send(app: &TestApp, token: &str, body: Value) -> Response {
+    call(app, Method::POST, "/v1/notifications", token, Some(body)).await
+}
+
+async fn inbox(app: &TestApp, token: &str, query: &str) -> Value {
+    let r = app
+        .get_bearer(&format!("/v1/users/me/notifications{query}"), token)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// The delivery log as an admin reads it.
+async fn log(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
+    let r = app
+        .get_bearer(&format!("/v1/admin/notifications{query}"), admin)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until the log row of `user` on `channel` has `status`.
+async fn wait_status(app: &TestApp, admin: &str, user: &str, channel: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = log(app, admin, &format!("?user_id={user}")).await;
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r["channel"] == channel && r["status"] == status)
+        {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {channel} delivery {status}: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn booking(to: &[&str], key: &str) -> Value {
+    json!({
+        "to": to,
+        "template": "generic",
+        "variables": {"title": "Booking confirmed", "body": "Dr. Ivanova, Monday 10:00 <room 4>", "action_url": "https://clinic.example/b/4711"},
+        "category": "general",
+        "idempotency_key": key,
+    })
+}
+
+#[actix_web::test]
+async fn a_service_sends_and_each_user_finds_it_in_their_inbox_and_mail() {
+    let app = spawn_app_with(Options::default()).await;
+    let (_, root) = admin(&app).await;
+    let (ann, ann_token) = member(&app, "ann@example.com").await;
+    let (bob, bob_token) = member(&app, "bob@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+
+    let r = send(&app, &svc, booking(&[&ann, &bob], "booking-4711")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let ids = r.json::<Value>().await.unwrap()["ids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(ids.len(), 2);
+
+    let page = inbox(&app, &ann_token, "").await;
+    assert_eq!(page["unread"], 1);
+    let item = &page["items"][0];
+    assert_eq!(item["id"], ids[0], "the inbox item is the notification");
+    assert_eq!(item["title"], "Booking confirmed");
+    assert_eq!(
+        item["body"], "Dr. Ivanova, Monday 10:00 <room 4>",
+        "in-app text is not HTML-escaped"
+    );
+    assert_eq!(item["action_url"], "https://clinic.example/b/4711");
+    assert_eq!(item["category"], "general");
+    assert!(item["read_at"].is_null());
+
+    let mail = app
+        .wait_for_mail("bob@example.com", "Booking confirmed")
+        .await;
+    assert!(mail.text.contains("Dr. Ivanova, Monday 10:00 <room 4>"));
+    assert!(mail.html.contains("&lt;room 4&gt;"), "{}", mail.html);
+
+    // Reading: one, then all; someone else's id is not found.
+    let path = format!(
+        "/v1/users/me/notifications/{}/read",
+        ids[0].as_str().unwrap()
+    );
+    let r = app.post_bearer(&path, &bob_token, None).await;
+    assert_eq!(problem(r).await.0, StatusCode::NOT_FOUND);
+    let r = app.post_bearer(&path, &ann_token, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let page = inbox(&app, &ann_token, "").await;
+    assert_eq!(page["unread"], 0);
+    assert!(page["items"][0]["read_at"].is_string());
+    assert_eq!(
+        inbox(&app, &ann_token, "?unread=true").await["items"],
+        json!([])
+    );
+    let r = app
+        .post_bearer("/v1/users/me/notifications/read-all", &bob_token, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(inbox(&app, &bob_token, "").await["unread"], 0);
+
+    // The log: every recipient and channel, the email marked sent once it went out.
+    let sent = wait_status(&app, &root, &bob, "email", "sent").await;
+    assert_eq!(sent["attempts"], 1);
+    assert_eq!(sent["notification_id"], ids[1]);
+    let rows = log(&app, &root, &format!("?user_id={ann}")).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows
+        .iter()
+        .any(|r| r["channel"] == "in_app" && r["status"] == "sent"));
+    app.wait_outbox_drained().await;
+    let events = app.events_of_type("notification.sent").await;
+    assert_eq!(events.len(), 4, "in-app and email for each: {events:?}");
+    assert!(events.iter().all(|e| e["data"]["template"] == "generic"));
+    let r = app.get_bearer("/v1/admin/notifications", &ann_token).await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_answers_its_first_reply_and_refuses_another_request() {
+    let app = spawn_app_with(Options::default()).await;
+    let (ann, ann_token) = member(&app, "ann@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+
+    let first: Value = send(&app, &svc, booking(&[&ann], "k1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = send(&app, &svc, booking(&[&ann], "k1")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.unwrap(), first);
+    assert_eq!(
+        inbox(&app, &ann_token, "").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let mut other = booking(&[&ann], "k1");
+    other["variables"]["body"] = json!("Tuesday");
+    let (status, p) = problem(send(&app, &svc, other).await).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(p["code"], "idempotency_key_reused");
+}
+
+#[actix_web::test]
+async fn a_muted_category_is_logged_as_skipped_and_security_cannot_be_muted() {
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.notify.categories = vec![keyward_config::CategorySettings {
+                name: "marketing".into(),
+                channels: vec!["email".into(), "in_app".into()],
+            }];
+        })),
+        ..Options::default()
+    })
+    .await;
+    let (_, root) = admin(&app).await;
+    let (ann, token) = member(&app, "ann@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+
+    let prefs = "/v1/users/me/notification-preferences";
+    let r = call(
+        &app,
+        Method::PUT,
+        prefs,
+        &token,
+        Some(json!({"marketing": {"email": false}})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let now: Value = r.json().await.unwrap();
+    assert_eq!(
+        now["marketing"],
+        json!({"email": false, "in_app": true, "sms": true, "push": true})
+    );
+    assert_eq!(now["security"]["email"], true);
+    let got: Value = app.get_bearer(prefs, &token).await.json().await.unwrap();
+    assert_eq!(got, now);
+
+    let r = call(
+        &app,
+        Method::PUT,
+        prefs,
+        &token,
+        Some(json!({"security": {"email": false}, "nope": {"sms": true}})),
+    )
+    .await;
+    let (status, p) = problem(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<_> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["nope", "security.email"]);
+
+    let mut promo = booking(&[&ann], "promo-1");
+    promo["category"] = json!("marketing");
+    assert_eq!(send(&app, &svc, promo).await.status(), StatusCode::ACCEPTED);
+    let skipped = wait_status(&app, &root, &ann, "email", "skipped").await;
+    assert_eq!(skipped["answer"], "muted by the user's preferences");
+    assert_eq!(
+        inbox(&app, &token, "").await["unread"],
+        1,
+        "in-app was not muted"
+    );
+
+    // A security notice goes out whatever was chosen.
+    let mut notice = booking(&[&ann], "security-1");
+    notice["category"] = json!("security");
+    notice["variables"]["title"] = json!("New sign-in");
+    assert_eq!(
+        send(&app, &svc, notice).await.status(),
+        StatusCode::ACCEPTED
+    );
+    app.wait_for_mail("ann@example.com", "New sign-in").await;
+    assert!(
+        app.mails()
+            .await
+            .iter()
+            .all(|m| m.subject != "Booking confirmed"),
+        "the muted mail was not sent"
+    );
+}
+
+#[actix_web::test]
+async fn a_send_needs_its_scope_or_permission_and_bad_input_names_each_field() {
+    let app = spawn_app_with(Options::default()).await;
+    let (_, root) = admin(&app).await;
+    let (ann, token) = member(&app, "ann@example.com").await;
+    let other = service(&app, &["access:check"]).await;
+    let svc = service(&app, &["notifications:send"]).await;
+
+    for caller in [&other, &token] {
+        let (status, p) = problem(send(&app, caller, booking(&[&ann], "x")).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    }
+    // An administrator holds notifications:send.
+    assert_eq!(
+        send(&app, &root, booking(&[&ann], "by-admin"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    let cases = [
+        (
+            json!({"to": [], "template": "generic", "category": "general", "idempotency_key": "a"}),
+            "to",
+            "out_of_range",
+        ),
+        (
+            json!({"to": [ann, ann], "template": "generic", "category": "general", "idempotency_key": "a"}),
+            "to[1]",
+            "duplicate",
+        ),
+        (
+            json!({"to": ["nope"], "template": "generic", "category": "general", "idempotency_key": "a"}),
+            "to[0]",
+            "invalid_uuid",
+        ),
+        (
+            json!({"to": [ann], "template": "Generic!", "category": "general", "idempotency_key": "a"}),
+            "template",
+            "invalid_template",
+        ),
+        (
+            json!({"to": [ann], "template": "no_such", "category": "general", "idempotency_key": "a"}),
+            "template",
+            "unknown_template",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "parties", "idempotency_key": "a"}),
+            "category",
+            "unknown_category",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general", "idempotency_key": "a", "variables": {"title": "t", "body": "b", "colour": "red"}}),
+            "variables.colour",
+            "unknown_variable",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general", "idempotency_key": "a", "variables": {"body": "b"}}),
+            "variables",
+            "template_error",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general", "idempotency_key": "a", "channels": ["fax"]}),
+            "channels[0]",
+            "invalid_channel",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general", "idempotency_key": "a", "send_at": "tomorrow"}),
+            "send_at",
+            "invalid_time",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general"}),
+            "idempotency_key",
+            "required",
+        ),
+        (
+            json!({"to": [ann], "template": "generic", "category": "general", "idempotency_key": "a", "priority": 1}),
+            "priority",
+            "unknown_field",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let (status, p) = problem(send(&app, &svc, body.clone()).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {p}");
+        let e = p["errors"].as_array().unwrap();
+        assert!(
+            e.iter().any(|e| e["field"] == field && e["code"] == code),
+            "{body}: expected {field} {code}, got {p}"
+        );
+    }
+    assert!(
+        inbox(&app, &token, "").await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1,
+        "nothing refused was written"
+    );
+}
+
+#[actix_web::test]
+async fn an_admin_edits_a_template_and_the_next_mail_uses_it() {
+    let app = spawn_app_with(Options::default()).await;
+    let (_, root) = admin(&app).await;
+    let (_, ann_token) = member(&app, "ann@example.com").await;
+    let path = "/v1/admin/templates/verify_email/email/en";
+
+    let shipped: Value = app.get_bearer(path, &root).await.json().await.unwrap();
+    assert_eq!(shipped["source"], "shipped");
+    assert_eq!(shipped["variables"], json!(["link"]));
+    let r = app.get_bearer(path, &ann_token).await;
+    assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
+
+    // Faults are refused with their part and line; nothing changes.
+    let broken = json!({"parts": {"subject": "Hi", "text": "ok\n{% if link %}open", "html": "<p>{{ who }}</p>"}});
+    let (status, p) = problem(call(&app, Method::PUT, path, &root, Some(broken)).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let errors = p["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["field"] == "parts.text"
+            && e["code"] == "template_syntax"
+            && e["message"].as_str().unwrap().starts_with("line 2")),
+        "{p}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["field"] == "parts.html" && e["code"] == "undeclared_variable"),
+        "{p}"
+    );
+
+    let edited = json!({"parts": {
+        "subject": "Welcome to the clinic",
+        "text": "Confirm here: {{ link }}",
+        "html": "<p><a href=\"{{ link }}\">Confirm</a></p>",
+    }});
+    let r = call(&app, Method::PUT, path, &root, Some(edited.clone())).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let saved: Value = r.json().await.unwrap();
+    assert_eq!(saved["source"], "api");
+    assert_eq!(
+        saved["variables"],
+        json!(["link"]),
+        "the declared variables were kept"
+    );
+
+    let preview = call(
+        &app,
+        Method::POST,
+        &format!("{path}/preview"),
+        &root,
+        Some(json!({"variables": {"link": "https://x/?a=1&b=2"}})),
+    )
+    .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let preview: Value = preview.json().await.unwrap();
+    assert_eq!(preview["text"], "Confirm here: https://x/?a=1&b=2");
+    assert!(preview["html"].as_str().unwrap().contains("a=1&amp;b=2"));
+
+    let r = app.register("kim@example.com", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = app
+        .wait_for_mail("kim@example.com", "Welcome to the clinic")
+        .await;
+    assert!(mail.text.starts_with("Confirm here: http"), "{}", mail.text);
+    let r = app
+        .post("/v1/auth/verify-email", json!({"token": mail.token()}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the edited mail's link works");
+
+    // A new template for a product, then the audit log names who changed templates.
+    let reminder = json!({"parts": {"title": "Reminder: {{ when }}", "body": "See you at {{ place }}"}, "variables": ["when", "place"]});
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/templates/booking_reminder/in_app/ru",
+        &root,
+        Some(reminder),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let audit: Value = app
+        .get_bearer("/v1/admin/audit?type=template.updated", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn distributed_a_worker_sends_the_mail_and_products_hear_notification_sent() {
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        ..Options::default()
+    })
+    .await;
+    let _ = amqp_admin();
+    let url = app.amqp_url();
+    let queue = format!("test-consumer-{}", uuid::Uuid::new_v4().simple());
+    let consumer = EventConsumer::bind(&url, &queue, "notification.*").await;
+    let (_, root) = admin(&app).await;
+    let (ann, _) = member(&app, "ann@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+
+    let mut body = booking(&[&ann], "dist-1");
+    body["channels"] = json!(["email", "sms"]);
+    let r = send(&app, &svc, body).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["ids"][0].clone();
+
+    app.wait_for_mail("ann@example.com", "Booking confirmed")
+        .await;
+    let sent = wait_status(&app, &root, &ann, "email", "sent").await;
+    assert_eq!(sent["notification_id"], id);
+    let sms = wait_status(&app, &root, &ann, "sms", "skipped").await;
+    assert_eq!(sms["answer"], "no SMS provider is configured");
+    let got = consumer.collect(&["notification.sent"]).await;
+    let env: Value = serde_json::from_slice(&got[0].data).unwrap();
+    assert_eq!(env["data"]["notification_id"], id);
+    assert_eq!(env["data"]["channel"], "email");
+    assert_eq!(env["data"]["user_id"], ann.as_str());
+}
