@@ -361,6 +361,10 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         .erase_every
         .unwrap_or(std::time::Duration::from_secs(60));
     Supervisor::start(move |_| Eraser::new(d.clone(), every));
+    actix_rt::spawn(crate::notify::dispatch::run_schedule(
+        notify_deps.clone(),
+        std::time::Duration::from_millis(250),
+    ));
     let local = LocalContexts {
         access,
         accounts,

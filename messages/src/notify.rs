@@ -206,6 +206,16 @@ pub struct SendNotification {
     pub request: SendRequest,
 }
 
+/// Gateway → notify. Cancels a scheduled notification that has not gone out
+/// (`notifications:send`): 404 for an unknown id, 409 `not_scheduled` once sent or cancelled.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct CancelScheduled {
+    pub meta: RequestMeta,
+    pub caller: Caller,
+    pub id: Uuid,
+}
+
 /// One item of the caller's inbox.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InboxItem {

@@ -525,3 +525,115 @@ async fn distributed_a_worker_sends_the_mail_and_products_hear_notification_sent
     assert_eq!(env["data"]["channel"], "email");
     assert_eq!(env["data"]["user_id"], ann.as_str());
 }
+
+#[actix_web::test]
+async fn a_scheduled_send_waits_for_its_time_and_a_cancelled_one_never_goes_out() {
+    let app = spawn_app_with(Options::default()).await;
+    let (_, root) = admin(&app).await;
+    let (ann, token) = member(&app, "ann@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+    let at = |secs: i64| (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();
+
+    let mut reminder = booking(&[&ann], "reminder-1");
+    reminder["variables"]["title"] = json!("Your visit is tomorrow");
+    reminder["send_at"] = json!(at(3600));
+    let r = send(&app, &svc, reminder).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let kept = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut cancelled = booking(&[&ann], "reminder-2");
+    cancelled["variables"]["title"] = json!("Cancelled visit");
+    cancelled["send_at"] = json!(at(3600));
+    let r = send(&app, &svc, cancelled).await;
+    let gone = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let rows = log(&app, &root, &format!("?user_id={ann}&status=scheduled")).await;
+    assert_eq!(rows.len(), 4, "email and in-app of each: {rows:?}");
+    assert_eq!(
+        inbox(&app, &token, "").await["items"],
+        json!([]),
+        "nothing shown before its time"
+    );
+
+    let path = format!("/v1/notifications/scheduled/{gone}");
+    let r = call(&app, Method::DELETE, &path, &token, None).await;
+    assert_eq!(
+        problem(r).await.0,
+        StatusCode::FORBIDDEN,
+        "a user without notifications:send"
+    );
+    let r = call(&app, Method::DELETE, &path, &svc, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, p) = problem(call(&app, Method::DELETE, &path, &svc, None).await).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_scheduled"))
+    );
+    let unknown = format!("/v1/notifications/scheduled/{}", uuid::Uuid::now_v7());
+    assert_eq!(
+        problem(call(&app, Method::DELETE, &unknown, &svc, None).await)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // An hour later the kept one goes out; the cancelled one stays cancelled. (Tokens from
+    // before have expired by then.)
+    app.advance(3601);
+    let fresh = |login: &'static str| async {
+        app.login_ok(login, PASSWORD).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (root, token) = (
+        fresh("root@example.com").await,
+        fresh("ann@example.com").await,
+    );
+    let svc = service(&app, &["notifications:send"]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = inbox(&app, &token, "").await;
+        if page["items"].as_array().unwrap().len() == 1 {
+            assert_eq!(page["items"][0]["id"], kept.as_str());
+            assert_eq!(page["items"][0]["title"], "Your visit is tomorrow");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled send never went out: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.wait_for_mail("ann@example.com", "Your visit is tomorrow")
+        .await;
+    wait_status(&app, &root, &ann, "email", "sent").await;
+    let cancelled_rows = log(&app, &root, &format!("?user_id={ann}&status=cancelled")).await;
+    assert_eq!(cancelled_rows.len(), 2);
+    assert!(cancelled_rows
+        .iter()
+        .all(|r| r["notification_id"] == gone.as_str()));
+    assert!(app
+        .mails()
+        .await
+        .iter()
+        .all(|m| m.subject != "Cancelled visit"));
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("/v1/notifications/scheduled/{kept}"),
+        &svc,
+        None,
+    )
+    .await;
+    assert_eq!(
+        problem(r).await.0,
+        StatusCode::CONFLICT,
+        "a sent notification cannot be cancelled"
+    );
+}

@@ -1,20 +1,18 @@
 //! The notify context's message table: one handler per message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyward_messages::access::Caller;
 use keyward_messages::commands::Locale;
-use keyward_messages::events::{DomainEvent, EmailJob, Outgoing};
 use keyward_messages::notify::*;
-use keyward_messages::{codes, CommandError, FieldError, UserId};
+use keyward_messages::{codes, CommandError, FieldError};
 use keyward_storage::{
-    DeliveryFilter, DeliveryRecord, InboxRecord, SendRecord, StorageError, TemplateRecord,
-    UserRecord,
+    DeliveryFilter, InboxRecord, ScheduledRecord, SendRecord, StorageError, TemplateRecord,
 };
-use serde_json::Value;
 use uuid::Uuid;
 
+use super::dispatch::{dispatch, Batch, Outcome, Plan, Planned};
 use super::templates;
 use super::{policy, Notifications, NotifyDeps as Deps};
 use crate::error::HandlerError;
@@ -48,14 +46,6 @@ fn cursor(raw: Option<&str>) -> Result<Option<Uuid>, HandlerError> {
         })
     })
     .transpose()
-}
-
-fn locale_of(u: &UserRecord) -> Locale {
-    if u.locale == "ru" {
-        Locale::Ru
-    } else {
-        Locale::En
-    }
 }
 
 /// Who sent it, for idempotency keys (each caller has its own), once it may send.
@@ -153,14 +143,6 @@ async fn send_templates(
     }
 }
 
-/// What one send writes, built before its transaction.
-#[derive(Default)]
-struct Batch {
-    deliveries: Vec<DeliveryRecord>,
-    inbox: Vec<InboxRecord>,
-    outgoing: Vec<Outgoing>,
-}
-
 async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, HandlerError> {
     let caller = sender(&deps, &m.caller).await?;
     let r = &m.request;
@@ -169,11 +151,13 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
     if let Some(prev) = notices.send_request(&caller, &r.idempotency_key).await? {
         return replay(prev, &print);
     }
-    if r.send_at.is_some() {
+    let now = (deps.clock)();
+    let later = r.send_at.filter(|at| *at > now);
+    if later.is_some_and(|at| at > now + chrono::Duration::days(366)) {
         return Err(field(
             "send_at",
-            "scheduling_unavailable",
-            "scheduled sends are not available yet; send without send_at",
+            "out_of_range",
+            "send_at is at most a year ahead",
         ));
     }
     let Some(defaults) = deps.categories.defaults(r.category.as_str()) else {
@@ -196,116 +180,60 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
     channels.dedup();
     send_templates(&deps, r, &channels).await?;
 
-    let reads = deps.store.reads();
-    let users: HashMap<UserId, UserRecord> = reads
-        .users()
-        .by_ids(&r.to)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
-    let prefs = reads.notices().preferences_of(&r.to).await?;
-    let now = (deps.clock)();
-    let action_url = r
-        .variables
-        .get("action_url")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let mut rendered: HashMap<Locale, BTreeMap<String, String>> = HashMap::new();
+    let plan = Plan {
+        template: r.template.as_str(),
+        category: r.category.as_str(),
+        variables: &r.variables,
+    };
     let mut batch = Batch::default();
+    let mut schedule = Vec::new();
     let mut ids = Vec::with_capacity(r.to.len());
-    for uid in &r.to {
-        let notification_id = Uuid::now_v7();
-        ids.push(notification_id);
-        let user = users.get(uid);
-        let stored = prefs.get(uid).cloned().unwrap_or_default();
-        for ch in &channels {
-            let id = Uuid::now_v7();
-            let (status, answer) = match user {
-                None => ("skipped", Some("no such user".to_owned())),
-                Some(_) if !policy::wants(&stored, r.category.as_str(), *ch) => (
-                    "skipped",
-                    Some("muted by the user's preferences".to_owned()),
-                ),
-                Some(u) => match ch {
-                    Channel::Email if !u.email_verified => (
-                        "skipped",
-                        Some("the email address is not verified".to_owned()),
-                    ),
-                    Channel::Email => {
-                        batch.outgoing.push(Outgoing::Email(EmailJob {
-                            to: u.email.as_str().to_owned(),
-                            template: r.template.as_str().to_owned(),
-                            locale: locale_of(u),
-                            variables: r.variables.clone().into_iter().collect(),
-                            delivery: Some(id),
-                        }));
-                        ("queued", None)
-                    }
-                    Channel::InApp => {
-                        let locale = locale_of(u);
-                        let parts = match rendered.get(&locale) {
-                            Some(p) => p.clone(),
-                            None => {
-                                let t = deps
-                                    .templates
-                                    .get(&deps.store, r.template.as_str(), *ch, locale)
-                                    .await?
-                                    .ok_or_else(|| {
-                                        field(
-                                            "template",
-                                            "unknown_template",
-                                            "the template was deleted meanwhile",
-                                        )
-                                    })?;
-                                let p = templates::render(&t.parts, &r.variables)
-                                    .map_err(|e| invalid(vec![e]))?;
-                                rendered.insert(locale, p.clone());
-                                p
-                            }
-                        };
-                        let part = |n: &str| parts.get(n).cloned().unwrap_or_default();
-                        batch.inbox.push(InboxRecord {
-                            id: notification_id,
-                            user_id: *uid,
-                            category: r.category.as_str().to_owned(),
-                            title: part("title"),
-                            body: part("body"),
-                            action_url: action_url.clone(),
-                            created_at: now,
-                            read_at: None,
-                        });
-                        batch
-                            .outgoing
-                            .push(Outgoing::Event(DomainEvent::NotificationSent {
-                                user_id: *uid,
-                                notification_id,
-                                channel: ch.as_str().to_owned(),
-                                category: r.category.as_str().to_owned(),
-                                template: r.template.as_str().to_owned(),
-                            }));
-                        ("sent", None)
-                    }
-                    Channel::Sms => ("skipped", Some("no SMS provider is configured".to_owned())),
-                    Channel::Push => (
-                        "skipped",
-                        Some("the user has no push subscription".to_owned()),
-                    ),
-                },
-            };
-            batch.deliveries.push(DeliveryRecord {
-                id,
-                notification_id,
-                user_id: *uid,
-                channel: ch.as_str().to_owned(),
-                category: r.category.as_str().to_owned(),
-                template: r.template.as_str().to_owned(),
-                status: status.to_owned(),
-                attempts: i32::from(status == "sent"),
-                answer,
-                created_at: now,
-                updated_at: now,
-            });
+    let planned: Vec<Planned> =
+        r.to.iter()
+            .map(|uid| {
+                let notification_id = Uuid::now_v7();
+                ids.push(notification_id);
+                Planned {
+                    notification_id,
+                    user_id: *uid,
+                    channels: channels.iter().map(|c| (Uuid::now_v7(), *c)).collect(),
+                }
+            })
+            .collect();
+    match later {
+        None => {
+            let reads = deps.store.reads();
+            let users = reads.users().by_ids(&r.to).await?;
+            let prefs = reads.notices().preferences_of(&r.to).await?;
+            let outcomes =
+                dispatch(&deps, &plan, &planned, &users, &prefs, now, &mut batch).await?;
+            batch.deliveries = outcomes.into_iter().map(|o| o.record(&plan, now)).collect();
+        }
+        Some(at) => {
+            for p in &planned {
+                schedule.push(ScheduledRecord {
+                    notification_id: p.notification_id,
+                    user_id: p.user_id,
+                    due_at: at,
+                    template: plan.template.to_owned(),
+                    category: plan.category.to_owned(),
+                    variables: r.variables.clone(),
+                    created_at: now,
+                });
+                for (id, ch) in &p.channels {
+                    batch.deliveries.push(
+                        Outcome {
+                            id: *id,
+                            notification_id: p.notification_id,
+                            user_id: p.user_id,
+                            channel: *ch,
+                            status: "scheduled",
+                            answer: None,
+                        }
+                        .record(&plan, now),
+                    );
+                }
+            }
         }
     }
 
@@ -335,13 +263,38 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
         Err(e) => return Err(e.into()),
     }
     tx.notices().insert_deliveries(&batch.deliveries).await?;
-    tx.notices().insert_inbox(&batch.inbox).await?;
-    for o in batch.outgoing {
-        deps.outbox.enqueue(&tx, &m.meta, o).await?;
-    }
+    tx.notices().insert_schedule(&schedule).await?;
+    batch.write(&deps, &tx, &m.meta).await?;
     tx.commit().await?;
     deps.outbox.wake();
     Ok(SendAccepted { ids })
+}
+
+async fn cancel_scheduled(deps: Arc<Deps>, m: CancelScheduled) -> Result<(), HandlerError> {
+    sender(&deps, &m.caller).await?;
+    let now = (deps.clock)();
+    let tx = deps.store.begin().await?;
+    let rows = tx.notices().deliveries_of(m.id).await?;
+    if rows.is_empty() {
+        return Err(not_found(
+            "notification_not_found",
+            "no notification has this id",
+        ));
+    }
+    if !tx.notices().unschedule(m.id).await? {
+        return Err(HandlerError::from(CommandError::Conflict {
+            code: "not_scheduled",
+            detail: "this notification is not waiting: it was sent or cancelled already".into(),
+            field: None,
+        }));
+    }
+    for d in rows.iter().filter(|d| d.status == "scheduled") {
+        tx.notices()
+            .set_delivery(d.id, "cancelled", 0, Some("cancelled by the sender"), now)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn item(i: InboxRecord) -> InboxItem {
@@ -582,6 +535,7 @@ async fn list_deliveries(deps: Arc<Deps>, m: ListDeliveries) -> Result<DeliveryP
 
 crate::edge::handlers!(Notifications {
     SendNotification => SendAccepted: send;
+    CancelScheduled => (): cancel_scheduled;
     ListInbox => InboxPage: list_inbox;
     MarkRead => (): mark_read;
     MarkAllRead => (): mark_all_read;

@@ -10,6 +10,7 @@
 //! `security`, deciding which auth mails a user gets (accounts does), and holding a one-time
 //! link longer than one delivery.
 
+pub mod dispatch;
 mod error;
 mod handlers;
 pub mod policy;

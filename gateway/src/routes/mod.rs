@@ -135,6 +135,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
                 .route(web::post().to(notify::send)),
         )
+        .service(
+            web::resource("/v1/notifications/scheduled/{id}")
+                .route(web::delete().to(notify::cancel)),
+        )
         .service(web::resource("/v1/users/me/notifications").route(web::get().to(notify::inbox)))
         .service(
             web::resource("/v1/users/me/notifications/read-all")

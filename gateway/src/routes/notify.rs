@@ -38,6 +38,7 @@ crate::recipients! {
     /// What the notification routes send to the notify context.
     pub struct NotifyApi {
         send: SendNotification,
+        cancel: CancelScheduled,
         list_inbox: ListInbox,
         mark_read: MarkRead,
         mark_all_read: MarkAllRead,
@@ -69,7 +70,8 @@ pub(crate) struct SendBody {
     /// The channels to use; absent: the category's defaults.
     #[schema(value_type = Option<Vec<Channel>>)]
     channels: Option<Value>,
-    /// Not yet available: a request with it is refused.
+    /// Deliver at this time (RFC 3339, at most a year ahead) instead of now; the reply's ids
+    /// cancel it until then. A time past means now.
     #[schema(value_type = Option<String>, format = DateTime)]
     send_at: Option<Value>,
     /// The same key again answers the first reply (per caller); 1–200 characters.
@@ -275,6 +277,30 @@ pub(super) async fn send(
     };
     let reply = st.ask(&st.to.notify.send, cmd).await?;
     Ok(HttpResponse::Accepted().json(reply))
+}
+
+/// `DELETE /v1/notifications/scheduled/{id}`.
+#[utoipa::path(delete, path = "/v1/notifications/scheduled/{id}", operation_id = "cancel_notification", tag = "notifications",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "A notification id from the send's reply")),
+    responses(
+        (status = 204, description = "Cancelled: it will not go out; its deliveries are logged as `cancelled`"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `notifications:send`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No notification has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_scheduled`: it was sent or cancelled already", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn cancel(
+    st: State,
+    Meta(meta): Meta,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = notification_id(&id)?;
+    let cmd = CancelScheduled { meta, caller, id };
+    st.ask(&st.to.notify.cancel, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Deserialize, IntoParams)]

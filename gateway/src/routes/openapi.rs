@@ -193,6 +193,7 @@ impl Modify for BearerAuth {
         super::admin::logout,
         super::admin::audit,
         super::notify::send,
+        super::notify::cancel,
         super::notify::inbox,
         super::notify::read,
         super::notify::read_all,

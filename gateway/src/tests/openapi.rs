@@ -68,6 +68,7 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("delete", "/v1/admin/clients/{id}"),
         ("post", "/v1/admin/clients/{id}/secret"),
         ("post", "/v1/notifications"),
+        ("delete", "/v1/notifications/scheduled/{id}"),
         ("get", "/v1/users/me/notifications"),
         ("post", "/v1/users/me/notifications/{id}/read"),
         ("post", "/v1/users/me/notifications/read-all"),
@@ -75,7 +76,10 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("put", "/v1/users/me/notification-preferences"),
         ("get", "/v1/admin/templates/{key}/{channel}/{locale}"),
         ("put", "/v1/admin/templates/{key}/{channel}/{locale}"),
-        ("post", "/v1/admin/templates/{key}/{channel}/{locale}/preview"),
+        (
+            "post",
+            "/v1/admin/templates/{key}/{channel}/{locale}/preview",
+        ),
         ("get", "/v1/admin/notifications"),
     ];
     let described: usize = spec["paths"]

@@ -116,3 +116,26 @@ pub(super) mod send {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod schedule {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification_schedule")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: Uuid,
+        pub user_id: Uuid,
+        pub due_at: DateTimeUtc,
+        pub template: String,
+        pub category: String,
+        /// A JSON object.
+        pub variables: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,5 +1,5 @@
-//! `m0009_notify`: stored templates, the delivery log, the in-app inbox, preferences and the
-//! send requests' idempotency records.
+//! `m0009_notify`: stored templates, the delivery log, the in-app inbox, preferences, the
+//! scheduled sends, and the send requests' idempotency records.
 
 use sea_orm_migration::prelude::*;
 
@@ -109,6 +109,27 @@ impl MigrationTrait for M0009Notify {
         m.create_table(table(
             "notification_preferences",
             vec![uuid_pk("user_id"), text("preferences"), ts("updated_at")],
+        ))
+        .await?;
+
+        m.create_table(table(
+            "notification_schedule",
+            vec![
+                uuid_pk("notification_id"),
+                uuid_col("user_id"),
+                ts("due_at"),
+                text("template"),
+                text("category"),
+                text("variables"),
+                ts("created_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "notification_schedule",
+            "notification_schedule_due_idx",
+            &["due_at"],
+            false,
         ))
         .await?;
 

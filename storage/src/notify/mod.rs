@@ -82,6 +82,19 @@ pub struct SendRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A notification to one user that waits for its time. Its deliveries (one per channel) are
+/// in the log as `scheduled` meanwhile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledRecord {
+    pub notification_id: Uuid,
+    pub user_id: UserId,
+    pub due_at: DateTime<Utc>,
+    pub template: String,
+    pub category: String,
+    pub variables: serde_json::Map<String, serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Which deliveries the admin log shows.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryFilter {

@@ -11,8 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{delivery, inbox, preference, send, template};
-use super::{DeliveryFilter, DeliveryRecord, InboxRecord, SendRecord, TemplateRecord};
+use super::entities::{delivery, inbox, preference, schedule, send, template};
+use super::{
+    DeliveryFilter, DeliveryRecord, InboxRecord, ScheduledRecord, SendRecord, TemplateRecord,
+};
 use crate::error::BadValue;
 use crate::{Result, StorageError};
 
@@ -391,6 +393,103 @@ impl<C: ConnectionTrait> Notices<'_, C> {
         Ok(())
     }
 
+    /// The deliveries of one notification, one per channel.
+    pub async fn deliveries_of(&self, notification: Uuid) -> Result<Vec<DeliveryRecord>> {
+        Ok(delivery::Entity::find()
+            .filter(delivery::Column::NotificationId.eq(notification))
+            .order_by_asc(delivery::Column::Id)
+            .all(self.0)
+            .await?
+            .into_iter()
+            .map(delivery_record)
+            .collect())
+    }
+
+    /// Sets a delivery's outcome as decided now (a scheduled one when it fell due, or its
+    /// cancellation).
+    pub async fn set_delivery(
+        &self,
+        id: Uuid,
+        status: &str,
+        attempts: i32,
+        answer: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(status))
+            .col_expr(delivery::Column::Attempts, Expr::value(attempts))
+            .col_expr(
+                delivery::Column::Answer,
+                Expr::value(answer.map(str::to_owned)),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.eq(id))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_schedule(&self, rows: &[ScheduledRecord]) -> Result<()> {
+        for chunk in rows.chunks(CHUNK) {
+            let models = chunk.iter().map(|r| schedule::ActiveModel {
+                notification_id: Set(r.notification_id),
+                user_id: Set(r.user_id.0),
+                due_at: Set(r.due_at),
+                template: Set(r.template.clone()),
+                category: Set(r.category.clone()),
+                variables: Set(serde_json::Value::Object(r.variables.clone()).to_string()),
+                created_at: Set(r.created_at),
+            });
+            schedule::Entity::insert_many(models)
+                .exec_without_returning(self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` sends due at `now`, oldest due first. Inside a transaction on PostgreSQL
+    /// the rows are locked and rows another transaction holds are skipped, so concurrent
+    /// schedulers take each once (SQLite has one writer anyway).
+    pub async fn due(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<ScheduledRecord>> {
+        let mut q = schedule::Entity::find()
+            .filter(schedule::Column::DueAt.lte(now))
+            .order_by_asc(schedule::Column::DueAt)
+            .limit(limit);
+        if self.0.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            q = q.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        q.all(self.0)
+            .await?
+            .into_iter()
+            .map(|m| {
+                Ok(ScheduledRecord {
+                    variables: json(
+                        || format!("notification_schedule {}", m.notification_id),
+                        &m.variables,
+                    )?,
+                    notification_id: m.notification_id,
+                    user_id: UserId(m.user_id),
+                    due_at: m.due_at,
+                    template: m.template,
+                    category: m.category,
+                    created_at: m.created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes a scheduled send off the schedule; false when it was not on it (sent, cancelled,
+    /// or never scheduled).
+    pub async fn unschedule(&self, notification: Uuid) -> Result<bool> {
+        let res = schedule::Entity::delete_by_id(notification)
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+
     /// Erases what the log and inbox hold of `user` (account erasure).
     pub async fn erase_user(&self, user: UserId) -> Result<()> {
         delivery::Entity::delete_many()
@@ -402,6 +501,10 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .exec(self.0)
             .await?;
         preference::Entity::delete_by_id(user.0)
+            .exec(self.0)
+            .await?;
+        schedule::Entity::delete_many()
+            .filter(schedule::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
         Ok(())

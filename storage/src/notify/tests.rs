@@ -273,3 +273,62 @@ async fn erasing_a_user_removes_their_log_inbox_and_preferences_only() {
     assert_eq!(db.notices().unread_count(ann).await.unwrap(), 0);
     assert_eq!(db.notices().unread_count(bob).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn scheduled_sends_fall_due_in_order_and_leave_the_schedule_once() {
+    let db = test_db().await;
+    let user = UserId::new();
+    let at_secs = |id: Uuid, secs: i64| super::ScheduledRecord {
+        notification_id: id,
+        user_id: user,
+        due_at: at(secs),
+        template: "generic".into(),
+        category: "reminders".into(),
+        variables: serde_json::json!({"title": "t", "n": 1})
+            .as_object()
+            .unwrap()
+            .clone(),
+        created_at: at(0),
+    };
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    db.notices()
+        .insert_schedule(&[at_secs(c, 30), at_secs(a, 10), at_secs(b, 20)])
+        .await
+        .unwrap();
+
+    let due = db.notices().due(at(25), 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.notification_id).collect::<Vec<_>>(),
+        [a, b]
+    );
+    assert_eq!(due[0], at_secs(a, 10), "read back as written");
+    assert!(db.notices().unschedule(a).await.unwrap());
+    assert!(!db.notices().unschedule(a).await.unwrap());
+    assert_eq!(db.notices().due(at(25), 10).await.unwrap().len(), 1);
+
+    let row = delivery(user, "scheduled", 1);
+    db.notices()
+        .insert_deliveries(std::slice::from_ref(&row))
+        .await
+        .unwrap();
+    db.notices()
+        .set_delivery(
+            row.id,
+            "cancelled",
+            0,
+            Some("cancelled by the sender"),
+            at(3),
+        )
+        .await
+        .unwrap();
+    let got = db
+        .notices()
+        .deliveries_of(row.notification_id)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].status.as_str(), got[0].answer.as_deref()),
+        ("cancelled", Some("cancelled by the sender"))
+    );
+}
