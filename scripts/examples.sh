@@ -6,7 +6,8 @@
 # Starts `keyward serve` on RabbitMQ (KEYWARD_TEST_AMQP_URL, from services.sh) in a temp data
 # dir, creates a verified user, starts the event consumers (Python, Rust) expecting
 # user.logged_in, logs in, and checks that each verifier (Python, Node, Rust) accepts the
-# access token and refuses a tampered one and one for another audience. Non-zero on any failure.
+# access token and refuses a tampered one and one for another audience, and publishes a
+# notification request with pika that must reach the user's inbox. Non-zero on any failure.
 #
 # Python deps go into a venv at ${KEYWARD_EXAMPLES_VENV:-/var/tmp/keyward-examples-venv}
 # (reused while requirements.txt is unchanged); Node deps into examples/node/node_modules.
@@ -203,5 +204,19 @@ for line in open(sys.argv[2]):
     print("%-6s got %s id=%s user_id=%s" % (sys.argv[1], e["type"], e["id"], e["data"].get("user_id")))' \
     "$name" "$work/consumer-$name.out"
 done
+
+step "a notification published with pika (examples/python/send_notification.py) reaches the inbox"
+user_id=$(curl -sS --fail-with-body "$base/v1/users/me" -H "authorization: Bearer $token" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+"$py" examples/python/send_notification.py --amqp-url "$amqp_url" --to "$user_id" \
+  --idempotency-key "examples-$(date +%s%N)" --var "title=Hello from pika" --var "body=It works" ||
+  fail "send_notification.py could not publish"
+for i in $(seq 1 100); do
+  curl -sS "$base/v1/users/me/notifications" -H "authorization: Bearer $token" >"$work/inbox.json"
+  grep -q 'Hello from pika' "$work/inbox.json" && break
+  [ "$i" = 100 ] && { cat "$work/inbox.json" >&2; fail "the published notification never reached the inbox"; }
+  sleep 0.1
+done
+echo "inbox: $(cat "$work/inbox.json")"
 
 step "done: every example passed"

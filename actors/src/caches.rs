@@ -69,9 +69,10 @@ impl FeedMark {
 #[derive(Clone, Default)]
 pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 
-/// The message types that change what a node may hold in memory: they also go to
-/// `keyward.broadcast`, and the in-process bus hands them to [`NodeCaches::apply`].
-pub const INVALIDATING: [&str; 11] = [
+/// The message types that change what a node may hold in memory or shows live (a new in-app
+/// notification, for the inbox streams): they also go to `keyward.broadcast`, and the
+/// in-process bus hands them to [`NodeCaches::apply`].
+pub const INVALIDATING: [&str; 12] = [
     "session.revoked",
     "user.email_verified",
     "user.password_changed",
@@ -83,6 +84,7 @@ pub const INVALIDATING: [&str; 11] = [
     "role.revoked",
     "role.updated",
     "client.updated",
+    "notification.sent",
 ];
 
 pub fn is_invalidating(kind: &str) -> bool {

@@ -191,11 +191,20 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let gate = Arc::new(SessionGate::new(recheck));
     let profiles = Arc::new(ProfileCache::new(PROFILE_RECHECK));
     let decisions = Arc::new(Decisions::default());
+    let live = Arc::new(crate::notify::live::LiveInbox::new(store.clone()));
     let caches = Arc::new(NodeCaches::new(vec![
         gate.clone(),
         profiles.clone(),
         decisions.clone(),
+        Arc::new(crate::notify::live::LiveFeed(live.clone())),
     ]));
+    let l = live.clone();
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            l.prune();
+        }
+    });
     let feed_every = opts
         .feed_every
         .unwrap_or(std::time::Duration::from_millis(250));
@@ -210,6 +219,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let mut notify = None;
     let mut node_mailer = None;
     let mut amqp = None;
+    let intake_url = amqp_url.clone();
     let subscribers = match amqp_url {
         // Distributed: everything goes to RabbitMQ; `keyward worker` sends the mail, and
         // revocations come back to every node's gate through keyward.broadcast.
@@ -350,6 +360,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         access: AccessHandle::new(access.clone()),
         templates: templates.clone(),
         categories: crate::notify::policy::Categories::from_settings(&settings.notify),
+        live,
         metrics,
     });
     let filled = index.backfill(&store).await?;
@@ -379,6 +390,12 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles,
         notifications,
     } = local.start();
+    if let Some(url) = intake_url {
+        actix_rt::spawn(crate::notify::intake::run(
+            url,
+            notifications.clone().recipient(),
+        ));
+    }
     Ok(Contexts {
         access,
         accounts,

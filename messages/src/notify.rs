@@ -189,6 +189,194 @@ pub struct SendRequest {
     pub idempotency_key: String,
 }
 
+/// Recipients of one send at most.
+pub const MAX_RECIPIENTS: usize = 1000;
+
+impl SendRequest {
+    /// Reads a send from its JSON (the HTTP body, or an AMQP message on `keyward.notify`):
+    /// every bad member named at once.
+    pub fn from_json(body: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+        parse_send(body)
+    }
+}
+
+const SEND_FIELDS: &[&str] = &[
+    "to",
+    "template",
+    "variables",
+    "category",
+    "channels",
+    "send_at",
+    "idempotency_key",
+];
+
+fn string<'a>(f: &mut Vec<FieldError>, body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    match body.get(key) {
+        None | Some(Value::Null) => {
+            f.push(FieldError::new(key, "required", format!("give {key}")));
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            f.push(FieldError::new(
+                key,
+                "not_a_string",
+                format!("{key} must be a string"),
+            ));
+            None
+        }
+    }
+}
+
+fn recipients(f: &mut Vec<FieldError>, v: Option<&Value>) -> Option<Vec<UserId>> {
+    let Some(Value::Array(items)) = v else {
+        f.push(FieldError::new(
+            "to",
+            "required",
+            "to is an array of 1 to 1000 user ids",
+        ));
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_RECIPIENTS {
+        f.push(FieldError::new(
+            "to",
+            "out_of_range",
+            format!("to holds 1 to {MAX_RECIPIENTS} user ids; split larger sends"),
+        ));
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let parsed = item.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+        match parsed {
+            None => f.push(FieldError::new(
+                &format!("to[{i}]"),
+                "invalid_uuid",
+                "a user id is a UUID",
+            )),
+            Some(u) if !seen.insert(u) => f.push(FieldError::new(
+                &format!("to[{i}]"),
+                "duplicate",
+                "name each user once",
+            )),
+            Some(u) => out.push(UserId(u)),
+        }
+    }
+    Some(out)
+}
+
+fn channels(f: &mut Vec<FieldError>, v: Option<&Value>) -> Option<Option<Vec<Channel>>> {
+    match v {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut out = Vec::new();
+            for (i, c) in items.iter().enumerate() {
+                let field = format!("channels[{i}]");
+                match c.as_str().map(|s| Channel::parse(&field, s)) {
+                    Some(Ok(c)) => out.push(c),
+                    Some(Err(e)) => f.push(e),
+                    None => f.push(FieldError::new(
+                        &field,
+                        "not_a_string",
+                        "use email, in_app, sms or push",
+                    )),
+                }
+            }
+            Some(Some(out))
+        }
+        Some(_) => {
+            f.push(FieldError::new(
+                "channels",
+                "invalid_type",
+                "channels is a non-empty array such as [\"email\", \"in_app\"]; leave it out for the category's defaults",
+            ));
+            None
+        }
+    }
+}
+
+fn parse_send(body: &Map<String, Value>) -> Result<SendRequest, Vec<FieldError>> {
+    let mut f = Vec::new();
+    for key in body.keys().filter(|k| !SEND_FIELDS.contains(&k.as_str())) {
+        f.push(FieldError::new(
+            key,
+            "unknown_field",
+            format!("a send has {}", SEND_FIELDS.join(", ")),
+        ));
+    }
+    let to = recipients(&mut f, body.get("to"));
+    let template = string(&mut f, body, "template").and_then(|t| {
+        TemplateKey::parse("template", t)
+            .map_err(|e| f.push(e))
+            .ok()
+    });
+    let category = string(&mut f, body, "category")
+        .and_then(|c| Category::parse("category", c).map_err(|e| f.push(e)).ok());
+    let variables = match body.get("variables") {
+        None | Some(Value::Null) => Some(Map::new()),
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => {
+            f.push(FieldError::new(
+                "variables",
+                "invalid_type",
+                "variables is an object of the template's variables",
+            ));
+            None
+        }
+    };
+    let channels = channels(&mut f, body.get("channels"));
+    let send_at = match body.get("send_at") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(Some(t.with_timezone(&Utc))),
+            Err(_) => {
+                f.push(FieldError::new(
+                    "send_at",
+                    "invalid_time",
+                    "send_at is an RFC 3339 time, e.g. 2026-12-24T09:00:00Z",
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            f.push(FieldError::new(
+                "send_at",
+                "not_a_string",
+                "send_at is an RFC 3339 time",
+            ));
+            None
+        }
+    };
+    let key = string(&mut f, body, "idempotency_key").and_then(|k| {
+        if (1..=200).contains(&k.chars().count()) {
+            Some(k.to_owned())
+        } else {
+            f.push(FieldError::new(
+                "idempotency_key",
+                "out_of_range",
+                "an idempotency_key has 1 to 200 characters",
+            ));
+            None
+        }
+    });
+    let built = (|| {
+        Some(SendRequest {
+            to: to?,
+            template: template?,
+            variables: variables?,
+            category: category?,
+            channels: channels?,
+            send_at: send_at?,
+            idempotency_key: key?,
+        })
+    })();
+    match built {
+        Some(r) if f.is_empty() => Ok(r),
+        _ => Err(f),
+    }
+}
+
 /// The send API's reply: one notification id per recipient, in the request's order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SendAccepted {
@@ -246,6 +434,48 @@ pub struct ListInbox {
     pub unread_only: bool,
     pub cursor: Option<String>,
     pub limit: u32,
+}
+
+/// What the live stream shows: a new item (with the unread count after it), or the unread
+/// count alone.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LiveEvent {
+    Notification { item: InboxItem, unread: u64 },
+    Unread { unread: u64 },
+}
+
+impl LiveEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::Notification { .. } => "notification",
+            LiveEvent::Unread { .. } => "unread",
+        }
+    }
+}
+
+/// The caller's live inbox: the unread count now, then every new item as it arrives on any
+/// node. Ends when the node stops or drops a consumer that does not keep up.
+pub struct InboxStream {
+    pub unread: u64,
+    pub events: futures::stream::BoxStream<'static, LiveEvent>,
+}
+
+impl std::fmt::Debug for InboxStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxStream")
+            .field("unread", &self.unread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gateway → notify. Opens the caller's live inbox.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<InboxStream, CommandError>")]
+pub struct OpenInboxStream {
+    pub meta: RequestMeta,
+    pub principal: Principal,
 }
 
 /// Gateway → notify. Marks one of the caller's items read; 404 when it is not theirs.

@@ -637,3 +637,229 @@ async fn a_scheduled_send_waits_for_its_time_and_a_cancelled_one_never_goes_out(
         "a sent notification cannot be cancelled"
     );
 }
+
+/// A Server-Sent Events reader over a real HTTP response.
+struct Sse {
+    resp: Response,
+    buf: String,
+}
+
+impl Sse {
+    async fn open(base: &str, token: &str) -> Sse {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/v1/users/me/notifications/stream"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Sse {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (name, data), skipping comments and the retry line; None when none
+    /// came within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+        let deadline = Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = Some(n.to_owned());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(d).unwrap());
+                    }
+                }
+                if let (Some(n), Some(d)) = (name, data) {
+                    return Some((n, d));
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(std::str::from_utf8(&bytes).unwrap()),
+                Ok(_) => panic!("the stream ended"),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_live_stream_shows_a_new_item_and_the_unread_count() {
+    let app = spawn_app_with(Options::default()).await;
+    let (ann, token) = member(&app, "ann@example.com").await;
+    let (bob, _) = member(&app, "bob@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+    let mut stream = Sse::open(&app.base, &token).await;
+    assert_eq!(
+        stream.next(Duration::from_secs(5)).await,
+        Some(("unread".to_owned(), json!({"unread": 0})))
+    );
+
+    // Someone else's notification is not shown; one's own is, with the count after it.
+    assert_eq!(
+        send(&app, &svc, booking(&[&bob], "b")).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let r = send(&app, &svc, booking(&[&ann], "a")).await;
+    let id = r.json::<Value>().await.unwrap()["ids"][0].clone();
+    let (name, data) = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a live event");
+    assert_eq!(name, "notification");
+    assert_eq!(data["item"]["id"], id);
+    assert_eq!(data["item"]["title"], "Booking confirmed");
+    assert_eq!(data["unread"], 1);
+    assert_eq!(
+        stream.next(Duration::from_millis(700)).await,
+        None,
+        "each item once"
+    );
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn distributed_a_stream_on_one_node_shows_what_another_node_sent_with_or_without_the_broadcast(
+) {
+    if crate::helpers::backend() != "postgres" {
+        panic!("needs KEYWARD_TEST_DATABASE_URL: nodes share a database only on PostgreSQL");
+    }
+    let _broker = broker_lock().await;
+    let a = spawn_app_with(Options {
+        amqp: true,
+        ..Options::default()
+    })
+    .await;
+    let b = a.spawn_peer().await;
+    let deaf = a
+        .spawn_peer_without_broadcast(Duration::from_millis(500))
+        .await;
+    let (ann, token) = member(&a, "ann@example.com").await;
+    let svc = service(&a, &["notifications:send"]).await;
+
+    let mut on_b = Sse::open(&format!("http://{}", b.public_addr), &token).await;
+    let mut on_deaf = Sse::open(&format!("http://{}", deaf.public_addr), &token).await;
+    for s in [&mut on_b, &mut on_deaf] {
+        assert_eq!(s.next(Duration::from_secs(5)).await.unwrap().0, "unread");
+    }
+    let r = send(&a, &svc, booking(&[&ann], "across")).await;
+    let id = r.json::<Value>().await.unwrap()["ids"][0].clone();
+    for (node, s) in [
+        ("peer", &mut on_b),
+        ("peer without the broadcast", &mut on_deaf),
+    ] {
+        let (name, data) = s
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the {node} showed nothing"));
+        assert_eq!(
+            (name.as_str(), &data["item"]["id"]),
+            ("notification", &id),
+            "{node}"
+        );
+    }
+    b.stop().await;
+    deaf.stop().await;
+}
+
+/// Publishes `body` to `keyward.notify` as a product's service would, with a confirm.
+async fn publish_request(url: &str, body: &[u8]) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let props = lapin::BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(uuid::Uuid::new_v4().to_string().into());
+    let confirm = ch
+        .basic_publish(
+            "keyward.notify".into(),
+            "send".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "the broker took it");
+    assert!(confirm.take_message().is_none(), "a queue was bound for it");
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn distributed_requests_published_to_keyward_notify_are_sent_once_and_poison_goes_to_dead_with_its_reason(
+) {
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        ..Options::default()
+    })
+    .await;
+    let url = app.amqp_url();
+    let (ann, token) = member(&app, "ann@example.com").await;
+
+    // The same request twice (a publisher's retry): one notification.
+    let request = serde_json::to_vec(&booking(&[&ann], "amqp-1")).unwrap();
+    publish_request(&url, &request).await;
+    publish_request(&url, &request).await;
+    // Poison: not JSON, and a bad member.
+    publish_request(&url, b"{not json").await;
+    let mut bad = booking(&[&ann], "amqp-2");
+    bad["template"] = json!("no_such_template");
+    publish_request(&url, &serde_json::to_vec(&bad).unwrap()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inbox(&app, &token, "").await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the request was never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = EventConsumer::reopen(&url, "keyward.dead").await;
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "poison was not dead-lettered: {reasons:?}"
+        );
+        for d in dead.drain().await {
+            let headers = d.properties.headers().clone().unwrap_or_default();
+            if let Some(lapin::types::AMQPValue::LongString(r)) =
+                headers.inner().get("x-keyward-reason")
+            {
+                reasons.push(r.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reasons.sort();
+    assert!(reasons[0].starts_with("not JSON"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("template") && reasons[1].contains("unknown_template"),
+        "{reasons:?}"
+    );
+    let items = inbox(&app, &token, "").await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(items, 1, "the retried request was sent once");
+}

@@ -5,6 +5,9 @@
 //! - `keyward.events`: topic exchange, durable; routing key = event type.
 //! - `keyward.notify.email`: quorum queue, durable, fed through the default exchange; a message
 //!   delivered [`EMAIL_DELIVERY_LIMIT`] times without an ack is dead-lettered.
+//! - `keyward.notify`: direct exchange, durable, where products publish notification requests
+//!   (routing key `send`) into the quorum queue `keyward.notify.requests`, which every node in
+//!   distributed mode consumes ([`crate::notify::intake`]).
 //! - `keyward.dead`: fanout exchange and durable queue of that name, for dead letters.
 //! - `keyward.broadcast`: fanout exchange for node-local caches.
 //!
@@ -39,6 +42,10 @@ pub const EMAIL_QUEUE: &str = "keyward.notify.email";
 pub const DEAD_EXCHANGE: &str = "keyward.dead";
 pub const DEAD_QUEUE: &str = "keyward.dead";
 pub const BROADCAST_EXCHANGE: &str = "keyward.broadcast";
+pub const NOTIFY_EXCHANGE: &str = "keyward.notify";
+pub const REQUESTS_QUEUE: &str = "keyward.notify.requests";
+/// The routing key of a notification request on `keyward.notify`.
+pub const SEND_KEY: &str = "send";
 /// Deliveries of one email job before it goes to `keyward.dead`.
 pub const EMAIL_DELIVERY_LIMIT: i32 = 6;
 
@@ -104,7 +111,24 @@ pub async fn declare_topology(ch: &Channel) -> lapin::Result<()> {
         "x-delivery-limit".into(),
         AMQPValue::LongInt(EMAIL_DELIVERY_LIMIT),
     );
-    ch.queue_declare(EMAIL_QUEUE.into(), q, args).await?;
+    ch.queue_declare(EMAIL_QUEUE.into(), q, args.clone())
+        .await?;
+    ch.exchange_declare(
+        NOTIFY_EXCHANGE.into(),
+        ExchangeKind::Direct,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(REQUESTS_QUEUE.into(), q, args).await?;
+    ch.queue_bind(
+        REQUESTS_QUEUE.into(),
+        NOTIFY_EXCHANGE.into(),
+        SEND_KEY.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -331,6 +331,17 @@ async fn list_inbox(deps: Arc<Deps>, m: ListInbox) -> Result<InboxPage, HandlerE
     })
 }
 
+async fn open_stream(deps: Arc<Deps>, m: OpenInboxStream) -> Result<InboxStream, HandlerError> {
+    let me = m.principal.user_id;
+    // Subscribed before the count is read: an item that lands between is pushed, not lost.
+    let events = deps.live.subscribe(me);
+    let unread = deps.store.reads().notices().unread_count(me).await?;
+    Ok(InboxStream {
+        unread,
+        events: Box::pin(events),
+    })
+}
+
 async fn mark_read(deps: Arc<Deps>, m: MarkRead) -> Result<(), HandlerError> {
     let found = deps
         .store
@@ -537,6 +548,7 @@ crate::edge::handlers!(Notifications {
     SendNotification => SendAccepted: send;
     CancelScheduled => (): cancel_scheduled;
     ListInbox => InboxPage: list_inbox;
+    OpenInboxStream => InboxStream: open_stream;
     MarkRead => (): mark_read;
     MarkAllRead => (): mark_all_read;
     GetPreferences => Preferences: get_preferences;

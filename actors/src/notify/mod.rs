@@ -13,6 +13,8 @@
 pub mod dispatch;
 mod error;
 mod handlers;
+pub mod intake;
+pub mod live;
 pub mod policy;
 pub mod smtp;
 pub mod templates;
@@ -95,6 +97,8 @@ pub struct NotifyDeps {
     pub access: crate::access::AccessHandle,
     pub templates: Arc<TemplateCache>,
     pub categories: policy::Categories,
+    /// This node's live inbox streams.
+    pub live: Arc<live::LiveInbox>,
     pub metrics: Metrics,
 }
 

@@ -141,6 +141,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/users/me/notifications").route(web::get().to(notify::inbox)))
         .service(
+            web::resource("/v1/users/me/notifications/stream").route(web::get().to(notify::stream)),
+        )
+        .service(
             web::resource("/v1/users/me/notifications/read-all")
                 .route(web::post().to(notify::read_all)),
         )

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use keyward_messages::commands::Locale;
 use keyward_messages::notify::*;
 use keyward_messages::{FieldError, UserId};
@@ -31,8 +30,6 @@ type State = web::Data<AppState>;
 /// Bodies of the send API and of templates may be this large (a send to 1,000 users, an HTML
 /// mail), whatever `KEYWARD_HTTP__MAX_BODY_BYTES` says for the rest.
 pub(super) const BULK_BODY_BYTES: usize = 256 * 1024;
-/// Recipients of one send at most.
-const MAX_RECIPIENTS: usize = 1000;
 
 crate::recipients! {
     /// What the notification routes send to the notify context.
@@ -40,6 +37,7 @@ crate::recipients! {
         send: SendNotification,
         cancel: CancelScheduled,
         list_inbox: ListInbox,
+        open_stream: OpenInboxStream,
         mark_read: MarkRead,
         mark_all_read: MarkAllRead,
         get_preferences: GetPreferences,
@@ -79,178 +77,9 @@ pub(crate) struct SendBody {
     idempotency_key: Value,
 }
 
-const SEND_FIELDS: &[&str] = &[
-    "to",
-    "template",
-    "variables",
-    "category",
-    "channels",
-    "send_at",
-    "idempotency_key",
-];
-
-fn string<'a>(f: &mut Fields, body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    match body.get(key) {
-        None | Some(Value::Null) => {
-            f.error(FieldError::new(key, "required", format!("give {key}")));
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            f.error(FieldError::new(
-                key,
-                "not_a_string",
-                format!("{key} must be a string"),
-            ));
-            None
-        }
-    }
-}
-
-fn recipients(f: &mut Fields, v: Option<&Value>) -> Option<Vec<UserId>> {
-    let Some(Value::Array(items)) = v else {
-        f.error(FieldError::new(
-            "to",
-            "required",
-            "to is an array of 1 to 1000 user ids",
-        ));
-        return None;
-    };
-    if items.is_empty() || items.len() > MAX_RECIPIENTS {
-        f.error(FieldError::new(
-            "to",
-            "out_of_range",
-            format!("to holds 1 to {MAX_RECIPIENTS} user ids; split larger sends"),
-        ));
-        return None;
-    }
-    let mut out = Vec::with_capacity(items.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, item) in items.iter().enumerate() {
-        let parsed = item.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
-        match parsed {
-            None => f.error(FieldError::new(
-                &format!("to[{i}]"),
-                "invalid_uuid",
-                "a user id is a UUID",
-            )),
-            Some(u) if !seen.insert(u) => f.error(FieldError::new(
-                &format!("to[{i}]"),
-                "duplicate",
-                "name each user once",
-            )),
-            Some(u) => out.push(UserId(u)),
-        }
-    }
-    Some(out)
-}
-
-fn channels(f: &mut Fields, v: Option<&Value>) -> Option<Option<Vec<Channel>>> {
-    match v {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let mut out = Vec::new();
-            for (i, c) in items.iter().enumerate() {
-                let field = format!("channels[{i}]");
-                match c.as_str().map(|s| Channel::parse(&field, s)) {
-                    Some(Ok(c)) => out.push(c),
-                    Some(Err(e)) => f.error(e),
-                    None => f.error(FieldError::new(
-                        &field,
-                        "not_a_string",
-                        "use email, in_app, sms or push",
-                    )),
-                }
-            }
-            Some(Some(out))
-        }
-        Some(_) => {
-            f.error(FieldError::new(
-                "channels",
-                "invalid_type",
-                "channels is a non-empty array such as [\"email\", \"in_app\"]; leave it out for the category's defaults",
-            ));
-            None
-        }
-    }
-}
-
-/// Reads a send request (shared with the AMQP intake's shape).
-pub(crate) fn send_request(body: &Map<String, Value>) -> Result<SendRequest, ApiError> {
-    let mut f = Fields::default();
-    for key in body.keys().filter(|k| !SEND_FIELDS.contains(&k.as_str())) {
-        f.error(FieldError::new(
-            key,
-            "unknown_field",
-            format!("a send has {}", SEND_FIELDS.join(", ")),
-        ));
-    }
-    let to = recipients(&mut f, body.get("to"));
-    let template = string(&mut f, body, "template").and_then(|t| {
-        TemplateKey::parse("template", t)
-            .map_err(|e| f.error(e))
-            .ok()
-    });
-    let category = string(&mut f, body, "category")
-        .and_then(|c| Category::parse("category", c).map_err(|e| f.error(e)).ok());
-    let variables = match body.get("variables") {
-        None | Some(Value::Null) => Some(Map::new()),
-        Some(Value::Object(m)) => Some(m.clone()),
-        Some(_) => {
-            f.error(FieldError::new(
-                "variables",
-                "invalid_type",
-                "variables is an object of the template's variables",
-            ));
-            None
-        }
-    };
-    let channels = channels(&mut f, body.get("channels"));
-    let send_at = match body.get("send_at") {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => Some(Some(t.with_timezone(&Utc))),
-            Err(_) => {
-                f.error(FieldError::new(
-                    "send_at",
-                    "invalid_time",
-                    "send_at is an RFC 3339 time, e.g. 2026-12-24T09:00:00Z",
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            f.error(FieldError::new(
-                "send_at",
-                "not_a_string",
-                "send_at is an RFC 3339 time",
-            ));
-            None
-        }
-    };
-    let key = string(&mut f, body, "idempotency_key").and_then(|k| {
-        if (1..=200).contains(&k.chars().count()) {
-            Some(k.to_owned())
-        } else {
-            f.error(FieldError::new(
-                "idempotency_key",
-                "out_of_range",
-                "an idempotency_key has 1 to 200 characters",
-            ));
-            None
-        }
-    });
-    f.done(|| {
-        Some(SendRequest {
-            to: to?,
-            template: template?,
-            variables: variables?,
-            category: category?,
-            channels: channels?,
-            send_at: send_at?,
-            idempotency_key: key?,
-        })
-    })
+/// Reads a send request: the same JSON as the AMQP intake's.
+fn send_request(body: &Map<String, Value>) -> Result<SendRequest, ApiError> {
+    SendRequest::from_json(body).map_err(ApiError::invalid_fields)
 }
 
 /// `POST /v1/notifications`.
@@ -349,6 +178,59 @@ pub(super) async fn inbox(
         limit: limit(q.limit.as_deref(), 20, 100)?,
     };
     Ok(private_json(&st.ask(&st.to.notify.list_inbox, cmd).await?))
+}
+
+/// Seconds between the comments that keep an idle stream open through proxies.
+const KEEPALIVE_SECS: u64 = 15;
+
+/// One Server-Sent Event.
+fn sse(name: &str, data: &impl Serialize) -> web::Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
+    web::Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// `GET /v1/users/me/notifications/stream`.
+#[utoipa::path(get, path = "/v1/users/me/notifications/stream", operation_id = "stream_notifications", tag = "notifications",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events (`text/event-stream`): first `unread` with `{unread}`, then `notification` with `{item, unread}` for each new in-app item, whichever node it was sent from, within a second. A comment every 15 s keeps it open; it ends after `KEYWARD_HTTP__CONNECTION_MAX_SECS`, and EventSource reconnects (`retry: 1000`)", body = LiveEvent, content_type = "text/event-stream"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn stream(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    use futures::StreamExt as _;
+    let live = st
+        .ask(
+            &st.to.notify.open_stream,
+            OpenInboxStream { meta, principal },
+        )
+        .await?;
+    let first = format!(
+        "retry: 1000\n\n{}",
+        String::from_utf8_lossy(&sse("unread", &json!({"unread": live.unread})))
+    );
+    // Items, then a None when the node ends the stream; keep-alives interleaved until then.
+    let items = live
+        .events
+        .map(|e| Some(sse(e.name(), &e)))
+        .chain(futures::stream::once(async { None }));
+    let keepalive = futures::stream::unfold((), |()| async {
+        actix_rt::time::sleep(std::time::Duration::from_secs(KEEPALIVE_SECS)).await;
+        Some((Some(web::Bytes::from_static(b": keep-alive\n\n")), ()))
+    });
+    let body = futures::stream::once(async move { Some(web::Bytes::from(first)) })
+        .chain(futures::stream::select(items, keepalive))
+        .take_while(|b| std::future::ready(b.is_some()))
+        .filter_map(|b| std::future::ready(b.map(Ok::<_, std::convert::Infallible>)));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        // Proxies such as NGINX must pass events through as they come.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
 }
 
 fn notification_id(raw: &str) -> Result<uuid::Uuid, ApiError> {

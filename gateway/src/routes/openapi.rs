@@ -195,6 +195,7 @@ impl Modify for BearerAuth {
         super::notify::send,
         super::notify::cancel,
         super::notify::inbox,
+        super::notify::stream,
         super::notify::read,
         super::notify::read_all,
         super::notify::preferences,

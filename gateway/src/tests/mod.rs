@@ -206,6 +206,8 @@ canned! {
     keyward_messages::notify::TemplateView => template_view();
     (keyward_messages::notify::TemplateView, bool) => (template_view(), true);
     std::collections::BTreeMap<String, String> => Default::default();
+    keyward_messages::notify::InboxStream => keyward_messages::notify::InboxStream {
+        unread: 0, events: Box::pin(futures::stream::empty()) };
     keyward_messages::notify::DeliveryPage => keyward_messages::notify::DeliveryPage { items: vec![], next_cursor: None };
 }
 

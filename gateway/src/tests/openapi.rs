@@ -70,6 +70,7 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("post", "/v1/notifications"),
         ("delete", "/v1/notifications/scheduled/{id}"),
         ("get", "/v1/users/me/notifications"),
+        ("get", "/v1/users/me/notifications/stream"),
         ("post", "/v1/users/me/notifications/{id}/read"),
         ("post", "/v1/users/me/notifications/read-all"),
         ("get", "/v1/users/me/notification-preferences"),

@@ -262,6 +262,13 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .collect())
     }
 
+    pub async fn inbox_item(&self, id: Uuid) -> Result<Option<InboxRecord>> {
+        Ok(inbox::Entity::find_by_id(id)
+            .one(self.0)
+            .await?
+            .map(inbox_record))
+    }
+
     pub async fn unread_count(&self, user: UserId) -> Result<u64> {
         Ok(inbox::Entity::find()
             .filter(inbox::Column::UserId.eq(user.0))
