@@ -8,7 +8,7 @@ use reqwest::{Method, Response, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
-use crate::helpers::{admin, problem, spawn_app_with, Options, TestApp, PASSWORD};
+use crate::helpers::{admin, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
 
 async fn send(
     app: &TestApp,
@@ -22,20 +22,6 @@ async fn send(
         r = r.json(&b);
     }
     r.send().await.unwrap()
-}
-
-/// A verified user: their id and an access token.
-async fn member(app: &TestApp, email: &str) -> (String, String) {
-    app.verified_user(email, None).await;
-    let pair = app.login_ok(email, PASSWORD).await;
-    let token = pair["access_token"].as_str().unwrap().to_owned();
-    let me: Value = app
-        .get_bearer("/v1/users/me", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    (me["id"].as_str().unwrap().to_owned(), token)
 }
 
 async fn permissions(app: &TestApp, token: &str) -> Vec<String> {

@@ -833,6 +833,20 @@ impl TestApp {
     }
 }
 
+/// A verified user (registered through HTTP): their id and an access token.
+pub async fn member(app: &TestApp, email: &str) -> (String, String) {
+    app.verified_user(email, None).await;
+    let pair = app.login_ok(email, PASSWORD).await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let me: Value = app
+        .get_bearer("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (me["id"].as_str().unwrap().to_owned(), token)
+}
+
 /// An administrator (created as the CLI does) and their access token.
 pub async fn admin(app: &TestApp) -> (String, String) {
     let id = keyward_actors::admin::create_user(

@@ -8,8 +8,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    admin, amqp_admin, broker_lock, problem, spawn_app_with, EventConsumer, Options, TestApp,
-    PASSWORD,
+    admin, amqp_admin, broker_lock, member, problem, spawn_app_with, EventConsumer, Options,
+    TestApp, PASSWORD,
 };
 
 async fn call(
@@ -24,20 +24,6 @@ async fn call(
         r = r.json(&b);
     }
     r.send().await.unwrap()
-}
-
-/// A verified user: their id and an access token.
-async fn member(app: &TestApp, email: &str) -> (String, String) {
-    app.verified_user(email, None).await;
-    let pair = app.login_ok(email, PASSWORD).await;
-    let token = pair["access_token"].as_str().unwrap().to_owned();
-    let me: Value = app
-        .get_bearer("/v1/users/me", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    (me["id"].as_str().unwrap().to_owned(), token)
 }
 
 /// A service client's access token, for a client made as the CLI makes it.

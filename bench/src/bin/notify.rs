@@ -78,7 +78,11 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::connect(&format!("sqlite://{}/keyward.db?mode=rwc", data.display())).await?;
     let t = Instant::now();
     let emails = load_users(&store, args.users).await?;
-    eprintln!("{} users written in {:.1} s", emails.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "{} users written in {:.1} s",
+        emails.len(),
+        t.elapsed().as_secs_f64()
+    );
     let c = client();
     let svc = Arc::new(
         seed::client_token(&args.keyward, &data, &env, &c, &base, "notifications:send").await?,
@@ -91,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|(a, _)| a)
         .collect();
     let ids: Arc<Vec<String>> = Arc::new(toks.iter().map(|t| sub_of(t)).collect());
-    eprintln!("{} logins in {:.1} s", toks.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "{} logins in {:.1} s",
+        toks.len(),
+        t.elapsed().as_secs_f64()
+    );
     let channels: Vec<String> = args.channels.split(',').map(str::to_owned).collect();
     let secs = Duration::from_secs(args.seconds);
     let key = Arc::new(AtomicU64::new(0));
@@ -104,12 +112,20 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let n = ids.len();
         let step: load::StepFn = {
-            let (c, b, svc, ids, key, channels) =
-                (c.clone(), base.clone(), svc.clone(), ids.clone(), key.clone(), channels.clone());
+            let (c, b, svc, ids, key, channels) = (
+                c.clone(),
+                base.clone(),
+                svc.clone(),
+                ids.clone(),
+                key.clone(),
+                channels.clone(),
+            );
             Arc::new(move |w, i| {
                 let k = key.fetch_add(1, Ordering::Relaxed);
                 let start = (k as usize).wrapping_mul(7919).wrapping_add(w * 104_729) % n;
-                let to: Vec<&String> = (0..per_request.min(n)).map(|j| &ids[(start + j) % n]).collect();
+                let to: Vec<&String> = (0..per_request.min(n))
+                    .map(|j| &ids[(start + j) % n])
+                    .collect();
                 let body = json!({
                     "to": to,
                     "template": "generic",
@@ -120,7 +136,14 @@ async fn main() -> anyhow::Result<()> {
                 });
                 let (c, b, svc) = (c.clone(), b.clone(), svc.clone());
                 Box::pin(async move {
-                    status(c.post(format!("{b}/v1/notifications")).bearer_auth(svc.as_str()).json(&body).send().await).await
+                    status(
+                        c.post(format!("{b}/v1/notifications"))
+                            .bearer_auth(svc.as_str())
+                            .json(&body)
+                            .send()
+                            .await,
+                    )
+                    .await
                 })
             })
         };
@@ -155,7 +178,13 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(move |_, _| {
                 let (c, b, t) = (c.clone(), b.clone(), t.clone());
                 Box::pin(async move {
-                    status(c.get(format!("{b}/v1/users/me/notifications{query}")).bearer_auth(t.as_str()).send().await).await
+                    status(
+                        c.get(format!("{b}/v1/users/me/notifications{query}"))
+                            .bearer_auth(t.as_str())
+                            .send()
+                            .await,
+                    )
+                    .await
                 })
             })
         };
@@ -165,7 +194,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Live streams: one per user, idle; then one send to all of them.
     let before = node.memory_kib().map_or(0, |(rss, _)| rss);
-    let sse = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let sse = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
     let mut streams = Vec::with_capacity(stream_users);
     let t = Instant::now();
     for tok in toks.iter().take(stream_users) {
@@ -178,7 +209,11 @@ async fn main() -> anyhow::Result<()> {
         r.chunk().await?; // the first `unread` event
         streams.push(r);
     }
-    eprintln!("{} streams open in {:.1} s", streams.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "{} streams open in {:.1} s",
+        streams.len(),
+        t.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = node.memory_kib().map_or(0, |(rss, _)| rss);
     let per_stream_kib = after.saturating_sub(before) as f64 / stream_users.max(1) as f64;
@@ -227,7 +262,11 @@ async fn main() -> anyhow::Result<()> {
     println!("| live streams | value |");
     println!("|---|---|");
     println!("| streams held | {stream_users} |");
-    println!("| node RSS before / with the streams | {:.1} / {:.1} MiB |", mib(before), mib(after));
+    println!(
+        "| node RSS before / with the streams | {:.1} / {:.1} MiB |",
+        mib(before),
+        mib(after)
+    );
     println!("| memory per idle stream | {per_stream_kib:.1} KiB |");
     println!(
         "| one send to every streaming user ({} requests of ≤ 1,000): all accepted after | {:.0} ms |",

@@ -439,21 +439,22 @@ fn parts_of(f: &mut Fields, v: Option<&Value>, required: bool) -> Option<BTreeMa
     }
 }
 
+/// Names each member of a template or preview body other than `parts` and `variables`.
+fn unknown_fields(f: &mut Fields, body: &Map<String, Value>, hint: &str) {
+    for key in body
+        .keys()
+        .filter(|k| !["parts", "variables"].contains(&k.as_str()))
+    {
+        f.error(FieldError::new(key, "unknown_field", hint));
+    }
+}
+
 /// A template's parts, and its declared variables when given.
 type TemplateEdit = (BTreeMap<String, String>, Option<Vec<String>>);
 
 fn template_body(body: &Map<String, Value>) -> Result<TemplateEdit, ApiError> {
     let mut f = Fields::default();
-    for key in body
-        .keys()
-        .filter(|k| !["parts", "variables"].contains(&k.as_str()))
-    {
-        f.error(FieldError::new(
-            key,
-            "unknown_field",
-            "a template has parts and variables",
-        ));
-    }
+    unknown_fields(&mut f, body, "a template has parts and variables");
     let parts = parts_of(&mut f, body.get("parts"), true);
     let variables = match body.get("variables") {
         None | Some(Value::Null) => Some(None),
@@ -604,16 +605,11 @@ pub(super) async fn preview_template(
 ) -> Result<HttpResponse, ApiError> {
     let id = template_id(&path)?;
     let mut f = Fields::default();
-    for key in body
-        .keys()
-        .filter(|k| !["parts", "variables"].contains(&k.as_str()))
-    {
-        f.error(FieldError::new(
-            key,
-            "unknown_field",
-            "a preview has variables and, optionally, parts",
-        ));
-    }
+    unknown_fields(
+        &mut f,
+        &body,
+        "a preview has variables and, optionally, parts",
+    );
     let parts = parts_of(&mut f, body.get("parts"), false);
     let variables = match body.get("variables") {
         None | Some(Value::Null) => Some(Map::new()),
