@@ -459,7 +459,7 @@ impl LiveEvent {
 /// node. Ends when the node stops or drops a consumer that does not keep up.
 pub struct InboxStream {
     pub unread: u64,
-    pub events: futures::stream::BoxStream<'static, LiveEvent>,
+    pub events: std::pin::Pin<Box<dyn futures_core::Stream<Item = LiveEvent> + Send>>,
 }
 
 impl std::fmt::Debug for InboxStream {

@@ -435,7 +435,10 @@ async fn a_node_that_lost_the_broadcast_refuses_a_revoked_session_within_a_secon
 }
 
 /// Recipients MailDev has mail for, with their counts.
-async fn maildev_recipients(api: &str, domain: &str) -> std::collections::HashMap<String, usize> {
+pub(crate) async fn maildev_recipients(
+    api: &str,
+    domain: &str,
+) -> std::collections::HashMap<String, usize> {
     let list: Vec<Value> = reqwest::get(format!("{api}/email"))
         .await
         .unwrap()
@@ -455,7 +458,7 @@ async fn maildev_recipients(api: &str, domain: &str) -> std::collections::HashMa
     m
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -463,7 +466,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn worker_process(
+pub(crate) fn worker_process(
     app: &crate::helpers::TestApp,
     smtp: &str,
     management_port: u16,

@@ -849,3 +849,76 @@ async fn distributed_requests_published_to_keyward_notify_are_sent_once_and_pois
         .len();
     assert_eq!(items, 1, "the retried request was sent once");
 }
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ and an SMTP sink (scripts/services.sh postgres rabbitmq maildev -- cargo test --test api -- --include-ignored)"]
+async fn distributed_a_worker_killed_mid_batch_loses_no_notification_and_the_log_ends_sent() {
+    use crate::distributed::{free_port, maildev_recipients, worker_process};
+    let _broker = broker_lock().await;
+    let (Ok(smtp), Ok(api)) = (
+        std::env::var("KEYWARD_TEST_SMTP_URL"),
+        std::env::var("KEYWARD_TEST_MAILDEV_URL"),
+    ) else {
+        panic!("needs KEYWARD_TEST_SMTP_URL and KEYWARD_TEST_MAILDEV_URL: run under scripts/services.sh … maildev");
+    };
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let (_, root) = admin(&app).await;
+    let svc = service(&app, &["notifications:send"]).await;
+    // Verified recipients, made as the CLI makes them; their mail waits: no worker runs yet.
+    let domain = format!("@n{}.example.com", uuid::Uuid::new_v4().simple());
+    let n = 60;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = keyward_actors::admin::create_user(
+            &app.settings,
+            &app.node.contexts.store,
+            &format!("u{i}{domain}"),
+            PASSWORD,
+            &[],
+        )
+        .await
+        .unwrap();
+        ids.push(id.to_string());
+    }
+    let mut body = booking(&ids.iter().map(String::as_str).collect::<Vec<_>>(), "batch");
+    body["channels"] = json!(["email"]);
+    assert_eq!(send(&app, &svc, body).await.status(), StatusCode::ACCEPTED);
+    app.wait_outbox_drained().await;
+
+    // The first worker is SIGKILLed as soon as mail flows; a second one finishes the batch.
+    let mut first = worker_process(&app, &smtp, free_port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while maildev_recipients(&api, &domain).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker never sent a mail"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        maildev_recipients(&api, &domain).await.len() < n,
+        "killed mid-batch"
+    );
+    let mut second = worker_process(&app, &smtp, free_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sent = loop {
+        let rows = log(&app, &root, "?status=sent&limit=100").await;
+        if rows.len() >= n || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let got = maildev_recipients(&api, &domain).await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(got.len(), n, "every recipient got the mail");
+    assert_eq!(sent.len(), n, "every delivery is logged sent");
+    assert!(log(&app, &root, "?status=queued").await.is_empty());
+}
