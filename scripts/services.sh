@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -19,6 +19,8 @@
 #   KEYWARD_TEST_S3_BUCKET     an empty bucket on it (tests use a key prefix of their own)
 #   KEYWARD_TEST_S3_REGION     us-east-1
 #   KEYWARD_TEST_S3_ACCESS_KEY_ID, KEYWARD_TEST_S3_SECRET_ACCESS_KEY   random, for this run
+#   KEYWARD_TEST_WEBPUSH_URL   http://localhost:PORT (npm web-push-testing: a push service that
+#                              hands out subscriptions, checks VAPID and decrypts what it gets)
 #
 # s3s-fs is built once with `cargo install` (about 5 minutes) into
 # ${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}, outside the clone, so later runs start at once.
@@ -152,6 +154,31 @@ start_maildev() {
   log "maildev ready: smtp 127.0.0.1:$smtp, api http://127.0.0.1:$web"
 }
 
+start_webpush() {
+  local cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/web-push-testing-1.2.2"
+  if [ ! -f "$cache/node_modules/web-push-testing/src/bin/server.js" ]; then
+    command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
+    log "installing web-push-testing from npm"
+    mkdir -p "$cache"
+    (cd "$cache" && npm install --ignore-scripts --no-audit --no-fund --silent web-push-testing@1.2.2 >/dev/null)
+  fi
+  local dir="$root/webpush" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  # Its subscriptions' endpoints name `localhost`.
+  node "$cache/node_modules/web-push-testing/src/bin/server.js" "$port" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://localhost:$port/status', method='POST'), timeout=1)" 2>/dev/null; then break; fi
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  export KEYWARD_TEST_WEBPUSH_URL="http://localhost:$port"
+  log "web-push-testing ready on http://localhost:$port"
+}
+
 start_nginx() {
   local bin
   bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
@@ -231,6 +258,7 @@ for s in "${want[@]}"; do
     maildev) start_maildev ;;
     nginx) start_nginx ;;
     s3) start_s3 ;;
+    webpush) start_webpush ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

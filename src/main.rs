@@ -167,6 +167,11 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let mailer =
         keyward_actors::notify::Mailer::new(smtp.as_deref(), settings.data_dir.join("mail"))?;
     let from = keyward_actors::notify::parse_from(&settings.mail_from)?;
+    let master = keyward_actors::keys::master_key(&settings)?;
+    let vapid = Some(Arc::new(keyward_actors::notify::push::Vapid::derive(
+        &master,
+        format!("mailto:{}", from.email),
+    )?));
     let registry = prometheus::Registry::new();
     let metrics = keyward_actors::metrics::Metrics::register(&registry)?;
     let consuming = Arc::new(AtomicBool::new(false));
@@ -208,6 +213,8 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
         clock: keyward_actors::system_clock(),
         consuming,
         templates: Default::default(),
+        vapid,
+        http: Default::default(),
     };
     tokio::select! {
         _ = worker.run() => {}

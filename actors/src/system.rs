@@ -215,6 +215,13 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         feed_every,
     ));
     let templates = Arc::new(crate::notify::TemplateCache::default());
+    let vapid = Arc::new(crate::notify::push::Vapid::derive(
+        &master,
+        format!(
+            "mailto:{}",
+            crate::notify::parse_from(&settings.mail_from)?.email
+        ),
+    )?);
     let mut mail_dir = None;
     let mut notify = None;
     let mut node_mailer = None;
@@ -246,6 +253,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 templates: templates.clone(),
+                vapid: Some(vapid.clone()),
+                http: reqwest::Client::new(),
             });
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
@@ -254,11 +263,18 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             // brings changes written by other processes on this database (the CLI).
             let c = caches.clone();
             let listener = Supervisor::start(move |_| CacheListener(c));
-            let mut subs = vec![Subscriber {
-                name: "notify",
-                prefix: "email.",
-                recipient: addr.recipient(),
-            }];
+            let mut subs = vec![
+                Subscriber {
+                    name: "notify",
+                    prefix: "email.",
+                    recipient: addr.clone().recipient(),
+                },
+                Subscriber {
+                    name: "notify",
+                    prefix: "push.",
+                    recipient: addr.recipient(),
+                },
+            ];
             subs.extend(INVALIDATING.iter().map(|kind| Subscriber {
                 name: "caches",
                 prefix: kind,
@@ -361,6 +377,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         templates: templates.clone(),
         categories: crate::notify::policy::Categories::from_settings(&settings.notify),
         live,
+        vapid_public: vapid.public_key.clone(),
         metrics,
     });
     let filled = index.backfill(&store).await?;

@@ -2,7 +2,7 @@
 //!
 //! Events go to `keyward.events` (routing key = type) and never carry secrets: no password,
 //! hash, one-time token or refresh token. One-time links travel only inside [`EmailJob`]s, which
-//! go to the `keyward.notify.email` work queue.
+//! go to the `keyward.notify.email` work queue (with the [`PushJob`]s).
 
 use std::collections::BTreeMap;
 
@@ -263,11 +263,28 @@ pub struct EmailJob {
     pub delivery: Option<Uuid>,
 }
 
+/// A Web Push message for one browser subscription of a delivery. Carries the rendered
+/// title and body, so it goes only to the work queue, never to `keyward.events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushJob {
+    /// The delivery-log row it is part of.
+    pub delivery: Uuid,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    /// The JSON the browser's service worker receives:
+    /// `{id, category, title, body, action_url}`.
+    pub payload: serde_json::Value,
+    /// The template, for the message type (`push.<template>`).
+    pub template: String,
+}
+
 /// What the outbox holds and the bus carries.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outgoing {
     Event(DomainEvent),
     Email(EmailJob),
+    Push(PushJob),
 }
 
 impl Outgoing {
@@ -276,6 +293,7 @@ impl Outgoing {
         match self {
             Self::Event(e) => e.event_type().to_owned(),
             Self::Email(j) => format!("email.{}", j.template),
+            Self::Push(j) => format!("push.{}", j.template),
         }
     }
 }
@@ -307,6 +325,7 @@ impl Envelope {
         let data = match msg {
             Outgoing::Event(e) => e.data(),
             Outgoing::Email(j) => serde_json::to_value(j).unwrap_or_default(),
+            Outgoing::Push(j) => serde_json::to_value(j).unwrap_or_default(),
         };
         Self {
             id,
@@ -329,6 +348,8 @@ impl Envelope {
     pub fn decode(&self) -> Result<Outgoing, serde_json::Error> {
         if self.kind.starts_with("email.") {
             serde_json::from_value(self.data.clone()).map(Outgoing::Email)
+        } else if self.kind.starts_with("push.") {
+            serde_json::from_value(self.data.clone()).map(Outgoing::Push)
         } else {
             serde_json::from_value(serde_json::json!({"type": self.kind, "data": self.data}))
                 .map(Outgoing::Event)

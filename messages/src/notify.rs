@@ -517,6 +517,50 @@ pub struct PutPreferences {
     pub preferences: Preferences,
 }
 
+/// A browser's push subscription as the API shows it (never its keys).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PushSubscriptionView {
+    pub id: Uuid,
+    pub endpoint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Gateway → notify. Keeps a browser's subscription (`PushSubscription.toJSON()`: `endpoint`
+/// and `keys.p256dh`, `keys.auth`) for the caller; the same endpoint again replaces it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PushSubscriptionView, CommandError>")]
+pub struct SubscribePush {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// Gateway → notify. Forgets one of the caller's subscriptions; 404 when it is not theirs.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct UnsubscribePush {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub id: Uuid,
+}
+
+/// The application server key browsers subscribe with (`applicationServerKey`).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct VapidKey {
+    /// The uncompressed P-256 public key, base64url without padding.
+    pub public_key: String,
+}
+
+/// Gateway → notify. The VAPID public key (the same on every node: derived from the master
+/// key).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<VapidKey, CommandError>")]
+pub struct GetVapidKey {
+    pub meta: RequestMeta,
+}
+
 /// The status of one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -36,8 +36,8 @@ pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
 pub use notify::{
-    DeliveryFilter, DeliveryRecord, InboxRecord, Notices, Preferences, ScheduledRecord, SendRecord,
-    TemplateRecord,
+    DeliveryFilter, DeliveryRecord, InboxRecord, Notices, Preferences, PushSubscriptionRecord,
+    ScheduledRecord, SendRecord, TemplateRecord,
 };
 pub use profiles::{ProfileRecord, Profiles};
 pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};

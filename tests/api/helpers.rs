@@ -557,6 +557,9 @@ fn start_worker(
         clock: keyward_actors::system_clock(),
         consuming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         templates: Default::default(),
+        // NOTE: push jobs are tested in embedded mode; this worker logs them dead.
+        vapid: None,
+        http: Default::default(),
     };
     actix_rt::spawn(worker.run());
     mail_dir

@@ -922,3 +922,130 @@ async fn distributed_a_worker_killed_mid_batch_loses_no_notification_and_the_log
     assert_eq!(sent.len(), n, "every delivery is logged sent");
     assert!(log(&app, &root, "?status=queued").await.is_empty());
 }
+
+#[actix_web::test]
+#[ignore = "needs a push service (scripts/services.sh webpush -- cargo test --test api -- --include-ignored)"]
+async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is_forgotten() {
+    let Ok(push) = std::env::var("KEYWARD_TEST_WEBPUSH_URL") else {
+        panic!("needs KEYWARD_TEST_WEBPUSH_URL: run under scripts/services.sh webpush");
+    };
+    let app = spawn_app_with(Options::default()).await;
+    let (_, root) = admin(&app).await;
+    let (ann, token) = member(&app, "ann@example.com").await;
+    let svc = service(&app, &["notifications:send"]).await;
+    let browser = reqwest::Client::new();
+
+    // The browser subscribes at its push service with Keyward's key, and hands Keyward the
+    // subscription.
+    let key: Value = app
+        .client
+        .get(app.url("/v1/notifications/vapid-public-key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub: Value = browser
+        .post(format!("{push}/subscribe"))
+        .json(&json!({"userVisibleOnly": "true", "applicationServerKey": key["public_key"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub = sub["data"].clone();
+    let hash = sub["clientHash"].as_str().unwrap().to_owned();
+    let subscription =
+        json!({"endpoint": sub["endpoint"], "keys": sub["keys"], "expirationTime": null});
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/users/me/push-subscriptions",
+        &token,
+        Some(subscription),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let mut body = booking(&[&ann], "push-1");
+    body["channels"] = json!(["push"]);
+    let r = send(&app, &svc, body).await;
+    let id = r.json::<Value>().await.unwrap()["ids"][0].clone();
+
+    // The push service checked the VAPID signature and decrypted the message with the
+    // browser's keys.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let messages = loop {
+        let got: Value = browser
+            .post(format!("{push}/get-notifications"))
+            .json(&json!({"clientHash": hash}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let m = got["data"]["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !m.is_empty() {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push service got nothing: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message: Value = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
+    assert_eq!(message["id"], id);
+    assert_eq!(message["title"], "Booking confirmed");
+    assert_eq!(message["body"], "Dr. Ivanova, Monday 10:00 <room 4>");
+    assert_eq!(message["action_url"], "https://clinic.example/b/4711");
+    wait_status(&app, &root, &ann, "push", "sent").await;
+
+    // The browser unsubscribed: the push service answers 410, the delivery is over and the
+    // subscription forgotten, so the next send skips the channel.
+    let r = browser
+        .post(format!("{push}/expire-subscription/{hash}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut again = booking(&[&ann], "push-2");
+    again["channels"] = json!(["push"]);
+    assert_eq!(send(&app, &svc, again).await.status(), StatusCode::ACCEPTED);
+    let dead = wait_status(&app, &root, &ann, "push", "dead").await;
+    assert!(dead["answer"].as_str().unwrap().contains("410"), "{dead}");
+    let mut third = booking(&[&ann], "push-3");
+    third["channels"] = json!(["push"]);
+    assert_eq!(send(&app, &svc, third).await.status(), StatusCode::ACCEPTED);
+    let skipped = wait_status(&app, &root, &ann, "push", "skipped").await;
+    assert_eq!(skipped["answer"], "the user has no push subscription");
+
+    // A subscription that cannot work is refused, naming each field.
+    let bad =
+        json!({"endpoint": "ftp://push.example/1", "keys": {"p256dh": "AAAA", "auth": "c2hvcnQ"}});
+    let (status, p) = problem(
+        call(
+            &app,
+            Method::POST,
+            "/v1/users/me/push-subscriptions",
+            &token,
+            Some(bad),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<_> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["endpoint", "keys.p256dh"]);
+}

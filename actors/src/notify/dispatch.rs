@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keyward_messages::commands::Locale;
-use keyward_messages::events::{DomainEvent, EmailJob, Outgoing};
+use keyward_messages::events::{DomainEvent, EmailJob, Outgoing, PushJob};
 use keyward_messages::notify::Channel;
 use keyward_messages::{RequestMeta, UserId};
-use keyward_storage::{DeliveryRecord, InboxRecord, Preferences, Tx, UserRecord};
+use keyward_storage::{
+    DeliveryRecord, InboxRecord, Preferences, PushSubscriptionRecord, Tx, UserRecord,
+};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -94,22 +96,59 @@ fn locale_of(u: &UserRecord) -> Locale {
 }
 
 /// Decides every delivery of `planned` now, adding what they cause to `batch`.
+/// What a dispatch reads about its recipients.
+pub(super) struct Recipients<'a> {
+    pub users: &'a [UserRecord],
+    pub prefs: &'a HashMap<UserId, Preferences>,
+    pub push: &'a HashMap<UserId, Vec<PushSubscriptionRecord>>,
+}
+
+/// A template's parts rendered, or why they could not be.
+type Rendered = Result<BTreeMap<String, String>, String>;
+
+/// Renders `plan`'s template for one channel and locale once per dispatch.
+async fn rendered_for(
+    deps: &Deps,
+    plan: &Plan<'_>,
+    cache: &mut HashMap<(Channel, Locale), Rendered>,
+    ch: Channel,
+    locale: Locale,
+) -> Result<Rendered, HandlerError> {
+    if let Some(p) = cache.get(&(ch, locale)) {
+        return Ok(p.clone());
+    }
+    let p = match deps
+        .templates
+        .get(&deps.store, plan.template, ch, locale)
+        .await?
+    {
+        None => Err(format!(
+            "no {} template is named {}",
+            ch.as_str(),
+            plan.template
+        )),
+        Some(t) => templates::render(&t.parts, plan.variables).map_err(|e| e.message),
+    };
+    cache.insert((ch, locale), p.clone());
+    Ok(p)
+}
+
 pub(super) async fn dispatch(
     deps: &Deps,
     plan: &Plan<'_>,
     planned: &[Planned],
-    users: &[UserRecord],
-    prefs: &HashMap<UserId, Preferences>,
+    to: &Recipients<'_>,
     now: DateTime<Utc>,
     batch: &mut Batch,
 ) -> Result<Vec<Outcome>, HandlerError> {
+    let (users, prefs) = (to.users, to.prefs);
     let users: HashMap<UserId, &UserRecord> = users.iter().map(|u| (u.id, u)).collect();
     let action_url = plan
         .variables
         .get("action_url")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let mut rendered: HashMap<Locale, Result<BTreeMap<String, String>, String>> = HashMap::new();
+    let mut rendered = HashMap::new();
     let none = Preferences::new();
     let mut out = Vec::new();
     for p in planned {
@@ -139,25 +178,7 @@ pub(super) async fn dispatch(
                     }
                     Channel::InApp => {
                         let locale = locale_of(u);
-                        let parts = match rendered.get(&locale) {
-                            Some(p) => p.clone(),
-                            None => {
-                                let p = match deps
-                                    .templates
-                                    .get(&deps.store, plan.template, *ch, locale)
-                                    .await?
-                                {
-                                    None => Err(format!(
-                                        "no in_app template is named {}",
-                                        plan.template
-                                    )),
-                                    Some(t) => templates::render(&t.parts, plan.variables)
-                                        .map_err(|e| e.message),
-                                };
-                                rendered.insert(locale, p.clone());
-                                p
-                            }
-                        };
+                        let parts = rendered_for(deps, plan, &mut rendered, *ch, locale).await?;
                         match parts {
                             Ok(parts) => {
                                 let part = |n: &str| parts.get(n).cloned().unwrap_or_default();
@@ -198,10 +219,53 @@ pub(super) async fn dispatch(
                         }
                     }
                     Channel::Sms => ("skipped", Some("no SMS provider is configured".to_owned())),
-                    Channel::Push => (
-                        "skipped",
-                        Some("the user has no push subscription".to_owned()),
-                    ),
+                    Channel::Push => {
+                        let subs = to.push.get(&p.user_id).map_or(&[][..], Vec::as_slice);
+                        if subs.is_empty() {
+                            (
+                                "skipped",
+                                Some("the user has no push subscription".to_owned()),
+                            )
+                        } else {
+                            match rendered_for(deps, plan, &mut rendered, *ch, locale_of(u)).await?
+                            {
+                                Ok(parts) => {
+                                    let part = |n: &str| parts.get(n).cloned().unwrap_or_default();
+                                    let payload = serde_json::json!({
+                                        "id": p.notification_id,
+                                        "category": plan.category,
+                                        "title": part("title"),
+                                        "body": part("body"),
+                                        "action_url": action_url,
+                                    });
+                                    for s in subs {
+                                        batch.outgoing.push(Outgoing::Push(PushJob {
+                                            delivery: *id,
+                                            endpoint: s.endpoint.clone(),
+                                            p256dh: s.p256dh.clone(),
+                                            auth: s.auth.clone(),
+                                            payload: payload.clone(),
+                                            template: plan.template.to_owned(),
+                                        }));
+                                    }
+                                    ("queued", None)
+                                }
+                                Err(reason) => {
+                                    batch.outgoing.push(Outgoing::Event(
+                                        DomainEvent::NotificationFailed {
+                                            user_id: p.user_id,
+                                            notification_id: p.notification_id,
+                                            channel: ch.as_str().to_owned(),
+                                            category: plan.category.to_owned(),
+                                            template: plan.template.to_owned(),
+                                            reason: reason.clone(),
+                                        },
+                                    ));
+                                    ("dead", Some(reason))
+                                }
+                            }
+                        }
+                    }
                 },
             };
             out.push(Outcome {
@@ -229,6 +293,12 @@ pub async fn fire_due(deps: &Deps) -> Result<usize, HandlerError> {
     let ids: Vec<UserId> = due.iter().map(|d| d.user_id).collect();
     let users = tx.users().by_ids(&ids).await?;
     let prefs = tx.notices().preferences_of(&ids).await?;
+    let push = tx.notices().push_subscriptions_of(&ids).await?;
+    let to = Recipients {
+        users: &users,
+        prefs: &prefs,
+        push: &push,
+    };
     let mut batch = Batch::default();
     for d in &due {
         let waiting: Vec<(Uuid, Channel)> = tx
@@ -249,7 +319,7 @@ pub async fn fire_due(deps: &Deps) -> Result<usize, HandlerError> {
             user_id: d.user_id,
             channels: waiting,
         }];
-        for o in dispatch(deps, &plan, &planned, &users, &prefs, now, &mut batch).await? {
+        for o in dispatch(deps, &plan, &planned, &to, now, &mut batch).await? {
             let attempts = o.attempts();
             tx.notices()
                 .set_delivery(o.id, o.status, attempts, o.answer.as_deref(), now)

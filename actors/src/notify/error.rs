@@ -25,6 +25,9 @@ pub enum MailError {
     /// The SMTP pool was already dropped.
     #[error("sending by SMTP: the transport is closed")]
     SmtpClosed,
+    /// A push service did not take a message; worth a retry.
+    #[error("sending a push message: {0}")]
+    Push(String),
     /// The inbox (de-duplication by message id) cannot be read or written.
     #[error("inbox")]
     Inbox(#[source] StorageError),

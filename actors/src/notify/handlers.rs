@@ -12,7 +12,7 @@ use keyward_storage::{
 };
 use uuid::Uuid;
 
-use super::dispatch::{dispatch, Batch, Outcome, Plan, Planned};
+use super::dispatch::{dispatch, Batch, Outcome, Plan, Planned, Recipients};
 use super::templates;
 use super::{policy, Notifications, NotifyDeps as Deps};
 use crate::error::HandlerError;
@@ -205,8 +205,17 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
             let reads = deps.store.reads();
             let users = reads.users().by_ids(&r.to).await?;
             let prefs = reads.notices().preferences_of(&r.to).await?;
-            let outcomes =
-                dispatch(&deps, &plan, &planned, &users, &prefs, now, &mut batch).await?;
+            let push = if channels.contains(&Channel::Push) {
+                reads.notices().push_subscriptions_of(&r.to).await?
+            } else {
+                Default::default()
+            };
+            let to = Recipients {
+                users: &users,
+                prefs: &prefs,
+                push: &push,
+            };
+            let outcomes = dispatch(&deps, &plan, &planned, &to, now, &mut batch).await?;
             batch.deliveries = outcomes.into_iter().map(|o| o.record(&plan, now)).collect();
         }
         Some(at) => {
@@ -503,6 +512,76 @@ async fn preview_template(
     templates::render(&parts, &m.variables).map_err(|e| invalid(vec![e]))
 }
 
+/// The longest push endpoint accepted.
+const MAX_ENDPOINT: usize = 2048;
+
+/// A push service URL: https, or http on the loopback (a local push service, in tests).
+fn endpoint_ok(raw: &str) -> bool {
+    let Ok(u) = url::Url::parse(raw) else {
+        return false;
+    };
+    let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    raw.len() <= MAX_ENDPOINT && (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+}
+
+async fn subscribe_push(
+    deps: Arc<Deps>,
+    m: SubscribePush,
+) -> Result<PushSubscriptionView, HandlerError> {
+    let mut errors = Vec::new();
+    if !endpoint_ok(&m.endpoint) {
+        errors.push(FieldError::new(
+            "endpoint",
+            "invalid_endpoint",
+            "the endpoint is the push service's https URL from PushSubscription.toJSON()",
+        ));
+    }
+    if let Err((field, why)) = super::push::check_keys(&m.p256dh, &m.auth) {
+        errors.push(FieldError::new(field, "invalid_key", why));
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let record = keyward_storage::PushSubscriptionRecord {
+        id: Uuid::now_v7(),
+        user_id: m.principal.user_id,
+        endpoint: m.endpoint,
+        p256dh: m.p256dh,
+        auth: m.auth,
+        created_at: (deps.clock)(),
+    };
+    let tx = deps.store.begin().await?;
+    tx.notices().put_push_subscription(&record).await?;
+    tx.commit().await?;
+    Ok(PushSubscriptionView {
+        id: record.id,
+        endpoint: record.endpoint,
+        created_at: record.created_at,
+    })
+}
+
+async fn unsubscribe_push(deps: Arc<Deps>, m: UnsubscribePush) -> Result<(), HandlerError> {
+    if deps
+        .store
+        .notices()
+        .delete_push_subscription(m.principal.user_id, m.id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(not_found(
+            "subscription_not_found",
+            "you have no push subscription with this id",
+        ))
+    }
+}
+
+async fn vapid_key(deps: Arc<Deps>, _: GetVapidKey) -> Result<VapidKey, HandlerError> {
+    Ok(VapidKey {
+        public_key: deps.vapid_public.clone(),
+    })
+}
+
 fn status_of(raw: &str) -> DeliveryStatus {
     DeliveryStatus::parse("", raw).unwrap_or(DeliveryStatus::Failed)
 }
@@ -557,4 +636,7 @@ crate::edge::handlers!(Notifications {
     PutTemplate => (TemplateView, bool): put_template;
     PreviewTemplate => BTreeMap<String, String>: preview_template;
     ListDeliveries => DeliveryPage: list_deliveries;
+    SubscribePush => PushSubscriptionView: subscribe_push;
+    UnsubscribePush => (): unsubscribe_push;
+    GetVapidKey => VapidKey: vapid_key;
 });

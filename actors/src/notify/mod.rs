@@ -16,6 +16,7 @@ mod handlers;
 pub mod intake;
 pub mod live;
 pub mod policy;
+pub mod push;
 pub mod smtp;
 pub mod templates;
 pub mod worker;
@@ -99,6 +100,8 @@ pub struct NotifyDeps {
     pub categories: policy::Categories,
     /// This node's live inbox streams.
     pub live: Arc<live::LiveInbox>,
+    /// The VAPID public key browsers subscribe with.
+    pub vapid_public: String,
     pub metrics: Metrics,
 }
 
@@ -188,6 +191,10 @@ pub struct Mailroom {
     pub clock: Clock,
     pub metrics: Metrics,
     pub templates: Arc<TemplateCache>,
+    /// Signs Web Push messages; none where push is not set up (they are then logged dead).
+    pub vapid: Option<Arc<push::Vapid>>,
+    /// Calls push services.
+    pub http: reqwest::Client,
 }
 
 /// Renders a job with its stored template, or says why it never will be.
@@ -213,7 +220,7 @@ async fn compose(room: &Mailroom, job: &EmailJob) -> Result<Result<Mail, String>
 async fn finish(
     room: &Mailroom,
     env: &Envelope,
-    job: &EmailJob,
+    delivery: Option<uuid::Uuid>,
     failure: Option<&str>,
 ) -> Result<(), MailError> {
     let now = (room.clock)();
@@ -222,7 +229,7 @@ async fn finish(
         .inbox_record(CONSUMER, env.id, now)
         .await
         .map_err(MailError::Inbox)?;
-    if let Some(id) = job.delivery {
+    if let Some(id) = delivery {
         if let Some(d) = tx.notices().delivery(id).await.map_err(MailError::Inbox)? {
             let status = if failure.is_some() { "dead" } else { "sent" };
             tx.notices()
@@ -258,6 +265,62 @@ async fn finish(
     tx.commit().await.map_err(MailError::Inbox)
 }
 
+/// Records a failed attempt that will be retried.
+async fn attempt_failed(room: &Mailroom, delivery: Option<uuid::Uuid>, answer: &str) {
+    if let Some(id) = delivery {
+        let now = (room.clock)();
+        if let Err(e) = room
+            .store
+            .notices()
+            .record_attempt(id, "failed", Some(answer), now)
+            .await
+        {
+            tracing::warn!(%id, error = %chain(&e), "the delivery log could not record a failed attempt");
+        }
+    }
+}
+
+/// Sends one push job (already known not to be a duplicate).
+async fn deliver_push(
+    room: &Mailroom,
+    env: &Envelope,
+    job: keyward_messages::events::PushJob,
+) -> Result<(), MailError> {
+    let Some(vapid) = &room.vapid else {
+        return finish(
+            room,
+            env,
+            Some(job.delivery),
+            Some("Web Push is not set up on this process"),
+        )
+        .await;
+    };
+    match push::send(&room.http, vapid, &job).await {
+        push::Pushed::Sent => {
+            tracing::info!(id = %env.id, template = job.template.as_str(), "push message sent");
+            finish(room, env, Some(job.delivery), None).await
+        }
+        push::Pushed::Gone(answer) => {
+            // The browser unsubscribed: it is forgotten, and this delivery is over.
+            room.store
+                .notices()
+                .delete_push_endpoint(&job.endpoint)
+                .await
+                .map_err(MailError::Inbox)?;
+            let reason = format!("the subscription is gone: {answer}");
+            finish(room, env, Some(job.delivery), Some(&reason)).await
+        }
+        push::Pushed::Refused(reason) => {
+            tracing::warn!(id = %env.id, %reason, "a push message was refused; dropped");
+            finish(room, env, Some(job.delivery), Some(&reason)).await
+        }
+        push::Pushed::Retry(reason) => {
+            attempt_failed(room, Some(job.delivery), &reason).await;
+            Err(MailError::Push(reason))
+        }
+    }
+}
+
 /// Sends one email job unless this consumer already processed its id. Ok also for poison
 /// (logged, recorded and dropped); Err means "try again later".
 async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
@@ -273,6 +336,7 @@ async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
     }
     let job = match env.decode() {
         Ok(Outgoing::Email(job)) => job,
+        Ok(Outgoing::Push(job)) => return deliver_push(&room, &env, job).await,
         Ok(Outgoing::Event(_)) => return Ok(()),
         Err(e) => {
             // Poison: it will never decode. Record it so it is not retried forever.
@@ -289,7 +353,7 @@ async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
         Ok(m) => m,
         Err(reason) => {
             tracing::error!(id = %env.id, template = job.template.as_str(), %reason, "email job cannot be built; dropped");
-            return finish(&room, &env, &job, Some(&reason)).await;
+            return finish(&room, &env, job.delivery, Some(&reason)).await;
         }
     };
     if let Err(e) = room.mailer.send(mail).await {
@@ -309,7 +373,7 @@ async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
         return Err(e);
     }
     room.metrics.emails_sent.inc();
-    finish(&room, &env, &job, None).await?;
+    finish(&room, &env, job.delivery, None).await?;
     tracing::info!(id = %env.id, template = job.template.as_str(), locale = job.locale.as_str(), "email sent");
     Ok(())
 }
@@ -383,6 +447,8 @@ mod tests {
             clock: crate::system_clock(),
             metrics: metrics.clone(),
             templates: Default::default(),
+            vapid: None,
+            http: Default::default(),
         };
         deliver(room, env).await
     }

@@ -1,4 +1,5 @@
-//! `keyward worker`: consumes `keyward.notify.email` and sends each job through the mailer.
+//! `keyward worker`: consumes `keyward.notify.email` and sends each job: mail through the
+//! mailer, Web Push messages to their push services.
 //!
 //! Works on up to [`PREFETCH`] jobs at once (the broker hands it no more unacknowledged), each
 //! sent on its own pooled SMTP connection, so one slow mail does not hold up the others. Acks
@@ -66,6 +67,9 @@ pub struct Worker {
     pub clock: Clock,
     pub consuming: Arc<AtomicBool>,
     pub templates: Arc<TemplateCache>,
+    /// Signs push messages; none: push jobs are logged dead.
+    pub vapid: Option<Arc<super::push::Vapid>>,
+    pub http: reqwest::Client,
 }
 
 fn delivery_count(d: &Delivery) -> i64 {
@@ -183,6 +187,8 @@ impl Worker {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             templates: self.templates.clone(),
+            vapid: self.vapid.clone(),
+            http: self.http.clone(),
         };
         match deliver(room, env).instrument(span.clone()).await {
             Ok(()) => d

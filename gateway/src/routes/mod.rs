@@ -136,6 +136,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(notify::send)),
         )
         .service(
+            web::resource("/v1/notifications/vapid-public-key")
+                .route(web::get().to(notify::vapid_key)),
+        )
+        .service(
+            web::resource("/v1/users/me/push-subscriptions")
+                .route(web::post().to(notify::subscribe_push)),
+        )
+        .service(
+            web::resource("/v1/users/me/push-subscriptions/{id}")
+                .route(web::delete().to(notify::unsubscribe_push)),
+        )
+        .service(
             web::resource("/v1/notifications/scheduled/{id}")
                 .route(web::delete().to(notify::cancel)),
         )

@@ -46,6 +46,9 @@ crate::recipients! {
         put_template: PutTemplate,
         preview_template: PreviewTemplate,
         list_deliveries: ListDeliveries,
+        subscribe_push: SubscribePush,
+        unsubscribe_push: UnsubscribePush,
+        vapid_key: GetVapidKey,
     }
 }
 
@@ -238,7 +241,7 @@ fn notification_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
         ApiError::invalid_fields(vec![FieldError::new(
             "id",
             "invalid_uuid",
-            "a notification id is a UUID",
+            "an id is a UUID",
         )])
     })
 }
@@ -704,4 +707,116 @@ pub(super) async fn deliveries(
     Ok(private_json(
         &st.ask(&st.to.notify.list_deliveries, cmd).await?,
     ))
+}
+
+/// A browser's push subscription, as `PushSubscription.toJSON()` gives it.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PushSubscriptionBody {
+    /// The push service's URL (https).
+    #[schema(value_type = String, example = "https://fcm.googleapis.com/fcm/send/dXJ…")]
+    endpoint: Value,
+    /// `{p256dh, auth}`, base64url.
+    #[schema(value_type = Object, example = json!({"p256dh": "BCUf7rfE0qEVDl57wDstuWs5dIGiqMU5_zVxNrhq5Pi5JDtx9uiWqw-XpdVjItwBB4amSj_wTKXD7re0sUUCM9I", "auth": "INQq_XWkOcsXgkNXloqFUw"}))]
+    keys: Value,
+    /// Sent by browsers; ignored.
+    #[schema(value_type = Option<i64>)]
+    #[serde(rename = "expirationTime")]
+    expiration_time: Option<Value>,
+}
+
+fn push_body(body: &Map<String, Value>) -> Result<(String, String, String), ApiError> {
+    let mut f = Fields::default();
+    for key in body
+        .keys()
+        .filter(|k| !["endpoint", "keys", "expirationTime"].contains(&k.as_str()))
+    {
+        f.error(FieldError::new(
+            key,
+            "unknown_field",
+            "a subscription has endpoint and keys {p256dh, auth}",
+        ));
+    }
+    let text = |f: &mut Fields, v: Option<&Value>, field: &str| match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => {
+            f.error(FieldError::new(
+                field,
+                "required",
+                format!("give {field} as a string, from PushSubscription.toJSON()"),
+            ));
+            None
+        }
+    };
+    let endpoint = text(&mut f, body.get("endpoint"), "endpoint");
+    let keys = body.get("keys").and_then(Value::as_object);
+    let p256dh = text(&mut f, keys.and_then(|k| k.get("p256dh")), "keys.p256dh");
+    let auth = text(&mut f, keys.and_then(|k| k.get("auth")), "keys.auth");
+    f.done(|| Some((endpoint?, p256dh?, auth?)))
+}
+
+/// `POST /v1/users/me/push-subscriptions`.
+#[utoipa::path(post, path = "/v1/users/me/push-subscriptions", operation_id = "subscribe_push", tag = "notifications",
+    security(("bearer" = [])),
+    request_body = PushSubscriptionBody,
+    responses(
+        (status = 201, description = "Kept: the caller's `push` notifications go to this browser. The same endpoint again replaces it", body = PushSubscriptionView),
+        (status = 400, description = "An endpoint that is not an https URL, or keys that are not a P-256 key and a 16-byte secret", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn subscribe_push(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    JsonObject(body): JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let (endpoint, p256dh, auth) = push_body(&body)?;
+    let cmd = SubscribePush {
+        meta,
+        principal,
+        endpoint,
+        p256dh,
+        auth,
+    };
+    let view = st.ask(&st.to.notify.subscribe_push, cmd).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `DELETE /v1/users/me/push-subscriptions/{id}`.
+#[utoipa::path(delete, path = "/v1/users/me/push-subscriptions/{id}", operation_id = "unsubscribe_push", tag = "notifications",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The subscription")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The caller has no such subscription", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn unsubscribe_push(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = notification_id(&id)?;
+    let cmd = UnsubscribePush {
+        meta,
+        principal,
+        id,
+    };
+    st.ask(&st.to.notify.unsubscribe_push, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/notifications/vapid-public-key`.
+#[utoipa::path(get, path = "/v1/notifications/vapid-public-key", operation_id = "vapid_public_key", tag = "notifications",
+    responses(
+        (status = 200, description = "The `applicationServerKey` for `pushManager.subscribe`", body = VapidKey),
+        ServerProblems,
+    ))]
+pub(super) async fn vapid_key(st: State, Meta(meta): Meta) -> Result<HttpResponse, ApiError> {
+    let key = st
+        .ask(&st.to.notify.vapid_key, GetVapidKey { meta })
+        .await?;
+    Ok(HttpResponse::Ok().json(key))
 }

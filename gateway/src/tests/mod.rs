@@ -208,6 +208,9 @@ canned! {
     std::collections::BTreeMap<String, String> => Default::default();
     keyward_messages::notify::InboxStream => keyward_messages::notify::InboxStream {
         unread: 0, events: Box::pin(futures::stream::empty()) };
+    keyward_messages::notify::PushSubscriptionView => keyward_messages::notify::PushSubscriptionView {
+        id: Uuid::nil(), endpoint: "https://push.example/1".into(), created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap() };
+    keyward_messages::notify::VapidKey => keyward_messages::notify::VapidKey { public_key: "BA".into() };
     keyward_messages::notify::DeliveryPage => keyward_messages::notify::DeliveryPage { items: vec![], next_cursor: None };
 }
 

@@ -1,5 +1,5 @@
 //! `m0009_notify`: stored templates, the delivery log, the in-app inbox, preferences, the
-//! scheduled sends, and the send requests' idempotency records.
+//! scheduled sends, browsers' push subscriptions, and the send requests' idempotency records.
 
 use sea_orm_migration::prelude::*;
 
@@ -129,6 +129,33 @@ impl MigrationTrait for M0009Notify {
             "notification_schedule",
             "notification_schedule_due_idx",
             &["due_at"],
+            false,
+        ))
+        .await?;
+
+        m.create_table(table(
+            "push_subscriptions",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                text("endpoint"),
+                text("p256dh"),
+                text("auth"),
+                ts("created_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "push_subscriptions",
+            "push_subscriptions_endpoint_idx",
+            &["endpoint"],
+            true,
+        ))
+        .await?;
+        m.create_index(index(
+            "push_subscriptions",
+            "push_subscriptions_user_idx",
+            &["user_id"],
             false,
         ))
         .await?;

@@ -95,6 +95,20 @@ pub struct ScheduledRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A browser's Web Push subscription (RFC 8030), as `PushSubscription.toJSON()` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSubscriptionRecord {
+    pub id: Uuid,
+    pub user_id: UserId,
+    /// The push service's URL for this browser; unique.
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The browser's 16-byte auth secret, base64url.
+    pub auth: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Which deliveries the admin log shows.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryFilter {

@@ -11,9 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{delivery, inbox, preference, schedule, send, template};
+use super::entities::{delivery, inbox, preference, push, schedule, send, template};
 use super::{
-    DeliveryFilter, DeliveryRecord, InboxRecord, ScheduledRecord, SendRecord, TemplateRecord,
+    DeliveryFilter, DeliveryRecord, InboxRecord, PushSubscriptionRecord, ScheduledRecord,
+    SendRecord, TemplateRecord,
 };
 use crate::error::BadValue;
 use crate::{Result, StorageError};
@@ -497,6 +498,73 @@ impl<C: ConnectionTrait> Notices<'_, C> {
         Ok(res.rows_affected > 0)
     }
 
+    /// Stores a subscription; the same endpoint again (the browser subscribed anew, maybe for
+    /// another user) replaces the old one. Returns the id it is kept under.
+    pub async fn put_push_subscription(&self, s: &PushSubscriptionRecord) -> Result<Uuid> {
+        push::Entity::delete_many()
+            .filter(push::Column::Endpoint.eq(s.endpoint.clone()))
+            .exec(self.0)
+            .await?;
+        push::Entity::insert(push::ActiveModel {
+            id: Set(s.id),
+            user_id: Set(s.user_id.0),
+            endpoint: Set(s.endpoint.clone()),
+            p256dh: Set(s.p256dh.clone()),
+            auth: Set(s.auth.clone()),
+            created_at: Set(s.created_at),
+        })
+        .exec_without_returning(self.0)
+        .await?;
+        Ok(s.id)
+    }
+
+    /// The subscriptions of each of `users`.
+    pub async fn push_subscriptions_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<PushSubscriptionRecord>>> {
+        let mut out: HashMap<UserId, Vec<PushSubscriptionRecord>> = HashMap::new();
+        for chunk in users.chunks(CHUNK) {
+            let rows = push::Entity::find()
+                .filter(push::Column::UserId.is_in(chunk.iter().map(|u| u.0)))
+                .order_by_asc(push::Column::CreatedAt)
+                .all(self.0)
+                .await?;
+            for m in rows {
+                out.entry(UserId(m.user_id))
+                    .or_default()
+                    .push(PushSubscriptionRecord {
+                        id: m.id,
+                        user_id: UserId(m.user_id),
+                        endpoint: m.endpoint,
+                        p256dh: m.p256dh,
+                        auth: m.auth,
+                        created_at: m.created_at,
+                    });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes one of `user`'s subscriptions; false when they have no such one.
+    pub async fn delete_push_subscription(&self, user: UserId, id: Uuid) -> Result<bool> {
+        let res = push::Entity::delete_many()
+            .filter(push::Column::Id.eq(id))
+            .filter(push::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+
+    /// Removes the subscription of an endpoint the push service says is gone.
+    pub async fn delete_push_endpoint(&self, endpoint: &str) -> Result<bool> {
+        let res = push::Entity::delete_many()
+            .filter(push::Column::Endpoint.eq(endpoint))
+            .exec(self.0)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+
     /// Erases what the log and inbox hold of `user` (account erasure).
     pub async fn erase_user(&self, user: UserId) -> Result<()> {
         delivery::Entity::delete_many()
@@ -512,6 +580,10 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .await?;
         schedule::Entity::delete_many()
             .filter(schedule::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
+        push::Entity::delete_many()
+            .filter(push::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
         Ok(())

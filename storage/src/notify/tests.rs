@@ -332,3 +332,76 @@ async fn scheduled_sends_fall_due_in_order_and_leave_the_schedule_once() {
         ("cancelled", Some("cancelled by the sender"))
     );
 }
+
+#[tokio::test]
+async fn a_push_endpoint_is_kept_once_and_removed_by_its_owner_or_as_gone() {
+    let db = test_db().await;
+    let (ann, bob) = (UserId::new(), UserId::new());
+    let sub = |user: UserId, endpoint: &str| super::PushSubscriptionRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        endpoint: endpoint.into(),
+        p256dh: "BPk".into(),
+        auth: "au".into(),
+        created_at: at(1),
+    };
+    let a1 = db
+        .notices()
+        .put_push_subscription(&sub(ann, "https://push.example/1"))
+        .await
+        .unwrap();
+    db.notices()
+        .put_push_subscription(&sub(ann, "https://push.example/2"))
+        .await
+        .unwrap();
+    // The browser of endpoint 1 now belongs to bob: ann no longer gets its pushes.
+    let b1 = db
+        .notices()
+        .put_push_subscription(&sub(bob, "https://push.example/1"))
+        .await
+        .unwrap();
+    let of = db
+        .notices()
+        .push_subscriptions_of(&[ann, bob])
+        .await
+        .unwrap();
+    let endpoints = |u: UserId| {
+        of[&u]
+            .iter()
+            .map(|s| s.endpoint.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(endpoints(ann), ["https://push.example/2"]);
+    assert_eq!(endpoints(bob), ["https://push.example/1"]);
+
+    assert!(
+        !db.notices()
+            .delete_push_subscription(ann, a1)
+            .await
+            .unwrap(),
+        "replaced"
+    );
+    assert!(
+        !db.notices()
+            .delete_push_subscription(ann, b1)
+            .await
+            .unwrap(),
+        "not ann's"
+    );
+    assert!(db
+        .notices()
+        .delete_push_subscription(bob, b1)
+        .await
+        .unwrap());
+    assert!(db
+        .notices()
+        .delete_push_endpoint("https://push.example/2")
+        .await
+        .unwrap());
+    assert!(db
+        .notices()
+        .push_subscriptions_of(&[ann, bob])
+        .await
+        .unwrap()
+        .is_empty());
+}
