@@ -378,6 +378,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         categories: crate::notify::policy::Categories::from_settings(&settings.notify),
         live,
         vapid_public: vapid.public_key.clone(),
+        allow_loopback_push: settings.notify.allow_loopback_push,
         metrics,
     });
     let filled = index.backfill(&store).await?;

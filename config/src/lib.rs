@@ -301,6 +301,10 @@ pub struct RoleSettings {
 #[serde(default)]
 pub struct NotifySettings {
     pub categories: Vec<CategorySettings>,
+    /// `KEYWARD_NOTIFY__ALLOW_LOOPBACK_PUSH`: accept push subscriptions whose endpoint is plain
+    /// http on the loopback (a local push service, for tests). Off: endpoints are https on a
+    /// domain name, so a subscription cannot point Keyward at an internal address.
+    pub allow_loopback_push: bool,
 }
 
 /// One declared notification category and the channels it uses unless a send names others.

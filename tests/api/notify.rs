@@ -929,7 +929,12 @@ async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is
     let Ok(push) = std::env::var("KEYWARD_TEST_WEBPUSH_URL") else {
         panic!("needs KEYWARD_TEST_WEBPUSH_URL: run under scripts/services.sh webpush");
     };
-    let app = spawn_app_with(Options::default()).await;
+    // The push service runs on the loopback, as no production one does.
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| s.notify.allow_loopback_push = true)),
+        ..Options::default()
+    })
+    .await;
     let (_, root) = admin(&app).await;
     let (ann, token) = member(&app, "ann@example.com").await;
     let svc = service(&app, &["notifications:send"]).await;

@@ -515,13 +515,17 @@ async fn preview_template(
 /// The longest push endpoint accepted.
 const MAX_ENDPOINT: usize = 2048;
 
-/// A push service URL: https, or http on the loopback (a local push service, in tests).
-fn endpoint_ok(raw: &str) -> bool {
+/// A push service URL: https on a domain name (push services have one; an IP address could
+/// point Keyward at an internal service), or, when allowed, http on the loopback.
+fn endpoint_ok(raw: &str, allow_loopback: bool) -> bool {
     let Ok(u) = url::Url::parse(raw) else {
         return false;
     };
+    let domain = matches!(u.host(), Some(url::Host::Domain(d)) if d != "localhost");
     let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    raw.len() <= MAX_ENDPOINT && (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+    raw.len() <= MAX_ENDPOINT
+        && ((u.scheme() == "https" && domain)
+            || (allow_loopback && loopback && matches!(u.scheme(), "http" | "https")))
 }
 
 async fn subscribe_push(
@@ -529,11 +533,11 @@ async fn subscribe_push(
     m: SubscribePush,
 ) -> Result<PushSubscriptionView, HandlerError> {
     let mut errors = Vec::new();
-    if !endpoint_ok(&m.endpoint) {
+    if !endpoint_ok(&m.endpoint, deps.allow_loopback_push) {
         errors.push(FieldError::new(
             "endpoint",
             "invalid_endpoint",
-            "the endpoint is the push service's https URL from PushSubscription.toJSON()",
+            "the endpoint is the push service's https URL (on a domain name) from PushSubscription.toJSON()",
         ));
     }
     if let Err((field, why)) = super::push::check_keys(&m.p256dh, &m.auth) {
@@ -640,3 +644,29 @@ crate::edge::handlers!(Notifications {
     UnsubscribePush => (): unsubscribe_push;
     GetVapidKey => VapidKey: vapid_key;
 });
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_ok;
+
+    #[test]
+    fn push_endpoints_are_https_on_a_domain_unless_loopback_is_allowed() {
+        assert!(endpoint_ok(
+            "https://fcm.googleapis.com/fcm/send/abc",
+            false
+        ));
+        for bad in [
+            "http://fcm.googleapis.com/x",
+            "https://10.0.0.5/x",
+            "https://[::1]/x",
+            "https://localhost/x",
+            "http://localhost:9090/metrics",
+            "ftp://push.example/x",
+            "not a url",
+        ] {
+            assert!(!endpoint_ok(bad, false), "{bad}");
+        }
+        assert!(endpoint_ok("http://localhost:8090/notify/abc", true));
+        assert!(!endpoint_ok("http://10.0.0.5/x", true));
+    }
+}

@@ -102,6 +102,8 @@ pub struct NotifyDeps {
     pub live: Arc<live::LiveInbox>,
     /// The VAPID public key browsers subscribe with.
     pub vapid_public: String,
+    /// Accept http push endpoints on the loopback (tests).
+    pub allow_loopback_push: bool,
     pub metrics: Metrics,
 }
 

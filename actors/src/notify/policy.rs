@@ -119,6 +119,7 @@ mod tests {
                 name: "marketing".into(),
                 channels: vec!["email".into()],
             }],
+            ..NotifySettings::default()
         })
     }
 
