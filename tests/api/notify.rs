@@ -923,6 +923,70 @@ async fn distributed_a_worker_killed_mid_batch_loses_no_notification_and_the_log
     assert!(log(&app, &root, "?status=queued").await.is_empty());
 }
 
+/// A browser subscribes at the push service with Keyward's key and hands Keyward the
+/// subscription; the push service's id of it.
+async fn subscribe_browser(app: &TestApp, token: &str, push: &str) -> String {
+    let key: Value = app
+        .client
+        .get(app.url("/v1/notifications/vapid-public-key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub: Value = reqwest::Client::new()
+        .post(format!("{push}/subscribe"))
+        .json(&json!({"userVisibleOnly": "true", "applicationServerKey": key["public_key"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub = &sub["data"];
+    let subscription =
+        json!({"endpoint": sub["endpoint"], "keys": sub["keys"], "expirationTime": null});
+    let r = call(
+        app,
+        Method::POST,
+        "/v1/users/me/push-subscriptions",
+        token,
+        Some(subscription),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    sub["clientHash"].as_str().unwrap().to_owned()
+}
+
+/// What the push service decrypted for subscription `hash`, once there is something.
+async fn pushed(push: &str, hash: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: Value = reqwest::Client::new()
+            .post(format!("{push}/get-notifications"))
+            .json(&json!({"clientHash": hash}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let m = got["data"]["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !m.is_empty() {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push service got nothing: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[actix_web::test]
 #[ignore = "needs a push service (scripts/services.sh webpush -- cargo test --test api -- --include-ignored)"]
 async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is_forgotten() {
@@ -939,40 +1003,7 @@ async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is
     let (ann, token) = member(&app, "ann@example.com").await;
     let svc = service(&app, &["notifications:send"]).await;
     let browser = reqwest::Client::new();
-
-    // The browser subscribes at its push service with Keyward's key, and hands Keyward the
-    // subscription.
-    let key: Value = app
-        .client
-        .get(app.url("/v1/notifications/vapid-public-key"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sub: Value = browser
-        .post(format!("{push}/subscribe"))
-        .json(&json!({"userVisibleOnly": "true", "applicationServerKey": key["public_key"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sub = sub["data"].clone();
-    let hash = sub["clientHash"].as_str().unwrap().to_owned();
-    let subscription =
-        json!({"endpoint": sub["endpoint"], "keys": sub["keys"], "expirationTime": null});
-    let r = call(
-        &app,
-        Method::POST,
-        "/v1/users/me/push-subscriptions",
-        &token,
-        Some(subscription),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let hash = subscribe_browser(&app, &token, &push).await;
 
     let mut body = booking(&[&ann], "push-1");
     body["channels"] = json!(["push"]);
@@ -981,30 +1012,7 @@ async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is
 
     // The push service checked the VAPID signature and decrypted the message with the
     // browser's keys.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let messages = loop {
-        let got: Value = browser
-            .post(format!("{push}/get-notifications"))
-            .json(&json!({"clientHash": hash}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let m = got["data"]["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !m.is_empty() {
-            break m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the push service got nothing: {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let messages = pushed(&push, &hash).await;
     let message: Value = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
     assert_eq!(message["id"], id);
     assert_eq!(message["title"], "Booking confirmed");
@@ -1053,4 +1061,55 @@ async fn a_push_message_reaches_the_browser_encrypted_and_a_gone_subscription_is
         .map(|e| e["field"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(fields, ["endpoint", "keys.p256dh"]);
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ, an SMTP sink and a push service (scripts/services.sh postgres rabbitmq maildev webpush -- cargo test --test api -- --include-ignored)"]
+async fn distributed_keyward_worker_sends_push_messages_signed_with_the_nodes_key() {
+    use crate::distributed::{free_port, worker_process};
+    let _broker = broker_lock().await;
+    let (Ok(push), Ok(smtp)) = (
+        std::env::var("KEYWARD_TEST_WEBPUSH_URL"),
+        std::env::var("KEYWARD_TEST_SMTP_URL"),
+    ) else {
+        panic!("needs KEYWARD_TEST_WEBPUSH_URL and KEYWARD_TEST_SMTP_URL: run under scripts/services.sh … maildev webpush");
+    };
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        settings: Some(Box::new(|s| s.notify.allow_loopback_push = true)),
+        ..Options::default()
+    })
+    .await;
+    let (_, root) = admin(&app).await;
+    // Made as the CLI makes users: no worker sends verification mail yet.
+    let ann = keyward_actors::admin::create_user(
+        &app.settings,
+        &app.node.contexts.store,
+        "ann@example.com",
+        PASSWORD,
+        &[],
+    )
+    .await
+    .unwrap()
+    .to_string();
+    let token = app.login_ok("ann@example.com", PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let svc = service(&app, &["notifications:send"]).await;
+    let hash = subscribe_browser(&app, &token, &push).await;
+
+    let mut body = booking(&[&ann], "worker-push");
+    body["channels"] = json!(["push"]);
+    assert_eq!(send(&app, &svc, body).await.status(), StatusCode::ACCEPTED);
+    // A `keyward worker` process (its own VAPID key, derived from the same master key) sends it.
+    let mut worker = worker_process(&app, &smtp, free_port());
+    let messages = pushed(&push, &hash).await;
+    let sent = wait_status(&app, &root, &ann, "push", "sent").await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let message: Value = serde_json::from_str(messages[0].as_str().unwrap()).unwrap();
+    assert_eq!(message["title"], "Booking confirmed");
+    assert_eq!(sent["attempts"], 1);
 }

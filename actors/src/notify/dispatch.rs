@@ -87,6 +87,27 @@ impl Batch {
     }
 }
 
+/// A delivery that can never be made: `notification.failed`, and its log status.
+fn failed(
+    batch: &mut Batch,
+    plan: &Plan<'_>,
+    p: &Planned,
+    ch: Channel,
+    reason: String,
+) -> (&'static str, Option<String>) {
+    batch
+        .outgoing
+        .push(Outgoing::Event(DomainEvent::NotificationFailed {
+            user_id: p.user_id,
+            notification_id: p.notification_id,
+            channel: ch.as_str().to_owned(),
+            category: plan.category.to_owned(),
+            template: plan.template.to_owned(),
+            reason: reason.clone(),
+        }));
+    ("dead", Some(reason))
+}
+
 fn locale_of(u: &UserRecord) -> Locale {
     if u.locale == "ru" {
         Locale::Ru
@@ -203,19 +224,7 @@ pub(super) async fn dispatch(
                                 ));
                                 ("sent", None)
                             }
-                            Err(reason) => {
-                                batch.outgoing.push(Outgoing::Event(
-                                    DomainEvent::NotificationFailed {
-                                        user_id: p.user_id,
-                                        notification_id: p.notification_id,
-                                        channel: ch.as_str().to_owned(),
-                                        category: plan.category.to_owned(),
-                                        template: plan.template.to_owned(),
-                                        reason: reason.clone(),
-                                    },
-                                ));
-                                ("dead", Some(reason))
-                            }
+                            Err(reason) => failed(batch, plan, p, *ch, reason),
                         }
                     }
                     Channel::Sms => ("skipped", Some("no SMS provider is configured".to_owned())),
@@ -250,19 +259,7 @@ pub(super) async fn dispatch(
                                     }
                                     ("queued", None)
                                 }
-                                Err(reason) => {
-                                    batch.outgoing.push(Outgoing::Event(
-                                        DomainEvent::NotificationFailed {
-                                            user_id: p.user_id,
-                                            notification_id: p.notification_id,
-                                            channel: ch.as_str().to_owned(),
-                                            category: plan.category.to_owned(),
-                                            template: plan.template.to_owned(),
-                                            reason: reason.clone(),
-                                        },
-                                    ));
-                                    ("dead", Some(reason))
-                                }
+                                Err(reason) => failed(batch, plan, p, *ch, reason),
                             }
                         }
                     }
