@@ -231,7 +231,9 @@ start_s3() {
   secret=$(python3 -c 'import secrets; print(secrets.token_urlsafe(30))')
   # s3s-fs keeps a bucket as a directory of its root: creating the directory creates the bucket.
   mkdir -p "$dir/data/$bucket"
-  "$bin" --host 127.0.0.1 --port "$port" --access-key "$access" --secret-key "$secret" \
+  # NOTE: `=` binds each value: a URL-safe secret may begin with `-`, which clap would take
+  # for an option.
+  "$bin" --host=127.0.0.1 --port="$port" --access-key="$access" --secret-key="$secret" \
     "$dir/data" >"$dir/out.log" 2>&1 &
   local pid=$!
   cleanup_steps+=("kill $pid 2>/dev/null")
