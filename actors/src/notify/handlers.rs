@@ -147,8 +147,9 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
     let caller = sender(&deps, &m.caller).await?;
     let r = &m.request;
     let print = fingerprint(r);
-    let notices = deps.store.notices();
-    if let Some(prev) = notices.send_request(&caller, &r.idempotency_key).await? {
+    // A repeat is found on the read-only connections: the writer is for the send itself.
+    let seen = deps.store.reads().notices();
+    if let Some(prev) = seen.send_request(&caller, &r.idempotency_key).await? {
         return replay(prev, &print);
     }
     let now = (deps.clock)();
