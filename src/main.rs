@@ -214,6 +214,10 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
         consuming,
         templates: Default::default(),
         vapid,
+        sms: Arc::new(keyward_actors::notify::sms::SmsSender::new(
+            settings.sms.provider()?,
+            &settings.data_dir,
+        )?),
         http: Default::default(),
     };
     tokio::select! {

@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::notify::sms::SmsSender;
 use actix::prelude::*;
 use chrono::Duration;
 use keyward_config::Settings;
+use keyward_messages::events::JOB_PREFIXES;
 use keyward_messages::password_policy::PasswordPolicy;
 use keyward_messages::profiles::Visibility;
 use keyward_storage::Store;
@@ -255,6 +257,13 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
                 templates: templates.clone(),
                 vapid: Some(vapid.clone()),
                 http: reqwest::Client::new(),
+                sms: Arc::new(SmsSender::new(
+                    settings
+                        .sms
+                        .provider()
+                        .map_err(|e| StartError::Config(e.to_string()))?,
+                    &settings.data_dir,
+                )?),
             });
             let addr = Supervisor::start(move |_| notify_actor);
             notify = Some(addr.clone());
@@ -263,18 +272,14 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             // brings changes written by other processes on this database (the CLI).
             let c = caches.clone();
             let listener = Supervisor::start(move |_| CacheListener(c));
-            let mut subs = vec![
-                Subscriber {
+            let mut subs: Vec<_> = JOB_PREFIXES
+                .iter()
+                .map(|&prefix| Subscriber {
                     name: "notify",
-                    prefix: "email.",
+                    prefix,
                     recipient: addr.clone().recipient(),
-                },
-                Subscriber {
-                    name: "notify",
-                    prefix: "push.",
-                    recipient: addr.recipient(),
-                },
-            ];
+                })
+                .collect();
             subs.extend(INVALIDATING.iter().map(|kind| Subscriber {
                 name: "caches",
                 prefix: kind,
@@ -367,6 +372,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         avatars: crate::avatars::AvatarStore::from_settings(&settings.avatars, &settings.data_dir)?,
         pipeline: crate::avatars::AvatarPipeline::from_settings(&settings.avatars),
         public_url: accounts.public_url.clone(),
+        code_key: derive_key(&master, "phone-code"),
         metrics: metrics.clone(),
     });
     let notify_deps = Arc::new(NotifyDeps {

@@ -76,6 +76,8 @@ pub struct Settings {
     pub access: AccessSettings,
     /// `[notify]` / `KEYWARD_NOTIFY__*`.
     pub notify: NotifySettings,
+    /// `[sms]` / `KEYWARD_SMS__*`.
+    pub sms: SmsSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -336,6 +338,76 @@ impl NotifySettings {
     }
 }
 
+/// Where SMS texts go, `[sms]` / `KEYWARD_SMS__<FIELD>`. `Debug` hides the secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmsSettings {
+    /// `KEYWARD_SMS__PROVIDER`: `log` (default: each text written as a JSON file under
+    /// `{data_dir}/sms/`), `webhook` (POST `{to, text}` to `webhook_url`, signed with
+    /// `webhook_secret`) or `twilio` (Twilio's Messages API).
+    pub provider: String,
+    /// `KEYWARD_SMS__WEBHOOK_URL`: http or https, no credentials or fragment.
+    pub webhook_url: Option<String>,
+    /// `KEYWARD_SMS__WEBHOOK_SECRET`: the HMAC-SHA256 key of the `X-Keyward-Signature`
+    /// header; at least 16 characters. Mutually exclusive with `webhook_secret_file`.
+    pub webhook_secret: Option<SecretString>,
+    /// `KEYWARD_SMS__WEBHOOK_SECRET_FILE`: a file holding that secret.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// `KEYWARD_SMS__TWILIO_ACCOUNT_SID`: `AC…`.
+    pub twilio_account_sid: Option<String>,
+    /// `KEYWARD_SMS__TWILIO_AUTH_TOKEN`. Mutually exclusive with `twilio_auth_token_file`.
+    pub twilio_auth_token: Option<SecretString>,
+    /// `KEYWARD_SMS__TWILIO_AUTH_TOKEN_FILE`: a file holding the auth token.
+    pub twilio_auth_token_file: Option<PathBuf>,
+    /// `KEYWARD_SMS__TWILIO_FROM`: the sender, an E.164 number or a Messaging Service SID
+    /// (`MG…`).
+    pub twilio_from: Option<String>,
+    /// `KEYWARD_SMS__TWILIO_API_URL`: Twilio's API base, `https://api.twilio.com` unless a
+    /// regional edge or a test double is wanted.
+    pub twilio_api_url: String,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        SmsSettings {
+            provider: "log".to_owned(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_auth_token_file: None,
+            twilio_from: None,
+            twilio_api_url: "https://api.twilio.com".to_owned(),
+        }
+    }
+}
+
+/// The SMS provider [`SmsSettings::provider`] describes, with its secrets read.
+#[derive(Debug, Clone)]
+pub enum SmsProvider {
+    /// JSON files under `{data_dir}/sms/`.
+    Log,
+    Webhook {
+        url: String,
+        secret: SecretString,
+    },
+    Twilio {
+        api_url: String,
+        account_sid: String,
+        auth_token: SecretString,
+        from: String,
+    },
+}
+
+impl SmsSettings {
+    /// The provider, its settings complete and its secret read; errors name the variable and
+    /// the fix, never the secret.
+    pub fn provider(&self) -> Result<SmsProvider, ConfigError> {
+        validate::sms(self)
+    }
+}
+
 /// The seed products whose roles `KEYWARD_ACCESS__PRESET` loads.
 pub const ACCESS_PRESETS: [&str; 4] = ["clinic", "events", "social", "marketplace"];
 
@@ -433,6 +505,7 @@ impl Default for Settings {
             access: AccessSettings::default(),
             avatars: AvatarSettings::default(),
             notify: NotifySettings::default(),
+            sms: SmsSettings::default(),
         }
     }
 }
@@ -508,6 +581,7 @@ impl fmt::Debug for Settings {
             .field("access", &self.access)
             .field("avatars", &self.avatars)
             .field("notify", &self.notify)
+            .field("sms", &self.sms)
             .finish()
     }
 }

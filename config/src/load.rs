@@ -93,6 +93,20 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         &["preset", "default_roles", "client_token_ttl_secs", "roles"],
     ),
     (
+        "sms",
+        &[
+            "provider",
+            "webhook_url",
+            "webhook_secret",
+            "webhook_secret_file",
+            "twilio_account_sid",
+            "twilio_auth_token",
+            "twilio_auth_token_file",
+            "twilio_from",
+            "twilio_api_url",
+        ],
+    ),
+    (
         "avatars",
         &[
             "s3_endpoint",

@@ -1,7 +1,7 @@
 //! Invariants of [`Settings`] and master-key decoding.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     has_scheme, safe_url, AccessSettings, AvatarSettings, ConfigError, NotifySettings, S3Settings,
-    Settings, ACCESS_PRESETS,
+    Settings, SmsProvider, SmsSettings, ACCESS_PRESETS,
 };
 
 const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32`";
@@ -81,6 +81,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     access(&s.access)?;
     avatars(&s.avatars)?;
     notify(&s.notify)?;
+    sms(&s.sms)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -559,37 +560,13 @@ pub(crate) fn avatar_s3(a: &AvatarSettings) -> Result<Option<S3Settings>, Config
             format!("\"{region}\" contains blanks (expected e.g. eu-central-1, us-east-1 or auto)"),
         ));
     }
-    let secret = match (&a.s3_secret_access_key, &a.s3_secret_access_key_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(
-                S3_SECRET,
-                format!("is set together with {S3_SECRET_FILE}; set only one of them"),
-            ))
-        }
-        (Some(secret), None) => SecretString::from(secret.expose_secret().trim()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                ConfigError::invalid(
-                    S3_SECRET_FILE,
-                    format!(
-                        "cannot read \"{}\": {err} (point it at a readable file holding the secret access key)",
-                        path.display()
-                    ),
-                )
-            })?;
-            let text = Zeroizing::new(text);
-            if text.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    S3_SECRET_FILE,
-                    format!(
-                        "\"{}\" is empty (expected the secret access key)",
-                        path.display()
-                    ),
-                ));
-            }
-            SecretString::from(text.trim())
-        }
-        (None, None) => return Ok(None),
+    let Some(secret) = secret_from(
+        (S3_SECRET, &a.s3_secret_access_key),
+        (S3_SECRET_FILE, &a.s3_secret_access_key_file),
+        "the secret access key",
+    )?
+    else {
+        return Ok(None);
     };
     Ok(Some(S3Settings {
         endpoint: endpoint.clone(),
@@ -598,6 +575,148 @@ pub(crate) fn avatar_s3(a: &AvatarSettings) -> Result<Option<S3Settings>, Config
         access_key_id: access_key_id.clone(),
         secret_access_key: secret,
     }))
+}
+
+/// A secret given inline or as a file (surrounding whitespace ignored): `None` when neither
+/// is set; both, an unreadable file or an empty one is an error naming the variable.
+fn secret_from(
+    (key, inline): (&str, &Option<SecretString>),
+    (file_key, file): (&str, &Option<PathBuf>),
+    what: &str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            key,
+            format!("is set together with {file_key}; set only one of them"),
+        )),
+        (Some(secret), None) => Ok(Some(SecretString::from(secret.expose_secret().trim()))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                ConfigError::invalid(
+                    file_key,
+                    format!(
+                        "cannot read \"{}\": {err} (point it at a readable file holding {what})",
+                        path.display()
+                    ),
+                )
+            })?;
+            let text = Zeroizing::new(text);
+            if text.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    file_key,
+                    format!("\"{}\" is empty (expected {what})", path.display()),
+                ));
+            }
+            Ok(Some(SecretString::from(text.trim())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+const SMS_PROVIDER: &str = "KEYWARD_SMS__PROVIDER";
+const SMS_WEBHOOK_URL: &str = "KEYWARD_SMS__WEBHOOK_URL";
+const SMS_WEBHOOK_SECRET: &str = "KEYWARD_SMS__WEBHOOK_SECRET";
+const SMS_TWILIO_SID: &str = "KEYWARD_SMS__TWILIO_ACCOUNT_SID";
+const SMS_TWILIO_TOKEN: &str = "KEYWARD_SMS__TWILIO_AUTH_TOKEN";
+const SMS_TWILIO_FROM: &str = "KEYWARD_SMS__TWILIO_FROM";
+
+/// The SMS provider with what it needs, or an error naming the first missing or bad setting.
+pub(crate) fn sms(s: &SmsSettings) -> Result<SmsProvider, ConfigError> {
+    let missing = |key: &str, why: &str| {
+        ConfigError::invalid(
+            key,
+            format!("is not set, but {SMS_PROVIDER} is {}: {why}", s.provider),
+        )
+    };
+    match s.provider.as_str() {
+        "log" => Ok(SmsProvider::Log),
+        "webhook" => {
+            let url = s
+                .webhook_url
+                .as_deref()
+                .ok_or_else(|| missing(SMS_WEBHOOK_URL, "set the URL texts are POSTed to"))?;
+            plain_http_url(
+                SMS_WEBHOOK_URL,
+                url,
+                "expected the URL texts are POSTed to, e.g. https://sms-gateway.internal/send",
+            )?;
+            let secret = secret_from(
+                (SMS_WEBHOOK_SECRET, &s.webhook_secret),
+                ("KEYWARD_SMS__WEBHOOK_SECRET_FILE", &s.webhook_secret_file),
+                "the webhook's signing secret",
+            )?
+            .ok_or_else(|| {
+                missing(
+                    SMS_WEBHOOK_SECRET,
+                    "set the key the receiver checks X-Keyward-Signature with (or _FILE)",
+                )
+            })?;
+            if secret.expose_secret().chars().count() < 16 {
+                return Err(ConfigError::invalid(
+                    SMS_WEBHOOK_SECRET,
+                    "is shorter than 16 characters (use a long random string, e.g. `openssl rand -hex 32`)",
+                ));
+            }
+            Ok(SmsProvider::Webhook {
+                url: url.to_owned(),
+                secret,
+            })
+        }
+        "twilio" => {
+            let sid = s
+                .twilio_account_sid
+                .as_deref()
+                .ok_or_else(|| missing(SMS_TWILIO_SID, "set the account SID (AC…)"))?;
+            if !sid.starts_with("AC") || !sid[2..].chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(ConfigError::invalid(
+                    SMS_TWILIO_SID,
+                    format!(
+                        "\"{sid}\" is not an account SID (expected AC followed by 32 hex digits)"
+                    ),
+                ));
+            }
+            let token = secret_from(
+                (SMS_TWILIO_TOKEN, &s.twilio_auth_token),
+                (
+                    "KEYWARD_SMS__TWILIO_AUTH_TOKEN_FILE",
+                    &s.twilio_auth_token_file,
+                ),
+                "the Twilio auth token",
+            )?
+            .ok_or_else(|| missing(SMS_TWILIO_TOKEN, "set the auth token (or _FILE)"))?;
+            let from = s.twilio_from.as_deref().ok_or_else(|| {
+                missing(
+                    SMS_TWILIO_FROM,
+                    "set the sender number (+E.164) or Messaging Service SID (MG…)",
+                )
+            })?;
+            let e164 = from.len() > 8
+                && from.len() <= 16
+                && from.starts_with('+')
+                && from[1..].chars().all(|c| c.is_ascii_digit());
+            if !e164 && !from.starts_with("MG") {
+                return Err(ConfigError::invalid(
+                    SMS_TWILIO_FROM,
+                    format!("\"{from}\" is neither an E.164 number nor a Messaging Service SID (expected e.g. +15005550006 or MG…)"),
+                ));
+            }
+            plain_http_url(
+                "KEYWARD_SMS__TWILIO_API_URL",
+                &s.twilio_api_url,
+                "expected Twilio's API base, e.g. https://api.twilio.com",
+            )?;
+            Ok(SmsProvider::Twilio {
+                api_url: s.twilio_api_url.trim_end_matches('/').to_owned(),
+                account_sid: sid.to_owned(),
+                auth_token: token,
+                from: from.to_owned(),
+            })
+        }
+        other => Err(ConfigError::invalid(
+            SMS_PROVIDER,
+            format!("\"{other}\" is not a provider (expected log, webhook or twilio)"),
+        )),
+    }
 }
 
 /// AWS's rules for new buckets, which every S3-compatible store accepts.

@@ -279,12 +279,34 @@ pub struct PushJob {
     pub template: String,
 }
 
+/// An SMS text for one phone. Carries the rendered text, so like a [`PushJob`] it goes only
+/// to the work queue, never to `keyward.events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmsJob {
+    /// The delivery-log row it is, when a product's notification sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Uuid>,
+    /// E.164, e.g. `+79991234567`.
+    pub to: String,
+    /// The rendered text; when absent, the stored SMS template is rendered with `variables`
+    /// in `locale` at delivery (as email jobs are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The template: the message type is `sms.<template>`.
+    pub template: String,
+    #[serde(default)]
+    pub locale: Locale,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, serde_json::Value>,
+}
+
 /// What the outbox holds and the bus carries.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outgoing {
     Event(DomainEvent),
     Email(EmailJob),
     Push(PushJob),
+    Sms(SmsJob),
 }
 
 impl Outgoing {
@@ -294,9 +316,13 @@ impl Outgoing {
             Self::Event(e) => e.event_type().to_owned(),
             Self::Email(j) => format!("email.{}", j.template),
             Self::Push(j) => format!("push.{}", j.template),
+            Self::Sms(j) => format!("sms.{}", j.template),
         }
     }
 }
+
+/// The message types of delivery jobs: `email.<template>`, `push.<template>`, `sms.<template>`.
+pub const JOB_PREFIXES: [&str; 3] = ["email.", "push.", "sms."];
 
 /// The JSON envelope of every message Keyward publishes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -326,6 +352,7 @@ impl Envelope {
             Outgoing::Event(e) => e.data(),
             Outgoing::Email(j) => serde_json::to_value(j).unwrap_or_default(),
             Outgoing::Push(j) => serde_json::to_value(j).unwrap_or_default(),
+            Outgoing::Sms(j) => serde_json::to_value(j).unwrap_or_default(),
         };
         Self {
             id,
@@ -344,12 +371,20 @@ impl Envelope {
         self
     }
 
+    /// Whether it is a delivery job (email, push or SMS) for the workers' queue rather than
+    /// an event.
+    pub fn is_job(&self) -> bool {
+        JOB_PREFIXES.iter().any(|p| self.kind.starts_with(p))
+    }
+
     /// Decodes the envelope's payload back into what it carries.
     pub fn decode(&self) -> Result<Outgoing, serde_json::Error> {
         if self.kind.starts_with("email.") {
             serde_json::from_value(self.data.clone()).map(Outgoing::Email)
         } else if self.kind.starts_with("push.") {
             serde_json::from_value(self.data.clone()).map(Outgoing::Push)
+        } else if self.kind.starts_with("sms.") {
+            serde_json::from_value(self.data.clone()).map(Outgoing::Sms)
         } else {
             serde_json::from_value(serde_json::json!({"type": self.kind, "data": self.data}))
                 .map(Outgoing::Event)

@@ -112,6 +112,42 @@ pub struct ProfilePatch {
     pub attributes: Option<Map<String, Value>>,
 }
 
+/// Gateway → profiles. Sends a 6-digit code by SMS to `phone`; the caller proves the number
+/// with [`ConfirmPhone`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PhoneCodeSent, CommandError>")]
+pub struct StartPhoneVerification {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub phone: Phone,
+}
+
+/// A code is on its way.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PhoneCodeSent {
+    /// The number, in E.164.
+    pub phone: String,
+    /// Seconds the code is valid for.
+    pub expires_in: u64,
+}
+
+/// Gateway → profiles. The code the SMS brought: the number becomes the profile's verified
+/// phone.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PhoneVerified, CommandError>")]
+pub struct ConfirmPhone {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub code: String,
+}
+
+/// The caller's phone, now verified.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PhoneVerified {
+    pub phone: String,
+    pub phone_verified: bool,
+}
+
 /// An avatar in its three sizes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AvatarUrls {

@@ -39,7 +39,7 @@ pub use notify::{
     DeliveryFilter, DeliveryRecord, InboxRecord, Notices, Preferences, PushSubscriptionRecord,
     ScheduledRecord, SendRecord, TemplateRecord,
 };
-pub use profiles::{ProfileRecord, Profiles};
+pub use profiles::{PhoneCodeRecord, ProfileRecord, Profiles};
 pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
 pub use store::{Reads, Store, Tx};
 pub use throttle::LoginFailures;

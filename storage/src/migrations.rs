@@ -24,6 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(crate::access::migration::M0007Access),
             Box::new(crate::search::migration::M0008ProfileSearchTierIndexes),
             Box::new(crate::notify::migration::M0009Notify),
+            Box::new(crate::notify::migration::M0010InboxUnread),
+            Box::new(crate::profiles::migration::M0011PhoneVerifications),
         ]
     }
 }

@@ -29,6 +29,11 @@ pub(crate) fn at(secs: i64) -> DateTime<Utc> {
 }
 
 pub(crate) async fn test_db() -> TestDb {
+    test_db_through(None).await
+}
+
+/// A fresh database migrated through the migration named `last` (all when `None`).
+pub(crate) async fn test_db_through(last: Option<&str>) -> TestDb {
     let admin = std::env::var("KEYWARD_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -49,7 +54,10 @@ pub(crate) async fn test_db() -> TestDb {
         }
     };
     let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
+    match last {
+        None => store.migrate().await.unwrap(),
+        Some(name) => store.migrate_through(name).await.unwrap(),
+    };
     TestDb { store, pg }
 }
 

@@ -203,6 +203,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             dir.path().join("worker-mail"),
             node.contexts.store.clone(),
             smtp.as_deref(),
+            &settings.sms,
         ),
         None if opts.external_worker => dir.path().join("unused-mail"),
         None => node
@@ -545,6 +546,7 @@ fn start_worker(
     mail_dir: PathBuf,
     store: keyward_storage::Store,
     smtp: Option<&str>,
+    sms: &keyward_config::SmsSettings,
 ) -> PathBuf {
     use keyward_actors::notify::{parse_from, worker::Worker, Mailer};
     let worker = Worker {
@@ -560,6 +562,14 @@ fn start_worker(
         // NOTE: push jobs are tested in embedded mode; this worker logs them dead.
         vapid: None,
         http: Default::default(),
+        // Texts land where the embedded node writes them, for the same helpers to read.
+        sms: Arc::new(
+            keyward_actors::notify::sms::SmsSender::new(
+                sms.provider().expect("sms settings"),
+                mail_dir.parent().expect("the mail drop is in the data dir"),
+            )
+            .expect("sms sender"),
+        ),
     };
     actix_rt::spawn(worker.run());
     mail_dir

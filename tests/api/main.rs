@@ -18,4 +18,5 @@ mod profiles;
 mod resilience;
 mod security;
 mod sessions;
+mod sms;
 mod smtp_sink;

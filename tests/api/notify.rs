@@ -504,7 +504,7 @@ async fn distributed_a_worker_sends_the_mail_and_products_hear_notification_sent
     let sent = wait_status(&app, &root, &ann, "email", "sent").await;
     assert_eq!(sent["notification_id"], id);
     let sms = wait_status(&app, &root, &ann, "sms", "skipped").await;
-    assert_eq!(sms["answer"], "no SMS provider is configured");
+    assert_eq!(sms["answer"], "the user has no verified phone number");
     let got = consumer.collect(&["notification.sent"]).await;
     let env: Value = serde_json::from_slice(&got[0].data).unwrap();
     assert_eq!(env["data"]["notification_id"], id);

@@ -144,10 +144,10 @@ pub async fn connect(url: &str, name: &str) -> Result<(Connection, Channel), Bus
     Ok((conn, ch))
 }
 
-/// Where an envelope goes: events to the topic exchange by type, email and push jobs to the
-/// workers' queue.
+/// Where an envelope goes: events to the topic exchange by type, delivery jobs (email, push,
+/// SMS) to the workers' queue.
 pub fn route(env: &Envelope) -> (&'static str, String) {
-    if env.kind.starts_with("email.") || env.kind.starts_with("push.") {
+    if env.is_job() {
         ("", EMAIL_QUEUE.to_owned())
     } else {
         (EVENTS_EXCHANGE, env.kind.clone())

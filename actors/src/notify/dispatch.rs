@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keyward_messages::commands::Locale;
-use keyward_messages::events::{DomainEvent, EmailJob, Outgoing, PushJob};
+use keyward_messages::events::{DomainEvent, EmailJob, Outgoing, PushJob, SmsJob};
 use keyward_messages::notify::Channel;
 use keyward_messages::{RequestMeta, UserId};
 use keyward_storage::{
@@ -122,6 +122,8 @@ pub(super) struct Recipients<'a> {
     pub users: &'a [UserRecord],
     pub prefs: &'a HashMap<UserId, Preferences>,
     pub push: &'a HashMap<UserId, Vec<PushSubscriptionRecord>>,
+    /// Verified phone numbers.
+    pub phones: &'a HashMap<UserId, String>,
 }
 
 /// A template's parts rendered, or why they could not be.
@@ -227,7 +229,29 @@ pub(super) async fn dispatch(
                             Err(reason) => failed(batch, plan, p, *ch, reason),
                         }
                     }
-                    Channel::Sms => ("skipped", Some("no SMS provider is configured".to_owned())),
+                    Channel::Sms => match to.phones.get(&p.user_id) {
+                        None => (
+                            "skipped",
+                            Some("the user has no verified phone number".to_owned()),
+                        ),
+                        Some(phone) => {
+                            match rendered_for(deps, plan, &mut rendered, *ch, locale_of(u)).await?
+                            {
+                                Ok(parts) => {
+                                    batch.outgoing.push(Outgoing::Sms(SmsJob {
+                                        delivery: Some(*id),
+                                        to: phone.clone(),
+                                        text: Some(parts.get("text").cloned().unwrap_or_default()),
+                                        template: plan.template.to_owned(),
+                                        locale: locale_of(u),
+                                        variables: Default::default(),
+                                    }));
+                                    ("queued", None)
+                                }
+                                Err(reason) => failed(batch, plan, p, *ch, reason),
+                            }
+                        }
+                    },
                     Channel::Push => {
                         let subs = to.push.get(&p.user_id).map_or(&[][..], Vec::as_slice);
                         if subs.is_empty() {
@@ -291,10 +315,12 @@ pub async fn fire_due(deps: &Deps) -> Result<usize, HandlerError> {
     let users = tx.users().by_ids(&ids).await?;
     let prefs = tx.notices().preferences_of(&ids).await?;
     let push = tx.notices().push_subscriptions_of(&ids).await?;
+    let phones = tx.profiles().verified_phones_of(&ids).await?;
     let to = Recipients {
         users: &users,
         prefs: &prefs,
         push: &push,
+        phones: &phones,
     };
     let mut batch = Batch::default();
     for d in &due {

@@ -28,6 +28,9 @@ pub enum MailError {
     /// A push service did not take a message; worth a retry.
     #[error("sending a push message: {0}")]
     Push(String),
+    /// The SMS provider did not take a text; worth a retry. Never the text itself.
+    #[error("sending an SMS: {0}")]
+    Sms(String),
     /// The inbox (de-duplication by message id) cannot be read or written.
     #[error("inbox")]
     Inbox(#[source] StorageError),

@@ -211,10 +211,16 @@ async fn send(deps: Arc<Deps>, m: SendNotification) -> Result<SendAccepted, Hand
             } else {
                 Default::default()
             };
+            let phones = if channels.contains(&Channel::Sms) {
+                reads.profiles().verified_phones_of(&r.to).await?
+            } else {
+                Default::default()
+            };
             let to = Recipients {
                 users: &users,
                 prefs: &prefs,
                 push: &push,
+                phones: &phones,
             };
             let outcomes = dispatch(&deps, &plan, &planned, &to, now, &mut batch).await?;
             batch.deliveries = outcomes.into_iter().map(|o| o.record(&plan, now)).collect();
@@ -353,11 +359,12 @@ async fn open_stream(deps: Arc<Deps>, m: OpenInboxStream) -> Result<InboxStream,
 }
 
 async fn mark_read(deps: Arc<Deps>, m: MarkRead) -> Result<(), HandlerError> {
-    let found = deps
-        .store
+    let tx = deps.store.begin().await?;
+    let found = tx
         .notices()
         .mark_read(m.principal.user_id, m.id, (deps.clock)())
         .await?;
+    tx.commit().await?;
     if found {
         Ok(())
     } else {
@@ -369,10 +376,11 @@ async fn mark_read(deps: Arc<Deps>, m: MarkRead) -> Result<(), HandlerError> {
 }
 
 async fn mark_all_read(deps: Arc<Deps>, m: MarkAllRead) -> Result<(), HandlerError> {
-    deps.store
-        .notices()
+    let tx = deps.store.begin().await?;
+    tx.notices()
         .mark_all_read(m.principal.user_id, (deps.clock)())
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod intake;
 pub mod live;
 pub mod policy;
 pub mod push;
+pub mod sms;
 pub mod smtp;
 pub mod templates;
 pub mod worker;
@@ -197,6 +198,8 @@ pub struct Mailroom {
     pub vapid: Option<Arc<push::Vapid>>,
     /// Calls push services.
     pub http: reqwest::Client,
+    /// Where SMS texts go.
+    pub sms: Arc<sms::SmsSender>,
 }
 
 /// Renders a job with its stored template, or says why it never will be.
@@ -225,17 +228,51 @@ async fn finish(
     delivery: Option<uuid::Uuid>,
     failure: Option<&str>,
 ) -> Result<(), MailError> {
-    let now = (room.clock)();
     let tx = room.store.begin().await.map_err(MailError::Inbox)?;
     tx.outbox()
-        .inbox_record(CONSUMER, env.id, now)
+        .inbox_record(CONSUMER, env.id, (room.clock)())
         .await
         .map_err(MailError::Inbox)?;
+    close_delivery(room, &tx, env, delivery, failure, true).await?;
+    tx.commit().await.map_err(MailError::Inbox)
+}
+
+/// A job that failed its last allowed attempt and goes to `keyward.dead`: its delivery row
+/// ends `dead` with the last answer and `notification.failed` goes out. Its id is not
+/// recorded, so an operator who moves it back from `keyward.dead` gets it sent.
+pub async fn give_up(room: &Mailroom, env: &Envelope, answer: &str) -> Result<(), MailError> {
+    let delivery = match env.decode() {
+        Ok(Outgoing::Email(j)) => j.delivery,
+        Ok(Outgoing::Push(j)) => Some(j.delivery),
+        Ok(Outgoing::Sms(j)) => j.delivery,
+        _ => None,
+    };
+    if delivery.is_none() {
+        return Ok(());
+    }
+    let tx = room.store.begin().await.map_err(MailError::Inbox)?;
+    // The attempt itself was counted when it failed.
+    close_delivery(room, &tx, env, delivery, Some(answer), false).await?;
+    tx.commit().await.map_err(MailError::Inbox)
+}
+
+/// Ends a product notification's delivery row (`sent`, or `dead` with `failure`), counting
+/// this attempt when `count`, and queues its event, in `tx`.
+async fn close_delivery(
+    room: &Mailroom,
+    tx: &keyward_storage::Tx,
+    env: &Envelope,
+    delivery: Option<uuid::Uuid>,
+    failure: Option<&str>,
+    count: bool,
+) -> Result<(), MailError> {
+    let now = (room.clock)();
     if let Some(id) = delivery {
         if let Some(d) = tx.notices().delivery(id).await.map_err(MailError::Inbox)? {
             let status = if failure.is_some() { "dead" } else { "sent" };
+            let attempts = d.attempts + i32::from(count);
             tx.notices()
-                .record_attempt(id, status, failure, now)
+                .set_delivery(id, status, attempts, failure, now)
                 .await
                 .map_err(MailError::Inbox)?;
             let meta = RequestMeta {
@@ -259,12 +296,12 @@ async fn finish(
                     reason: reason.to_owned(),
                 },
             };
-            enqueue_at(&tx, now, &meta, Outgoing::Event(ev))
+            enqueue_at(tx, now, &meta, Outgoing::Event(ev))
                 .await
                 .map_err(MailError::Inbox)?;
         }
     }
-    tx.commit().await.map_err(MailError::Inbox)
+    Ok(())
 }
 
 /// Records a failed attempt that will be retried.
@@ -323,6 +360,57 @@ async fn deliver_push(
     }
 }
 
+/// Renders an SMS job's stored template, or says why it never will be.
+async fn compose_sms(
+    room: &Mailroom,
+    job: &keyward_messages::events::SmsJob,
+) -> Result<Result<String, String>, MailError> {
+    let template = room
+        .templates
+        .get(&room.store, &job.template, Channel::Sms, job.locale)
+        .await
+        .map_err(MailError::Inbox)?;
+    let Some(template) = template else {
+        return Ok(Err(format!("no SMS template is named {}", job.template)));
+    };
+    let variables: serde_json::Map<_, _> = job.variables.clone().into_iter().collect();
+    Ok(templates::render(&template.parts, &variables)
+        .map(|r| r.get("text").cloned().unwrap_or_default())
+        .map_err(|e| e.message))
+}
+
+/// Sends one SMS job (already known not to be a duplicate).
+async fn deliver_sms(
+    room: &Mailroom,
+    env: &Envelope,
+    job: keyward_messages::events::SmsJob,
+) -> Result<(), MailError> {
+    let text = match &job.text {
+        Some(t) => t.clone(),
+        None => match compose_sms(room, &job).await? {
+            Ok(t) => t,
+            Err(reason) => {
+                tracing::error!(id = %env.id, template = job.template.as_str(), %reason, "SMS job cannot be built; dropped");
+                return finish(room, env, job.delivery, Some(&reason)).await;
+            }
+        },
+    };
+    match room.sms.send(env.id, &job.to, &text).await {
+        sms::Texted::Sent(answer) => {
+            tracing::info!(id = %env.id, template = job.template.as_str(), %answer, "SMS sent");
+            finish(room, env, job.delivery, None).await
+        }
+        sms::Texted::Refused(reason) => {
+            tracing::warn!(id = %env.id, %reason, "an SMS was refused; dropped");
+            finish(room, env, job.delivery, Some(&reason)).await
+        }
+        sms::Texted::Retry(reason) => {
+            attempt_failed(room, job.delivery, &reason).await;
+            Err(MailError::Sms(reason))
+        }
+    }
+}
+
 /// Sends one email job unless this consumer already processed its id. Ok also for poison
 /// (logged, recorded and dropped); Err means "try again later".
 async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
@@ -339,6 +427,7 @@ async fn deliver(room: Mailroom, env: Envelope) -> Result<(), MailError> {
     let job = match env.decode() {
         Ok(Outgoing::Email(job)) => job,
         Ok(Outgoing::Push(job)) => return deliver_push(&room, &env, job).await,
+        Ok(Outgoing::Sms(job)) => return deliver_sms(&room, &env, job).await,
         Ok(Outgoing::Event(_)) => return Ok(()),
         Err(e) => {
             // Poison: it will never decode. Record it so it is not retried forever.
@@ -451,6 +540,7 @@ mod tests {
             templates: Default::default(),
             vapid: None,
             http: Default::default(),
+            sms: Arc::new(sms::SmsSender::Log(std::env::temp_dir())),
         };
         deliver(room, env).await
     }

@@ -350,8 +350,31 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
         )];
         out.push(record("generic", Channel::Sms, locale, &sms, &generic, now));
     }
+    for (locale, text) in [
+        (
+            Locale::En,
+            "Your verification code: {{ code }}. It expires in 5 minutes. Do not share it.",
+        ),
+        (
+            Locale::Ru,
+            "Ваш код подтверждения: {{ code }}. Он действует 5 минут. Никому его не сообщайте.",
+        ),
+    ] {
+        let parts = [("text", text.to_owned())];
+        out.push(record(
+            PHONE_CODE,
+            Channel::Sms,
+            locale,
+            &parts,
+            &["code"],
+            now,
+        ));
+    }
     out
 }
+
+/// The SMS that carries a phone verification code (variable `code`).
+pub const PHONE_CODE: &str = "phone_code";
 
 /// Writes the shipped templates: a missing one is added, a shipped one that changed is
 /// replaced, an edited one (`api`) is kept. Runs at every start and in `keyward migrate`.

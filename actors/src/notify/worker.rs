@@ -1,5 +1,5 @@
 //! `keyward worker`: consumes `keyward.notify.email` and sends each job: mail through the
-//! mailer, Web Push messages to their push services.
+//! mailer, Web Push messages to their push services, SMS texts through the SMS provider.
 //!
 //! Works on up to [`PREFETCH`] jobs at once (the broker hands it no more unacknowledged), each
 //! sent on its own pooled SMTP connection, so one slow mail does not hold up the others. Acks
@@ -28,8 +28,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lettre::message::Mailbox;
 use tracing::Instrument;
 
-use super::{deliver, Mailer, Mailroom, TemplateCache};
-use crate::bus::amqp::{connect, EMAIL_QUEUE};
+use super::{deliver, give_up, Mailer, Mailroom, TemplateCache};
+use crate::bus::amqp::{connect, EMAIL_DELIVERY_LIMIT, EMAIL_QUEUE};
 use crate::bus::BusError;
 use crate::error::chain;
 use crate::metrics::Metrics;
@@ -70,6 +70,7 @@ pub struct Worker {
     /// Signs push messages; none: push jobs are logged dead.
     pub vapid: Option<Arc<super::push::Vapid>>,
     pub http: reqwest::Client,
+    pub sms: Arc<super::sms::SmsSender>,
 }
 
 fn delivery_count(d: &Delivery) -> i64 {
@@ -189,13 +190,31 @@ impl Worker {
             templates: self.templates.clone(),
             vapid: self.vapid.clone(),
             http: self.http.clone(),
+            sms: self.sms.clone(),
         };
+        let (room_for_log, env_for_log) = (room.clone(), env.clone());
         match deliver(room, env).instrument(span.clone()).await {
             Ok(()) => d
                 .ack(BasicAckOptions::default())
                 .await
                 .map(|_| ())
                 .map_err(BusError::Ack),
+            Err(e) if delivery_count(&d) + 1 >= i64::from(EMAIL_DELIVERY_LIMIT) => {
+                // The broker would only redeliver it to dead-letter it: say so in the log now.
+                let answer = chain(&e);
+                span.in_scope(|| tracing::error!(%id, error = %answer, "sending failed for the last time; dead-lettering"));
+                if let Err(le) = give_up(&room_for_log, &env_for_log, &answer).await {
+                    span.in_scope(|| tracing::warn!(%id, error = %chain(&le), "the delivery log could not record the dead job"));
+                }
+                self.metrics.emails_dead_lettered.inc();
+                d.nack(BasicNackOptions {
+                    requeue: false,
+                    ..BasicNackOptions::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(BusError::Nack)
+            }
             Err(e) => {
                 let count = delivery_count(&d);
                 let wait = Duration::from_millis(250u64.saturating_mul(1 << count.clamp(0, 5)));

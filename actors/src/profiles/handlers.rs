@@ -23,7 +23,7 @@ fn not_found() -> HandlerError {
     })
 }
 
-fn gone() -> HandlerError {
+pub(super) fn gone() -> HandlerError {
     HandlerError::from(CommandError::unauthenticated(
         codes::UNAUTHENTICATED,
         "the account no longer exists",
@@ -565,4 +565,6 @@ crate::edge::handlers!(Profiles {
     SetAvatar => AvatarUrls: |d, m| super::avatar::set_avatar(d, m);
     DeleteAvatar => (): |d, m| super::avatar::delete_avatar(d, m);
     GetAvatar => Option<AvatarImage>: |d, m| super::avatar::get_avatar(d, m);
+    StartPhoneVerification => PhoneCodeSent: |d, m| super::phone::start(d, m);
+    ConfirmPhone => PhoneVerified: |d, m| super::phone::confirm(d, m);
 });

@@ -13,6 +13,7 @@ mod cache;
 pub mod erasure;
 mod handlers;
 pub mod index;
+mod phone;
 pub mod policy;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct ProfilesDeps {
     pub pipeline: crate::avatars::AvatarPipeline,
     /// Base of avatar URLs, without a trailing slash.
     pub public_url: String,
+    /// Keys the hashes of phone verification codes (derived from the master key).
+    pub code_key: [u8; 32],
     pub metrics: Metrics,
 }
 

@@ -73,6 +73,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(profiles::delete_avatar)),
         )
         .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
+        .service(web::resource("/v1/users/me/phone").route(web::post().to(profiles::start_phone)))
+        .service(
+            web::resource("/v1/users/me/phone/confirm")
+                .route(web::post().to(profiles::confirm_phone)),
+        )
         .service(
             web::resource("/v1/users/me/permissions").route(web::get().to(access::my_permissions)),
         )

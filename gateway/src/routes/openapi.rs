@@ -178,6 +178,8 @@ impl Modify for BearerAuth {
         super::profiles::put_avatar,
         super::profiles::delete_avatar,
         super::profiles::avatar,
+        super::profiles::start_phone,
+        super::profiles::confirm_phone,
         super::profiles::settings,
         super::profiles::patch_settings,
         super::profiles::activity,

@@ -40,6 +40,8 @@ crate::recipients! {
         set_avatar: SetAvatar,
         delete_avatar: DeleteAvatar,
         get_avatar: GetAvatar,
+        start_phone: StartPhoneVerification,
+        confirm_phone: ConfirmPhone,
         erase_user: keyward_messages::access::EraseUser,
     }
 }
@@ -568,4 +570,94 @@ pub(super) async fn delete_me(
     Ok(HttpResponse::Accepted()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(scheduled))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PhoneRequest {
+    /// E.164, e.g. `+79161234567` (spaces, dashes and brackets are ignored).
+    #[schema(value_type = String, example = "+79161234567")]
+    phone: Input,
+}
+
+impl RequestBody for PhoneRequest {
+    type Valid = Phone;
+    fn validate(self, f: &mut Fields) -> Option<Phone> {
+        f.required("phone", self.phone, |k, v| Phone::parse(k, &v))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/users/me/phone", tag = "profiles",
+    security(("bearer" = [])),
+    request_body = PhoneRequest,
+    responses(
+        (status = 202, description = "A 6-digit code is on its way by SMS; it is good for five minutes and five tries, and a new one replaces it", body = PhoneCodeSent),
+        (status = 429, description = "At most one code per 30 s and 5 per hour per account, 20 per hour per client IP", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds")),
+            example = json!({"type": "urn:keyward:problem:too_many_requests", "title": "Too many requests", "status": 429, "detail": "too many attempts; retry after the time in Retry-After", "code": "too_many_requests"})),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn start_phone(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    Valid(phone): Valid<PhoneRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = StartPhoneVerification {
+        meta,
+        principal,
+        phone,
+    };
+    let sent = st.ask(&st.to.profiles.start_phone, cmd).await?;
+    Ok(HttpResponse::Accepted().json(sent))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PhoneCodeRequest {
+    /// The 6 digits of the latest SMS.
+    #[schema(value_type = String, example = "042917")]
+    code: Input,
+}
+
+fn six_digits(field: &str, raw: &str) -> Result<String, FieldError> {
+    let code = raw.trim();
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(code.to_owned())
+    } else {
+        Err(FieldError::new(
+            field,
+            "invalid_code",
+            "enter the 6 digits of the latest SMS",
+        ))
+    }
+}
+
+impl RequestBody for PhoneCodeRequest {
+    type Valid = String;
+    fn validate(self, f: &mut Fields) -> Option<String> {
+        f.required("code", self.code, |k, v| six_digits(k, &v))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/users/me/phone/confirm", tag = "profiles",
+    security(("bearer" = [])),
+    request_body = PhoneCodeRequest,
+    responses(
+        (status = 200, description = "The number is the profile's verified phone (SMS notifications go to it); `profile.updated` names `phone`", body = PhoneVerified),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn confirm_phone(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    Valid(code): Valid<PhoneCodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = ConfirmPhone {
+        meta,
+        principal,
+        code,
+    };
+    let verified = st.ask(&st.to.profiles.confirm_phone, cmd).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(verified))
 }

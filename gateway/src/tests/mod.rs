@@ -168,6 +168,8 @@ canned! {
     SearchResults => SearchResults { items: vec![], next_cursor: None };
     AvatarUrls => AvatarUrls { small: "s".into(), medium: "m".into(), large: "l".into() };
     Option<AvatarImage> => None;
+    PhoneCodeSent => PhoneCodeSent { phone: "+79161234567".into(), expires_in: 300 };
+    PhoneVerified => PhoneVerified { phone: "+79161234567".into(), phone_verified: true };
     ActivityPage => ActivityPage { items: vec![], next_cursor: None };
     UserExport => UserExport(json!({}));
     DeletionScheduled => DeletionScheduled { erase_at: Utc.timestamp_opt(1_700_600_000, 0).unwrap() };

@@ -39,6 +39,8 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("put", "/v1/users/me/avatar"),
         ("delete", "/v1/users/me/avatar"),
         ("get", "/v1/avatars/{key}"),
+        ("post", "/v1/users/me/phone"),
+        ("post", "/v1/users/me/phone/confirm"),
         ("get", "/v1/users/me/settings"),
         ("patch", "/v1/users/me/settings"),
         ("get", "/v1/users/me/activity"),

@@ -4,14 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use keyward_messages::UserId;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 use uuid::Uuid;
 
-use super::entities::{delivery, inbox, preference, push, schedule, send, template};
+use super::entities::{delivery, inbox, preference, push, schedule, send, template, unread};
 use super::{
     DeliveryFilter, DeliveryRecord, InboxRecord, PushSubscriptionRecord, ScheduledRecord,
     SendRecord, TemplateRecord,
@@ -236,6 +236,33 @@ impl<C: ConnectionTrait> Notices<'_, C> {
                 .exec_without_returning(self.0)
                 .await?;
         }
+        let mut added: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for i in items.iter().filter(|i| i.read_at.is_none()) {
+            *added.entry(i.user_id.0).or_default() += 1;
+        }
+        let added: Vec<_> = added.into_iter().collect();
+        for chunk in added.chunks(CHUNK) {
+            self.add_unread(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds each `(user, n)` to the user's unread count, in one statement.
+    async fn add_unread(&self, deltas: &[(Uuid, i64)]) -> Result<()> {
+        let models = deltas.iter().map(|&(user_id, n)| unread::ActiveModel {
+            user_id: Set(user_id),
+            unread: Set(n),
+        });
+        let sum = Expr::col((unread::Entity, unread::Column::Unread))
+            .add(Expr::col((Alias::new("excluded"), unread::Column::Unread)));
+        unread::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::column(unread::Column::UserId)
+                    .value(unread::Column::Unread, sum)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.0)
+            .await?;
         Ok(())
     }
 
@@ -270,37 +297,38 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .map(inbox_record))
     }
 
+    /// How many of `user`'s items are unread: one row, kept by every write to the inbox.
     pub async fn unread_count(&self, user: UserId) -> Result<u64> {
-        Ok(inbox::Entity::find()
-            .filter(inbox::Column::UserId.eq(user.0))
-            .filter(inbox::Column::ReadAt.is_null())
-            .count(self.0)
-            .await?)
+        let n = unread::Entity::find_by_id(user.0)
+            .one(self.0)
+            .await?
+            .map_or(0, |m| m.unread);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Marks one of `user`'s items read; false when `user` has no such item. Reading an item
-    /// twice keeps the first time.
+    /// twice keeps the first time. Run it in a transaction: the unread count moves with it.
     pub async fn mark_read(&self, user: UserId, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
-        let found = inbox::Entity::find_by_id(id)
+        let res = inbox::Entity::update_many()
+            .col_expr(inbox::Column::ReadAt, Expr::value(now))
+            .filter(inbox::Column::Id.eq(id))
             .filter(inbox::Column::UserId.eq(user.0))
-            .one(self.0)
+            .filter(inbox::Column::ReadAt.is_null())
+            .exec(self.0)
             .await?;
-        match found {
-            None => Ok(false),
-            Some(m) if m.read_at.is_some() => Ok(true),
-            Some(_) => {
-                inbox::Entity::update_many()
-                    .col_expr(inbox::Column::ReadAt, Expr::value(now))
-                    .filter(inbox::Column::Id.eq(id))
-                    .filter(inbox::Column::ReadAt.is_null())
-                    .exec(self.0)
-                    .await?;
-                Ok(true)
-            }
+        if res.rows_affected > 0 {
+            self.add_unread(&[(user.0, -1)]).await?;
+            return Ok(true);
         }
+        Ok(inbox::Entity::find_by_id(id)
+            .filter(inbox::Column::UserId.eq(user.0))
+            .count(self.0)
+            .await?
+            > 0)
     }
 
-    /// Marks every unread item of `user` read; how many were.
+    /// Marks every unread item of `user` read; how many were. Run it in a transaction: the
+    /// unread count moves with it.
     pub async fn mark_all_read(&self, user: UserId, now: DateTime<Utc>) -> Result<u64> {
         let res = inbox::Entity::update_many()
             .col_expr(inbox::Column::ReadAt, Expr::value(now))
@@ -308,6 +336,10 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .filter(inbox::Column::ReadAt.is_null())
             .exec(self.0)
             .await?;
+        if res.rows_affected > 0 {
+            let n = i64::try_from(res.rows_affected).unwrap_or(i64::MAX);
+            self.add_unread(&[(user.0, -n)]).await?;
+        }
         Ok(res.rows_affected)
     }
 
@@ -575,6 +607,7 @@ impl<C: ConnectionTrait> Notices<'_, C> {
             .filter(inbox::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
+        unread::Entity::delete_by_id(user.0).exec(self.0).await?;
         preference::Entity::delete_by_id(user.0)
             .exec(self.0)
             .await?;

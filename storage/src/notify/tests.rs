@@ -164,6 +164,11 @@ async fn an_inbox_lists_counts_and_marks_only_its_owners_items() {
         .mark_read(ann, items[0].id, at(6))
         .await
         .unwrap());
+    assert_eq!(
+        db.notices().unread_count(ann).await.unwrap(),
+        2,
+        "a second read does not count twice"
+    );
     let titles = |v: Vec<InboxRecord>| v.into_iter().map(|i| i.title).collect::<Vec<_>>();
     let unread = db.notices().inbox(ann, true, None, 10).await.unwrap();
     assert_eq!(titles(unread), ["three", "two"]);
@@ -179,6 +184,45 @@ async fn an_inbox_lists_counts_and_marks_only_its_owners_items() {
     assert_eq!(db.notices().mark_all_read(ann, at(7)).await.unwrap(), 2);
     assert_eq!(db.notices().unread_count(ann).await.unwrap(), 0);
     assert_eq!(db.notices().unread_count(bob).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_unread_count_matches_the_items_under_concurrent_reads_and_arrivals() {
+    let db = test_db().await;
+    let ann = UserId::new();
+    let first: Vec<_> = (0..10).map(|i| item(ann, &format!("{i}"))).collect();
+    db.notices().insert_inbox(&first).await.unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30usize {
+        let store = db.store.clone();
+        let id = first[i % 5].id;
+        tasks.spawn(async move {
+            if i % 3 == 0 {
+                let tx = store.begin().await.unwrap();
+                tx.notices()
+                    .insert_inbox(&[item(ann, "late"), item(ann, "later")])
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            } else {
+                let tx = store.begin().await.unwrap();
+                assert!(tx.notices().mark_read(ann, id, at(5)).await.unwrap());
+                tx.commit().await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let unread = db
+        .notices()
+        .inbox(ann, true, None, 1000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(unread, 10 - 5 + 2 * 10);
+    assert_eq!(db.notices().unread_count(ann).await.unwrap(), unread as u64);
 }
 
 #[tokio::test]
@@ -404,4 +448,50 @@ async fn a_push_endpoint_is_kept_once_and_removed_by_its_owner_or_as_gone() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn the_unread_counts_are_filled_from_the_inbox_on_upgrade() {
+    use sea_orm::{EntityTrait, Set};
+
+    use super::entities::inbox;
+
+    let store = crate::testing::test_db_through(Some("m0009_notify")).await;
+    let (ann, bob) = (UserId::new(), UserId::new());
+    // Written as m0009 left them: no count beside them.
+    let rows = [
+        (ann, None),
+        (ann, None),
+        (ann, Some(at(2))),
+        (bob, Some(at(2))),
+    ]
+    .map(|(user, read_at)| {
+        let i = item(user, "t");
+        inbox::ActiveModel {
+            id: Set(i.id),
+            user_id: Set(user.0),
+            category: Set(i.category),
+            title: Set(i.title),
+            body: Set(i.body),
+            action_url: Set(None),
+            created_at: Set(i.created_at),
+            read_at: Set(read_at),
+        }
+    });
+    inbox::Entity::insert_many(rows)
+        .exec_without_returning(store.store.connection())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.notices().unread_count(ann).await.unwrap(), 2);
+    assert_eq!(store.notices().unread_count(bob).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .notices()
+            .inbox(ann, true, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -65,3 +65,25 @@ pub(super) mod reservation {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod phone_code {
+    use sea_orm::entity::prelude::*;
+
+    /// A phone number waiting for its SMS code: the code's keyed hash, never the code.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "phone_verifications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        pub phone: String,
+        pub code_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub attempts: i32,
+        pub sent_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

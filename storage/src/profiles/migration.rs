@@ -125,3 +125,38 @@ async fn rekey_usernames(m: &SchemaManager<'_>, tbl: &str, unique: bool) -> Resu
     }
     Ok(())
 }
+
+/// `m0011_phone_verifications`: phone numbers waiting for their SMS code.
+pub(crate) struct M0011PhoneVerifications;
+
+impl MigrationName for M0011PhoneVerifications {
+    fn name(&self) -> &str {
+        "m0011_phone_verifications"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0011PhoneVerifications {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "phone_verifications",
+            vec![
+                uuid_pk("user_id"),
+                text("phone"),
+                text("code_hash"),
+                ts("expires_at"),
+                ColumnDef::new(Alias::new("attempts"))
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+                ts("sent_at"),
+            ],
+        ))
+        .await
+    }
+}

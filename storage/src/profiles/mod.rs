@@ -20,6 +20,19 @@ use serde_json::{Map, Value};
 
 pub use repo::Profiles;
 
+/// A phone number waiting for the code sent to it by SMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneCodeRecord {
+    pub user_id: UserId,
+    pub phone: String,
+    /// A keyed hash of the code (the code itself is only in the SMS).
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// Wrong codes tried so far.
+    pub attempts: i32,
+    pub sent_at: DateTime<Utc>,
+}
+
 /// One profile as stored. A user without a row has the defaults ([`ProfileRecord::empty`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProfileRecord {

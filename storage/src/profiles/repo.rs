@@ -3,14 +3,14 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::profiles::Visibility;
 use keyward_messages::{UserId, Username};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Map, Value};
 
-use super::entities::{profile, reservation, settings};
-use super::ProfileRecord;
+use super::entities::{phone_code, profile, reservation, settings};
+use super::{PhoneCodeRecord, ProfileRecord};
 use crate::error::parse_stored;
 use crate::{Result, StorageError};
 
@@ -26,6 +26,30 @@ impl<C: ConnectionTrait> Profiles<'_, C> {
             .await?
             .map(record)
             .transpose()
+    }
+
+    /// The verified phone numbers of those of `users` who have one.
+    pub async fn verified_phones_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<std::collections::HashMap<UserId, String>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in users.chunks(500) {
+            let rows: Vec<(uuid::Uuid, Option<String>)> = profile::Entity::find()
+                .select_only()
+                .column(profile::Column::UserId)
+                .column(profile::Column::Phone)
+                .filter(profile::Column::UserId.is_in(chunk.iter().map(|u| u.0)))
+                .filter(profile::Column::PhoneVerified.eq(true))
+                .into_tuple()
+                .all(self.0)
+                .await?;
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|(u, p)| p.map(|p| (UserId(u), p))),
+            );
+        }
+        Ok(out)
     }
 
     /// Writes the whole profile (insert or replace).
@@ -161,6 +185,72 @@ impl<C: ConnectionTrait> Profiles<'_, C> {
     pub async fn erase(&self, user: UserId) -> Result<()> {
         profile::Entity::delete_by_id(user.0).exec(self.0).await?;
         settings::Entity::delete_by_id(user.0).exec(self.0).await?;
+        phone_code::Entity::delete_by_id(user.0)
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// The user's pending phone code, if any (expired ones too: the caller checks).
+    pub async fn phone_code(&self, user: UserId) -> Result<Option<PhoneCodeRecord>> {
+        Ok(phone_code::Entity::find_by_id(user.0)
+            .one(self.0)
+            .await?
+            .map(|m| PhoneCodeRecord {
+                user_id: UserId(m.user_id),
+                phone: m.phone,
+                code_hash: m.code_hash,
+                expires_at: m.expires_at,
+                attempts: m.attempts,
+                sent_at: m.sent_at,
+            }))
+    }
+
+    /// Replaces the user's pending phone code (a new code kills the old one).
+    pub async fn put_phone_code(&self, c: &PhoneCodeRecord) -> Result<()> {
+        let row = phone_code::ActiveModel {
+            user_id: Set(c.user_id.0),
+            phone: Set(c.phone.clone()),
+            code_hash: Set(c.code_hash.clone()),
+            expires_at: Set(c.expires_at),
+            attempts: Set(c.attempts),
+            sent_at: Set(c.sent_at),
+        };
+        phone_code::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(phone_code::Column::UserId)
+                    .update_columns([
+                        phone_code::Column::Phone,
+                        phone_code::Column::CodeHash,
+                        phone_code::Column::ExpiresAt,
+                        phone_code::Column::Attempts,
+                        phone_code::Column::SentAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts one wrong code against the user's pending code.
+    pub async fn phone_code_failed(&self, user: UserId) -> Result<()> {
+        phone_code::Entity::update_many()
+            .col_expr(
+                phone_code::Column::Attempts,
+                Expr::col(phone_code::Column::Attempts).add(1),
+            )
+            .filter(phone_code::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the user's pending code (used, or dead after too many wrong tries).
+    pub async fn delete_phone_code(&self, user: UserId) -> Result<()> {
+        phone_code::Entity::delete_by_id(user.0)
+            .exec(self.0)
+            .await?;
         Ok(())
     }
 }
