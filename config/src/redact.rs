@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::{
     AccessSettings, AvatarSettings, HttpSettings, LogFormat, PasswordSettings, ProfileSettings,
-    Settings, ThrottleSettings, TokenSettings,
+    Settings, SmsSettings, ThrottleSettings, TokenSettings,
 };
 
 const MASK: &str = "***";
@@ -70,6 +70,38 @@ struct Redacted<'a> {
     profiles: &'a ProfileSettings,
     access: &'a AccessSettings,
     avatars: RedactedAvatars<'a>,
+    sms: RedactedSms<'a>,
+}
+
+/// `[sms]` with the webhook secret and the Twilio token masked.
+#[derive(Serialize)]
+struct RedactedSms<'a> {
+    provider: &'a str,
+    webhook_url: Option<String>,
+    webhook_secret: Option<&'static str>,
+    webhook_secret_file: Option<String>,
+    twilio_account_sid: Option<&'a str>,
+    twilio_auth_token: Option<&'static str>,
+    twilio_auth_token_file: Option<String>,
+    twilio_from: Option<&'a str>,
+    twilio_api_url: &'a str,
+}
+
+impl<'a> RedactedSms<'a> {
+    fn new(s: &'a SmsSettings) -> Self {
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        RedactedSms {
+            provider: &s.provider,
+            webhook_url: s.webhook_url.as_deref().map(safe_url),
+            webhook_secret: s.webhook_secret.is_some().then_some(MASK),
+            webhook_secret_file: path(&s.webhook_secret_file),
+            twilio_account_sid: s.twilio_account_sid.as_deref(),
+            twilio_auth_token: s.twilio_auth_token.is_some().then_some(MASK),
+            twilio_auth_token_file: path(&s.twilio_auth_token_file),
+            twilio_from: s.twilio_from.as_deref(),
+            twilio_api_url: &s.twilio_api_url,
+        }
+    }
 }
 
 /// `[avatars]` with the secret access key masked.
@@ -130,6 +162,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         profiles: &settings.profiles,
         access: &settings.access,
         avatars: RedactedAvatars::new(&settings.avatars),
+        sms: RedactedSms::new(&settings.sms),
     };
     match toml::to_string(&view) {
         Ok(text) => text,
@@ -188,6 +221,11 @@ mod tests {
             master_key: Some(SecretString::from(
                 "a2V5c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0MTIz",
             )),
+            sms: crate::SmsSettings {
+                webhook_secret: Some(SecretString::from("hooksecret")),
+                twilio_auth_token: Some(SecretString::from("twiliosecret")),
+                ..crate::SmsSettings::default()
+            },
             ..Settings::default()
         };
         let text = settings.redacted_toml();
@@ -197,6 +235,8 @@ mod tests {
             "mq.internal",
             "smtpsecret",
             "a2V5c2VjcmV0",
+            "hooksecret",
+            "twiliosecret",
         ] {
             assert!(!text.contains(secret), "{secret} leaked in:\n{text}");
         }

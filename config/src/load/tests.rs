@@ -335,6 +335,16 @@ fn the_schema_matches_the_structs() {
             public_base_url: Some("https://cdn".into()),
             ..crate::AvatarSettings::default()
         },
+        sms: crate::SmsSettings {
+            webhook_url: Some("https://sms".into()),
+            webhook_secret: Some(SecretString::from("secret")),
+            webhook_secret_file: Some("/w".into()),
+            twilio_account_sid: Some("AC1".into()),
+            twilio_auth_token: Some(SecretString::from("token")),
+            twilio_auth_token_file: Some("/t".into()),
+            twilio_from: Some("+15005550006".into()),
+            ..crate::SmsSettings::default()
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();
