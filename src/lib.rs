@@ -10,7 +10,8 @@ use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
 use keyward_gateway::{
-    AccessApi, AccountsApi, GatewayOptions, NotifyApi, Probe, ProfilesApi, Recipients, SessionsApi,
+    AccessApi, AccountsApi, GatewayOptions, MfaApi, NotifyApi, Probe, ProfilesApi, Recipients,
+    SessionsApi,
 };
 
 /// A running node.
@@ -149,6 +150,7 @@ fn recipients_of(c: &keyward_actors::system::ContextAddrs) -> Recipients {
         sessions: SessionsApi::of(&c.sessions),
         profiles: ProfilesApi::of(&c.profiles),
         notify: NotifyApi::of(&c.notifications),
+        mfa: MfaApi::of(&c.mfa),
     }
 }
 

@@ -232,6 +232,7 @@ mod tests {
             session_id: keyward_messages::SessionId::new(),
             ip: None,
             user_agent: None,
+            amr: vec!["pwd".into()],
         };
         store.outbox().enqueue(&event(login, now)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -131,5 +131,7 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::RoleRevoked { .. }
             | DomainEvent::RoleUpdated { .. }
             | DomainEvent::ClientUpdated { .. }
+            | DomainEvent::MfaEnrolled { .. }
+            | DomainEvent::MfaRemoved { .. }
     )
 }

@@ -42,6 +42,7 @@ pub struct LocalContexts {
     pub sessions: Arc<SessionsDeps>,
     pub profiles: Arc<ProfilesDeps>,
     pub notify: Arc<NotifyDeps>,
+    pub mfa: Arc<crate::mfa::MfaDeps>,
 }
 
 /// One supervised actor of each context, on one thread.
@@ -51,6 +52,7 @@ pub struct ContextAddrs {
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
     pub notifications: Addr<Notifications>,
+    pub mfa: Addr<crate::mfa::Mfa>,
 }
 
 impl LocalContexts {
@@ -67,12 +69,15 @@ impl LocalContexts {
         let profiles = Supervisor::start(move |_| Profiles::new(d));
         let d = self.notify.clone();
         let notifications = Supervisor::start(move |_| Notifications::new(d));
+        let d = self.mfa.clone();
+        let mfa = Supervisor::start(move |_| crate::mfa::Mfa::new(d));
         ContextAddrs {
             access,
             accounts,
             sessions,
             profiles,
             notifications,
+            mfa,
         }
     }
 }
@@ -104,6 +109,7 @@ pub struct Contexts {
     pub sessions: Addr<Sessions>,
     pub profiles: Addr<Profiles>,
     pub notifications: Addr<Notifications>,
+    pub mfa: Addr<crate::mfa::Mfa>,
     /// What the context actors share, for starting more of them.
     pub local: LocalContexts,
     /// The mail sender, in embedded mode.
@@ -400,12 +406,27 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         notify_deps.clone(),
         std::time::Duration::from_millis(250),
     ));
+    let mfa = Arc::new(crate::mfa::MfaDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox: accounts.outbox.clone(),
+        sessions: SessionsHandle::new(sessions.clone()),
+        access: AccessHandle::new(access.clone()),
+        secret_key: derive_key(&master, "mfa-secrets"),
+        issuer: url::Url::parse(&opts.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "Keyward".to_owned()),
+        throttle: accounts.throttle.clone(),
+        metrics: accounts.metrics.clone(),
+    });
     let local = LocalContexts {
         access,
         accounts,
         sessions,
         profiles,
         notify: notify_deps,
+        mfa,
     };
     let ContextAddrs {
         access,
@@ -413,6 +434,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         sessions,
         profiles,
         notifications,
+        mfa,
     } = local.start();
     if let Some(url) = intake_url {
         actix_rt::spawn(crate::notify::intake::run(
@@ -426,6 +448,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         sessions,
         profiles,
         notifications,
+        mfa,
         local,
         notify,
         amqp,

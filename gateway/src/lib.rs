@@ -32,7 +32,7 @@ use crate::state::AppState;
 pub use crate::http_metrics::HttpMetrics;
 pub use crate::management::Probe;
 pub use crate::routes::openapi::spec_json as openapi_json;
-pub use crate::routes::{AccessApi, AccountsApi, NotifyApi, ProfilesApi, SessionsApi};
+pub use crate::routes::{AccessApi, AccountsApi, MfaApi, NotifyApi, ProfilesApi, SessionsApi};
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -72,6 +72,7 @@ pub struct Recipients {
     pub sessions: SessionsApi,
     pub profiles: ProfilesApi,
     pub notify: NotifyApi,
+    pub mfa: MfaApi,
 }
 
 /// Limits of the public server.

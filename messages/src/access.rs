@@ -512,7 +512,7 @@ pub struct AdminUserDetail {
     pub status: UserStatus,
     pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
     pub sessions: Vec<crate::commands::SessionView>,
-    /// Second factors (none until MFA exists).
+    /// Confirmed second factors: {id, type, label, created_at, last_used_at}.
     #[schema(value_type = Vec<Object>)]
     pub factors: Vec<serde_json::Value>,
     /// Linked social identities (none until federation exists).

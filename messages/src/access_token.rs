@@ -42,7 +42,22 @@ pub struct AccessClaims {
     /// API (or `/v1/users/me/permissions`) instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub roles_truncated: bool,
+    /// How the user proved who they are (RFC 8176 values: `pwd`, `otp`, `sms`, `hwk`, …).
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// `aal1`, or `aal2` after two factors of different kinds (NIST SP 800-63B).
+    #[serde(default = "aal1")]
+    pub acr: String,
 }
+
+fn aal1() -> String {
+    AAL1.to_owned()
+}
+
+/// One factor's assurance level.
+pub const AAL1: &str = "aal1";
+/// Two factors of different kinds.
+pub const AAL2: &str = "aal2";
 
 /// The claims of a service client's access token (the client_credentials grant): `sub` and
 /// `client_id` are the client's id, `scope` its granted permissions, space-separated. It has

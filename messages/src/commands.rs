@@ -70,6 +70,8 @@ pub struct Principal {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub roles: Vec<String>,
+    /// The token's `acr` is `aal2`: two factors of different kinds, at login or by step-up.
+    pub aal2: bool,
 }
 
 /// The reply to a login or a refresh.
@@ -148,7 +150,7 @@ pub struct ResendVerification {
 /// Gateway → accounts. Checks the password (a dummy verify for unknown logins) and opens a
 /// session.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<TokenPair, CommandError>")]
+#[rtype(result = "Result<crate::mfa::LoginReply, CommandError>")]
 pub struct Login {
     pub meta: RequestMeta,
     pub login: LoginId,

@@ -22,6 +22,8 @@ pub mod codes {
     pub const OVERLOADED: &str = "overloaded";
     pub const UNAVAILABLE: &str = "service_unavailable";
     pub const INTERNAL: &str = "internal_error";
+    pub const STEP_UP_REQUIRED: &str = "step_up_required";
+    pub const INVALID_MFA_TOKEN: &str = "invalid_mfa_token";
 }
 
 /// One problem with one input field, e.g. `{field: "password", code: "too_short", message: …}`.

@@ -51,6 +51,9 @@ pub enum DomainEvent {
         session_id: SessionId,
         ip: Option<String>,
         user_agent: Option<String>,
+        /// How the user proved who they are (`pwd`, `otp`, …).
+        #[serde(default)]
+        amr: Vec<String>,
     },
     #[serde(rename = "user.login_failed")]
     UserLoginFailed {
@@ -149,6 +152,20 @@ pub enum DomainEvent {
         template: String,
         reason: String,
     },
+    /// A second factor was confirmed (`factor_type`: `totp`, `sms`, `email`, `passkey`).
+    #[serde(rename = "mfa.enrolled")]
+    MfaEnrolled {
+        user_id: UserId,
+        factor_id: Uuid,
+        factor_type: String,
+    },
+    /// A second factor was removed, by its user or (`factor_type` `all`) an administrator.
+    #[serde(rename = "mfa.removed")]
+    MfaRemoved {
+        user_id: UserId,
+        factor_id: Option<Uuid>,
+        factor_type: String,
+    },
     /// A role's permissions changed, or it was deleted (`deleted: true`). `user_id` is the
     /// administrator who changed it (none when it changed in the configuration).
     #[serde(rename = "role.updated")]
@@ -183,6 +200,8 @@ impl DomainEvent {
             Self::ClientUpdated { .. } => "client.updated",
             Self::NotificationSent { .. } => "notification.sent",
             Self::NotificationFailed { .. } => "notification.failed",
+            Self::MfaEnrolled { .. } => "mfa.enrolled",
+            Self::MfaRemoved { .. } => "mfa.removed",
         }
     }
 
@@ -204,7 +223,9 @@ impl DomainEvent {
             | Self::RoleGranted { user_id, .. }
             | Self::RoleRevoked { user_id, .. }
             | Self::NotificationSent { user_id, .. }
-            | Self::NotificationFailed { user_id, .. } => *user_id,
+            | Self::NotificationFailed { user_id, .. }
+            | Self::MfaEnrolled { user_id, .. }
+            | Self::MfaRemoved { user_id, .. } => *user_id,
             Self::RoleUpdated { user_id, .. } | Self::ClientUpdated { user_id, .. } => {
                 return *user_id
             }

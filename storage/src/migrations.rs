@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::notify::migration::M0009Notify),
             Box::new(crate::notify::migration::M0010InboxUnread),
             Box::new(crate::profiles::migration::M0011PhoneVerifications),
+            Box::new(crate::mfa::migration::M0012Mfa),
         ]
     }
 }

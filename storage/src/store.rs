@@ -284,6 +284,11 @@ macro_rules! repositories {
                 crate::Notices(&self.$field)
             }
 
+            /// Second factors, recovery codes and login challenges (the mfa context).
+            pub fn mfa(&self) -> crate::Mfa<'_, $conn> {
+                crate::Mfa(&self.$field)
+            }
+
             /// The profile search index.
             pub fn search_index(&self) -> crate::search::ProfileSearch<'_, $conn> {
                 crate::search::ProfileSearch(&self.$field, &self.typo, self.search_reader())

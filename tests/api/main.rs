@@ -10,6 +10,7 @@ mod avatars;
 mod cli;
 mod distributed;
 mod lifecycle;
+mod mfa;
 mod nginx;
 mod notify;
 mod openapi;

@@ -201,11 +201,28 @@ pub(super) async fn user_detail(
         .await?
         .first()
         .map(|(_, t)| *t);
+    let factors = deps
+        .store
+        .mfa()
+        .factors_of(u.id)
+        .await?
+        .into_iter()
+        .filter(|f| f.confirmed_at.is_some())
+        .map(|f| {
+            serde_json::json!({
+                "id": f.id,
+                "type": f.kind,
+                "label": f.label,
+                "created_at": f.created_at,
+                "last_used_at": f.last_used_at,
+            })
+        })
+        .collect();
     Ok(AdminUserDetail {
         status: status_of(&u, deleting),
         last_login_at,
         sessions,
-        factors: Vec::new(),
+        factors,
         identities: Vec::new(),
         recent_audit,
     })

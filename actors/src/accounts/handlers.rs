@@ -20,7 +20,7 @@ crate::edge::handlers!(Accounts {
     VerifyEmail => EmailVerified: verify_email;
     ResendVerification => (): resend;
     ForgotPassword => (): forgot;
-    Login => TokenPair: login_counted;
+    Login => keyward_messages::mfa::LoginReply: login_counted;
     ResetPassword => (): reset_password;
     ChangePassword => (): change_password;
     SetBlocked => (): set_blocked;

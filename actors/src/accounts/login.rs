@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use keyward_messages::commands::*;
 use keyward_messages::events::{DomainEvent, Outgoing};
+use keyward_messages::mfa::LoginReply;
 use keyward_messages::{codes, CommandError, LoginId, RequestMeta};
 use keyward_storage::UserRecord;
 
 use super::policy::{invalid_credentials, throttle_delay};
 use super::AccountsDeps as Deps;
 use crate::error::HandlerError;
+use crate::sessions::Assurance;
 
 /// The throttle keys of a login attempt: the account (its id when it exists, else the login as
 /// typed, so unknown accounts throttle exactly like known ones) and the client IP.
@@ -45,7 +47,7 @@ async fn failures_and_delay(
     Ok((failures, delay))
 }
 
-async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
+async fn login(deps: Arc<Deps>, m: Login) -> Result<LoginReply, HandlerError> {
     // Shed before any database work: under overload a refused login must cost almost nothing,
     // or it slows the logins that were admitted.
     let place = deps.hasher.reserve()?;
@@ -111,13 +113,29 @@ async fn login(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
     } else {
         None
     };
+    // A user with a second factor gets a challenge instead of tokens; the failures are
+    // cleared only when the second step passes.
+    if let Some(challenge) = crate::mfa::challenge(&deps.store, &deps.clock, &user).await? {
+        if let Some(hash) = &rehash {
+            // The password was right: its new hash is kept whatever the second step does.
+            deps.store
+                .users()
+                .set_password_hash(user.id, hash, (deps.clock)())
+                .await?;
+        }
+        tracing::info!(user_id = %user.id, "password accepted; second factor required");
+        return Ok(LoginReply::Mfa(challenge));
+    }
     // The account's failures are cleared in the session's transaction, when it has any.
     let clear = (account_failures > 0).then_some(account_key.as_str());
-    let pair = deps.sessions.open(&user, &m.meta, rehash, clear).await?;
+    let pair = deps
+        .sessions
+        .open(&user, &m.meta, rehash, clear, Assurance::password())
+        .await?;
     // The login may have cancelled a pending deletion, which the profile shows.
     deps.profiles.forget(user.id);
     tracing::info!(user_id = %user.id, session_id = %pair.session_id, "login succeeded");
-    Ok(pair)
+    Ok(LoginReply::Tokens(pair))
 }
 
 /// Counts a failed login under both keys, with `user.login_failed` (and `user.throttled` when
@@ -200,7 +218,7 @@ async fn note_throttled(
 }
 
 /// Login, counted by outcome.
-pub(super) async fn login_counted(deps: Arc<Deps>, m: Login) -> Result<TokenPair, HandlerError> {
+pub(super) async fn login_counted(deps: Arc<Deps>, m: Login) -> Result<LoginReply, HandlerError> {
     let answer = login(deps.clone(), m)
         .await
         .map_err(HandlerError::into_reply);

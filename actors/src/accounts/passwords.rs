@@ -149,6 +149,7 @@ pub(super) async fn change_password(
     m: ChangePassword,
 ) -> Result<(), HandlerError> {
     let p = m.principal;
+    crate::mfa::require_aal2(&deps.store, &p).await?;
     let user = deps.store.users().by_id(p.user_id).await?.ok_or_else(|| {
         CommandError::unauthenticated(codes::UNAUTHENTICATED, "the account no longer exists")
     })?;

@@ -82,6 +82,7 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
     tx.users().erase(user).await?;
     tx.profiles().erase(user).await?;
     tx.notices().erase_user(user).await?;
+    tx.mfa().erase_user(user).await?;
     deps.index.sync(&tx, user).await?;
     let meta = RequestMeta::default();
     let ev = DomainEvent::UserDeleted { user_id: user };

@@ -464,6 +464,7 @@ async fn export_me(deps: Arc<Deps>, m: ExportMe) -> Result<UserExport, HandlerEr
 
 async fn delete_me(deps: Arc<Deps>, m: DeleteMe) -> Result<DeletionScheduled, HandlerError> {
     let user = m.principal.user_id;
+    crate::mfa::require_aal2(&deps.store, &m.principal).await?;
     let u = deps.store.users().by_id(user).await?.ok_or_else(gone)?;
     let v = deps
         .hasher

@@ -40,6 +40,7 @@ pub struct UserToken {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub roles: Vec<String>,
+    pub aal2: bool,
     exp: i64,
     nbf: i64,
 }
@@ -51,6 +52,7 @@ impl UserToken {
             user_id: UserId::parse("sub", &c.sub).ok()?,
             session_id: SessionId::parse("sid", &c.sid).ok()?,
             roles: c.roles.clone(),
+            aal2: c.acr == keyward_messages::access_token::AAL2,
             exp: c.exp,
             nbf: c.nbf,
         })

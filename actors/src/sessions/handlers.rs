@@ -88,6 +88,7 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
         user_id,
         session_id,
         roles: c.roles.clone(),
+        aal2: c.aal2,
     };
     match deps.gate.liveness(session_id, user_id, now) {
         Liveness::Live => return Ok(principal()),

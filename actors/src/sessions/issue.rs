@@ -12,7 +12,31 @@ use super::policy::{secs_until, AccessClaims};
 use super::SessionsDeps as Deps;
 use crate::error::HandlerError;
 use crate::tokens::{random_token, sha256_hex};
-use keyward_messages::access_token::MAX_ISSUED_BYTES;
+use keyward_messages::access_token::{AAL1, MAX_ISSUED_BYTES};
+
+/// How a session's user proved who they are: the `amr` and `acr` its tokens carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assurance {
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+impl Assurance {
+    /// A password alone.
+    pub fn password() -> Self {
+        Self {
+            amr: vec!["pwd".to_owned()],
+            acr: AAL1.to_owned(),
+        }
+    }
+
+    fn of(session: &SessionRecord) -> Self {
+        Self {
+            amr: session.amr.clone(),
+            acr: session.acr.clone(),
+        }
+    }
+}
 
 /// Signs an access token for `user` in session `sid`. Roles are listed while the token stays
 /// under `MAX_ISSUED_BYTES`; the rest are cut and `roles_truncated` says so.
@@ -21,6 +45,7 @@ pub(crate) fn access_token(
     user: &UserRecord,
     roles: &[String],
     sid: SessionId,
+    auth: &Assurance,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let mut claims = AccessClaims {
@@ -36,6 +61,8 @@ pub(crate) fn access_token(
         email_verified: user.email_verified,
         roles: Vec::new(),
         roles_truncated: false,
+        amr: auth.amr.clone(),
+        acr: auth.acr.clone(),
     };
     let bare = deps.keys.signed_len(&claims)?;
     // Each role costs its JSON (quotes and a comma) in base64: 4 bytes per 3.
@@ -67,7 +94,7 @@ pub(crate) fn pair(
     now: DateTime<Utc>,
 ) -> Result<TokenPair, CommandError> {
     Ok(TokenPair {
-        access_token: access_token(deps, user, roles, session.id, now)?,
+        access_token: access_token(deps, user, roles, session.id, &Assurance::of(session), now)?,
         token_type: "Bearer",
         expires_in: u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0),
         refresh_token,
@@ -86,6 +113,7 @@ pub(super) async fn open_session(
     meta: &RequestMeta,
     rehash: Option<String>,
     clear_failures: Option<&str>,
+    auth: Assurance,
 ) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
     let session = SessionRecord {
@@ -98,6 +126,8 @@ pub(super) async fn open_session(
         revoked_at: None,
         user_agent: meta.user_agent.clone(),
         ip: meta.client_ip.map(|ip| ip.to_string()),
+        amr: auth.amr,
+        acr: auth.acr,
     };
     let refresh = random_token();
     let roles = deps.store.users().roles_of(user.id).await?;
@@ -117,6 +147,7 @@ pub(super) async fn open_session(
         session_id: session.id,
         ip: session.ip.clone(),
         user_agent: session.user_agent.clone(),
+        amr: session.amr.clone(),
     };
     deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
     // Logging in during a self-deletion's grace period cancels the deletion.

@@ -29,6 +29,7 @@ use crate::outbox::{enqueue_at, session_revoked, OutboxWriter};
 use crate::Clock;
 
 pub use gate::SessionGate;
+pub use issue::Assurance;
 pub use policy::AccessClaims;
 
 /// Token lifetimes and identifiers, resolved from settings.
@@ -122,8 +123,31 @@ impl SessionsHandle {
         meta: &RequestMeta,
         rehash: Option<String>,
         clear_failures: Option<&str>,
+        auth: Assurance,
     ) -> Result<TokenPair, HandlerError> {
-        issue::open_session(&self.0, user, meta, rehash, clear_failures).await
+        issue::open_session(&self.0, user, meta, rehash, clear_failures, auth).await
+    }
+
+    /// An access token for a live session of `user` with the assurance `auth` (step-up): the
+    /// session's own level is unchanged. None when the session is not live.
+    pub async fn step_up_token(
+        &self,
+        user: &UserRecord,
+        session: SessionId,
+        auth: impl FnOnce(&[String]) -> Assurance,
+    ) -> Result<Option<(String, u64)>, HandlerError> {
+        let deps = &self.0;
+        let now = (deps.clock)();
+        let Some(s) = deps.store.sessions().by_id(session).await? else {
+            return Ok(None);
+        };
+        if s.user_id != user.id || !s.is_live(now) {
+            return Ok(None);
+        }
+        let roles = deps.store.users().roles_of(user.id).await?;
+        let token = issue::access_token(deps, user, &roles, session, &auth(&s.amr), now)?;
+        let ttl = u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0);
+        Ok(Some((token, ttl)))
     }
 
     pub fn ender(&self) -> SessionEnder {

@@ -256,7 +256,7 @@ pub(super) async fn resend_verification(
 #[utoipa::path(post, path = "/v1/auth/login", tag = "accounts",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in; a new session", body = TokenPair,
+        (status = 200, description = "Logged in, a new session (a TokenPair); or, for a user with a second factor, `{mfa_required: true, mfa_token, factors}`: continue with POST /v1/auth/mfa/verify", body = keyward_messages::mfa::LoginReply,
             headers(("Cache-Control" = String, description = "no-store"))),
         (status = 401, description = "Wrong password or unknown account: the same reply, in body and timing", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:keyward:problem:invalid_credentials", "title": "Authentication required", "status": 401, "detail": "the login or the password is wrong", "code": "invalid_credentials"})),

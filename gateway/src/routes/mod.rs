@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod mfa;
 mod notify;
 pub(crate) mod openapi;
 mod profiles;
@@ -18,6 +19,7 @@ use crate::problem::ApiError;
 
 pub use access::AccessApi;
 pub use accounts::AccountsApi;
+pub use mfa::MfaApi;
 pub use notify::NotifyApi;
 pub use profiles::ProfilesApi;
 pub use sessions::SessionsApi;
@@ -74,6 +76,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
         .service(web::resource("/v1/users/me/phone").route(web::post().to(profiles::start_phone)))
+        .service(web::resource("/v1/users/me/mfa").route(web::get().to(mfa::list)))
+        .service(web::resource("/v1/users/me/mfa/totp").route(web::post().to(mfa::enroll_totp)))
+        .service(
+            web::resource("/v1/users/me/mfa/totp/confirm").route(web::post().to(mfa::confirm_totp)),
+        )
+        .service(
+            web::resource("/v1/users/me/mfa/recovery-codes").route(web::post().to(mfa::new_codes)),
+        )
+        .service(web::resource("/v1/users/me/mfa/{factor_id}").route(web::delete().to(mfa::remove)))
+        .service(web::resource("/v1/auth/mfa/verify").route(web::post().to(mfa::verify)))
+        .service(web::resource("/v1/auth/step-up").route(web::post().to(mfa::step_up)))
+        .service(web::resource("/v1/admin/users/{id}/mfa").route(web::delete().to(mfa::reset)))
         .service(
             web::resource("/v1/users/me/phone/confirm")
                 .route(web::post().to(profiles::confirm_phone)),

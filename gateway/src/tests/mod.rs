@@ -67,6 +67,7 @@ impl Fake {
             sessions: SessionsApi::of(&a),
             profiles: ProfilesApi::of(&a),
             notify: crate::NotifyApi::of(&a),
+            mfa: crate::MfaApi::of(&a),
         }
     }
 
@@ -168,6 +169,13 @@ canned! {
     SearchResults => SearchResults { items: vec![], next_cursor: None };
     AvatarUrls => AvatarUrls { small: "s".into(), medium: "m".into(), large: "l".into() };
     Option<AvatarImage> => None;
+    keyward_messages::mfa::LoginReply => keyward_messages::mfa::LoginReply::Tokens(token_pair());
+    keyward_messages::mfa::TotpEnrollment => keyward_messages::mfa::TotpEnrollment {
+        factor_id: Uuid::nil(), secret: "JBSWY3DPEHPK3PXP".into(), otpauth_uri: "otpauth://totp/x".into(), qr_svg: "<svg/>".into() };
+    keyward_messages::mfa::RecoveryCodes => keyward_messages::mfa::RecoveryCodes { recovery_codes: vec!["abcde-fghjk".into()] };
+    Option<keyward_messages::mfa::RecoveryCodes> => None;
+    keyward_messages::mfa::FactorList => keyward_messages::mfa::FactorList { factors: vec![], recovery_codes_left: 0 };
+    keyward_messages::mfa::StepUpToken => keyward_messages::mfa::StepUpToken { access_token: "at".into(), token_type: "Bearer", expires_in: 900 };
     PhoneCodeSent => PhoneCodeSent { phone: "+79161234567".into(), expires_in: 300 };
     PhoneVerified => PhoneVerified { phone: "+79161234567".into(), phone_verified: true };
     ActivityPage => ActivityPage { items: vec![], next_cursor: None };
@@ -282,6 +290,7 @@ pub(crate) fn principal() -> Principal {
         user_id: UserId(USER),
         session_id: SessionId(SESSION),
         roles: vec!["user".into(), "admin".into()],
+        aal2: false,
     }
 }
 

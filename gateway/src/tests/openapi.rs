@@ -41,6 +41,14 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("get", "/v1/avatars/{key}"),
         ("post", "/v1/users/me/phone"),
         ("post", "/v1/users/me/phone/confirm"),
+        ("get", "/v1/users/me/mfa"),
+        ("post", "/v1/users/me/mfa/totp"),
+        ("post", "/v1/users/me/mfa/totp/confirm"),
+        ("post", "/v1/users/me/mfa/recovery-codes"),
+        ("delete", "/v1/users/me/mfa/{factor_id}"),
+        ("post", "/v1/auth/mfa/verify"),
+        ("post", "/v1/auth/step-up"),
+        ("delete", "/v1/admin/users/{id}/mfa"),
         ("get", "/v1/users/me/settings"),
         ("patch", "/v1/users/me/settings"),
         ("get", "/v1/users/me/activity"),
@@ -139,7 +147,11 @@ fn every_route_of_the_api_is_described_with_its_problems() {
             || (path.starts_with("/v1/notifications") && !path.ends_with("vapid-public-key"))
             || matches!(
                 path,
-                "/v1/users/me" | "/v1/auth/verify" | "/v1/auth/logout" | "/v1/auth/password/change"
+                "/v1/users/me"
+                    | "/v1/auth/verify"
+                    | "/v1/auth/logout"
+                    | "/v1/auth/password/change"
+                    | "/v1/auth/step-up"
             );
         assert_eq!(bearer, takes_bearer, "{method} {path}: security");
         if takes_bearer {

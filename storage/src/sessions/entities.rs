@@ -17,6 +17,8 @@ pub(super) mod session {
         pub revoke_reason: Option<String>,
         pub user_agent: Option<String>,
         pub ip: Option<String>,
+        pub amr: String,
+        pub acr: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

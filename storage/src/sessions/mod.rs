@@ -29,6 +29,10 @@ pub struct SessionRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// How the user proved who they are at login (`pwd`, `otp`, `hwk`, …).
+    pub amr: Vec<String>,
+    /// `aal1`, or `aal2` after two factors of different kinds.
+    pub acr: String,
 }
 
 impl SessionRecord {

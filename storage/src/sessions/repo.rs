@@ -30,6 +30,8 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             revoke_reason: Set(None),
             user_agent: Set(s.user_agent.clone()),
             ip: Set(s.ip.clone()),
+            amr: Set(s.amr.join(",")),
+            acr: Set(s.acr.clone()),
         }
         .insert(self.0)
         .await?;
@@ -289,6 +291,13 @@ fn session_record(m: session::Model) -> SessionRecord {
         revoked_at: m.revoked_at,
         user_agent: m.user_agent,
         ip: m.ip,
+        amr: m
+            .amr
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        acr: m.acr,
     }
 }
 

@@ -20,6 +20,8 @@ fn session(user: UserId, created: i64) -> SessionRecord {
         revoked_at: None,
         user_agent: Some("curl/8".into()),
         ip: Some("192.0.2.7".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+        acr: "aal2".into(),
     }
 }
 

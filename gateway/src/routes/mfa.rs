@@ -1,0 +1,289 @@
+//! Routes of the mfa context: enrolling and removing second factors, recovery codes, the second
+//! step of a login, step-up, and an administrator's reset.
+//!
+//! Refuses: deciding anything; whether a code is right, and whether a token's `acr` suffices,
+//! is the mfa actor's business.
+
+use actix_web::{web, HttpResponse};
+use keyward_messages::commands::TokenPair;
+use keyward_messages::mfa::*;
+use keyward_messages::{FieldError, UserId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::openapi::*;
+use super::private_json;
+use crate::extract::{Authenticated, Meta};
+use crate::input::{Fields, Input, RequestBody, Valid};
+use crate::problem::ApiError;
+use crate::state::AppState;
+#[allow(unused_imports)]
+use serde_json::json;
+
+type State = web::Data<AppState>;
+
+crate::recipients! {
+    /// What the mfa routes send to the mfa context.
+    pub struct MfaApi {
+        enroll_totp: EnrollTotp,
+        confirm_totp: ConfirmTotp,
+        new_codes: NewRecoveryCodes,
+        list: ListFactors,
+        remove: RemoveFactor,
+        verify: VerifyMfa,
+        step_up: StepUp,
+        reset: ResetFactors,
+    }
+}
+
+fn uuid_of(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| {
+        ApiError::invalid_fields(vec![FieldError::new(
+            field,
+            "invalid_uuid",
+            "an id is a UUID",
+        )])
+    })
+}
+
+#[utoipa::path(post, path = "/v1/users/me/mfa/totp", operation_id = "enroll_totp", tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new TOTP secret, not active until confirmed with a code; starting again replaces an unconfirmed one", body = TotpEnrollment),
+        (status = 403, description = "The caller already has a factor and the token's acr is not aal2 (`step_up_required`)", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn enroll_totp(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let e = st
+        .ask(&st.to.mfa.enroll_totp, EnrollTotp { meta, principal })
+        .await?;
+    Ok(private_json(&e))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct CodeRequest {
+    /// The 6 digits of the authenticator app.
+    #[schema(value_type = String, example = "492039")]
+    code: Input,
+}
+
+impl RequestBody for CodeRequest {
+    type Valid = Code;
+    fn validate(self, f: &mut Fields) -> Option<Code> {
+        f.required("code", self.code, |k, v| Code::parse(k, &v))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/users/me/mfa/totp/confirm", operation_id = "confirm_totp", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Confirmed, and it is the caller's first factor: 10 recovery codes, shown this once", body = RecoveryCodes),
+        (status = 204, description = "Confirmed (the caller had a factor already)"),
+        (status = 403, description = "`step_up_required`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn confirm_totp(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    Valid(code): Valid<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = ConfirmTotp {
+        meta,
+        principal,
+        code,
+    };
+    Ok(match st.ask(&st.to.mfa.confirm_totp, cmd).await? {
+        Some(codes) => private_json(&codes),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/users/me/mfa/recovery-codes", operation_id = "new_recovery_codes", tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "10 new recovery codes; the old ones no longer work", body = RecoveryCodes),
+        (status = 403, description = "`step_up_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_factor`: recovery codes back up a factor", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn new_codes(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let codes = st
+        .ask(&st.to.mfa.new_codes, NewRecoveryCodes { meta, principal })
+        .await?;
+    Ok(private_json(&codes))
+}
+
+#[utoipa::path(get, path = "/v1/users/me/mfa", operation_id = "list_factors", tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's confirmed factors and how many recovery codes are left", body = FactorList),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn list(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let l = st
+        .ask(&st.to.mfa.list, ListFactors { meta, principal })
+        .await?;
+    Ok(private_json(&l))
+}
+
+#[utoipa::path(delete, path = "/v1/users/me/mfa/{factor_id}", operation_id = "remove_factor", tag = "mfa",
+    security(("bearer" = [])),
+    params(("factor_id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Removed (with the last factor, the recovery codes go too)"),
+        (status = 403, description = "`step_up_required`: the token's acr is not aal2", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`factor_not_found`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn remove(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = RemoveFactor {
+        meta,
+        principal,
+        factor_id: uuid_of("factor_id", &id)?,
+    };
+    st.ask(&st.to.mfa.remove, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct VerifyRequest {
+    /// From the login reply.
+    #[schema(value_type = String)]
+    mfa_token: Input,
+    /// A factor's id from the login reply, or `recovery`.
+    #[schema(value_type = String, example = "recovery")]
+    factor_id: Input,
+    #[schema(value_type = String, example = "492039")]
+    code: Input,
+}
+
+impl RequestBody for VerifyRequest {
+    type Valid = (String, FactorRef, Code);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let token = f.required("mfa_token", self.mfa_token, |k, v: String| {
+            if v.is_empty() || v.len() > 256 {
+                Err(FieldError::new(
+                    k,
+                    "invalid_mfa_token",
+                    "pass the mfa_token of the login reply",
+                ))
+            } else {
+                Ok(v)
+            }
+        });
+        let factor = f.required("factor_id", self.factor_id, |k, v| FactorRef::parse(k, &v));
+        let code = f.required("code", self.code, |k, v| Code::parse(k, &v));
+        Some((token?, factor?, code?))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/mfa/verify", operation_id = "verify_mfa", tag = "mfa",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Logged in: tokens with amr [pwd, otp] and acr aal2", body = TokenPair),
+        (status = 400, description = "A wrong or used code (`invalid_code`, counted like a failed login), or bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_mfa_token`: unknown, older than 5 minutes, used, or 5 wrong codes; log in again", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failures for this account", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+        BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn verify(
+    st: State,
+    Meta(meta): Meta,
+    Valid((mfa_token, factor, code)): Valid<VerifyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = VerifyMfa {
+        meta,
+        mfa_token,
+        factor,
+        code,
+    };
+    let pair: TokenPair = st.ask(&st.to.mfa.verify, cmd).await?;
+    Ok(private_json(&pair))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct StepUpRequest {
+    /// One of the caller's factors, or `recovery`.
+    #[schema(value_type = String)]
+    factor_id: Input,
+    #[schema(value_type = String, example = "492039")]
+    code: Input,
+}
+
+impl RequestBody for StepUpRequest {
+    type Valid = (FactorRef, Code);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let factor = f.required("factor_id", self.factor_id, |k, v| FactorRef::parse(k, &v));
+        let code = f.required("code", self.code, |k, v| Code::parse(k, &v));
+        Some((factor?, code?))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/step-up", operation_id = "step_up", tag = "mfa",
+    security(("bearer" = [])),
+    request_body = StepUpRequest,
+    responses(
+        (status = 200, description = "An access token with acr aal2 for the same session (the refresh token is unchanged, and a refresh answers the session's own level)", body = StepUpToken),
+        (status = 400, description = "A wrong or used code (`invalid_code`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`factor_not_found`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn step_up(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    Valid((factor, code)): Valid<StepUpRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = StepUp {
+        meta,
+        principal,
+        factor,
+        code,
+    };
+    let t = st.ask(&st.to.mfa.step_up, cmd).await?;
+    Ok(private_json(&t))
+}
+
+#[utoipa::path(delete, path = "/v1/admin/users/{id}/mfa", operation_id = "reset_factors", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Every factor and recovery code of the user is gone (`mfa.removed` with factor_type `all`, audited with the administrator)"),
+        (status = 403, description = "Needs `users:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn reset(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = ResetFactors {
+        meta,
+        principal,
+        user_id: UserId(uuid_of("id", &id)?),
+    };
+    st.ask(&st.to.mfa.reset, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

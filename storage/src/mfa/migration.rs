@@ -1,0 +1,107 @@
+//! `m0012_mfa`: second factors, recovery codes, pending login challenges, and the methods
+//! (`amr`) and assurance level (`acr`) each session was opened with.
+
+use sea_orm_migration::prelude::*;
+
+use crate::migrations::{index, table, text, text_null, ts, ts_null, uuid_col, uuid_pk};
+
+pub(crate) struct M0012Mfa;
+
+impl MigrationName for M0012Mfa {
+    fn name(&self) -> &str {
+        "m0012_mfa"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0012Mfa {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "mfa_factors",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                text("kind"),
+                text_null("label"),
+                text_null("secret"),
+                ts_null("confirmed_at"),
+                ColumnDef::new(Alias::new("last_step"))
+                    .big_integer()
+                    .null()
+                    .to_owned(),
+                ts("created_at"),
+                ts_null("last_used_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "mfa_factors",
+            "mfa_factors_user_idx",
+            &["user_id"],
+            false,
+        ))
+        .await?;
+        m.create_table(table(
+            "mfa_recovery_codes",
+            vec![
+                uuid_pk("id"),
+                uuid_col("user_id"),
+                text("code_hash"),
+                ts_null("used_at"),
+                ts("created_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "mfa_recovery_codes",
+            "mfa_recovery_codes_user_idx",
+            &["user_id", "code_hash"],
+            false,
+        ))
+        .await?;
+        m.create_table(table(
+            "mfa_challenges",
+            vec![
+                uuid_pk("id"),
+                text("token_hash"),
+                uuid_col("user_id"),
+                text("amr"),
+                ts("created_at"),
+                ts("expires_at"),
+                ColumnDef::new(Alias::new("attempts"))
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "mfa_challenges",
+            "mfa_challenges_token_idx",
+            &["token_hash"],
+            true,
+        ))
+        .await?;
+        for (col, default) in [("amr", "pwd"), ("acr", "aal1")] {
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new("sessions"))
+                    .add_column(
+                        ColumnDef::new(Alias::new(col))
+                            .text()
+                            .not_null()
+                            .default(default)
+                            .to_owned(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
