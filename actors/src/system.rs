@@ -379,6 +379,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         pipeline: crate::avatars::AvatarPipeline::from_settings(&settings.avatars),
         public_url: accounts.public_url.clone(),
         code_key: derive_key(&master, "phone-code"),
+        sms_budget: crate::notify::sms::SmsBudget::from_settings(&settings.sms),
         metrics: metrics.clone(),
     });
     let notify_deps = Arc::new(NotifyDeps {
@@ -418,6 +419,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| "Keyward".to_owned()),
         throttle: accounts.throttle.clone(),
+        sms_budget: crate::notify::sms::SmsBudget::from_settings(&settings.sms),
         metrics: accounts.metrics.clone(),
     });
     let local = LocalContexts {

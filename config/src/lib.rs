@@ -365,6 +365,13 @@ pub struct SmsSettings {
     /// `KEYWARD_SMS__TWILIO_API_URL`: Twilio's API base, `https://api.twilio.com` unless a
     /// regional edge or a test double is wanted.
     pub twilio_api_url: String,
+    /// `KEYWARD_SMS__MAX_PER_IP_PER_HOUR`: codes sent by SMS for requests from one client IP
+    /// in an hour; 1..=1000, default 2. This is what stops SMS pumping: a run from 50
+    /// addresses gets at most 100 texts an hour, however many numbers it tries.
+    pub max_per_ip_per_hour: u32,
+    /// `KEYWARD_SMS__MAX_PER_NUMBER_PER_HOUR`: codes sent to one phone number in an hour;
+    /// 1..=1000, default 3.
+    pub max_per_number_per_hour: u32,
 }
 
 impl Default for SmsSettings {
@@ -379,6 +386,8 @@ impl Default for SmsSettings {
             twilio_auth_token_file: None,
             twilio_from: None,
             twilio_api_url: "https://api.twilio.com".to_owned(),
+            max_per_ip_per_hour: 2,
+            max_per_number_per_hour: 3,
         }
     }
 }

@@ -104,6 +104,8 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "twilio_auth_token_file",
             "twilio_from",
             "twilio_api_url",
+            "max_per_ip_per_hour",
+            "max_per_number_per_hour",
         ],
     ),
     (

@@ -85,6 +85,8 @@ struct RedactedSms<'a> {
     twilio_auth_token_file: Option<String>,
     twilio_from: Option<&'a str>,
     twilio_api_url: &'a str,
+    max_per_ip_per_hour: u32,
+    max_per_number_per_hour: u32,
 }
 
 impl<'a> RedactedSms<'a> {
@@ -100,6 +102,8 @@ impl<'a> RedactedSms<'a> {
             twilio_auth_token_file: path(&s.twilio_auth_token_file),
             twilio_from: s.twilio_from.as_deref(),
             twilio_api_url: &s.twilio_api_url,
+            max_per_ip_per_hour: s.max_per_ip_per_hour,
+            max_per_number_per_hour: s.max_per_number_per_hour,
         }
     }
 }

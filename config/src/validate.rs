@@ -622,6 +622,20 @@ const SMS_TWILIO_FROM: &str = "KEYWARD_SMS__TWILIO_FROM";
 
 /// The SMS provider with what it needs, or an error naming the first missing or bad setting.
 pub(crate) fn sms(s: &SmsSettings) -> Result<SmsProvider, ConfigError> {
+    for (key, v) in [
+        ("KEYWARD_SMS__MAX_PER_IP_PER_HOUR", s.max_per_ip_per_hour),
+        (
+            "KEYWARD_SMS__MAX_PER_NUMBER_PER_HOUR",
+            s.max_per_number_per_hour,
+        ),
+    ] {
+        if !(1..=1000).contains(&v) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{v} is out of range (expected 1..=1000)"),
+            ));
+        }
+    }
     let missing = |key: &str, why: &str| {
         ConfigError::invalid(
             key,

@@ -77,6 +77,51 @@ pub struct TotpEnrollment {
     pub qr_svg: String,
 }
 
+/// Gateway → mfa. Makes the caller's verified phone (POST /v1/users/me/phone) an SMS factor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<EnrolledFactor, CommandError>")]
+pub struct EnrollSms {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// Gateway → mfa. Makes codes to the caller's verified email address a factor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<EnrolledFactor, CommandError>")]
+pub struct EnrollEmail {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// A factor just enrolled; the first one comes with recovery codes, shown once.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct EnrolledFactor {
+    #[schema(value_type = String, format = Uuid)]
+    pub factor_id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+/// Gateway → mfa. Sends a code for an SMS or email factor: for the second step of a login
+/// (`mfa_token`) or for step-up (the caller's bearer token).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CodeSent, CommandError>")]
+pub struct SendCode {
+    pub meta: RequestMeta,
+    pub mfa_token: Option<String>,
+    pub principal: Option<Principal>,
+    pub factor_id: Uuid,
+}
+
+/// A code is on its way.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CodeSent {
+    /// Seconds the code is valid for.
+    pub expires_in: u64,
+}
+
 /// Gateway → mfa. The first code of a TOTP enrolment.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Option<RecoveryCodes>, CommandError>")]

@@ -27,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::notify::migration::M0010InboxUnread),
             Box::new(crate::profiles::migration::M0011PhoneVerifications),
             Box::new(crate::mfa::migration::M0012Mfa),
+            Box::new(crate::mfa::migration::M0013MfaCodes),
         ]
     }
 }

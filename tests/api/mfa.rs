@@ -407,3 +407,553 @@ async fn an_administrator_resets_a_users_factors_and_the_audit_log_names_them() 
         StatusCode::NOT_FOUND
     );
 }
+
+/// The 6-digit code in a text.
+fn six_digits(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .to_owned()
+}
+
+async fn send_code(app: &TestApp, mfa_token: &str, factor: &str) -> reqwest::Response {
+    app.post(
+        "/v1/auth/mfa/challenge",
+        json!({"mfa_token": mfa_token, "factor_id": factor}),
+    )
+    .await
+}
+
+fn factor_of(step: &Value, kind: &str) -> String {
+    step["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} factor in {step}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn sms_and_email_codes_are_second_factors_but_an_email_code_after_an_email_reset_is_not_aal2()
+{
+    let app = spawn_app().await;
+    let phone = "+79161234567";
+    let (_, token) = crate::sms::with_phone(&app, "ann@example.com", phone).await;
+
+    // The proven phone becomes the first factor, with recovery codes.
+    let r = app.post_bearer("/v1/users/me/mfa/sms", &token, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["type"], "sms");
+    assert_eq!(e["recovery_codes"].as_array().unwrap().len(), 10);
+
+    let step = first_step(&app, "ann@example.com").await;
+    let sms = factor_of(&step, "sms");
+    let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+    let r = send_code(&app, &mfa_token, &sms).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let text = crate::sms::wait_text(&app, phone, 2).await;
+    assert!(
+        text["text"].as_str().unwrap().contains("sign-in code"),
+        "{text}"
+    );
+    // Another code at once is refused; the one sent works.
+    assert_eq!(
+        send_code(&app, &mfa_token, &sms).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = verify(
+        &app,
+        &mfa_token,
+        &sms,
+        &six_digits(text["text"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let strong = pair["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&strong)["amr"], json!(["pwd", "sms"]));
+    assert_eq!(claims(&strong)["acr"], "aal2");
+
+    // A second factor needs aal2; codes by email come from the mail.
+    let r = app
+        .post_bearer("/v1/users/me/mfa/email", &token, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .post_bearer("/v1/users/me/mfa/email", &strong, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e.get("recovery_codes").is_none(),
+        "only the first factor brings codes"
+    );
+
+    let email_login = |n: usize| {
+        let app = &app;
+        async move {
+            let step = first_step(app, "ann@example.com").await;
+            let factor = factor_of(&step, "email");
+            let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+            assert_eq!(
+                send_code(app, &mfa_token, &factor).await.status(),
+                StatusCode::ACCEPTED
+            );
+            let mail = app
+                .wait_for_mail_n("ann@example.com", "Your sign-in code", n)
+                .await;
+            let r = verify(app, &mfa_token, &factor, &six_digits(&mail.text)).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let pair: Value = r.json().await.unwrap();
+            claims(pair["access_token"].as_str().unwrap())
+        }
+    };
+    let c = email_login(1).await;
+    assert_eq!(
+        (c["amr"].clone(), c["acr"].clone()),
+        (json!(["pwd", "email"]), json!("aal2"))
+    );
+
+    // After a reset by email link, the password and an email code both prove the mailbox.
+    let r = app
+        .post(
+            "/v1/auth/password/forgot",
+            json!({"email": "ann@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = app
+        .wait_for_mail("ann@example.com", "Reset your password")
+        .await;
+    let new_password = "a brand new passphrase";
+    let r = app
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": mail.token(), "password": new_password}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let step = {
+        let r = app.login("ann@example.com", new_password).await;
+        r.json::<Value>().await.unwrap()
+    };
+    let factor = factor_of(&step, "email");
+    app.advance(31);
+    let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send_code(&app, &mfa_token, &factor).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let mail = app
+        .wait_for_mail_n("ann@example.com", "Your sign-in code", 2)
+        .await;
+    let r = verify(&app, &mfa_token, &factor, &six_digits(&mail.text)).await;
+    let pair: Value = r.json().await.unwrap();
+    let weak = pair["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims(&weak)["acr"],
+        "aal1",
+        "email reset + email code is one kind of proof"
+    );
+    let r = app
+        .post_bearer("/v1/users/me/mfa/recovery-codes", &weak, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[actix_web::test]
+async fn a_sent_code_dies_after_five_wrong_tries_and_cannot_be_asked_without_a_valid_login() {
+    // The account throttle (5 failures) is raised here: this test is about the code.
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        settings: Some(Box::new(|s| s.throttle.account_max_failures = 50)),
+        ..Default::default()
+    })
+    .await;
+    let phone = "+79161234568";
+    let (_, token) = crate::sms::with_phone(&app, "ann@example.com", phone).await;
+    assert_eq!(
+        app.post_bearer("/v1/users/me/mfa/sms", &token, None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let step = first_step(&app, "ann@example.com").await;
+    let sms = factor_of(&step, "sms");
+    let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send_code(&app, "not-a-token", &sms).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send_code(&app, &mfa_token, &sms).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = six_digits(
+        crate::sms::wait_text(&app, phone, 2).await["text"]
+            .as_str()
+            .unwrap(),
+    );
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..4 {
+        assert_eq!(
+            verify(&app, &mfa_token, &sms, wrong).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+    // A fifth wrong try uses up the challenge; a new login's right code for the old text fails.
+    assert_eq!(
+        verify(&app, &mfa_token, &sms, wrong).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let step = first_step(&app, "ann@example.com").await;
+    let r = verify(&app, step["mfa_token"].as_str().unwrap(), &sms, &code).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the code died with five wrong tries"
+    );
+}
+
+/// What the model of one user knows: which factors exist, how the password was last set, and
+/// the codes needed to pass each factor.
+struct Model {
+    password: String,
+    via_reset: bool,
+    totp: Option<(String, String)>,
+    email: Option<String>,
+    recovery: Vec<String>,
+    /// The best token the user holds, and whether the model says it is aal2.
+    token: String,
+    resets: usize,
+    email_codes: usize,
+}
+
+/// A small deterministic generator (xorshift), so a failing sequence is replayed by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// What aal the model expects from `amr`: two kinds of proof, where a password set through an
+/// email link and an email code are one kind (the mailbox).
+fn expected_acr(amr: &[&str], via_reset: bool) -> &'static str {
+    let mut kinds: Vec<&str> = amr
+        .iter()
+        .map(|a| match *a {
+            "pwd" if via_reset => "mailbox",
+            "pwd" => "knowledge",
+            "email" => "mailbox",
+            _ => "possession",
+        })
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.len() >= 2 {
+        "aal2"
+    } else {
+        "aal1"
+    }
+}
+
+impl Model {
+    fn factors(&self) -> usize {
+        usize::from(self.totp.is_some()) + usize::from(self.email.is_some())
+    }
+}
+
+/// A second step with one of the user's factors, chosen by `pick`: the tokens, and the `amr`
+/// value it proved.
+async fn second_step(
+    app: &TestApp,
+    m: &mut Model,
+    step: &Value,
+    pick: usize,
+) -> (Value, &'static str) {
+    let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+    let mut options: Vec<&str> = Vec::new();
+    if m.totp.is_some() {
+        options.push("totp");
+    }
+    if m.email.is_some() {
+        options.push("email");
+    }
+    if !m.recovery.is_empty() {
+        options.push("recovery");
+    }
+    let (factor, code, amr) = match options[pick % options.len()] {
+        "totp" => {
+            let (secret, id) = m.totp.clone().unwrap();
+            app.advance(30);
+            (id, code(app, &secret), "otp")
+        }
+        "email" => {
+            let id = m.email.clone().unwrap();
+            app.advance(31);
+            assert_eq!(
+                send_code(app, &mfa_token, &id).await.status(),
+                StatusCode::ACCEPTED
+            );
+            m.email_codes += 1;
+            let mail = app
+                .wait_for_mail_n("prop@example.com", "Your sign-in code", m.email_codes)
+                .await;
+            (id, six_digits(&mail.text), "email")
+        }
+        _ => ("recovery".to_owned(), m.recovery.pop().unwrap(), "otp"),
+    };
+    let r = verify(app, &mfa_token, &factor, &code).await;
+    assert_eq!(r.status(), StatusCode::OK, "{factor}");
+    (r.json().await.unwrap(), amr)
+}
+
+#[actix_web::test]
+async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_one_kind_of_proof() {
+    // Which levels the sequences reached with a factor enrolled, so the test cannot pass by
+    // never getting there.
+    let mut reached = std::collections::BTreeSet::new();
+    for seed in [
+        0x9E37_79B9_7F4A_7C15u64,
+        0xD1B5_4A32_D192_ED03,
+        0xA076_1D64_78BD_642F,
+        0xE703_7ED1_A0B4_28DB,
+        0x8EBC_6AF0_9C88_C6E3,
+    ] {
+        let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+            settings: Some(Box::new(|s| {
+                s.throttle.account_max_failures = 1000;
+                s.throttle.ip_max_failures = 100_000;
+            })),
+            ..Default::default()
+        })
+        .await;
+        let (_, token) = member(&app, "prop@example.com").await;
+        let mut m = Model {
+            password: PASSWORD.to_owned(),
+            via_reset: false,
+            totp: None,
+            email: None,
+            recovery: Vec::new(),
+            token,
+            resets: 0,
+            email_codes: 0,
+        };
+        let mut rng = Rng(seed);
+        let mut trail = Vec::new();
+        for _ in 0..16 {
+            let op = rng.below(6);
+            trail.push(op);
+            let ctx = format!("seed {seed}, ops {trail:?}");
+            let aal2 = claims(&m.token)["acr"] == "aal2";
+            let may_change = m.factors() == 0 || aal2;
+            match op {
+                // Enrol TOTP or email codes (the Supabase case: never without aal2 once a
+                // factor exists).
+                0 | 1 => {
+                    let r = if op == 0 {
+                        app.post_bearer("/v1/users/me/mfa/totp", &m.token, None)
+                            .await
+                    } else {
+                        app.post_bearer("/v1/users/me/mfa/email", &m.token, None)
+                            .await
+                    };
+                    if !may_change {
+                        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{ctx}");
+                        continue;
+                    }
+                    assert_eq!(r.status(), StatusCode::OK, "{ctx}");
+                    let v: Value = r.json().await.unwrap();
+                    let first = m.factors() == 0;
+                    if op == 0 {
+                        if m.totp.is_some() {
+                            // Already enrolled: the pending one is left unconfirmed.
+                            continue;
+                        }
+                        let secret = v["secret"].as_str().unwrap().to_owned();
+                        app.advance(30);
+                        let r = post(
+                            &app,
+                            "/v1/users/me/mfa/totp/confirm",
+                            &m.token,
+                            json!({"code": code(&app, &secret)}),
+                        )
+                        .await;
+                        let body: Value = if r.status() == StatusCode::OK {
+                            r.json().await.unwrap()
+                        } else {
+                            json!({})
+                        };
+                        if first {
+                            m.recovery = body["recovery_codes"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|c| c.as_str().unwrap().to_owned())
+                                .collect();
+                        }
+                        m.totp = Some((secret, v["factor_id"].as_str().unwrap().to_owned()));
+                    } else {
+                        if first {
+                            m.recovery = v["recovery_codes"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|c| c.as_str().unwrap().to_owned())
+                                .collect();
+                        }
+                        m.email = Some(v["factor_id"].as_str().unwrap().to_owned());
+                    }
+                }
+                // Remove a factor.
+                2 => {
+                    let Some(id) = m
+                        .email
+                        .clone()
+                        .or_else(|| m.totp.as_ref().map(|t| t.1.clone()))
+                    else {
+                        continue;
+                    };
+                    let r = app
+                        .delete_bearer(&format!("/v1/users/me/mfa/{id}"), &m.token)
+                        .await;
+                    if !aal2 {
+                        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{ctx}");
+                        continue;
+                    }
+                    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{ctx}");
+                    if m.email.as_deref() == Some(id.as_str()) {
+                        m.email = None;
+                    } else {
+                        m.totp = None;
+                    }
+                    if m.factors() == 0 {
+                        m.recovery.clear();
+                    }
+                }
+                // Log in: with a factor, never tokens before the second step (the Kratos
+                // cases), and the tokens' acr is what the model expects.
+                3 => {
+                    if m.email.is_some() {
+                        // Email codes are 5 an hour per account: space them out.
+                        app.advance(13 * 60);
+                    }
+                    let r = app.login("prop@example.com", &m.password).await;
+                    assert_eq!(r.status(), StatusCode::OK, "{ctx}");
+                    let v: Value = r.json().await.unwrap();
+                    if m.factors() == 0 {
+                        assert!(v["access_token"].is_string(), "{ctx}");
+                        assert_eq!(
+                            claims(v["access_token"].as_str().unwrap())["acr"],
+                            "aal1",
+                            "{ctx}"
+                        );
+                        m.token = v["access_token"].as_str().unwrap().to_owned();
+                        continue;
+                    }
+                    assert_eq!(v["mfa_required"], true, "{ctx}: {v}");
+                    assert!(v.get("access_token").is_none(), "{ctx}");
+                    let pick = rng.below(3);
+                    let (pair, amr) = second_step(&app, &mut m, &v, pick).await;
+                    let c = claims(pair["access_token"].as_str().unwrap());
+                    assert_eq!(
+                        c["acr"],
+                        expected_acr(&["pwd", amr], m.via_reset),
+                        "{ctx}: {c}"
+                    );
+                    reached.insert(format!("{}+{amr}", c["acr"].as_str().unwrap()));
+                    m.token = pair["access_token"].as_str().unwrap().to_owned();
+                }
+                // Reset the password through the email link.
+                4 => {
+                    if m.email.is_some() {
+                        app.advance(13 * 60);
+                    }
+                    let r = app
+                        .post(
+                            "/v1/auth/password/forgot",
+                            json!({"email": "prop@example.com"}),
+                        )
+                        .await;
+                    assert_eq!(r.status(), StatusCode::ACCEPTED);
+                    m.resets += 1;
+                    let mail = app
+                        .wait_for_mail_n("prop@example.com", "Reset your password", m.resets)
+                        .await;
+                    m.password = format!("fresh meadow lantern {}", m.resets);
+                    let r = app
+                        .post(
+                            "/v1/auth/password/reset",
+                            json!({"token": mail.token(), "password": m.password}),
+                        )
+                        .await;
+                    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{ctx}");
+                    m.via_reset = true;
+                    // Every session ended: log in again, with the model.
+                    let r = app.login("prop@example.com", &m.password).await;
+                    let v: Value = r.json().await.unwrap();
+                    if m.factors() == 0 {
+                        m.token = v["access_token"].as_str().unwrap().to_owned();
+                    } else {
+                        let pick = rng.below(3);
+                        let (pair, amr) = second_step(&app, &mut m, &v, pick).await;
+                        let c = claims(pair["access_token"].as_str().unwrap());
+                        assert_eq!(
+                            c["acr"],
+                            expected_acr(&["pwd", amr], m.via_reset),
+                            "{ctx}: {c}"
+                        );
+                        reached.insert(format!("{}+{amr}", c["acr"].as_str().unwrap()));
+                        m.token = pair["access_token"].as_str().unwrap().to_owned();
+                    }
+                }
+                // Step up with TOTP when there is one.
+                _ => {
+                    let Some((secret, id)) = m.totp.clone() else {
+                        continue;
+                    };
+                    app.advance(30);
+                    let r = post(
+                        &app,
+                        "/v1/auth/step-up",
+                        &m.token,
+                        json!({"factor_id": id, "code": code(&app, &secret)}),
+                    )
+                    .await;
+                    assert_eq!(r.status(), StatusCode::OK, "{ctx}");
+                    let v: Value = r.json().await.unwrap();
+                    let c = claims(v["access_token"].as_str().unwrap());
+                    let had: Vec<String> = claims(&m.token)["amr"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect();
+                    let mut amr: Vec<&str> = had.iter().map(String::as_str).collect();
+                    amr.push("otp");
+                    assert_eq!(c["acr"], expected_acr(&amr, m.via_reset), "{ctx}: {c}");
+                    reached.insert(format!("step-up {}", c["acr"].as_str().unwrap()));
+                    m.token = v["access_token"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+    }
+    eprintln!("reached: {reached:?}");
+    assert!(
+        reached.contains("aal1+email"),
+        "an email reset with an email code: {reached:?}"
+    );
+    assert!(reached.contains("aal2+otp"), "{reached:?}");
+    assert!(
+        reached.iter().any(|r| r.starts_with("step-up")),
+        "{reached:?}"
+    );
+}

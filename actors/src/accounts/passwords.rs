@@ -79,6 +79,9 @@ pub(super) async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<
         return Err(HandlerError::from(invalid()));
     }
     tx.users().set_password_hash(user_id, &hash, now).await?;
+    // A password from an email link proves the mailbox, nothing more: with it, an email code
+    // is not a second kind of proof.
+    tx.users().set_password_via_reset(user_id, true).await?;
     // Proving control of the mailbox also verifies it, and ends the registrations still
     // waiting for their links: this password wins.
     if !user.email_verified {
@@ -177,6 +180,7 @@ pub(super) async fn change_password(
     let now = (deps.clock)();
     let tx = deps.store.begin().await?;
     tx.users().set_password_hash(user.id, &hash, now).await?;
+    tx.users().set_password_via_reset(user.id, false).await?;
     let ended = end_sessions_after_password(
         &deps,
         &tx,

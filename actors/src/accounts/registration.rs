@@ -133,6 +133,7 @@ pub(super) fn unverified_account(
         locale: user.locale.clone(),
         blocked: false,
         created_at: now,
+        password_via_reset: false,
     };
     (user, record)
 }

@@ -11,16 +11,26 @@ use keyward_messages::{codes, CommandError, RequestMeta, UserId};
 use keyward_storage::{FactorRecord, UserRecord};
 use rand::Rng;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{acr_of, totp, Mfa, MfaDeps as Deps, CHALLENGE_ATTEMPTS};
 use crate::error::HandlerError;
+use crate::notify::templates::MFA_CODE;
 use crate::sealed;
 use crate::sessions::Assurance;
 use crate::tokens::sha256_hex;
 
 /// Recovery codes per set.
 const RECOVERY_CODES: usize = 10;
+/// How long an SMS or email code is good for.
+const CODE_TTL: chrono::Duration = chrono::Duration::minutes(5);
+/// Wrong tries before a sent code dies.
+const CODE_ATTEMPTS: i32 = 5;
+/// The least time between two codes for one factor.
+const RESEND_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+/// Email codes per account in an hour.
+const EMAIL_CODES_PER_HOUR: u64 = 5;
 
 fn step_up_required() -> HandlerError {
     HandlerError::from(CommandError::Forbidden {
@@ -310,6 +320,45 @@ async fn remove(deps: Arc<Deps>, m: RemoveFactor) -> Result<(), HandlerError> {
     Ok(())
 }
 
+fn code_hash(deps: &Deps, factor: Uuid, code: &str) -> String {
+    // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for 32 bytes.
+    Hmac::<Sha256>::new_from_slice(&deps.secret_key)
+        .map(|mut m| {
+            m.update(b"code\0");
+            m.update(factor.as_bytes());
+            m.update(code.as_bytes());
+            hex::encode(m.finalize().into_bytes())
+        })
+        .unwrap_or_default()
+}
+
+/// Checks the code last sent for an SMS or email factor, and uses it up when right.
+async fn check_code(
+    deps: &Deps,
+    f: &FactorRecord,
+    code: &Code,
+    now: DateTime<Utc>,
+) -> Result<bool, HandlerError> {
+    let Some(sent) = deps.store.mfa().code(f.id).await? else {
+        return Ok(false);
+    };
+    if sent.expires_at <= now || sent.attempts >= CODE_ATTEMPTS {
+        deps.store.mfa().delete_code(f.id).await?;
+        return Ok(false);
+    }
+    let given = code_hash(deps, f.id, code.as_str());
+    if !bool::from(given.as_bytes().ct_eq(sent.code_hash.as_bytes())) {
+        deps.store.mfa().code_failed(f.id).await?;
+        return Ok(false);
+    }
+    // Of two uses of one code, only one takes it.
+    if !deps.store.mfa().delete_code(f.id).await? {
+        return Ok(false);
+    }
+    deps.store.mfa().touch_factor(f.id, now).await?;
+    Ok(true)
+}
+
 /// Checks a code for `user` against `factor`: the `amr` value it proves, or None when wrong.
 async fn prove(
     deps: &Deps,
@@ -331,6 +380,8 @@ async fn prove(
             };
             match f.kind.as_str() {
                 "totp" => Ok(check_totp(deps, f, code, now).await?.then_some("otp")),
+                "sms" => Ok(check_code(deps, f, code, now).await?.then_some("sms")),
+                "email" => Ok(check_code(deps, f, code, now).await?.then_some("email")),
                 other => {
                     tracing::warn!(kind = other, "a factor of a kind this node cannot check");
                     Err(no_factor())
@@ -416,7 +467,7 @@ async fn verify(deps: Arc<Deps>, m: VerifyMfa) -> Result<TokenPair, HandlerError
     let mut methods = c.amr.clone();
     methods.push(amr.to_owned());
     let auth = Assurance {
-        acr: acr_of(&methods).to_owned(),
+        acr: acr_of(&methods, u.password_via_reset).to_owned(),
         amr: methods,
     };
     let key = account_key(c.user_id);
@@ -449,7 +500,7 @@ async fn step_up(deps: Arc<Deps>, m: StepUp) -> Result<StepUpToken, HandlerError
                 methods.push(amr.to_owned());
             }
             Assurance {
-                acr: acr_of(&methods).to_owned(),
+                acr: acr_of(&methods, u.password_via_reset).to_owned(),
                 amr: methods,
             }
         })
@@ -500,7 +551,203 @@ async fn reset(deps: Arc<Deps>, m: ResetFactors) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Adds a confirmed factor of `kind` (one per kind: enrolling again replaces it), with the
+/// first factor's recovery codes.
+async fn enroll_confirmed(
+    deps: &Deps,
+    meta: &RequestMeta,
+    user: UserId,
+    kind: &str,
+    secret: Option<String>,
+    label: Option<String>,
+) -> Result<EnrolledFactor, HandlerError> {
+    let now = (deps.clock)();
+    let factors = deps.store.mfa().factors_of(user).await?;
+    let first = factors.iter().all(|f| f.confirmed_at.is_none());
+    let f = FactorRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        kind: kind.to_owned(),
+        label,
+        secret,
+        confirmed_at: Some(now),
+        last_step: None,
+        created_at: now,
+        last_used_at: None,
+    };
+    let tx = deps.store.begin().await?;
+    tx.users().lock(user).await?;
+    for old in factors.iter().filter(|o| o.kind == kind) {
+        tx.mfa().delete_factor(user, old.id).await?;
+    }
+    tx.mfa().insert_factor(&f).await?;
+    let codes = if first {
+        Some(
+            store_recovery_codes(deps, &tx, user, now)
+                .await?
+                .recovery_codes,
+        )
+    } else {
+        None
+    };
+    deps.outbox.enqueue(&tx, meta, enrolled(user, &f)).await?;
+    tx.commit().await?;
+    deps.outbox.wake();
+    Ok(EnrolledFactor {
+        factor_id: f.id,
+        kind: f.kind,
+        recovery_codes: codes,
+    })
+}
+
+async fn enroll_sms(deps: Arc<Deps>, m: EnrollSms) -> Result<EnrolledFactor, HandlerError> {
+    let p = &m.principal;
+    super::require_aal2(&deps.store, p).await?;
+    let phone = deps
+        .store
+        .profiles()
+        .get(p.user_id)
+        .await?
+        .filter(|pr| pr.phone_verified)
+        .and_then(|pr| pr.phone);
+    let Some(phone) = phone else {
+        return Err(HandlerError::from(CommandError::Conflict {
+            code: "phone_not_verified",
+            detail: "prove a phone number first: POST /v1/users/me/phone and /confirm".into(),
+            field: None,
+        }));
+    };
+    let label = format!("SMS to …{}", &phone[phone.len().saturating_sub(4)..]);
+    enroll_confirmed(&deps, &m.meta, p.user_id, "sms", Some(phone), Some(label)).await
+}
+
+async fn enroll_email(deps: Arc<Deps>, m: EnrollEmail) -> Result<EnrolledFactor, HandlerError> {
+    let p = &m.principal;
+    super::require_aal2(&deps.store, p).await?;
+    let u = user(&deps, p.user_id).await?;
+    if !u.email_verified {
+        return Err(HandlerError::from(CommandError::Conflict {
+            code: "email_not_verified",
+            detail: "verify the email address first".into(),
+            field: None,
+        }));
+    }
+    let label = Some(format!("Email to {}", u.email.as_str()));
+    enroll_confirmed(&deps, &m.meta, p.user_id, "email", None, label).await
+}
+
+fn rate_limited(secs: i64) -> HandlerError {
+    HandlerError::from(CommandError::RateLimited {
+        retry_after_secs: u64::try_from(secs.max(1)).unwrap_or(1),
+    })
+}
+
+async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerError> {
+    let now = (deps.clock)();
+    let user_id = match (&m.principal, &m.mfa_token) {
+        (Some(p), _) => p.user_id,
+        (None, Some(t)) => {
+            let c = deps.store.mfa().challenge(&sha256_hex(t)).await?;
+            match c {
+                Some(c) if c.expires_at > now && c.attempts < CHALLENGE_ATTEMPTS => c.user_id,
+                _ => return Err(bad_mfa_token()),
+            }
+        }
+        (None, None) => return Err(bad_mfa_token()),
+    };
+    let factors = confirmed(&deps, user_id).await?;
+    let Some(f) = factors.iter().find(|f| f.id == m.factor_id) else {
+        return Err(no_factor());
+    };
+    if let Some(prev) = deps.store.mfa().code(f.id).await? {
+        let wait = prev.sent_at + RESEND_AFTER - now;
+        if wait > chrono::Duration::zero() {
+            return Err(rate_limited(wait.num_seconds()));
+        }
+    }
+    let u = user(&deps, user_id).await?;
+    let locale = keyward_messages::commands::Locale::from_accept_language(Some(&u.locale));
+    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+    let variables: std::collections::BTreeMap<String, serde_json::Value> =
+        [("code".to_owned(), code.clone().into())].into();
+    let (keys, job) = match f.kind.as_str() {
+        "sms" => {
+            let phone = f.secret.clone().unwrap_or_default();
+            let keys = match deps
+                .sms_budget
+                .check(&deps.store, user_id, m.meta.client_ip, &phone, now)
+                .await?
+            {
+                Ok(keys) => keys,
+                Err(wait) => {
+                    return Err(HandlerError::from(CommandError::RateLimited {
+                        retry_after_secs: wait,
+                    }))
+                }
+            };
+            let job = Outgoing::Sms(keyward_messages::events::SmsJob {
+                delivery: None,
+                to: phone,
+                text: None,
+                template: MFA_CODE.to_owned(),
+                locale,
+                variables,
+            });
+            (keys, job)
+        }
+        "email" => {
+            let key = format!("email-code:user:{user_id}");
+            let (n, _) = deps
+                .store
+                .login_failures()
+                .since(&key, now - chrono::Duration::hours(1))
+                .await?;
+            if n >= EMAIL_CODES_PER_HOUR {
+                return Err(rate_limited(600));
+            }
+            let job = Outgoing::Email(keyward_messages::events::EmailJob {
+                to: u.email.as_str().to_owned(),
+                template: MFA_CODE.to_owned(),
+                locale,
+                variables,
+                delivery: None,
+            });
+            (vec![key], job)
+        }
+        _ => {
+            return Err(HandlerError::from(CommandError::field(
+                "factor_id",
+                "no_code_to_send",
+                "this factor makes its own codes (an authenticator app); enter one",
+            )))
+        }
+    };
+    let tx = deps.store.begin().await?;
+    tx.mfa()
+        .put_code(&keyward_storage::CodeRecord {
+            factor_id: f.id,
+            user_id,
+            code_hash: code_hash(&deps, f.id, &code),
+            expires_at: now + CODE_TTL,
+            attempts: 0,
+            sent_at: now,
+        })
+        .await?;
+    for k in &keys {
+        tx.login_failures().record(k, now).await?;
+    }
+    deps.outbox.enqueue(&tx, &m.meta, job).await?;
+    tx.commit().await?;
+    deps.outbox.wake();
+    Ok(CodeSent {
+        expires_in: CODE_TTL.num_seconds().unsigned_abs(),
+    })
+}
+
 crate::edge::handlers!(Mfa {
+    EnrollSms => EnrolledFactor: enroll_sms;
+    EnrollEmail => EnrolledFactor: enroll_email;
+    SendCode => CodeSent: send_code;
     EnrollTotp => TotpEnrollment: enroll_totp;
     ConfirmTotp => Option<RecoveryCodes>: confirm_totp;
     NewRecoveryCodes => RecoveryCodes: new_codes;

@@ -45,6 +45,8 @@ pub struct MfaDeps {
     pub issuer: String,
     /// Counts second-factor failures under the login throttle's account key.
     pub throttle: crate::accounts::ThrottlePolicy,
+    /// What codes by SMS may cost per account, IP and number.
+    pub sms_budget: crate::notify::sms::SmsBudget,
     pub metrics: Metrics,
 }
 
@@ -76,9 +78,11 @@ impl Handler<Restart> for Mfa {
     }
 }
 
-/// The kinds of proof `amr` values stand for: aal2 needs two different ones.
-fn kind_of(amr: &str) -> &'static str {
+/// The kinds of proof `amr` values stand for: aal2 needs two different ones. A password set
+/// through an email link proves the mailbox, as an email code does.
+fn kind_of(amr: &str, password_via_email: bool) -> &'static str {
     match amr {
+        "pwd" if password_via_email => "email",
         "pwd" => "know",
         "email" => "email",
         _ => "have",
@@ -86,8 +90,8 @@ fn kind_of(amr: &str) -> &'static str {
 }
 
 /// `aal2` when `amr` holds two kinds of proof, else `aal1`.
-pub fn acr_of(amr: &[String]) -> &'static str {
-    let mut kinds: Vec<_> = amr.iter().map(|a| kind_of(a)).collect();
+pub fn acr_of(amr: &[String], password_via_email: bool) -> &'static str {
+    let mut kinds: Vec<_> = amr.iter().map(|a| kind_of(a, password_via_email)).collect();
     kinds.sort_unstable();
     kinds.dedup();
     if kinds.len() >= 2 {
@@ -183,10 +187,19 @@ mod tests {
 
     #[test]
     fn aal2_needs_two_kinds_of_proof() {
-        assert_eq!(acr_of(&amr(&["pwd"])), "aal1");
-        assert_eq!(acr_of(&amr(&["pwd", "otp"])), "aal2");
-        assert_eq!(acr_of(&amr(&["otp", "hwk"])), "aal1", "two things you have");
-        assert_eq!(acr_of(&amr(&["email", "email"])), "aal1");
-        assert_eq!(acr_of(&amr(&["pwd", "pwd"])), "aal1");
+        assert_eq!(acr_of(&amr(&["pwd"]), false), "aal1");
+        assert_eq!(acr_of(&amr(&["pwd", "otp"]), false), "aal2");
+        assert_eq!(acr_of(&amr(&["pwd", "sms"]), false), "aal2");
+        assert_eq!(acr_of(&amr(&["pwd", "email"]), false), "aal2");
+        assert_eq!(
+            acr_of(&amr(&["otp", "hwk"]), false),
+            "aal1",
+            "two things you have"
+        );
+        assert_eq!(acr_of(&amr(&["email", "email"]), false), "aal1");
+        assert_eq!(acr_of(&amr(&["pwd", "pwd"]), false), "aal1");
+        // A password from a reset link and an email code both prove the mailbox only.
+        assert_eq!(acr_of(&amr(&["pwd", "email"]), true), "aal1");
+        assert_eq!(acr_of(&amr(&["pwd", "otp"]), true), "aal2");
     }
 }

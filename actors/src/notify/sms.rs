@@ -17,6 +17,64 @@ use uuid::Uuid;
 
 use crate::StartError;
 
+/// How many codes by SMS a sender may cost in an hour: per account, per client IP and per
+/// phone number. Every code sent by SMS (phone verification, a second factor) takes a place
+/// in each, so a pumping run is bounded by the number of addresses it sends from.
+#[derive(Clone, Debug)]
+pub struct SmsBudget {
+    pub per_account: u64,
+    pub per_ip: u64,
+    pub per_number: u64,
+}
+
+/// The budget's window.
+const WINDOW_MINUTES: i64 = 60;
+
+impl SmsBudget {
+    pub fn from_settings(s: &keyward_config::SmsSettings) -> Self {
+        Self {
+            per_account: 5,
+            per_ip: u64::from(s.max_per_ip_per_hour),
+            per_number: u64::from(s.max_per_number_per_hour),
+        }
+    }
+
+    /// The throttle keys a text to `phone` for `user` from `ip` would take, or the seconds to
+    /// wait when any of them is spent. Record the keys in the transaction that queues the
+    /// text.
+    pub async fn check(
+        &self,
+        store: &keyward_storage::Store,
+        user: keyward_messages::UserId,
+        ip: Option<std::net::IpAddr>,
+        phone: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Result<Vec<String>, u64>, keyward_storage::StorageError> {
+        let mut keys = vec![
+            (format!("sms:user:{user}"), self.per_account),
+            (format!("sms:number:{phone}"), self.per_number),
+        ];
+        if let Some(ip) = ip {
+            keys.push((format!("sms:ip:{ip}"), self.per_ip));
+        }
+        let since = now - chrono::Duration::minutes(WINDOW_MINUTES);
+        let mut wait = None;
+        for (key, limit) in &keys {
+            let (n, _) = store.login_failures().since(key, since).await?;
+            if n >= *limit {
+                let oldest = store.login_failures().oldest_since(key, since).await?;
+                let free_at = oldest.map_or(now, |t| t + chrono::Duration::minutes(WINDOW_MINUTES));
+                let secs = u64::try_from((free_at - now).num_seconds().max(1)).unwrap_or(1);
+                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+            }
+        }
+        Ok(match wait {
+            Some(w) => Err(w),
+            None => Ok(keys.into_iter().map(|(k, _)| k).collect()),
+        })
+    }
+}
+
 /// What the provider answered.
 #[derive(Debug)]
 pub enum Texted {

@@ -370,11 +370,37 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
             now,
         ));
     }
+    for (locale, text, subject) in [
+        (
+            Locale::En,
+            "Your sign-in code: {{ code }}. It expires in 5 minutes. If you did not try to sign in, change your password.",
+            "Your sign-in code",
+        ),
+        (
+            Locale::Ru,
+            "Ваш код для входа: {{ code }}. Он действует 5 минут. Если вы не входили, смените пароль.",
+            "Ваш код для входа",
+        ),
+    ] {
+        let sms = [("text", text.to_owned())];
+        out.push(record(MFA_CODE, Channel::Sms, locale, &sms, &["code"], now));
+        let email = [
+            ("subject", subject.to_owned()),
+            ("text", text.to_owned()),
+            (
+                "html",
+                format!("{HTML_OPEN}<p>{}</p>{HTML_CLOSE}", minijinja::HtmlEscape(text)),
+            ),
+        ];
+        out.push(record(MFA_CODE, Channel::Email, locale, &email, &["code"], now));
+    }
     out
 }
 
 /// The SMS that carries a phone verification code (variable `code`).
 pub const PHONE_CODE: &str = "phone_code";
+/// The SMS or email that carries a second-factor code (variable `code`).
+pub const MFA_CODE: &str = "mfa_code";
 
 /// Writes the shipped templates: a missing one is added, a shipped one that changed is
 /// replaced, an edited one (`api`) is kept. Runs at every start and in `keyward migrate`.

@@ -65,6 +65,8 @@ pub struct ProfilesDeps {
     pub public_url: String,
     /// Keys the hashes of phone verification codes (derived from the master key).
     pub code_key: [u8; 32],
+    /// What codes by SMS may cost per account, IP and number.
+    pub sms_budget: crate::notify::sms::SmsBudget,
     pub metrics: Metrics,
 }
 

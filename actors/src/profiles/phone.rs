@@ -1,11 +1,12 @@
 //! Proving a phone number: a 6-digit code by SMS, valid for five minutes, single use, five
-//! wrong tries at most; sends throttled per account and per client IP. Only the code's keyed
+//! wrong tries at most; each send takes a place in the SMS budget per account, client IP and
+//! number (`notify::sms::SmsBudget`). Only the code's keyed
 //! hash is stored. A proven number becomes the profile's verified phone, where SMS
 //! notifications (and later SMS second factors) go.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use hmac::{Hmac, Mac};
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Outgoing, SmsJob};
@@ -29,10 +30,6 @@ pub const CODE_TTL: Duration = Duration::minutes(5);
 const MAX_ATTEMPTS: i32 = 5;
 /// The least time between two codes for one account.
 const RESEND_AFTER: Duration = Duration::seconds(30);
-/// Codes per account, and per client IP, in [`SEND_WINDOW`].
-const SENDS_PER_ACCOUNT: u64 = 5;
-const SENDS_PER_IP: u64 = 20;
-const SEND_WINDOW: Duration = Duration::hours(1);
 
 fn code_hash(key: &[u8; 32], user: UserId, phone: &str, code: &str) -> String {
     // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for 32 bytes.
@@ -53,30 +50,6 @@ fn rate_limited(retry_after: Duration) -> HandlerError {
     })
 }
 
-/// Refuses a send over the account's or the IP's budget; the throttle keys to record.
-async fn check_budget(
-    deps: &Deps,
-    user: UserId,
-    ip: Option<std::net::IpAddr>,
-    now: DateTime<Utc>,
-) -> Result<Vec<String>, HandlerError> {
-    let mut keys = vec![(format!("phone-code:user:{user}"), SENDS_PER_ACCOUNT)];
-    if let Some(ip) = ip {
-        keys.push((format!("phone-code:ip:{ip}"), SENDS_PER_IP));
-    }
-    for (key, limit) in &keys {
-        let (n, _) = deps
-            .store
-            .login_failures()
-            .since(key, now - SEND_WINDOW)
-            .await?;
-        if n >= *limit {
-            return Err(rate_limited(Duration::minutes(10)));
-        }
-    }
-    Ok(keys.into_iter().map(|(k, _)| k).collect())
-}
-
 pub(super) async fn start(
     deps: Arc<Deps>,
     m: StartPhoneVerification,
@@ -89,7 +62,18 @@ pub(super) async fn start(
             return Err(rate_limited(wait));
         }
     }
-    let keys = check_budget(&deps, me, m.meta.client_ip, now).await?;
+    let keys = match deps
+        .sms_budget
+        .check(&deps.store, me, m.meta.client_ip, m.phone.as_str(), now)
+        .await?
+    {
+        Ok(keys) => keys,
+        Err(retry_after_secs) => {
+            return Err(HandlerError::from(CommandError::RateLimited {
+                retry_after_secs,
+            }))
+        }
+    };
     let user = deps
         .store
         .users()

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, Meta};
+use crate::extract::{Authenticated, MaybeAuthenticated, Meta};
 use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -33,6 +33,9 @@ crate::recipients! {
         verify: VerifyMfa,
         step_up: StepUp,
         reset: ResetFactors,
+        enroll_sms: EnrollSms,
+        enroll_email: EnrollEmail,
+        send_code: SendCode,
     }
 }
 
@@ -286,4 +289,104 @@ pub(super) async fn reset(
     };
     st.ask(&st.to.mfa.reset, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/v1/users/me/mfa/sms", operation_id = "enroll_sms", tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's verified phone is an SMS factor (replacing an older one); the first factor comes with `recovery_codes`, shown once", body = EnrolledFactor),
+        (status = 403, description = "`step_up_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`phone_not_verified`: POST /v1/users/me/phone and /confirm first", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn enroll_sms(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let e = st
+        .ask(&st.to.mfa.enroll_sms, EnrollSms { meta, principal })
+        .await?;
+    Ok(private_json(&e))
+}
+
+#[utoipa::path(post, path = "/v1/users/me/mfa/email", operation_id = "enroll_email", tag = "mfa",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Codes to the caller's verified email address are a factor; the first factor comes with `recovery_codes`. With a password that was set through an email link, password + email code is not aal2", body = EnrolledFactor),
+        (status = 403, description = "`step_up_required`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn enroll_email(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let e = st
+        .ask(&st.to.mfa.enroll_email, EnrollEmail { meta, principal })
+        .await?;
+    Ok(private_json(&e))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ChallengeRequest {
+    /// From the login reply; omit it (and send the bearer token) for step-up.
+    #[schema(value_type = Option<String>)]
+    mfa_token: Input,
+    /// An SMS or email factor.
+    #[schema(value_type = String, format = Uuid)]
+    factor_id: Input,
+}
+
+impl RequestBody for ChallengeRequest {
+    type Valid = (Option<String>, uuid::Uuid);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let token = f.optional("mfa_token", self.mfa_token, |k, v: String| {
+            if v.is_empty() || v.len() > 256 {
+                Err(FieldError::new(
+                    k,
+                    "invalid_mfa_token",
+                    "pass the mfa_token of the login reply",
+                ))
+            } else {
+                Ok(v)
+            }
+        });
+        let factor = f.required("factor_id", self.factor_id, |k, v: String| {
+            uuid::Uuid::parse_str(v.trim()).map_err(|_| {
+                FieldError::new(
+                    k,
+                    "invalid_factor_id",
+                    "use the id of an SMS or email factor",
+                )
+            })
+        });
+        Some((token?, factor?))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/mfa/challenge", operation_id = "send_mfa_code", tag = "mfa",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 202, description = "A 6-digit code by SMS or email, good for 5 minutes and 5 tries; a new one replaces it. With `mfa_token` for a login, or with the bearer token (no mfa_token) for step-up", body = CodeSent),
+        (status = 401, description = "`invalid_mfa_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`factor_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "One code per 30 s per factor; SMS codes also spend the per-account, per-IP and per-number budget (`KEYWARD_SMS__MAX_PER_IP_PER_HOUR`, `…_PER_NUMBER_PER_HOUR`), email codes 5 an hour", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds"))),
+        BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn send_code(
+    st: State,
+    Meta(meta): Meta,
+    MaybeAuthenticated(principal): MaybeAuthenticated,
+    Valid((mfa_token, factor_id)): Valid<ChallengeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = SendCode {
+        meta,
+        mfa_token,
+        principal,
+        factor_id,
+    };
+    let sent = st.ask(&st.to.mfa.send_code, cmd).await?;
+    Ok(HttpResponse::Accepted().json(sent))
 }

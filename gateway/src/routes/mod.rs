@@ -84,8 +84,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/users/me/mfa/recovery-codes").route(web::post().to(mfa::new_codes)),
         )
+        .service(web::resource("/v1/users/me/mfa/sms").route(web::post().to(mfa::enroll_sms)))
+        .service(web::resource("/v1/users/me/mfa/email").route(web::post().to(mfa::enroll_email)))
         .service(web::resource("/v1/users/me/mfa/{factor_id}").route(web::delete().to(mfa::remove)))
         .service(web::resource("/v1/auth/mfa/verify").route(web::post().to(mfa::verify)))
+        .service(web::resource("/v1/auth/mfa/challenge").route(web::post().to(mfa::send_code)))
         .service(web::resource("/v1/auth/step-up").route(web::post().to(mfa::step_up)))
         .service(web::resource("/v1/admin/users/{id}/mfa").route(web::delete().to(mfa::reset)))
         .service(

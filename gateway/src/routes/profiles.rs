@@ -591,7 +591,7 @@ impl RequestBody for PhoneRequest {
     request_body = PhoneRequest,
     responses(
         (status = 202, description = "A 6-digit code is on its way by SMS; it is good for five minutes and five tries, and a new one replaces it", body = PhoneCodeSent),
-        (status = 429, description = "At most one code per 30 s and 5 per hour per account, 20 per hour per client IP", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "At most one code per 30 s; every SMS code also takes a place in the hourly budget per account (5), client IP (KEYWARD_SMS__MAX_PER_IP_PER_HOUR, 2) and number (KEYWARD_SMS__MAX_PER_NUMBER_PER_HOUR, 3)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "seconds")),
             example = json!({"type": "urn:keyward:problem:too_many_requests", "title": "Too many requests", "status": 429, "detail": "too many attempts; retry after the time in Retry-After", "code": "too_many_requests"})),
         BearerProblems, BodyProblems, ServerProblems,

@@ -172,6 +172,8 @@ canned! {
     keyward_messages::mfa::LoginReply => keyward_messages::mfa::LoginReply::Tokens(token_pair());
     keyward_messages::mfa::TotpEnrollment => keyward_messages::mfa::TotpEnrollment {
         factor_id: Uuid::nil(), secret: "JBSWY3DPEHPK3PXP".into(), otpauth_uri: "otpauth://totp/x".into(), qr_svg: "<svg/>".into() };
+    keyward_messages::mfa::EnrolledFactor => keyward_messages::mfa::EnrolledFactor { factor_id: Uuid::nil(), kind: "sms".into(), recovery_codes: None };
+    keyward_messages::mfa::CodeSent => keyward_messages::mfa::CodeSent { expires_in: 300 };
     keyward_messages::mfa::RecoveryCodes => keyward_messages::mfa::RecoveryCodes { recovery_codes: vec!["abcde-fghjk".into()] };
     Option<keyward_messages::mfa::RecoveryCodes> => None;
     keyward_messages::mfa::FactorList => keyward_messages::mfa::FactorList { factors: vec![], recovery_codes_left: 0 };

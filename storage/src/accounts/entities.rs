@@ -21,6 +21,7 @@ pub(super) mod user {
         pub blocked: bool,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub password_via_reset: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

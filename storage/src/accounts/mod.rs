@@ -32,6 +32,9 @@ pub struct UserRecord {
     pub locale: String,
     pub blocked: bool,
     pub created_at: DateTime<Utc>,
+    /// The password was last set through an email link (a reset or an invitation), so it
+    /// proves no more than the mailbox does.
+    pub password_via_reset: bool,
 }
 
 /// A user to create. Its email and username are unique case-insensitively (their normalized

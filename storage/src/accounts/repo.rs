@@ -121,6 +121,7 @@ impl<C: ConnectionTrait> Users<'_, C> {
             blocked: Set(false),
             created_at: Set(u.now),
             updated_at: Set(u.now),
+            password_via_reset: Set(false),
         }
         .insert(self.0)
         .await?;
@@ -158,6 +159,17 @@ impl<C: ConnectionTrait> Users<'_, C> {
             .exec(self.0)
             .await?;
         Ok(res.rows_affected == 1)
+    }
+
+    /// Records how the password was last set: through an email link (`true`) or by its
+    /// owner with the old one (`false`).
+    pub async fn set_password_via_reset(&self, id: UserId, via_reset: bool) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordViaReset, Expr::value(via_reset))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_password_hash(
@@ -401,5 +413,6 @@ fn user_record(m: user::Model) -> Result<UserRecord> {
         locale: m.locale,
         blocked: m.blocked,
         created_at: m.created_at,
+        password_via_reset: m.password_via_reset,
     })
 }

@@ -66,3 +66,25 @@ pub(super) mod challenge {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod code {
+    use sea_orm::entity::prelude::*;
+
+    /// The code last sent for an SMS or email factor: its keyed hash, never the code.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mfa_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub factor_id: Uuid,
+        pub user_id: Uuid,
+        pub code_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub attempts: i32,
+        pub sent_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

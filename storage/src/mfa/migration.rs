@@ -105,3 +105,52 @@ impl MigrationTrait for M0012Mfa {
         Ok(())
     }
 }
+
+/// `m0013_mfa_codes`: the codes sent for SMS and email factors, and whether a user's password
+/// was last set through an email link (then an email code is not a second kind of proof).
+pub(crate) struct M0013MfaCodes;
+
+impl MigrationName for M0013MfaCodes {
+    fn name(&self) -> &str {
+        "m0013_mfa_codes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0013MfaCodes {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "mfa_codes",
+            vec![
+                uuid_pk("factor_id"),
+                uuid_col("user_id"),
+                text("code_hash"),
+                ts("expires_at"),
+                ColumnDef::new(Alias::new("attempts"))
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+                ts("sent_at"),
+            ],
+        ))
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("users"))
+                .add_column(
+                    ColumnDef::new(Alias::new("password_via_reset"))
+                        .boolean()
+                        .not_null()
+                        .default(false)
+                        .to_owned(),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+}

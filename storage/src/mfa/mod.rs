@@ -50,3 +50,14 @@ pub struct ChallengeRecord {
     /// Wrong codes so far.
     pub attempts: i32,
 }
+
+/// The code last sent for an SMS or email factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub factor_id: Uuid,
+    pub user_id: UserId,
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub sent_at: DateTime<Utc>,
+}

@@ -9,8 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{challenge, factor, recovery};
-use super::{ChallengeRecord, FactorRecord};
+use super::entities::{challenge, code, factor, recovery};
+use super::{ChallengeRecord, CodeRecord, FactorRecord};
 use crate::Result;
 
 /// The mfa context's repository, over the pool (`store.mfa()`) or a transaction
@@ -117,8 +117,13 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
         Ok(())
     }
 
-    /// Removes a factor of `user`; false when there is none with this id.
+    /// Removes a factor of `user` (and its pending code); false when there is none.
     pub async fn delete_factor(&self, user: UserId, id: Uuid) -> Result<bool> {
+        code::Entity::delete_many()
+            .filter(code::Column::FactorId.eq(id))
+            .filter(code::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
         let res = factor::Entity::delete_many()
             .filter(factor::Column::Id.eq(id))
             .filter(factor::Column::UserId.eq(user.0))
@@ -243,6 +248,56 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
         Ok(res.rows_affected)
     }
 
+    /// Replaces the code of factor `c.factor_id` (a new code kills the old one).
+    pub async fn put_code(&self, c: &CodeRecord) -> Result<()> {
+        code::Entity::delete_by_id(c.factor_id).exec(self.0).await?;
+        code::ActiveModel {
+            factor_id: Set(c.factor_id),
+            user_id: Set(c.user_id.0),
+            code_hash: Set(c.code_hash.clone()),
+            expires_at: Set(c.expires_at),
+            attempts: Set(c.attempts),
+            sent_at: Set(c.sent_at),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn code(&self, factor: Uuid) -> Result<Option<CodeRecord>> {
+        Ok(code::Entity::find_by_id(factor)
+            .one(self.0)
+            .await?
+            .map(|m| CodeRecord {
+                factor_id: m.factor_id,
+                user_id: UserId(m.user_id),
+                code_hash: m.code_hash,
+                expires_at: m.expires_at,
+                attempts: m.attempts,
+                sent_at: m.sent_at,
+            }))
+    }
+
+    /// Counts one wrong code against factor `factor`'s code.
+    pub async fn code_failed(&self, factor: Uuid) -> Result<()> {
+        code::Entity::update_many()
+            .col_expr(
+                code::Column::Attempts,
+                Expr::col(code::Column::Attempts).add(1),
+            )
+            .filter(code::Column::FactorId.eq(factor))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses up factor `factor`'s code; false when it was already gone (two concurrent uses
+    /// of one code: only one wins).
+    pub async fn delete_code(&self, factor: Uuid) -> Result<bool> {
+        let res = code::Entity::delete_by_id(factor).exec(self.0).await?;
+        Ok(res.rows_affected > 0)
+    }
+
     /// Removes every factor, recovery code and challenge of `user` (an admin reset, erasure).
     /// How many factors there were.
     pub async fn erase_user(&self, user: UserId) -> Result<u64> {
@@ -256,6 +311,10 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
             .await?;
         challenge::Entity::delete_many()
             .filter(challenge::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
+        code::Entity::delete_many()
+            .filter(code::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
         Ok(res.rows_affected)

@@ -40,6 +40,21 @@ impl<C: ConnectionTrait> LoginFailures<'_, C> {
         Ok((rows.len() as u64, rows.first().map(|r| r.at)))
     }
 
+    /// The earliest entry under `key` after `since` (strictly).
+    pub async fn oldest_since(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        Ok(login_failure::Entity::find()
+            .filter(login_failure::Column::Key.eq(key))
+            .filter(login_failure::Column::At.gt(since))
+            .order_by_asc(login_failure::Column::At)
+            .one(self.0)
+            .await?
+            .map(|r| r.at))
+    }
+
     /// Forgets the failed logins under `key` (after a successful login or password reset).
     pub async fn clear(&self, key: &str) -> Result<()> {
         login_failure::Entity::delete_many()
