@@ -860,6 +860,27 @@ pub async fn member(app: &TestApp, email: &str) -> (String, String) {
     (me["id"].as_str().unwrap().to_owned(), token)
 }
 
+/// A service client's access token (client_credentials), for a client made as the CLI makes it.
+pub async fn service_token(app: &TestApp, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let c = keyward_actors::admin::create_client(&app.node.contexts.store, "booking", &scopes)
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/oauth/token"))
+        .basic_auth(&c.client.client_id, Some(&c.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// An administrator (created as the CLI does) and their access token.
 pub async fn admin(app: &TestApp) -> (String, String) {
     let id = keyward_actors::admin::create_user(

@@ -26,25 +26,8 @@ async fn call(
     r.send().await.unwrap()
 }
 
-/// A service client's access token, for a client made as the CLI makes it.
 async fn service(app: &TestApp, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-    let c = keyward_actors::admin::create_client(&app.node.contexts.store, "booking", &scopes)
-        .await
-        .unwrap();
-    let r = app
-        .client
-        .post(app.url("/v1/oauth/token"))
-        .basic_auth(&c.client.client_id, Some(&c.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    crate::helpers::service_token(app, scopes).await
 }
 
 async fn send(app: &TestApp, token: &str, body: Value) -> Response {

@@ -77,27 +77,8 @@ pub(crate) async fn with_phone(app: &TestApp, email: &str, phone: &str) -> (Stri
     (id, token)
 }
 
-/// A service token allowed to send notifications.
 async fn service(app: &TestApp) -> String {
-    let c = keyward_actors::admin::create_client(
-        &app.node.contexts.store,
-        "clinic",
-        &["notifications:send".to_owned()],
-    )
-    .await
-    .unwrap();
-    let r = app
-        .client
-        .post(app.url("/v1/oauth/token"))
-        .basic_auth(&c.client.client_id, Some(&c.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    crate::helpers::service_token(app, &["notifications:send"]).await
 }
 
 async fn send_sms(app: &TestApp, svc: &str, to: &[&str], key: &str) {
@@ -419,6 +400,34 @@ fn provider(reply: fn(&str) -> (u16, Value)) -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
+/// The first request a provider double received, once it came.
+async fn first_request(seen: &Seen) -> (Vec<(String, String)>, String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the provider got nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = seen.lock().unwrap()[0].clone();
+    first
+}
+
+/// Gives `user` a verified phone straight in the store (as a proven number would be), for a
+/// number whose code the test's provider never delivers.
+async fn verified_phone_in_store(app: &TestApp, user: &str, phone: &str) {
+    let id = keyward_messages::UserId(user.parse().unwrap());
+    let store = &app.node.contexts.store;
+    let mut p = store.profiles().get(id).await.unwrap().unwrap_or_else(|| {
+        keyward_storage::ProfileRecord::empty(
+            id,
+            keyward_messages::profiles::Visibility::Users,
+            chrono::Utc::now(),
+        )
+    });
+    p.phone = Some(phone.into());
+    p.phone_verified = true;
+    store.profiles().put(&p).await.unwrap();
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
     headers
         .iter()
@@ -455,12 +464,7 @@ async fn a_webhook_provider_gets_each_text_signed_and_a_refusal_is_logged_dead()
         start_phone(&app, &token, "+15005550006").await.status(),
         StatusCode::ACCEPTED
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while seen.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the webhook got nothing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (headers, body) = seen.lock().unwrap()[0].clone();
+    let (headers, body) = first_request(&seen).await;
     let got: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(got["to"], "+15005550006");
     // The receiver's check: HMAC-SHA256 over "<t>.<body>" with the shared secret, fresh t.
@@ -496,25 +500,7 @@ async fn a_webhook_provider_gets_each_text_signed_and_a_refusal_is_logged_dead()
         StatusCode::ACCEPTED
     );
     // The code never arrives; prove the number as the API would once it had, from the store.
-    let bob_id = keyward_messages::UserId(bob.parse().unwrap());
-    let mut p = app
-        .node
-        .contexts
-        .store
-        .profiles()
-        .get(bob_id)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| {
-            keyward_storage::ProfileRecord::empty(
-                bob_id,
-                keyward_messages::profiles::Visibility::Users,
-                chrono::Utc::now(),
-            )
-        });
-    p.phone = Some("+15005550001".into());
-    p.phone_verified = true;
-    app.node.contexts.store.profiles().put(&p).await.unwrap();
+    verified_phone_in_store(&app, &bob, "+15005550001").await;
     send_sms(&app, &svc, &[&bob], "w-2").await;
     let row = sms_row(&app, &root, &bob).await;
     assert_eq!(row["status"], "dead", "{row}");
@@ -553,15 +539,7 @@ async fn distributed_a_text_the_provider_keeps_failing_ends_dead_in_the_log_and_
     .await;
     let (_, root) = admin(&app).await;
     let (ann, _) = member(&app, "ann@example.com").await;
-    let ann_id = keyward_messages::UserId(ann.parse().unwrap());
-    let mut p = keyward_storage::ProfileRecord::empty(
-        ann_id,
-        keyward_messages::profiles::Visibility::Users,
-        chrono::Utc::now(),
-    );
-    p.phone = Some("+15005550009".into());
-    p.phone_verified = true;
-    app.node.contexts.store.profiles().put(&p).await.unwrap();
+    verified_phone_in_store(&app, &ann, "+15005550009").await;
     let svc = service(&app).await;
     send_sms(&app, &svc, &[&ann], "dead-1").await;
 
@@ -637,12 +615,7 @@ async fn the_twilio_provider_posts_to_the_messages_api_and_logs_the_message_sid(
         start_phone(&app, &token, "+447700900123").await.status(),
         StatusCode::ACCEPTED
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while seen.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "Twilio got nothing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (headers, body) = seen.lock().unwrap()[0].clone();
+    let (headers, body) = first_request(&seen).await;
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:twilio-token"));
     assert_eq!(header(&headers, "authorization"), format!("Basic {basic}"));
