@@ -422,6 +422,17 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         sms_budget: crate::notify::sms::SmsBudget::from_settings(&settings.sms),
         metrics: accounts.metrics.clone(),
     });
+    let (prune_store, prune_clock) = (store.clone(), clock.clone());
+    actix_rt::spawn(async move {
+        // Expired login challenges and sent codes are refused anyway; this keeps the tables
+        // small.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Err(e) = prune_store.mfa().prune_expired(prune_clock()).await {
+                tracing::warn!(error = %crate::error::chain(&e), "pruning expired mfa challenges failed; retrying");
+            }
+        }
+    });
     let local = LocalContexts {
         access,
         accounts,

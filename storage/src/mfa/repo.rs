@@ -239,13 +239,17 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
         Ok(res.rows_affected > 0)
     }
 
-    /// Removes challenges that expired before `now`; how many.
-    pub async fn prune_challenges(&self, now: DateTime<Utc>) -> Result<u64> {
-        let res = challenge::Entity::delete_many()
+    /// Removes the challenges and sent codes that expired before `now`; how many.
+    pub async fn prune_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let challenges = challenge::Entity::delete_many()
             .filter(challenge::Column::ExpiresAt.lt(now))
             .exec(self.0)
             .await?;
-        Ok(res.rows_affected)
+        let codes = code::Entity::delete_many()
+            .filter(code::Column::ExpiresAt.lt(now))
+            .exec(self.0)
+            .await?;
+        Ok(challenges.rows_affected + codes.rows_affected)
     }
 
     /// Replaces the code of factor `c.factor_id` (a new code kills the old one).

@@ -120,7 +120,31 @@ async fn a_challenge_ends_once_and_erasure_leaves_nothing() {
         !db.mfa().delete_challenge(c.id).await.unwrap(),
         "only one verification wins"
     );
-    assert_eq!(db.mfa().prune_challenges(at(1000)).await.unwrap(), 0);
+    assert_eq!(db.mfa().prune_expired(at(1000)).await.unwrap(), 0);
+    let old = ChallengeRecord {
+        id: Uuid::now_v7(),
+        token_hash: "old".into(),
+        ..c.clone()
+    };
+    db.mfa().insert_challenge(&old).await.unwrap();
+    db.mfa()
+        .put_code(&crate::CodeRecord {
+            factor_id: Uuid::now_v7(),
+            user_id: ann,
+            code_hash: "h".into(),
+            expires_at: at(301),
+            attempts: 0,
+            sent_at: at(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        db.mfa().prune_expired(at(300)).await.unwrap(),
+        0,
+        "not expired yet"
+    );
+    assert_eq!(db.mfa().prune_expired(at(302)).await.unwrap(), 2);
+    assert!(db.mfa().challenge("old").await.unwrap().is_none());
 
     db.mfa().insert_factor(&totp(ann)).await.unwrap();
     db.mfa()
