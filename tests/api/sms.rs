@@ -438,6 +438,20 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 
 const SECRET: &str = "test-webhook-secret-0123456789";
 
+/// A node whose SMS go to the webhook at `url`, signed with [`SECRET`].
+async fn webhook_app(url: String, amqp: bool) -> TestApp {
+    spawn_app_with(Options {
+        amqp,
+        settings: Some(Box::new(move |s| {
+            s.sms.provider = "webhook".into();
+            s.sms.webhook_url = Some(format!("{url}/send"));
+            s.sms.webhook_secret = Some(SECRET.into());
+        })),
+        ..Options::default()
+    })
+    .await
+}
+
 #[actix_web::test]
 async fn a_webhook_provider_gets_each_text_signed_and_a_refusal_is_logged_dead() {
     // The receiver refuses one number for good.
@@ -448,15 +462,7 @@ async fn a_webhook_provider_gets_each_text_signed_and_a_refusal_is_logged_dead()
             (200, json!({"queued": true}))
         }
     });
-    let app = spawn_app_with(Options {
-        settings: Some(Box::new(move |s| {
-            s.sms.provider = "webhook".into();
-            s.sms.webhook_url = Some(format!("{url}/send"));
-            s.sms.webhook_secret = Some(SECRET.into());
-        })),
-        ..Options::default()
-    })
-    .await;
+    let app = webhook_app(url, false).await;
     let (_, root) = admin(&app).await;
     let (ann, token) = member(&app, "ann@example.com").await;
 
@@ -527,16 +533,7 @@ async fn distributed_a_text_the_provider_keeps_failing_ends_dead_in_the_log_and_
             (200, json!({}))
         }
     });
-    let app = spawn_app_with(Options {
-        amqp: true,
-        settings: Some(Box::new(move |s| {
-            s.sms.provider = "webhook".into();
-            s.sms.webhook_url = Some(format!("{url}/send"));
-            s.sms.webhook_secret = Some(SECRET.into());
-        })),
-        ..Options::default()
-    })
-    .await;
+    let app = webhook_app(url, true).await;
     let (_, root) = admin(&app).await;
     let (ann, _) = member(&app, "ann@example.com").await;
     verified_phone_in_store(&app, &ann, "+15005550009").await;

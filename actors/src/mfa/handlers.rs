@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use keyward_messages::commands::{Principal, TokenPair};
 use keyward_messages::events::{DomainEvent, Outgoing};
 use keyward_messages::mfa::*;
 use keyward_messages::{codes, CommandError, RequestMeta, UserId};
 use keyward_storage::{FactorRecord, UserRecord};
 use rand::Rng;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -19,7 +17,7 @@ use crate::error::HandlerError;
 use crate::notify::templates::MFA_CODE;
 use crate::sealed;
 use crate::sessions::Assurance;
-use crate::tokens::sha256_hex;
+use crate::tokens::{hmac_hex, sha256_hex};
 
 /// Recovery codes per set.
 const RECOVERY_CODES: usize = 10;
@@ -89,15 +87,10 @@ async fn confirmed(deps: &Deps, user: UserId) -> Result<Vec<FactorRecord>, Handl
 }
 
 fn recovery_hash(deps: &Deps, user: UserId, code: &str) -> String {
-    // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for 32 bytes.
-    Hmac::<Sha256>::new_from_slice(&deps.secret_key)
-        .map(|mut m| {
-            m.update(b"recovery\0");
-            m.update(user.0.as_bytes());
-            m.update(code.as_bytes());
-            hex::encode(m.finalize().into_bytes())
-        })
-        .unwrap_or_default()
+    hmac_hex(
+        &deps.secret_key,
+        &[b"recovery\0", user.0.as_bytes(), code.as_bytes()],
+    )
 }
 
 /// Ten codes of 10 characters from an alphabet without look-alikes, shown as `xxxxx-xxxxx`
@@ -321,15 +314,10 @@ async fn remove(deps: Arc<Deps>, m: RemoveFactor) -> Result<(), HandlerError> {
 }
 
 fn code_hash(deps: &Deps, factor: Uuid, code: &str) -> String {
-    // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for 32 bytes.
-    Hmac::<Sha256>::new_from_slice(&deps.secret_key)
-        .map(|mut m| {
-            m.update(b"code\0");
-            m.update(factor.as_bytes());
-            m.update(code.as_bytes());
-            hex::encode(m.finalize().into_bytes())
-        })
-        .unwrap_or_default()
+    hmac_hex(
+        &deps.secret_key,
+        &[b"code\0", factor.as_bytes(), code.as_bytes()],
+    )
 }
 
 /// Checks the code last sent for an SMS or email factor, and uses it up when right.

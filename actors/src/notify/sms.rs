@@ -9,10 +9,8 @@
 
 use std::path::PathBuf;
 
-use hmac::{Hmac, Mac};
 use keyward_config::SmsProvider;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::StartError;
@@ -182,14 +180,10 @@ impl SmsSender {
 
 /// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &SecretString, t: i64, body: &str) -> String {
-    // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for it.
-    let mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .map(|mut m| {
-            m.update(format!("{t}.").as_bytes());
-            m.update(body.as_bytes());
-            hex::encode(m.finalize().into_bytes())
-        })
-        .unwrap_or_default();
+    let mac = crate::tokens::hmac_hex(
+        secret.expose_secret().as_bytes(),
+        &[format!("{t}.").as_bytes(), body.as_bytes()],
+    );
     format!("t={t},v1={mac}")
 }
 

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use hmac::{Hmac, Mac};
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Outgoing, SmsJob};
 use keyward_messages::profiles::{
@@ -17,7 +16,6 @@ use keyward_messages::{CommandError, UserId};
 use keyward_storage::{PhoneCodeRecord, ProfileRecord};
 use rand::Rng;
 use serde_json::Map;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::ProfilesDeps as Deps;
@@ -32,16 +30,10 @@ const MAX_ATTEMPTS: i32 = 5;
 const RESEND_AFTER: Duration = Duration::seconds(30);
 
 fn code_hash(key: &[u8; 32], user: UserId, phone: &str, code: &str) -> String {
-    // NOTE: HMAC takes a key of any length; new_from_slice cannot fail for 32 bytes.
-    Hmac::<Sha256>::new_from_slice(key)
-        .map(|mut m| {
-            m.update(user.0.as_bytes());
-            m.update(phone.as_bytes());
-            m.update(b"\0");
-            m.update(code.as_bytes());
-            hex::encode(m.finalize().into_bytes())
-        })
-        .unwrap_or_default()
+    crate::tokens::hmac_hex(
+        key,
+        &[user.0.as_bytes(), phone.as_bytes(), b"\0", code.as_bytes()],
+    )
 }
 
 fn rate_limited(retry_after: Duration) -> HandlerError {
