@@ -407,6 +407,19 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         notify_deps.clone(),
         std::time::Duration::from_millis(250),
     ));
+    let issuer = url::Url::parse(&opts.public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "Keyward".to_owned());
+    let webauthn = settings
+        .mfa
+        .relying_party(&opts.public_url)
+        .map_err(|e| e.to_string())
+        .and_then(|rp| crate::mfa::passkeys::relying_party(&rp, &issuer));
+    match &webauthn {
+        Ok(_) => {}
+        Err(why) => tracing::warn!("passkeys are unavailable: {why}"),
+    }
     let mfa = Arc::new(crate::mfa::MfaDeps {
         store: store.clone(),
         clock: clock.clone(),
@@ -414,12 +427,10 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         sessions: SessionsHandle::new(sessions.clone()),
         access: AccessHandle::new(access.clone()),
         secret_key: derive_key(&master, "mfa-secrets"),
-        issuer: url::Url::parse(&opts.public_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "Keyward".to_owned()),
+        issuer,
         throttle: accounts.throttle.clone(),
         sms_budget: crate::notify::sms::SmsBudget::from_settings(&settings.sms),
+        webauthn,
         metrics: accounts.metrics.clone(),
     });
     let (prune_store, prune_clock) = (store.clone(), clock.clone());

@@ -78,6 +78,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// `[sms]` / `KEYWARD_SMS__*`.
     pub sms: SmsSettings,
+    /// `[mfa]` / `KEYWARD_MFA__*`.
+    pub mfa: MfaSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -160,24 +162,8 @@ pub struct HttpSettings {
 impl HttpSettings {
     /// The CORS origins, each checked to be an origin (scheme, host, optional port; no path).
     pub fn cors_origin_list(&self) -> Result<Vec<String>, String> {
-        self.cors_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(|o| {
-                let url = url::Url::parse(o).map_err(|_| format!("{o:?} is not an origin (e.g. https://app.example.com)"))?;
-                let bare = matches!(url.scheme(), "http" | "https")
-                    && url.host().is_some()
-                    && url.path() == "/"
-                    && !o.ends_with('/')
-                    && url.query().is_none()
-                    && url.username().is_empty();
-                if bare {
-                    Ok(o.to_owned())
-                } else {
-                    Err(format!("{o:?} is not an origin: use scheme://host[:port] with no path (e.g. https://app.example.com)"))
-                }
-            })
+        split_list(&self.cors_origins)
+            .map(|o| parse_origin(o).map(|_| o.to_owned()))
             .collect()
     }
 
@@ -417,6 +403,56 @@ impl SmsSettings {
     }
 }
 
+fn split_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|o| !o.is_empty())
+}
+
+/// An origin: scheme (http or https), host, optional port; no path, query or credentials.
+fn parse_origin(o: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(o)
+        .map_err(|_| format!("{o:?} is not an origin (e.g. https://app.example.com)"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && !o.ends_with('/')
+        && url.query().is_none()
+        && url.username().is_empty();
+    if bare {
+        Ok(url)
+    } else {
+        Err(format!("{o:?} is not an origin: use scheme://host[:port] with no path (e.g. https://app.example.com)"))
+    }
+}
+
+/// Passkeys (WebAuthn), `[mfa]` / `KEYWARD_MFA__<FIELD>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MfaSettings {
+    /// `KEYWARD_MFA__RP_ID`: the WebAuthn relying party ID, a domain name (no scheme or
+    /// port) that every origin is or is under. Default: the host of the public URL
+    /// (`localhost` when that is a loopback address, as browsers refuse IP addresses).
+    pub rp_id: Option<String>,
+    /// `KEYWARD_MFA__ORIGINS`: comma-separated origins whose pages may use the passkeys
+    /// (e.g. `https://app.example.com,https://id.example.com`). Default: the public URL's
+    /// origin.
+    pub origins: String,
+}
+
+/// Where passkeys are used: the relying party ID and the origins allowed to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingParty {
+    pub rp_id: String,
+    pub origins: Vec<url::Url>,
+}
+
+impl MfaSettings {
+    /// The relying party for a node whose public URL is `public_url`: Err says why passkeys
+    /// cannot work there (naming the variable to set).
+    pub fn relying_party(&self, public_url: &str) -> Result<RelyingParty, ConfigError> {
+        validate::relying_party(self, public_url)
+    }
+}
+
 /// The seed products whose roles `KEYWARD_ACCESS__PRESET` loads.
 pub const ACCESS_PRESETS: [&str; 4] = ["clinic", "events", "social", "marketplace"];
 
@@ -515,6 +551,7 @@ impl Default for Settings {
             avatars: AvatarSettings::default(),
             notify: NotifySettings::default(),
             sms: SmsSettings::default(),
+            mfa: MfaSettings::default(),
         }
     }
 }

@@ -108,6 +108,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "max_per_number_per_hour",
         ],
     ),
+    ("mfa", &["rp_id", "origins"]),
     (
         "avatars",
         &[

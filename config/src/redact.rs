@@ -71,6 +71,7 @@ struct Redacted<'a> {
     access: &'a AccessSettings,
     avatars: RedactedAvatars<'a>,
     sms: RedactedSms<'a>,
+    mfa: &'a crate::MfaSettings,
 }
 
 /// `[sms]` with the webhook secret and the Twilio token masked.
@@ -167,6 +168,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         access: &settings.access,
         avatars: RedactedAvatars::new(&settings.avatars),
         sms: RedactedSms::new(&settings.sms),
+        mfa: &settings.mfa,
     };
     match toml::to_string(&view) {
         Ok(text) => text,

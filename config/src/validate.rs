@@ -82,6 +82,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     avatars(&s.avatars)?;
     notify(&s.notify)?;
     sms(&s.sms)?;
+    mfa(s)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -864,3 +865,98 @@ fn decode_key(key: &str, text: &str) -> Result<[u8; 32], ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+const MFA_RP_ID: &str = "KEYWARD_MFA__RP_ID";
+const MFA_ORIGINS: &str = "KEYWARD_MFA__ORIGINS";
+
+/// What can be checked of `[mfa]` before the node knows its public URL.
+fn mfa(s: &Settings) -> Result<(), ConfigError> {
+    if let Some(id) = &s.mfa.rp_id {
+        rp_id_host(id)?;
+    }
+    for o in crate::split_list(&s.mfa.origins) {
+        crate::parse_origin(o).map_err(|e| ConfigError::invalid(MFA_ORIGINS, e))?;
+    }
+    match &s.public_url {
+        // Passkeys being unavailable on an IP address is not an error at start: a node
+        // without them still serves everything else.
+        Some(url) if s.mfa.rp_id.is_some() || !s.mfa.origins.trim().is_empty() => {
+            relying_party(&s.mfa, url).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A relying party ID: a domain name, not an IP address, with no scheme, port or path.
+fn rp_id_host(id: &str) -> Result<String, ConfigError> {
+    let host = url::Host::parse(id).map_err(|_| {
+        ConfigError::invalid(
+            MFA_RP_ID,
+            format!(
+                "\"{id}\" is not a domain name (expected e.g. example.com, without scheme or port)"
+            ),
+        )
+    })?;
+    match host {
+        url::Host::Domain(d) if !d.is_empty() && !id.contains([':', '/']) => Ok(d),
+        _ => Err(ConfigError::invalid(
+            MFA_RP_ID,
+            format!("\"{id}\" is not a domain name (browsers refuse IP addresses as relying party IDs; expected e.g. example.com)"),
+        )),
+    }
+}
+
+/// Whether `host` is `rp_id` or a subdomain of it.
+fn under(host: &str, rp_id: &str) -> bool {
+    host == rp_id || host.ends_with(&format!(".{rp_id}"))
+}
+
+pub(crate) fn relying_party(
+    m: &crate::MfaSettings,
+    public_url: &str,
+) -> Result<crate::RelyingParty, ConfigError> {
+    let public = url::Url::parse(public_url)
+        .map_err(|e| ConfigError::invalid("KEYWARD_PUBLIC_URL", e.to_string()))?;
+    let loopback = match public.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    let rp_id = match (&m.rp_id, public.host()) {
+        (Some(id), _) => rp_id_host(id)?,
+        (None, Some(url::Host::Domain(d))) => d.to_owned(),
+        (None, _) if loopback => "localhost".to_owned(),
+        (None, _) => {
+            return Err(ConfigError::invalid(
+                MFA_RP_ID,
+                format!("is not set and the public URL {public_url} has an IP address, which browsers refuse for passkeys: set KEYWARD_PUBLIC_URL to a domain name or KEYWARD_MFA__RP_ID"),
+            ))
+        }
+    };
+    let mut origins: Vec<url::Url> = crate::split_list(&m.origins)
+        .map(crate::parse_origin)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ConfigError::invalid(MFA_ORIGINS, e))?;
+    if origins.is_empty() {
+        let mut origin = public.clone();
+        origin.set_path("");
+        origin.set_query(None);
+        if loopback && m.rp_id.is_none() {
+            // Pages on http://localhost:PORT reach a node bound to the loopback address.
+            origin
+                .set_host(Some("localhost"))
+                .map_err(|e| ConfigError::invalid("KEYWARD_PUBLIC_URL", e.to_string()))?;
+        }
+        origins.push(origin);
+    }
+    for o in &origins {
+        let host = o.host_str().unwrap_or_default();
+        if !under(host, &rp_id) {
+            return Err(ConfigError::invalid(
+                if m.origins.trim().is_empty() { MFA_RP_ID } else { MFA_ORIGINS },
+                format!("the origin {} is not on {rp_id} or a subdomain of it: WebAuthn allows only those", o.origin().ascii_serialization()),
+            ));
+        }
+    }
+    Ok(crate::RelyingParty { rp_id, origins })
+}

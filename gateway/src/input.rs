@@ -68,6 +68,12 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
 #[serde(transparent)]
 pub(crate) struct Input(Option<Value>);
 
+impl From<Option<Value>> for Input {
+    fn from(v: Option<Value>) -> Self {
+        Input(v)
+    }
+}
+
 /// A request body type: deserialized from the JSON object (every field an [`Input`]), then
 /// validated into value types by `validate`, which reads each field through [`Fields`].
 pub(crate) trait RequestBody: DeserializeOwned {
@@ -212,6 +218,19 @@ impl Fields {
             Some(Value::Null) => Some(Patch::Clear),
             Some(Value::String(s)) => self.record(parse(field, &s)).map(Patch::Set),
             Some(_) => self.record(Err(not_a_string(field))),
+        }
+    }
+
+    /// A JSON object field (a WebAuthn credential) that may be missing or null.
+    pub(crate) fn optional_object(&mut self, field: &str, input: Input) -> Option<Option<Value>> {
+        match input.0 {
+            None | Some(Value::Null) => Some(None),
+            Some(v @ Value::Object(_)) => Some(Some(v)),
+            Some(_) => self.record(Err(FieldError::new(
+                field,
+                "invalid_type",
+                format!("{field} must be a JSON object"),
+            ))),
         }
     }
 

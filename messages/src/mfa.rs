@@ -57,6 +57,57 @@ impl Code {
     }
 }
 
+/// What proves a factor: a code, or for a passkey the browser's assertion
+/// (`PublicKeyCredential.toJSON()`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Proof {
+    Code(Code),
+    Passkey(serde_json::Value),
+}
+
+/// WebAuthn options for `navigator.credentials.create` or `.get`, binary fields base64url
+/// (`PublicKeyCredential.parseCreationOptionsFromJSON(reply.publicKey)` reads them).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PasskeyOptions {
+    #[serde(rename = "publicKey")]
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+}
+
+/// Gateway → mfa. Options to register a passkey for the caller (aal2 once they have a factor).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PasskeyOptions, CommandError>")]
+pub struct PasskeyRegistrationOptions {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+}
+
+/// Gateway → mfa. The browser's new credential for the options above.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<EnrolledFactor, CommandError>")]
+pub struct RegisterPasskey {
+    pub meta: RequestMeta,
+    pub principal: Principal,
+    pub credential: serde_json::Value,
+    /// What the user calls it ("Work laptop"); at most 64 characters.
+    pub name: Option<String>,
+}
+
+/// Gateway → mfa. Options for a passwordless login with a discoverable credential.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PasskeyOptions, CommandError>")]
+pub struct PasskeyLoginOptions {
+    pub meta: RequestMeta,
+}
+
+/// Gateway → mfa. A passwordless login: the browser's assertion for the options above.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TokenPair, CommandError>")]
+pub struct PasskeyLogin {
+    pub meta: RequestMeta,
+    pub credential: serde_json::Value,
+}
+
 /// Gateway → mfa. Starts a TOTP enrolment (not active until confirmed).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<TotpEnrollment, CommandError>")]
@@ -115,11 +166,15 @@ pub struct SendCode {
     pub factor_id: Uuid,
 }
 
-/// A code is on its way.
+/// A code is on its way; for a passkey factor, the options to sign instead.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CodeSent {
-    /// Seconds the code is valid for.
+    /// Seconds the code (or the passkey challenge) is valid for.
     pub expires_in: u64,
+    /// For a passkey factor: options for `navigator.credentials.get`, base64url binary fields.
+    #[serde(rename = "publicKey", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub public_key: Option<serde_json::Value>,
 }
 
 /// Gateway → mfa. The first code of a TOTP enrolment.
@@ -216,7 +271,7 @@ pub struct VerifyMfa {
     pub meta: RequestMeta,
     pub mfa_token: String,
     pub factor: FactorRef,
-    pub code: Code,
+    pub proof: Proof,
 }
 
 /// Gateway → mfa. A new access token with `acr: aal2` for the caller's session.
@@ -226,7 +281,7 @@ pub struct StepUp {
     pub meta: RequestMeta,
     pub principal: Principal,
     pub factor: FactorRef,
-    pub code: Code,
+    pub proof: Proof,
 }
 
 /// An access token with `acr: aal2` for the caller's session (the refresh token is unchanged:

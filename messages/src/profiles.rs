@@ -208,7 +208,7 @@ pub struct PublicProfile {
 #[serde(untagged)]
 pub enum ProfileView {
     Own(Box<UserView>),
-    Public(PublicProfile),
+    Public(Box<PublicProfile>),
 }
 
 /// Gateway → profiles. The caller's own account and profile.

@@ -36,7 +36,7 @@ pub use audit::{Audit, AuditFilter, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
 pub use keys::{SigningKeyRecord, SigningKeys};
-pub use mfa::{ChallengeRecord, CodeRecord, FactorRecord, Mfa};
+pub use mfa::{CeremonyRecord, ChallengeRecord, CodeRecord, FactorRecord, Mfa};
 pub use notify::{
     DeliveryFilter, DeliveryRecord, InboxRecord, Notices, Preferences, PushSubscriptionRecord,
     ScheduledRecord, SendRecord, TemplateRecord,

@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::profiles::migration::M0011PhoneVerifications),
             Box::new(crate::mfa::migration::M0012Mfa),
             Box::new(crate::mfa::migration::M0013MfaCodes),
+            Box::new(crate::mfa::migration::M0014Webauthn),
         ]
     }
 }

@@ -15,6 +15,7 @@ mod nginx;
 mod notify;
 mod openapi;
 mod ops;
+mod passkeys;
 mod profiles;
 mod resilience;
 mod security;

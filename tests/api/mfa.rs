@@ -33,6 +33,11 @@ fn code(app: &TestApp, secret: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// The code an authenticator app shows now (for other test modules).
+pub(crate) fn totp_code(app: &TestApp, secret: &str) -> String {
+    code(app, secret)
+}
+
 /// The claims of a token, unverified.
 fn claims(token: &str) -> Value {
     use base64::Engine as _;

@@ -66,7 +66,7 @@ fn no_factor() -> HandlerError {
     })
 }
 
-async fn user(deps: &Deps, id: UserId) -> Result<UserRecord, HandlerError> {
+pub(super) async fn user(deps: &Deps, id: UserId) -> Result<UserRecord, HandlerError> {
     deps.store.users().by_id(id).await?.ok_or_else(|| {
         HandlerError::from(CommandError::unauthenticated(
             codes::UNAUTHENTICATED,
@@ -347,16 +347,30 @@ async fn check_code(
     Ok(true)
 }
 
-/// Checks a code for `user` against `factor`: the `amr` value it proves, or None when wrong.
+fn code_of(proof: &Proof) -> Result<&Code, HandlerError> {
+    match proof {
+        Proof::Code(c) => Ok(c),
+        Proof::Passkey(_) => Err(HandlerError::from(CommandError::field(
+            "code",
+            "code_required",
+            "this factor takes a code, not a passkey credential",
+        ))),
+    }
+}
+
+/// Checks a proof for `user` against `factor`: the `amr` value it proves, or None when wrong.
+/// `purpose` is the passkey ceremony an assertion must answer.
 async fn prove(
     deps: &Deps,
     user: UserId,
     factor: FactorRef,
-    code: &Code,
+    proof: &Proof,
+    purpose: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<&'static str>, HandlerError> {
     match factor {
         FactorRef::Recovery => {
+            let code = code_of(proof)?;
             let hash = recovery_hash(deps, user, code.as_str());
             let used = deps.store.mfa().use_recovery_code(user, &hash, now).await?;
             Ok(used.then_some("otp"))
@@ -366,6 +380,18 @@ async fn prove(
             let Some(f) = factors.iter().find(|f| f.id == id) else {
                 return Err(no_factor());
             };
+            if f.kind == "passkey" {
+                let Proof::Passkey(credential) = proof else {
+                    return Err(HandlerError::from(CommandError::field(
+                        "credential",
+                        "credential_required",
+                        "a passkey factor takes `credential`: the assertion for the options POST /v1/auth/mfa/challenge gave",
+                    )));
+                };
+                let ok = super::passkeys::prove(deps, user, purpose, credential, now).await?;
+                return Ok(ok.then_some(super::passkeys::HWK));
+            }
+            let code = code_of(proof)?;
             match f.kind.as_str() {
                 "totp" => Ok(check_totp(deps, f, code, now).await?.then_some("otp")),
                 "sms" => Ok(check_code(deps, f, code, now).await?.then_some("sms")),
@@ -380,11 +406,11 @@ async fn prove(
 }
 
 /// The login throttle's account key: second-factor failures count with password failures.
-fn account_key(user: UserId) -> String {
+pub(super) fn account_key(user: UserId) -> String {
     format!("account:{user}")
 }
 
-async fn throttled(deps: &Deps, user: UserId) -> Result<Option<u64>, HandlerError> {
+pub(super) async fn throttled(deps: &Deps, user: UserId) -> Result<Option<u64>, HandlerError> {
     let now = (deps.clock)();
     let t = &deps.throttle;
     let (failures, latest) = deps
@@ -402,7 +428,11 @@ async fn throttled(deps: &Deps, user: UserId) -> Result<Option<u64>, HandlerErro
     ))
 }
 
-async fn count_failure(deps: &Deps, meta: &RequestMeta, user: UserId) -> Result<(), HandlerError> {
+pub(super) async fn count_failure(
+    deps: &Deps,
+    meta: &RequestMeta,
+    user: UserId,
+) -> Result<(), HandlerError> {
     let now = (deps.clock)();
     let tx = deps.store.begin().await?;
     tx.login_failures().record(&account_key(user), now).await?;
@@ -437,7 +467,8 @@ async fn verify(deps: Arc<Deps>, m: VerifyMfa) -> Result<TokenPair, HandlerError
         }));
     }
     let u = user(&deps, c.user_id).await?;
-    let Some(amr) = prove(&deps, c.user_id, m.factor, &m.code, now).await? else {
+    let purpose = factor_purpose(c.id);
+    let Some(amr) = prove(&deps, c.user_id, m.factor, &m.proof, &purpose, now).await? else {
         deps.store.mfa().challenge_failed(c.id).await?;
         count_failure(&deps, &m.meta, c.user_id).await?;
         return Err(wrong_code());
@@ -476,7 +507,8 @@ async fn step_up(deps: Arc<Deps>, m: StepUp) -> Result<StepUpToken, HandlerError
         }));
     }
     let u = user(&deps, p.user_id).await?;
-    let Some(amr) = prove(&deps, p.user_id, m.factor, &m.code, now).await? else {
+    let purpose = step_up_purpose(p);
+    let Some(amr) = prove(&deps, p.user_id, m.factor, &m.proof, &purpose, now).await? else {
         count_failure(&deps, &m.meta, p.user_id).await?;
         return Err(wrong_code());
     };
@@ -539,15 +571,32 @@ async fn reset(deps: Arc<Deps>, m: ResetFactors) -> Result<(), HandlerError> {
     Ok(())
 }
 
-/// Adds a confirmed factor of `kind` (one per kind: enrolling again replaces it), with the
-/// first factor's recovery codes.
-async fn enroll_confirmed(
+/// Whether a new factor replaces the user's factor of its kind (SMS, email) or joins them
+/// (passkeys: one per device).
+pub(super) enum EnrollMode {
+    Replace,
+    Add,
+}
+
+/// The passkey ceremony a login challenge's second step answers.
+fn factor_purpose(challenge: Uuid) -> String {
+    format!("factor:{challenge}")
+}
+
+/// The passkey ceremony a step-up of session `p.session_id` answers.
+fn step_up_purpose(p: &Principal) -> String {
+    format!("step-up:{}", p.session_id)
+}
+
+/// Adds a confirmed factor of `kind`, with the first factor's recovery codes.
+pub(super) async fn enroll_confirmed(
     deps: &Deps,
     meta: &RequestMeta,
     user: UserId,
     kind: &str,
     secret: Option<String>,
     label: Option<String>,
+    mode: EnrollMode,
 ) -> Result<EnrolledFactor, HandlerError> {
     let now = (deps.clock)();
     let factors = deps.store.mfa().factors_of(user).await?;
@@ -565,8 +614,10 @@ async fn enroll_confirmed(
     };
     let tx = deps.store.begin().await?;
     tx.users().lock(user).await?;
-    for old in factors.iter().filter(|o| o.kind == kind) {
-        tx.mfa().delete_factor(user, old.id).await?;
+    if matches!(mode, EnrollMode::Replace) {
+        for old in factors.iter().filter(|o| o.kind == kind) {
+            tx.mfa().delete_factor(user, old.id).await?;
+        }
     }
     tx.mfa().insert_factor(&f).await?;
     let codes = if first {
@@ -606,7 +657,16 @@ async fn enroll_sms(deps: Arc<Deps>, m: EnrollSms) -> Result<EnrolledFactor, Han
         }));
     };
     let label = format!("SMS to …{}", &phone[phone.len().saturating_sub(4)..]);
-    enroll_confirmed(&deps, &m.meta, p.user_id, "sms", Some(phone), Some(label)).await
+    enroll_confirmed(
+        &deps,
+        &m.meta,
+        p.user_id,
+        "sms",
+        Some(phone),
+        Some(label),
+        EnrollMode::Replace,
+    )
+    .await
 }
 
 async fn enroll_email(deps: Arc<Deps>, m: EnrollEmail) -> Result<EnrolledFactor, HandlerError> {
@@ -621,7 +681,16 @@ async fn enroll_email(deps: Arc<Deps>, m: EnrollEmail) -> Result<EnrolledFactor,
         }));
     }
     let label = Some(format!("Email to {}", u.email.as_str()));
-    enroll_confirmed(&deps, &m.meta, p.user_id, "email", None, label).await
+    enroll_confirmed(
+        &deps,
+        &m.meta,
+        p.user_id,
+        "email",
+        None,
+        label,
+        EnrollMode::Replace,
+    )
+    .await
 }
 
 fn rate_limited(secs: i64) -> HandlerError {
@@ -632,12 +701,14 @@ fn rate_limited(secs: i64) -> HandlerError {
 
 async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerError> {
     let now = (deps.clock)();
-    let user_id = match (&m.principal, &m.mfa_token) {
-        (Some(p), _) => p.user_id,
+    let (user_id, purpose) = match (&m.principal, &m.mfa_token) {
+        (Some(p), _) => (p.user_id, step_up_purpose(p)),
         (None, Some(t)) => {
             let c = deps.store.mfa().challenge(&sha256_hex(t)).await?;
             match c {
-                Some(c) if c.expires_at > now && c.attempts < CHALLENGE_ATTEMPTS => c.user_id,
+                Some(c) if c.expires_at > now && c.attempts < CHALLENGE_ATTEMPTS => {
+                    (c.user_id, factor_purpose(c.id))
+                }
                 _ => return Err(bad_mfa_token()),
             }
         }
@@ -647,6 +718,9 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
     let Some(f) = factors.iter().find(|f| f.id == m.factor_id) else {
         return Err(no_factor());
     };
+    if f.kind == "passkey" {
+        return super::passkeys::factor_options(&deps, user_id, purpose).await;
+    }
     if let Some(prev) = deps.store.mfa().code(f.id).await? {
         let wait = prev.sent_at + RESEND_AFTER - now;
         if wait > chrono::Duration::zero() {
@@ -729,6 +803,7 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
     deps.outbox.wake();
     Ok(CodeSent {
         expires_in: CODE_TTL.num_seconds().unsigned_abs(),
+        public_key: None,
     })
 }
 

@@ -8,6 +8,7 @@
 //! `aal2` once a user has one, and opening sessions itself (the sessions context does).
 
 mod handlers;
+pub mod passkeys;
 pub mod totp;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct MfaDeps {
     pub throttle: crate::accounts::ThrottlePolicy,
     /// What codes by SMS may cost per account, IP and number.
     pub sms_budget: crate::notify::sms::SmsBudget,
+    /// The WebAuthn relying party, or why passkeys are unavailable here.
+    pub webauthn: passkeys::RelyingParty,
     pub metrics: Metrics,
 }
 
@@ -79,19 +82,25 @@ impl Handler<Restart> for Mfa {
 }
 
 /// The kinds of proof `amr` values stand for: aal2 needs two different ones. A password set
-/// through an email link proves the mailbox, as an email code does.
-fn kind_of(amr: &str, password_via_email: bool) -> &'static str {
+/// through an email link proves the mailbox, as an email code does. A passkey (always
+/// registered and used with user verification) is something held, unlocked by something known
+/// or inherent: two kinds on its own.
+fn kinds_of(amr: &str, password_via_email: bool) -> &'static [&'static str] {
     match amr {
-        "pwd" if password_via_email => "email",
-        "pwd" => "know",
-        "email" => "email",
-        _ => "have",
+        "pwd" if password_via_email => &["email"],
+        "pwd" => &["know"],
+        "email" => &["email"],
+        "hwk" => &["have", "verified-user"],
+        _ => &["have"],
     }
 }
 
 /// `aal2` when `amr` holds two kinds of proof, else `aal1`.
 pub fn acr_of(amr: &[String], password_via_email: bool) -> &'static str {
-    let mut kinds: Vec<_> = amr.iter().map(|a| kind_of(a, password_via_email)).collect();
+    let mut kinds: Vec<_> = amr
+        .iter()
+        .flat_map(|a| kinds_of(a, password_via_email).iter().copied())
+        .collect();
     kinds.sort_unstable();
     kinds.dedup();
     if kinds.len() >= 2 {
@@ -192,9 +201,14 @@ mod tests {
         assert_eq!(acr_of(&amr(&["pwd", "sms"]), false), "aal2");
         assert_eq!(acr_of(&amr(&["pwd", "email"]), false), "aal2");
         assert_eq!(
-            acr_of(&amr(&["otp", "hwk"]), false),
+            acr_of(&amr(&["otp", "sms"]), false),
             "aal1",
             "two things you have"
+        );
+        assert_eq!(
+            acr_of(&amr(&["hwk"]), false),
+            "aal2",
+            "a user-verified passkey"
         );
         assert_eq!(acr_of(&amr(&["email", "email"]), false), "aal1");
         assert_eq!(acr_of(&amr(&["pwd", "pwd"]), false), "aal1");

@@ -113,7 +113,7 @@ async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, Hand
     if !super::index::is_listed(&u, Some(&p)) || !v.may_see(u.id, p.visibility) {
         return Err(not_found());
     }
-    Ok(ProfileView::Public(PublicProfile {
+    Ok(ProfileView::Public(Box::new(PublicProfile {
         id: u.id,
         username: u.username.map(String::from),
         display_name: p.display_name.clone(),
@@ -121,7 +121,7 @@ async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, Hand
         avatar: super::avatar::urls(&deps, p.avatar.as_deref()),
         country: p.country.clone(),
         attributes: policy::visible_attributes(&deps.policy.attributes, &p.attributes, who),
-    }))
+    })))
 }
 
 fn username_taken() -> HandlerError {

@@ -345,6 +345,10 @@ fn the_schema_matches_the_structs() {
             twilio_from: Some("+15005550006".into()),
             ..crate::SmsSettings::default()
         },
+        mfa: crate::MfaSettings {
+            rp_id: Some("example.com".into()),
+            origins: "https://example.com".into(),
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();

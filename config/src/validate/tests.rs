@@ -404,3 +404,72 @@ fn bad_avatar_values_name_their_key() {
         assert!(!e.to_string().contains('\n'));
     }
 }
+
+fn rp(m: &crate::MfaSettings, public: &str) -> Result<(String, Vec<String>), ConfigError> {
+    m.relying_party(public).map(|r| {
+        let origins = r
+            .origins
+            .iter()
+            .map(|o| o.origin().ascii_serialization())
+            .collect();
+        (r.rp_id, origins)
+    })
+}
+
+#[test]
+fn passkeys_default_to_the_public_url_and_to_localhost_on_a_loopback_address() {
+    let m = crate::MfaSettings::default();
+    assert_eq!(
+        rp(&m, "https://id.example.com").unwrap(),
+        (
+            "id.example.com".into(),
+            vec!["https://id.example.com".into()]
+        )
+    );
+    assert_eq!(
+        rp(&m, "http://127.0.0.1:8080").unwrap(),
+        ("localhost".into(), vec!["http://localhost:8080".into()])
+    );
+    let e = rp(&m, "http://10.0.0.5:8080").unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_MFA__RP_ID");
+    assert!(e.to_string().contains("IP address"), "{e}");
+}
+
+#[test]
+fn passkey_origins_must_be_on_the_rp_id() {
+    let m = crate::MfaSettings {
+        rp_id: Some("example.com".into()),
+        origins: "https://app.example.com, https://example.com".into(),
+    };
+    assert_eq!(
+        rp(&m, "https://id.example.com").unwrap(),
+        (
+            "example.com".into(),
+            vec![
+                "https://app.example.com".into(),
+                "https://example.com".into()
+            ]
+        )
+    );
+    let bad = crate::MfaSettings {
+        rp_id: Some("example.com".into()),
+        origins: "https://evil-example.com".into(),
+    };
+    assert_eq!(
+        rp(&bad, "https://id.example.com").unwrap_err().key(),
+        "KEYWARD_MFA__ORIGINS"
+    );
+    let e = err(&with(|s| s.mfa.rp_id = Some("https://example.com".into())));
+    assert_eq!(e.key(), "KEYWARD_MFA__RP_ID");
+    let e = err(&with(|s| s.mfa.rp_id = Some("192.168.1.2".into())));
+    assert_eq!(e.key(), "KEYWARD_MFA__RP_ID");
+    let e = err(&with(|s| {
+        s.mfa.origins = "https://a.example.com/path".into()
+    }));
+    assert_eq!(e.key(), "KEYWARD_MFA__ORIGINS");
+    let e = err(&with(|s| {
+        s.public_url = Some("https://id.example.com".into());
+        s.mfa.rp_id = Some("other.org".into());
+    }));
+    assert_eq!(e.key(), "KEYWARD_MFA__RP_ID");
+}

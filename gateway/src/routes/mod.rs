@@ -87,6 +87,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/users/me/mfa/sms").route(web::post().to(mfa::enroll_sms)))
         .service(web::resource("/v1/users/me/mfa/email").route(web::post().to(mfa::enroll_email)))
         .service(web::resource("/v1/users/me/mfa/{factor_id}").route(web::delete().to(mfa::remove)))
+        .service(
+            web::resource("/v1/users/me/passkeys/options")
+                .route(web::post().to(mfa::passkey_options)),
+        )
+        .service(
+            web::resource("/v1/users/me/passkeys").route(web::post().to(mfa::register_passkey)),
+        )
+        .service(
+            web::resource("/v1/auth/passkey/options")
+                .route(web::post().to(mfa::passkey_login_options)),
+        )
+        .service(web::resource("/v1/auth/passkey").route(web::post().to(mfa::passkey_login)))
         .service(web::resource("/v1/auth/mfa/verify").route(web::post().to(mfa::verify)))
         .service(web::resource("/v1/auth/mfa/challenge").route(web::post().to(mfa::send_code)))
         .service(web::resource("/v1/auth/step-up").route(web::post().to(mfa::step_up)))

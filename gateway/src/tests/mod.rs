@@ -156,7 +156,7 @@ canned! {
         updated_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
         deletion_scheduled_for: None,
     };
-    ProfileView => ProfileView::Public(PublicProfile {
+    ProfileView => ProfileView::Public(Box::new(PublicProfile {
         id: UserId(USER),
         username: Some("alice".into()),
         display_name: Some("Alice".into()),
@@ -164,7 +164,7 @@ canned! {
         avatar: None,
         country: None,
         attributes: Default::default(),
-    });
+    }));
     UserSettings => UserSettings(Default::default());
     SearchResults => SearchResults { items: vec![], next_cursor: None };
     AvatarUrls => AvatarUrls { small: "s".into(), medium: "m".into(), large: "l".into() };
@@ -173,7 +173,8 @@ canned! {
     keyward_messages::mfa::TotpEnrollment => keyward_messages::mfa::TotpEnrollment {
         factor_id: Uuid::nil(), secret: "JBSWY3DPEHPK3PXP".into(), otpauth_uri: "otpauth://totp/x".into(), qr_svg: "<svg/>".into() };
     keyward_messages::mfa::EnrolledFactor => keyward_messages::mfa::EnrolledFactor { factor_id: Uuid::nil(), kind: "sms".into(), recovery_codes: None };
-    keyward_messages::mfa::CodeSent => keyward_messages::mfa::CodeSent { expires_in: 300 };
+    keyward_messages::mfa::CodeSent => keyward_messages::mfa::CodeSent { expires_in: 300, public_key: None };
+    keyward_messages::mfa::PasskeyOptions => keyward_messages::mfa::PasskeyOptions { public_key: json!({"challenge": "AAAA"}) };
     keyward_messages::mfa::RecoveryCodes => keyward_messages::mfa::RecoveryCodes { recovery_codes: vec!["abcde-fghjk".into()] };
     Option<keyward_messages::mfa::RecoveryCodes> => None;
     keyward_messages::mfa::FactorList => keyward_messages::mfa::FactorList { factors: vec![], recovery_codes_left: 0 };

@@ -88,3 +88,27 @@ pub(super) mod code {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod ceremony {
+    use sea_orm::entity::prelude::*;
+
+    /// A WebAuthn ceremony between its options and the browser's answer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webauthn_ceremonies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub challenge: String,
+        pub purpose: String,
+        pub user_id: Option<Uuid>,
+        pub state: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

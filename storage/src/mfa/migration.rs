@@ -154,3 +154,46 @@ impl MigrationTrait for M0013MfaCodes {
         .await
     }
 }
+
+/// `m0014_webauthn`: the state of WebAuthn ceremonies between their options and their answer,
+/// found by the challenge the browser signs (so the two requests may reach different nodes).
+pub(crate) struct M0014Webauthn;
+
+impl MigrationName for M0014Webauthn {
+    fn name(&self) -> &str {
+        "m0014_webauthn"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0014Webauthn {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(table(
+            "webauthn_ceremonies",
+            vec![
+                uuid_pk("id"),
+                text("challenge"),
+                text("purpose"),
+                ColumnDef::new(Alias::new("user_id"))
+                    .uuid()
+                    .null()
+                    .to_owned(),
+                text("state"),
+                ts("created_at"),
+                ts("expires_at"),
+            ],
+        ))
+        .await?;
+        m.create_index(index(
+            "webauthn_ceremonies",
+            "webauthn_ceremonies_challenge_idx",
+            &["challenge"],
+            true,
+        ))
+        .await
+    }
+}

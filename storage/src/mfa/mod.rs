@@ -61,3 +61,20 @@ pub struct CodeRecord {
     pub attempts: i32,
     pub sent_at: DateTime<Utc>,
 }
+
+/// A WebAuthn ceremony waiting for the browser's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CeremonyRecord {
+    pub id: Uuid,
+    /// The challenge, base64url as the browser echoes it in `clientDataJSON`.
+    pub challenge: String,
+    /// `register`, `login` (passwordless), or `factor:<mfa challenge id>` / `step-up:<session
+    /// id>` for a passkey as a second factor.
+    pub purpose: String,
+    /// The user it is for; None for a passwordless login (the credential names the user).
+    pub user_id: Option<UserId>,
+    /// The relying party library's state, as JSON.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}

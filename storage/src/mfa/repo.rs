@@ -9,8 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{challenge, code, factor, recovery};
-use super::{ChallengeRecord, CodeRecord, FactorRecord};
+use super::entities::{ceremony, challenge, code, factor, recovery};
+use super::{CeremonyRecord, ChallengeRecord, CodeRecord, FactorRecord};
 use crate::Result;
 
 /// The mfa context's repository, over the pool (`store.mfa()`) or a transaction
@@ -115,6 +115,61 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
             .exec(self.0)
             .await?;
         Ok(())
+    }
+
+    /// Replaces factor `id`'s stored secret (a passkey's signature counter moved on).
+    pub async fn update_secret(&self, id: Uuid, secret: &str, now: DateTime<Utc>) -> Result<()> {
+        factor::Entity::update_many()
+            .col_expr(factor::Column::Secret, Expr::value(secret))
+            .col_expr(factor::Column::LastUsedAt, Expr::value(now))
+            .filter(factor::Column::Id.eq(id))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_ceremony(&self, c: &CeremonyRecord) -> Result<()> {
+        ceremony::ActiveModel {
+            id: Set(c.id),
+            challenge: Set(c.challenge.clone()),
+            purpose: Set(c.purpose.clone()),
+            user_id: Set(c.user_id.map(|u| u.0)),
+            state: Set(c.state.clone()),
+            created_at: Set(c.created_at),
+            expires_at: Set(c.expires_at),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the ceremony of `challenge` out, once: of two answers to one challenge only the
+    /// first finds it. None when there is none, or it expired before `now`.
+    pub async fn take_ceremony(
+        &self,
+        challenge: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CeremonyRecord>> {
+        let Some(m) = ceremony::Entity::find()
+            .filter(ceremony::Column::Challenge.eq(challenge))
+            .one(self.0)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let res = ceremony::Entity::delete_by_id(m.id).exec(self.0).await?;
+        if res.rows_affected == 0 || m.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(Some(CeremonyRecord {
+            id: m.id,
+            challenge: m.challenge,
+            purpose: m.purpose,
+            user_id: m.user_id.map(UserId),
+            state: m.state,
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+        }))
     }
 
     /// Removes a factor of `user` (and its pending code); false when there is none.
@@ -249,7 +304,11 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
             .filter(code::Column::ExpiresAt.lt(now))
             .exec(self.0)
             .await?;
-        Ok(challenges.rows_affected + codes.rows_affected)
+        let ceremonies = ceremony::Entity::delete_many()
+            .filter(ceremony::Column::ExpiresAt.lt(now))
+            .exec(self.0)
+            .await?;
+        Ok(challenges.rows_affected + codes.rows_affected + ceremonies.rows_affected)
     }
 
     /// Replaces the code of factor `c.factor_id` (a new code kills the old one).
@@ -319,6 +378,10 @@ impl<C: ConnectionTrait> Mfa<'_, C> {
             .await?;
         code::Entity::delete_many()
             .filter(code::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
+        ceremony::Entity::delete_many()
+            .filter(ceremony::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
         Ok(res.rows_affected)

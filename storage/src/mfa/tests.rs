@@ -5,7 +5,7 @@
 use keyward_messages::UserId;
 use uuid::Uuid;
 
-use super::{ChallengeRecord, FactorRecord};
+use super::{CeremonyRecord, ChallengeRecord, FactorRecord};
 use crate::testing::{at, test_db};
 
 fn totp(user: UserId) -> FactorRecord {
@@ -163,4 +163,65 @@ async fn a_challenge_ends_once_and_erasure_leaves_nothing() {
     assert!(db.mfa().factors_of(ann).await.unwrap().is_empty());
     assert_eq!(db.mfa().recovery_codes_left(ann).await.unwrap(), 0);
     assert!(db.mfa().challenge("t2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_webauthn_ceremony_is_taken_once_and_not_after_it_expired() {
+    let db = test_db().await;
+    let ann = UserId::new();
+    let ceremony = |challenge: &str, expires| CeremonyRecord {
+        id: Uuid::now_v7(),
+        challenge: challenge.into(),
+        purpose: "register".into(),
+        user_id: Some(ann),
+        state: "{}".into(),
+        created_at: at(1),
+        expires_at: expires,
+    };
+    let c = ceremony("abc", at(100));
+    db.mfa().insert_ceremony(&c).await.unwrap();
+    assert!(db
+        .mfa()
+        .take_ceremony("other", at(2))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(db.mfa().take_ceremony("abc", at(2)).await.unwrap(), Some(c));
+    assert!(
+        db.mfa()
+            .take_ceremony("abc", at(2))
+            .await
+            .unwrap()
+            .is_none(),
+        "a second answer to one challenge"
+    );
+    db.mfa()
+        .insert_ceremony(&ceremony("late", at(10)))
+        .await
+        .unwrap();
+    assert!(db
+        .mfa()
+        .take_ceremony("late", at(10))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        db.mfa()
+            .take_ceremony("late", at(5))
+            .await
+            .unwrap()
+            .is_none(),
+        "an expired ceremony is gone, not kept for later"
+    );
+    db.mfa()
+        .insert_ceremony(&ceremony("old", at(10)))
+        .await
+        .unwrap();
+    assert_eq!(db.mfa().prune_expired(at(11)).await.unwrap(), 1);
+    assert!(db
+        .mfa()
+        .take_ceremony("old", at(1))
+        .await
+        .unwrap()
+        .is_none());
 }
