@@ -630,6 +630,8 @@ struct Model {
     via_reset: bool,
     totp: Option<(String, String)>,
     email: Option<String>,
+    /// A device with a passkey, and the passkey's factor id.
+    passkey: Option<(crate::passkeys::Device, String)>,
     recovery: Vec<String>,
     /// The best token the user holds, and whether the model says it is aal2.
     token: String,
@@ -650,15 +652,17 @@ impl Rng {
 }
 
 /// What aal the model expects from `amr`: two kinds of proof, where a password set through an
-/// email link and an email code are one kind (the mailbox).
+/// email link and an email code are one kind (the mailbox), and a passkey (user-verified) is
+/// possession and the PIN or biometric that unlocked it.
 fn expected_acr(amr: &[&str], via_reset: bool) -> &'static str {
     let mut kinds: Vec<&str> = amr
         .iter()
-        .map(|a| match *a {
-            "pwd" if via_reset => "mailbox",
-            "pwd" => "knowledge",
-            "email" => "mailbox",
-            _ => "possession",
+        .flat_map(|a| match *a {
+            "pwd" if via_reset => vec!["mailbox"],
+            "pwd" => vec!["knowledge"],
+            "email" => vec!["mailbox"],
+            "hwk" => vec!["possession", "inherence"],
+            _ => vec!["possession"],
         })
         .collect();
     kinds.sort_unstable();
@@ -672,7 +676,9 @@ fn expected_acr(amr: &[&str], via_reset: bool) -> &'static str {
 
 impl Model {
     fn factors(&self) -> usize {
-        usize::from(self.totp.is_some()) + usize::from(self.email.is_some())
+        usize::from(self.totp.is_some())
+            + usize::from(self.email.is_some())
+            + usize::from(self.passkey.is_some())
     }
 }
 
@@ -692,8 +698,27 @@ async fn second_step(
     if m.email.is_some() {
         options.push("email");
     }
+    if m.passkey.is_some() {
+        options.push("passkey");
+    }
     if !m.recovery.is_empty() {
         options.push("recovery");
+    }
+    if options[pick % options.len()] == "passkey" {
+        let (device, id) = m.passkey.as_mut().unwrap();
+        let id = id.clone();
+        let r = send_code(app, &mfa_token, &id).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let assertion = device.get(&v["publicKey"]).await;
+        let r = app
+            .post(
+                "/v1/auth/mfa/verify",
+                json!({"mfa_token": mfa_token, "factor_id": id, "credential": assertion}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "passkey");
+        return (r.json().await.unwrap(), "hwk");
     }
     let (factor, code, amr) = match options[pick % options.len()] {
         "totp" => {
@@ -767,6 +792,7 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
             via_reset: false,
             totp: None,
             email: None,
+            passkey: None,
             recovery: Vec::new(),
             token,
             resets: 0,
@@ -775,7 +801,7 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
         let mut rng = Rng(seed);
         let mut trail = Vec::new();
         for _ in 0..16 {
-            let op = rng.below(6);
+            let op = rng.below(8);
             trail.push(op);
             let ctx = format!("seed {seed}, ops {trail:?}");
             let aal2 = claims(&m.token)["acr"] == "aal2";
@@ -843,6 +869,7 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
                     let Some(id) = m
                         .email
                         .clone()
+                        .or_else(|| m.passkey.as_ref().map(|p| p.1.clone()))
                         .or_else(|| m.totp.as_ref().map(|t| t.1.clone()))
                     else {
                         continue;
@@ -857,6 +884,8 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
                     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{ctx}");
                     if m.email.as_deref() == Some(id.as_str()) {
                         m.email = None;
+                    } else if m.passkey.as_ref().is_some_and(|p| p.1 == id) {
+                        m.passkey = None;
                     } else {
                         m.totp = None;
                     }
@@ -924,6 +953,46 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
                         reached.insert(acr);
                     }
                 }
+                // Register a passkey (the Supabase case again: not beside another factor
+                // without aal2).
+                6 => {
+                    if m.passkey.is_some() {
+                        continue;
+                    }
+                    let r = app
+                        .post_bearer("/v1/users/me/passkeys/options", &m.token, Some(json!({})))
+                        .await;
+                    if !may_change {
+                        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{ctx}");
+                        continue;
+                    }
+                    let first = m.factors() == 0;
+                    let mut device = crate::passkeys::Device::new(&app);
+                    let v = crate::passkeys::register(&app, &mut device, &m.token, "Key").await;
+                    if first {
+                        m.recovery = v["recovery_codes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c.as_str().unwrap().to_owned())
+                            .collect();
+                    }
+                    m.passkey = Some((device, v["factor_id"].as_str().unwrap().to_owned()));
+                }
+                // Log in without a password (the Kratos #4285 case: never below what the
+                // account's factors demand).
+                7 => {
+                    let Some((device, _)) = m.passkey.as_mut() else {
+                        continue;
+                    };
+                    let (_, r) = crate::passkeys::passkey_login(&app, device).await;
+                    assert_eq!(r.status(), StatusCode::OK, "{ctx}");
+                    let v: Value = r.json().await.unwrap();
+                    let c = claims(v["access_token"].as_str().unwrap());
+                    assert_eq!(c["acr"], expected_acr(&["hwk"], m.via_reset), "{ctx}: {c}");
+                    reached.insert(format!("passkey {}", c["acr"].as_str().unwrap()));
+                    m.token = v["access_token"].as_str().unwrap().to_owned();
+                }
                 // Step up with TOTP when there is one.
                 _ => {
                     let Some((secret, id)) = m.totp.clone() else {
@@ -961,6 +1030,8 @@ async fn no_sequence_of_enrol_remove_login_reset_and_step_up_reaches_aal2_with_o
         "an email reset with an email code: {reached:?}"
     );
     assert!(reached.contains("aal2+otp"), "{reached:?}");
+    assert!(reached.contains("aal2+hwk"), "{reached:?}");
+    assert!(reached.contains("passkey aal2"), "{reached:?}");
     assert!(
         reached.iter().any(|r| r.starts_with("step-up")),
         "{reached:?}"

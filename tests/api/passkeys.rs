@@ -40,7 +40,7 @@ impl UserValidationMethod for Unlock {
 
 /// A device holding one discoverable passkey, used from pages of `origin`.
 #[derive(Clone)]
-struct Device {
+pub(crate) struct Device {
     store: Option<Passkey>,
     origin: url::Url,
 }
@@ -71,7 +71,7 @@ fn to_browser_json(v: &mut Value) {
 impl Device {
     /// A device on the node's own origin (`http://localhost:PORT`, the default RP ID for a
     /// node on the loopback address).
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         let origin = app.base.replace("127.0.0.1", "localhost");
         Self::on(&origin)
     }
@@ -95,7 +95,7 @@ impl Device {
     }
 
     /// `navigator.credentials.create({publicKey})` and `toJSON()`.
-    async fn create(&mut self, public_key: &Value) -> Value {
+    pub(crate) async fn create(&mut self, public_key: &Value) -> Value {
         let req: pw::CredentialCreationOptions =
             serde_json::from_value(json!({ "publicKey": public_key })).unwrap();
         let mut client = Client::new(self.authenticator()).allows_insecure_localhost(true);
@@ -109,7 +109,7 @@ impl Device {
     }
 
     /// `navigator.credentials.get({publicKey})` and `toJSON()`.
-    async fn get(&mut self, public_key: &Value) -> Value {
+    pub(crate) async fn get(&mut self, public_key: &Value) -> Value {
         let req: pw::CredentialRequestOptions =
             serde_json::from_value(json!({ "publicKey": public_key })).unwrap();
         let mut client = Client::new(self.authenticator()).allows_insecure_localhost(true);
@@ -142,7 +142,7 @@ async fn options(app: &TestApp, path: &str, token: Option<&str>) -> Value {
 }
 
 /// Registers a passkey on `device` for the holder of `token`: the reply.
-async fn register(app: &TestApp, device: &mut Device, token: &str, name: &str) -> Value {
+pub(crate) async fn register(app: &TestApp, device: &mut Device, token: &str, name: &str) -> Value {
     let public_key = options(app, "/v1/users/me/passkeys/options", Some(token)).await;
     let mut credential = device.create(&public_key).await;
     credential["name"] = name.into();
@@ -154,7 +154,10 @@ async fn register(app: &TestApp, device: &mut Device, token: &str, name: &str) -
 }
 
 /// A passwordless login with `device`: the assertion sent, and the answer.
-async fn passkey_login(app: &TestApp, device: &mut Device) -> (Value, reqwest::Response) {
+pub(crate) async fn passkey_login(
+    app: &TestApp,
+    device: &mut Device,
+) -> (Value, reqwest::Response) {
     let public_key = options(app, "/v1/auth/passkey/options", None).await;
     let assertion = device.get(&public_key).await;
     let r = app.post("/v1/auth/passkey", assertion.clone()).await;
