@@ -623,6 +623,39 @@ async fn a_sent_code_dies_after_five_wrong_tries_and_cannot_be_asked_without_a_v
     );
 }
 
+#[actix_web::test]
+async fn a_code_sent_for_one_login_finishes_no_other() {
+    // ASVS 6.6.2: an out-of-band code is bound to the request it was sent for.
+    let app = spawn_app().await;
+    let phone = "+79161234569";
+    let (_, token) = crate::sms::with_phone(&app, "kim@example.com", phone).await;
+    assert_eq!(
+        app.post_bearer("/v1/users/me/mfa/sms", &token, None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let first = first_step(&app, "kim@example.com").await;
+    let sms = factor_of(&first, "sms");
+    let first_token = first["mfa_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send_code(&app, &first_token, &sms).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = six_digits(
+        crate::sms::wait_text(&app, phone, 2).await["text"]
+            .as_str()
+            .unwrap(),
+    );
+    // Someone else's login (the password is known to them) with the code sent for the first.
+    let second = first_step(&app, "kim@example.com").await;
+    let r = verify(&app, second["mfa_token"].as_str().unwrap(), &sms, &code).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A wrong try is one of five: the code still finishes the login it was sent for.
+    let r = verify(&app, &first_token, &sms, &code).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 /// What the model of one user knows: which factors exist, how the password was last set, and
 /// the codes needed to pass each factor.
 struct Model {

@@ -313,10 +313,18 @@ async fn remove(deps: Arc<Deps>, m: RemoveFactor) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn code_hash(deps: &Deps, factor: Uuid, code: &str) -> String {
+/// A sent code's keyed hash, bound to the request it was sent for (`purpose`: this login
+/// challenge, or this session's step-up), so it answers no other.
+fn code_hash(deps: &Deps, factor: Uuid, purpose: &str, code: &str) -> String {
     hmac_hex(
         &deps.secret_key,
-        &[b"code\0", factor.as_bytes(), code.as_bytes()],
+        &[
+            b"code\0",
+            factor.as_bytes(),
+            purpose.as_bytes(),
+            b"\0",
+            code.as_bytes(),
+        ],
     )
 }
 
@@ -325,6 +333,7 @@ async fn check_code(
     deps: &Deps,
     f: &FactorRecord,
     code: &Code,
+    purpose: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, HandlerError> {
     let Some(sent) = deps.store.mfa().code(f.id).await? else {
@@ -334,7 +343,7 @@ async fn check_code(
         deps.store.mfa().delete_code(f.id).await?;
         return Ok(false);
     }
-    let given = code_hash(deps, f.id, code.as_str());
+    let given = code_hash(deps, f.id, purpose, code.as_str());
     if !bool::from(given.as_bytes().ct_eq(sent.code_hash.as_bytes())) {
         deps.store.mfa().code_failed(f.id).await?;
         return Ok(false);
@@ -394,8 +403,12 @@ async fn prove(
             let code = code_of(proof)?;
             match f.kind.as_str() {
                 "totp" => Ok(check_totp(deps, f, code, now).await?.then_some("otp")),
-                "sms" => Ok(check_code(deps, f, code, now).await?.then_some("sms")),
-                "email" => Ok(check_code(deps, f, code, now).await?.then_some("email")),
+                "sms" => Ok(check_code(deps, f, code, purpose, now)
+                    .await?
+                    .then_some("sms")),
+                "email" => Ok(check_code(deps, f, code, purpose, now)
+                    .await?
+                    .then_some("email")),
                 other => {
                     tracing::warn!(kind = other, "a factor of a kind this node cannot check");
                     Err(no_factor())
@@ -789,7 +802,7 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
         .put_code(&keyward_storage::CodeRecord {
             factor_id: f.id,
             user_id,
-            code_hash: code_hash(&deps, f.id, &code),
+            code_hash: code_hash(&deps, f.id, &purpose, &code),
             expires_at: now + CODE_TTL,
             attempts: 0,
             sent_at: now,
