@@ -8,7 +8,7 @@ use reqwest::{Method, Response, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
-use crate::helpers::{admin, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
+use crate::helpers::{admin, claims, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
 
 async fn send(
     app: &TestApp,
@@ -34,16 +34,6 @@ async fn forward_auth(app: &TestApp, token: &str, permission: &str) -> StatusCod
     app.get_bearer(&format!("/v1/auth/verify?permission={permission}"), token)
         .await
         .status()
-}
-
-/// The claims of a token, unverified.
-fn claims(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
 }
 
 fn events_preset() -> Options {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{admin, member, problem, spawn_app, TestApp, PASSWORD};
+use crate::helpers::{admin, claims, member, problem, spawn_app, TestApp, PASSWORD};
 
 const TOTP_PY: &str = r#"
 import base64, hashlib, hmac, struct, sys
@@ -36,16 +36,6 @@ fn code(app: &TestApp, secret: &str) -> String {
 /// The code an authenticator app shows now (for other test modules).
 pub(crate) fn totp_code(app: &TestApp, secret: &str) -> String {
     code(app, secret)
-}
-
-/// The claims of a token, unverified.
-fn claims(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
 }
 
 async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> reqwest::Response {

@@ -11,7 +11,7 @@ use passkey::types::{webauthn as pw, Passkey};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{member, problem, spawn_app, TestApp, PASSWORD};
+use crate::helpers::{claims, member, problem, spawn_app, TestApp, PASSWORD};
 
 /// The user unlocks the passkey (user verification), as a PIN or fingerprint would.
 struct Unlock;
@@ -122,13 +122,11 @@ impl Device {
     }
 }
 
-fn claims(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
+/// GET /v1/users/me/mfa.
+async fn factors(app: &TestApp, token: &str) -> Value {
+    let r = app.get_bearer("/v1/users/me/mfa", token).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
 }
 
 async fn options(app: &TestApp, path: &str, token: Option<&str>) -> Value {
@@ -197,12 +195,7 @@ async fn a_passkey_logs_in_without_a_password_at_aal2_and_each_answer_counts_onc
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let list: Value = app
-        .get_bearer("/v1/users/me/mfa", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = factors(&app, &token).await;
     assert_eq!(list["factors"][0]["type"], "passkey", "{list}");
     assert_eq!(list["factors"][0]["label"], "Work laptop", "{list}");
 
@@ -217,12 +210,7 @@ async fn a_passkey_logs_in_without_a_password_at_aal2_and_each_answer_counts_onc
         .get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
         .await;
     assert_eq!(me.status(), StatusCode::OK);
-    let list: Value = app
-        .get_bearer("/v1/users/me/mfa", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = factors(&app, &token).await;
     assert!(list["factors"][0]["last_used_at"].is_string(), "{list}");
 
     // The same registration answer again, with aal2: its options were used up.
@@ -409,12 +397,7 @@ async fn a_password_only_session_cannot_add_a_passkey_beside_a_totp_factor() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let list: Value = app
-        .get_bearer("/v1/users/me/mfa", &aal1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = factors(&app, &aal1).await;
     assert_eq!(list["factors"].as_array().unwrap().len(), 1, "{list}");
 }
 
