@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -21,6 +21,9 @@
 #   KEYWARD_TEST_S3_ACCESS_KEY_ID, KEYWARD_TEST_S3_SECRET_ACCESS_KEY   random, for this run
 #   KEYWARD_TEST_WEBPUSH_URL   http://localhost:PORT (npm web-push-testing: a push service that
 #                              hands out subscriptions, checks VAPID and decrypts what it gets)
+#   KEYWARD_TEST_OIDC_ISSUER   http://localhost:PORT (npm oidc-provider, scripts/oidc/server.mjs:
+#                              open dynamic registration, a login form that takes any name;
+#                              scripts/oidc/flow.py walks the flow over plain HTTP)
 #
 # s3s-fs is built once with `cargo install` (about 5 minutes) into
 # ${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}, outside the clone, so later runs start at once.
@@ -32,7 +35,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -179,6 +182,46 @@ start_webpush() {
   log "web-push-testing ready on http://localhost:$port"
 }
 
+start_oidc() {
+  local src ver cache
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oidc"
+  ver=$(sed -n 's/.*"oidc-provider": "\(.*\)".*/\1/p' "$src/package.json")
+  cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/oidc-provider-$ver"
+  # installed.lock is written only after a complete install: a changed or half-done one redoes it.
+  if ! cmp -s "$src/package-lock.json" "$cache/installed.lock"; then
+    command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
+    log "installing oidc-provider $ver from npm"
+    rm -rf "$cache"
+    mkdir -p "$cache"
+    cp "$src/package.json" "$src/package-lock.json" "$cache/"
+    (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --silent >/dev/null)
+    cp "$src/package-lock.json" "$cache/installed.lock"
+  fi
+  # oidc-provider 9 asks for Node.js 22 (and warns on 20) but works from 20.18 (URL.parse);
+  # Debian 12's own nodejs is 18.
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 18) ? 0 : 1)' \
+    || { echo "oidc-provider needs Node.js >= 20.18, found $(node --version)" >&2; exit 1; }
+  local dir="$root/oidc" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  # An ES module resolves its imports from its own directory: run a copy beside the cache.
+  cp "$src/server.mjs" "$dir/"
+  ln -s "$cache/node_modules" "$dir/node_modules"
+  node "$dir/server.mjs" "$port" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('http://localhost:$port/.well-known/openid-configuration', timeout=1)" 2>/dev/null; then break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/out.log" >&2; exit 1; }
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  # The issuer names `localhost`: it must be exactly what discovery and the id_token's iss say.
+  export KEYWARD_TEST_OIDC_ISSUER="http://localhost:$port"
+  log "oidc-provider $ver ready, issuer http://localhost:$port (log $dir/out.log)"
+}
+
 start_nginx() {
   local bin
   bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
@@ -261,6 +304,7 @@ for s in "${want[@]}"; do
     nginx) start_nginx ;;
     s3) start_s3 ;;
     webpush) start_webpush ;;
+    oidc) start_oidc ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

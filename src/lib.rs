@@ -10,8 +10,8 @@ use keyward_actors::system::{self, Contexts, NodeOptions};
 use keyward_actors::{hasher::HashParams, Clock, StartError};
 use keyward_config::Settings;
 use keyward_gateway::{
-    AccessApi, AccountsApi, GatewayOptions, MfaApi, NotifyApi, Probe, ProfilesApi, Recipients,
-    SessionsApi,
+    AccessApi, AccountsApi, FederationApi, GatewayOptions, MfaApi, NotifyApi, Probe, ProfilesApi,
+    Recipients, SessionsApi,
 };
 
 /// A running node.
@@ -151,6 +151,7 @@ fn recipients_of(c: &keyward_actors::system::ContextAddrs) -> Recipients {
         profiles: ProfilesApi::of(&c.profiles),
         notify: NotifyApi::of(&c.notifications),
         mfa: MfaApi::of(&c.mfa),
+        federation: FederationApi::of(&c.federation),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod bus;
 pub mod caches;
 mod edge;
 pub mod error;
+pub mod federation;
 pub mod hasher;
 pub mod keys;
 pub mod metrics;

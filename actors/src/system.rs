@@ -43,6 +43,7 @@ pub struct LocalContexts {
     pub profiles: Arc<ProfilesDeps>,
     pub notify: Arc<NotifyDeps>,
     pub mfa: Arc<crate::mfa::MfaDeps>,
+    pub federation: Arc<crate::federation::FederationDeps>,
 }
 
 /// One supervised actor of each context, on one thread.
@@ -53,6 +54,7 @@ pub struct ContextAddrs {
     pub profiles: Addr<Profiles>,
     pub notifications: Addr<Notifications>,
     pub mfa: Addr<crate::mfa::Mfa>,
+    pub federation: Addr<crate::federation::Federation>,
 }
 
 impl LocalContexts {
@@ -71,6 +73,8 @@ impl LocalContexts {
         let notifications = Supervisor::start(move |_| Notifications::new(d));
         let d = self.mfa.clone();
         let mfa = Supervisor::start(move |_| crate::mfa::Mfa::new(d));
+        let d = self.federation.clone();
+        let federation = Supervisor::start(move |_| crate::federation::Federation::new(d));
         ContextAddrs {
             access,
             accounts,
@@ -78,6 +82,7 @@ impl LocalContexts {
             profiles,
             notifications,
             mfa,
+            federation,
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct Contexts {
     pub profiles: Addr<Profiles>,
     pub notifications: Addr<Notifications>,
     pub mfa: Addr<crate::mfa::Mfa>,
+    pub federation: Addr<crate::federation::Federation>,
     /// What the context actors share, for starting more of them.
     pub local: LocalContexts,
     /// The mail sender, in embedded mode.
@@ -444,6 +450,34 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             }
         }
     });
+    let federation = Arc::new(crate::federation::FederationDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox: accounts.outbox.clone(),
+        sessions: SessionsHandle::new(sessions.clone()),
+        hasher: accounts.hasher.clone(),
+        secret_key: derive_key(&master, "oauth-flows"),
+        providers: crate::federation::providers(settings)?,
+        allowlist: settings
+            .oauth
+            .redirect_uris()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+        public_url: opts.public_url.trim_end_matches('/').to_owned(),
+        http: crate::federation::http_client()?,
+        default_roles: settings.access.default_role_list(),
+        index: accounts.index,
+        metrics: accounts.metrics.clone(),
+    });
+    let (prune_store, prune_clock) = (store.clone(), clock.clone());
+    actix_rt::spawn(async move {
+        // Expired flows and codes are refused anyway; this keeps the tables small.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            if let Err(e) = prune_store.federation().prune_expired(prune_clock()).await {
+                tracing::warn!(error = %crate::error::chain(&e), "pruning expired social login flows failed; retrying");
+            }
+        }
+    });
     let local = LocalContexts {
         access,
         accounts,
@@ -451,6 +485,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles,
         notify: notify_deps,
         mfa,
+        federation,
     };
     let ContextAddrs {
         access,
@@ -459,6 +494,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles,
         notifications,
         mfa,
+        federation,
     } = local.start();
     if let Some(url) = intake_url {
         actix_rt::spawn(crate::notify::intake::run(
@@ -473,6 +509,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles,
         notifications,
         mfa,
+        federation,
         local,
         notify,
         amqp,

@@ -80,6 +80,8 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// `[mfa]` / `KEYWARD_MFA__*`.
     pub mfa: MfaSettings,
+    /// `[oauth]` / `KEYWARD_OAUTH__*`: social login.
+    pub oauth: OAuthSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -438,6 +440,54 @@ pub struct MfaSettings {
     pub origins: String,
 }
 
+/// Social login, `[oauth]` / `KEYWARD_OAUTH__<FIELD>`; each provider under
+/// `[oauth.providers.<name>]` / `KEYWARD_OAUTH__PROVIDERS__<NAME>__<FIELD>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OAuthSettings {
+    /// `KEYWARD_OAUTH__REDIRECT_ALLOWLIST`: comma-separated redirect URIs of the apps (exact
+    /// match), where a finished web login sends its one-time code. Empty: no web login.
+    pub redirect_allowlist: String,
+    pub providers: std::collections::BTreeMap<String, ProviderSettings>,
+}
+
+/// The kinds of provider `[oauth.providers.<name>] kind` takes.
+pub const PROVIDER_KINDS: &[&str] = &["oidc", "google", "github", "vk", "yandex", "oauth2"];
+
+/// One social login provider. `Debug` hides the secret.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProviderSettings {
+    /// `oidc`, `google`, `github`, `vk`, `yandex` or `oauth2`.
+    pub kind: String,
+    /// `oidc`: the issuer (discovery at `{issuer}/.well-known/openid-configuration`).
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// A file holding the client secret. Mutually exclusive with `client_secret`.
+    pub client_secret_file: Option<PathBuf>,
+    /// Space- or comma-separated scopes; the kind's default when unset.
+    pub scopes: Option<String>,
+    /// `oauth2`: the authorization, token and userinfo endpoints.
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+}
+
+impl ProviderSettings {
+    /// The client secret (inline or from its file) of the provider named `name`.
+    pub fn secret(&self, name: &str) -> Result<SecretString, ConfigError> {
+        validate::provider_secret(name, self)
+    }
+}
+
+impl OAuthSettings {
+    /// The redirect allowlist, each entry checked to be an absolute URI without a fragment.
+    pub fn redirect_uris(&self) -> Result<Vec<url::Url>, ConfigError> {
+        validate::redirect_allowlist(self)
+    }
+}
+
 /// Where passkeys are used: the relying party ID and the origins allowed to use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelyingParty {
@@ -552,6 +602,7 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             sms: SmsSettings::default(),
             mfa: MfaSettings::default(),
+            oauth: OAuthSettings::default(),
         }
     }
 }

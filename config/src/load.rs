@@ -109,6 +109,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("mfa", &["rp_id", "origins"]),
+    ("oauth", &["redirect_allowlist", "providers"]),
     (
         "avatars",
         &[
@@ -125,8 +126,27 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The fields of `[oauth.providers.<name>]`.
+pub(crate) const PROVIDER_FIELDS: &[&str] = &[
+    "kind",
+    "issuer",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "scopes",
+    "auth_url",
+    "token_url",
+    "userinfo_url",
+];
+
 /// Settings whose values must never appear in messages.
-const SECRET_FIELDS: &[&str] = &["amqp_url", "smtp_url", "master_key", "s3_secret_access_key"];
+const SECRET_FIELDS: &[&str] = &[
+    "amqp_url",
+    "smtp_url",
+    "master_key",
+    "s3_secret_access_key",
+    "client_secret",
+];
 
 /// The settings key path (`["tokens", "access_ttl_secs"]`) as its variable name.
 fn env_name(path: &[String]) -> String {
@@ -147,6 +167,18 @@ fn is_section(name: &str) -> bool {
 fn env_path(name: &str) -> Option<Vec<String>> {
     let rest = name.to_ascii_uppercase();
     let rest = rest.strip_prefix(PREFIX)?.to_ascii_lowercase();
+    // KEYWARD_OAUTH__PROVIDERS__<NAME>__<FIELD>
+    if let Some(provider) = rest.strip_prefix("oauth__providers__") {
+        let (name, field) = provider.rsplit_once("__")?;
+        return (!name.is_empty() && PROVIDER_FIELDS.contains(&field)).then(|| {
+            vec![
+                "oauth".to_owned(),
+                "providers".to_owned(),
+                name.to_owned(),
+                field.to_owned(),
+            ]
+        });
+    }
     match rest.split_once("__") {
         Some((section, field)) if is_section(section) && is_known(section, field) => {
             Some(vec![section.to_owned(), field.to_owned()])
@@ -224,6 +256,7 @@ impl Provider for EnvLayer {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut root = Dict::new();
         let mut sections: Map<String, Dict> = Map::new();
+        let mut providers: Map<String, Dict> = Map::new();
         for (path, value) in &self.values {
             // Strings stay strings; `extract_lossy` turns them into numbers
             // only where a number is expected.
@@ -238,8 +271,24 @@ impl Provider for EnvLayer {
                         .or_default()
                         .insert(field.clone(), value);
                 }
+                [_, _, name, field] => {
+                    providers
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(field.clone(), value);
+                }
                 _ => {}
             }
+        }
+        if !providers.is_empty() {
+            let named: Dict = providers
+                .into_iter()
+                .map(|(name, dict)| (name, Value::from(dict)))
+                .collect();
+            sections
+                .entry("oauth".to_owned())
+                .or_default()
+                .insert("providers".to_owned(), Value::from(named));
         }
         for (section, dict) in sections {
             root.insert(section, Value::from(dict));
@@ -345,6 +394,17 @@ fn unknown_file_keys(dict: &Dict) -> Vec<String> {
                         .filter(|field| !is_known(key, field))
                         .map(|field| format!("{key}.{field}")),
                 );
+                if let Some(Value::Dict(_, providers)) = fields.get("providers") {
+                    for (name, p) in providers {
+                        if let Value::Dict(_, p) = p {
+                            unknown.extend(
+                                p.keys()
+                                    .filter(|f| !PROVIDER_FIELDS.contains(&f.as_str()))
+                                    .map(|f| format!("{key}.providers.{name}.{f}")),
+                            );
+                        }
+                    }
+                }
             }
         } else if !is_known("", key) {
             unknown.push(key.clone());

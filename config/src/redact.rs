@@ -72,6 +72,58 @@ struct Redacted<'a> {
     avatars: RedactedAvatars<'a>,
     sms: RedactedSms<'a>,
     mfa: &'a crate::MfaSettings,
+    oauth: RedactedOAuth<'a>,
+}
+
+/// `[oauth]` with every client secret masked.
+#[derive(Serialize)]
+struct RedactedOAuth<'a> {
+    redirect_allowlist: &'a str,
+    providers: std::collections::BTreeMap<&'a str, RedactedProvider<'a>>,
+}
+
+#[derive(Serialize)]
+struct RedactedProvider<'a> {
+    kind: &'a str,
+    issuer: Option<&'a str>,
+    client_id: Option<&'a str>,
+    client_secret: Option<&'static str>,
+    client_secret_file: Option<String>,
+    scopes: Option<&'a str>,
+    auth_url: Option<&'a str>,
+    token_url: Option<&'a str>,
+    userinfo_url: Option<&'a str>,
+}
+
+impl<'a> RedactedOAuth<'a> {
+    fn new(o: &'a crate::OAuthSettings) -> Self {
+        RedactedOAuth {
+            redirect_allowlist: &o.redirect_allowlist,
+            providers: o
+                .providers
+                .iter()
+                .map(|(name, p)| {
+                    (
+                        name.as_str(),
+                        RedactedProvider {
+                            kind: &p.kind,
+                            issuer: p.issuer.as_deref(),
+                            client_id: p.client_id.as_deref(),
+                            client_secret: p.client_secret.is_some().then_some(MASK),
+                            client_secret_file: p
+                                .client_secret_file
+                                .as_ref()
+                                .map(|f| f.display().to_string()),
+                            scopes: p.scopes.as_deref(),
+                            auth_url: p.auth_url.as_deref(),
+                            token_url: p.token_url.as_deref(),
+                            userinfo_url: p.userinfo_url.as_deref(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `[sms]` with the webhook secret and the Twilio token masked.
@@ -169,6 +221,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         avatars: RedactedAvatars::new(&settings.avatars),
         sms: RedactedSms::new(&settings.sms),
         mfa: &settings.mfa,
+        oauth: RedactedOAuth::new(&settings.oauth),
     };
     match toml::to_string(&view) {
         Ok(text) => text,

@@ -83,6 +83,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     notify(&s.notify)?;
     sms(&s.sms)?;
     mfa(s)?;
+    oauth(&s.oauth)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -959,4 +960,134 @@ pub(crate) fn relying_party(
         }
     }
     Ok(crate::RelyingParty { rp_id, origins })
+}
+
+const OAUTH_ALLOWLIST: &str = "KEYWARD_OAUTH__REDIRECT_ALLOWLIST";
+
+pub(crate) fn redirect_allowlist(o: &crate::OAuthSettings) -> Result<Vec<url::Url>, ConfigError> {
+    crate::split_list(&o.redirect_allowlist)
+        .map(|raw| {
+            let bad = |why: &str| {
+                ConfigError::invalid(
+                    OAUTH_ALLOWLIST,
+                    format!("\"{raw}\" {why} (expected exact redirect URIs of your apps, e.g. https://app.example.com/auth/done or com.example.app:/oauth)"),
+                )
+            };
+            let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
+            if url.fragment().is_some() {
+                return Err(bad("has a fragment"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad("contains credentials"));
+            }
+            if matches!(url.scheme(), "http" | "https") && !url.has_host() {
+                return Err(bad("has no host"));
+            }
+            if matches!(url.scheme(), "javascript" | "data" | "file") {
+                return Err(bad("uses a scheme no app redirect may use"));
+            }
+            Ok(url)
+        })
+        .collect()
+}
+
+/// A provider's variable name, for messages.
+fn provider_key(name: &str, field: &str) -> String {
+    format!(
+        "KEYWARD_OAUTH__PROVIDERS__{}__{}",
+        name.to_ascii_uppercase(),
+        field.to_ascii_uppercase()
+    )
+}
+
+pub(crate) fn provider_secret(
+    name: &str,
+    p: &crate::ProviderSettings,
+) -> Result<SecretString, ConfigError> {
+    let key = |f: &str| provider_key(name, f);
+    secret_from(
+        (&key("client_secret"), &p.client_secret),
+        (&key("client_secret_file"), &p.client_secret_file),
+        "the client secret",
+    )?
+    .ok_or_else(|| {
+        ConfigError::invalid(
+            key("client_secret"),
+            "is not set (the client secret the provider issued, or _FILE)",
+        )
+    })
+}
+
+fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
+    redirect_allowlist(o)?;
+    for (name, p) in &o.providers {
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                provider_key(name, "kind"),
+                format!("\"{name}\" is not a provider name (lower-case letters, digits and _, at most 32)"),
+            ));
+        }
+        let key = |f: &str| provider_key(name, f);
+        if !crate::PROVIDER_KINDS.contains(&p.kind.as_str()) {
+            return Err(ConfigError::invalid(
+                key("kind"),
+                format!(
+                    "\"{}\" is not a provider kind (expected one of {})",
+                    p.kind,
+                    crate::PROVIDER_KINDS.join(", ")
+                ),
+            ));
+        }
+        if p.client_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                key("client_id"),
+                "is not set (the client id the provider issued for this site)",
+            ));
+        }
+        provider_secret(name, p)?;
+        if !matches!(p.kind.as_str(), "oidc" | "google") {
+            return Err(ConfigError::invalid(
+                key("kind"),
+                format!(
+                    "{} is not built yet in this version: use oidc (any OpenID provider) or google",
+                    p.kind
+                ),
+            ));
+        }
+        match p.kind.as_str() {
+            "oidc" => {
+                let issuer = p.issuer.as_deref().ok_or_else(|| {
+                    ConfigError::invalid(
+                        key("issuer"),
+                        "is not set: an oidc provider is found by its issuer (e.g. https://id.example.com)",
+                    )
+                })?;
+                plain_http_url(
+                    &key("issuer"),
+                    issuer,
+                    "the issuer URL, e.g. https://id.example.com",
+                )?;
+            }
+            "oauth2" => {
+                for f in ["auth_url", "token_url", "userinfo_url"] {
+                    let v = match f {
+                        "auth_url" => &p.auth_url,
+                        "token_url" => &p.token_url,
+                        _ => &p.userinfo_url,
+                    };
+                    let v = v.as_deref().ok_or_else(|| {
+                        ConfigError::invalid(key(f), "is not set: a generic oauth2 provider needs its authorization, token and userinfo endpoints")
+                    })?;
+                    plain_http_url(&key(f), v, "the endpoint's URL")?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

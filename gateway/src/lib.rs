@@ -32,7 +32,9 @@ use crate::state::AppState;
 pub use crate::http_metrics::HttpMetrics;
 pub use crate::management::Probe;
 pub use crate::routes::openapi::spec_json as openapi_json;
-pub use crate::routes::{AccessApi, AccountsApi, MfaApi, NotifyApi, ProfilesApi, SessionsApi};
+pub use crate::routes::{
+    AccessApi, AccountsApi, FederationApi, MfaApi, NotifyApi, ProfilesApi, SessionsApi,
+};
 
 /// Seconds a stopping server gives in-flight requests.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
@@ -73,6 +75,7 @@ pub struct Recipients {
     pub profiles: ProfilesApi,
     pub notify: NotifyApi,
     pub mfa: MfaApi,
+    pub federation: FederationApi,
 }
 
 /// Limits of the public server.

@@ -33,6 +33,11 @@ pub enum RevokeReason {
 }
 
 /// Something that happened. The serde tag is the routing key.
+/// Events written before `method` existed came from password registrations.
+fn password_method() -> String {
+    "password".to_owned()
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum DomainEvent {
@@ -42,6 +47,9 @@ pub enum DomainEvent {
         email: String,
         username: Option<String>,
         locale: Locale,
+        /// `password`, or `oauth:<provider>` for an account made by a social login.
+        #[serde(default = "password_method")]
+        method: String,
     },
     #[serde(rename = "user.email_verified")]
     UserEmailVerified { user_id: UserId, email: String },
@@ -152,6 +160,20 @@ pub enum DomainEvent {
         template: String,
         reason: String,
     },
+    /// An identity at a social login provider was linked to the account.
+    #[serde(rename = "identity.linked")]
+    IdentityLinked {
+        user_id: UserId,
+        identity_id: Uuid,
+        provider: String,
+    },
+    /// An identity at a social login provider was unlinked.
+    #[serde(rename = "identity.unlinked")]
+    IdentityUnlinked {
+        user_id: UserId,
+        identity_id: Uuid,
+        provider: String,
+    },
     /// A second factor was confirmed (`factor_type`: `totp`, `sms`, `email`, `passkey`).
     #[serde(rename = "mfa.enrolled")]
     MfaEnrolled {
@@ -200,6 +222,8 @@ impl DomainEvent {
             Self::ClientUpdated { .. } => "client.updated",
             Self::NotificationSent { .. } => "notification.sent",
             Self::NotificationFailed { .. } => "notification.failed",
+            Self::IdentityLinked { .. } => "identity.linked",
+            Self::IdentityUnlinked { .. } => "identity.unlinked",
             Self::MfaEnrolled { .. } => "mfa.enrolled",
             Self::MfaRemoved { .. } => "mfa.removed",
         }
@@ -224,6 +248,8 @@ impl DomainEvent {
             | Self::RoleRevoked { user_id, .. }
             | Self::NotificationSent { user_id, .. }
             | Self::NotificationFailed { user_id, .. }
+            | Self::IdentityLinked { user_id, .. }
+            | Self::IdentityUnlinked { user_id, .. }
             | Self::MfaEnrolled { user_id, .. }
             | Self::MfaRemoved { user_id, .. } => *user_id,
             Self::RoleUpdated { user_id, .. } | Self::ClientUpdated { user_id, .. } => {

@@ -10,6 +10,7 @@ pub mod access_token;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod mfa;
 pub mod notify;
 pub mod password_policy;

@@ -15,6 +15,7 @@ mod accounts;
 mod audit;
 mod bus;
 mod error;
+mod federation;
 mod keys;
 mod mfa;
 mod migrations;
@@ -35,6 +36,7 @@ pub use accounts::{
 pub use audit::{Audit, AuditFilter, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
+pub use federation::{Federation, FlowRecord, IdentityRecord, OAuthCodeRecord};
 pub use keys::{SigningKeyRecord, SigningKeys};
 pub use mfa::{CeremonyRecord, ChallengeRecord, CodeRecord, FactorRecord, Mfa};
 pub use notify::{

@@ -284,6 +284,11 @@ macro_rules! repositories {
                 crate::Notices(&self.$field)
             }
 
+            /// Identities at social login providers, web login flows, one-time codes.
+            pub fn federation(&self) -> crate::Federation<'_, $conn> {
+                crate::Federation(&self.$field)
+            }
+
             /// Second factors, recovery codes and login challenges (the mfa context).
             pub fn mfa(&self) -> crate::Mfa<'_, $conn> {
                 crate::Mfa(&self.$field)

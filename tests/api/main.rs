@@ -9,6 +9,7 @@ mod accounts;
 mod avatars;
 mod cli;
 mod distributed;
+mod federation;
 mod lifecycle;
 mod mfa;
 mod nginx;

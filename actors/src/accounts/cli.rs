@@ -70,6 +70,7 @@ pub async fn create_user(
         email: email.as_str().to_owned(),
         username: None,
         locale: Locale::En,
+        method: "password".to_owned(),
     };
     let meta = cli_meta();
     crate::outbox::enqueue_at(&tx, now, &meta, Outgoing::Event(ev)).await?;

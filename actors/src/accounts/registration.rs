@@ -145,6 +145,7 @@ pub(super) fn registered(record: &UserRecord, locale: Locale) -> Outgoing {
         email: record.email.as_str().to_owned(),
         username: record.username.as_ref().map(|u| u.as_str().to_owned()),
         locale,
+        method: "password".to_owned(),
     })
 }
 

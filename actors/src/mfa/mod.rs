@@ -91,6 +91,8 @@ fn kinds_of(amr: &str, password_via_email: bool) -> &'static [&'static str] {
         "pwd" => &["know"],
         "email" => &["email"],
         "hwk" => &["have", "verified-user"],
+        // Whatever the provider asked of the user, as one kind of its own.
+        "fed" => &["federated"],
         _ => &["have"],
     }
 }
@@ -142,6 +144,16 @@ pub async fn challenge(
     clock: &Clock,
     user: &UserRecord,
 ) -> Result<Option<MfaRequired>, HandlerError> {
+    challenge_after(store, clock, user, &["pwd".to_owned()]).await
+}
+
+/// After a first factor (`amr`): a challenge when `user` has a confirmed factor, else None.
+pub async fn challenge_after(
+    store: &Store,
+    clock: &Clock,
+    user: &UserRecord,
+    amr: &[String],
+) -> Result<Option<MfaRequired>, HandlerError> {
     let factors: Vec<_> = store
         .mfa()
         .factors_of(user.id)
@@ -160,7 +172,7 @@ pub async fn challenge(
             id: Uuid::now_v7(),
             token_hash: sha256_hex(&token),
             user_id: user.id,
-            amr: vec!["pwd".to_owned()],
+            amr: amr.to_vec(),
             created_at: now,
             expires_at: now + CHALLENGE_TTL,
             attempts: 0,

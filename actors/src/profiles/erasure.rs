@@ -83,6 +83,7 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
     tx.profiles().erase(user).await?;
     tx.notices().erase_user(user).await?;
     tx.mfa().erase_user(user).await?;
+    tx.federation().erase_user(user).await?;
     deps.index.sync(&tx, user).await?;
     let meta = RequestMeta::default();
     let ev = DomainEvent::UserDeleted { user_id: user };

@@ -349,6 +349,10 @@ fn the_schema_matches_the_structs() {
             rp_id: Some("example.com".into()),
             origins: "https://example.com".into(),
         },
+        oauth: crate::OAuthSettings {
+            redirect_allowlist: "https://app.example.com/done".into(),
+            providers: Default::default(),
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();
@@ -506,4 +510,56 @@ fn no_avatar_settings_means_the_embedded_store() {
     assert!(s.avatars.s3().unwrap().is_none());
     assert_eq!(s.avatars.max_bytes, 5 * 1024 * 1024);
     assert_eq!(s.avatars.max_pixels, 40_000_000);
+}
+
+#[test]
+fn a_social_login_provider_is_configured_from_the_environment() {
+    let load = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs));
+    let s = load(&[
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__KIND", "oidc"),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__ISSUER",
+            "https://id.example",
+        ),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_ID", "keyward"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_SECRET", "s3cret"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__KIND", "google"),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_ID",
+            "123.apps.googleusercontent.com",
+        ),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_SECRET", "gh-secret"),
+        (
+            "KEYWARD_OAUTH__REDIRECT_ALLOWLIST",
+            "https://app.example.com/done, com.example.app:/oauth",
+        ),
+    ])
+    .unwrap();
+    let acme = &s.oauth.providers["acme"];
+    assert_eq!(acme.kind, "oidc");
+    assert_eq!(acme.issuer.as_deref(), Some("https://id.example"));
+    assert_eq!(s.oauth.providers["gh"].kind, "google");
+    assert_eq!(s.oauth.redirect_uris().unwrap().len(), 2);
+    let shown = s.redacted_toml();
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("gh-secret"),
+        "{shown}"
+    );
+    assert!(shown.contains("[oauth.providers.acme]"), "{shown}");
+
+    let e = load(&[
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__KIND", "oidc"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_ID", "keyward"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_SECRET", "s3cret"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__ACME__ISSUER");
+    let e = load(&[("KEYWARD_OAUTH__PROVIDERS__X__KIND", "facebook")]).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__X__KIND");
+    let e = load(&[(
+        "KEYWARD_OAUTH__REDIRECT_ALLOWLIST",
+        "https://app.example.com/#x",
+    )])
+    .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__REDIRECT_ALLOWLIST");
 }

@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod federation;
 mod mfa;
 mod notify;
 pub(crate) mod openapi;
@@ -19,6 +20,7 @@ use crate::problem::ApiError;
 
 pub use access::AccessApi;
 pub use accounts::AccountsApi;
+pub use federation::FederationApi;
 pub use mfa::MfaApi;
 pub use notify::NotifyApi;
 pub use profiles::ProfilesApi;
@@ -99,6 +101,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(mfa::passkey_login_options)),
         )
         .service(web::resource("/v1/auth/passkey").route(web::post().to(mfa::passkey_login)))
+        .service(
+            web::resource("/v1/auth/oauth/exchange").route(web::post().to(federation::exchange)),
+        )
+        .service(
+            web::resource("/v1/auth/oauth/{provider}/start")
+                .route(web::get().to(federation::start)),
+        )
+        .service(
+            web::resource("/v1/auth/oauth/{provider}/callback")
+                .route(web::get().to(federation::callback)),
+        )
         .service(web::resource("/v1/auth/mfa/verify").route(web::post().to(mfa::verify)))
         .service(web::resource("/v1/auth/mfa/challenge").route(web::post().to(mfa::send_code)))
         .service(web::resource("/v1/auth/step-up").route(web::post().to(mfa::step_up)))

@@ -1,0 +1,394 @@
+//! The web flow: start (to the provider), callback (back from it, to the app with a one-time
+//! code), exchange (the code for tokens).
+
+use std::sync::Arc;
+
+use keyward_messages::events::{DomainEvent, Outgoing};
+use keyward_messages::federation::*;
+use keyward_messages::mfa::LoginReply;
+use keyward_messages::{codes, CommandError, Email, RequestMeta, UserId};
+use keyward_storage::{FlowRecord, IdentityRecord, NewUser, OAuthCodeRecord, UserRecord};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::{Federation, FederationDeps as Deps, Provider};
+use crate::error::HandlerError;
+use crate::sealed;
+use crate::sessions::Assurance;
+use crate::tokens::{random_token, sha256_hex};
+
+/// How long a started web login may take at the provider.
+const FLOW_TTL: chrono::Duration = chrono::Duration::minutes(10);
+/// How long the app has to exchange its one-time code.
+const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
+
+fn provider<'a>(deps: &'a Deps, name: &str) -> Result<&'a Arc<Provider>, HandlerError> {
+    deps.providers.get(name).ok_or_else(|| {
+        HandlerError::from(CommandError::NotFound {
+            code: "provider_not_found",
+            detail: format!("no social login provider is named {name:?}"),
+        })
+    })
+}
+
+fn unavailable(p: &Provider, why: &str) -> HandlerError {
+    tracing::warn!(provider = %p.name, error = why, "a social login provider did not answer as expected");
+    HandlerError::from(CommandError::Unavailable {
+        code: "provider_unavailable",
+        detail: format!(
+            "the provider {} is unavailable or answered badly; try again later",
+            p.name
+        ),
+        retry_after_secs: 30,
+    })
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> HandlerError {
+    tracing::error!(error = %e, "{what}");
+    HandlerError::from(CommandError::Internal)
+}
+
+fn callback_url(deps: &Deps, p: &Provider) -> Result<RedirectUrl, HandlerError> {
+    RedirectUrl::new(format!(
+        "{}/v1/auth/oauth/{}/callback",
+        deps.public_url, p.name
+    ))
+    .map_err(|e| internal("the callback URL does not parse", e))
+}
+
+/// A client with the provider's discovered endpoints (authorization set, token and userinfo
+/// as discovery says).
+type Discovered = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+async fn client(deps: &Deps, p: &Provider) -> Result<Discovered, HandlerError> {
+    let metadata = p
+        .metadata(&deps.http)
+        .await
+        .map_err(|e| unavailable(p, &e))?;
+    Ok(CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(p.client_id.clone()),
+        Some(ClientSecret::new(
+            p.client_secret.expose_secret().to_owned(),
+        )),
+    )
+    .set_redirect_uri(callback_url(deps, p)?))
+}
+
+pub(super) async fn start(deps: Arc<Deps>, m: StartOAuth) -> Result<Redirect, HandlerError> {
+    let p = provider(&deps, &m.provider)?;
+    let allowed = url::Url::parse(&m.redirect_uri)
+        .ok()
+        .filter(|u| deps.allowlist.contains(u));
+    let Some(redirect_uri) = allowed else {
+        return Err(HandlerError::from(CommandError::field(
+            "redirect_uri",
+            "redirect_not_allowed",
+            "this redirect_uri is not in KEYWARD_OAUTH__REDIRECT_ALLOWLIST (exact match)",
+        )));
+    };
+    let client = client(&deps, p).await?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for s in p.scopes.iter().filter(|s| *s != "openid") {
+        req = req.add_scope(Scope::new(s.clone()));
+    }
+    let (url, state, nonce) = req.url();
+    let now = (deps.clock)();
+    let id = Uuid::now_v7();
+    let sealed_verifier = sealed::seal(
+        &deps.secret_key,
+        id.as_bytes(),
+        verifier.secret().as_bytes(),
+    )
+    .ok_or_else(|| internal("sealing a PKCE verifier", "seal failed"))?;
+    deps.store
+        .federation()
+        .insert_flow(&FlowRecord {
+            id,
+            state_hash: sha256_hex(state.secret()),
+            provider: p.name.clone(),
+            redirect_uri: redirect_uri.to_string(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: sealed_verifier,
+            link_user_id: None,
+            app_state: m.app_state,
+            created_at: now,
+            expires_at: now + FLOW_TTL,
+        })
+        .await?;
+    Ok(Redirect {
+        location: url.to_string(),
+    })
+}
+
+/// The app's redirect URI with `pairs` added to its query.
+fn to_app(flow: &FlowRecord, pairs: &[(&str, &str)]) -> Result<Redirect, HandlerError> {
+    let mut url = url::Url::parse(&flow.redirect_uri)
+        .map_err(|e| internal("a stored redirect URI does not parse", e))?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = &flow.app_state {
+            q.append_pair("state", s);
+        }
+    }
+    Ok(Redirect {
+        location: url.to_string(),
+    })
+}
+
+fn bad_state() -> HandlerError {
+    HandlerError::from(CommandError::field(
+        "state",
+        "invalid_state",
+        "this sign-in expired (10 minutes), was used already, or did not start here; start again",
+    ))
+}
+
+pub(super) async fn callback(deps: Arc<Deps>, m: OAuthCallback) -> Result<Redirect, HandlerError> {
+    let p = provider(&deps, &m.provider)?;
+    let now = (deps.clock)();
+    let Some(state) = m.query.state.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(bad_state());
+    };
+    // Taken once: a replayed callback finds nothing.
+    let Some(flow) = deps
+        .store
+        .federation()
+        .take_flow(&sha256_hex(state), now)
+        .await?
+    else {
+        return Err(bad_state());
+    };
+    if flow.provider != p.name {
+        return Err(bad_state());
+    }
+    if let Some(e) = m.query.error.as_deref() {
+        tracing::info!(provider = %p.name, error = e, "the provider refused the sign-in");
+        return to_app(&flow, &[("error", "access_denied")]);
+    }
+    let Some(code) = m.query.code.clone() else {
+        return to_app(&flow, &[("error", "invalid_request")]);
+    };
+    let claims = match id_token_claims(&deps, p, &flow, code).await {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::warn!(provider = %p.name, error = %why, "a social login did not check out");
+            return to_app(&flow, &[("error", "provider_error")]);
+        }
+    };
+    let user = match resolve(&deps, p, &claims, &m.meta).await? {
+        Ok(u) => u,
+        Err(code) => return to_app(&flow, &[("error", code)]),
+    };
+    if user.blocked {
+        return to_app(&flow, &[("error", "account_blocked")]);
+    }
+    let code = random_token();
+    deps.store
+        .federation()
+        .insert_code(&OAuthCodeRecord {
+            code_hash: sha256_hex(&code),
+            user_id: user.id,
+            provider: p.name.clone(),
+            created_at: now,
+            expires_at: now + CODE_TTL,
+        })
+        .await?;
+    to_app(&flow, &[("code", &code)])
+}
+
+/// Exchanges the provider's code (with the PKCE verifier) and checks the ID token: its
+/// signature (the provider's keys), issuer, audience, expiry and the flow's nonce.
+async fn id_token_claims(
+    deps: &Deps,
+    p: &Provider,
+    flow: &FlowRecord,
+    code: String,
+) -> Result<CoreIdTokenClaims, String> {
+    let verifier = sealed::open(&deps.secret_key, flow.id.as_bytes(), &flow.pkce_verifier)
+        .ok_or("a PKCE verifier does not open (KEYWARD_MASTER_KEY changed?)")?;
+    let verifier = String::from_utf8(verifier).map_err(|e| e.to_string())?;
+    let client = client(deps, p).await.map_err(|_| "discovery failed")?;
+    let response = client
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|e| e.to_string())?
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&deps.http)
+        .await
+        .map_err(|e| crate::error::chain(&e))?;
+    let id_token = openidconnect::TokenResponse::id_token(&response)
+        .ok_or("the token response has no id_token")?;
+    let nonce = Nonce::new(flow.nonce.clone());
+    let verifier = client.id_token_verifier();
+    let checked = id_token
+        .claims(&verifier, &nonce)
+        .cloned()
+        .map_err(|e| e.to_string());
+    if checked.is_err() {
+        // Perhaps rotated keys: fetch discovery again next time.
+        p.forget_metadata().await;
+    }
+    checked
+}
+
+/// The account an identity logs in to: its linked account, or a new one. An account that
+/// already has the identity's email is never linked here (`account_exists`): the owner links
+/// while signed in, so nobody gets an account by asserting its email at some provider.
+async fn resolve(
+    deps: &Deps,
+    p: &Provider,
+    claims: &CoreIdTokenClaims,
+    meta: &RequestMeta,
+) -> Result<Result<UserRecord, &'static str>, HandlerError> {
+    let subject = claims.subject().as_str();
+    let email_raw = claims.email().map(|e| e.as_str().to_owned());
+    let verified = claims.email_verified().unwrap_or(false);
+    let now = (deps.clock)();
+    if let Some(identity) = deps.store.federation().identity(&p.name, subject).await? {
+        deps.store
+            .federation()
+            .touch_identity(identity.id, email_raw.as_deref(), verified, now)
+            .await?;
+        return match deps.store.users().by_id(identity.user_id).await? {
+            Some(u) => Ok(Ok(u)),
+            None => Ok(Err("account_deleted")),
+        };
+    }
+    let Some(email) = email_raw
+        .as_deref()
+        .and_then(|e| Email::parse("email", e).ok())
+    else {
+        return Ok(Err("email_required"));
+    };
+    if deps.store.users().by_email(&email).await?.is_some() {
+        return Ok(Err("account_exists"));
+    }
+    // A password nobody knows, hashed like any other, so a password login costs the same.
+    let password_hash = deps.hasher.hash(&random_token()).await?;
+    let id = UserId::new();
+    let tx = deps.store.begin().await?;
+    match tx
+        .users()
+        .insert(NewUser {
+            id,
+            email: email.clone(),
+            username: None,
+            password_hash,
+            email_verified: verified,
+            locale: keyward_messages::commands::Locale::En.as_str().to_owned(),
+            now,
+        })
+        .await
+    {
+        Ok(()) => {}
+        // Registered meanwhile (the same email through another way).
+        Err(keyward_storage::StorageError::Conflict { .. }) => return Ok(Err("account_exists")),
+        Err(e) => return Err(e.into()),
+    }
+    let identity = IdentityRecord {
+        id: Uuid::now_v7(),
+        user_id: id,
+        provider: p.name.clone(),
+        subject: subject.to_owned(),
+        email: Some(email.as_str().to_owned()),
+        email_verified: verified,
+        created_at: now,
+        last_login_at: Some(now),
+    };
+    tx.federation().insert_identity(&identity).await?;
+    crate::access::grant_roles(&tx, now, meta, id, &deps.default_roles, None).await?;
+    deps.index.sync(&tx, id).await?;
+    for ev in [
+        DomainEvent::UserRegistered {
+            user_id: id,
+            email: email.as_str().to_owned(),
+            username: None,
+            locale: keyward_messages::commands::Locale::En,
+            method: format!("oauth:{}", p.name),
+        },
+        DomainEvent::IdentityLinked {
+            user_id: id,
+            identity_id: identity.id,
+            provider: p.name.clone(),
+        },
+    ] {
+        deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+    }
+    tx.commit().await?;
+    deps.outbox.wake();
+    tracing::info!(user_id = %id, provider = %p.name, "account made by a social login");
+    match deps.store.users().by_id(id).await? {
+        Some(u) => Ok(Ok(u)),
+        None => Err(internal("a new account is gone", id)),
+    }
+}
+
+pub(super) async fn exchange(
+    deps: Arc<Deps>,
+    m: ExchangeOAuthCode,
+) -> Result<LoginReply, HandlerError> {
+    let now = (deps.clock)();
+    let Some(c) = deps
+        .store
+        .federation()
+        .take_code(&sha256_hex(&m.code), now)
+        .await?
+    else {
+        return Err(HandlerError::from(CommandError::field(
+            "code",
+            "invalid_code",
+            "the code is unknown, used, or older than 60 seconds; sign in again",
+        )));
+    };
+    let Some(u) = deps.store.users().by_id(c.user_id).await? else {
+        return Err(HandlerError::from(CommandError::unauthenticated(
+            codes::UNAUTHENTICATED,
+            "the account no longer exists",
+        )));
+    };
+    if u.blocked {
+        return Err(HandlerError::from(CommandError::Forbidden {
+            code: codes::ACCOUNT_BLOCKED,
+            detail: "this account is blocked".into(),
+        }));
+    }
+    let amr = vec!["fed".to_owned()];
+    if let Some(step) = crate::mfa::challenge_after(&deps.store, &deps.clock, &u, &amr).await? {
+        return Ok(LoginReply::Mfa(step));
+    }
+    let auth = Assurance {
+        acr: crate::mfa::acr_of(&amr, u.password_via_reset).to_owned(),
+        amr,
+    };
+    let pair = deps.sessions.open(&u, &m.meta, None, None, auth).await?;
+    tracing::info!(user_id = %u.id, session_id = %pair.session_id, provider = %c.provider, "social login");
+    Ok(LoginReply::Tokens(pair))
+}
+
+crate::edge::handlers!(Federation {
+    StartOAuth => Redirect: start;
+    OAuthCallback => Redirect: callback;
+    ExchangeOAuthCode => LoginReply: exchange;
+});

@@ -1,0 +1,173 @@
+//! The federation context: social login through OpenID Connect providers (`oidc`, and the
+//! `google` preset), with the web flow's state, nonce and PKCE S256, and a one-time code for
+//! the app so tokens never travel in a URL.
+//!
+//! Owns: providers (discovery cached per node), pending flows, identities and the linking
+//! rule. Refuses: linking an identity to an existing account silently (an account with the
+//! identity's email answers `account_exists`), and opening sessions itself (the sessions
+//! context does).
+
+mod flow;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use keyward_config::Settings;
+use keyward_storage::Store;
+use openidconnect::core::CoreProviderMetadata;
+use openidconnect::IssuerUrl;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::edge::Restart;
+use crate::hasher::HasherPool;
+use crate::metrics::Metrics;
+use crate::outbox::OutboxWriter;
+use crate::sessions::SessionsHandle;
+use crate::{Clock, StartError};
+
+/// How long discovery (and the provider's keys) are trusted before being fetched again.
+const DISCOVERY_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// One configured provider.
+pub struct Provider {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub issuer: IssuerUrl,
+    pub scopes: Vec<String>,
+    metadata: tokio::sync::Mutex<Option<(std::time::Instant, CoreProviderMetadata)>>,
+}
+
+impl Provider {
+    /// The provider's discovery document (with its keys), fetched at most every 10 minutes.
+    pub(crate) async fn metadata(
+        &self,
+        http: &openidconnect::reqwest::Client,
+    ) -> Result<CoreProviderMetadata, String> {
+        let mut cached = self.metadata.lock().await;
+        if let Some((at, m)) = cached.as_ref() {
+            if at.elapsed() < DISCOVERY_TTL {
+                return Ok(m.clone());
+            }
+        }
+        let m = CoreProviderMetadata::discover_async(self.issuer.clone(), http)
+            .await
+            .map_err(|e| crate::error::chain(&e))?;
+        *cached = Some((std::time::Instant::now(), m.clone()));
+        Ok(m)
+    }
+
+    /// Forgets the cached discovery (the provider may have rotated its keys).
+    pub(crate) async fn forget_metadata(&self) {
+        *self.metadata.lock().await = None;
+    }
+}
+
+/// What the federation context works with.
+pub struct FederationDeps {
+    pub store: Store,
+    pub clock: Clock,
+    pub outbox: OutboxWriter,
+    pub sessions: SessionsHandle,
+    pub hasher: HasherPool,
+    /// Seals PKCE verifiers at rest (derived from the master key).
+    pub secret_key: [u8; 32],
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    /// The apps' redirect URIs (exact).
+    pub allowlist: Vec<url::Url>,
+    /// `{public_url}/v1/auth/oauth/{provider}/callback` is the redirect URI at providers.
+    pub public_url: String,
+    /// Redirects are not followed (SSRF).
+    pub http: openidconnect::reqwest::Client,
+    pub default_roles: Vec<String>,
+    pub index: crate::profiles::ProfileIndex,
+    pub metrics: Metrics,
+}
+
+/// The providers of `settings`, ready to use; the settings were validated at load.
+pub fn providers(settings: &Settings) -> Result<BTreeMap<String, Arc<Provider>>, StartError> {
+    let mut out = BTreeMap::new();
+    for (name, p) in &settings.oauth.providers {
+        let key = |f: &str| {
+            format!(
+                "KEYWARD_OAUTH__PROVIDERS__{}__{}",
+                name.to_ascii_uppercase(),
+                f.to_ascii_uppercase()
+            )
+        };
+        let issuer = match (p.kind.as_str(), p.issuer.as_deref()) {
+            (_, Some(i)) => i.to_owned(),
+            ("google", None) => "https://accounts.google.com".to_owned(),
+            (kind, None) => {
+                return Err(StartError::Config(format!(
+                    "{}: a provider of kind {kind} needs an issuer",
+                    key("issuer")
+                )))
+            }
+        };
+        let issuer = IssuerUrl::new(issuer)
+            .map_err(|e| StartError::Config(format!("{}: {e}", key("issuer"))))?;
+        let secret = p
+            .secret(name)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let scopes = p
+            .scopes
+            .as_deref()
+            .unwrap_or("openid email profile")
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        out.insert(
+            name.clone(),
+            Arc::new(Provider {
+                name: name.clone(),
+                client_id: p.client_id.clone().unwrap_or_default(),
+                client_secret: SecretString::from(secret.expose_secret().to_owned()),
+                issuer,
+                scopes,
+                metadata: tokio::sync::Mutex::new(None),
+            }),
+        );
+    }
+    Ok(out)
+}
+
+/// The HTTP client for providers: no redirects, short timeouts.
+pub fn http_client() -> Result<openidconnect::reqwest::Client, StartError> {
+    openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| StartError::Config(format!("the HTTP client for providers: {e}")))
+}
+
+pub struct Federation {
+    pub(crate) deps: Arc<FederationDeps>,
+}
+
+impl Federation {
+    pub fn new(deps: Arc<FederationDeps>) -> Self {
+        Self { deps }
+    }
+}
+
+impl Actor for Federation {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Federation {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.actor_restarts.inc();
+        tracing::warn!("federation actor restarting");
+    }
+}
+
+impl Handler<Restart> for Federation {
+    type Result = ();
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,171 @@
+//! Routes of the federation context: social login's web flow (start, the provider's callback,
+//! the app's code exchange).
+//!
+//! Refuses: deciding anything; which account an identity logs in to is the federation
+//! actor's business.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use keyward_messages::federation::*;
+use keyward_messages::mfa::LoginReply;
+use keyward_messages::FieldError;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::*;
+use super::private_json;
+use crate::extract::Meta;
+use crate::input::{Fields, Input, RequestBody, Valid};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+crate::recipients! {
+    /// What the federation routes send to the federation context.
+    pub struct FederationApi {
+        start: StartOAuth,
+        callback: OAuthCallback,
+        exchange: ExchangeOAuthCode,
+    }
+}
+
+fn found(r: Redirect) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, r.location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// Short printable query values; anything else is not ours.
+fn query_value(field: &str, raw: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(v) if v.len() > max || v.chars().any(char::is_control) => {
+            Err(ApiError::invalid_fields(vec![FieldError::new(
+                field,
+                "invalid_value",
+                format!("{field} is longer than {max} bytes or has control characters"),
+            )]))
+        }
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct StartQuery {
+    /// Where the browser goes when it is done, with `code` (or `error`): one of
+    /// KEYWARD_OAUTH__REDIRECT_ALLOWLIST, exactly.
+    redirect_uri: Option<String>,
+    /// Given back unchanged beside the code, for the app's own CSRF check.
+    state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/auth/oauth/{provider}/start", operation_id = "oauth_start", tag = "federation",
+    params(("provider" = String, Path, description = "A configured provider's name"), StartQuery),
+    responses(
+        (status = 302, description = "To the provider's sign-in, with state, nonce and PKCE S256 (the flow lives 10 minutes)"),
+        (status = 400, description = "`redirect_not_allowed`: redirect_uri is missing or not in the allowlist", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`: its discovery did not answer", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub(super) async fn start(
+    st: State,
+    Meta(meta): Meta,
+    provider: web::Path<String>,
+    q: web::Query<StartQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let Some(redirect_uri) = query_value("redirect_uri", q.redirect_uri, 2048)? else {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "redirect_uri",
+            "required",
+            "redirect_uri is required: where the browser goes with its one-time code",
+        )]));
+    };
+    let cmd = StartOAuth {
+        meta,
+        provider: provider.into_inner(),
+        redirect_uri,
+        app_state: query_value("state", q.state, 512)?,
+    };
+    Ok(found(st.ask(&st.to.federation.start, cmd).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/auth/oauth/{provider}/callback", operation_id = "oauth_callback", tag = "federation",
+    params(("provider" = String, Path), CallbackParams),
+    responses(
+        (status = 302, description = "To the app's redirect_uri with a one-time `code` (60 s, single use) and its `state`; or with `error`: `access_denied`, `provider_error` (the code or ID token did not check out), `account_exists` (an account has this email: sign in to it and link), `email_required`, `account_blocked`"),
+        (status = 400, description = "`invalid_state`: unknown, used (a replayed callback) or older than 10 minutes", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub(super) async fn callback(
+    st: State,
+    Meta(meta): Meta,
+    provider: web::Path<String>,
+    q: web::Query<CallbackParams>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let query = CallbackQuery {
+        code: query_value("code", q.code, 2048)?,
+        state: query_value("state", q.state, 512)?,
+        error: query_value("error", q.error, 256)?,
+    };
+    let cmd = OAuthCallback {
+        meta,
+        provider: provider.into_inner(),
+        query,
+    };
+    Ok(found(st.ask(&st.to.federation.callback, cmd).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ExchangeRequest {
+    /// The one-time code the app's redirect_uri received.
+    #[schema(value_type = String)]
+    code: Input,
+}
+
+impl RequestBody for ExchangeRequest {
+    type Valid = String;
+    fn validate(self, f: &mut Fields) -> Option<String> {
+        f.required("code", self.code, |k, v: String| {
+            if v.is_empty() || v.len() > 256 {
+                Err(FieldError::new(
+                    k,
+                    "invalid_code",
+                    "pass the code the redirect carried",
+                ))
+            } else {
+                Ok(v)
+            }
+        })
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/oauth/exchange", operation_id = "oauth_exchange", tag = "federation",
+    request_body = ExchangeRequest,
+    responses(
+        (status = 200, description = "Tokens with amr [fed] (or, for a user with a second factor, `mfa_required` and the second step)", body = LoginReply),
+        (status = 400, description = "`invalid_code`: unknown, used or older than 60 seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_blocked`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn exchange(
+    st: State,
+    Meta(meta): Meta,
+    Valid(code): Valid<ExchangeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reply: LoginReply = st
+        .ask(&st.to.federation.exchange, ExchangeOAuthCode { meta, code })
+        .await?;
+    Ok(private_json(&reply))
+}

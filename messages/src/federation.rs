@@ -1,0 +1,53 @@
+//! Messages of the federation context: social login through OpenID Connect providers.
+
+use actix::Message;
+use serde::Serialize;
+
+use crate::error::CommandError;
+use crate::mfa::LoginReply;
+use crate::RequestMeta;
+
+/// Where to send the browser next (a 302).
+#[derive(Clone, Debug, Serialize)]
+pub struct Redirect {
+    pub location: String,
+}
+
+/// Gateway → federation. Starts a web login at `provider`; the browser comes back to the
+/// callback, then goes to `redirect_uri` (from the allowlist) with a one-time code.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Redirect, CommandError>")]
+pub struct StartOAuth {
+    pub meta: RequestMeta,
+    pub provider: String,
+    pub redirect_uri: String,
+    /// The app's own `state`, given back with the code (its CSRF check).
+    pub app_state: Option<String>,
+}
+
+/// What a provider's redirect to the callback carries.
+#[derive(Clone, Debug, Default)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Gateway → federation. The provider's redirect back: a 302 to the app with a one-time
+/// `code` (or an `error`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Redirect, CommandError>")]
+pub struct OAuthCallback {
+    pub meta: RequestMeta,
+    pub provider: String,
+    pub query: CallbackQuery,
+}
+
+/// Gateway → federation. The app exchanges the one-time code for tokens (or, for a user
+/// with a second factor, the second step).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LoginReply, CommandError>")]
+pub struct ExchangeOAuthCode {
+    pub meta: RequestMeta,
+    pub code: String,
+}

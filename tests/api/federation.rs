@@ -1,0 +1,354 @@
+//! Social login against a real OpenID provider on the loopback (npm oidc-provider, started by
+//! `scripts/services.sh oidc`): the browser's part is driven over HTTP, the provider's login
+//! form included.
+
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{claims, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
+
+const APP: &str = "https://app.example/done";
+
+fn issuer() -> String {
+    std::env::var("KEYWARD_TEST_OIDC_ISSUER")
+        .expect("needs KEYWARD_TEST_OIDC_ISSUER: run under scripts/services.sh oidc")
+}
+
+/// A node with the provider `acme`, registered at the OpenID provider as a client of its own.
+async fn oidc_app(issuer: String) -> TestApp {
+    let port = crate::distributed::free_port();
+    let callback = format!("http://127.0.0.1:{port}/v1/auth/oauth/acme/callback");
+    let reg: Value = reqwest::Client::new()
+        .post(format!("{issuer}/reg"))
+        .json(&json!({
+            "redirect_uris": [callback],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (
+        reg["client_id"].as_str().unwrap().to_owned(),
+        reg["client_secret"].as_str().unwrap().to_owned(),
+    );
+    spawn_app_with(Options {
+        settings: Some(Box::new(move |s| {
+            s.bind = format!("127.0.0.1:{port}");
+            s.oauth.redirect_allowlist = APP.into();
+            s.oauth.providers.insert(
+                "acme".into(),
+                keyward_config::ProviderSettings {
+                    kind: "oidc".into(),
+                    issuer: Some(issuer),
+                    client_id: Some(id),
+                    client_secret: Some(secret.into()),
+                    ..Default::default()
+                },
+            );
+        })),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A browser: cookies kept, redirects looked at one by one.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> url::Url {
+    let raw = r
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("{} without a Location", r.status()))
+        .to_str()
+        .unwrap();
+    r.url().join(raw).unwrap()
+}
+
+/// Starts a sign-in at Keyward and logs in at the provider as `login`: the provider's
+/// redirect to Keyward's callback (not yet followed).
+async fn at_provider(app: &TestApp, b: &reqwest::Client, login: &str) -> url::Url {
+    let r = b
+        .get(format!(
+            "{}/v1/auth/oauth/acme/start?redirect_uri={APP}&state=app-state-1",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let to_provider = location(&r);
+    let q: std::collections::HashMap<_, _> = to_provider.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(
+        q.contains_key("nonce") && q.contains_key("state"),
+        "{to_provider}"
+    );
+    let r = b.get(to_provider).send().await.unwrap();
+    let interaction = location(&r);
+    // Signed in at the provider already: straight back.
+    if interaction.as_str().starts_with(&app.base) {
+        return interaction;
+    }
+    let r = b
+        .post(interaction)
+        .form(&[("prompt", "login"), ("login", login), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    let resume = location(&r);
+    let r = b.get(resume).send().await.unwrap();
+    let back = location(&r);
+    assert!(back.as_str().starts_with(&app.base), "{back}");
+    back
+}
+
+/// The whole browser part: the app's redirect URI with its query.
+async fn sign_in(app: &TestApp, login: &str) -> url::Url {
+    let b = browser();
+    let back = at_provider(app, &b, login).await;
+    let r = b.get(back).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    location(&r)
+}
+
+fn param(u: &url::Url, k: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_through_a_one_time_code()
+{
+    let app = oidc_app(issuer()).await;
+    let done = sign_in(&app, "ann").await;
+    assert!(done.as_str().starts_with(APP), "{done}");
+    assert_eq!(param(&done, "state").as_deref(), Some("app-state-1"));
+    assert!(
+        !done.as_str().contains("access_token") && !done.as_str().contains("eyJ"),
+        "no token in a URL: {done}"
+    );
+    let code = param(&done, "code").expect("a one-time code");
+
+    let r = app
+        .post("/v1/auth/oauth/exchange", json!({"code": code}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    assert_eq!(claims(token)["amr"], json!(["fed"]));
+    let me: Value = app
+        .get_bearer("/v1/users/me", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "ann@example.com");
+    assert_eq!(me["email_verified"], true, "as the provider asserts");
+    let registered = app.events_of_type("user.registered").await;
+    assert_eq!(
+        registered[0]["data"]["method"], "oauth:acme",
+        "{registered:?}"
+    );
+    assert_eq!(app.events_of_type("identity.linked").await.len(), 1);
+
+    // The code is single use.
+    let (status, p) = problem(
+        app.post("/v1/auth/oauth/exchange", json!({"code": code}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["errors"][0]["code"], "invalid_code");
+
+    // The same identity again: the same account, no second registration.
+    let done = sign_in(&app, "ann").await;
+    let code = param(&done, "code").unwrap();
+    let pair: Value = app
+        .post("/v1/auth/oauth/exchange", json!({"code": code}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["sub"],
+        me["id"]
+    );
+    assert_eq!(app.events_of_type("user.registered").await.len(), 1);
+
+    // A provider that does not vouch for the email: the account starts unverified.
+    let done = sign_in(&app, "unverified-bob").await;
+    let pair: Value = app
+        .post(
+            "/v1/auth/oauth/exchange",
+            json!({"code": param(&done, "code").unwrap()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me: Value = app
+        .get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email_verified"], false);
+
+    // A code older than 60 seconds.
+    let done = sign_in(&app, "ann").await;
+    app.advance(61);
+    let r = app
+        .post(
+            "/v1/auth/oauth/exchange",
+            json!({"code": param(&done, "code").unwrap()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_replayed_callback_a_tampered_state_and_a_foreign_redirect_are_refused() {
+    let app = oidc_app(issuer()).await;
+    let b = browser();
+    let back = at_provider(&app, &b, "cy").await;
+    assert_eq!(
+        b.get(back.clone()).send().await.unwrap().status(),
+        StatusCode::FOUND
+    );
+    let (status, p) = problem(b.get(back.clone()).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed callback: {p}");
+    assert_eq!(p["errors"][0]["code"], "invalid_state");
+
+    let mut tampered = at_provider(&app, &b, "cy").await;
+    let pairs: Vec<(String, String)> = tampered
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                format!("{v}x")
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let (status, _) = problem(b.get(tampered).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a tampered state");
+
+    // A provider code delivered with another sign-in's state: that flow's PKCE verifier does
+    // not fit the code, so the provider refuses it.
+    let first = at_provider(&app, &b, "cy").await;
+    let second = at_provider(&app, &b, "cy").await;
+    let mut mixed = second.clone();
+    let code = param(&first, "code").unwrap();
+    let state = param(&second, "state").unwrap();
+    mixed
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", &state);
+    let r = b.get(mixed).send().await.unwrap();
+    let to_app = location(&r);
+    assert_eq!(param(&to_app, "error").as_deref(), Some("provider_error"));
+    assert!(param(&to_app, "code").is_none());
+
+    let r = browser()
+        .get(format!(
+            "{}/v1/auth/oauth/acme/start?redirect_uri=https://evil.example/steal",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(p["errors"][0]["code"], "redirect_not_allowed");
+    let r = browser()
+        .get(format!(
+            "{}/v1/auth/oauth/nope/start?redirect_uri={APP}",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn an_identity_whose_email_has_an_account_is_never_linked_to_it_silently() {
+    let app = oidc_app(issuer()).await;
+    // A verified password account, and an unverified registration (perhaps an attacker's)
+    // on someone else's address.
+    member(&app, "dee@example.com").await;
+    let r = app
+        .post(
+            "/v1/auth/register",
+            json!({"email": "eve@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for login in ["dee", "eve"] {
+        let done = sign_in(&app, login).await;
+        assert_eq!(
+            param(&done, "error").as_deref(),
+            Some("account_exists"),
+            "{login}: {done}"
+        );
+        assert!(param(&done, "code").is_none());
+    }
+    assert!(app.events_of_type("identity.linked").await.is_empty());
+    // The password account is untouched.
+    assert_eq!(
+        app.login("dee@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
+async fn a_provider_that_does_not_answer_is_a_503_and_starts_nothing() {
+    let port = crate::distributed::free_port();
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(move |s| {
+            s.oauth.redirect_allowlist = APP.into();
+            s.oauth.providers.insert(
+                "acme".into(),
+                keyward_config::ProviderSettings {
+                    kind: "oidc".into(),
+                    issuer: Some(format!("http://127.0.0.1:{port}")),
+                    client_id: Some("keyward".into()),
+                    client_secret: Some("secret".to_owned().into()),
+                    ..Default::default()
+                },
+            );
+        })),
+        ..Options::default()
+    })
+    .await;
+    let r = browser()
+        .get(format!(
+            "{}/v1/auth/oauth/acme/start?redirect_uri={APP}",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(r).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(p["code"], "provider_unavailable");
+}
