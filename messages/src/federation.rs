@@ -51,3 +51,14 @@ pub struct ExchangeOAuthCode {
     pub meta: RequestMeta,
     pub code: String,
 }
+
+/// Gateway → federation. A native app signs in with the ID token its provider SDK gave it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LoginReply, CommandError>")]
+pub struct NativeOAuth {
+    pub meta: RequestMeta,
+    pub provider: String,
+    pub id_token: String,
+    /// The nonce the app put in its request to the provider, when it used one.
+    pub nonce: Option<String>,
+}

@@ -15,8 +15,19 @@ fn issuer() -> String {
         .expect("needs KEYWARD_TEST_OIDC_ISSUER: run under scripts/services.sh oidc")
 }
 
+/// Keyward's client at the provider.
+struct Registered {
+    id: String,
+    secret: String,
+    callback: String,
+}
+
 /// A node with the provider `acme`, registered at the OpenID provider as a client of its own.
 async fn oidc_app(issuer: String) -> TestApp {
+    oidc_app_and_client(issuer).await.0
+}
+
+async fn oidc_app_and_client(issuer: String) -> (TestApp, Registered) {
     let port = crate::distributed::free_port();
     let callback = format!("http://127.0.0.1:{port}/v1/auth/oauth/acme/callback");
     let reg: Value = reqwest::Client::new()
@@ -37,7 +48,12 @@ async fn oidc_app(issuer: String) -> TestApp {
         reg["client_id"].as_str().unwrap().to_owned(),
         reg["client_secret"].as_str().unwrap().to_owned(),
     );
-    spawn_app_with(Options {
+    let client = Registered {
+        id: id.clone(),
+        secret: secret.clone(),
+        callback,
+    };
+    let app = spawn_app_with(Options {
         settings: Some(Box::new(move |s| {
             s.bind = format!("127.0.0.1:{port}");
             s.oauth.redirect_allowlist = APP.into();
@@ -54,7 +70,8 @@ async fn oidc_app(issuer: String) -> TestApp {
         })),
         ..Options::default()
     })
-    .await
+    .await;
+    (app, client)
 }
 
 /// A browser: cookies kept, redirects looked at one by one.
@@ -351,4 +368,143 @@ async fn a_provider_that_does_not_answer_is_a_503_and_starts_nothing() {
     let (status, p) = problem(r).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
     assert_eq!(p["code"], "provider_unavailable");
+}
+
+/// What a native app's provider SDK does: the code flow with PKCE straight at the provider,
+/// as `login`, with `nonce`: the ID token it gets.
+async fn sdk_id_token(issuer: &str, client: &Registered, login: &str, nonce: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let verifier = format!("v{}", uuid::Uuid::new_v4().simple()).repeat(2);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let mut auth = url::Url::parse(&format!("{issuer}/auth")).unwrap();
+    auth.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client.id)
+        .append_pair("redirect_uri", &client.callback)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "sdk")
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let b = browser();
+    let r = b.get(auth).send().await.unwrap();
+    let interaction = location(&r);
+    let r = b
+        .post(interaction)
+        .form(&[("prompt", "login"), ("login", login), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    let r = b.get(location(&r)).send().await.unwrap();
+    let code = param(&location(&r), "code").unwrap();
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", client.callback.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
+    let issuer = issuer();
+    let (app, client) = oidc_app_and_client(issuer.clone()).await;
+    let id_token = sdk_id_token(&issuer, &client, "fox", "n-1").await;
+    let r = app
+        .post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": id_token, "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["amr"],
+        json!(["fed"])
+    );
+
+    // The same token again: refused, it signs in once.
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": id_token}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+    assert_eq!(p["code"], "invalid_id_token");
+
+    // Another token of the same identity reaches the same account.
+    let again = sdk_id_token(&issuer, &client, "fox", "n-2").await;
+    let pair2: Value = app
+        .post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": again}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims(pair2["access_token"].as_str().unwrap())["sub"],
+        claims(pair["access_token"].as_str().unwrap())["sub"]
+    );
+
+    // A wrong nonce, a forged signature, an unknown provider, no id_token.
+    let other = sdk_id_token(&issuer, &client, "fox", "n-3").await;
+    let (status, _) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": other, "nonce": "n-4"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a wrong nonce");
+    let fresh = sdk_id_token(&issuer, &client, "fox", "n-5").await;
+    let (head, sig) = fresh.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{flipped}{}", &sig[1..]);
+    let (status, _) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": forged}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a forged signature");
+    let (status, _) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "nope", "id_token": fresh}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "access_token": "at"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(p["errors"][0]["field"], "id_token", "{p}");
 }

@@ -1,6 +1,7 @@
 //! The web flow: start (to the provider), callback (back from it, to the app with a one-time
 //! code), exchange (the code for tokens).
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use keyward_messages::events::{DomainEvent, Outgoing};
@@ -374,21 +375,111 @@ pub(super) async fn exchange(
             detail: "this account is blocked".into(),
         }));
     }
+    login_reply(&deps, &u, &m.meta, &c.provider).await
+}
+
+/// Tokens for a social login, or the second step when the user has a factor.
+async fn login_reply(
+    deps: &Deps,
+    u: &UserRecord,
+    meta: &RequestMeta,
+    provider: &str,
+) -> Result<LoginReply, HandlerError> {
     let amr = vec!["fed".to_owned()];
-    if let Some(step) = crate::mfa::challenge_after(&deps.store, &deps.clock, &u, &amr).await? {
+    if let Some(step) = crate::mfa::challenge_after(&deps.store, &deps.clock, u, &amr).await? {
         return Ok(LoginReply::Mfa(step));
     }
     let auth = Assurance {
         acr: crate::mfa::acr_of(&amr, u.password_via_reset).to_owned(),
         amr,
     };
-    let pair = deps.sessions.open(&u, &m.meta, None, None, auth).await?;
-    tracing::info!(user_id = %u.id, session_id = %pair.session_id, provider = %c.provider, "social login");
+    let pair = deps.sessions.open(u, meta, None, None, auth).await?;
+    tracing::info!(user_id = %u.id, session_id = %pair.session_id, provider, "social login");
     Ok(LoginReply::Tokens(pair))
+}
+
+fn bad_id_token(detail: impl Into<String>) -> HandlerError {
+    HandlerError::from(CommandError::unauthenticated("invalid_id_token", detail))
+}
+
+pub(super) async fn native(deps: Arc<Deps>, m: NativeOAuth) -> Result<LoginReply, HandlerError> {
+    let p = provider(&deps, &m.provider)?;
+    let token = openidconnect::core::CoreIdToken::from_str(&m.id_token).map_err(|_| {
+        HandlerError::from(CommandError::field(
+            "id_token",
+            "invalid_id_token",
+            "send the ID token (a JWT) the provider's SDK returned",
+        ))
+    })?;
+    let client = client(&deps, p).await?;
+    let verifier = client.id_token_verifier();
+    let expected = m.nonce.clone();
+    let checked = token.claims(&verifier, |got: Option<&Nonce>| match (&expected, got) {
+        (None, _) => Ok(()),
+        (Some(want), Some(got))
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                want.as_bytes(),
+                got.secret().as_bytes(),
+            )) =>
+        {
+            Ok(())
+        }
+        (Some(_), _) => Err("nonce mismatch".to_owned()),
+    });
+    let claims = match checked {
+        Ok(c) => c.clone(),
+        Err(e) => {
+            tracing::info!(provider = %p.name, error = %e, "a native sign-in's ID token did not check out");
+            p.forget_metadata().await;
+            return Err(bad_id_token(
+                "the ID token does not check out (signature, issuer, audience, expiry or nonce)",
+            ));
+        }
+    };
+    // Each ID token signs in once.
+    if !deps
+        .store
+        .federation()
+        .spend_token(&sha256_hex(&m.id_token), claims.expiration())
+        .await?
+    {
+        return Err(bad_id_token(
+            "this ID token was used already; sign in again",
+        ));
+    }
+    let user = match resolve(&deps, p, &claims, &m.meta).await? {
+        Ok(u) => u,
+        Err("account_exists") => {
+            return Err(HandlerError::from(CommandError::Conflict {
+                code: "account_exists",
+                detail: "an account has this email: sign in to it and link the identity".into(),
+                field: None,
+            }))
+        }
+        Err("email_required") => {
+            return Err(HandlerError::from(CommandError::Unprocessable {
+                code: "email_required",
+                detail: "the provider gave no email address; allow the email scope".into(),
+            }))
+        }
+        Err(_) => {
+            return Err(bad_id_token(
+                "the account of this identity no longer exists",
+            ));
+        }
+    };
+    if user.blocked {
+        return Err(HandlerError::from(CommandError::Forbidden {
+            code: codes::ACCOUNT_BLOCKED,
+            detail: "this account is blocked".into(),
+        }));
+    }
+    login_reply(&deps, &user, &m.meta, &p.name).await
 }
 
 crate::edge::handlers!(Federation {
     StartOAuth => Redirect: start;
     OAuthCallback => Redirect: callback;
     ExchangeOAuthCode => LoginReply: exchange;
+    NativeOAuth => LoginReply: native;
 });

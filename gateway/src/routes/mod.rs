@@ -104,6 +104,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/auth/oauth/exchange").route(web::post().to(federation::exchange)),
         )
+        .service(web::resource("/v1/auth/oauth").route(web::post().to(federation::native)))
         .service(
             web::resource("/v1/auth/oauth/{provider}/start")
                 .route(web::get().to(federation::start)),

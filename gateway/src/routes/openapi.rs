@@ -227,6 +227,7 @@ impl Modify for BearerAuth {
         super::federation::start,
         super::federation::callback,
         super::federation::exchange,
+        super::federation::native,
     ),
     components(schemas(Problem, FieldError, TokenPair, UserView, SessionView, EmailVerified)),
     modifiers(&BearerAuth),

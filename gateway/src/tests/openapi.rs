@@ -62,6 +62,7 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("get", "/v1/auth/oauth/{provider}/start"),
         ("get", "/v1/auth/oauth/{provider}/callback"),
         ("post", "/v1/auth/oauth/exchange"),
+        ("post", "/v1/auth/oauth"),
         ("get", "/v1/users/me/settings"),
         ("patch", "/v1/users/me/settings"),
         ("get", "/v1/users/me/activity"),

@@ -68,3 +68,21 @@ pub(super) mod code {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod used_token {
+    use sea_orm::entity::prelude::*;
+
+    /// An ID token a native app signed in with, kept until it expires.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_used_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

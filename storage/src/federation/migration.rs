@@ -1,4 +1,5 @@
-//! `m0015_federation`: identities at social login providers, pending web flows, one-time codes.
+//! `m0015_federation`: identities at social login providers, pending web flows, one-time codes,
+//! and the ID tokens native apps already signed in with (each is accepted once).
 
 use sea_orm_migration::prelude::*;
 
@@ -88,6 +89,18 @@ impl MigrationTrait for M0015Federation {
                 uuid_col("user_id"),
                 text("provider"),
                 ts("created_at"),
+                ts("expires_at"),
+            ],
+        ))
+        .await?;
+        m.create_table(table(
+            "oauth_used_tokens",
+            vec![
+                ColumnDef::new(Alias::new("token_hash"))
+                    .text()
+                    .not_null()
+                    .primary_key()
+                    .to_owned(),
                 ts("expires_at"),
             ],
         ))

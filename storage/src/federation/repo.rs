@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{code, flow, identity};
+use super::entities::{code, flow, identity, used_token};
 use super::{FlowRecord, IdentityRecord, OAuthCodeRecord};
 use crate::Result;
 
@@ -190,7 +190,22 @@ impl<C: ConnectionTrait> Federation<'_, C> {
         }))
     }
 
-    /// Removes the flows and codes that expired before `now`; how many.
+    /// Records that the token of `token_hash` was used: false when it was already (a replay).
+    pub async fn spend_token(&self, token_hash: &str, expires_at: DateTime<Utc>) -> Result<bool> {
+        let res = used_token::ActiveModel {
+            token_hash: Set(token_hash.to_owned()),
+            expires_at: Set(expires_at),
+        }
+        .insert(self.0)
+        .await;
+        match res.map_err(crate::StorageError::from) {
+            Ok(_) => Ok(true),
+            Err(crate::StorageError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the flows, codes and spent tokens that expired before `now`; how many.
     pub async fn prune_expired(&self, now: DateTime<Utc>) -> Result<u64> {
         let flows = flow::Entity::delete_many()
             .filter(flow::Column::ExpiresAt.lt(now))
@@ -200,7 +215,11 @@ impl<C: ConnectionTrait> Federation<'_, C> {
             .filter(code::Column::ExpiresAt.lt(now))
             .exec(self.0)
             .await?;
-        Ok(flows.rows_affected + codes.rows_affected)
+        let spent = used_token::Entity::delete_many()
+            .filter(used_token::Column::ExpiresAt.lt(now))
+            .exec(self.0)
+            .await?;
+        Ok(flows.rows_affected + codes.rows_affected + spent.rows_affected)
     }
 
     /// Removes every identity, flow and code of `user` (erasure).

@@ -130,3 +130,15 @@ async fn a_flow_and_a_code_are_taken_once_and_not_after_they_expired() {
         .unwrap();
     assert_eq!(db.federation().prune_expired(at(11)).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_native_apps_id_token_is_spent_once() {
+    let db = test_db().await;
+    assert!(db.federation().spend_token("t1", at(100)).await.unwrap());
+    assert!(
+        !db.federation().spend_token("t1", at(100)).await.unwrap(),
+        "a replay"
+    );
+    assert!(db.federation().spend_token("t2", at(10)).await.unwrap());
+    assert_eq!(db.federation().prune_expired(at(11)).await.unwrap(), 1);
+}
