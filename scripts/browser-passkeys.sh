@@ -94,7 +94,7 @@ printf '%s\n' "$password" |
   env "${node_env[@]}" "$keyward" admin create-user --email "$email" --password-stdin 2>>"$work/keyward.log"
 
 step "passkeys in Chromium ($base)"
-"$venv/bin/python" tests/browser/passkeys.py --base-url "$base" --email "$email" --password "$password" ||
+"$venv/bin/python" tests/browser/passkeys.py --base-url "$base" --email "$email" --password="$password" ||
   fail "tests/browser/passkeys.py"
 
 step "done"

@@ -515,7 +515,8 @@ pub struct AdminUserDetail {
     /// Confirmed second factors: {id, type, label, created_at, last_used_at}.
     #[schema(value_type = Vec<Object>)]
     pub factors: Vec<serde_json::Value>,
-    /// Linked social identities (none until federation exists).
+    /// Linked social identities: {id, provider, email, email_verified, created_at,
+    /// last_login_at}.
     #[schema(value_type = Vec<Object>)]
     pub identities: Vec<serde_json::Value>,
     /// The latest 20 audit lines about the user.

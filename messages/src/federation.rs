@@ -62,3 +62,38 @@ pub struct NativeOAuth {
     /// The nonce the app put in its request to the provider, when it used one.
     pub nonce: Option<String>,
 }
+
+/// One of the caller's linked identities.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct IdentityView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    pub provider: String,
+    /// The email the provider gave last.
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct IdentityList {
+    pub identities: Vec<IdentityView>,
+}
+
+/// Gateway → federation. The caller's linked identities.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IdentityList, CommandError>")]
+pub struct ListIdentities {
+    pub meta: RequestMeta,
+    pub principal: crate::commands::Principal,
+}
+
+/// Gateway → federation. Unlinks one of the caller's identities; not the last way to log in.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct UnlinkIdentity {
+    pub meta: RequestMeta,
+    pub principal: crate::commands::Principal,
+    pub identity_id: uuid::Uuid,
+}

@@ -508,3 +508,87 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(p["errors"][0]["field"], "id_token", "{p}");
 }
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn identities_are_listed_and_the_last_way_to_log_in_is_not_unlinked() {
+    let app = oidc_app(issuer()).await;
+    let done = sign_in(&app, "gil").await;
+    let pair: Value = app
+        .post(
+            "/v1/auth/oauth/exchange",
+            json!({"code": param(&done, "code").unwrap()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let list: Value = app
+        .get_bearer("/v1/users/me/identities", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids = list["identities"].as_array().unwrap();
+    assert_eq!(ids.len(), 1, "{list}");
+    assert_eq!(ids[0]["provider"], "acme");
+    assert_eq!(ids[0]["email"], "gil@example.com");
+    let id = ids[0]["id"].as_str().unwrap().to_owned();
+    let user_id = claims(&token)["sub"].as_str().unwrap().to_owned();
+    let (_, root) = crate::helpers::admin(&app).await;
+    let detail: Value = app
+        .get_bearer(&format!("/v1/admin/users/{user_id}"), &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["identities"][0]["provider"], "acme", "{detail}");
+
+    // Its only way in: the password is one nobody knows.
+    let (status, p) = problem(
+        app.delete_bearer(&format!("/v1/users/me/identities/{id}"), &token)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["code"], "last_login_method");
+
+    // With a password of its own (set through the reset mail), it may go.
+    let r = app
+        .post(
+            "/v1/auth/password/forgot",
+            json!({"email": "gil@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = app
+        .wait_for_mail_n("gil@example.com", "Reset your password", 1)
+        .await;
+    let r = app
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": mail.token(), "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let pair = app.login_ok("gil@example.com", PASSWORD).await;
+    let token = pair["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.delete_bearer(&format!("/v1/users/me/identities/{id}"), token)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.events_of_type("identity.unlinked").await.len(), 1);
+    let list: Value = app
+        .get_bearer("/v1/users/me/identities", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["identities"].as_array().unwrap().is_empty());
+    // Unlinked, the identity no longer reaches the account.
+    let done = sign_in(&app, "gil").await;
+    assert_eq!(param(&done, "error").as_deref(), Some("account_exists"));
+}

@@ -223,7 +223,14 @@ pub(super) async fn user_detail(
         last_login_at,
         sessions,
         factors,
-        identities: Vec::new(),
+        identities: deps
+            .store
+            .federation()
+            .identities_of(u.id)
+            .await?
+            .into_iter()
+            .map(crate::federation::identities::admin_view)
+            .collect(),
         recent_audit,
     })
 }

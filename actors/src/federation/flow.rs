@@ -319,6 +319,7 @@ async fn resolve(
         last_login_at: Some(now),
     };
     tx.federation().insert_identity(&identity).await?;
+    tx.users().set_no_password(id).await?;
     crate::access::grant_roles(&tx, now, meta, id, &deps.default_roles, None).await?;
     deps.index.sync(&tx, id).await?;
     for ev in [

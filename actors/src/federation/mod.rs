@@ -8,6 +8,7 @@
 //! context does).
 
 mod flow;
+pub mod identities;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::Meta;
+use crate::extract::{Authenticated, Meta};
 use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -28,6 +28,8 @@ crate::recipients! {
         callback: OAuthCallback,
         exchange: ExchangeOAuthCode,
         native: NativeOAuth,
+        list: ListIdentities,
+        unlink: UnlinkIdentity,
     }
 }
 
@@ -261,4 +263,53 @@ pub(super) async fn native(
     };
     let reply: LoginReply = st.ask(&st.to.federation.native, cmd).await?;
     Ok(private_json(&reply))
+}
+
+#[utoipa::path(get, path = "/v1/users/me/identities", operation_id = "list_identities", tag = "federation",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's linked identities", body = IdentityList),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn identities(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let l = st
+        .ask(&st.to.federation.list, ListIdentities { meta, principal })
+        .await?;
+    Ok(private_json(&l))
+}
+
+#[utoipa::path(delete, path = "/v1/users/me/identities/{id}", operation_id = "unlink_identity", tag = "federation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Unlinked (`identity.unlinked`); signing in with it again makes no account while this one has its email"),
+        (status = 403, description = "`step_up_required`: the caller has a second factor and the token's acr is not aal2", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`identity_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_login_method`: no other identity, no password set by the user, no passkey", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, ServerProblems,
+    ))]
+pub(super) async fn unlink(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let identity_id = uuid::Uuid::parse_str(id.trim()).map_err(|_| {
+        ApiError::invalid_fields(vec![FieldError::new(
+            "id",
+            "invalid_uuid",
+            "an id is a UUID",
+        )])
+    })?;
+    let cmd = UnlinkIdentity {
+        meta,
+        principal,
+        identity_id,
+    };
+    st.ask(&st.to.federation.unlink, cmd).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

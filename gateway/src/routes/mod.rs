@@ -106,6 +106,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/auth/oauth").route(web::post().to(federation::native)))
         .service(
+            web::resource("/v1/users/me/identities").route(web::get().to(federation::identities)),
+        )
+        .service(
+            web::resource("/v1/users/me/identities/{id}")
+                .route(web::delete().to(federation::unlink)),
+        )
+        .service(
             web::resource("/v1/auth/oauth/{provider}/start")
                 .route(web::get().to(federation::start)),
         )

@@ -228,6 +228,8 @@ impl Modify for BearerAuth {
         super::federation::callback,
         super::federation::exchange,
         super::federation::native,
+        super::federation::identities,
+        super::federation::unlink,
     ),
     components(schemas(Problem, FieldError, TokenPair, UserView, SessionView, EmailVerified)),
     modifiers(&BearerAuth),

@@ -175,6 +175,7 @@ canned! {
         factor_id: Uuid::nil(), secret: "JBSWY3DPEHPK3PXP".into(), otpauth_uri: "otpauth://totp/x".into(), qr_svg: "<svg/>".into() };
     keyward_messages::mfa::EnrolledFactor => keyward_messages::mfa::EnrolledFactor { factor_id: Uuid::nil(), kind: "sms".into(), recovery_codes: None };
     keyward_messages::mfa::CodeSent => keyward_messages::mfa::CodeSent { expires_in: 300, public_key: None };
+    keyward_messages::federation::IdentityList => keyward_messages::federation::IdentityList { identities: vec![] };
     keyward_messages::federation::Redirect => keyward_messages::federation::Redirect { location: "https://id.example/auth".into() };
     keyward_messages::mfa::PasskeyOptions => keyward_messages::mfa::PasskeyOptions { public_key: json!({"challenge": "AAAA"}) };
     keyward_messages::mfa::RecoveryCodes => keyward_messages::mfa::RecoveryCodes { recovery_codes: vec!["abcde-fghjk".into()] };

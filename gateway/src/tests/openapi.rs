@@ -63,6 +63,8 @@ fn every_route_of_the_api_is_described_with_its_problems() {
         ("get", "/v1/auth/oauth/{provider}/callback"),
         ("post", "/v1/auth/oauth/exchange"),
         ("post", "/v1/auth/oauth"),
+        ("get", "/v1/users/me/identities"),
+        ("delete", "/v1/users/me/identities/{id}"),
         ("get", "/v1/users/me/settings"),
         ("patch", "/v1/users/me/settings"),
         ("get", "/v1/users/me/activity"),

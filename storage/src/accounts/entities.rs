@@ -22,6 +22,7 @@ pub(super) mod user {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub password_via_reset: bool,
+        pub password_set: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

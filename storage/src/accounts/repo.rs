@@ -122,6 +122,7 @@ impl<C: ConnectionTrait> Users<'_, C> {
             created_at: Set(u.now),
             updated_at: Set(u.now),
             password_via_reset: Set(false),
+            password_set: Set(true),
         }
         .insert(self.0)
         .await?;
@@ -180,11 +181,31 @@ impl<C: ConnectionTrait> Users<'_, C> {
     ) -> Result<()> {
         user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .col_expr(user::Column::PasswordSet, Expr::value(true))
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
             .filter(user::Column::Id.eq(id.0))
             .exec(self.0)
             .await?;
         Ok(())
+    }
+
+    /// Marks `id`'s password as one nobody knows (an account a social login made).
+    pub async fn set_no_password(&self, id: UserId) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordSet, Expr::value(false))
+            .filter(user::Column::Id.eq(id.0))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `id` has a password its owner set (false for an account a social login made,
+    /// until a password is set through reset or change).
+    pub async fn has_password(&self, id: UserId) -> Result<bool> {
+        Ok(user::Entity::find_by_id(id.0)
+            .one(self.0)
+            .await?
+            .is_some_and(|u| u.password_set))
     }
 }
 

@@ -93,6 +93,20 @@ impl MigrationTrait for M0015Federation {
             ],
         ))
         .await?;
+        // False for an account a social login made: its password is one nobody knows.
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new("users"))
+                .add_column(
+                    ColumnDef::new(Alias::new("password_set"))
+                        .boolean()
+                        .not_null()
+                        .default(true)
+                        .to_owned(),
+                )
+                .to_owned(),
+        )
+        .await?;
         m.create_table(table(
             "oauth_used_tokens",
             vec![
