@@ -175,6 +175,7 @@ async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_throu
         .unwrap();
     assert_eq!(me["email"], "ann@example.com");
     assert_eq!(me["email_verified"], true, "as the provider asserts");
+    assert_eq!(me["username"], "ann", "from the email's local part");
     let registered = app.events_of_type("user.registered").await;
     assert_eq!(
         registered[0]["data"]["method"], "oauth:acme",
@@ -205,6 +206,26 @@ async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_throu
         me["id"]
     );
     assert_eq!(app.events_of_type("user.registered").await.len(), 1);
+
+    // Another person whose email starts the same: a free variant of the name.
+    let done = sign_in(&app, "ann@other.example").await;
+    let pair2: Value = app
+        .post(
+            "/v1/auth/oauth/exchange",
+            json!({"code": param(&done, "code").unwrap()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other: Value = app
+        .get_bearer("/v1/users/me", pair2["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let name = other["username"].as_str().unwrap();
+    assert!(name.starts_with("ann") && name != "ann", "{other}");
 
     // A provider that does not vouch for the email: the account starts unverified.
     let done = sign_in(&app, "unverified-bob").await;

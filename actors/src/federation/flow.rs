@@ -7,7 +7,7 @@ use std::sync::Arc;
 use keyward_messages::events::{DomainEvent, Outgoing};
 use keyward_messages::federation::*;
 use keyward_messages::mfa::LoginReply;
-use keyward_messages::{codes, CommandError, Email, RequestMeta, UserId};
+use keyward_messages::{codes, CommandError, Email, RequestMeta, UserId, Username};
 use keyward_storage::{FlowRecord, IdentityRecord, NewUser, OAuthCodeRecord, UserRecord};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims};
 use openidconnect::{
@@ -286,24 +286,37 @@ async fn resolve(
     if deps.store.users().by_email(&email).await?.is_some() {
         return Ok(Err("account_exists"));
     }
+    let username = derive_username(deps, claims, &email, now).await?;
     // A password nobody knows, hashed like any other, so a password login costs the same.
     let password_hash = deps.hasher.hash(&random_token()).await?;
     let id = UserId::new();
-    let tx = deps.store.begin().await?;
-    match tx
-        .users()
-        .insert(NewUser {
-            id,
-            email: email.clone(),
-            username: None,
-            password_hash,
-            email_verified: verified,
-            locale: keyward_messages::commands::Locale::En.as_str().to_owned(),
-            now,
-        })
-        .await
-    {
+    let mut tx = deps.store.begin().await?;
+    let new_user = |username: Option<Username>| NewUser {
+        id,
+        email: email.clone(),
+        username,
+        password_hash: password_hash.clone(),
+        email_verified: verified,
+        locale: keyward_messages::commands::Locale::En.as_str().to_owned(),
+        now,
+    };
+    let mut username = username;
+    match tx.users().insert(new_user(username.clone())).await {
         Ok(()) => {}
+        // The name was taken meanwhile: the account goes without one (it can pick one).
+        Err(keyward_storage::StorageError::Conflict { what }) if what == "username" => {
+            username = None;
+            // A failed statement ends a PostgreSQL transaction: start again.
+            drop(tx);
+            tx = deps.store.begin().await?;
+            match tx.users().insert(new_user(None)).await {
+                Ok(()) => {}
+                Err(keyward_storage::StorageError::Conflict { .. }) => {
+                    return Ok(Err("account_exists"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         // Registered meanwhile (the same email through another way).
         Err(keyward_storage::StorageError::Conflict { .. }) => return Ok(Err("account_exists")),
         Err(e) => return Err(e.into()),
@@ -326,7 +339,7 @@ async fn resolve(
         DomainEvent::UserRegistered {
             user_id: id,
             email: email.as_str().to_owned(),
-            username: None,
+            username: username.as_ref().map(|u| u.as_str().to_owned()),
             locale: keyward_messages::commands::Locale::En,
             method: format!("oauth:{}", p.name),
         },
@@ -345,6 +358,49 @@ async fn resolve(
         Some(u) => Ok(Ok(u)),
         None => Err(internal("a new account is gone", id)),
     }
+}
+
+/// A free username for a new account: the provider's preferred username, else the email's
+/// local part, kept to the characters usernames allow; with four digits added when taken.
+/// None when nothing usable comes out (the user can pick one later).
+async fn derive_username(
+    deps: &Deps,
+    claims: &CoreIdTokenClaims,
+    email: &Email,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Username>, HandlerError> {
+    use rand::Rng as _;
+    let raw = claims
+        .preferred_username()
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_else(|| email.local_part().to_owned());
+    let base: String = raw
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .skip_while(|c| !c.is_alphanumeric())
+        .take(Username::MAX - 4)
+        .collect();
+    for attempt in 0..6 {
+        let candidate = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}{}", rand::rngs::OsRng.gen_range(1000..10_000))
+        };
+        let Ok(name) = Username::parse("username", &candidate) else {
+            continue;
+        };
+        let taken = deps.store.users().by_username(&name).await?.is_some()
+            || deps
+                .store
+                .profiles()
+                .reserved_by(&name, now)
+                .await?
+                .is_some();
+        if !taken {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn exchange(
