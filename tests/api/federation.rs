@@ -140,6 +140,25 @@ async fn sign_in(app: &TestApp, login: &str) -> url::Url {
     location(&r)
 }
 
+/// The app's side: the one-time code of its redirect, exchanged for tokens.
+async fn exchange(app: &TestApp, done: &url::Url) -> Value {
+    let code = param(done, "code").unwrap_or_else(|| panic!("no code: {done}"));
+    let r = app
+        .post("/v1/auth/oauth/exchange", json!({"code": code}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{done}");
+    r.json().await.unwrap()
+}
+
+/// GET /v1/users/me with the access token of `pair`.
+async fn me(app: &TestApp, pair: &Value) -> Value {
+    app.get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 fn param(u: &url::Url, k: &str) -> Option<String> {
     u.query_pairs()
         .find(|(key, _)| key == k)
@@ -165,17 +184,14 @@ async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_throu
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let pair: Value = r.json().await.unwrap();
-    let token = pair["access_token"].as_str().unwrap();
-    assert_eq!(claims(token)["amr"], json!(["fed"]));
-    let me: Value = app
-        .get_bearer("/v1/users/me", token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["email"], "ann@example.com");
-    assert_eq!(me["email_verified"], true, "as the provider asserts");
-    assert_eq!(me["username"], "ann", "from the email's local part");
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["amr"],
+        json!(["fed"])
+    );
+    let ann = me(&app, &pair).await;
+    assert_eq!(ann["email"], "ann@example.com");
+    assert_eq!(ann["email_verified"], true, "as the provider asserts");
+    assert_eq!(ann["username"], "ann", "from the email's local part");
     let registered = app.events_of_type("user.registered").await;
     assert_eq!(
         registered[0]["data"]["method"], "oauth:acme",
@@ -193,58 +209,29 @@ async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_throu
     assert_eq!(p["errors"][0]["code"], "invalid_code");
 
     // The same identity again: the same account, no second registration.
-    let done = sign_in(&app, "ann").await;
-    let code = param(&done, "code").unwrap();
-    let pair: Value = app
-        .post("/v1/auth/oauth/exchange", json!({"code": code}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pair = exchange(&app, &sign_in(&app, "ann").await).await;
     assert_eq!(
         claims(pair["access_token"].as_str().unwrap())["sub"],
-        me["id"]
+        ann["id"]
     );
     assert_eq!(app.events_of_type("user.registered").await.len(), 1);
 
     // Another person whose email starts the same: a free variant of the name.
-    let done = sign_in(&app, "ann@other.example").await;
-    let pair2: Value = app
-        .post(
-            "/v1/auth/oauth/exchange",
-            json!({"code": param(&done, "code").unwrap()}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let other: Value = app
-        .get_bearer("/v1/users/me", pair2["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other = me(
+        &app,
+        &exchange(&app, &sign_in(&app, "ann@other.example").await).await,
+    )
+    .await;
     let name = other["username"].as_str().unwrap();
     assert!(name.starts_with("ann") && name != "ann", "{other}");
 
     // A provider that does not vouch for the email: the account starts unverified.
-    let done = sign_in(&app, "unverified-bob").await;
-    let pair: Value = app
-        .post(
-            "/v1/auth/oauth/exchange",
-            json!({"code": param(&done, "code").unwrap()}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let me: Value = app
-        .get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["email_verified"], false);
+    let bob = me(
+        &app,
+        &exchange(&app, &sign_in(&app, "unverified-bob").await).await,
+    )
+    .await;
+    assert_eq!(bob["email_verified"], false);
 
     // A code older than 60 seconds.
     let done = sign_in(&app, "ann").await;
@@ -534,16 +521,7 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
 #[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
 async fn identities_are_listed_and_the_last_way_to_log_in_is_not_unlinked() {
     let app = oidc_app(issuer()).await;
-    let done = sign_in(&app, "gil").await;
-    let pair: Value = app
-        .post(
-            "/v1/auth/oauth/exchange",
-            json!({"code": param(&done, "code").unwrap()}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pair = exchange(&app, &sign_in(&app, "gil").await).await;
     let token = pair["access_token"].as_str().unwrap().to_owned();
     let list: Value = app
         .get_bearer("/v1/users/me/identities", &token)
