@@ -68,13 +68,6 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
 #[serde(transparent)]
 pub(crate) struct Input(Option<Value>);
 
-impl Input {
-    /// Missing or null.
-    pub(crate) fn is_absent(&self) -> bool {
-        matches!(self.0, None | Some(Value::Null))
-    }
-}
-
 impl From<Option<Value>> for Input {
     fn from(v: Option<Value>) -> Self {
         Input(v)

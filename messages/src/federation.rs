@@ -58,7 +58,10 @@ pub struct ExchangeOAuthCode {
 pub struct NativeOAuth {
     pub meta: RequestMeta,
     pub provider: String,
-    pub id_token: String,
+    /// An OpenID provider's ID token (a JWT).
+    pub id_token: Option<String>,
+    /// A plain OAuth 2 provider's access token, for its userinfo endpoint.
+    pub access_token: Option<String>,
     /// The nonce the app put in its request to the provider, when it used one.
     pub nonce: Option<String>,
 }

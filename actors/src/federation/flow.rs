@@ -1,7 +1,6 @@
 //! The web flow: start (to the provider), callback (back from it, to the app with a one-time
 //! code), exchange (the code for tokens).
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use keyward_messages::events::{DomainEvent, Outgoing};
@@ -9,12 +8,6 @@ use keyward_messages::federation::*;
 use keyward_messages::mfa::LoginReply;
 use keyward_messages::{codes, CommandError, Email, RequestMeta, UserId, Username};
 use keyward_storage::{FlowRecord, IdentityRecord, NewUser, OAuthCodeRecord, UserRecord};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-};
-use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::{Federation, FederationDeps as Deps, Provider};
@@ -28,6 +21,21 @@ const FLOW_TTL: chrono::Duration = chrono::Duration::minutes(10);
 /// How long the app has to exchange its one-time code.
 const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
 
+/// An identity as its provider asserts it, whatever the provider's kind.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Asserted {
+    /// The provider's stable id of the user.
+    pub subject: String,
+    pub email: Option<String>,
+    /// Whether the provider vouches for the email; false when it does not say.
+    pub email_verified: bool,
+    /// A login name to derive the username from.
+    pub username: Option<String>,
+    /// The picture's URL at the provider.
+    #[allow(dead_code)] // imported as the avatar in a following step
+    pub avatar_url: Option<String>,
+}
+
 fn provider<'a>(deps: &'a Deps, name: &str) -> Result<&'a Arc<Provider>, HandlerError> {
     deps.providers.get(name).ok_or_else(|| {
         HandlerError::from(CommandError::NotFound {
@@ -37,7 +45,7 @@ fn provider<'a>(deps: &'a Deps, name: &str) -> Result<&'a Arc<Provider>, Handler
     })
 }
 
-fn unavailable(p: &Provider, why: &str) -> HandlerError {
+pub(super) fn unavailable(p: &Provider, why: &str) -> HandlerError {
     tracing::warn!(provider = %p.name, error = why, "a social login provider did not answer as expected");
     HandlerError::from(CommandError::Unavailable {
         code: "provider_unavailable",
@@ -49,96 +57,87 @@ fn unavailable(p: &Provider, why: &str) -> HandlerError {
     })
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> HandlerError {
+pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> HandlerError {
     tracing::error!(error = %e, "{what}");
     HandlerError::from(CommandError::Internal)
 }
 
-fn callback_url(deps: &Deps, p: &Provider) -> Result<RedirectUrl, HandlerError> {
-    RedirectUrl::new(format!(
-        "{}/v1/auth/oauth/{}/callback",
-        deps.public_url, p.name
-    ))
-    .map_err(|e| internal("the callback URL does not parse", e))
-}
-
-/// A client with the provider's discovered endpoints (authorization set, token and userinfo
-/// as discovery says).
-type Discovered = CoreClient<
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
-
-async fn client(deps: &Deps, p: &Provider) -> Result<Discovered, HandlerError> {
-    let metadata = p
-        .metadata(&deps.http)
-        .await
-        .map_err(|e| unavailable(p, &e))?;
-    Ok(CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(p.client_id.clone()),
-        Some(ClientSecret::new(
-            p.client_secret.expose_secret().to_owned(),
-        )),
-    )
-    .set_redirect_uri(callback_url(deps, p)?))
+/// Where the provider sends the browser back: `{public_url}/v1/auth/oauth/{provider}/callback`.
+pub(super) fn callback_url(deps: &Deps, p: &Provider) -> String {
+    format!("{}/v1/auth/oauth/{}/callback", deps.public_url, p.name)
 }
 
 pub(super) async fn start(deps: Arc<Deps>, m: StartOAuth) -> Result<Redirect, HandlerError> {
     let p = provider(&deps, &m.provider)?;
-    let allowed = url::Url::parse(&m.redirect_uri)
+    let redirect_uri = allowed_redirect(&deps, &m.redirect_uri)?;
+    begin(&deps, p, redirect_uri, m.app_state, None).await
+}
+
+/// `raw` when it is one of the allowlisted redirect URIs (exactly).
+pub(super) fn allowed_redirect(deps: &Deps, raw: &str) -> Result<url::Url, HandlerError> {
+    url::Url::parse(raw)
         .ok()
-        .filter(|u| deps.allowlist.contains(u));
-    let Some(redirect_uri) = allowed else {
-        return Err(HandlerError::from(CommandError::field(
-            "redirect_uri",
-            "redirect_not_allowed",
-            "this redirect_uri is not in KEYWARD_OAUTH__REDIRECT_ALLOWLIST (exact match)",
-        )));
-    };
-    let client = client(&deps, p).await?;
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut req = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(challenge);
-    for s in p.scopes.iter().filter(|s| *s != "openid") {
-        req = req.add_scope(Scope::new(s.clone()));
-    }
-    let (url, state, nonce) = req.url();
+        .filter(|u| deps.allowlist.contains(u))
+        .ok_or_else(|| {
+            HandlerError::from(CommandError::field(
+                "redirect_uri",
+                "redirect_not_allowed",
+                "this redirect_uri is not in KEYWARD_OAUTH__REDIRECT_ALLOWLIST (exact match)",
+            ))
+        })
+}
+
+/// What `start` needs of a provider's authorization request.
+pub(super) struct Authorize {
+    pub url: url::Url,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// Records a flow and sends the browser to the provider; `link_user` links the identity to
+/// that account at the callback instead of logging in.
+pub(super) async fn begin(
+    deps: &Deps,
+    p: &Provider,
+    redirect_uri: url::Url,
+    app_state: Option<String>,
+    link_user: Option<UserId>,
+) -> Result<Redirect, HandlerError> {
+    let auth = super::kinds::authorize(deps, p).await?;
     let now = (deps.clock)();
     let id = Uuid::now_v7();
     let sealed_verifier = sealed::seal(
         &deps.secret_key,
         id.as_bytes(),
-        verifier.secret().as_bytes(),
+        auth.pkce_verifier.as_bytes(),
     )
     .ok_or_else(|| internal("sealing a PKCE verifier", "seal failed"))?;
     deps.store
         .federation()
         .insert_flow(&FlowRecord {
             id,
-            state_hash: sha256_hex(state.secret()),
+            state_hash: sha256_hex(&auth.state),
             provider: p.name.clone(),
             redirect_uri: redirect_uri.to_string(),
-            nonce: nonce.secret().clone(),
+            nonce: auth.nonce,
             pkce_verifier: sealed_verifier,
-            link_user_id: None,
-            app_state: m.app_state,
+            link_user_id: link_user,
+            app_state,
             created_at: now,
             expires_at: now + FLOW_TTL,
         })
         .await?;
     Ok(Redirect {
-        location: url.to_string(),
+        location: auth.url.to_string(),
     })
+}
+
+/// The flow's PKCE verifier, unsealed.
+pub(super) fn pkce_verifier(deps: &Deps, flow: &FlowRecord) -> Result<String, String> {
+    let v = sealed::open(&deps.secret_key, flow.id.as_bytes(), &flow.pkce_verifier)
+        .ok_or("a PKCE verifier does not open (KEYWARD_MASTER_KEY changed?)")?;
+    String::from_utf8(v).map_err(|e| e.to_string())
 }
 
 /// The app's redirect URI with `pairs` added to its query.
@@ -192,14 +191,14 @@ pub(super) async fn callback(deps: Arc<Deps>, m: OAuthCallback) -> Result<Redire
     let Some(code) = m.query.code.clone() else {
         return to_app(&flow, &[("error", "invalid_request")]);
     };
-    let claims = match id_token_claims(&deps, p, &flow, code).await {
-        Ok(c) => c,
+    let asserted = match super::kinds::identity(&deps, p, &flow, code, &m.query).await {
+        Ok(a) => a,
         Err(why) => {
             tracing::warn!(provider = %p.name, error = %why, "a social login did not check out");
             return to_app(&flow, &[("error", "provider_error")]);
         }
     };
-    let user = match resolve(&deps, p, &claims, &m.meta).await? {
+    let user = match resolve(&deps, p, &asserted, &m.meta).await? {
         Ok(u) => u,
         Err(code) => return to_app(&flow, &[("error", code)]),
     };
@@ -220,52 +219,18 @@ pub(super) async fn callback(deps: Arc<Deps>, m: OAuthCallback) -> Result<Redire
     to_app(&flow, &[("code", &code)])
 }
 
-/// Exchanges the provider's code (with the PKCE verifier) and checks the ID token: its
-/// signature (the provider's keys), issuer, audience, expiry and the flow's nonce.
-async fn id_token_claims(
-    deps: &Deps,
-    p: &Provider,
-    flow: &FlowRecord,
-    code: String,
-) -> Result<CoreIdTokenClaims, String> {
-    let verifier = sealed::open(&deps.secret_key, flow.id.as_bytes(), &flow.pkce_verifier)
-        .ok_or("a PKCE verifier does not open (KEYWARD_MASTER_KEY changed?)")?;
-    let verifier = String::from_utf8(verifier).map_err(|e| e.to_string())?;
-    let client = client(deps, p).await.map_err(|_| "discovery failed")?;
-    let response = client
-        .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| e.to_string())?
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-        .request_async(&deps.http)
-        .await
-        .map_err(|e| crate::error::chain(&e))?;
-    let id_token = openidconnect::TokenResponse::id_token(&response)
-        .ok_or("the token response has no id_token")?;
-    let nonce = Nonce::new(flow.nonce.clone());
-    let verifier = client.id_token_verifier();
-    let checked = id_token
-        .claims(&verifier, &nonce)
-        .cloned()
-        .map_err(|e| e.to_string());
-    if checked.is_err() {
-        // Perhaps rotated keys: fetch discovery again next time.
-        p.forget_metadata().await;
-    }
-    checked
-}
-
 /// The account an identity logs in to: its linked account, or a new one. An account that
 /// already has the identity's email is never linked here (`account_exists`): the owner links
 /// while signed in, so nobody gets an account by asserting its email at some provider.
 async fn resolve(
     deps: &Deps,
     p: &Provider,
-    claims: &CoreIdTokenClaims,
+    asserted: &Asserted,
     meta: &RequestMeta,
 ) -> Result<Result<UserRecord, &'static str>, HandlerError> {
-    let subject = claims.subject().as_str();
-    let email_raw = claims.email().map(|e| e.as_str().to_owned());
-    let verified = claims.email_verified().unwrap_or(false);
+    let subject = asserted.subject.as_str();
+    let email_raw = asserted.email.clone();
+    let verified = asserted.email_verified;
     let now = (deps.clock)();
     if let Some(identity) = deps.store.federation().identity(&p.name, subject).await? {
         deps.store
@@ -286,7 +251,7 @@ async fn resolve(
     if deps.store.users().by_email(&email).await?.is_some() {
         return Ok(Err("account_exists"));
     }
-    let username = derive_username(deps, claims, &email, now).await?;
+    let username = derive_username(deps, asserted, &email, now).await?;
     // A password nobody knows, hashed like any other, so a password login costs the same.
     let password_hash = deps.hasher.hash(&random_token()).await?;
     let id = UserId::new();
@@ -365,14 +330,14 @@ async fn resolve(
 /// None when nothing usable comes out (the user can pick one later).
 async fn derive_username(
     deps: &Deps,
-    claims: &CoreIdTokenClaims,
+    asserted: &Asserted,
     email: &Email,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<Username>, HandlerError> {
     use rand::Rng as _;
-    let raw = claims
-        .preferred_username()
-        .map(|u| u.as_str().to_owned())
+    let raw = asserted
+        .username
+        .clone()
         .unwrap_or_else(|| email.local_part().to_owned());
     let base: String = raw
         .chars()
@@ -455,56 +420,30 @@ async fn login_reply(
     Ok(LoginReply::Tokens(pair))
 }
 
-fn bad_id_token(detail: impl Into<String>) -> HandlerError {
+pub(super) fn bad_id_token(detail: impl Into<String>) -> HandlerError {
     HandlerError::from(CommandError::unauthenticated("invalid_id_token", detail))
 }
 
 pub(super) async fn native(deps: Arc<Deps>, m: NativeOAuth) -> Result<LoginReply, HandlerError> {
     let p = provider(&deps, &m.provider)?;
-    let token = openidconnect::core::CoreIdToken::from_str(&m.id_token).map_err(|_| {
-        HandlerError::from(CommandError::field(
-            "id_token",
-            "invalid_id_token",
-            "send the ID token (a JWT) the provider's SDK returned",
-        ))
-    })?;
-    let client = client(&deps, p).await?;
-    let verifier = client.id_token_verifier();
-    let expected = m.nonce.clone();
-    let checked = token.claims(&verifier, |got: Option<&Nonce>| match (&expected, got) {
-        (None, _) => Ok(()),
-        (Some(want), Some(got))
-            if bool::from(subtle::ConstantTimeEq::ct_eq(
-                want.as_bytes(),
-                got.secret().as_bytes(),
-            )) =>
-        {
-            Ok(())
-        }
-        (Some(_), _) => Err("nonce mismatch".to_owned()),
-    });
-    let claims = match checked {
-        Ok(c) => c.clone(),
-        Err(e) => {
-            tracing::info!(provider = %p.name, error = %e, "a native sign-in's ID token did not check out");
-            p.forget_metadata().await;
-            return Err(bad_id_token(
-                "the ID token does not check out (signature, issuer, audience, expiry or nonce)",
-            ));
-        }
-    };
-    // Each ID token signs in once.
+    let (asserted, expires) = super::kinds::native(&deps, p, &m).await?;
+    // Each token signs in once.
+    let token = m
+        .id_token
+        .as_deref()
+        .or(m.access_token.as_deref())
+        .unwrap_or_default();
     if !deps
         .store
         .federation()
-        .spend_token(&sha256_hex(&m.id_token), claims.expiration())
+        .spend_token(&sha256_hex(token), expires)
         .await?
     {
         return Err(bad_id_token(
             "this ID token was used already; sign in again",
         ));
     }
-    let user = match resolve(&deps, p, &claims, &m.meta).await? {
+    let user = match resolve(&deps, p, &asserted, &m.meta).await? {
         Ok(u) => u,
         Err("account_exists") => {
             return Err(HandlerError::from(CommandError::Conflict {

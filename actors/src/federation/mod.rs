@@ -9,6 +9,8 @@
 
 mod flow;
 pub mod identities;
+mod kinds;
+mod oidc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -178,19 +178,20 @@ pub(crate) struct NativeRequest {
     /// A configured provider's name.
     #[schema(value_type = String, example = "google")]
     provider: Input,
-    /// The ID token (a JWT) the provider's SDK returned to the app.
-    #[schema(value_type = String)]
+    /// An OpenID provider's ID token (a JWT) the SDK returned to the app.
+    #[schema(value_type = Option<String>)]
     id_token: Input,
     /// The nonce the app sent to the provider, when it sent one: the token's must match.
     #[schema(value_type = Option<String>)]
     nonce: Input,
-    /// Not accepted for OpenID providers yet: send `id_token`.
+    /// A plain OAuth 2 provider's access token (github, vk, yandex, oauth2), checked at its
+    /// userinfo endpoint; exactly one of id_token and access_token.
     #[schema(value_type = Option<String>)]
     access_token: Input,
 }
 
 impl RequestBody for NativeRequest {
-    type Valid = (String, String, Option<String>);
+    type Valid = (String, Option<String>, Option<String>, Option<String>);
     fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
         let short = |max: usize, code: &'static str, hint: &'static str| {
             move |k: &str, v: String| {
@@ -206,24 +207,20 @@ impl RequestBody for NativeRequest {
             self.provider,
             short(32, "invalid_provider", "a configured provider's name"),
         );
-        let access = f.optional("access_token", self.access_token, |_, v: String| Ok(v));
-        let id_token = if matches!(access, Some(Some(_))) && self.id_token.is_absent() {
-            f.error(FieldError::new(
-                "id_token",
-                "required",
-                "OpenID providers sign in natively with the ID token: send id_token",
-            ));
-            None
-        } else {
-            f.required(
-                "id_token",
-                self.id_token,
-                short(
-                    16 * 1024,
-                    "invalid_id_token",
-                    "the ID token (a JWT) the SDK returned",
-                ),
-            )
+        let token = short(16 * 1024, "invalid_token", "the token the SDK returned");
+        let id_token = f.optional("id_token", self.id_token, &token);
+        let access = f.optional("access_token", self.access_token, &token);
+        let tokens = match (id_token, access) {
+            (Some(Some(_)), Some(Some(_))) | (Some(None), Some(None)) => {
+                f.error(FieldError::new(
+                    "id_token",
+                    "one_token",
+                    "send exactly one: id_token (OpenID providers) or access_token (github, vk, yandex, oauth2)",
+                ));
+                None
+            }
+            (Some(i), Some(a)) => Some((i, a)),
+            _ => None,
         };
         let nonce = f.optional(
             "nonce",
@@ -234,7 +231,8 @@ impl RequestBody for NativeRequest {
                 "the nonce the app sent to the provider",
             ),
         );
-        Some((provider?, id_token?, nonce?))
+        let (id_token, access_token) = tokens?;
+        Some((provider?, id_token, access_token, nonce?))
     }
 }
 
@@ -253,12 +251,13 @@ impl RequestBody for NativeRequest {
 pub(super) async fn native(
     st: State,
     Meta(meta): Meta,
-    Valid((provider, id_token, nonce)): Valid<NativeRequest>,
+    Valid((provider, id_token, access_token, nonce)): Valid<NativeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = NativeOAuth {
         meta,
         provider,
         id_token,
+        access_token,
         nonce,
     };
     let reply: LoginReply = st.ask(&st.to.federation.native, cmd).await?;
