@@ -466,6 +466,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         http: crate::federation::http_client()?,
         default_roles: settings.access.default_role_list(),
         index: accounts.index,
+        profiles: profiles.clone(),
+        throttle: accounts.throttle.clone(),
         metrics: accounts.metrics.clone(),
     });
     let (prune_store, prune_clock) = (store.clone(), clock.clone());

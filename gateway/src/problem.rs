@@ -35,6 +35,9 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
     www_authenticate: Option<&'static str>,
+    /// `account_exists`: the token for proving the account (POST /v1/auth/oauth/link); boxed
+    /// to keep every `Result<_, ApiError>` small.
+    link_token: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -46,6 +49,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after_secs: None,
             www_authenticate: None,
+            link_token: None,
         }
     }
 
@@ -176,6 +180,11 @@ impl From<CommandError> for ApiError {
                     .unwrap_or_default();
                 e
             }
+            CommandError::AccountExists { detail, link_token } => {
+                let mut e = Self::new(StatusCode::CONFLICT, "account_exists", detail);
+                e.link_token = link_token.map(String::into_boxed_str);
+                e
+            }
             CommandError::TooLarge { code, detail } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, detail)
             }
@@ -228,6 +237,8 @@ struct ProblemBody<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_token: Option<&'a str>,
 }
 
 fn title(status: StatusCode) -> &'static str {
@@ -260,6 +271,7 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
+            link_token: self.link_token.as_deref(),
         };
         let mut res = HttpResponse::build(self.status);
         res.content_type(PROBLEM_CONTENT_TYPE)

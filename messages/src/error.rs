@@ -69,6 +69,13 @@ pub enum CommandError {
         detail: String,
         field: Option<String>,
     },
+    /// An identity whose email an account has (409 `account_exists`); with a link token when
+    /// the user may prove that account to link the identity to it.
+    #[error("{detail}")]
+    AccountExists {
+        detail: String,
+        link_token: Option<String>,
+    },
     /// A body too large for what it is (413), e.g. an image over the upload limit.
     #[error("{detail}")]
     TooLarge { code: &'static str, detail: String },
@@ -153,6 +160,7 @@ impl CommandError {
             | Self::UnsupportedType { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::Unavailable { code, .. } => code,
+            Self::AccountExists { .. } => "account_exists",
             Self::RateLimited { .. } => codes::TOO_MANY_REQUESTS,
             Self::Internal => codes::INTERNAL,
         }

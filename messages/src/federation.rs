@@ -100,3 +100,42 @@ pub struct UnlinkIdentity {
     pub principal: crate::commands::Principal,
     pub identity_id: uuid::Uuid,
 }
+
+/// Gateway → federation. Links an identity at `provider` to the signed-in caller: the browser
+/// goes to the provider and comes back to `redirect_uri` with `linked` (or `error`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Redirect, CommandError>")]
+pub struct StartLink {
+    pub meta: RequestMeta,
+    pub principal: crate::commands::Principal,
+    pub provider: String,
+    pub redirect_uri: String,
+    pub app_state: Option<String>,
+}
+
+/// Gateway → federation. Sends a code to the verified email of the account a pending link
+/// would join (the proof by email).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::mfa::CodeSent, CommandError>")]
+pub struct SendLinkCode {
+    pub meta: RequestMeta,
+    pub link_token: String,
+}
+
+/// How the user proves the account a pending link would join.
+#[derive(Debug)]
+pub enum LinkProof {
+    Password(crate::Password),
+    /// The code SendLinkCode sent to the account's email.
+    Code(String),
+}
+
+/// Gateway → federation. Proves the account and links the pending identity to it; then signs
+/// in as a social login does.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LoginReply, CommandError>")]
+pub struct ConfirmLink {
+    pub meta: RequestMeta,
+    pub link_token: String,
+    pub proof: LinkProof,
+}

@@ -36,7 +36,7 @@ pub use accounts::{
 pub use audit::{Audit, AuditFilter, AuditRecord};
 pub use bus::{Outbox, OutboxRecord};
 pub use error::{Result, StorageError};
-pub use federation::{Federation, FlowRecord, IdentityRecord, OAuthCodeRecord};
+pub use federation::{Federation, FlowRecord, IdentityRecord, LinkProofRecord, OAuthCodeRecord};
 pub use keys::{SigningKeyRecord, SigningKeys};
 pub use mfa::{CeremonyRecord, ChallengeRecord, CodeRecord, FactorRecord, Mfa};
 pub use notify::{

@@ -30,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::mfa::migration::M0013MfaCodes),
             Box::new(crate::mfa::migration::M0014Webauthn),
             Box::new(crate::federation::migration::M0015Federation),
+            Box::new(crate::federation::migration_links::M0016OAuthLinks),
         ]
     }
 }

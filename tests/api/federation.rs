@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{claims, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
+use crate::mfa::six_digits;
 
 const APP: &str = "https://app.example/done";
 
@@ -105,7 +106,17 @@ async fn at_provider(app: &TestApp, b: &reqwest::Client, login: &str) -> url::Ur
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
-    let to_provider = location(&r);
+    through_provider(app, b, location(&r), login).await
+}
+
+/// The browser at the provider's authorization URL, logging in as `login`: the redirect back
+/// to Keyward's callback.
+async fn through_provider(
+    app: &TestApp,
+    b: &reqwest::Client,
+    to_provider: url::Url,
+    login: &str,
+) -> url::Url {
     let q: std::collections::HashMap<_, _> = to_provider.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(
@@ -316,11 +327,156 @@ async fn a_replayed_callback_a_tampered_state_and_a_foreign_redirect_are_refused
 
 #[actix_web::test]
 #[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
-async fn an_identity_whose_email_has_an_account_is_never_linked_to_it_silently() {
+async fn an_identity_with_a_verified_accounts_email_links_only_after_its_password() {
     let app = oidc_app(issuer()).await;
-    // A verified password account, and an unverified registration (perhaps an attacker's)
-    // on someone else's address.
-    member(&app, "dee@example.com").await;
+    let (dee_id, _) = member(&app, "dee@example.com").await;
+    let dee_id = json!(dee_id);
+    let done = sign_in(&app, "dee").await;
+    assert_eq!(param(&done, "error").as_deref(), Some("account_exists"));
+    assert!(param(&done, "code").is_none(), "never signed in silently");
+    let link_token = param(&done, "link_token").expect("a way to prove the account");
+    assert!(app.events_of_type("identity.linked").await.is_empty());
+
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": link_token, "password": "not-the-password"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+    assert_eq!(p["code"], "invalid_credentials");
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": link_token, "password": PASSWORD, "code": "123456"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "exactly one proof: {p}");
+
+    let r = app
+        .post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": link_token, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let c = claims(pair["access_token"].as_str().unwrap());
+    assert_eq!(
+        (c["sub"].clone(), c["amr"].clone()),
+        (dee_id.clone(), json!(["fed"]))
+    );
+    assert_eq!(app.events_of_type("identity.linked").await.len(), 1);
+
+    // Used once; and from now on the identity signs in to the account directly.
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": link_token, "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(p["errors"][0]["code"], "invalid_link_token");
+    let pair = exchange(&app, &sign_in(&app, "dee").await).await;
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["sub"],
+        dee_id
+    );
+    // The password account is untouched.
+    assert_eq!(
+        app.login("dee@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_code_to_the_accounts_email_links_only_the_identity_it_was_sent_for() {
+    let app = oidc_app(issuer()).await;
+    let (fay_id, fay_token) = member(&app, "fay@example.com").await;
+    // Two identities at the provider with fay's email, two pending links.
+    let first = param(&sign_in(&app, "fay").await, "link_token").unwrap();
+    let second = param(&sign_in(&app, "fay@example.com").await, "link_token").unwrap();
+    let r = app
+        .post("/v1/auth/oauth/link/code", json!({"link_token": first}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let sent: Value = r.json().await.unwrap();
+    assert_eq!(sent["expires_in"], 600);
+    let mail = app
+        .wait_for_mail_n("fay@example.com", "Link a sign-in to your account", 1)
+        .await;
+    assert!(mail.text.contains("acme"), "{}", mail.text);
+    let code = six_digits(&mail.text);
+    // At most one code a minute.
+    let r = app
+        .post("/v1/auth/oauth/link/code", json!({"link_token": first}))
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The code proves fay's email for the first identity only.
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": second, "code": code}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["errors"][0]["code"], "invalid_code");
+    let r = app
+        .post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": first, "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["sub"],
+        json!(fay_id)
+    );
+    let ids: Value = app
+        .get_bearer("/v1/users/me/identities", &fay_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids["identities"].as_array().unwrap().len(), 1, "{ids}");
+
+    // Wrong answers use a pending link up: after five it is gone, even for the right one.
+    for _ in 0..5 {
+        let r = app
+            .post(
+                "/v1/auth/oauth/link",
+                json!({"link_token": second, "code": "000000"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+    let (_, p) = problem(
+        app.post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": second, "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["code"], "invalid_link_token", "{p}");
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn an_unverified_registration_never_reaches_the_emails_owner_who_comes_with_a_provider() {
+    let app = oidc_app(issuer()).await;
+    // Someone registers eve's address with a password of their own and never verifies it.
     let r = app
         .post(
             "/v1/auth/register",
@@ -328,21 +484,105 @@ async fn an_identity_whose_email_has_an_account_is_never_linked_to_it_silently()
         )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    for login in ["dee", "eve"] {
-        let done = sign_in(&app, login).await;
-        assert_eq!(
-            param(&done, "error").as_deref(),
-            Some("account_exists"),
-            "{login}: {done}"
-        );
-        assert!(param(&done, "code").is_none());
-    }
-    assert!(app.events_of_type("identity.linked").await.is_empty());
-    // The password account is untouched.
+    let registered = app.events_of_type("user.registered").await;
+    let squatter = registered[0]["data"]["user_id"].clone();
+    assert_eq!(registered[0]["data"]["email"], "eve@example.com");
+
+    // Eve signs in with a provider that vouches for her address: a new account, and the
+    // unproved registration is erased, so nothing its maker set up reaches her.
+    let done = sign_in(&app, "eve").await;
+    let pair = exchange(&app, &done).await;
+    let eve = me(&app, &pair).await;
+    assert_ne!(eve["id"], squatter);
+    assert_eq!(eve["email_verified"], true);
+    let deleted = app.events_of_type("user.deleted").await;
+    assert_eq!(deleted[0]["data"]["user_id"], squatter, "{deleted:?}");
     assert_eq!(
-        app.login("dee@example.com", PASSWORD).await.status(),
-        StatusCode::OK
+        app.login("eve@example.com", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the squatter's password opens nothing"
     );
+
+    // A provider that does not vouch for the address proves nothing: no account, no link.
+    let r = app
+        .post(
+            "/v1/auth/register",
+            json!({"email": "unverified-uma@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let done = sign_in(&app, "unverified-uma").await;
+    assert_eq!(param(&done, "error").as_deref(), Some("account_exists"));
+    assert!(
+        param(&done, "link_token").is_none(),
+        "never to an unverified account"
+    );
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_signed_in_user_links_another_identity_and_signs_in_with_it() {
+    let app = oidc_app(issuer()).await;
+    let (gus_id, gus) = member(&app, "gus@example.com").await;
+    let (_, hal) = member(&app, "hal@example.com").await;
+    let start = |token: String, body: Value| {
+        let app = &app;
+        async move {
+            app.post_bearer("/v1/users/me/identities/acme/start", &token, Some(body))
+                .await
+        }
+    };
+    let r = app
+        .post(
+            "/v1/users/me/identities/acme/start",
+            json!({"redirect_uri": APP}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, p) = problem(
+        start(
+            gus.clone(),
+            json!({"redirect_uri": "https://evil.example/x"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(p["errors"][0]["code"], "redirect_not_allowed");
+
+    let r = start(gus.clone(), json!({"redirect_uri": APP, "state": "s-9"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let url: Value = r.json().await.unwrap();
+    let to_provider = url::Url::parse(url["authorization_url"].as_str().unwrap()).unwrap();
+    let b = browser();
+    let back = through_provider(&app, &b, to_provider, "gus-at-work@corp.example").await;
+    let r = b.get(back).send().await.unwrap();
+    let done = location(&r);
+    assert_eq!(param(&done, "linked").as_deref(), Some("acme"), "{done}");
+    assert_eq!(param(&done, "state").as_deref(), Some("s-9"));
+    assert!(param(&done, "code").is_none());
+    assert_eq!(app.events_of_type("identity.linked").await.len(), 1);
+
+    // That identity now signs in to gus's account (its email is not gus's).
+    let pair = exchange(&app, &sign_in(&app, "gus-at-work@corp.example").await).await;
+    assert_eq!(
+        claims(pair["access_token"].as_str().unwrap())["sub"],
+        json!(gus_id)
+    );
+
+    // Another account cannot take it.
+    let r = start(hal, json!({"redirect_uri": APP})).await;
+    let url: Value = r.json().await.unwrap();
+    let to_provider = url::Url::parse(url["authorization_url"].as_str().unwrap()).unwrap();
+    let b = browser();
+    let back = through_provider(&app, &b, to_provider, "gus-at-work@corp.example").await;
+    let done = location(&b.get(back).send().await.unwrap());
+    assert_eq!(
+        param(&done, "error").as_deref(),
+        Some("identity_in_use"),
+        "{done}"
+    );
+    assert_eq!(app.events_of_type("identity.linked").await.len(), 1);
 }
 
 #[actix_web::test]
@@ -515,6 +755,27 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(p["errors"][0]["field"], "id_token", "{p}");
+
+    // An identity with a verified account's email: a 409 whose link_token proves the account.
+    member(&app, "ivy@example.com").await;
+    let token = sdk_id_token(&issuer, &client, "ivy", "n-6").await;
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": token}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["code"], "account_exists");
+    let r = app
+        .post(
+            "/v1/auth/oauth/link",
+            json!({"link_token": p["link_token"], "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[actix_web::test]
@@ -587,7 +848,8 @@ async fn identities_are_listed_and_the_last_way_to_log_in_is_not_unlinked() {
         .await
         .unwrap();
     assert!(list["identities"].as_array().unwrap().is_empty());
-    // Unlinked, the identity no longer reaches the account.
+    // Unlinked, the identity no longer reaches the account by itself.
     let done = sign_in(&app, "gil").await;
     assert_eq!(param(&done, "error").as_deref(), Some("account_exists"));
+    assert!(param(&done, "link_token").is_some());
 }

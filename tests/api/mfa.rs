@@ -404,7 +404,7 @@ async fn an_administrator_resets_a_users_factors_and_the_audit_log_names_them() 
 }
 
 /// The 6-digit code in a text.
-fn six_digits(text: &str) -> String {
+pub(crate) fn six_digits(text: &str) -> String {
     text.split(|c: char| !c.is_ascii_digit())
         .find(|w| w.len() == 6)
         .unwrap_or_else(|| panic!("no code in {text}"))

@@ -47,6 +47,51 @@ async fn failures_and_delay(
     Ok((failures, delay))
 }
 
+/// Seconds account `user` must wait: failures of its password, second factors and link
+/// proofs count together under its account key.
+pub(crate) async fn account_throttled(
+    store: &keyward_storage::Store,
+    now: chrono::DateTime<chrono::Utc>,
+    t: &super::ThrottlePolicy,
+    user: keyward_messages::UserId,
+) -> Result<Option<u64>, HandlerError> {
+    let (failures, latest) = store
+        .login_failures()
+        .since(&format!("account:{user}"), now - t.window)
+        .await?;
+    Ok(throttle_delay(
+        failures,
+        latest,
+        t.account_max_failures,
+        t.base_delay,
+        t.window,
+        now,
+    ))
+}
+
+/// Counts a failed proof against account `user`, with `user.login_failed`.
+pub(crate) async fn count_account_failure(
+    store: &keyward_storage::Store,
+    outbox: &crate::outbox::OutboxWriter,
+    meta: &RequestMeta,
+    now: chrono::DateTime<chrono::Utc>,
+    user: keyward_messages::UserId,
+) -> Result<(), HandlerError> {
+    let tx = store.begin().await?;
+    tx.login_failures()
+        .record(&format!("account:{user}"), now)
+        .await?;
+    let ev = DomainEvent::UserLoginFailed {
+        user_id: user,
+        ip: meta.client_ip.map(|i| i.to_string()),
+        user_agent: meta.user_agent.clone(),
+    };
+    outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
+    tx.commit().await?;
+    outbox.wake();
+    Ok(())
+}
+
 async fn login(deps: Arc<Deps>, m: Login) -> Result<LoginReply, HandlerError> {
     // Shed before any database work: under overload a refused login must cost almost nothing,
     // or it slows the logins that were admitted.

@@ -32,11 +32,10 @@ pub(super) struct Asserted {
     /// A login name to derive the username from.
     pub username: Option<String>,
     /// The picture's URL at the provider.
-    #[allow(dead_code)] // imported as the avatar in a following step
     pub avatar_url: Option<String>,
 }
 
-fn provider<'a>(deps: &'a Deps, name: &str) -> Result<&'a Arc<Provider>, HandlerError> {
+pub(super) fn provider<'a>(deps: &'a Deps, name: &str) -> Result<&'a Arc<Provider>, HandlerError> {
     deps.providers.get(name).ok_or_else(|| {
         HandlerError::from(CommandError::NotFound {
             code: "provider_not_found",
@@ -141,7 +140,7 @@ pub(super) fn pkce_verifier(deps: &Deps, flow: &FlowRecord) -> Result<String, St
 }
 
 /// The app's redirect URI with `pairs` added to its query.
-fn to_app(flow: &FlowRecord, pairs: &[(&str, &str)]) -> Result<Redirect, HandlerError> {
+pub(super) fn to_app(flow: &FlowRecord, pairs: &[(&str, &str)]) -> Result<Redirect, HandlerError> {
     let mut url = url::Url::parse(&flow.redirect_uri)
         .map_err(|e| internal("a stored redirect URI does not parse", e))?;
     {
@@ -198,9 +197,19 @@ pub(super) async fn callback(deps: Arc<Deps>, m: OAuthCallback) -> Result<Redire
             return to_app(&flow, &[("error", "provider_error")]);
         }
     };
+    if let Some(user) = flow.link_user_id {
+        return super::link::link_signed_in(&deps, p, &flow, user, &asserted, &m.meta).await;
+    }
     let user = match resolve(&deps, p, &asserted, &m.meta).await? {
-        Ok(u) => u,
-        Err(code) => return to_app(&flow, &[("error", code)]),
+        Resolved::User(u) => u,
+        Resolved::Exists(Some(token)) => {
+            return to_app(
+                &flow,
+                &[("error", "account_exists"), ("link_token", &token)],
+            )
+        }
+        Resolved::Exists(None) => return to_app(&flow, &[("error", "account_exists")]),
+        Resolved::Refused(code) => return to_app(&flow, &[("error", code)]),
     };
     if user.blocked {
         return to_app(&flow, &[("error", "account_blocked")]);
@@ -219,15 +228,29 @@ pub(super) async fn callback(deps: Arc<Deps>, m: OAuthCallback) -> Result<Redire
     to_app(&flow, &[("code", &code)])
 }
 
+/// Whom an identity signs in as.
+pub(super) enum Resolved {
+    User(UserRecord),
+    /// An account has the identity's email; with a link token when its owner may prove it.
+    Exists(Option<String>),
+    /// `email_required`, `account_deleted`.
+    Refused(&'static str),
+}
+
 /// The account an identity logs in to: its linked account, or a new one. An account that
-/// already has the identity's email is never linked here (`account_exists`): the owner links
-/// while signed in, so nobody gets an account by asserting its email at some provider.
+/// already has the identity's email is never linked silently: its owner proves it first
+/// (link.rs), so nobody gets into an account by asserting its email at some provider.
+///
+/// An unverified password registration with the email the provider vouches for is a claim
+/// nobody proved, perhaps an attacker's made in advance: it is erased and a new account is
+/// made, so nothing its maker set up (password, factors, sessions, profile) reaches the
+/// identity's owner.
 async fn resolve(
     deps: &Deps,
     p: &Provider,
     asserted: &Asserted,
     meta: &RequestMeta,
-) -> Result<Result<UserRecord, &'static str>, HandlerError> {
+) -> Result<Resolved, HandlerError> {
     let subject = asserted.subject.as_str();
     let email_raw = asserted.email.clone();
     let verified = asserted.email_verified;
@@ -238,24 +261,45 @@ async fn resolve(
             .touch_identity(identity.id, email_raw.as_deref(), verified, now)
             .await?;
         return match deps.store.users().by_id(identity.user_id).await? {
-            Some(u) => Ok(Ok(u)),
-            None => Ok(Err("account_deleted")),
+            Some(u) => Ok(Resolved::User(u)),
+            None => Ok(Resolved::Refused("account_deleted")),
         };
     }
     let Some(email) = email_raw
         .as_deref()
         .and_then(|e| Email::parse("email", e).ok())
     else {
-        return Ok(Err("email_required"));
+        return Ok(Resolved::Refused("email_required"));
     };
-    if deps.store.users().by_email(&email).await?.is_some() {
-        return Ok(Err("account_exists"));
+    let mut squatter = None;
+    if let Some(existing) = deps.store.users().by_email(&email).await? {
+        if existing.email_verified {
+            return Ok(Resolved::Exists(
+                super::link::offer(deps, p, &existing, asserted).await?,
+            ));
+        }
+        let unproved_registration = verified
+            && deps.store.users().has_password(existing.id).await?
+            && deps
+                .store
+                .federation()
+                .identities_of(existing.id)
+                .await?
+                .is_empty();
+        if !unproved_registration {
+            return Ok(Resolved::Exists(None));
+        }
+        squatter = Some(existing);
     }
     let username = derive_username(deps, asserted, &email, now).await?;
     // A password nobody knows, hashed like any other, so a password login costs the same.
     let password_hash = deps.hasher.hash(&random_token()).await?;
     let id = UserId::new();
     let mut tx = deps.store.begin().await?;
+    let erased = match &squatter {
+        Some(old) => Some(erase_unproved(deps, &tx, meta, old, now).await?),
+        None => None,
+    };
     let new_user = |username: Option<Username>| NewUser {
         id,
         email: email.clone(),
@@ -274,16 +318,19 @@ async fn resolve(
             // A failed statement ends a PostgreSQL transaction: start again.
             drop(tx);
             tx = deps.store.begin().await?;
+            if let Some(old) = &squatter {
+                erase_unproved(deps, &tx, meta, old, now).await?;
+            }
             match tx.users().insert(new_user(None)).await {
                 Ok(()) => {}
                 Err(keyward_storage::StorageError::Conflict { .. }) => {
-                    return Ok(Err("account_exists"))
+                    return Ok(Resolved::Exists(None))
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         // Registered meanwhile (the same email through another way).
-        Err(keyward_storage::StorageError::Conflict { .. }) => return Ok(Err("account_exists")),
+        Err(keyward_storage::StorageError::Conflict { .. }) => return Ok(Resolved::Exists(None)),
         Err(e) => return Err(e.into()),
     }
     let identity = IdentityRecord {
@@ -317,12 +364,44 @@ async fn resolve(
         deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
     }
     tx.commit().await?;
+    if let (Some(old), Some(avatar)) = (&squatter, erased) {
+        crate::profiles::erasure::after_erase(&deps.profiles, old.id, avatar.as_deref()).await;
+        tracing::warn!(erased = %old.id, user_id = %id, provider = %p.name, "an unverified registration with a provider-verified email was erased");
+    }
     deps.outbox.wake();
     tracing::info!(user_id = %id, provider = %p.name, "account made by a social login");
-    match deps.store.users().by_id(id).await? {
-        Some(u) => Ok(Ok(u)),
-        None => Err(internal("a new account is gone", id)),
+    let user = match deps.store.users().by_id(id).await? {
+        Some(u) => u,
+        None => return Err(internal("a new account is gone", id)),
+    };
+    if let Some(url) = asserted.avatar_url.clone() {
+        super::avatar::import_later(deps, meta, id, url);
     }
+    Ok(Resolved::User(user))
+}
+
+/// Erases an unverified registration whose email a provider vouches for, inside `tx`, with
+/// its audit line; returns its avatar for [`crate::profiles::erasure::after_erase`].
+async fn erase_unproved(
+    deps: &Deps,
+    tx: &keyward_storage::Tx,
+    meta: &RequestMeta,
+    old: &UserRecord,
+    _now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, HandlerError> {
+    tx.users().lock(old.id).await?;
+    let avatar = tx.profiles().get(old.id).await?.and_then(|p| p.avatar);
+    crate::profiles::erasure::erase_in(&deps.profiles, tx, meta, old.id).await?;
+    deps.outbox
+        .audit(
+            tx,
+            meta,
+            "user.erased_unverified",
+            Some(old.id),
+            serde_json::json!({ "reason": "a social login's provider vouched for the email this unverified registration claimed" }),
+        )
+        .await?;
+    Ok(avatar)
 }
 
 /// A free username for a new account: the provider's preferred username, else the email's
@@ -401,7 +480,7 @@ pub(super) async fn exchange(
 }
 
 /// Tokens for a social login, or the second step when the user has a factor.
-async fn login_reply(
+pub(super) async fn login_reply(
     deps: &Deps,
     u: &UserRecord,
     meta: &RequestMeta,
@@ -444,21 +523,23 @@ pub(super) async fn native(deps: Arc<Deps>, m: NativeOAuth) -> Result<LoginReply
         ));
     }
     let user = match resolve(&deps, p, &asserted, &m.meta).await? {
-        Ok(u) => u,
-        Err("account_exists") => {
-            return Err(HandlerError::from(CommandError::Conflict {
-                code: "account_exists",
-                detail: "an account has this email: sign in to it and link the identity".into(),
-                field: None,
+        Resolved::User(u) => u,
+        Resolved::Exists(link_token) => {
+            return Err(HandlerError::from(CommandError::AccountExists {
+                detail: match link_token {
+                    Some(_) => "an account has this email: prove it (POST /v1/auth/oauth/link with link_token and its password, or a code to its email) to link this identity".into(),
+                    None => "an account has this email and cannot be linked here: sign in to it and link the identity from there".into(),
+                },
+                link_token,
             }))
         }
-        Err("email_required") => {
+        Resolved::Refused("email_required") => {
             return Err(HandlerError::from(CommandError::Unprocessable {
                 code: "email_required",
                 detail: "the provider gave no email address; allow the email scope".into(),
             }))
         }
-        Err(_) => {
+        Resolved::Refused(_) => {
             return Err(bad_id_token(
                 "the account of this identity no longer exists",
             ));

@@ -7,9 +7,11 @@
 //! identity's email answers `account_exists`), and opening sessions itself (the sessions
 //! context does).
 
+mod avatar;
 mod flow;
 pub mod identities;
 mod kinds;
+mod link;
 mod oidc;
 
 use std::collections::BTreeMap;
@@ -85,6 +87,10 @@ pub struct FederationDeps {
     pub http: openidconnect::reqwest::Client,
     pub default_roles: Vec<String>,
     pub index: crate::profiles::ProfileIndex,
+    /// Erasure (of an unproved registration) and the avatar pipeline (a provider's picture).
+    pub profiles: Arc<crate::profiles::ProfilesDeps>,
+    /// Wrong link proofs count against the account's login throttle.
+    pub throttle: crate::accounts::ThrottlePolicy,
     pub metrics: Metrics,
 }
 

@@ -424,21 +424,7 @@ pub(super) fn account_key(user: UserId) -> String {
 }
 
 pub(super) async fn throttled(deps: &Deps, user: UserId) -> Result<Option<u64>, HandlerError> {
-    let now = (deps.clock)();
-    let t = &deps.throttle;
-    let (failures, latest) = deps
-        .store
-        .login_failures()
-        .since(&account_key(user), now - t.window)
-        .await?;
-    Ok(crate::accounts::policy::throttle_delay(
-        failures,
-        latest,
-        t.account_max_failures,
-        t.base_delay,
-        t.window,
-        now,
-    ))
+    crate::accounts::account_throttled(&deps.store, (deps.clock)(), &deps.throttle, user).await
 }
 
 pub(super) async fn count_failure(
@@ -446,18 +432,8 @@ pub(super) async fn count_failure(
     meta: &RequestMeta,
     user: UserId,
 ) -> Result<(), HandlerError> {
-    let now = (deps.clock)();
-    let tx = deps.store.begin().await?;
-    tx.login_failures().record(&account_key(user), now).await?;
-    let ev = DomainEvent::UserLoginFailed {
-        user_id: user,
-        ip: meta.client_ip.map(|i| i.to_string()),
-        user_agent: meta.user_agent.clone(),
-    };
-    deps.outbox.enqueue(&tx, meta, Outgoing::Event(ev)).await?;
-    tx.commit().await?;
-    deps.outbox.wake();
-    Ok(())
+    crate::accounts::count_account_failure(&deps.store, &deps.outbox, meta, (deps.clock)(), user)
+        .await
 }
 
 async fn verify(deps: Arc<Deps>, m: VerifyMfa) -> Result<TokenPair, HandlerError> {

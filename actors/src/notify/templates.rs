@@ -394,6 +394,29 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
         ];
         out.push(record(MFA_CODE, Channel::Email, locale, &email, &["code"], now));
     }
+    for (locale, text, subject) in [
+        (
+            Locale::En,
+            "Someone is linking a sign-in with {{ provider }} to your account. If it is you, enter this code: {{ code }}. It expires in 10 minutes. If it is not you, ignore this email and never share the code: it would let them into your account.",
+            "Link a sign-in to your account",
+        ),
+        (
+            Locale::Ru,
+            "Кто-то привязывает вход через {{ provider }} к вашему аккаунту. Если это вы, введите код: {{ code }}. Он действует 10 минут. Если это не вы, ничего не делайте и никому не сообщайте код: он даст доступ к вашему аккаунту.",
+            "Привязка входа к вашему аккаунту",
+        ),
+    ] {
+        let email = [
+            ("subject", subject.to_owned()),
+            ("text", text.to_owned()),
+            (
+                "html",
+                format!("{HTML_OPEN}<p>{}</p>{HTML_CLOSE}", minijinja::HtmlEscape(text)),
+            ),
+        ];
+        let vars = ["code", "provider"];
+        out.push(record(LINK_CODE, Channel::Email, locale, &email, &vars, now));
+    }
     out
 }
 
@@ -401,6 +424,9 @@ pub fn shipped(now: DateTime<Utc>) -> Vec<TemplateRecord> {
 pub const PHONE_CODE: &str = "phone_code";
 /// The SMS or email that carries a second-factor code (variable `code`).
 pub const MFA_CODE: &str = "mfa_code";
+/// The email that carries the code proving an account to link a social login to it
+/// (variables `code`, `provider`).
+pub const LINK_CODE: &str = "link_code";
 
 /// Writes the shipped templates: a missing one is added, a shipped one that changed is
 /// replaced, an edited one (`api`) is kept. Runs at every start and in `keyward migrate`.

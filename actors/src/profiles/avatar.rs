@@ -143,6 +143,35 @@ pub(super) async fn set_avatar(deps: Arc<Deps>, m: SetAvatar) -> Result<AvatarUr
     }
 }
 
+/// Sets `user`'s avatar from an image fetched elsewhere (a social login's picture).
+pub(crate) async fn import(
+    deps: &Deps,
+    meta: &keyward_messages::RequestMeta,
+    user: UserId,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(), HandlerError> {
+    let processed = deps
+        .pipeline
+        .process(content_type, body.into())
+        .await
+        .map_err(reply)?;
+    let saved = deps.avatars.save(&processed).await.map_err(reply)?;
+    let mut keys: Vec<(u32, String)> = saved;
+    keys.sort_by_key(|(px, _)| *px);
+    let keys: Vec<String> = keys.into_iter().map(|(_, k)| k).collect();
+    match point(deps, meta, user, Some(keys.clone())).await {
+        Ok(old) => {
+            remove(deps, old).await;
+            Ok(())
+        }
+        Err(e) => {
+            remove(deps, keys).await;
+            Err(e)
+        }
+    }
+}
+
 pub(super) async fn delete_avatar(deps: Arc<Deps>, m: DeleteAvatar) -> Result<(), HandlerError> {
     let old = point(&deps, &m.meta, m.principal.user_id, None).await?;
     remove(&deps, old).await;

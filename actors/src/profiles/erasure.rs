@@ -78,20 +78,36 @@ async fn erase(deps: &Deps, user: UserId) -> Result<bool, HandlerError> {
         tx.rollback().await?;
         return Ok(false);
     };
+    erase_in(deps, &tx, &RequestMeta::default(), user).await?;
+    tx.commit().await?;
+    after_erase(deps, user, profile.avatar.as_deref()).await;
+    tracing::info!(user_id = %user, "account erased");
+    Ok(true)
+}
+
+/// Deletes `user`'s personal data inside `tx`, with `user.deleted`; the caller locked the
+/// user row and, once committed, calls [`after_erase`].
+pub(crate) async fn erase_in(
+    deps: &Deps,
+    tx: &keyward_storage::Tx,
+    meta: &RequestMeta,
+    user: UserId,
+) -> Result<(), HandlerError> {
     tx.sessions().erase_all_of(user).await?;
     tx.users().erase(user).await?;
     tx.profiles().erase(user).await?;
     tx.notices().erase_user(user).await?;
     tx.mfa().erase_user(user).await?;
     tx.federation().erase_user(user).await?;
-    deps.index.sync(&tx, user).await?;
-    let meta = RequestMeta::default();
+    deps.index.sync(tx, user).await?;
     let ev = DomainEvent::UserDeleted { user_id: user };
-    deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
-    tx.commit().await?;
-    super::avatar::remove(deps, super::avatar::keys_of(profile.avatar.as_deref())).await;
+    deps.outbox.enqueue(tx, meta, Outgoing::Event(ev)).await?;
+    Ok(())
+}
+
+/// After an erasure committed: the avatar files go, caches forget, the outbox wakes.
+pub(crate) async fn after_erase(deps: &Deps, user: UserId, avatar: Option<&str>) {
+    super::avatar::remove(deps, super::avatar::keys_of(avatar)).await;
     deps.cache.forget(user);
     deps.outbox.wake();
-    tracing::info!(user_id = %user, "account erased");
-    Ok(true)
 }

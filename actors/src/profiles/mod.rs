@@ -8,7 +8,7 @@
 //! id), attributes outside their declaration, writing state without its event, and passwords
 //! and sessions beyond checking the one and ending the others through their contexts' handles.
 
-mod avatar;
+pub(crate) mod avatar;
 mod cache;
 pub mod erasure;
 mod handlers;

@@ -7,8 +7,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use keyward_messages::federation::*;
+use keyward_messages::mfa::CodeSent;
 use keyward_messages::mfa::LoginReply;
-use keyward_messages::FieldError;
+use keyward_messages::{FieldError, Password};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -30,6 +31,9 @@ crate::recipients! {
         native: NativeOAuth,
         list: ListIdentities,
         unlink: UnlinkIdentity,
+        start_link: StartLink,
+        link_code: SendLinkCode,
+        confirm_link: ConfirmLink,
     }
 }
 
@@ -208,8 +212,8 @@ impl RequestBody for NativeRequest {
             short(32, "invalid_provider", "a configured provider's name"),
         );
         let token = short(16 * 1024, "invalid_token", "the token the SDK returned");
-        let id_token = f.optional("id_token", self.id_token, &token);
-        let access = f.optional("access_token", self.access_token, &token);
+        let id_token = f.optional("id_token", self.id_token, token);
+        let access = f.optional("access_token", self.access_token, token);
         let tokens = match (id_token, access) {
             (Some(Some(_)), Some(Some(_))) | (Some(None), Some(None)) => {
                 f.error(FieldError::new(
@@ -311,4 +315,200 @@ pub(super) async fn unlink(
     };
     st.ask(&st.to.federation.unlink, cmd).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LinkStartRequest {
+    /// Where the browser goes when it is done, with `linked=<provider>` (or `error`): one of
+    /// KEYWARD_OAUTH__REDIRECT_ALLOWLIST, exactly.
+    #[schema(value_type = String, example = "https://app.example/settings")]
+    redirect_uri: Input,
+    /// Given back unchanged, for the app's own CSRF check.
+    #[schema(value_type = Option<String>)]
+    state: Input,
+}
+
+impl RequestBody for LinkStartRequest {
+    type Valid = (String, Option<String>);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let bounded = |max: usize| {
+            move |k: &str, v: String| {
+                if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+                    Err(FieldError::new(
+                        k,
+                        "invalid_value",
+                        format!("{k} is empty, longer than {max} bytes or has control characters"),
+                    ))
+                } else {
+                    Ok(v)
+                }
+            }
+        };
+        let redirect_uri = f.required("redirect_uri", self.redirect_uri, bounded(2048));
+        let state = f.optional("state", self.state, bounded(512));
+        Some((redirect_uri?, state?))
+    }
+}
+
+/// Where to send the browser to link an identity.
+#[derive(serde::Serialize, ToSchema)]
+pub(crate) struct LinkStarted {
+    /// The provider's sign-in page (state, nonce and PKCE S256, 10 minutes).
+    authorization_url: String,
+}
+
+#[utoipa::path(post, path = "/v1/users/me/identities/{provider}/start", operation_id = "link_identity_start", tag = "federation",
+    security(("bearer" = [])),
+    params(("provider" = String, Path, description = "A configured provider's name")),
+    request_body = LinkStartRequest,
+    responses(
+        (status = 200, description = "Send the browser to `authorization_url`; it comes back to redirect_uri with `linked=<provider>` (`identity.linked`), or with `error`: `identity_in_use` (another account's), `access_denied`, `provider_error`", body = LinkStarted),
+        (status = 400, description = "`redirect_not_allowed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`step_up_required`: the caller has a second factor and the token's acr is not aal2", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`", body = Problem, content_type = "application/problem+json"),
+        BearerProblems, BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn start_link(
+    st: State,
+    Meta(meta): Meta,
+    Authenticated(principal): Authenticated,
+    provider: web::Path<String>,
+    Valid((redirect_uri, app_state)): Valid<LinkStartRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = StartLink {
+        meta,
+        principal,
+        provider: provider.into_inner(),
+        redirect_uri,
+        app_state,
+    };
+    let r = st.ask(&st.to.federation.start_link, cmd).await?;
+    Ok(private_json(&LinkStarted {
+        authorization_url: r.location,
+    }))
+}
+
+fn link_token(f: &mut Fields, raw: Input) -> Option<String> {
+    f.required("link_token", raw, |k, v: String| {
+        if v.is_empty() || v.len() > 256 {
+            Err(FieldError::new(
+                k,
+                "invalid_link_token",
+                "pass the link_token the account_exists answer carried",
+            ))
+        } else {
+            Ok(v)
+        }
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LinkCodeRequest {
+    /// From the `account_exists` answer (the redirect's query, or the native 409's body).
+    #[schema(value_type = String)]
+    link_token: Input,
+}
+
+impl RequestBody for LinkCodeRequest {
+    type Valid = String;
+    fn validate(self, f: &mut Fields) -> Option<String> {
+        link_token(f, self.link_token)
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/oauth/link/code", operation_id = "oauth_link_code", tag = "federation",
+    request_body = LinkCodeRequest,
+    responses(
+        (status = 202, description = "A 6-digit code is on its way to the account's verified email (10 minutes; at most 3 per link, 60 s apart)", body = CodeSent),
+        (status = 400, description = "`invalid_link_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Wait before another code (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn link_code(
+    st: State,
+    Meta(meta): Meta,
+    Valid(link_token): Valid<LinkCodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let sent: CodeSent = st
+        .ask(
+            &st.to.federation.link_code,
+            SendLinkCode { meta, link_token },
+        )
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(sent))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LinkConfirmRequest {
+    /// From the `account_exists` answer.
+    #[schema(value_type = String)]
+    link_token: Input,
+    /// The account's password; or `code`, exactly one of them.
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Input,
+    /// The code POST /v1/auth/oauth/link/code sent to the account's email.
+    #[schema(value_type = Option<String>, example = "123456")]
+    code: Input,
+}
+
+impl RequestBody for LinkConfirmRequest {
+    type Valid = (String, LinkProof);
+    fn validate(self, f: &mut Fields) -> Option<Self::Valid> {
+        let token = link_token(f, self.link_token);
+        let password = f.optional("password", self.password, Password::parse);
+        let code = f.optional("code", self.code, |k, v: String| {
+            let v = v.trim().to_owned();
+            if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(v)
+            } else {
+                Err(FieldError::new(
+                    k,
+                    "invalid_code",
+                    "the 6 digits the email carried",
+                ))
+            }
+        });
+        let proof = match (password, code) {
+            (Some(Some(p)), Some(None)) => Some(LinkProof::Password(p)),
+            (Some(None), Some(Some(c))) => Some(LinkProof::Code(c)),
+            (Some(_), Some(_)) => {
+                f.error(FieldError::new(
+                    "password",
+                    "one_proof",
+                    "send exactly one: password (the account's) or code (from the email)",
+                ));
+                None
+            }
+            _ => None,
+        };
+        Some((token?, proof?))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/auth/oauth/link", operation_id = "oauth_link", tag = "federation",
+    request_body = LinkConfirmRequest,
+    responses(
+        (status = 200, description = "The identity is linked to the proven account (`identity.linked`) and this is a social login: tokens with amr [fed], or the second step for a user with a factor", body = LoginReply),
+        (status = 400, description = "`invalid_link_token` (unknown, used, expired after 15 minutes, or 5 wrong answers); `invalid_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: a wrong password (counted by the login throttle)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_blocked`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`identity_in_use`: meanwhile linked to another account", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The account's login throttle (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ServerProblems,
+    ))]
+pub(super) async fn confirm_link(
+    st: State,
+    Meta(meta): Meta,
+    Valid((link_token, proof)): Valid<LinkConfirmRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let cmd = ConfirmLink {
+        meta,
+        link_token,
+        proof,
+    };
+    let reply: LoginReply = st.ask(&st.to.federation.confirm_link, cmd).await?;
+    Ok(private_json(&reply))
 }

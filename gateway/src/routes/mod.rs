@@ -106,6 +106,16 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/auth/oauth").route(web::post().to(federation::native)))
         .service(
+            web::resource("/v1/auth/oauth/link").route(web::post().to(federation::confirm_link)),
+        )
+        .service(
+            web::resource("/v1/auth/oauth/link/code").route(web::post().to(federation::link_code)),
+        )
+        .service(
+            web::resource("/v1/users/me/identities/{provider}/start")
+                .route(web::post().to(federation::start_link)),
+        )
+        .service(
             web::resource("/v1/users/me/identities").route(web::get().to(federation::identities)),
         )
         .service(

@@ -35,6 +35,10 @@ pub(crate) struct Problem {
     /// For `validation_failed`: every field at fault.
     #[schema(nullable = false)]
     errors: Option<Vec<FieldError>>,
+    /// For `account_exists` from a social login: proves the account to link the identity
+    /// (POST /v1/auth/oauth/link), 15 minutes.
+    #[schema(nullable = false)]
+    link_token: Option<String>,
 }
 
 /// `202` replies: the request was taken; the outcome arrives by email.
@@ -230,6 +234,9 @@ impl Modify for BearerAuth {
         super::federation::native,
         super::federation::identities,
         super::federation::unlink,
+        super::federation::start_link,
+        super::federation::link_code,
+        super::federation::confirm_link,
     ),
     components(schemas(Problem, FieldError, TokenPair, UserView, SessionView, EmailVerified)),
     modifiers(&BearerAuth),

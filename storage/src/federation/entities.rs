@@ -86,3 +86,32 @@ pub(super) mod used_token {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(super) mod link_proof {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_link_proofs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub user_id: Uuid,
+        pub provider: String,
+        pub subject: String,
+        pub email: Option<String>,
+        pub email_verified: bool,
+        pub code_hash: Option<String>,
+        pub code_sent_at: Option<DateTimeUtc>,
+        pub codes_sent: i32,
+        pub attempts: i32,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -7,6 +7,7 @@
 
 mod entities;
 pub(crate) mod migration;
+pub(crate) mod migration_links;
 mod repo;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,30 @@ pub struct OAuthCodeRecord {
     pub code_hash: String,
     pub user_id: UserId,
     pub provider: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An identity waiting to be linked to the account that has its email, until the user proves
+/// that account (its password, or a code sent to its verified email). The proof is bound to
+/// this identity: a code sent for one identity links no other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkProofRecord {
+    pub id: Uuid,
+    /// SHA-256 of the link token the app holds.
+    pub token_hash: String,
+    /// The account to link to.
+    pub user_id: UserId,
+    pub provider: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    /// The keyed hash of the last code sent, bound to this proof.
+    pub code_hash: Option<String>,
+    pub code_sent_at: Option<DateTime<Utc>>,
+    pub codes_sent: i32,
+    /// Wrong passwords and codes so far.
+    pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

@@ -2,14 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use keyward_messages::UserId;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
-use super::entities::{code, flow, identity, used_token};
-use super::{FlowRecord, IdentityRecord, OAuthCodeRecord};
+use super::entities::{code, flow, identity, link_proof, used_token};
+use super::{FlowRecord, IdentityRecord, LinkProofRecord, OAuthCodeRecord};
 use crate::Result;
 
 /// The federation context's repository, over the pool (`store.federation()`) or a
@@ -219,7 +219,11 @@ impl<C: ConnectionTrait> Federation<'_, C> {
             .filter(used_token::Column::ExpiresAt.lt(now))
             .exec(self.0)
             .await?;
-        Ok(flows.rows_affected + codes.rows_affected + spent.rows_affected)
+        let proofs = link_proof::Entity::delete_many()
+            .filter(link_proof::Column::ExpiresAt.lt(now))
+            .exec(self.0)
+            .await?;
+        Ok(flows.rows_affected + codes.rows_affected + spent.rows_affected + proofs.rows_affected)
     }
 
     /// Removes every identity, flow and code of `user` (erasure).
@@ -236,6 +240,93 @@ impl<C: ConnectionTrait> Federation<'_, C> {
             .filter(code::Column::UserId.eq(user.0))
             .exec(self.0)
             .await?;
+        link_proof::Entity::delete_many()
+            .filter(link_proof::Column::UserId.eq(user.0))
+            .exec(self.0)
+            .await?;
         Ok(())
+    }
+
+    pub async fn insert_link_proof(&self, l: &LinkProofRecord) -> Result<()> {
+        link_proof::ActiveModel {
+            id: Set(l.id),
+            token_hash: Set(l.token_hash.clone()),
+            user_id: Set(l.user_id.0),
+            provider: Set(l.provider.clone()),
+            subject: Set(l.subject.clone()),
+            email: Set(l.email.clone()),
+            email_verified: Set(l.email_verified),
+            code_hash: Set(l.code_hash.clone()),
+            code_sent_at: Set(l.code_sent_at),
+            codes_sent: Set(l.codes_sent),
+            attempts: Set(l.attempts),
+            created_at: Set(l.created_at),
+            expires_at: Set(l.expires_at),
+        }
+        .insert(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// The pending link of `token_hash`; None when unknown, used or expired before `now`.
+    pub async fn link_proof(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LinkProofRecord>> {
+        Ok(link_proof::Entity::find()
+            .filter(link_proof::Column::TokenHash.eq(token_hash))
+            .filter(link_proof::Column::ExpiresAt.gt(now))
+            .one(self.0)
+            .await?
+            .map(|m| LinkProofRecord {
+                id: m.id,
+                token_hash: m.token_hash,
+                user_id: UserId(m.user_id),
+                provider: m.provider,
+                subject: m.subject,
+                email: m.email,
+                email_verified: m.email_verified,
+                code_hash: m.code_hash,
+                code_sent_at: m.code_sent_at,
+                codes_sent: m.codes_sent,
+                attempts: m.attempts,
+                created_at: m.created_at,
+                expires_at: m.expires_at,
+            }))
+    }
+
+    /// Stores the hash of a newly sent code for pending link `id` (replacing the last one).
+    pub async fn set_link_code(&self, id: Uuid, code_hash: &str, now: DateTime<Utc>) -> Result<()> {
+        link_proof::Entity::update_many()
+            .col_expr(link_proof::Column::CodeHash, Expr::value(code_hash))
+            .col_expr(link_proof::Column::CodeSentAt, Expr::value(now))
+            .col_expr(
+                link_proof::Column::CodesSent,
+                Expr::col(link_proof::Column::CodesSent).add(1),
+            )
+            .filter(link_proof::Column::Id.eq(id))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts a wrong password or code against pending link `id`.
+    pub async fn fail_link_proof(&self, id: Uuid) -> Result<()> {
+        link_proof::Entity::update_many()
+            .col_expr(
+                link_proof::Column::Attempts,
+                Expr::col(link_proof::Column::Attempts).add(1),
+            )
+            .filter(link_proof::Column::Id.eq(id))
+            .exec(self.0)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes pending link `id` out, once: false when another request took it first.
+    pub async fn take_link_proof(&self, id: Uuid) -> Result<bool> {
+        let res = link_proof::Entity::delete_by_id(id).exec(self.0).await?;
+        Ok(res.rows_affected > 0)
     }
 }

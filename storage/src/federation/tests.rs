@@ -5,7 +5,7 @@
 use keyward_messages::UserId;
 use uuid::Uuid;
 
-use super::{FlowRecord, IdentityRecord, OAuthCodeRecord};
+use super::{FlowRecord, IdentityRecord, LinkProofRecord, OAuthCodeRecord};
 use crate::testing::{at, test_db};
 
 #[tokio::test]
@@ -141,4 +141,67 @@ async fn a_native_apps_id_token_is_spent_once() {
     );
     assert!(db.federation().spend_token("t2", at(10)).await.unwrap());
     assert_eq!(db.federation().prune_expired(at(11)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_pending_link_counts_its_codes_and_failures_and_is_taken_once() {
+    let db = test_db().await;
+    let user = UserId::new();
+    let proof = LinkProofRecord {
+        id: Uuid::now_v7(),
+        token_hash: "t".repeat(64),
+        user_id: user,
+        provider: "acme".into(),
+        subject: "sub-9".into(),
+        email: Some("ann@example.com".into()),
+        email_verified: true,
+        code_hash: None,
+        code_sent_at: None,
+        codes_sent: 0,
+        attempts: 0,
+        created_at: at(0),
+        expires_at: at(900),
+    };
+    let f = db.federation();
+    f.insert_link_proof(&proof).await.unwrap();
+    f.set_link_code(proof.id, "h1", at(10)).await.unwrap();
+    f.fail_link_proof(proof.id).await.unwrap();
+    f.fail_link_proof(proof.id).await.unwrap();
+    let got = f
+        .link_proof(&proof.token_hash, at(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.code_hash.as_deref(), Some("h1"));
+    assert_eq!((got.codes_sent, got.attempts), (1, 2));
+    assert_eq!(got.code_sent_at, Some(at(10)));
+    assert!(
+        f.link_proof(&proof.token_hash, at(900))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(f.take_link_proof(proof.id).await.unwrap());
+    assert!(!f.take_link_proof(proof.id).await.unwrap(), "taken once");
+    assert!(f
+        .link_proof(&proof.token_hash, at(20))
+        .await
+        .unwrap()
+        .is_none());
+
+    f.insert_link_proof(&LinkProofRecord {
+        id: Uuid::now_v7(),
+        ..proof.clone()
+    })
+    .await
+    .unwrap();
+    f.erase_user(user).await.unwrap();
+    assert!(
+        f.link_proof(&proof.token_hash, at(20))
+            .await
+            .unwrap()
+            .is_none(),
+        "erased with the account"
+    );
 }
