@@ -13,16 +13,16 @@ const port = Number(process.argv[2] || process.env.PORT);
 if (!port) { console.error('usage: node server.mjs PORT'); process.exit(2); }
 const issuer = `http://localhost:${port}`;
 
-// An 8x8 RGB PNG, one colour.
+// A 64x64 RGB PNG, one colour (Keyward's avatar pipeline takes sides of 32 and more).
 function png() {
   const chunk = (type, data) => {
     const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
     const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
     return Buffer.concat([len, Buffer.from(type), data, crc]);
   };
-  const ihdr = Buffer.from([0, 0, 0, 8, 0, 0, 0, 8, 8, 2, 0, 0, 0]); // 8x8, 8-bit RGB
-  const row = Buffer.from([0, ...Array(8).fill([0x33, 0x66, 0x99]).flat()]); // filter 0, 8 pixels
-  const raw = Buffer.concat(Array(8).fill(row));
+  const ihdr = Buffer.from([0, 0, 0, 64, 0, 0, 0, 64, 8, 2, 0, 0, 0]); // 64x64, 8-bit RGB
+  const row = Buffer.from([0, ...Array(64).fill([0x33, 0x66, 0x99]).flat()]); // filter 0, 64 pixels
+  const raw = Buffer.concat(Array(64).fill(row));
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }

@@ -201,6 +201,26 @@ async fn a_new_user_signs_in_at_an_openid_provider_and_the_app_gets_tokens_throu
     );
     let ann = me(&app, &pair).await;
     assert_eq!(ann["email"], "ann@example.com");
+    // The provider's picture becomes the avatar, through the pipeline, in the background.
+    let mut avatar = Value::Null;
+    for _ in 0..100 {
+        let profile: Value = app
+            .get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        avatar = profile["avatar"].clone();
+        if !avatar.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let small = avatar["64"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no avatar: {avatar}"));
+    let r = reqwest::get(small).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{small}");
     assert_eq!(ann["email_verified"], true, "as the provider asserts");
     assert_eq!(ann["username"], "ann", "from the email's local part");
     let registered = app.events_of_type("user.registered").await;
