@@ -29,6 +29,12 @@ async fn oidc_app(issuer: String) -> TestApp {
 }
 
 async fn oidc_app_and_client(issuer: String) -> (TestApp, Registered) {
+    app_of_kind(issuer, "oidc").await
+}
+
+/// A node whose provider `acme` is of `kind` (`oidc`, or the `google` preset pointed at the
+/// test provider through its issuer).
+async fn app_of_kind(issuer: String, kind: &'static str) -> (TestApp, Registered) {
     let port = crate::distributed::free_port();
     let callback = format!("http://127.0.0.1:{port}/v1/auth/oauth/acme/callback");
     let reg: Value = reqwest::Client::new()
@@ -61,7 +67,7 @@ async fn oidc_app_and_client(issuer: String) -> (TestApp, Registered) {
             s.oauth.providers.insert(
                 "acme".into(),
                 keyward_config::ProviderSettings {
-                    kind: "oidc".into(),
+                    kind: kind.into(),
                     issuer: Some(issuer),
                     client_id: Some(id),
                     client_secret: Some(secret.into()),
@@ -603,6 +609,16 @@ async fn a_signed_in_user_links_another_identity_and_signs_in_with_it() {
         "{done}"
     );
     assert_eq!(app.events_of_type("identity.linked").await.len(), 1);
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn the_google_preset_signs_in_as_any_openid_provider_does() {
+    let (app, _) = app_of_kind(issuer(), "google").await;
+    let pair = exchange(&app, &sign_in(&app, "gwen").await).await;
+    let gwen = me(&app, &pair).await;
+    assert_eq!(gwen["email"], "gwen@example.com");
+    assert_eq!(gwen["email_verified"], true);
 }
 
 #[actix_web::test]
