@@ -313,6 +313,8 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         ip_max_failures: settings.throttle.ip_max_failures,
         window: secs(settings.throttle.window_secs),
         base_delay: secs(settings.throttle.base_delay_secs),
+        mail_per_address: settings.throttle.mail_per_address_per_hour,
+        mail_per_ip: settings.throttle.mail_per_ip_per_hour,
     };
     let access = Arc::new(AccessDeps {
         store: store.clone(),

@@ -27,6 +27,8 @@ pub fn cheap_env(database_url: Option<&str>, amqp_url: Option<&str>) -> Vec<(Str
         ("KEYWARD_PASSWORDS__ARGON2_PARALLELISM", "1"),
         // NOTE: logins of thousands of users from one address would be throttled otherwise.
         ("KEYWARD_THROTTLE__IP_MAX_FAILURES", "1000000"),
+        // And their registrations: mail requests are budgeted per client IP.
+        ("KEYWARD_THROTTLE__MAIL_PER_IP_PER_HOUR", "100000000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -199,6 +199,11 @@ pub struct ThrottleSettings {
     pub window_secs: u64,
     /// First delay once throttled; it doubles with every further failure, up to the window.
     pub base_delay_secs: u64,
+    /// Requests that mail an address (register, resend, forgot) per target address per hour;
+    /// at least 1.
+    pub mail_per_address_per_hour: u32,
+    /// Requests that mail an address per client IP per hour; at least 1.
+    pub mail_per_ip_per_hour: u32,
 }
 
 impl Default for ThrottleSettings {
@@ -208,6 +213,8 @@ impl Default for ThrottleSettings {
             ip_max_failures: 100,
             window_secs: 900,
             base_delay_secs: 30,
+            mail_per_address_per_hour: 5,
+            mail_per_ip_per_hour: 30,
         }
     }
 }

@@ -82,6 +82,8 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "ip_max_failures",
             "window_secs",
             "base_delay_secs",
+            "mail_per_address_per_hour",
+            "mail_per_ip_per_hour",
         ],
     ),
     (

@@ -306,6 +306,16 @@ fn throttle(s: &Settings) -> Result<(), ConfigError> {
     )?;
     at_least("KEYWARD_THROTTLE__WINDOW_SECS", t.window_secs, 1)?;
     at_least("KEYWARD_THROTTLE__BASE_DELAY_SECS", t.base_delay_secs, 1)?;
+    at_least(
+        "KEYWARD_THROTTLE__MAIL_PER_ADDRESS_PER_HOUR",
+        u64::from(t.mail_per_address_per_hour),
+        1,
+    )?;
+    at_least(
+        "KEYWARD_THROTTLE__MAIL_PER_IP_PER_HOUR",
+        u64::from(t.mail_per_ip_per_hour),
+        1,
+    )?;
     Ok(())
 }
 

@@ -138,3 +138,75 @@ async fn an_expired_verification_link_is_refused_and_resend_issues_a_new_one() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(app.mails().await.iter().all(|m| !m.to.contains("nobody")));
 }
+
+#[actix_web::test]
+async fn mail_requests_are_budgeted_per_address_and_per_ip_and_say_nothing_about_accounts() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        settings: Some(Box::new(|s| {
+            s.throttle.mail_per_address_per_hour = 5;
+            s.throttle.mail_per_ip_per_hour = 30;
+        })),
+        ..Default::default()
+    })
+    .await;
+    crate::helpers::member(&app, "kim@example.com").await;
+    // Her own registration an hour ago no longer counts.
+    app.advance(3601);
+    // Register, resend and forgot share one budget per address, known or not: the same
+    // answers either way.
+    for email in ["kim@example.com", "nobody@example.com"] {
+        let requests = [
+            ("/v1/auth/password/forgot", json!({"email": email})),
+            ("/v1/auth/verify-email/resend", json!({"email": email})),
+            (
+                "/v1/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            ),
+            ("/v1/auth/password/forgot", json!({"email": email})),
+        ];
+        for (path, body) in requests {
+            let r = app.post(path, body).await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "{email} {path}");
+        }
+        let r = app
+            .post("/v1/auth/password/forgot", json!({"email": email}))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{email}: the fifth");
+        let r = app
+            .post("/v1/auth/password/forgot", json!({"email": email}))
+            .await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{email}: the sixth");
+        let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&wait), "{wait}");
+    }
+    // Kim's inbox got the verification mail of her account and at most five more.
+    let resets = app
+        .wait_for_mail_n("kim@example.com", "Reset your password", 2)
+        .await;
+    assert!(resets.text.contains("token="));
+
+    // An hour later the address may ask again.
+    app.advance(3601);
+    let r = app
+        .post("/v1/auth/password/forgot", json!({"email": "kim@example.com"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // One client IP may not mail thirty different addresses within the hour.
+    let mut refused = None;
+    for i in 0..40 {
+        let r = app
+            .post(
+                "/v1/auth/password/forgot",
+                json!({"email": format!("n{i}@example.com")}),
+            )
+            .await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    // The first hour's requests no longer count: kim's and 29 more make the thirty.
+    assert_eq!(refused, Some(29), "the 31st request of the hour from one IP");
+}

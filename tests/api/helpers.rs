@@ -155,6 +155,12 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         }),
         bind: "127.0.0.1:0".into(),
         management_bind: "127.0.0.1:0".into(),
+        // Every test's requests come from 127.0.0.1: the per-IP mail budget is tested on its
+        // own (accounts::mail_requests_are_budgeted_per_address_and_per_ip).
+        throttle: keyward_config::ThrottleSettings {
+            mail_per_ip_per_hour: 1_000_000,
+            ..Default::default()
+        },
         ..Settings::default()
     };
     if let Some(f) = opts.settings {

@@ -40,6 +40,9 @@ pub struct ThrottlePolicy {
     pub ip_max_failures: u32,
     pub window: Duration,
     pub base_delay: Duration,
+    /// Mail-sending requests per target address, and per client IP, per hour.
+    pub mail_per_address: u32,
+    pub mail_per_ip: u32,
 }
 
 /// What the accounts context works with. Shared by every accounts actor, immutable after start.

@@ -14,6 +14,7 @@ use crate::error::HandlerError;
 use crate::tokens::sha256_hex;
 
 pub(super) async fn forgot(deps: Arc<Deps>, m: ForgotPassword) -> Result<(), HandlerError> {
+    super::registration::mail_budget(&deps, &m.meta, &m.email).await?;
     if let Some(user) = deps.store.users().by_email(&m.email).await? {
         let tx = deps.store.begin().await?;
         issue_email_token(

@@ -157,6 +157,38 @@ pub(super) fn username_taken() -> CommandError {
     }
 }
 
+/// Requests that mail an address (register, resend, forgot), counted per target address and
+/// per client IP over the last hour: over either limit → 429. Every request counts, whether or
+/// not the address has an account, so the answer says nothing about accounts; an inbox cannot
+/// be flooded, nor the mail relay used to flood many.
+pub(super) async fn mail_budget(
+    deps: &Deps,
+    meta: &keyward_messages::RequestMeta,
+    email: &keyward_messages::Email,
+) -> Result<(), HandlerError> {
+    let now = (deps.clock)();
+    let hour = chrono::Duration::hours(1);
+    let t = &deps.throttle;
+    let mut keys = vec![(format!("mail-to:{}", email.normalized()), t.mail_per_address)];
+    if let Some(ip) = meta.client_ip {
+        keys.push((format!("mail-ip:{ip}"), t.mail_per_ip));
+    }
+    for (key, limit) in &keys {
+        let (n, latest) = deps.store.login_failures().since(key, now - hour).await?;
+        if n >= u64::from(*limit) {
+            // Once the latest request is an hour old, none of them counts any more.
+            let wait = latest.map_or(hour, |at| at + hour - now);
+            return Err(HandlerError::from(CommandError::RateLimited {
+                retry_after_secs: u64::try_from(wait.num_seconds().max(1)).unwrap_or(1),
+            }));
+        }
+    }
+    for (key, _) in &keys {
+        deps.store.login_failures().record(key, now).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), HandlerError> {
     if deps.danger_test_panic_on_register.as_deref() == Some(m.email.as_str()) {
         // NOTE: a test-only fault, armed only by the test harness, proving the handler edge.
@@ -191,6 +223,7 @@ pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), Handler
             return Err(HandlerError::from(username_taken()));
         }
     }
+    mail_budget(&deps, &m.meta, &m.email).await?;
     // Hash before looking the email up, so every branch costs the same.
     let registration = Registration {
         password_hash: deps.hasher.hash(m.password.expose()).await?,
@@ -345,6 +378,7 @@ pub(super) async fn verify_email(
 }
 
 pub(super) async fn resend(deps: Arc<Deps>, m: ResendVerification) -> Result<(), HandlerError> {
+    mail_budget(&deps, &m.meta, &m.email).await?;
     let user = deps.store.users().by_email(&m.email).await?;
     if let Some(user) = user.filter(|u| !u.email_verified) {
         let tx = deps.store.begin().await?;
