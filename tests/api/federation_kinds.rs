@@ -424,31 +424,26 @@ async fn authorize(
         .finish()
 }
 
-/// The grant of a token request's code (taken: a code works once) if its code_verifier fits.
-fn take_grant(fake: &Fake, form: &HashMap<String, String>) -> Result<Grant, HttpResponse> {
+/// The grant of a token request's code (taken: a code works once) if its code_verifier fits;
+/// else the 400's error and description.
+fn take_grant(
+    fake: &Fake,
+    form: &HashMap<String, String>,
+) -> Result<Grant, (&'static str, &'static str)> {
     let mut books = fake.books.lock().unwrap();
     books.token_requests.push(form.clone());
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return Err(oauth_error(
-            400,
-            "unsupported_grant_type",
-            "authorization_code",
-        ));
+        return Err(("unsupported_grant_type", "authorization_code"));
     }
     let Some(verifier) = form.get("code_verifier") else {
-        return Err(oauth_error(
-            400,
-            "invalid_request",
-            "code_verifier is required",
-        ));
+        return Err(("invalid_request", "code_verifier is required"));
     };
     let grant = form
         .get("code")
         .and_then(|c| books.grants.remove(c))
-        .ok_or_else(|| oauth_error(400, "invalid_grant", "the code is unknown or used"))?;
+        .ok_or(("invalid_grant", "the code is unknown or used"))?;
     if s256(verifier) != grant.challenge {
-        return Err(oauth_error(
-            400,
+        return Err((
             "invalid_grant",
             "code_verifier does not match code_challenge",
         ));
@@ -478,7 +473,7 @@ async fn vk_token(
     let form = form.into_inner();
     let grant = match take_grant(&fake, &form) {
         Ok(g) => g,
-        Err(e) => return e,
+        Err((error, description)) => return oauth_error(400, error, description),
     };
     let field = |k: &str| form.get(k).map(String::as_str);
     if field("device_id") != Some(grant.device_id.as_str()) {
@@ -573,7 +568,7 @@ async fn yandex_token(
     }
     let grant = match take_grant(&fake, &form) {
         Ok(g) => g,
-        Err(e) => return e,
+        Err((error, description)) => return oauth_error(400, error, description),
     };
     let token = new_token(&fake, &grant.login);
     HttpResponse::Ok().json(json!({
