@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -24,6 +24,9 @@
 #   KEYWARD_TEST_OIDC_ISSUER   http://localhost:PORT (npm oidc-provider, scripts/oidc/server.mjs:
 #                              open dynamic registration, a login form that takes any name;
 #                              scripts/oidc/flow.py walks the flow over plain HTTP)
+#   KEYWARD_TEST_GITHUB_URL    http://127.0.0.1:PORT (npm oauth2-mock-server, scripts/oauth2/server.mjs:
+#                              a plain OAuth 2 server with GitHub's paths and /user, /user/emails;
+#                              the `login` parameter of its authorize URL names who signs in)
 #
 # s3s-fs is built once with `cargo install` (about 5 minutes) into
 # ${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}, outside the clone, so later runs start at once.
@@ -35,7 +38,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -222,6 +225,44 @@ start_oidc() {
   log "oidc-provider $ver ready, issuer http://localhost:$port (log $dir/out.log)"
 }
 
+start_oauth2() {
+  local src ver cache
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oauth2"
+  ver=$(sed -n 's/.*"oauth2-mock-server": "\(.*\)".*/\1/p' "$src/package.json")
+  cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/oauth2-mock-server-$ver"
+  # installed.lock is written only after a complete install: a changed or half-done one redoes it.
+  if ! cmp -s "$src/package-lock.json" "$cache/installed.lock"; then
+    command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
+    log "installing oauth2-mock-server $ver from npm"
+    rm -rf "$cache"
+    mkdir -p "$cache"
+    cp "$src/package.json" "$src/package-lock.json" "$cache/"
+    (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --silent >/dev/null)
+    cp "$src/package-lock.json" "$cache/installed.lock"
+  fi
+  # oauth2-mock-server 8 asks for Node.js ^20.19 (9 wants 22); Debian 12's own nodejs is 18.
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+    || { echo "oauth2-mock-server needs Node.js >= 20.19, found $(node --version)" >&2; exit 1; }
+  local dir="$root/oauth2" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  # An ES module resolves its imports from its own directory: run a copy beside the cache.
+  cp "$src/server.mjs" "$dir/"
+  ln -s "$cache/node_modules" "$dir/node_modules"
+  node "$dir/server.mjs" "$port" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/.well-known/openid-configuration', timeout=1)" 2>/dev/null; then break; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/out.log" >&2; exit 1; }
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  export KEYWARD_TEST_GITHUB_URL="http://127.0.0.1:$port"
+  log "oauth2-mock-server $ver ready, GitHub-shaped on http://127.0.0.1:$port (log $dir/out.log)"
+}
+
 start_nginx() {
   local bin
   bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
@@ -305,6 +346,7 @@ for s in "${want[@]}"; do
     s3) start_s3 ;;
     webpush) start_webpush ;;
     oidc) start_oidc ;;
+    oauth2) start_oauth2 ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

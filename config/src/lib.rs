@@ -475,10 +475,24 @@ pub struct ProviderSettings {
     pub client_secret_file: Option<PathBuf>,
     /// Space- or comma-separated scopes; the kind's default when unset.
     pub scopes: Option<String>,
-    /// `oauth2`: the authorization, token and userinfo endpoints.
+    /// The authorization, token and userinfo endpoints: required for `oauth2`; for `github`,
+    /// `vk` and `yandex` they replace the provider's own (`github` reads the emails at
+    /// `{userinfo_url}/emails`). Unused by the OpenID kinds, whose discovery names them.
     pub auth_url: Option<String>,
     pub token_url: Option<String>,
     pub userinfo_url: Option<String>,
+    /// `oauth2`: the userinfo member holding the user's stable id (default `sub`); a number
+    /// is taken as its decimal string.
+    pub subject_claim: Option<String>,
+    /// `oauth2`: the member holding the email (default `email`).
+    pub email_claim: Option<String>,
+    /// `oauth2`: the member saying the provider verified the email (default
+    /// `email_verified`); absent means not verified.
+    pub email_verified_claim: Option<String>,
+    /// `oauth2`: the member holding a login name (default `preferred_username`).
+    pub username_claim: Option<String>,
+    /// `oauth2`: the member holding the picture's URL (default `picture`).
+    pub avatar_claim: Option<String>,
 }
 
 impl ProviderSettings {

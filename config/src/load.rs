@@ -139,6 +139,11 @@ pub(crate) const PROVIDER_FIELDS: &[&str] = &[
     "auth_url",
     "token_url",
     "userinfo_url",
+    "subject_claim",
+    "email_claim",
+    "email_verified_claim",
+    "username_claim",
+    "avatar_claim",
 ];
 
 /// Settings whose values must never appear in messages.

@@ -93,6 +93,11 @@ struct RedactedProvider<'a> {
     auth_url: Option<&'a str>,
     token_url: Option<&'a str>,
     userinfo_url: Option<&'a str>,
+    subject_claim: Option<&'a str>,
+    email_claim: Option<&'a str>,
+    email_verified_claim: Option<&'a str>,
+    username_claim: Option<&'a str>,
+    avatar_claim: Option<&'a str>,
 }
 
 impl<'a> RedactedOAuth<'a> {
@@ -118,6 +123,11 @@ impl<'a> RedactedOAuth<'a> {
                             auth_url: p.auth_url.as_deref(),
                             token_url: p.token_url.as_deref(),
                             userinfo_url: p.userinfo_url.as_deref(),
+                            subject_claim: p.subject_claim.as_deref(),
+                            email_claim: p.email_claim.as_deref(),
+                            email_verified_claim: p.email_verified_claim.as_deref(),
+                            username_claim: p.username_claim.as_deref(),
+                            avatar_claim: p.avatar_claim.as_deref(),
                         },
                     )
                 })

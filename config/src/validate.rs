@@ -1028,6 +1028,20 @@ pub(crate) fn provider_secret(
     })
 }
 
+/// A userinfo member's name: printable, no spaces, at most 128 bytes.
+fn claim_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!("\"{name}\" is not a member name (a top-level member of the userinfo JSON, e.g. id or email; no spaces, at most 128 bytes)"),
+        ));
+    }
+    Ok(())
+}
+
 fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
     redirect_allowlist(o)?;
     for (name, p) in &o.providers {
@@ -1059,16 +1073,31 @@ fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
                 "is not set (the client id the provider issued for this site)",
             ));
         }
-        provider_secret(name, p)?;
-        if !matches!(p.kind.as_str(), "oidc" | "google") {
-            return Err(ConfigError::invalid(
-                key("kind"),
-                format!(
-                    "{} is not built yet in this version: use oidc (any OpenID provider) or google",
-                    p.kind
-                ),
-            ));
+        // NOTE: VK ID exchanges its code with PKCE and the device_id, never with a client
+        // secret (its documented token request has none), so a vk provider needs none.
+        if p.kind != "vk" || p.client_secret.is_some() || p.client_secret_file.is_some() {
+            provider_secret(name, p)?;
         }
+        let endpoint = |f: &str, v: &Option<String>| match v.as_deref() {
+            Some(v) => plain_http_url(
+                &key(f),
+                v,
+                "the endpoint's URL, e.g. https://id.example.com/oauth/token",
+            ),
+            None => Ok(()),
+        };
+        let endpoints = [
+            ("auth_url", &p.auth_url),
+            ("token_url", &p.token_url),
+            ("userinfo_url", &p.userinfo_url),
+        ];
+        let claims = [
+            ("subject_claim", &p.subject_claim),
+            ("email_claim", &p.email_claim),
+            ("email_verified_claim", &p.email_verified_claim),
+            ("username_claim", &p.username_claim),
+            ("avatar_claim", &p.avatar_claim),
+        ];
         match p.kind.as_str() {
             "oidc" => {
                 let issuer = p.issuer.as_deref().ok_or_else(|| {
@@ -1084,19 +1113,32 @@ fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
                 )?;
             }
             "oauth2" => {
-                for f in ["auth_url", "token_url", "userinfo_url"] {
-                    let v = match f {
-                        "auth_url" => &p.auth_url,
-                        "token_url" => &p.token_url,
-                        _ => &p.userinfo_url,
-                    };
-                    let v = v.as_deref().ok_or_else(|| {
-                        ConfigError::invalid(key(f), "is not set: a generic oauth2 provider needs its authorization, token and userinfo endpoints")
-                    })?;
-                    plain_http_url(&key(f), v, "the endpoint's URL")?;
+                for (f, v) in endpoints {
+                    if v.is_none() {
+                        return Err(ConfigError::invalid(key(f), "is not set: a generic oauth2 provider needs its authorization, token and userinfo endpoints"));
+                    }
+                    endpoint(f, v)?;
+                }
+                for (f, v) in claims {
+                    if let Some(c) = v.as_deref() {
+                        claim_name(&key(f), c)?;
+                    }
                 }
             }
-            _ => {}
+            // github, vk, yandex: their own endpoints unless replaced.
+            _ => {
+                for (f, v) in endpoints {
+                    endpoint(f, v)?;
+                }
+            }
+        }
+        if p.kind != "oauth2" {
+            if let Some((f, _)) = claims.iter().find(|(_, v)| v.is_some()) {
+                return Err(ConfigError::invalid(
+                    key(f),
+                    format!("is set, but only an oauth2 provider maps claims (a {} provider's answer has a fixed shape): remove it, or use kind oauth2", p.kind),
+                ));
+            }
         }
     }
     Ok(())

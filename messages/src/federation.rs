@@ -1,4 +1,5 @@
-//! Messages of the federation context: social login through OpenID Connect providers.
+//! Messages of the federation context: social login through OpenID Connect and plain OAuth 2
+//! providers.
 
 use actix::Message;
 use serde::Serialize;
@@ -31,6 +32,8 @@ pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
     pub error: Option<String>,
+    /// VK ID's device id, which its token request requires with the code.
+    pub device_id: Option<String>,
 }
 
 /// Gateway → federation. The provider's redirect back: a 302 to the app with a one-time

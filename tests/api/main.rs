@@ -10,6 +10,7 @@ mod avatars;
 mod cli;
 mod distributed;
 mod federation;
+mod federation_kinds;
 mod lifecycle;
 mod mfa;
 mod nginx;

@@ -1,16 +1,20 @@
 //! One door per provider kind: the authorization request, the identity behind a callback's
-//! code, and a native app's token.
+//! code, and a native app's token. OpenID kinds (`oidc`, `google`) go to `oidc.rs`, plain
+//! OAuth 2 kinds (`github`, `vk`, `yandex`, `oauth2`) to `plain.rs`.
 
 use chrono::{DateTime, Utc};
 use keyward_messages::federation::{CallbackQuery, NativeOAuth};
 use keyward_storage::FlowRecord;
 
 use super::flow::{pkce_verifier, Asserted, Authorize};
-use super::{oidc, FederationDeps as Deps, Provider};
+use super::{oidc, plain, FederationDeps as Deps, Kind, Provider};
 use crate::error::HandlerError;
 
 pub(super) async fn authorize(deps: &Deps, p: &Provider) -> Result<Authorize, HandlerError> {
-    oidc::authorize(deps, p).await
+    match &p.kind {
+        Kind::OpenId(_) => oidc::authorize(deps, p).await,
+        Kind::Plain(k) => plain::authorize(deps, p, k),
+    }
 }
 
 /// The identity behind the callback's `code`; Err says why it did not check out (logged,
@@ -20,10 +24,13 @@ pub(super) async fn identity(
     p: &Provider,
     flow: &FlowRecord,
     code: String,
-    _query: &CallbackQuery,
+    query: &CallbackQuery,
 ) -> Result<Asserted, String> {
     let verifier = pkce_verifier(deps, flow)?;
-    oidc::identity(deps, p, &flow.nonce, verifier, code).await
+    match &p.kind {
+        Kind::OpenId(_) => oidc::identity(deps, p, &flow.nonce, verifier, code).await,
+        Kind::Plain(k) => plain::identity(deps, p, k, verifier, code, query).await,
+    }
 }
 
 /// The identity behind a native app's token, with the time the token stops being valid.
@@ -32,5 +39,8 @@ pub(super) async fn native(
     p: &Provider,
     m: &NativeOAuth,
 ) -> Result<(Asserted, DateTime<Utc>), HandlerError> {
-    oidc::native(deps, p, m).await
+    match &p.kind {
+        Kind::OpenId(_) => oidc::native(deps, p, m).await,
+        Kind::Plain(k) => plain::native(deps, p, k, m).await,
+    }
 }

@@ -1,6 +1,7 @@
 //! The federation context: social login through OpenID Connect providers (`oidc`, and the
-//! `google` preset), with the web flow's state, nonce and PKCE S256, and a one-time code for
-//! the app so tokens never travel in a URL.
+//! `google` preset) and plain OAuth 2 providers (`github`, `vk` for VK ID, `yandex` for Yandex
+//! ID, and the generic `oauth2`), with the web flow's state and PKCE S256 (and the nonce for
+//! OpenID), and a one-time code for the app so tokens never travel in a URL.
 //!
 //! Owns: providers (discovery cached per node), pending flows, identities and the linking
 //! rule. Refuses: linking an identity to an existing account silently (an account with the
@@ -13,6 +14,7 @@ pub mod identities;
 mod kinds;
 mod link;
 mod oidc;
+mod plain;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,10 +40,21 @@ const DISCOVERY_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct Provider {
     pub name: String,
     pub client_id: String,
+    /// Empty for a `vk` provider configured without one (VK ID's code exchange takes none).
     pub client_secret: SecretString,
-    pub issuer: IssuerUrl,
     pub scopes: Vec<String>,
+    kind: Kind,
     metadata: tokio::sync::Mutex<Option<(std::time::Instant, CoreProviderMetadata)>>,
+}
+
+/// How a provider is spoken to; `kinds.rs` dispatches on it.
+enum Kind {
+    /// `oidc`, `google`: endpoints and keys from the issuer's discovery, the identity from the
+    /// ID token.
+    OpenId(IssuerUrl),
+    /// `github`, `vk`, `yandex`, `oauth2`: endpoints from the settings or the preset, the
+    /// identity from the userinfo endpoint.
+    Plain(Box<plain::Plain>),
 }
 
 impl Provider {
@@ -50,13 +63,16 @@ impl Provider {
         &self,
         http: &openidconnect::reqwest::Client,
     ) -> Result<CoreProviderMetadata, String> {
+        let Kind::OpenId(issuer) = &self.kind else {
+            return Err(format!("{} is not an OpenID provider", self.name));
+        };
         let mut cached = self.metadata.lock().await;
         if let Some((at, m)) = cached.as_ref() {
             if at.elapsed() < DISCOVERY_TTL {
                 return Ok(m.clone());
             }
         }
-        let m = CoreProviderMetadata::discover_async(self.issuer.clone(), http)
+        let m = CoreProviderMetadata::discover_async(issuer.clone(), http)
             .await
             .map_err(|e| crate::error::chain(&e))?;
         *cached = Some((std::time::Instant::now(), m.clone()));
@@ -105,25 +121,41 @@ pub fn providers(settings: &Settings) -> Result<BTreeMap<String, Arc<Provider>>,
                 f.to_ascii_uppercase()
             )
         };
-        let issuer = match (p.kind.as_str(), p.issuer.as_deref()) {
-            (_, Some(i)) => i.to_owned(),
-            ("google", None) => "https://accounts.google.com".to_owned(),
-            (kind, None) => {
-                return Err(StartError::Config(format!(
-                    "{}: a provider of kind {kind} needs an issuer",
-                    key("issuer")
-                )))
+        let kind = match p.kind.as_str() {
+            "oidc" | "google" => {
+                let issuer = match (p.kind.as_str(), p.issuer.as_deref()) {
+                    (_, Some(i)) => i.to_owned(),
+                    ("google", None) => "https://accounts.google.com".to_owned(),
+                    (kind, None) => {
+                        return Err(StartError::Config(format!(
+                            "{}: a provider of kind {kind} needs an issuer",
+                            key("issuer")
+                        )))
+                    }
+                };
+                Kind::OpenId(
+                    IssuerUrl::new(issuer)
+                        .map_err(|e| StartError::Config(format!("{}: {e}", key("issuer"))))?,
+                )
             }
+            _ => Kind::Plain(Box::new(plain::Plain::new(p).map_err(|(field, e)| {
+                StartError::Config(format!("{}: {e}", key(field)))
+            })?)),
         };
-        let issuer = IssuerUrl::new(issuer)
-            .map_err(|e| StartError::Config(format!("{}: {e}", key("issuer"))))?;
-        let secret = p
-            .secret(name)
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let secret =
+            if p.kind == "vk" && p.client_secret.is_none() && p.client_secret_file.is_none() {
+                SecretString::from(String::new())
+            } else {
+                p.secret(name)
+                    .map_err(|e| StartError::Config(e.to_string()))?
+            };
         let scopes = p
             .scopes
             .as_deref()
-            .unwrap_or("openid email profile")
+            .unwrap_or(match &kind {
+                Kind::OpenId(_) => "openid email profile",
+                Kind::Plain(k) => k.default_scopes(),
+            })
             .split([' ', ','])
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
@@ -134,8 +166,8 @@ pub fn providers(settings: &Settings) -> Result<BTreeMap<String, Arc<Provider>>,
                 name: name.clone(),
                 client_id: p.client_id.clone().unwrap_or_default(),
                 client_secret: SecretString::from(secret.expose_secret().to_owned()),
-                issuer,
                 scopes,
+                kind,
                 metadata: tokio::sync::Mutex::new(None),
             }),
         );

@@ -563,3 +563,215 @@ fn a_social_login_provider_is_configured_from_the_environment() {
     .unwrap_err();
     assert_eq!(e.key(), "KEYWARD_OAUTH__REDIRECT_ALLOWLIST");
 }
+
+#[test]
+fn the_plain_oauth2_kinds_are_configured_from_the_environment() {
+    let load = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs));
+    let s = load(&[
+        ("KEYWARD_OAUTH__PROVIDERS__GH__KIND", "github"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_ID", "Iv1.abc"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_SECRET", "gh-secret"),
+        ("KEYWARD_OAUTH__PROVIDERS__YA__KIND", "yandex"),
+        ("KEYWARD_OAUTH__PROVIDERS__YA__CLIENT_ID", "ya-id"),
+        ("KEYWARD_OAUTH__PROVIDERS__YA__CLIENT_SECRET", "ya-secret"),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__YA__USERINFO_URL",
+            "http://127.0.0.1:9999/info",
+        ),
+        // VK ID's code exchange takes no client secret.
+        ("KEYWARD_OAUTH__PROVIDERS__VK__KIND", "vk"),
+        ("KEYWARD_OAUTH__PROVIDERS__VK__CLIENT_ID", "51234567"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__KIND", "oauth2"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_ID", "keyward"),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_SECRET",
+            "acme-secret",
+        ),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__AUTH_URL",
+            "https://id.acme.example/authorize",
+        ),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__TOKEN_URL",
+            "https://id.acme.example/token",
+        ),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__USERINFO_URL",
+            "https://api.acme.example/me",
+        ),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__SUBJECT_CLAIM", "id"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__EMAIL_CLAIM", "mail"),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__EMAIL_VERIFIED_CLAIM",
+            "mail_confirmed",
+        ),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__USERNAME_CLAIM", "login"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__AVATAR_CLAIM", "avatar_url"),
+    ])
+    .unwrap();
+    assert_eq!(s.oauth.providers["gh"].kind, "github");
+    assert_eq!(
+        s.oauth.providers["ya"].userinfo_url.as_deref(),
+        Some("http://127.0.0.1:9999/info")
+    );
+    assert!(s.oauth.providers["vk"].client_secret.is_none());
+    let acme = &s.oauth.providers["acme"];
+    assert_eq!(acme.subject_claim.as_deref(), Some("id"));
+    assert_eq!(acme.email_claim.as_deref(), Some("mail"));
+    assert_eq!(acme.email_verified_claim.as_deref(), Some("mail_confirmed"));
+    assert_eq!(acme.username_claim.as_deref(), Some("login"));
+    assert_eq!(acme.avatar_claim.as_deref(), Some("avatar_url"));
+    let shown = s.redacted_toml();
+    assert!(
+        !shown.contains("gh-secret") && !shown.contains("acme-secret"),
+        "{shown}"
+    );
+    assert!(shown.contains("subject_claim = \"id\""), "{shown}");
+}
+
+#[test]
+fn a_generic_oauth2_provider_without_its_endpoints_names_the_missing_one() {
+    let base = [
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__KIND", "oauth2"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_ID", "keyward"),
+        ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_SECRET", "s3cret"),
+    ];
+    let endpoints = [
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__AUTH_URL",
+            "https://id.acme.example/authorize",
+        ),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__TOKEN_URL",
+            "https://id.acme.example/token",
+        ),
+        (
+            "KEYWARD_OAUTH__PROVIDERS__ACME__USERINFO_URL",
+            "https://id.acme.example/userinfo",
+        ),
+    ];
+    for missing in 0..endpoints.len() {
+        let mut pairs = base.to_vec();
+        pairs.extend(
+            endpoints
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, p)| *p),
+        );
+        let e = Settings::load_from(None, &env(&pairs)).unwrap_err();
+        assert_eq!(e.key(), endpoints[missing].0, "{e}");
+        assert!(e.to_string().contains("is not set"), "{e}");
+    }
+    let mut pairs = base.to_vec();
+    pairs.extend(endpoints);
+    Settings::load_from(None, &env(&pairs)).unwrap();
+}
+
+#[test]
+fn a_bad_endpoint_url_of_a_plain_oauth2_provider_is_refused() {
+    for (kind, bad) in [
+        ("oauth2", "not a url"),
+        ("oauth2", "ftp://id.acme.example/token"),
+        (
+            "github",
+            "https://user:pw@github.example/login/oauth/access_token",
+        ),
+        ("yandex", "https://oauth.yandex.example/token?x=1"),
+        ("vk", "id.vk.example/oauth2/auth"),
+    ] {
+        let mut pairs = vec![
+            ("KEYWARD_OAUTH__PROVIDERS__P__KIND", kind),
+            ("KEYWARD_OAUTH__PROVIDERS__P__CLIENT_ID", "keyward"),
+            ("KEYWARD_OAUTH__PROVIDERS__P__CLIENT_SECRET", "s3cret"),
+            ("KEYWARD_OAUTH__PROVIDERS__P__TOKEN_URL", bad),
+        ];
+        if kind == "oauth2" {
+            pairs.extend([
+                (
+                    "KEYWARD_OAUTH__PROVIDERS__P__AUTH_URL",
+                    "https://id.acme.example/authorize",
+                ),
+                (
+                    "KEYWARD_OAUTH__PROVIDERS__P__USERINFO_URL",
+                    "https://id.acme.example/userinfo",
+                ),
+            ]);
+        }
+        let e = Settings::load_from(None, &env(&pairs)).unwrap_err();
+        assert_eq!(
+            e.key(),
+            "KEYWARD_OAUTH__PROVIDERS__P__TOKEN_URL",
+            "{kind} {bad}: {e}"
+        );
+        assert!(!e.to_string().contains("pw@"), "no credentials echoed: {e}");
+    }
+}
+
+#[test]
+fn claim_settings_are_checked_and_belong_to_the_generic_kind_only() {
+    let generic = |claim: (&str, &str)| {
+        Settings::load_from(
+            None,
+            &env(&[
+                ("KEYWARD_OAUTH__PROVIDERS__ACME__KIND", "oauth2"),
+                ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_ID", "keyward"),
+                ("KEYWARD_OAUTH__PROVIDERS__ACME__CLIENT_SECRET", "s3cret"),
+                (
+                    "KEYWARD_OAUTH__PROVIDERS__ACME__AUTH_URL",
+                    "https://id.acme.example/authorize",
+                ),
+                (
+                    "KEYWARD_OAUTH__PROVIDERS__ACME__TOKEN_URL",
+                    "https://id.acme.example/token",
+                ),
+                (
+                    "KEYWARD_OAUTH__PROVIDERS__ACME__USERINFO_URL",
+                    "https://id.acme.example/userinfo",
+                ),
+                claim,
+            ]),
+        )
+    };
+    let e = generic(("KEYWARD_OAUTH__PROVIDERS__ACME__SUBJECT_CLAIM", "user id")).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__ACME__SUBJECT_CLAIM");
+    let long = "x".repeat(129);
+    let e = generic(("KEYWARD_OAUTH__PROVIDERS__ACME__EMAIL_CLAIM", &long)).unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__ACME__EMAIL_CLAIM");
+    generic(("KEYWARD_OAUTH__PROVIDERS__ACME__AVATAR_CLAIM", "avatar_url")).unwrap();
+
+    let e = Settings::load_from(
+        None,
+        &env(&[
+            ("KEYWARD_OAUTH__PROVIDERS__GH__KIND", "github"),
+            ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_ID", "Iv1.abc"),
+            ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_SECRET", "s3cret"),
+            ("KEYWARD_OAUTH__PROVIDERS__GH__EMAIL_CLAIM", "email"),
+        ]),
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__GH__EMAIL_CLAIM");
+    assert!(e.to_string().contains("oauth2"), "{e}");
+}
+
+#[test]
+fn every_plain_kind_but_vk_needs_a_client_secret() {
+    for kind in ["github", "yandex"] {
+        let e = Settings::load_from(
+            None,
+            &env(&[
+                ("KEYWARD_OAUTH__PROVIDERS__P__KIND", kind),
+                ("KEYWARD_OAUTH__PROVIDERS__P__CLIENT_ID", "keyward"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.key(),
+            "KEYWARD_OAUTH__PROVIDERS__P__CLIENT_SECRET",
+            "{kind}"
+        );
+    }
+    let e = Settings::load_from(None, &env(&[("KEYWARD_OAUTH__PROVIDERS__VK__KIND", "vk")]))
+        .unwrap_err();
+    assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__VK__CLIENT_ID");
+}

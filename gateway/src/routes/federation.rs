@@ -104,6 +104,8 @@ pub(crate) struct CallbackParams {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// VK ID's device id, needed with its code.
+    device_id: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/auth/oauth/{provider}/callback", operation_id = "oauth_callback", tag = "federation",
@@ -125,6 +127,7 @@ pub(super) async fn callback(
         code: query_value("code", q.code, 2048)?,
         state: query_value("state", q.state, 512)?,
         error: query_value("error", q.error, 256)?,
+        device_id: query_value("device_id", q.device_id, 512)?,
     };
     let cmd = OAuthCallback {
         meta,
@@ -244,12 +247,12 @@ impl RequestBody for NativeRequest {
     request_body = NativeRequest,
     responses(
         (status = 200, description = "Tokens with amr [fed] (or the second step for a user with a factor); a new identity makes an account as the web flow does", body = LoginReply),
-        (status = 401, description = "`invalid_id_token`: its signature, issuer, audience (the provider's client id), expiry or nonce does not check out, or it was used already", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_id_token`: its signature, issuer, audience (the provider's client id), expiry or nonce does not check out, or it was used already; `invalid_access_token`: the provider's userinfo endpoint refused the access token (expired, revoked, or issued to another app)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_blocked`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_exists`: an account has this email; it is not linked silently", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`email_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`provider_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`: its discovery or userinfo endpoint did not answer, or answered badly", body = Problem, content_type = "application/problem+json"),
         BodyProblems, ServerProblems,
     ))]
 pub(super) async fn native(
