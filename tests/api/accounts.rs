@@ -175,8 +175,16 @@ async fn mail_requests_are_budgeted_per_address_and_per_ip_and_say_nothing_about
         let r = app
             .post("/v1/auth/password/forgot", json!({"email": email}))
             .await;
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{email}: the sixth");
-        let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{email}: the sixth"
+        );
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=3600).contains(&wait), "{wait}");
     }
     // Kim's inbox got the verification mail of her account and at most five more.
@@ -188,7 +196,10 @@ async fn mail_requests_are_budgeted_per_address_and_per_ip_and_say_nothing_about
     // An hour later the address may ask again.
     app.advance(3601);
     let r = app
-        .post("/v1/auth/password/forgot", json!({"email": "kim@example.com"}))
+        .post(
+            "/v1/auth/password/forgot",
+            json!({"email": "kim@example.com"}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
@@ -208,5 +219,9 @@ async fn mail_requests_are_budgeted_per_address_and_per_ip_and_say_nothing_about
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
     // The first hour's requests no longer count: kim's and 29 more make the thirty.
-    assert_eq!(refused, Some(29), "the 31st request of the hour from one IP");
+    assert_eq!(
+        refused,
+        Some(29),
+        "the 31st request of the hour from one IP"
+    );
 }

@@ -169,7 +169,10 @@ pub(super) async fn mail_budget(
     let now = (deps.clock)();
     let hour = chrono::Duration::hours(1);
     let t = &deps.throttle;
-    let mut keys = vec![(format!("mail-to:{}", email.normalized()), t.mail_per_address)];
+    let mut keys = vec![(
+        format!("mail-to:{}", email.normalized()),
+        t.mail_per_address,
+    )];
     if let Some(ip) = meta.client_ip {
         keys.push((format!("mail-ip:{ip}"), t.mail_per_ip));
     }

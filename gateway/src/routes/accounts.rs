@@ -167,6 +167,8 @@ impl RequestBody for ChangePasswordRequest {
         (status = 202, description = "Verification email sent; the same reply when the email already has an account (a verified owner gets a notice instead; an unverified address gets a link for this registration)", body = Accepted),
         (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:keyward:problem:username_taken", "title": "Conflict", "status": 409, "detail": "this username is taken", "code": "username_taken", "errors": [{"field": "username", "code": "taken", "message": "this username is taken; choose another"}]})),
+        (status = 429, description = "Over the mail budget of this address or client IP (5 and 30 requests an hour); every request counts, known address or not", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a request is accepted"))),
         BodyProblems, ServerProblems,
     ))]
 pub(super) async fn register(
@@ -241,6 +243,8 @@ pub(super) struct LinkQuery {
     request_body = EmailRequest,
     responses(
         (status = 202, description = "Always the same reply, whether or not the email has an unverified account", body = Accepted),
+        (status = 429, description = "Over the mail budget of this address or client IP (5 and 30 requests an hour); every request counts, known address or not", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a request is accepted"))),
         BodyProblems, ServerProblems,
     ))]
 pub(super) async fn resend_verification(
@@ -285,6 +289,8 @@ pub(super) async fn login(
     request_body = EmailRequest,
     responses(
         (status = 202, description = "Always the same reply; an account gets a reset link by email", body = Accepted),
+        (status = 429, description = "Over the mail budget of this address or client IP (5 and 30 requests an hour); every request counts, known address or not", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a request is accepted"))),
         BodyProblems, ServerProblems,
     ))]
 pub(super) async fn forgot_password(
