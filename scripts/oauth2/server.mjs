@@ -8,6 +8,8 @@
 //                                   checks a code_verifier against the authorization's
 //                                   code_challenge, and a code works once)
 //   GET  /user, GET /user/emails    with `Authorization: Bearer <token>` (401 otherwise)
+//   POST /applications/{client_id}/token  GitHub's check-token API: Basic auth as that client,
+//                                   {access_token}; 200 for a token issued to that client, else 404
 // and, for the generic `oauth2` kind, GET /userinfo: OpenID-style members (sub, email,
 // email_verified, preferred_username, picture) plus `id` (a number) and `mail`.
 // A login with `@` is its own primary address, otherwise `<login>@example.com`; a login starting
@@ -28,10 +30,15 @@ mock.issuer.url = base;
 
 const loginOfCode = new Map();
 const loginOfToken = new Map();
+const clientOfCode = new Map();
+const clientOfToken = new Map();
 
 mock.service.on('beforeAuthorizeRedirect', (redirect, req) => {
   const code = redirect.url.searchParams.get('code');
-  if (code) loginOfCode.set(code, String(req.query.login || 'octocat'));
+  if (code) {
+    loginOfCode.set(code, String(req.query.login || 'octocat'));
+    clientOfCode.set(code, String(req.query.client_id || ''));
+  }
 });
 // The library's tokens are JWTs to the second: two issued in the same second for the same
 // (default) subject would be the same string. A jti and the login as subject make each its own.
@@ -45,6 +52,8 @@ mock.service.on('beforeResponse', (response, req) => {
   loginOfCode.delete(req.body.code);
   if (response.statusCode !== 200 || !login) return;
   loginOfToken.set(response.body.access_token, login);
+  clientOfToken.set(response.body.access_token, clientOfCode.get(req.body.code));
+  clientOfCode.delete(req.body.code);
   // GitHub's token answer: no ID token, refresh token or expiry for an OAuth app.
   response.body = {
     access_token: response.body.access_token,
@@ -101,6 +110,21 @@ createServer((req, res) => {
         { email: a.email, primary: true, verified: a.verified, visibility: 'private' },
       ]);
     }
+  } else if (req.method === 'POST' && /^\/applications\/[^/]+\/token$/.test(path)) {
+    const client = decodeURIComponent(path.split('/')[2]);
+    const basic = /^Basic (.+)$/i.exec(req.headers.authorization || '');
+    const user = basic && Buffer.from(basic[1], 'base64').toString().split(':')[0];
+    let raw = '';
+    req.on('data', (c) => { raw += c; });
+    req.on('end', () => {
+      if (user !== client) return json(res, 401, { message: 'Requires authentication' });
+      let token;
+      try { token = JSON.parse(raw).access_token; } catch { return json(res, 422, { message: 'Invalid request' }); }
+      const login = loginOfToken.get(token);
+      if (!login || clientOfToken.get(token) !== client) return json(res, 404, { message: 'Not Found' });
+      const a = account(login);
+      return json(res, 200, { token, app: { client_id: client }, user: { login: a.login, id: a.id } });
+    });
   } else if (req.method === 'GET' && path === '/userinfo') {
     const m = /^Bearer (.+)$/i.exec(req.headers.authorization || '');
     const login = m && loginOfToken.get(m[1]);

@@ -909,11 +909,16 @@ fn generic_settings(base: &str) -> keyward_config::ProviderSettings {
 /// What a native app's SDK does at the mock server: the code flow with PKCE as `login`, for
 /// the access token.
 async fn sdk_access_token(base: &str, login: &str) -> String {
+    sdk_access_token_of(base, login, "Iv1.keyward").await
+}
+
+/// The same, for the app `client`.
+async fn sdk_access_token_of(base: &str, login: &str, client: &str) -> String {
     let verifier = format!("v{}", uuid::Uuid::new_v4().simple()).repeat(2);
     let mut auth = url::Url::parse(&format!("{base}/login/oauth/authorize")).unwrap();
     auth.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", "Iv1.keyward")
+        .append_pair("client_id", client)
         .append_pair("redirect_uri", "http://127.0.0.1/sdk")
         .append_pair("state", "sdk")
         .append_pair("code_challenge", &s256(&verifier))
@@ -927,7 +932,7 @@ async fn sdk_access_token(base: &str, login: &str) -> String {
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
-            ("client_id", "Iv1.keyward"),
+            ("client_id", client),
             ("client_secret", "gh-secret"),
             ("redirect_uri", "http://127.0.0.1/sdk"),
             ("code_verifier", verifier.as_str()),
@@ -1008,9 +1013,10 @@ async fn a_native_app_signs_in_once_with_a_github_access_token() {
     assert_eq!(r.status(), StatusCode::OK);
     let nat = me(&app, &r.json().await.unwrap()).await;
     assert_eq!(nat["email"], "nat@example.com");
-    let (status, _) =
+    let (status, p) =
         problem(native(&app, json!({"provider": "github", "access_token": token})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "it signs in once");
+    assert_eq!(p["code"], "invalid_access_token");
     let (status, p) = problem(
         native(
             &app,
@@ -1019,6 +1025,12 @@ async fn a_native_app_signs_in_once_with_a_github_access_token() {
         .await,
     )
     .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+    assert_eq!(p["code"], "invalid_access_token");
+    // GitHub's /user answers for any app's token: another app's is refused.
+    let theirs = sdk_access_token_of(&base, "nat", "Iv1.another-app").await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "github", "access_token": theirs})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
     assert_eq!(p["code"], "invalid_access_token");
 }
@@ -1055,4 +1067,11 @@ async fn a_generic_oauth2_sign_in_reads_the_configured_members() {
     let b = browser();
     let back = at_provider(&down, &b, "acme", "oli").await;
     callback_gives_provider_error(&down, &b, back).await;
+
+    // Its userinfo answers for any app's token: no native sign-in with it.
+    let token = sdk_access_token(&base, "oli").await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "acme", "access_token": token})).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["errors"][0]["code"], "native_unsupported");
 }

@@ -518,9 +518,13 @@ pub(super) async fn native(deps: Arc<Deps>, m: NativeOAuth) -> Result<LoginReply
         .spend_token(&sha256_hex(token), expires)
         .await?
     {
-        return Err(bad_id_token(
-            "this ID token was used already; sign in again",
-        ));
+        return Err(match m.id_token {
+            Some(_) => bad_id_token("this ID token was used already; sign in again"),
+            None => HandlerError::from(CommandError::unauthenticated(
+                "invalid_access_token",
+                "this access token signed in already; sign in again",
+            )),
+        });
     }
     let user = match resolve(&deps, p, &asserted, &m.meta).await? {
         Resolved::User(u) => u,

@@ -286,7 +286,22 @@ pub(super) async fn native(
             "this provider has no ID token: send the access token its SDK returned",
         )));
     };
-    match userinfo(deps, p, k, token).await {
+    let checked = match k.preset {
+        // Its userinfo answers for any app's token; nothing says whose it is.
+        Preset::Generic => {
+            return Err(HandlerError::from(CommandError::field(
+                "access_token",
+                "native_unsupported",
+                "a generic OAuth 2 provider cannot tell whether an access token was issued to this app: sign in through the web flow (GET /v1/auth/oauth/{provider}/start)",
+            )))
+        }
+        Preset::Github => match github_token_is_ours(deps, p, k, token).await {
+            Ok(()) => userinfo(deps, p, k, token).await,
+            Err(e) => Err(e),
+        },
+        Preset::Vk | Preset::Yandex => userinfo(deps, p, k, token).await,
+    };
+    match checked {
         Ok(a) => Ok((a, (deps.clock)() + SPENT_FOR)),
         Err(Refused::Token(why)) => {
             tracing::info!(provider = %p.name, error = %why, "a native sign-in's access token was refused");
@@ -402,6 +417,40 @@ async fn userinfo(deps: &Deps, p: &Provider, k: &Plain, token: &str) -> Result<A
                 call(deps.http.get(k.userinfo_url.clone()).bearer_auth(token)).await?;
             generic(&k.claims, &object(status, body)?)
         }
+    }
+}
+
+/// GitHub's `/user` answers for any app's token, so a native app's token is first checked to
+/// be this app's: `POST /applications/{client_id}/token` with the app's credentials answers 404
+/// for a token of another app (GitHub's check-token API, beside `/user` on the API host).
+async fn github_token_is_ours(
+    deps: &Deps,
+    p: &Provider,
+    k: &Plain,
+    token: &str,
+) -> Result<(), Refused> {
+    let mut url = k.userinfo_url.clone();
+    url.path_segments_mut()
+        .map_err(|_| Refused::Bad("the userinfo URL cannot have a path".to_owned()))?
+        .pop_if_empty()
+        .pop()
+        .extend(["applications", p.client_id.as_str(), "token"]);
+    let req = deps
+        .http
+        .post(url)
+        .basic_auth(&p.client_id, Some(p.client_secret.expose_secret()))
+        .header("X-GitHub-Api-Version", "2022-11-28")
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "access_token": token }).to_string());
+    let (status, _) = call(req).await?;
+    match status {
+        s if s.is_success() => Ok(()),
+        StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => Err(Refused::Token(
+            "GitHub says the token is not this app's".to_owned(),
+        )),
+        other => Err(Refused::Bad(format!(
+            "the check-token API answered {other} (are the client id and secret right?)"
+        ))),
     }
 }
 

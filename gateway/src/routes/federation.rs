@@ -191,8 +191,9 @@ pub(crate) struct NativeRequest {
     /// The nonce the app sent to the provider, when it sent one: the token's must match.
     #[schema(value_type = Option<String>)]
     nonce: Input,
-    /// A plain OAuth 2 provider's access token (github, vk, yandex, oauth2), checked at its
-    /// userinfo endpoint; exactly one of id_token and access_token.
+    /// A plain OAuth 2 provider's access token (github, vk, yandex), checked to be this app's
+    /// and read at its userinfo endpoint; exactly one of id_token and access_token. A generic
+    /// `oauth2` provider cannot say whose a token is: 400 `native_unsupported`.
     #[schema(value_type = Option<String>)]
     access_token: Input,
 }
@@ -247,7 +248,7 @@ impl RequestBody for NativeRequest {
     request_body = NativeRequest,
     responses(
         (status = 200, description = "Tokens with amr [fed] (or the second step for a user with a factor); a new identity makes an account as the web flow does", body = LoginReply),
-        (status = 401, description = "`invalid_id_token`: its signature, issuer, audience (the provider's client id), expiry or nonce does not check out, or it was used already; `invalid_access_token`: the provider's userinfo endpoint refused the access token (expired, revoked, or issued to another app)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_id_token`: its signature, issuer, audience (the provider's client id), expiry or nonce does not check out, or it was used already; `invalid_access_token`: the provider's userinfo endpoint refused the access token (expired, revoked, or issued to another app), or it signed in already", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_blocked`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`account_exists`: an account has this email; it is not linked silently", body = Problem, content_type = "application/problem+json"),
