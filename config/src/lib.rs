@@ -493,6 +493,10 @@ pub struct ProviderSettings {
     pub username_claim: Option<String>,
     /// `oauth2`: the member holding the picture's URL (default `picture`).
     pub avatar_claim: Option<String>,
+    /// `oidc`, `google`: comma-separated client ids of the product's own native apps (its iOS
+    /// and Android clients at the provider), whose ID tokens `POST /v1/auth/oauth` accepts
+    /// beside `client_id`'s.
+    pub native_client_ids: Option<String>,
 }
 
 impl ProviderSettings {

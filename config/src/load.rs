@@ -139,6 +139,7 @@ pub(crate) const PROVIDER_FIELDS: &[&str] = &[
     "auth_url",
     "token_url",
     "userinfo_url",
+    "native_client_ids",
     "subject_claim",
     "email_claim",
     "email_verified_claim",

@@ -1132,6 +1132,20 @@ fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
                 }
             }
         }
+        if p.native_client_ids.is_some() && !matches!(p.kind.as_str(), "oidc" | "google") {
+            return Err(ConfigError::invalid(
+                key("native_client_ids"),
+                format!("is set, but only an OpenID provider (oidc, google) has ID tokens to check against more client ids; a {} provider's native sign-in checks the access token instead", p.kind),
+            ));
+        }
+        if let Some(ids) = p.native_client_ids.as_deref() {
+            if ids.split(',').any(|id| id.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    key("native_client_ids"),
+                    "has an empty entry: comma-separated client ids, e.g. 123-ios.apps.googleusercontent.com,123-android.apps.googleusercontent.com",
+                ));
+            }
+        }
         if p.kind != "oauth2" {
             if let Some((f, _)) = claims.iter().find(|(_, v)| v.is_some()) {
                 return Err(ConfigError::invalid(

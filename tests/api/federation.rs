@@ -35,8 +35,11 @@ async fn oidc_app_and_client(issuer: String) -> (TestApp, Registered) {
 /// A node whose provider `acme` is of `kind` (`oidc`, or the `google` preset pointed at the
 /// test provider through its issuer).
 async fn app_of_kind(issuer: String, kind: &'static str) -> (TestApp, Registered) {
-    let port = crate::distributed::free_port();
-    let callback = format!("http://127.0.0.1:{port}/v1/auth/oauth/acme/callback");
+    app_with_native_apps(issuer, kind, vec![]).await
+}
+
+/// A client registered at the OpenID provider, redirecting to `callback`.
+async fn register_client(issuer: &str, callback: &str) -> Registered {
     let reg: Value = reqwest::Client::new()
         .post(format!("{issuer}/reg"))
         .json(&json!({
@@ -51,15 +54,24 @@ async fn app_of_kind(issuer: String, kind: &'static str) -> (TestApp, Registered
         .json()
         .await
         .unwrap();
-    let (id, secret) = (
-        reg["client_id"].as_str().unwrap().to_owned(),
-        reg["client_secret"].as_str().unwrap().to_owned(),
-    );
-    let client = Registered {
-        id: id.clone(),
-        secret: secret.clone(),
-        callback,
-    };
+    Registered {
+        id: reg["client_id"].as_str().unwrap().to_owned(),
+        secret: reg["client_secret"].as_str().unwrap().to_owned(),
+        callback: callback.to_owned(),
+    }
+}
+
+/// As [`app_of_kind`], with `native` as the native apps' client ids.
+async fn app_with_native_apps(
+    issuer: String,
+    kind: &'static str,
+    native: Vec<String>,
+) -> (TestApp, Registered) {
+    let port = crate::distributed::free_port();
+    let callback = format!("http://127.0.0.1:{port}/v1/auth/oauth/acme/callback");
+    let client = register_client(&issuer, &callback).await;
+    let (id, secret) = (client.id.clone(), client.secret.clone());
+    let native_client_ids = (!native.is_empty()).then(|| native.join(","));
     let app = spawn_app_with(Options {
         settings: Some(Box::new(move |s| {
             s.bind = format!("127.0.0.1:{port}");
@@ -71,6 +83,7 @@ async fn app_of_kind(issuer: String, kind: &'static str) -> (TestApp, Registered
                     issuer: Some(issuer),
                     client_id: Some(id),
                     client_secret: Some(secret.into()),
+                    native_client_ids,
                     ..Default::default()
                 },
             );
@@ -888,4 +901,43 @@ async fn identities_are_listed_and_the_last_way_to_log_in_is_not_unlinked() {
     let done = sign_in(&app, "gil").await;
     assert_eq!(param(&done, "error").as_deref(), Some("account_exists"));
     assert!(param(&done, "link_token").is_some());
+}
+
+#[actix_web::test]
+#[ignore = "needs an OpenID provider (scripts/services.sh oidc -- cargo test --test api -- --include-ignored)"]
+async fn a_native_apps_id_token_is_accepted_for_a_configured_native_client_id_only() {
+    let issuer = issuer();
+    let ios = register_client(&issuer, "http://127.0.0.1/ios").await;
+    let stranger = register_client(&issuer, "http://127.0.0.1/other").await;
+    let (app, _) = app_with_native_apps(issuer.clone(), "google", vec![ios.id.clone()]).await;
+    let token = sdk_id_token(&issuer, &ios, "ned", "n-1").await;
+    let r = app
+        .post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": token, "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the product's own iOS app");
+    let theirs = sdk_id_token(&issuer, &stranger, "ned", "n-2").await;
+    let (status, p) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": theirs}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another app's token: {p}");
+    assert_eq!(p["code"], "invalid_id_token");
+    // A configured native app's token with a wrong nonce is still refused.
+    let token = sdk_id_token(&issuer, &ios, "ned", "n-3").await;
+    let (status, _) = problem(
+        app.post(
+            "/v1/auth/oauth",
+            json!({"provider": "acme", "id_token": token, "nonce": "n-4"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

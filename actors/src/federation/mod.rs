@@ -43,6 +43,9 @@ pub struct Provider {
     /// Empty for a `vk` provider configured without one (VK ID's code exchange takes none).
     pub client_secret: SecretString,
     pub scopes: Vec<String>,
+    /// OpenID kinds: the product's native apps' client ids, accepted as a native ID token's
+    /// audience beside `client_id`.
+    pub native_client_ids: Vec<String>,
     kind: Kind,
     metadata: tokio::sync::Mutex<Option<(std::time::Instant, CoreProviderMetadata)>>,
 }
@@ -167,6 +170,15 @@ pub fn providers(settings: &Settings) -> Result<BTreeMap<String, Arc<Provider>>,
                 client_id: p.client_id.clone().unwrap_or_default(),
                 client_secret: SecretString::from(secret.expose_secret().to_owned()),
                 scopes,
+                native_client_ids: p
+                    .native_client_ids
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
                 kind,
                 metadata: tokio::sync::Mutex::new(None),
             }),

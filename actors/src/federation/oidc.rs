@@ -135,9 +135,8 @@ pub(super) async fn native(
         ))
     })?;
     let client = client(deps, p).await?;
-    let verifier = client.id_token_verifier();
     let expected = m.nonce.clone();
-    let checked = token.claims(&verifier, |got: Option<&Nonce>| match (&expected, got) {
+    let nonce_check = |got: Option<&Nonce>| match (&expected, got) {
         (None, _) => Ok(()),
         (Some(want), Some(got))
             if bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -148,9 +147,31 @@ pub(super) async fn native(
             Ok(())
         }
         (Some(_), _) => Err("nonce mismatch".to_owned()),
-    });
+    };
+    // The site's own client id, then each native app's: a token for any of them is ours.
+    let mut checked = token
+        .claims(&client.id_token_verifier(), nonce_check)
+        .map(Clone::clone)
+        .map_err(|e| e.to_string());
+    if checked.is_err() && !p.native_client_ids.is_empty() {
+        let metadata = p
+            .metadata(&deps.http)
+            .await
+            .map_err(|e| unavailable(p, &e))?;
+        for app in &p.native_client_ids {
+            let verifier = openidconnect::core::CoreIdTokenVerifier::new_public_client(
+                ClientId::new(app.clone()),
+                metadata.issuer().clone(),
+                metadata.jwks().clone(),
+            );
+            if let Ok(c) = token.claims(&verifier, nonce_check) {
+                checked = Ok(c.clone());
+                break;
+            }
+        }
+    }
     match checked {
-        Ok(c) => Ok((asserted(c), c.expiration())),
+        Ok(c) => Ok((asserted(&c), c.expiration())),
         Err(e) => {
             tracing::info!(provider = %p.name, error = %e, "a native sign-in's ID token did not check out");
             p.forget_metadata().await;

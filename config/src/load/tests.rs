@@ -775,3 +775,45 @@ fn every_plain_kind_but_vk_needs_a_client_secret() {
         .unwrap_err();
     assert_eq!(e.key(), "KEYWARD_OAUTH__PROVIDERS__VK__CLIENT_ID");
 }
+
+#[test]
+fn native_client_ids_are_for_openid_providers_and_have_no_empty_entry() {
+    let load_from = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs));
+    let google = [
+        ("KEYWARD_OAUTH__PROVIDERS__G__KIND", "google"),
+        ("KEYWARD_OAUTH__PROVIDERS__G__CLIENT_ID", "web.apps.example"),
+        ("KEYWARD_OAUTH__PROVIDERS__G__CLIENT_SECRET", "s3cret"),
+    ];
+    let mut ok = google.to_vec();
+    ok.push((
+        "KEYWARD_OAUTH__PROVIDERS__G__NATIVE_CLIENT_IDS",
+        "ios.apps.example,android.apps.example",
+    ));
+    let s = load_from(&ok).unwrap();
+    assert_eq!(
+        s.oauth.providers["g"].native_client_ids.as_deref(),
+        Some("ios.apps.example,android.apps.example")
+    );
+    assert!(s.redacted_toml().contains("ios.apps.example"));
+    let mut empty = google.to_vec();
+    empty.push((
+        "KEYWARD_OAUTH__PROVIDERS__G__NATIVE_CLIENT_IDS",
+        "ios.apps.example,,x",
+    ));
+    let e = load_from(&empty).unwrap_err().to_string();
+    assert!(
+        e.contains("KEYWARD_OAUTH__PROVIDERS__G__NATIVE_CLIENT_IDS"),
+        "{e}"
+    );
+    let github = [
+        ("KEYWARD_OAUTH__PROVIDERS__GH__KIND", "github"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_ID", "Iv1.x"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__CLIENT_SECRET", "s3cret"),
+        ("KEYWARD_OAUTH__PROVIDERS__GH__NATIVE_CLIENT_IDS", "other"),
+    ];
+    let e = load_from(&github).unwrap_err().to_string();
+    assert!(
+        e.contains("NATIVE_CLIENT_IDS") && e.contains("OpenID"),
+        "{e}"
+    );
+}
