@@ -151,7 +151,7 @@ pub(super) async fn native(
     // The site's own client id, then each native app's: a token for any of them is ours.
     let mut checked = token
         .claims(&client.id_token_verifier(), nonce_check)
-        .map(Clone::clone)
+        .cloned()
         .map_err(|e| e.to_string());
     if checked.is_err() && !p.native_client_ids.is_empty() {
         let metadata = p

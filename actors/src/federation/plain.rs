@@ -534,6 +534,23 @@ async fn yandex(deps: &Deps, p: &Provider, k: &Plain, token: &str) -> Result<Ass
     yandex_identity(&p.client_id, &object(status, body)?)
 }
 
+/// An address at one of Yandex's own mail domains.
+fn yandex_mailbox(email: &str) -> bool {
+    const DOMAINS: [&str; 8] = [
+        "yandex.ru",
+        "ya.ru",
+        "yandex.com",
+        "yandex.by",
+        "yandex.kz",
+        "yandex.ua",
+        "yandex.com.tr",
+        "narod.ru",
+    ];
+    email
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| DOMAINS.iter().any(|y| d.eq_ignore_ascii_case(y)))
+}
+
 fn yandex_identity(client_id: &str, answer: &Value) -> Result<Asserted, Refused> {
     // NOTE: Yandex's /info takes a token of any app ("an OAuth token with permissions to
     // access any of the Yandex services", https://yandex.ru/dev/id/doc/en/user-information)
@@ -558,11 +575,10 @@ fn yandex_identity(client_id: &str, answer: &Value) -> Result<Asserted, Refused>
         subject: subject(&answer["id"], "id")?,
         // NOTE: Yandex ID documents `default_email` as "the default email address for
         // contacting the user" (https://yandex.ru/dev/id/doc/en/user-information), chosen from
-        // the account's addresses: its own Yandex mailbox, or an address added through the
-        // confirmation code Yandex mails to it (https://yandex.com/support/id/authorization/email.html).
-        // Yandex does not say "verified" in so many words; Keyward takes the default address
-        // as confirmed by Yandex.
-        email_verified: email.is_some(),
+        // the account's addresses, and never says whether an outside address was confirmed.
+        // Only Yandex's own mailboxes are vouched for: an account's mailbox at Yandex is
+        // Yandex's to know. Any other address starts unverified (Keyward's mail confirms it).
+        email_verified: email.as_deref().is_some_and(yandex_mailbox),
         email,
         username: text(&answer["login"]),
         avatar_url: avatar,
@@ -648,7 +664,13 @@ mod tests {
         ));
         let mine = json!({"id": "1000034426", "login": "vasya", "client_id": "mine", "default_email": "vasya@yandex.ru", "default_avatar_id": "131652443", "is_avatar_empty": false});
         let a = yandex_identity("mine", &mine).unwrap();
-        assert!(a.email_verified);
+        assert!(a.email_verified, "a Yandex mailbox");
+        let outside =
+            json!({"id": "1000034427", "client_id": "mine", "default_email": "vasya@example.com"});
+        assert!(
+            !yandex_identity("mine", &outside).unwrap().email_verified,
+            "an outside address Yandex never vouches for"
+        );
         assert_eq!(
             a.avatar_url.as_deref(),
             Some("https://avatars.yandex.net/get-yapic/131652443/islands-200")
