@@ -342,6 +342,34 @@ async fn a_replayed_callback_a_tampered_state_and_a_foreign_redirect_are_refused
     assert_eq!(param(&to_app, "error").as_deref(), Some("provider_error"));
     assert!(param(&to_app, "code").is_none());
 
+    // The ID token's nonce must be the flow's: with the stored nonce changed behind the
+    // provider's back, the token (carrying the original) is refused and nobody signs in.
+    let b2 = browser();
+    let back = at_provider(&app, &b2, "nia").await;
+    use sea_orm::ConnectionTrait as _;
+    app.db
+        .execute_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "UPDATE oauth_flows SET nonce = 'not-the-nonce-sent'",
+        ))
+        .await
+        .unwrap();
+    let to_app = location(&b2.get(back).send().await.unwrap());
+    assert_eq!(
+        param(&to_app, "error").as_deref(),
+        Some("provider_error"),
+        "a wrong nonce: {to_app}"
+    );
+    let nia = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT id FROM users WHERE email = 'nia@example.com'",
+        ))
+        .await
+        .unwrap();
+    assert!(nia.is_empty(), "no account made");
+
     let r = browser()
         .get(format!(
             "{}/v1/auth/oauth/acme/start?redirect_uri=https://evil.example/steal",
