@@ -306,6 +306,21 @@ repositories!(Store, DatabaseConnection, db);
 repositories!(Tx, DatabaseTransaction, tx);
 repositories!(Reads, DatabaseConnection, db);
 
+// NOTE: not in `repositories!`: `Reads` may be a read-only pool, and retention only deletes.
+impl Store {
+    /// Batched deletes of rows past their retention, and the purger's lock.
+    pub fn retention(&self) -> crate::Retention<'_, DatabaseConnection> {
+        crate::Retention(&self.db)
+    }
+}
+
+impl Tx {
+    /// Retention inside one transaction (the purger's lock, the audit log's purge).
+    pub fn retention(&self) -> crate::Retention<'_, DatabaseTransaction> {
+        crate::Retention(&self.tx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
