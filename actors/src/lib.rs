@@ -22,6 +22,7 @@ pub mod mfa;
 pub mod notify;
 pub mod outbox;
 pub mod profiles;
+pub mod retention;
 mod sealed;
 pub mod sessions;
 pub mod system;
