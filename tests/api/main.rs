@@ -19,6 +19,7 @@ mod ops;
 mod passkeys;
 mod profiles;
 mod resilience;
+mod retention;
 mod security;
 mod sessions;
 mod sms;
