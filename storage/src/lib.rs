@@ -47,5 +47,5 @@ pub use notify::{
 pub use profiles::{PhoneCodeRecord, ProfileRecord, Profiles};
 pub use retention::Retention;
 pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
-pub use store::{Reads, Store, Tx};
+pub use store::{migration_names, sqlite_file, Reads, Store, Tx};
 pub use throttle::LoginFailures;
