@@ -8,6 +8,7 @@
 pub mod access;
 pub mod accounts;
 pub mod avatars;
+pub mod backup;
 /// `keyward admin …`: the accounts context's commands for operators.
 pub use accounts::cli as admin;
 pub mod bus;
