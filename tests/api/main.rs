@@ -7,6 +7,7 @@ mod helpers;
 mod access;
 mod accounts;
 mod avatars;
+mod backup;
 mod cli;
 mod distributed;
 mod federation;
