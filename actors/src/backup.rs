@@ -489,7 +489,13 @@ fn verified(settings: &Settings, dir: &Path) -> Result<(Manifest, Vec<String>), 
                     )));
                 }
             }
-            notes.push(format!("the master key in use ({from}) is the backup's"));
+            notes.push(match manifest.master_key_id {
+                Some(_) => format!("the master key in use ({from}) is the backup's"),
+                None => format!(
+                    "the backup does not name its master key (none was at hand when it was made): make sure the key \
+                     in use ({from}) is the one of the node that made it"
+                ),
+            });
         }
         None => notes.push(format!(
             "no master key is configured: before `keyward serve`, set KEYWARD_MASTER_KEY (or write {}) to the key of the \

@@ -155,3 +155,24 @@ async fn postgres_is_pointed_at_pg_dump() {
     let e = restore(&s, Path::new("unused"), false).await;
     assert!(e.unwrap_err().to_string().contains("pg_restore"));
 }
+
+#[tokio::test]
+async fn a_backup_made_without_the_key_at_hand_says_the_key_cannot_be_checked() {
+    let root = tempfile::tempdir().unwrap();
+    let mut node = node_dir(root.path(), [7; 32]).await;
+    node.master_key = None;
+    let dir = root.path().join("backup");
+    let done = backup(&node, &dir).await.unwrap();
+    assert!(
+        done.iter().any(|l| l.contains("no master key was found")),
+        "{done:?}"
+    );
+
+    let fresh = settings(&root.path().join("restored"), Some([9; 32]));
+    let done = restore(&fresh, &dir, false).await.unwrap();
+    assert!(
+        done.iter()
+            .any(|l| l.contains("does not name its master key")),
+        "{done:?}"
+    );
+}
