@@ -23,6 +23,9 @@ pub struct Node {
     pub contexts: Contexts,
     public: actix_web::dev::ServerHandle,
     management: actix_web::dev::ServerHandle,
+    /// Embedded mode: the node's shared hold on its data dir, so `keyward restore` cannot
+    /// write there while it serves.
+    _data_dir: Option<keyward_actors::backup::DataDirLock>,
 }
 
 /// Test and embedding knobs beyond the settings.
@@ -49,6 +52,11 @@ impl Node {
     /// Binds both listeners, starts every actor and both HTTP servers. Runs inside an actix
     /// `System` (as `#[actix_web::main]` and `#[actix_web::test]` provide).
     pub async fn start(settings: &Settings, opts: StartOptions) -> anyhow::Result<Node> {
+        let data_dir = if settings.is_sqlite() {
+            Some(keyward_actors::backup::hold_data_dir(&settings.data_dir)?)
+        } else {
+            None
+        };
         let public_listener = bind(&settings.bind, "KEYWARD_BIND")?;
         let management_listener = bind(&settings.management_bind, "KEYWARD_MANAGEMENT_BIND")?;
         let public_addr = public_listener.local_addr()?;
@@ -124,6 +132,7 @@ impl Node {
             contexts,
             public: public.handle(),
             management: management.handle(),
+            _data_dir: data_dir,
         };
         for srv in [public, management] {
             actix_rt::spawn(srv);

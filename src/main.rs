@@ -50,6 +50,31 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 description of the HTTP API (also served at /openapi.json).
     Openapi,
+    /// Back up an embedded node's database and avatars into DIR, while it runs.
+    ///
+    /// Copies the SQLite database (a consistent copy even while the node writes), the data
+    /// dir's avatars and a manifest with checksums into DIR, a new or empty directory. The
+    /// master key is not copied: keep it elsewhere, never beside the backup. PostgreSQL: use
+    /// pg_dump.
+    Backup {
+        /// Where the backup goes (created if missing; must be empty).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Restore a backup made by `keyward backup` into a stopped node's data dir.
+    ///
+    /// Checks every file against the manifest (and the master key, when one is configured)
+    /// before writing anything; refuses a data dir a node is serving from, and a non-empty
+    /// one without --force. PostgreSQL: use pg_restore.
+    Restore {
+        /// The backup directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Replace the database and avatars of a data dir that is not empty (never one a node
+        /// is serving from).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +362,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let c = keyward_actors::admin::create_client(&store, &name, &scopes).await?;
             println!("client_id: {}", c.client.client_id);
             println!("client_secret: {}", c.client_secret);
+            Ok(())
+        }
+        Command::Backup { dir } => {
+            for line in keyward_actors::backup::backup(&settings, &dir).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Restore { dir, force } => {
+            for line in keyward_actors::backup::restore(&settings, &dir, force).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Keys { command } => {

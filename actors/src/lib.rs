@@ -8,6 +8,7 @@
 pub mod access;
 pub mod accounts;
 pub mod avatars;
+pub mod backup;
 /// `keyward admin …`: the accounts context's commands for operators.
 pub use accounts::cli as admin;
 pub mod bus;
@@ -22,6 +23,7 @@ pub mod mfa;
 pub mod notify;
 pub mod outbox;
 pub mod profiles;
+pub mod retention;
 mod sealed;
 pub mod sessions;
 pub mod system;

@@ -18,6 +18,22 @@ pub const LOGIN_OUTCOMES: [&str; 7] = [
     "error",
 ];
 
+/// Every value `keyward_retention_purged_total{table}` takes: the tables the purger deletes
+/// from; each is exported from the start (at 0).
+pub const RETENTION_TABLES: [&str; 7] = [
+    "outbox",
+    "inbox",
+    "sessions",
+    "refresh_tokens",
+    "email_tokens",
+    "login_failures",
+    "audit_log",
+];
+
+/// Every value `keyward_retention_runs_total{outcome}` takes: `completed`, `skipped` (another
+/// node's purger held the lock) or `failed` (retried at the next run).
+pub const RETENTION_OUTCOMES: [&str; 3] = ["completed", "skipped", "failed"];
+
 /// Waits and runs of the hasher pool: an argon2id verify with OWASP parameters takes tens of
 /// milliseconds; a wait beyond a few seconds means the pool is far too small.
 const HASHER_BUCKETS: [f64; 13] = [
@@ -56,6 +72,10 @@ pub struct Metrics {
     pub broadcast_consuming: IntGauge,
     /// 1 while this process holds a live RabbitMQ connection (a node's publisher, a worker).
     pub amqp_connected: IntGauge,
+    /// Rows the purger deleted, by table (one of [`RETENTION_TABLES`]).
+    pub retention_purged: IntCounterVec,
+    /// The purger's runs, by outcome (one of [`RETENTION_OUTCOMES`]).
+    pub retention_runs: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -89,6 +109,22 @@ fn logins(r: &Registry) -> Result<IntCounterVec, prometheus::Error> {
     r.register(Box::new(c.clone()))?;
     for outcome in LOGIN_OUTCOMES {
         c.with_label_values(&[outcome]);
+    }
+    Ok(c)
+}
+
+/// A counter with one label, every value of which is exported from the start (at 0).
+fn labelled(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    r.register(Box::new(c.clone()))?;
+    for v in values {
+        c.with_label_values(&[v]);
     }
     Ok(c)
 }
@@ -179,6 +215,20 @@ impl Metrics {
                 r,
                 "keyward_amqp_connected",
                 "1 while this process is connected to RabbitMQ (0 without a broker configured)",
+            )?,
+            retention_purged: labelled(
+                r,
+                "keyward_retention_purged_total",
+                "Rows deleted by this node's purger, by table",
+                "table",
+                &RETENTION_TABLES,
+            )?,
+            retention_runs: labelled(
+                r,
+                "keyward_retention_runs_total",
+                "Runs of this node's purger, by outcome (skipped: another node's purger held the lock)",
+                "outcome",
+                &RETENTION_OUTCOMES,
             )?,
         })
     }

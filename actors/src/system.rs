@@ -482,6 +482,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
             }
         }
     });
+    crate::retention::start(&settings.retention, &store, &clock, &accounts.metrics);
     let local = LocalContexts {
         access,
         accounts,

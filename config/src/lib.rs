@@ -82,6 +82,8 @@ pub struct Settings {
     pub mfa: MfaSettings,
     /// `[oauth]` / `KEYWARD_OAUTH__*`: social login.
     pub oauth: OAuthSettings,
+    /// `[retention]` / `KEYWARD_RETENTION__*`: what the purger removes, and when.
+    pub retention: RetentionSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -628,6 +630,7 @@ impl Default for Settings {
             sms: SmsSettings::default(),
             mfa: MfaSettings::default(),
             oauth: OAuthSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -704,6 +707,7 @@ impl fmt::Debug for Settings {
             .field("avatars", &self.avatars)
             .field("notify", &self.notify)
             .field("sms", &self.sms)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -968,5 +972,49 @@ mod tests {
             s.master_key.as_ref().unwrap().expose_secret(),
             "c2VjcmV0LWtleQ"
         );
+    }
+}
+
+/// The purger, `[retention]` / `KEYWARD_RETENTION__<FIELD>`: rows that have done their work are
+/// deleted on a schedule, in batches, by one node at a time. Unpublished outbox rows and live
+/// sessions are never touched; the audit log is kept unless `audit_days` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// `KEYWARD_RETENTION__EVERY_SECS`: seconds between two purges (the first one comes this
+    /// long after start); 0 turns the purger off; at most 604800 (a week). Default 3600.
+    pub every_secs: u64,
+    /// `KEYWARD_RETENTION__BATCH_SIZE`: rows deleted per statement (each its own short
+    /// transaction); 1..=100000. Default 1000.
+    pub batch_size: u64,
+    /// `KEYWARD_RETENTION__OUTBOX_DAYS`: days a published outbox row is kept after its
+    /// publication; 1..=36500. Default 7.
+    pub outbox_days: u32,
+    /// `KEYWARD_RETENTION__INBOX_DAYS`: days a consumer's record of a processed message is
+    /// kept (a redelivery older than that would be processed again); 1..=36500. Default 7.
+    pub inbox_days: u32,
+    /// `KEYWARD_RETENTION__SESSIONS_DAYS`: days an ended session (revoked or expired) and its
+    /// refresh tokens, and a used or expired one-time email token, are kept after they end;
+    /// 1..=36500. Default 30.
+    pub sessions_days: u32,
+    /// `KEYWARD_RETENTION__LOGIN_FAILURES_DAYS`: days a failed-login row is kept; its span
+    /// must cover `KEYWARD_THROTTLE__WINDOW_SECS`; 1..=36500. Default 7.
+    pub login_failures_days: u32,
+    /// `KEYWARD_RETENTION__AUDIT_DAYS`: days an audit log line is kept; 1..=36500. Unset
+    /// (the default): forever.
+    pub audit_days: Option<u32>,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            every_secs: 3600,
+            batch_size: 1000,
+            outbox_days: 7,
+            inbox_days: 7,
+            sessions_days: 30,
+            login_failures_days: 7,
+            audit_days: None,
+        }
     }
 }

@@ -126,6 +126,18 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "max_pixels",
         ],
     ),
+    (
+        "retention",
+        &[
+            "every_secs",
+            "batch_size",
+            "outbox_days",
+            "inbox_days",
+            "sessions_days",
+            "login_failures_days",
+            "audit_days",
+        ],
+    ),
 ];
 
 /// The fields of `[oauth.providers.<name>]`.

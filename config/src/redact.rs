@@ -73,6 +73,7 @@ struct Redacted<'a> {
     sms: RedactedSms<'a>,
     mfa: &'a crate::MfaSettings,
     oauth: RedactedOAuth<'a>,
+    retention: &'a crate::RetentionSettings,
 }
 
 /// `[oauth]` with every client secret masked.
@@ -234,6 +235,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         sms: RedactedSms::new(&settings.sms),
         mfa: &settings.mfa,
         oauth: RedactedOAuth::new(&settings.oauth),
+        retention: &settings.retention,
     };
     match toml::to_string(&view) {
         Ok(text) => text,

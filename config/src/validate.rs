@@ -84,6 +84,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     sms(&s.sms)?;
     mfa(s)?;
     oauth(&s.oauth)?;
+    retention(s)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -1157,3 +1158,62 @@ fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// `[retention]`: bounded periods, and failed logins kept at least as long as the throttle
+/// counts them.
+fn retention(s: &Settings) -> Result<(), ConfigError> {
+    const MAX_DAYS: u64 = 36_500;
+    let r = &s.retention;
+    if r.every_secs > 604_800 {
+        return Err(ConfigError::invalid(
+            "KEYWARD_RETENTION__EVERY_SECS",
+            format!(
+                "{} is above 604800 (a week); purge at least weekly, or set 0 to turn the purger off",
+                r.every_secs
+            ),
+        ));
+    }
+    if !(1..=100_000).contains(&r.batch_size) {
+        return Err(ConfigError::invalid(
+            "KEYWARD_RETENTION__BATCH_SIZE",
+            format!(
+                "{} is out of range (expected 1..=100000 rows per delete; the default is 1000)",
+                r.batch_size
+            ),
+        ));
+    }
+    let days = [
+        ("KEYWARD_RETENTION__OUTBOX_DAYS", Some(r.outbox_days)),
+        ("KEYWARD_RETENTION__INBOX_DAYS", Some(r.inbox_days)),
+        ("KEYWARD_RETENTION__SESSIONS_DAYS", Some(r.sessions_days)),
+        (
+            "KEYWARD_RETENTION__LOGIN_FAILURES_DAYS",
+            Some(r.login_failures_days),
+        ),
+        ("KEYWARD_RETENTION__AUDIT_DAYS", r.audit_days),
+    ];
+    for (key, value) in days {
+        let Some(value) = value.map(u64::from) else {
+            continue;
+        };
+        if !(1..=MAX_DAYS).contains(&value) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{value} is out of range (expected 1..={MAX_DAYS} days)"),
+            ));
+        }
+    }
+    if u64::from(r.login_failures_days).saturating_mul(86_400) < s.throttle.window_secs {
+        return Err(ConfigError::invalid(
+            "KEYWARD_RETENTION__LOGIN_FAILURES_DAYS",
+            format!(
+                "{} day(s) is shorter than KEYWARD_THROTTLE__WINDOW_SECS ({} s): the throttle would lose failures it still counts; raise it",
+                r.login_failures_days, s.throttle.window_secs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod retention_tests;

@@ -21,6 +21,7 @@ mod mfa;
 mod migrations;
 mod notify;
 mod profiles;
+mod retention;
 pub mod search;
 mod sessions;
 mod store;
@@ -44,6 +45,7 @@ pub use notify::{
     ScheduledRecord, SendRecord, TemplateRecord,
 };
 pub use profiles::{PhoneCodeRecord, ProfileRecord, Profiles};
+pub use retention::Retention;
 pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
-pub use store::{Reads, Store, Tx};
+pub use store::{migration_names, sqlite_file, Reads, Store, Tx};
 pub use throttle::LoginFailures;

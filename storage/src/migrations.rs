@@ -31,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::mfa::migration::M0014Webauthn),
             Box::new(crate::federation::migration::M0015Federation),
             Box::new(crate::federation::migration_links::M0016OAuthLinks),
+            Box::new(crate::retention::migration::M0017Retention),
         ]
     }
 }

@@ -180,6 +180,32 @@ impl Store {
         self.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres
     }
 
+    /// The last migration applied to this database (`None` before the first), without
+    /// applying any: what a backup records as its schema level.
+    pub async fn migration_level(&self) -> Result<Option<String>> {
+        let applied = Migrator::get_applied_migrations(&self.db).await?;
+        Ok(applied.last().map(|m| m.name().to_owned()))
+    }
+
+    /// SQLite: writes a consistent copy of the whole database into the file at `path` (which
+    /// must not exist) with `VACUUM INTO`, while other connections and processes go on writing:
+    /// the copy is the database as of one moment. Refused on PostgreSQL (pg_dump's job).
+    pub async fn vacuum_into(&self, path: &str) -> Result<()> {
+        if self.is_postgres() {
+            return Err(StorageError::Backend(sea_orm::DbErr::Custom(
+                "VACUUM INTO is SQLite's; back PostgreSQL up with pg_dump".to_owned(),
+            )));
+        }
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "VACUUM INTO ?",
+                [path.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Fails when the database does not answer (for /readyz).
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(StorageError::from)
@@ -209,6 +235,26 @@ impl Store {
             typo: self.typo.clone(),
         })
     }
+}
+
+/// The names of every migration this build knows, oldest first: a backup whose schema level
+/// is not among them was made by a newer Keyward.
+pub fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
+
+/// The file a `sqlite:` database URL names (`None` for another scheme or an in-memory
+/// database), e.g. `sqlite://./data/keyward.db?mode=rwc` → `./data/keyward.db`.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let opts = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(opts.get_filename().to_path_buf())
 }
 
 /// One transaction. Everything written through it, outbox messages included, commits or
@@ -306,6 +352,21 @@ repositories!(Store, DatabaseConnection, db);
 repositories!(Tx, DatabaseTransaction, tx);
 repositories!(Reads, DatabaseConnection, db);
 
+// NOTE: not in `repositories!`: `Reads` may be a read-only pool, and retention only deletes.
+impl Store {
+    /// Batched deletes of rows past their retention, and the purger's lock.
+    pub fn retention(&self) -> crate::Retention<'_, DatabaseConnection> {
+        crate::Retention(&self.db)
+    }
+}
+
+impl Tx {
+    /// Retention inside one transaction (the purger's lock, the audit log's purge).
+    pub fn retention(&self) -> crate::Retention<'_, DatabaseTransaction> {
+        crate::Retention(&self.tx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -322,6 +383,67 @@ mod tests {
         let db = test_db().await;
         db.ping().await.unwrap();
         assert_eq!(db.migrate().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_migration_level_is_the_last_migration_this_build_knows() {
+        let db = test_db().await;
+        let names = crate::migration_names();
+        assert_eq!(names.first().map(String::as_str), Some("m0001_initial"));
+        assert_eq!(db.migration_level().await.unwrap(), names.last().cloned());
+    }
+
+    #[test]
+    fn a_sqlite_url_names_its_file_and_other_urls_none() {
+        let file = |u| crate::sqlite_file(u).map(|p| p.display().to_string());
+        assert_eq!(
+            file("sqlite://./data/keyward.db?mode=rwc").as_deref(),
+            Some("./data/keyward.db")
+        );
+        assert_eq!(
+            file("sqlite:/var/lib/k.db").as_deref(),
+            Some("/var/lib/k.db")
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("postgres://u:p@db/keyward"), None);
+    }
+
+    /// A copy taken from a database file that another connection goes on writing is one
+    /// consistent moment of it: it opens, migrated, with every row committed before it.
+    #[tokio::test]
+    async fn vacuum_into_copies_a_live_sqlite_database() {
+        let dir = std::env::temp_dir().join(format!("kw-vacuum-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("copy.db");
+        let copy = copy.to_str().unwrap();
+        let pg = test_db().await;
+        if pg.is_postgres() {
+            assert!(pg.vacuum_into(copy).await.is_err(), "pg_dump's job");
+        }
+        let url = format!("sqlite://{}/live.db?mode=rwc", dir.display());
+        let db = crate::Store::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        for t in 0..3 {
+            db.login_failures()
+                .record("ip:192.0.2.7", at(t))
+                .await
+                .unwrap();
+        }
+
+        db.vacuum_into(copy).await.unwrap();
+        db.login_failures()
+            .record("ip:192.0.2.7", at(9))
+            .await
+            .unwrap();
+
+        let back = crate::Store::connect(&format!("sqlite://{copy}"))
+            .await
+            .unwrap();
+        assert_eq!(back.migrate().await.unwrap(), 0);
+        let n = back.login_failures().since("ip:192.0.2.7", at(-1)).await;
+        assert_eq!(n.unwrap().0, 3);
+        assert!(db.vacuum_into(copy).await.is_err(), "never over a file");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

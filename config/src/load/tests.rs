@@ -353,6 +353,10 @@ fn the_schema_matches_the_structs() {
             redirect_allowlist: "https://app.example.com/done".into(),
             providers: Default::default(),
         },
+        retention: crate::RetentionSettings {
+            audit_days: Some(365),
+            ..crate::RetentionSettings::default()
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();
