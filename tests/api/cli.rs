@@ -90,7 +90,9 @@ fn help_explains_each_command() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "worker", "migrate", "config", "admin", "keys"] {
+    for cmd in [
+        "serve", "worker", "migrate", "config", "admin", "keys", "backup", "restore",
+    ] {
         assert!(text.contains(cmd), "{cmd} in {text}");
     }
 }
