@@ -128,9 +128,15 @@ enum AdminCommand {
 enum KeysCommand {
     /// List signing keys (kid, created, retired).
     List,
-    /// Retire the active signing key and generate a new one. Running nodes pick the new key up
-    /// at their next start; retired keys stay in JWKS until their tokens expire.
-    Rotate,
+    /// Generate a signing key: every running node publishes it at once and signs with it from
+    /// KEYWARD_KEYS__PUBLISH_LEAD_SECS (600) on, when the active key retires; retired keys stay
+    /// in JWKS until their last token expires.
+    Rotate {
+        /// Sign with the new key at once (a leaked key): verifiers that cached JWKS refuse its
+        /// tokens until they fetch it again.
+        #[arg(long)]
+        now: bool,
+    },
 }
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -381,9 +387,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 KeysCommand::List => {
                     for k in keyward_actors::keys::list(&store).await? {
-                        let state = k.retired_at.map_or("active".to_owned(), |t| {
-                            format!("retired {}", t.to_rfc3339())
-                        });
+                        let now = chrono::Utc::now();
+                        let state = match (k.signs_from, k.retired_at) {
+                            (Some(f), _) if f > now => format!("signs from {}", f.to_rfc3339()),
+                            (_, Some(t)) if t > now => format!("signs until {}", t.to_rfc3339()),
+                            (_, Some(t)) => format!("retired {}", t.to_rfc3339()),
+                            (_, None) => "active".to_owned(),
+                        };
                         println!(
                             "{}\t{}\tcreated {}\t{}",
                             k.kid,
@@ -393,11 +403,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 }
-                KeysCommand::Rotate => {
+                KeysCommand::Rotate { now } => {
                     let master = keyward_actors::keys::master_key(&settings)?;
-                    let kid =
-                        keyward_actors::keys::rotate(&store, &master, chrono::Utc::now()).await?;
-                    println!("{kid}");
+                    let lead = if now {
+                        chrono::Duration::zero()
+                    } else {
+                        chrono::Duration::seconds(
+                            i64::try_from(settings.keys.publish_lead_secs).unwrap_or(i64::MAX),
+                        )
+                    };
+                    let r = keyward_actors::keys::rotate(&store, &master, chrono::Utc::now(), lead)
+                        .await?;
+                    println!("{}\tsigns from {}", r.kid, r.signs_from.to_rfc3339());
                 }
             }
             Ok(())

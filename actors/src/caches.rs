@@ -72,7 +72,7 @@ pub struct NodeCaches(Vec<Arc<dyn NodeCache>>);
 /// The message types that change what a node may hold in memory or shows live (a new in-app
 /// notification, for the inbox streams): they also go to `keyward.broadcast`, and the
 /// in-process bus hands them to [`NodeCaches::apply`].
-pub const INVALIDATING: [&str; 12] = [
+pub const INVALIDATING: [&str; 13] = [
     "session.revoked",
     "user.email_verified",
     "user.password_changed",
@@ -85,6 +85,7 @@ pub const INVALIDATING: [&str; 12] = [
     "role.updated",
     "client.updated",
     "notification.sent",
+    "keys.rotated",
 ];
 
 pub fn is_invalidating(kind: &str) -> bool {

@@ -2,7 +2,6 @@
 //! key (ChaCha20-Poly1305, key id as associated data), published as JWKS, rotated on demand.
 //! A retired key stops signing but stays published until every token it signed has expired.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -95,15 +94,35 @@ impl Signer {
     }
 }
 
-struct Inner {
-    signing: Option<Signer>,
-    verifying: HashMap<String, DecodingKey>,
-    jwks: serde_json::Value,
+/// A key that signs (or will, or did) during `[from, until)`.
+struct Window {
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    signer: Signer,
 }
 
-/// The node's view of the signing keys. Reads never wait on I/O.
+/// A key published in JWKS (and accepted) until `until`, when its last token has expired.
+struct Published {
+    kid: String,
+    key: DecodingKey,
+    jwk: serde_json::Value,
+    until: Option<DateTime<Utc>>,
+}
+
+struct Inner {
+    /// Newest first.
+    signing: Vec<Window>,
+    /// Oldest first; a handful at most.
+    published: Vec<Published>,
+}
+
+/// The node's view of the signing keys. Reads never wait on I/O. Which key signs is decided
+/// at each signature by the clock, so every node switches to a rotated-in key at the same
+/// moment, long after each has published it.
 pub struct KeyRing {
     inner: RwLock<Inner>,
+    clock: crate::Clock,
+    access_ttl: Duration,
 }
 
 /// What `keyward keys list` shows.
@@ -113,6 +132,8 @@ pub struct KeyInfo {
     pub algorithm: String,
     pub created_at: DateTime<Utc>,
     pub retired_at: Option<DateTime<Utc>>,
+    /// None: it signed from its creation.
+    pub signs_from: Option<DateTime<Utc>>,
 }
 
 fn cipher(master: &[u8; 32]) -> ChaCha20Poly1305 {
@@ -186,6 +207,7 @@ fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, K
         public_key: x,
         created_at: now,
         retired_at: None,
+        signs_from: None,
     })
 }
 
@@ -194,9 +216,10 @@ impl KeyRing {
     pub async fn load_or_create(
         store: &Store,
         master: &[u8; 32],
-        now: DateTime<Utc>,
+        clock: crate::Clock,
         access_ttl: Duration,
     ) -> Result<Arc<KeyRing>, StartError> {
+        let now = clock();
         let mut records = store.signing_keys().all().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             let rec = generate(master, now).map_err(start_error)?;
@@ -208,34 +231,34 @@ impl KeyRing {
         }
         let ring = KeyRing {
             inner: RwLock::new(Inner {
-                signing: None,
-                verifying: HashMap::new(),
-                jwks: serde_json::json!({"keys": []}),
+                signing: Vec::new(),
+                published: Vec::new(),
             }),
+            clock,
+            access_ttl,
         };
-        ring.install(&records, master, now, access_ttl)
-            .map_err(start_error)?;
+        ring.install(&records, master).map_err(start_error)?;
         Ok(Arc::new(ring))
     }
 
-    fn install(
-        &self,
-        records: &[SigningKeyRecord],
-        master: &[u8; 32],
-        now: DateTime<Utc>,
-        access_ttl: Duration,
-    ) -> Result<(), KeyError> {
-        // A retired key is published while tokens it signed may live (plus a minute of skew).
-        let horizon = access_ttl + Duration::seconds(60);
-        let mut signing = None;
-        let mut verifying = HashMap::new();
-        let mut jwks = Vec::new();
+    /// Reads the stored keys again (a rotation, here or on another node or from the CLI).
+    pub async fn reload(&self, store: &Store, master: &[u8; 32]) -> Result<(), String> {
+        let records = store.signing_keys().all().await.map_err(|e| chain(&e))?;
+        self.install(&records, master).map_err(|e| chain(&e))
+    }
+
+    fn install(&self, records: &[SigningKeyRecord], master: &[u8; 32]) -> Result<(), KeyError> {
+        let now = (self.clock)();
+        // A retired key is published while tokens it signed may live (plus a minute of skew);
+        // a rotated-in key from the moment it is stored, before it signs.
+        let horizon = self.access_ttl + Duration::seconds(60);
+        let mut signing = Vec::new();
+        let mut published = Vec::new();
         for r in records {
             if r.algorithm != ALG {
                 continue;
             }
-            let published = r.retired_at.is_none_or(|t| t + horizon > now);
-            if !published {
+            if r.retired_at.is_some_and(|t| t + horizon <= now) {
                 continue;
             }
             let key = DecodingKey::from_ed_components(&r.public_key).map_err(|source| {
@@ -244,28 +267,33 @@ impl KeyRing {
                     source,
                 }
             })?;
-            verifying.insert(r.kid.clone(), key);
-            jwks.push(serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
-                "kid": r.kid, "alg": ALG, "use": "sig",
-            }));
-            if r.retired_at.is_none() {
+            published.push(Published {
+                kid: r.kid.clone(),
+                key,
+                jwk: serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": r.public_key,
+                    "kid": r.kid, "alg": ALG, "use": "sig",
+                }),
+                until: r.retired_at.map(|t| t + horizon),
+            });
+            if r.retired_at.is_none_or(|t| t > now) {
                 let der = decrypt(master, &r.kid, &r.private_key_enc)?;
                 let key =
                     SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
                         kid: r.kid.clone(),
                         source,
                     })?;
-                // The newest active key signs.
-                signing = Some(Signer::new(&r.kid, key).map_err(|_| KeyError::Poisoned)?);
+                signing.push(Window {
+                    from: r.signs_from.unwrap_or(r.created_at),
+                    until: r.retired_at,
+                    signer: Signer::new(&r.kid, key).map_err(|_| KeyError::Poisoned)?,
+                });
             }
         }
+        // The newest key whose window holds the moment signs.
+        signing.sort_by(|a, b| b.from.cmp(&a.from));
         let mut inner = self.inner.write().map_err(|_| KeyError::Poisoned)?;
-        *inner = Inner {
-            signing,
-            verifying,
-            jwks: serde_json::json!({ "keys": jwks }),
-        };
+        *inner = Inner { signing, published };
         Ok(())
     }
 
@@ -274,7 +302,7 @@ impl KeyRing {
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CommandError> {
         use ed25519_dalek::Signer as _;
         let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
-        let signer = active(&inner)?;
+        let signer = active(&inner, (self.clock)())?;
         let body = serde_json::to_vec(claims).map_err(|e| {
             tracing::error!(error = %e, "an access token's claims do not serialize");
             CommandError::Internal
@@ -290,7 +318,7 @@ impl KeyRing {
     /// and its length is fixed.
     pub fn signed_len<C: Serialize>(&self, claims: &C) -> Result<usize, CommandError> {
         let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
-        let header = active(&inner)?.header.len();
+        let header = active(&inner, (self.clock)())?.header.len();
         let body = serde_json::to_vec(claims)
             .map_err(|_| CommandError::Internal)?
             .len();
@@ -301,23 +329,53 @@ impl KeyRing {
 
     /// The verification key for `kid`, if it is published.
     pub fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
-        self.inner.read().ok()?.verifying.get(kid).cloned()
-    }
-
-    pub fn jwks(&self) -> serde_json::Value {
+        let now = (self.clock)();
         self.inner
             .read()
-            .map(|i| i.jwks.clone())
-            .unwrap_or_else(|_| serde_json::json!({"keys": []}))
+            .ok()?
+            .published
+            .iter()
+            .find(|p| p.kid == kid && p.until.is_none_or(|u| u > now))
+            .map(|p| p.key.clone())
+    }
+
+    /// The published keys: each rotated-in key from its creation, each retired one until its
+    /// last token expires.
+    pub fn jwks(&self) -> serde_json::Value {
+        let now = (self.clock)();
+        let keys: Vec<serde_json::Value> = self
+            .inner
+            .read()
+            .map(|i| {
+                i.published
+                    .iter()
+                    .filter(|p| p.until.is_none_or(|u| u > now))
+                    .map(|p| p.jwk.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        serde_json::json!({ "keys": keys })
     }
 }
 
-/// Retires the active keys and generates a new one; returns its kid.
+/// What a rotation made.
+#[derive(Debug, Serialize)]
+pub struct Rotated {
+    pub kid: String,
+    /// Published from now; signs from then, when the keys before it stop signing.
+    pub signs_from: DateTime<Utc>,
+}
+
+/// Generates a key that every node publishes at once and that signs from `now + lead`, when
+/// the active keys stop signing (lead 0: at once, for emergencies); `keys.rotated` goes out in
+/// the same transaction, so running nodes reload their keys (through `keyward.broadcast`, or
+/// the outbox feed, within a second) long before the new key signs.
 pub async fn rotate(
     store: &Store,
     master: &[u8; 32],
     now: DateTime<Utc>,
-) -> Result<String, StartError> {
+    lead: Duration,
+) -> Result<Rotated, StartError> {
     // Refuse to rotate under a wrong master key: the old keys must decrypt.
     for r in store
         .signing_keys()
@@ -328,12 +386,60 @@ pub async fn rotate(
     {
         decrypt(master, &r.kid, &r.private_key_enc).map_err(start_error)?;
     }
-    let rec = generate(master, now).map_err(start_error)?;
+    let signs_from = now + lead.max(Duration::zero());
+    let mut rec = generate(master, now).map_err(start_error)?;
+    rec.signs_from = Some(signs_from);
     let tx = store.begin().await?;
-    tx.signing_keys().retire_active(now).await?;
+    tx.signing_keys().retire_active(signs_from).await?;
     tx.signing_keys().insert(&rec).await?;
+    let ev = keyward_messages::events::DomainEvent::KeysRotated {
+        kid: rec.kid.clone(),
+        signs_from,
+    };
+    crate::outbox::enqueue_at(
+        &tx,
+        now,
+        &keyward_messages::RequestMeta::default(),
+        keyward_messages::events::Outgoing::Event(ev),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(rec.kid)
+    Ok(Rotated {
+        kid: rec.kid,
+        signs_from,
+    })
+}
+
+/// Reloads a node's [`KeyRing`] when a rotation is heard of (`keys.rotated`), or when
+/// messages may have been missed.
+pub struct KeyRingCache {
+    pub ring: Arc<KeyRing>,
+    pub store: Store,
+    pub master: [u8; 32],
+}
+
+impl KeyRingCache {
+    fn reload(&self) {
+        let (ring, store, master) = (self.ring.clone(), self.store.clone(), self.master);
+        tokio::spawn(async move {
+            match ring.reload(&store, &master).await {
+                Ok(()) => tracing::info!("signing keys reloaded"),
+                Err(e) => tracing::error!(error = %e, "reloading the signing keys failed"),
+            }
+        });
+    }
+}
+
+impl crate::caches::NodeCache for KeyRingCache {
+    fn apply(&self, env: &keyward_messages::events::Envelope) {
+        if env.kind == "keys.rotated" {
+            self.reload();
+        }
+    }
+
+    fn forget_beliefs(&self) {
+        self.reload();
+    }
 }
 
 /// The active signing key: its kid and its PKCS#8 DER. For tools and tests that hold the
@@ -349,7 +455,7 @@ pub async fn active_private_key(
         .await?
         .into_iter()
         .filter(|r| r.retired_at.is_none())
-        .max_by_key(|r| r.created_at)
+        .max_by_key(|r| r.signs_from.unwrap_or(r.created_at))
         .ok_or_else(|| start_error(KeyError::NoActiveKey))?;
     let der = decrypt(master, &rec.kid, &rec.private_key_enc).map_err(start_error)?;
     Ok((rec.kid, der))
@@ -366,6 +472,7 @@ pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
             algorithm: r.algorithm,
             created_at: r.created_at,
             retired_at: r.retired_at,
+            signs_from: r.signs_from,
         })
         .collect())
 }
@@ -425,11 +532,16 @@ fn access_header(kid: &str) -> Header {
     header
 }
 
-fn active(inner: &Inner) -> Result<&Signer, CommandError> {
-    inner.signing.as_ref().ok_or_else(|| {
-        tracing::error!("no active signing key");
-        CommandError::Internal
-    })
+fn active(inner: &Inner, now: DateTime<Utc>) -> Result<&Signer, CommandError> {
+    inner
+        .signing
+        .iter()
+        .find(|w| w.from <= now && w.until.is_none_or(|u| u > now))
+        .map(|w| &w.signer)
+        .ok_or_else(|| {
+            tracing::error!("no active signing key");
+            CommandError::Internal
+        })
 }
 
 #[cfg(test)]
@@ -440,20 +552,13 @@ mod tests {
     #[test]
     fn a_token_is_signed_as_jsonwebtoken_signs_it_and_its_length_is_predicted() {
         let (master, now) = ([7; 32], Utc::now());
-        let ring = KeyRing {
-            inner: RwLock::new(Inner {
-                signing: None,
-                verifying: HashMap::new(),
-                jwks: serde_json::json!({"keys": []}),
-            }),
-        };
+        let ring = ring_at(now);
         let rec = generate(&master, now).unwrap();
-        ring.install(&[rec], &master, now, Duration::minutes(15))
-            .unwrap();
+        ring.install(&[rec], &master).unwrap();
         let kid = ring.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
         let der = {
             let inner = ring.inner.read().unwrap();
-            inner.signing.as_ref().unwrap().key.to_pkcs8_der().unwrap()
+            inner.signing[0].signer.key.to_pkcs8_der().unwrap()
         };
         let theirs = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
         // Every remainder of the base64 groups, and text that JSON escapes.
@@ -469,6 +574,53 @@ mod tests {
             let expected = jsonwebtoken::encode(&access_header(&kid), &claims, &theirs).unwrap();
             assert_eq!(token, expected);
         }
+    }
+
+    fn ring_at(now: DateTime<Utc>) -> KeyRing {
+        KeyRing {
+            inner: RwLock::new(Inner {
+                signing: Vec::new(),
+                published: Vec::new(),
+            }),
+            clock: Arc::new(move || now),
+            access_ttl: Duration::minutes(15),
+        }
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[test]
+    fn a_rotated_in_key_is_published_at_once_and_signs_only_from_its_time() {
+        let (master, t0) = ([7; 32], Utc::now());
+        let mut old = generate(&master, t0 - Duration::hours(1)).unwrap();
+        let mut new = generate(&master, t0).unwrap();
+        new.signs_from = Some(t0 + Duration::minutes(10));
+        old.retired_at = new.signs_from;
+        let records = [old.clone(), new.clone()];
+        let claims = serde_json::json!({"sub": "x"});
+        // Before its time: both published, the old key signs.
+        let ring = ring_at(t0);
+        ring.install(&records, &master).unwrap();
+        let kids: Vec<_> = ring.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kids, [old.kid.clone(), new.kid.clone()]);
+        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), old.kid);
+        // From its time the new key signs; the old one stays published for its tokens.
+        let ring = ring_at(t0 + Duration::minutes(10));
+        ring.install(&records, &master).unwrap();
+        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), new.kid);
+        assert!(ring.decoding_key(&old.kid).is_some());
+        // Once its last token expired (15 minutes, plus a minute), the old key is gone.
+        let ring = ring_at(t0 + Duration::minutes(27));
+        ring.install(&records, &master).unwrap();
+        assert!(ring.decoding_key(&old.kid).is_none());
+        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), new.kid);
     }
 
     #[test]

@@ -133,5 +133,6 @@ fn is_security_event(ev: &DomainEvent) -> bool {
             | DomainEvent::ClientUpdated { .. }
             | DomainEvent::MfaEnrolled { .. }
             | DomainEvent::MfaRemoved { .. }
+            | DomainEvent::KeysRotated { .. }
     )
 }

@@ -170,7 +170,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         refresh_absolute: secs(t.refresh_absolute_ttl_secs),
         refresh_grace: secs(t.refresh_grace_secs),
     };
-    let keys = KeyRing::load_or_create(&store, &master, clock(), tokens.access_ttl).await?;
+    let keys = KeyRing::load_or_create(&store, &master, clock.clone(), tokens.access_ttl).await?;
 
     let p = &settings.passwords;
     let threads = if p.hasher_threads == 0 {
@@ -211,6 +211,11 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         profiles.clone(),
         decisions.clone(),
         Arc::new(crate::notify::live::LiveFeed(live.clone())),
+        Arc::new(crate::keys::KeyRingCache {
+            ring: keys.clone(),
+            store: store.clone(),
+            master,
+        }),
     ]));
     let l = live.clone();
     actix_rt::spawn(async move {

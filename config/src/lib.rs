@@ -84,6 +84,8 @@ pub struct Settings {
     pub oauth: OAuthSettings,
     /// `[retention]` / `KEYWARD_RETENTION__*`: what the purger removes, and when.
     pub retention: RetentionSettings,
+    /// `[keys]` / `KEYWARD_KEYS__*`: signing key rotation.
+    pub keys: KeySettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -631,6 +633,7 @@ impl Default for Settings {
             mfa: MfaSettings::default(),
             oauth: OAuthSettings::default(),
             retention: RetentionSettings::default(),
+            keys: KeySettings::default(),
         }
     }
 }
@@ -1015,6 +1018,24 @@ impl Default for RetentionSettings {
             sessions_days: 30,
             login_failures_days: 7,
             audit_days: None,
+        }
+    }
+}
+
+/// Signing keys, `[keys]` / `KEYWARD_KEYS__<FIELD>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct KeySettings {
+    /// Seconds between `keyward keys rotate` publishing a new key and the key signing: longer
+    /// than the JWKS cache max-age (300), so every verifier knows a key before its first
+    /// token. At least 300; `keys rotate --now` skips it in an emergency.
+    pub publish_lead_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings {
+            publish_lead_secs: 600,
         }
     }
 }

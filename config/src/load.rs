@@ -138,6 +138,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "audit_days",
         ],
     ),
+    ("keys", &["publish_lead_secs"]),
 ];
 
 /// The fields of `[oauth.providers.<name>]`.

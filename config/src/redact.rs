@@ -74,6 +74,7 @@ struct Redacted<'a> {
     mfa: &'a crate::MfaSettings,
     oauth: RedactedOAuth<'a>,
     retention: &'a crate::RetentionSettings,
+    keys: &'a crate::KeySettings,
 }
 
 /// `[oauth]` with every client secret masked.
@@ -236,6 +237,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         mfa: &settings.mfa,
         oauth: RedactedOAuth::new(&settings.oauth),
         retention: &settings.retention,
+        keys: &settings.keys,
     };
     match toml::to_string(&view) {
         Ok(text) => text,

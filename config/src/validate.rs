@@ -85,6 +85,11 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     mfa(s)?;
     oauth(&s.oauth)?;
     retention(s)?;
+    at_least(
+        "KEYWARD_KEYS__PUBLISH_LEAD_SECS",
+        s.keys.publish_lead_secs,
+        JWKS_MAX_AGE_SECS,
+    )?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -1161,6 +1166,10 @@ fn oauth(o: &crate::OAuthSettings) -> Result<(), ConfigError> {
 
 /// `[retention]`: bounded periods, and failed logins kept at least as long as the throttle
 /// counts them.
+/// The max-age of GET /.well-known/jwks.json: a rotated-in key must be published at least
+/// this long before it signs.
+const JWKS_MAX_AGE_SECS: u64 = 300;
+
 fn retention(s: &Settings) -> Result<(), ConfigError> {
     const MAX_DAYS: u64 = 36_500;
     let r = &s.retention;

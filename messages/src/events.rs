@@ -188,6 +188,13 @@ pub enum DomainEvent {
         factor_id: Option<Uuid>,
         factor_type: String,
     },
+    /// A signing key was rotated in: published in JWKS from now, signing from `signs_from`.
+    /// Verifiers that cache JWKS may refresh on it; every node reloads its keys.
+    #[serde(rename = "keys.rotated")]
+    KeysRotated {
+        kid: String,
+        signs_from: chrono::DateTime<chrono::Utc>,
+    },
     /// A role's permissions changed, or it was deleted (`deleted: true`). `user_id` is the
     /// administrator who changed it (none when it changed in the configuration).
     #[serde(rename = "role.updated")]
@@ -226,6 +233,7 @@ impl DomainEvent {
             Self::IdentityUnlinked { .. } => "identity.unlinked",
             Self::MfaEnrolled { .. } => "mfa.enrolled",
             Self::MfaRemoved { .. } => "mfa.removed",
+            Self::KeysRotated { .. } => "keys.rotated",
         }
     }
 
@@ -255,6 +263,7 @@ impl DomainEvent {
             Self::RoleUpdated { user_id, .. } | Self::ClientUpdated { user_id, .. } => {
                 return *user_id
             }
+            Self::KeysRotated { .. } => return None,
         })
     }
 

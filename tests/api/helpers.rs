@@ -836,10 +836,14 @@ impl TestApp {
         feed_every: Option<Duration>,
     ) -> Node {
         settings.public_url = Some(self.base.clone());
+        // The same clock as the first node: `advance` moves both.
+        let o = self.clock_offset.clone();
         Node::start(
             &settings,
             StartOptions {
-                clock: None,
+                clock: Some(Arc::new(move || {
+                    Utc::now() + chrono::Duration::seconds(o.load(Ordering::SeqCst))
+                })),
                 hash_params: Some(HashParams::DANGER_TEST_ONLY),
                 danger_test_panic_on_register: None,
                 session_recheck: recheck,

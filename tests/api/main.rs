@@ -12,6 +12,7 @@ mod cli;
 mod distributed;
 mod federation;
 mod federation_kinds;
+mod keys;
 mod lifecycle;
 mod mfa;
 mod nginx;

@@ -13,6 +13,7 @@ pub(super) mod signing_key {
         pub private_key_enc: String,
         pub created_at: DateTimeUtc,
         pub retired_at: Option<DateTimeUtc>,
+        pub signs_from: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@
 //! keys module does, from what is stored here).
 
 mod entities;
+pub(crate) mod migration;
 mod repo;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,8 @@ pub struct SigningKeyRecord {
     /// Private key encrypted under the master key (format owned by the keys module).
     pub private_key_enc: String,
     pub created_at: DateTime<Utc>,
-    /// When it stopped signing; it stays published until its last token expires.
+    /// When it stops (or stopped) signing; it stays published until its last token expires.
     pub retired_at: Option<DateTime<Utc>>,
+    /// When it starts to sign; None: from `created_at`. It is published from its creation.
+    pub signs_from: Option<DateTime<Utc>>,
 }

@@ -29,6 +29,7 @@ impl<C: ConnectionTrait> SigningKeys<'_, C> {
                 private_key_enc: m.private_key_enc,
                 created_at: m.created_at,
                 retired_at: m.retired_at,
+                signs_from: m.signs_from,
             })
             .collect())
     }
@@ -42,17 +43,18 @@ impl<C: ConnectionTrait> SigningKeys<'_, C> {
             private_key_enc: Set(k.private_key_enc.clone()),
             created_at: Set(k.created_at),
             retired_at: Set(k.retired_at),
+            signs_from: Set(k.signs_from),
         }
         .insert(self.0)
         .await?;
         Ok(())
     }
 
-    /// Retires every active signing key (they keep verifying until their tokens expire); a key
-    /// retired before keeps its date.
-    pub async fn retire_active(&self, now: DateTime<Utc>) -> Result<()> {
+    /// Retires every active signing key at `at` (now, or when its successor starts to sign;
+    /// they keep verifying until their tokens expire); a key retired before keeps its date.
+    pub async fn retire_active(&self, at: DateTime<Utc>) -> Result<()> {
         signing_key::Entity::update_many()
-            .col_expr(signing_key::Column::RetiredAt, Expr::value(now))
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(at))
             .filter(signing_key::Column::RetiredAt.is_null())
             .exec(self.0)
             .await?;

@@ -14,6 +14,7 @@ fn key(kid: &str, created: i64, retired: Option<i64>) -> SigningKeyRecord {
         private_key_enc: format!("enc-{kid}"),
         created_at: at(created),
         retired_at: retired.map(at),
+        signs_from: None,
     }
 }
 
