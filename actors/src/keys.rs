@@ -291,7 +291,7 @@ impl KeyRing {
             }
         }
         // The newest key whose window holds the moment signs.
-        signing.sort_by(|a, b| b.from.cmp(&a.from));
+        signing.sort_by_key(|w| std::cmp::Reverse(w.from));
         let mut inner = self.inner.write().map_err(|_| KeyError::Poisoned)?;
         *inner = Inner { signing, published };
         Ok(())
