@@ -304,6 +304,8 @@ class Clinic:
             raise Refused(401, "unauthenticated", "send Authorization: Bearer <access token>")
         try:
             return self.verifier.verify(m.group(1)), m.group(1)
+        except jwt.PyJWKClientConnectionError as e:
+            raise Refused(503, "keyward_unavailable", f"cannot fetch Keyward's JWKS: {e}") from e
         except jwt.PyJWTError as e:
             raise Refused(401, "invalid_token", f"the access token is not valid: {e}") from e
 
