@@ -140,13 +140,19 @@ enum KeysCommand {
 }
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
-    let settings = match &cli.config {
+    // Logging is set up from the settings, so the loader's warnings (an unknown variable or
+    // key) go to stderr through a subscriber of their own; they would be lost otherwise.
+    let early = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .finish();
+    let settings = tracing::subscriber::with_default(early, || match &cli.config {
         Some(path) => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             Settings::load_from(Some(path), &env)
         }
         None => Settings::load(),
-    };
+    });
     settings.map_err(|e| anyhow::anyhow!("{e}"))
 }
 

@@ -139,6 +139,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("keys", &["publish_lead_secs"]),
+    ("notify", &["categories", "allow_loopback_push"]),
 ];
 
 /// The fields of `[oauth.providers.<name>]`.

@@ -75,6 +75,14 @@ struct Redacted<'a> {
     oauth: RedactedOAuth<'a>,
     retention: &'a crate::RetentionSettings,
     keys: &'a crate::KeySettings,
+    notify: RedactedNotify<'a>,
+}
+
+/// `[notify]`, its plain value before its categories (TOML's tables come last).
+#[derive(Serialize)]
+struct RedactedNotify<'a> {
+    allow_loopback_push: bool,
+    categories: &'a [crate::CategorySettings],
 }
 
 /// `[oauth]` with every client secret masked.
@@ -238,6 +246,10 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         oauth: RedactedOAuth::new(&settings.oauth),
         retention: &settings.retention,
         keys: &settings.keys,
+        notify: RedactedNotify {
+            allow_loopback_push: settings.notify.allow_loopback_push,
+            categories: &settings.notify.categories,
+        },
     };
     match toml::to_string(&view) {
         Ok(text) => text,

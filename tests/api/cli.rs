@@ -64,6 +64,37 @@ fn config_check_prints_the_effective_config_without_secrets() {
 }
 
 #[test]
+fn a_misspelt_variable_or_key_is_warned_about_with_the_right_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keyward.toml");
+    std::fs::write(
+        &file,
+        "[bogus]\nx = 1\n[[notify.categories]]\nname = \"booking\"\nchannels = [\"email\"]\n",
+    )
+    .unwrap();
+    let out = keyward(dir.path())
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .env("KEYWARD_TOKENS_ACCESS_TTL_SECS", "60")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("did you mean KEYWARD_TOKENS__ACCESS_TTL_SECS"),
+        "{err}"
+    );
+    assert!(err.contains("ignoring unknown key bogus"), "{err}");
+    assert!(
+        !err.contains("notify"),
+        "[notify] is a known section: {err}"
+    );
+}
+
+#[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path())

@@ -149,3 +149,113 @@ async fn an_emergency_rotation_signs_at_once_and_old_tokens_still_verify() {
     assert_eq!(kid(&t), new);
     assert_eq!(me_status(&app, &app.base, &first).await, StatusCode::OK);
 }
+
+/// A service that verifies tokens on its own, caching the JWKS for its max-age (300 s of the
+/// nodes' clock) and never refetching early, not even for an unknown `kid`: the strictest
+/// cache a verifier may keep.
+struct CachingVerifier {
+    jwks_url: String,
+    fetched_at: Option<i64>,
+    keys: Vec<(String, jsonwebtoken::DecodingKey)>,
+}
+
+impl CachingVerifier {
+    const MAX_AGE: i64 = 300;
+
+    fn new(base: &str) -> Self {
+        Self {
+            jwks_url: format!("{base}/.well-known/jwks.json"),
+            fetched_at: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Whether `token` verifies at `now` (seconds on the nodes' clock).
+    async fn accepts(&mut self, token: &str, now: i64) -> bool {
+        if self.fetched_at.is_none_or(|at| now - at >= Self::MAX_AGE) {
+            let jwks: Value = reqwest::get(&self.jwks_url)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            self.keys = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    let x = k["x"].as_str().unwrap();
+                    (
+                        k["kid"].as_str().unwrap().to_owned(),
+                        jsonwebtoken::DecodingKey::from_ed_components(x).unwrap(),
+                    )
+                })
+                .collect();
+            self.fetched_at = Some(now);
+        }
+        let Some((_, key)) = self.keys.iter().find(|(k, _)| *k == kid(token)) else {
+            return false;
+        };
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        // Only the signature is this test's business; the nodes' clock runs ahead of ours.
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, key, &v).is_ok()
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_caching_verifier_refuses_no_token_of_three_nodes_through_a_rotation_and_a_rolling_restart(
+) {
+    let _broker = broker_lock().await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        ..Options::default()
+    })
+    .await;
+    let mut peers = vec![app.spawn_peer().await, app.spawn_peer().await];
+    member(&app, "kai@example.com").await;
+    let base_of = |n: &keyward::Node| format!("http://{}", n.public_addr);
+    let mut verifier = CachingVerifier::new(&app.base);
+    let (mut checked, mut refused) = (0, Vec::new());
+    let mut kids = Vec::new();
+    let old = kid(&token_from(&app, &app.base, "kai@example.com").await);
+    for minute in 0..=13 {
+        let now = minute * 60;
+        if minute == 1 {
+            rotate(&app, 600).await;
+        }
+        if minute == 4 {
+            // A rolling restart inside the lead: each restarted node loads the new key and
+            // must not sign with it early.
+            for p in peers.iter_mut() {
+                p.stop().await;
+                *p = app.spawn_peer().await;
+            }
+        }
+        let bases: Vec<String> = std::iter::once(app.base.clone())
+            .chain(peers.iter().map(base_of))
+            .collect();
+        for base in &bases {
+            let t = token_from(&app, base, "kai@example.com").await;
+            checked += 1;
+            if !verifier.accepts(&t, now).await {
+                refused.push((minute, base.clone(), kid(&t)));
+            }
+            kids.push(kid(&t));
+        }
+        app.advance(60);
+    }
+    assert!(refused.is_empty(), "refused {refused:?} of {checked}");
+    assert_eq!(checked, 3 * 14);
+    let new = kids.last().unwrap().clone();
+    assert_ne!(new, old, "the rotated-in key signs in the end");
+    // Old until the lead ran out (minute 11 is 600 s after the rotation), then new.
+    for (i, k) in kids.iter().enumerate() {
+        let minute = i / 3;
+        let expected = if minute < 11 { &old } else { &new };
+        assert_eq!(k, expected, "minute {minute}");
+    }
+}

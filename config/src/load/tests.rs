@@ -357,6 +357,13 @@ fn the_schema_matches_the_structs() {
             audit_days: Some(365),
             ..crate::RetentionSettings::default()
         },
+        notify: crate::NotifySettings {
+            categories: vec![crate::CategorySettings {
+                name: "booking".into(),
+                channels: vec!["email".into()],
+            }],
+            allow_loopback_push: true,
+        },
         ..Settings::default()
     };
     let table: toml::Table = full.redacted_toml().parse().unwrap();
@@ -820,4 +827,25 @@ fn native_client_ids_are_for_openid_providers_and_have_no_empty_entry() {
         e.contains("NATIVE_CLIENT_IDS") && e.contains("OpenID"),
         "{e}"
     );
+}
+
+#[test]
+fn the_notify_section_is_known_to_the_file_and_the_environment() {
+    let s = Settings::load_from(
+        None,
+        &env(&[("KEYWARD_NOTIFY__ALLOW_LOOPBACK_PUSH", "true")]),
+    )
+    .unwrap();
+    assert!(s.notify.allow_loopback_push);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.toml");
+    std::fs::write(
+        &path,
+        "[[notify.categories]]\nname = \"booking\"\nchannels = [\"email\"]\n",
+    )
+    .unwrap();
+    let s = Settings::load_from(Some(&path), &[]).unwrap();
+    assert_eq!(s.notify.categories[0].name, "booking");
+    let data = Toml::file_exact(&path).data().unwrap();
+    assert!(unknown_file_keys(&data[&Profile::Default]).is_empty());
 }
