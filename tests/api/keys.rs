@@ -215,7 +215,7 @@ async fn a_caching_verifier_refuses_no_token_of_three_nodes_through_a_rotation_a
         ..Options::default()
     })
     .await;
-    let mut peers = vec![app.spawn_peer().await, app.spawn_peer().await];
+    let mut peers = [app.spawn_peer().await, app.spawn_peer().await];
     member(&app, "kai@example.com").await;
     let base_of = |n: &keyward::Node| format!("http://{}", n.public_addr);
     let mut verifier = CachingVerifier::new(&app.base);
