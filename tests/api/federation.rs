@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{claims, member, problem, spawn_app_with, Options, TestApp, PASSWORD};
 use crate::mfa::six_digits;
 
-const APP: &str = "https://app.example/done";
+pub(crate) const APP: &str = "https://app.example/done";
 
 fn issuer() -> String {
     std::env::var("KEYWARD_TEST_OIDC_ISSUER")
@@ -95,7 +95,7 @@ async fn app_with_native_apps(
 }
 
 /// A browser: cookies kept, redirects looked at one by one.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
@@ -103,7 +103,7 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> url::Url {
+pub(crate) fn location(r: &reqwest::Response) -> url::Url {
     let raw = r
         .headers()
         .get("location")
@@ -171,7 +171,7 @@ async fn sign_in(app: &TestApp, login: &str) -> url::Url {
 }
 
 /// The app's side: the one-time code of its redirect, exchanged for tokens.
-async fn exchange(app: &TestApp, done: &url::Url) -> Value {
+pub(crate) async fn exchange(app: &TestApp, done: &url::Url) -> Value {
     let code = param(done, "code").unwrap_or_else(|| panic!("no code: {done}"));
     let r = app
         .post("/v1/auth/oauth/exchange", json!({"code": code}))
@@ -181,7 +181,7 @@ async fn exchange(app: &TestApp, done: &url::Url) -> Value {
 }
 
 /// GET /v1/users/me with the access token of `pair`.
-async fn me(app: &TestApp, pair: &Value) -> Value {
+pub(crate) async fn me(app: &TestApp, pair: &Value) -> Value {
     app.get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
         .await
         .json()
@@ -189,7 +189,7 @@ async fn me(app: &TestApp, pair: &Value) -> Value {
         .unwrap()
 }
 
-fn param(u: &url::Url, k: &str) -> Option<String> {
+pub(crate) fn param(u: &url::Url, k: &str) -> Option<String> {
     u.query_pairs()
         .find(|(key, _)| key == k)
         .map(|(_, v)| v.into_owned())

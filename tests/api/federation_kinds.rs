@@ -9,42 +9,15 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
+use crate::federation::{browser, exchange, location, me, param, APP};
 use crate::helpers::{claims, problem, spawn_app_with, Options, TestApp};
-
-const APP: &str = "https://app.example/done";
 
 // ---------------------------------------------------------------------------------------------
 // The browser and the app
-
-/// A browser: cookies kept, redirects looked at one by one.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn location(r: &reqwest::Response) -> url::Url {
-    let raw = r
-        .headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("{} without a Location", r.status()))
-        .to_str()
-        .unwrap();
-    r.url().join(raw).unwrap()
-}
-
-fn param(u: &url::Url, k: &str) -> Option<String> {
-    u.query_pairs()
-        .find(|(key, _)| key == k)
-        .map(|(_, v)| v.into_owned())
-}
 
 /// `u` with its query parameter `k` changed by `f` (None drops it).
 fn with_param(u: &url::Url, k: &str, f: impl Fn(&str) -> Option<String>) -> url::Url {
@@ -114,24 +87,6 @@ async fn sign_in(app: &TestApp, provider: &str, login: &str) -> url::Url {
     let r = b.get(back).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
     location(&r)
-}
-
-/// The app's side: the one-time code of its redirect, exchanged for tokens.
-async fn exchange(app: &TestApp, done: &url::Url) -> Value {
-    let code = param(done, "code").unwrap_or_else(|| panic!("no code: {done}"));
-    let r = app
-        .post("/v1/auth/oauth/exchange", json!({"code": code}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK, "{done}");
-    r.json().await.unwrap()
-}
-
-async fn me(app: &TestApp, pair: &Value) -> Value {
-    app.get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 /// What a first sign-in as some login must make.
