@@ -5,8 +5,8 @@
 #
 # For each of three products it starts a live distributed Keyward (`keyward serve` on
 # PostgreSQL and RabbitMQ with the product's preset, deploy/presets/<product>.toml, and a
-# `keyward worker` sending mail to MailDev), puts the product's templates
-# (deploy/presets/<product>.templates.json), creates its staff and service client with the CLI,
+# `keyward worker` sending mail to MailDev), checks that the preset put the product's templates
+# (deploy/presets/<product>.templates.json) in place, creates its staff and service client with the CLI,
 # starts the product's own service from examples/products/ and lives the product's story
 # through it (scripts/products/stories.py), asserting HTTP answers, mails (MailDev's API) and
 # inbox items:
@@ -199,10 +199,20 @@ start_keyward() { # product
   create_user "$admin_email" "$admin_password" admin >/dev/null
   admin_token=$(curl -sS --fail-with-body "$base/v1/auth/login" -H 'content-type: application/json' \
     -d "{\"login\": \"$admin_email\", \"password\": \"$admin_password\"}" | json_field access_token)
-  KEYWARD_TOKEN="$admin_token" scripts/put-templates.py --base-url "$base" \
-    "deploy/presets/$product.templates.json" >"$dir/templates.out" ||
-    fail "Keyward refused deploy/presets/$product.templates.json"
-  echo "templates: $(wc -l <"$dir/templates.out") put from deploy/presets/$product.templates.json"
+  templates_from_the_preset "$product" "$admin_token"
+}
+
+# The node put deploy/presets/<product>.templates.json in place at its start (the preset's
+# [notify] templates_file): its first template is stored with source "config".
+templates_from_the_preset() { # product token
+  local file="deploy/presets/$1.templates.json" first
+  first=$(python3 -c 'import json, sys
+t = json.load(open(sys.argv[1]))["templates"][0]
+ch = next(iter(t["channels"]))
+print(t["key"] + "/" + ch + "/" + next(iter(t["channels"][ch])))' "$file")
+  curl -sS --fail-with-body "$base/v1/admin/templates/$first" -H "authorization: Bearer $2" \
+    | json_field source | grep -qx config || fail "$first is not the one from $file"
+  echo "templates: $file in place ($first from config)"
 }
 
 create_user() { # email password role → prints the user id
@@ -282,9 +292,7 @@ social_password=$(secret)
 create_user admin@social.example "$social_password" admin >/dev/null
 token=$(curl -sS --fail-with-body "$base/v1/auth/login" -H 'content-type: application/json' \
   -d "{\"login\": \"admin@social.example\", \"password\": \"$social_password\"}" | json_field access_token)
-KEYWARD_TOKEN="$token" scripts/put-templates.py --base-url "$base" deploy/presets/social.templates.json |
-  tr '\n' ' '
-echo
+templates_from_the_preset social "$token"
 stop_all
 
 # --- The clinic ------------------------------------------------------------------------------------

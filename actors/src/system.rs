@@ -142,6 +142,10 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartError> {
     }
     crate::access::sync_declared(settings, &store, chrono::Utc::now()).await?;
     crate::notify::templates::sync_shipped(&store, chrono::Utc::now()).await?;
+    if let Some(path) = &settings.notify.templates_file {
+        let n = crate::notify::templates::sync_declared(&store, path, chrono::Utc::now()).await?;
+        tracing::info!(written = n, file = %path.display(), "templates from KEYWARD_NOTIFY__TEMPLATES_FILE");
+    }
     Ok(store)
 }
 

@@ -306,6 +306,10 @@ pub struct NotifySettings {
     /// http on the loopback (a local push service, for tests). Off: endpoints are https on a
     /// domain name, so a subscription cannot point Keyward at an internal address.
     pub allow_loopback_push: bool,
+    /// `KEYWARD_NOTIFY__TEMPLATES_FILE`: a JSON file of the product's templates (the format of
+    /// deploy/presets/*.templates.json), put in place at every start; a template edited
+    /// through the admin API is kept. A relative path is from the working directory.
+    pub templates_file: Option<PathBuf>,
 }
 
 /// One declared notification category and the channels it uses unless a send names others.

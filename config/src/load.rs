@@ -139,7 +139,10 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("keys", &["publish_lead_secs"]),
-    ("notify", &["categories", "allow_loopback_push"]),
+    (
+        "notify",
+        &["categories", "allow_loopback_push", "templates_file"],
+    ),
 ];
 
 /// The fields of `[oauth.providers.<name>]`.

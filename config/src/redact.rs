@@ -82,6 +82,7 @@ struct Redacted<'a> {
 #[derive(Serialize)]
 struct RedactedNotify<'a> {
     allow_loopback_push: bool,
+    templates_file: Option<String>,
     categories: &'a [crate::CategorySettings],
 }
 
@@ -248,6 +249,11 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         keys: &settings.keys,
         notify: RedactedNotify {
             allow_loopback_push: settings.notify.allow_loopback_push,
+            templates_file: settings
+                .notify
+                .templates_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
             categories: &settings.notify.categories,
         },
     };

@@ -451,6 +451,101 @@ pub async fn sync_shipped(store: &Store, now: DateTime<Utc>) -> Result<(), Stora
     Ok(())
 }
 
+/// The source of a template from `KEYWARD_NOTIFY__TEMPLATES_FILE`.
+pub const CONFIG: &str = "config";
+
+/// One template of a templates file: its variables and, per channel and locale, its parts.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclaredTemplate {
+    key: String,
+    #[serde(default)]
+    variables: Vec<String>,
+    channels: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TemplatesFile {
+    templates: Vec<DeclaredTemplate>,
+}
+
+/// The templates of `path` (the format of deploy/presets/*.templates.json), each checked as
+/// the admin API checks one; Err names the file, the template and what is wrong.
+pub fn declared(path: &std::path::Path, now: DateTime<Utc>) -> Result<Vec<TemplateRecord>, String> {
+    let at = |what: String| format!("KEYWARD_NOTIFY__TEMPLATES_FILE {}: {what}", path.display());
+    let raw = std::fs::read_to_string(path).map_err(|e| at(format!("{e} (fix the path)")))?;
+    let file: TemplatesFile =
+        serde_json::from_str(&raw).map_err(|e| at(format!("{e} (fix the JSON)")))?;
+    let mut out = Vec::new();
+    for t in file.templates {
+        let key = keyward_messages::notify::TemplateKey::parse("key", &t.key)
+            .map_err(|e| at(format!("template {:?}: {}", t.key, e.message)))?;
+        let mut variables = t.variables.clone();
+        variables.sort();
+        variables.dedup();
+        for (channel, locales) in &t.channels {
+            let ch = Channel::parse("channel", channel)
+                .map_err(|e| at(format!("{} {channel}: {}", t.key, e.message)))?;
+            for (locale, parts) in locales {
+                let loc = match locale.as_str() {
+                    "en" => Locale::En,
+                    "ru" => Locale::Ru,
+                    other => {
+                        return Err(at(format!(
+                            "{} {channel}: {other:?} is not a locale (en, ru)",
+                            t.key
+                        )))
+                    }
+                };
+                check(ch, parts, &variables).map_err(|errors| {
+                    let why: Vec<String> = errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect();
+                    at(format!("{} {channel} {locale}: {}", t.key, why.join("; ")))
+                })?;
+                out.push(TemplateRecord {
+                    key: key.as_str().to_owned(),
+                    channel: ch.as_str().to_owned(),
+                    locale: loc.as_str().to_owned(),
+                    parts: parts.clone(),
+                    variables: variables.clone(),
+                    source: CONFIG.to_owned(),
+                    updated_at: now,
+                    updated_by: None,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Puts the templates of `KEYWARD_NOTIFY__TEMPLATES_FILE` in place: a missing or shipped one is
+/// written, a changed one from the file replaced, one edited through the admin API kept.
+pub async fn sync_declared(
+    store: &Store,
+    path: &std::path::Path,
+    now: DateTime<Utc>,
+) -> Result<usize, crate::StartError> {
+    let declared = declared(path, now).map_err(crate::StartError::Config)?;
+    let mut written = 0;
+    for t in declared {
+        let stored = store
+            .notices()
+            .template(&t.key, &t.channel, &t.locale)
+            .await?;
+        let keep = stored.is_some_and(|s| {
+            s.source == "api"
+                || (s.source == CONFIG && s.parts == t.parts && s.variables == t.variables)
+        });
+        if !keep {
+            store.notices().put_template(&t).await?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -554,5 +649,101 @@ mod tests {
         )]);
         let e = render(&p, &serde_json::Map::new()).unwrap_err();
         assert_eq!(e.code, "template_error");
+    }
+}
+
+#[cfg(test)]
+mod declared_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn presets() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/presets")
+    }
+
+    #[test]
+    fn every_presets_templates_file_checks_out() {
+        let mut files = 0;
+        for entry in std::fs::read_dir(presets()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".templates.json") {
+                let t = declared(&path, Utc::now()).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!t.is_empty(), "{}", path.display());
+                files += 1;
+            }
+        }
+        assert_eq!(files, 4, "clinic, events, social, marketplace");
+    }
+
+    #[test]
+    fn a_bad_template_names_the_file_the_template_and_the_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(
+            &path,
+            r#"{"templates": [{"key": "booking_ok", "variables": ["name"],
+                "channels": {"email": {"en": {"subject": "Hi {{ nam }}", "text": "x"}}}}]}"#,
+        )
+        .unwrap();
+        let e = declared(&path, Utc::now()).unwrap_err();
+        assert!(
+            e.contains("KEYWARD_NOTIFY__TEMPLATES_FILE") && e.contains("booking_ok email en"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            r#"{"templates": [{"key": "b", "channels": {"fax": {}}}]}"#,
+        )
+        .unwrap();
+        assert!(declared(&path, Utc::now()).unwrap_err().contains("fax"));
+        assert!(declared(&dir.path().join("none.json"), Utc::now())
+            .unwrap_err()
+            .contains("fix the path"));
+    }
+
+    #[tokio::test]
+    async fn a_declared_template_is_written_replaced_when_changed_and_kept_when_edited() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        let file = |subject: &str| {
+            format!(
+                r#"{{"templates": [{{"key": "booking_confirmed", "variables": ["when"],
+                "channels": {{"in_app": {{"en": {{"title": "{subject}", "body": "At {{{{ when }}}}"}}}}}}}}]}}"#
+            )
+        };
+        std::fs::write(&path, file("Booked")).unwrap();
+        assert_eq!(sync_declared(&store, &path, Utc::now()).await.unwrap(), 1);
+        assert_eq!(
+            sync_declared(&store, &path, Utc::now()).await.unwrap(),
+            0,
+            "unchanged"
+        );
+        std::fs::write(&path, file("Booked!")).unwrap();
+        assert_eq!(sync_declared(&store, &path, Utc::now()).await.unwrap(), 1);
+        let t = store
+            .notices()
+            .template("booking_confirmed", "in_app", "en")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.parts["title"].as_str(), t.source.as_str()),
+            ("Booked!", CONFIG)
+        );
+        // Edited through the admin API: the file no longer overrides it.
+        let edited = TemplateRecord {
+            source: "api".into(),
+            parts: [
+                ("title".to_owned(), "Mine".to_owned()),
+                ("body".to_owned(), "x".to_owned()),
+            ]
+            .into(),
+            ..t
+        };
+        store.notices().put_template(&edited).await.unwrap();
+        std::fs::write(&path, file("Booked again")).unwrap();
+        assert_eq!(sync_declared(&store, &path, Utc::now()).await.unwrap(), 0);
     }
 }

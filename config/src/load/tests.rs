@@ -363,6 +363,7 @@ fn the_schema_matches_the_structs() {
                 channels: vec!["email".into()],
             }],
             allow_loopback_push: true,
+            templates_file: Some("deploy/presets/clinic.templates.json".into()),
         },
         ..Settings::default()
     };
