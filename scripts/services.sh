@@ -185,82 +185,59 @@ start_webpush() {
   log "web-push-testing ready on http://localhost:$port"
 }
 
-start_oidc() {
-  local src ver cache
-  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oidc"
-  ver=$(sed -n 's/.*"oidc-provider": "\(.*\)".*/\1/p' "$src/package.json")
-  cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/oidc-provider-$ver"
+# Starts scripts/<dir>/server.mjs, a Node.js server from npm package <package> (its version
+# pinned in scripts/<dir>/package.json, installed once into the services cache), on a free port;
+# waits until <host>:<port><ready_path> answers. Sets $npm_port. Needs Node.js >= <major>.<minor>.
+start_npm_server() { # dir package major minor host ready_path
+  local name=$1 package=$2 major=$3 minor=$4 host=$5 ready=$6 src ver cache
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$name"
+  ver=$(sed -n "s/.*\"$package\": \"\(.*\)\".*/\1/p" "$src/package.json")
+  cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/$package-$ver"
   # installed.lock is written only after a complete install: a changed or half-done one redoes it.
   if ! cmp -s "$src/package-lock.json" "$cache/installed.lock"; then
     command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
-    log "installing oidc-provider $ver from npm"
+    log "installing $package $ver from npm"
     rm -rf "$cache"
     mkdir -p "$cache"
     cp "$src/package.json" "$src/package-lock.json" "$cache/"
     (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --silent >/dev/null)
     cp "$src/package-lock.json" "$cache/installed.lock"
   fi
-  # oidc-provider 9 asks for Node.js 22 (and warns on 20) but works from 20.18 (URL.parse);
-  # Debian 12's own nodejs is 18.
-  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 18) ? 0 : 1)' \
-    || { echo "oidc-provider needs Node.js >= 20.18, found $(node --version)" >&2; exit 1; }
-  local dir="$root/oidc" port
-  port=$(free_port)
+  node -e "const [a, b] = process.versions.node.split('.').map(Number); process.exit(a > $major || (a === $major && b >= $minor) ? 0 : 1)" \
+    || { echo "$package needs Node.js >= $major.$minor, found $(node --version)" >&2; exit 1; }
+  local dir="$root/$name"
+  npm_port=$(free_port)
   mkdir -p "$dir"
   # An ES module resolves its imports from its own directory: run a copy beside the cache.
   cp "$src/server.mjs" "$dir/"
   ln -s "$cache/node_modules" "$dir/node_modules"
-  node "$dir/server.mjs" "$port" >"$dir/out.log" 2>&1 &
+  node "$dir/server.mjs" "$npm_port" >"$dir/out.log" 2>&1 &
   local pid=$!
   cleanup_steps+=("kill $pid 2>/dev/null")
   local i
   for i in $(seq 1 100); do
-    if python3 -c "import urllib.request; urllib.request.urlopen('http://localhost:$port/.well-known/openid-configuration', timeout=1)" 2>/dev/null; then break; fi
+    if python3 -c "import urllib.request; urllib.request.urlopen('http://$host:$npm_port$ready', timeout=1)" 2>/dev/null; then break; fi
     kill -0 "$pid" 2>/dev/null || { cat "$dir/out.log" >&2; exit 1; }
     [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
     sleep 0.1
   done
-  # The issuer names `localhost`: it must be exactly what discovery and the id_token's iss say.
-  export KEYWARD_TEST_OIDC_ISSUER="http://localhost:$port"
-  log "oidc-provider $ver ready, issuer http://localhost:$port (log $dir/out.log)"
+  npm_version=$ver
+}
+
+start_oidc() {
+  # oidc-provider 9 asks for Node.js 22 (and warns on 20) but works from 20.18 (URL.parse);
+  # Debian 12's own nodejs is 18. The issuer names `localhost`: it must be exactly what
+  # discovery and the id_token's iss say.
+  start_npm_server oidc oidc-provider 20 18 localhost /.well-known/openid-configuration
+  export KEYWARD_TEST_OIDC_ISSUER="http://localhost:$npm_port"
+  log "oidc-provider $npm_version ready, issuer http://localhost:$npm_port (log $root/oidc/out.log)"
 }
 
 start_oauth2() {
-  local src ver cache
-  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oauth2"
-  ver=$(sed -n 's/.*"oauth2-mock-server": "\(.*\)".*/\1/p' "$src/package.json")
-  cache="${KEYWARD_SERVICES_CACHE:-/var/tmp/keyward-services-cache}/oauth2-mock-server-$ver"
-  # installed.lock is written only after a complete install: a changed or half-done one redoes it.
-  if ! cmp -s "$src/package-lock.json" "$cache/installed.lock"; then
-    command -v npm >/dev/null || { log "installing nodejs"; apt_install nodejs npm; }
-    log "installing oauth2-mock-server $ver from npm"
-    rm -rf "$cache"
-    mkdir -p "$cache"
-    cp "$src/package.json" "$src/package-lock.json" "$cache/"
-    (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --silent >/dev/null)
-    cp "$src/package-lock.json" "$cache/installed.lock"
-  fi
   # oauth2-mock-server 8 asks for Node.js ^20.19 (9 wants 22); Debian 12's own nodejs is 18.
-  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
-    || { echo "oauth2-mock-server needs Node.js >= 20.19, found $(node --version)" >&2; exit 1; }
-  local dir="$root/oauth2" port
-  port=$(free_port)
-  mkdir -p "$dir"
-  # An ES module resolves its imports from its own directory: run a copy beside the cache.
-  cp "$src/server.mjs" "$dir/"
-  ln -s "$cache/node_modules" "$dir/node_modules"
-  node "$dir/server.mjs" "$port" >"$dir/out.log" 2>&1 &
-  local pid=$!
-  cleanup_steps+=("kill $pid 2>/dev/null")
-  local i
-  for i in $(seq 1 100); do
-    if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/.well-known/openid-configuration', timeout=1)" 2>/dev/null; then break; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/out.log" >&2; exit 1; }
-    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  export KEYWARD_TEST_GITHUB_URL="http://127.0.0.1:$port"
-  log "oauth2-mock-server $ver ready, GitHub-shaped on http://127.0.0.1:$port (log $dir/out.log)"
+  start_npm_server oauth2 oauth2-mock-server 20 19 127.0.0.1 /.well-known/openid-configuration
+  export KEYWARD_TEST_GITHUB_URL="http://127.0.0.1:$npm_port"
+  log "oauth2-mock-server $npm_version ready, GitHub-shaped on http://127.0.0.1:$npm_port (log $root/oauth2/out.log)"
 }
 
 start_nginx() {
