@@ -322,6 +322,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             keyward_actors::keys::master_key(&settings)?;
             print!("{}", settings.redacted_toml());
+            // Roles made through the admin API live in the database, which this does not
+            // read: a default role declared nowhere here is only a warning.
+            let declared = keyward_actors::access::policy::declared(&settings.access);
+            for r in settings.access.default_role_list() {
+                if !declared.iter().any(|d| d.name == r) {
+                    eprintln!(
+                        "warning: KEYWARD_ACCESS__DEFAULT_ROLES: role {r:?} is declared neither by the preset nor in [[access.roles]]; serve and migrate refuse to start unless it was created through the admin API"
+                    );
+                }
+            }
             Ok(())
         }
         Command::Admin {

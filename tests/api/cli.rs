@@ -95,6 +95,29 @@ fn a_misspelt_variable_or_key_is_warned_about_with_the_right_name() {
 }
 
 #[test]
+fn config_check_warns_of_a_default_role_declared_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |roles: &str| {
+        keyward(dir.path())
+            .args(["config", "check"])
+            .env("KEYWARD_ACCESS__PRESET", "clinic")
+            .env("KEYWARD_ACCESS__DEFAULT_ROLES", roles)
+            .output()
+            .unwrap()
+    };
+    let out = check("patient");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let out = check("patient,pateint");
+    assert!(out.status.success(), "the database may have it");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("KEYWARD_ACCESS__DEFAULT_ROLES") && err.contains("\"pateint\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_configuration_fails_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = keyward(dir.path())
