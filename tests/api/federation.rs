@@ -180,6 +180,11 @@ pub(crate) async fn exchange(app: &TestApp, done: &url::Url) -> Value {
     r.json().await.unwrap()
 }
 
+/// A native app's sign-in: POST /v1/auth/oauth with `body`.
+pub(crate) async fn native(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post("/v1/auth/oauth", body).await
+}
+
 /// GET /v1/users/me with the access token of `pair`.
 pub(crate) async fn me(app: &TestApp, pair: &Value) -> Value {
     app.get_bearer("/v1/users/me", pair["access_token"].as_str().unwrap())
@@ -748,12 +753,11 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     let issuer = issuer();
     let (app, client) = oidc_app_and_client(issuer.clone()).await;
     let id_token = sdk_id_token(&issuer, &client, "fox", "n-1").await;
-    let r = app
-        .post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": id_token, "nonce": "n-1"}),
-        )
-        .await;
+    let r = native(
+        &app,
+        json!({"provider": "acme", "id_token": id_token, "nonce": "n-1"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let pair: Value = r.json().await.unwrap();
     assert_eq!(
@@ -762,24 +766,14 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     );
 
     // The same token again: refused, it signs in once.
-    let (status, p) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": id_token}),
-        )
-        .await,
-    )
-    .await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "acme", "id_token": id_token})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
     assert_eq!(p["code"], "invalid_id_token");
 
     // Another token of the same identity reaches the same account.
     let again = sdk_id_token(&issuer, &client, "fox", "n-2").await;
-    let pair2: Value = app
-        .post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": again}),
-        )
+    let pair2: Value = native(&app, json!({"provider": "acme", "id_token": again}))
         .await
         .json()
         .await
@@ -792,8 +786,8 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     // A wrong nonce, a forged signature, an unknown provider, no id_token.
     let other = sdk_id_token(&issuer, &client, "fox", "n-3").await;
     let (status, _) = problem(
-        app.post(
-            "/v1/auth/oauth",
+        native(
+            &app,
             json!({"provider": "acme", "id_token": other, "nonce": "n-4"}),
         )
         .await,
@@ -804,46 +798,22 @@ async fn a_native_app_signs_in_with_its_sdks_id_token_once() {
     let (head, sig) = fresh.rsplit_once('.').unwrap();
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
     let forged = format!("{head}.{flipped}{}", &sig[1..]);
-    let (status, _) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": forged}),
-        )
-        .await,
-    )
-    .await;
+    let (status, _) =
+        problem(native(&app, json!({"provider": "acme", "id_token": forged})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a forged signature");
-    let (status, _) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "nope", "id_token": fresh}),
-        )
-        .await,
-    )
-    .await;
+    let (status, _) =
+        problem(native(&app, json!({"provider": "nope", "id_token": fresh})).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, p) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "access_token": "at"}),
-        )
-        .await,
-    )
-    .await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "acme", "access_token": "at"})).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(p["errors"][0]["field"], "id_token", "{p}");
 
     // An identity with a verified account's email: a 409 whose link_token proves the account.
     member(&app, "ivy@example.com").await;
     let token = sdk_id_token(&issuer, &client, "ivy", "n-6").await;
-    let (status, p) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": token}),
-        )
-        .await,
-    )
-    .await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "acme", "id_token": token})).await).await;
     assert_eq!(status, StatusCode::CONFLICT, "{p}");
     assert_eq!(p["code"], "account_exists");
     let r = app
@@ -939,29 +909,22 @@ async fn a_native_apps_id_token_is_accepted_for_a_configured_native_client_id_on
     let stranger = register_client(&issuer, "http://127.0.0.1/other").await;
     let (app, _) = app_with_native_apps(issuer.clone(), "google", vec![ios.id.clone()]).await;
     let token = sdk_id_token(&issuer, &ios, "ned", "n-1").await;
-    let r = app
-        .post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": token, "nonce": "n-1"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK, "the product's own iOS app");
-    let theirs = sdk_id_token(&issuer, &stranger, "ned", "n-2").await;
-    let (status, p) = problem(
-        app.post(
-            "/v1/auth/oauth",
-            json!({"provider": "acme", "id_token": theirs}),
-        )
-        .await,
+    let r = native(
+        &app,
+        json!({"provider": "acme", "id_token": token, "nonce": "n-1"}),
     )
     .await;
+    assert_eq!(r.status(), StatusCode::OK, "the product's own iOS app");
+    let theirs = sdk_id_token(&issuer, &stranger, "ned", "n-2").await;
+    let (status, p) =
+        problem(native(&app, json!({"provider": "acme", "id_token": theirs})).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "another app's token: {p}");
     assert_eq!(p["code"], "invalid_id_token");
     // A configured native app's token with a wrong nonce is still refused.
     let token = sdk_id_token(&issuer, &ios, "ned", "n-3").await;
     let (status, _) = problem(
-        app.post(
-            "/v1/auth/oauth",
+        native(
+            &app,
             json!({"provider": "acme", "id_token": token, "nonce": "n-4"}),
         )
         .await,

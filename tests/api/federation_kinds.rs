@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::federation::{browser, exchange, location, me, param, APP};
+use crate::federation::{browser, exchange, location, me, native, param, APP};
 use crate::helpers::{claims, problem, spawn_app_with, Options, TestApp};
 
 // ---------------------------------------------------------------------------------------------
@@ -189,10 +189,6 @@ async fn callback_gives_provider_error(app: &TestApp, b: &reqwest::Client, back:
     );
     assert!(param(&to_app, "code").is_none());
     assert!(app.events_of_type("user.registered").await.is_empty());
-}
-
-async fn native(app: &TestApp, body: Value) -> reqwest::Response {
-    app.post("/v1/auth/oauth", body).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ use crate::sessions::Assurance;
 /// typed, so unknown accounts throttle exactly like known ones) and the client IP.
 fn throttle_keys(m: &Login, user: Option<&UserRecord>) -> (String, Option<String>) {
     let account = match (user, &m.login) {
-        (Some(u), _) => format!("account:{}", u.id),
+        (Some(u), _) => account_key(u.id),
         (None, LoginId::Email(e)) => format!("login:{}", e.normalized()),
         (None, LoginId::Username(u)) => format!("login:{}", u.normalized()),
     };
@@ -47,6 +47,12 @@ async fn failures_and_delay(
     Ok((failures, delay))
 }
 
+/// The login throttle's key of account `user`: failures of its password, second factors and
+/// link proofs count together under it.
+pub(crate) fn account_key(user: keyward_messages::UserId) -> String {
+    format!("account:{user}")
+}
+
 /// Seconds account `user` must wait: failures of its password, second factors and link
 /// proofs count together under its account key.
 pub(crate) async fn account_throttled(
@@ -57,7 +63,7 @@ pub(crate) async fn account_throttled(
 ) -> Result<Option<u64>, HandlerError> {
     let (failures, latest) = store
         .login_failures()
-        .since(&format!("account:{user}"), now - t.window)
+        .since(&account_key(user), now - t.window)
         .await?;
     Ok(throttle_delay(
         failures,
@@ -78,9 +84,7 @@ pub(crate) async fn count_account_failure(
     user: keyward_messages::UserId,
 ) -> Result<(), HandlerError> {
     let tx = store.begin().await?;
-    tx.login_failures()
-        .record(&format!("account:{user}"), now)
-        .await?;
+    tx.login_failures().record(&account_key(user), now).await?;
     let ev = DomainEvent::UserLoginFailed {
         user_id: user,
         ip: meta.client_ip.map(|i| i.to_string()),

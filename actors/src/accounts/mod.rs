@@ -13,7 +13,7 @@ pub(crate) mod blocking;
 pub mod cli;
 mod handlers;
 mod login;
-pub(crate) use login::{account_throttled, count_account_failure};
+pub(crate) use login::{account_key, account_throttled, count_account_failure};
 mod passwords;
 pub mod policy;
 mod registration;

@@ -96,7 +96,7 @@ pub(super) async fn reset_password(deps: Arc<Deps>, m: ResetPassword) -> Result<
         .invalidate_email_tokens(user_id, TokenPurpose::ResetPassword, now)
         .await?;
     tx.login_failures()
-        .clear(&format!("account:{user_id}"))
+        .clear(&super::account_key(user_id))
         .await?;
     let ended = end_sessions_after_password(
         &deps,

@@ -297,7 +297,7 @@ async fn resolve(
     let id = UserId::new();
     let mut tx = deps.store.begin().await?;
     let erased = match &squatter {
-        Some(old) => Some(erase_unproved(deps, &tx, meta, old, now).await?),
+        Some(old) => Some(erase_unproved(deps, &tx, meta, old).await?),
         None => None,
     };
     let new_user = |username: Option<Username>| NewUser {
@@ -319,7 +319,7 @@ async fn resolve(
             drop(tx);
             tx = deps.store.begin().await?;
             if let Some(old) = &squatter {
-                erase_unproved(deps, &tx, meta, old, now).await?;
+                erase_unproved(deps, &tx, meta, old).await?;
             }
             match tx.users().insert(new_user(None)).await {
                 Ok(()) => {}
@@ -387,7 +387,6 @@ async fn erase_unproved(
     tx: &keyward_storage::Tx,
     meta: &RequestMeta,
     old: &UserRecord,
-    _now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<String>, HandlerError> {
     tx.users().lock(old.id).await?;
     let avatar = tx.profiles().get(old.id).await?.and_then(|p| p.avatar);

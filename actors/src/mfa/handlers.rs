@@ -418,10 +418,7 @@ async fn prove(
     }
 }
 
-/// The login throttle's account key: second-factor failures count with password failures.
-pub(super) fn account_key(user: UserId) -> String {
-    format!("account:{user}")
-}
+pub(super) use crate::accounts::account_key;
 
 pub(super) async fn throttled(deps: &Deps, user: UserId) -> Result<Option<u64>, HandlerError> {
     crate::accounts::account_throttled(&deps.store, (deps.clock)(), &deps.throttle, user).await
