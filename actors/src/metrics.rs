@@ -76,6 +76,12 @@ pub struct Metrics {
     pub retention_purged: IntCounterVec,
     /// The purger's runs, by outcome (one of [`RETENTION_OUTCOMES`]).
     pub retention_runs: IntCounterVec,
+    /// Calls to Vault Transit's sign endpoint (each signs a batch).
+    pub signing_batches: IntCounter,
+    /// Of those, the ones that failed (Vault down, slow or refusing).
+    pub signing_failures: IntCounter,
+    /// Tokens signed, by where the key is (`local` or `vault`).
+    pub signatures: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -229,6 +235,23 @@ impl Metrics {
                 "Runs of this node's purger, by outcome (skipped: another node's purger held the lock)",
                 "outcome",
                 &RETENTION_OUTCOMES,
+            )?,
+            signing_batches: counter(
+                r,
+                "keyward_signing_batches_total",
+                "Calls to Vault Transit's sign endpoint, each signing a batch of tokens",
+            )?,
+            signing_failures: counter(
+                r,
+                "keyward_signing_failures_total",
+                "Vault Transit sign calls that failed (Vault down, slow or refusing: 503s)",
+            )?,
+            signatures: labelled(
+                r,
+                "keyward_signatures_total",
+                "Tokens signed, by where the key is",
+                "backend",
+                &["local", "vault"],
             )?,
         })
     }

@@ -174,7 +174,21 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         refresh_absolute: secs(t.refresh_absolute_ttl_secs),
         refresh_grace: secs(t.refresh_grace_secs),
     };
-    let keys = KeyRing::load_or_create(&store, &master, clock.clone(), tokens.access_ttl).await?;
+    let backend = settings
+        .keys
+        .backend()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let lead = secs(settings.keys.publish_lead_secs);
+    let keys = KeyRing::load_or_create(
+        &store,
+        &master,
+        clock.clone(),
+        tokens.access_ttl,
+        &crate::keys::Keys::connect(&backend)?,
+        lead,
+        Some(opts.metrics.clone()),
+    )
+    .await?;
 
     let p = &settings.passwords;
     let threads = if p.hasher_threads == 0 {

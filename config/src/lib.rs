@@ -1026,20 +1026,76 @@ impl Default for RetentionSettings {
     }
 }
 
-/// Signing keys, `[keys]` / `KEYWARD_KEYS__<FIELD>`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// Signing keys, `[keys]` / `KEYWARD_KEYS__<FIELD>`. `Debug` hides the Vault token.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct KeySettings {
     /// Seconds between `keyward keys rotate` publishing a new key and the key signing: longer
     /// than the JWKS cache max-age (300), so every verifier knows a key before its first
     /// token. At least 300; `keys rotate --now` skips it in an emergency.
     pub publish_lead_secs: u64,
+    /// `KEYWARD_KEYS__BACKEND`: `local` (keys made here, stored encrypted under the master
+    /// key) or `vault` (the Transit engine of HashiCorp Vault or OpenBao signs; the private
+    /// key never leaves it).
+    pub backend: String,
+    /// `KEYWARD_KEYS__VAULT_ADDR`: the Vault server, e.g. `https://vault.internal:8200`.
+    pub vault_addr: Option<String>,
+    /// `KEYWARD_KEYS__VAULT_TOKEN`: a token allowed to read, (create,) rotate and sign with
+    /// the key. Mutually exclusive with `vault_token_file`.
+    pub vault_token: Option<SecretString>,
+    /// `KEYWARD_KEYS__VAULT_TOKEN_FILE`: a file holding that token (e.g. a Vault Agent sink);
+    /// read again when Vault refuses the token it held.
+    pub vault_token_file: Option<PathBuf>,
+    /// `KEYWARD_KEYS__VAULT_MOUNT`: where the Transit engine is mounted (default `transit`).
+    pub vault_mount: String,
+    /// `KEYWARD_KEYS__VAULT_KEY`: the Transit key's name (default `keyward`); made as an
+    /// `ed25519` key at first start when the token may create it.
+    pub vault_key: String,
+    /// `KEYWARD_KEYS__VAULT_TIMEOUT_MS`: how long a signature may wait for Vault before the
+    /// request that needs it gets a 503 (default 2000).
+    pub vault_timeout_ms: u64,
 }
 
 impl Default for KeySettings {
     fn default() -> Self {
         KeySettings {
             publish_lead_secs: 600,
+            backend: "local".to_owned(),
+            vault_addr: None,
+            vault_token: None,
+            vault_token_file: None,
+            vault_mount: "transit".to_owned(),
+            vault_key: "keyward".to_owned(),
+            vault_timeout_ms: 2000,
         }
+    }
+}
+
+/// Where signing keys live: [`KeySettings::backend`] checked, its token read.
+#[derive(Debug, Clone)]
+pub enum KeyBackend {
+    Local,
+    Vault(VaultTransit),
+}
+
+/// A Transit key in Vault or OpenBao. `Debug` hides the token.
+#[derive(Debug, Clone)]
+pub struct VaultTransit {
+    /// No trailing slash.
+    pub addr: String,
+    pub token: SecretString,
+    /// Where to read the token again when Vault refuses it.
+    pub token_file: Option<PathBuf>,
+    /// No surrounding slashes.
+    pub mount: String,
+    pub key: String,
+    pub timeout: std::time::Duration,
+}
+
+impl KeySettings {
+    /// The backend, its settings complete and its token read; errors name the variable and
+    /// the fix, never the token.
+    pub fn backend(&self) -> Result<KeyBackend, ConfigError> {
+        validate::keys(self)
     }
 }

@@ -138,7 +138,19 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "audit_days",
         ],
     ),
-    ("keys", &["publish_lead_secs"]),
+    (
+        "keys",
+        &[
+            "publish_lead_secs",
+            "backend",
+            "vault_addr",
+            "vault_token",
+            "vault_token_file",
+            "vault_mount",
+            "vault_key",
+            "vault_timeout_ms",
+        ],
+    ),
     (
         "notify",
         &["categories", "allow_loopback_push", "templates_file"],

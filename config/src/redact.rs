@@ -74,7 +74,7 @@ struct Redacted<'a> {
     mfa: &'a crate::MfaSettings,
     oauth: RedactedOAuth<'a>,
     retention: &'a crate::RetentionSettings,
-    keys: &'a crate::KeySettings,
+    keys: RedactedKeys<'a>,
     notify: RedactedNotify<'a>,
 }
 
@@ -145,6 +145,34 @@ impl<'a> RedactedOAuth<'a> {
                     )
                 })
                 .collect(),
+        }
+    }
+}
+
+/// `[keys]` with the Vault token masked.
+#[derive(Serialize)]
+struct RedactedKeys<'a> {
+    publish_lead_secs: u64,
+    backend: &'a str,
+    vault_addr: Option<String>,
+    vault_token: Option<&'static str>,
+    vault_token_file: Option<String>,
+    vault_mount: &'a str,
+    vault_key: &'a str,
+    vault_timeout_ms: u64,
+}
+
+impl<'a> RedactedKeys<'a> {
+    fn new(k: &'a crate::KeySettings) -> Self {
+        RedactedKeys {
+            publish_lead_secs: k.publish_lead_secs,
+            backend: &k.backend,
+            vault_addr: k.vault_addr.as_deref().map(safe_url),
+            vault_token: k.vault_token.is_some().then_some(MASK),
+            vault_token_file: k.vault_token_file.as_ref().map(|p| p.display().to_string()),
+            vault_mount: &k.vault_mount,
+            vault_key: &k.vault_key,
+            vault_timeout_ms: k.vault_timeout_ms,
         }
     }
 }
@@ -246,7 +274,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         mfa: &settings.mfa,
         oauth: RedactedOAuth::new(&settings.oauth),
         retention: &settings.retention,
-        keys: &settings.keys,
+        keys: RedactedKeys::new(&settings.keys),
         notify: RedactedNotify {
             allow_loopback_push: settings.notify.allow_loopback_push,
             templates_file: settings
@@ -319,6 +347,10 @@ mod tests {
                 twilio_auth_token: Some(SecretString::from("twiliosecret")),
                 ..crate::SmsSettings::default()
             },
+            keys: crate::KeySettings {
+                vault_token: Some(SecretString::from("vaultsecret")),
+                ..crate::KeySettings::default()
+            },
             ..Settings::default()
         };
         let text = settings.redacted_toml();
@@ -330,6 +362,7 @@ mod tests {
             "a2V5c2VjcmV0",
             "hooksecret",
             "twiliosecret",
+            "vaultsecret",
         ] {
             assert!(!text.contains(secret), "{secret} leaked in:\n{text}");
         }

@@ -90,6 +90,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
         s.keys.publish_lead_secs,
         JWKS_MAX_AGE_SECS,
     )?;
+    keys(&s.keys)?;
 
     let has_key = master_key_bytes(s)?.is_some();
     if s.is_distributed() && !has_key {
@@ -628,6 +629,95 @@ fn secret_from(
             Ok(Some(SecretString::from(text.trim())))
         }
         (None, None) => Ok(None),
+    }
+}
+
+const KEYS_BACKEND: &str = "KEYWARD_KEYS__BACKEND";
+const VAULT_ADDR: &str = "KEYWARD_KEYS__VAULT_ADDR";
+const VAULT_TOKEN: &str = "KEYWARD_KEYS__VAULT_TOKEN";
+
+/// `[keys]`: the backend and, for `vault`, its address, token and key.
+pub(crate) fn keys(s: &crate::KeySettings) -> Result<crate::KeyBackend, ConfigError> {
+    let missing = |key: &str, why: &str| {
+        ConfigError::invalid(
+            key,
+            format!("is not set, but {KEYS_BACKEND} is vault: {why}"),
+        )
+    };
+    match s.backend.as_str() {
+        "local" => Ok(crate::KeyBackend::Local),
+        "vault" => {
+            let addr = s.vault_addr.as_deref().ok_or_else(|| {
+                missing(
+                    VAULT_ADDR,
+                    "set the Vault or OpenBao address, e.g. https://vault.internal:8200",
+                )
+            })?;
+            plain_http_url(
+                VAULT_ADDR,
+                addr,
+                "expected the server's base URL, e.g. https://vault.internal:8200",
+            )?;
+            let token = secret_from(
+                (VAULT_TOKEN, &s.vault_token),
+                ("KEYWARD_KEYS__VAULT_TOKEN_FILE", &s.vault_token_file),
+                "a Vault token",
+            )?
+            .ok_or_else(|| {
+                missing(
+                    VAULT_TOKEN,
+                    "set a token allowed to sign with the Transit key (or _FILE)",
+                )
+            })?;
+            let mount = s.vault_mount.trim_matches('/');
+            let name_ok = |v: &str, slashes: bool| {
+                !v.is_empty()
+                    && v.chars().all(|c| {
+                        c.is_ascii_alphanumeric()
+                            || matches!(c, '-' | '_' | '.')
+                            || (slashes && c == '/')
+                    })
+            };
+            if !name_ok(mount, true) {
+                return Err(ConfigError::invalid(
+                    "KEYWARD_KEYS__VAULT_MOUNT",
+                    format!(
+                        "\"{}\" is not a mount path (letters, digits, - _ . and /; e.g. transit)",
+                        s.vault_mount
+                    ),
+                ));
+            }
+            if !name_ok(&s.vault_key, false) {
+                return Err(ConfigError::invalid(
+                    "KEYWARD_KEYS__VAULT_KEY",
+                    format!(
+                        "\"{}\" is not a Transit key name (letters, digits, - _ .; e.g. keyward)",
+                        s.vault_key
+                    ),
+                ));
+            }
+            if !(100..=60_000).contains(&s.vault_timeout_ms) {
+                return Err(ConfigError::invalid(
+                    "KEYWARD_KEYS__VAULT_TIMEOUT_MS",
+                    format!(
+                        "{} is out of range (100..=60000 milliseconds)",
+                        s.vault_timeout_ms
+                    ),
+                ));
+            }
+            Ok(crate::KeyBackend::Vault(crate::VaultTransit {
+                addr: addr.trim_end_matches('/').to_owned(),
+                token,
+                token_file: s.vault_token_file.clone(),
+                mount: mount.to_owned(),
+                key: s.vault_key.clone(),
+                timeout: std::time::Duration::from_millis(s.vault_timeout_ms),
+            }))
+        }
+        other => Err(ConfigError::invalid(
+            KEYS_BACKEND,
+            format!("\"{other}\" is not a key backend (expected local or vault)"),
+        )),
     }
 }
 

@@ -796,6 +796,13 @@ impl TestApp {
             .await
     }
 
+    /// A peer whose settings differ from this node's by `tweak`.
+    pub async fn spawn_peer_with(&self, tweak: impl FnOnce(&mut Settings)) -> Node {
+        let mut settings = self.settings.clone();
+        tweak(&mut settings);
+        self.start_peer(settings, None, None).await
+    }
+
     /// A peer that has lost `keyward.broadcast`: its broker user may not read that exchange,
     /// so its broadcast consumer never binds and retries forever, as with a broken link. It
     /// believes a session it read as live for `recheck` without the outbox feed; the feed

@@ -52,9 +52,11 @@ async fn rotate(app: &TestApp, lead: i64) -> String {
     let master = keyward_actors::keys::master_key(&app.settings).unwrap();
     let offset = app.clock_offset.load(std::sync::atomic::Ordering::SeqCst);
     let now = chrono::Utc::now() + chrono::Duration::seconds(offset);
+    let backend = app.settings.keys.backend().unwrap();
     keyward_actors::keys::rotate(
         &app.node.contexts.store,
         &master,
+        &keyward_actors::keys::Keys::connect(&backend).unwrap(),
         now,
         chrono::Duration::seconds(lead),
     )

@@ -13,6 +13,7 @@ mod distributed;
 mod federation;
 mod federation_kinds;
 mod keys;
+mod keys_vault;
 mod lifecycle;
 mod mfa;
 mod nginx;

@@ -296,7 +296,7 @@ pub(super) async fn issue_token(
         scope: scopes.join(" "),
     };
     Ok(ClientToken {
-        access_token: deps.keys.sign(&claims)?,
+        access_token: deps.keys.sign(&claims).await?,
         token_type: "Bearer",
         expires_in: u64::try_from(ttl.num_seconds()).unwrap_or(0),
         scope: claims.scope,

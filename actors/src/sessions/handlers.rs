@@ -200,7 +200,7 @@ async fn refresh(
         } => {
             session.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
             let grants = deps.decisions.grants(&deps.store, user.id).await?;
-            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now)?);
+            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now).await?);
         }
         Refreshed::Earlier { session, user, at } => (session, user, at),
     };
@@ -219,7 +219,7 @@ async fn refresh(
                 .await?
                 .unwrap_or(session);
             let grants = deps.decisions.grants(&deps.store, user.id).await?;
-            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now)?);
+            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now).await?);
         }
     }
     tracing::warn!(session_id = %session.id, user_id = %user.id, "refresh token reuse detected; revoking the session");

@@ -40,7 +40,7 @@ impl Assurance {
 
 /// Signs an access token for `user` in session `sid`. Roles are listed while the token stays
 /// under `MAX_ISSUED_BYTES`; the rest are cut and `roles_truncated` says so.
-pub(crate) fn access_token(
+pub(crate) async fn access_token(
     deps: &Deps,
     user: &UserRecord,
     roles: &[String],
@@ -78,14 +78,14 @@ pub(crate) fn access_token(
     }
     loop {
         if claims.roles.is_empty() || deps.keys.signed_len(&claims)? <= MAX_ISSUED_BYTES {
-            return deps.keys.sign(&claims);
+            return deps.keys.sign(&claims).await;
         }
         claims.roles.pop();
         claims.roles_truncated = true;
     }
 }
 
-pub(crate) fn pair(
+pub(crate) async fn pair(
     deps: &Deps,
     user: &UserRecord,
     roles: &[String],
@@ -94,7 +94,8 @@ pub(crate) fn pair(
     now: DateTime<Utc>,
 ) -> Result<TokenPair, CommandError> {
     Ok(TokenPair {
-        access_token: access_token(deps, user, roles, session.id, &Assurance::of(session), now)?,
+        access_token: access_token(deps, user, roles, session.id, &Assurance::of(session), now)
+            .await?,
         token_type: "Bearer",
         expires_in: u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0),
         refresh_token,
@@ -131,6 +132,9 @@ pub(super) async fn open_session(
     };
     let refresh = random_token();
     let roles = deps.store.users().roles_of(user.id).await?;
+    // Signed before anything is written: a key service that does not answer leaves no
+    // session behind its 503.
+    let tokens = pair(deps, user, &roles, &session, refresh.clone(), now).await?;
     let tx = deps.store.begin().await?;
     if let Some(hash) = rehash {
         tx.users().set_password_hash(user.id, &hash, now).await?;
@@ -160,5 +164,5 @@ pub(super) async fn open_session(
     }
     tx.commit().await?;
     deps.wake_relay();
-    Ok(pair(deps, user, &roles, &session, refresh, now)?)
+    Ok(tokens)
 }

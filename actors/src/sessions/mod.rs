@@ -145,7 +145,7 @@ impl SessionsHandle {
             return Ok(None);
         }
         let roles = deps.store.users().roles_of(user.id).await?;
-        let token = issue::access_token(deps, user, &roles, session, &auth(&s.amr), now)?;
+        let token = issue::access_token(deps, user, &roles, session, &auth(&s.amr), now).await?;
         let ttl = u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0);
         Ok(Some((token, ttl)))
     }

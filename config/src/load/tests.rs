@@ -353,6 +353,12 @@ fn the_schema_matches_the_structs() {
             redirect_allowlist: "https://app.example.com/done".into(),
             providers: Default::default(),
         },
+        keys: crate::KeySettings {
+            vault_addr: Some("https://vault".into()),
+            vault_token: Some(SecretString::from("token")),
+            vault_token_file: Some("/v".into()),
+            ..crate::KeySettings::default()
+        },
         retention: crate::RetentionSettings {
             audit_days: Some(365),
             ..crate::RetentionSettings::default()

@@ -473,3 +473,98 @@ fn passkey_origins_must_be_on_the_rp_id() {
     }));
     assert_eq!(e.key(), "KEYWARD_MFA__RP_ID");
 }
+
+fn with_vault(f: impl FnOnce(&mut crate::KeySettings)) -> Settings {
+    with(|s| {
+        s.keys.backend = "vault".into();
+        s.keys.vault_addr = Some("https://vault.internal:8200/".into());
+        s.keys.vault_token = Some(SecretString::from("hvs.very-secret-token"));
+        f(&mut s.keys);
+    })
+}
+
+#[test]
+fn the_vault_backend_is_read_complete_with_its_token() {
+    let s = with_vault(|_| {});
+    s.validate().unwrap();
+    let crate::KeyBackend::Vault(v) = s.keys.backend().unwrap() else {
+        panic!("vault")
+    };
+    assert_eq!(v.addr, "https://vault.internal:8200");
+    assert_eq!((v.mount.as_str(), v.key.as_str()), ("transit", "keyward"));
+    assert_eq!(v.token.expose_secret(), "hvs.very-secret-token");
+    assert_eq!(v.timeout, std::time::Duration::from_secs(2));
+    assert!(!format!("{:?}", s.keys).contains("very-secret"));
+    assert!(matches!(
+        Settings::default().keys.backend().unwrap(),
+        crate::KeyBackend::Local
+    ));
+}
+
+#[test]
+fn a_bad_vault_setting_names_its_key_and_never_the_token() {
+    let cases: Vec<(Settings, &str, &str)> = vec![
+        (
+            with(|s| s.keys.backend = "hsm".into()),
+            "KEYWARD_KEYS__BACKEND",
+            "local or vault",
+        ),
+        (
+            with_vault(|k| k.vault_addr = None),
+            "KEYWARD_KEYS__VAULT_ADDR",
+            "is not set",
+        ),
+        (
+            with_vault(|k| k.vault_addr = Some("vault.internal:8200".into())),
+            "KEYWARD_KEYS__VAULT_ADDR",
+            "",
+        ),
+        (
+            with_vault(|k| k.vault_token = None),
+            "KEYWARD_KEYS__VAULT_TOKEN",
+            "is not set",
+        ),
+        (
+            with_vault(|k| k.vault_token_file = Some("/t".into())),
+            "KEYWARD_KEYS__VAULT_TOKEN",
+            "set only one",
+        ),
+        (
+            with_vault(|k| k.vault_mount = "tran sit".into()),
+            "KEYWARD_KEYS__VAULT_MOUNT",
+            "not a mount path",
+        ),
+        (
+            with_vault(|k| k.vault_key = "a/b".into()),
+            "KEYWARD_KEYS__VAULT_KEY",
+            "not a Transit key name",
+        ),
+        (
+            with_vault(|k| k.vault_timeout_ms = 10),
+            "KEYWARD_KEYS__VAULT_TIMEOUT_MS",
+            "out of range",
+        ),
+    ];
+    for (s, key, says) in cases {
+        let e = err(&s);
+        assert_eq!(e.key(), key, "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(!e.to_string().contains("very-secret"), "{e}");
+    }
+}
+
+#[test]
+fn the_vault_token_may_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "hvs.from-file\n").unwrap();
+    let s = with_vault(|k| {
+        k.vault_token = None;
+        k.vault_token_file = Some(file.clone());
+    });
+    let crate::KeyBackend::Vault(v) = s.keys.backend().unwrap() else {
+        panic!("vault")
+    };
+    assert_eq!(v.token.expose_secret(), "hvs.from-file");
+    assert_eq!(v.token_file.as_deref(), Some(file.as_path()));
+}

@@ -1,6 +1,10 @@
 //! Signing keys: Ed25519 key pairs generated on first start, stored encrypted under the master
 //! key (ChaCha20-Poly1305, key id as associated data), published as JWKS, rotated on demand.
 //! A retired key stops signing but stays published until every token it signed has expired.
+//! With the `vault` backend a key is a version of a Vault Transit key instead: its row holds
+//! the public half and which version it is, and Vault signs ([`transit`]).
+
+pub mod transit;
 
 use std::sync::{Arc, RwLock};
 
@@ -21,10 +25,13 @@ use sha2::{Digest, Sha256};
 use crate::error::chain;
 use crate::tokens::derive_key;
 use crate::StartError;
-use keyward_config::Settings;
+use keyward_config::{KeyBackend, Settings};
 use std::path::Path;
+use transit::{Batcher, Transit, TransitError};
 
 const ALG: &str = "EdDSA";
+/// The stored form of a Transit key version: `transit:<version>:<mount>:<key>`.
+const TRANSIT_PREFIX: &str = "transit:";
 
 /// A signing key cannot be made, stored, read back or installed. Names the key by its kid,
 /// never shows key material.
@@ -69,6 +76,18 @@ pub enum KeyError {
     Poisoned,
     #[error("no active signing key")]
     NoActiveKey,
+    #[error(
+        "key {kid} is version {version} of the Vault Transit key {mount}/{name}, but {configured}"
+    )]
+    TransitUnconfigured {
+        kid: String,
+        version: u64,
+        mount: String,
+        name: String,
+        configured: String,
+    },
+    #[error(transparent)]
+    Transit(#[from] TransitError),
 }
 
 /// `StartError` carries text: the whole chain goes into it.
@@ -81,17 +100,55 @@ fn start_error(e: KeyError) -> StartError {
 struct Signer {
     /// The token's first part, the same for every token this key signs.
     header: String,
-    key: SigningKey,
+    key: Held,
+}
+
+/// Where a key's private half is.
+enum Held {
+    Here(Box<SigningKey>),
+    /// This version of the Transit key.
+    Transit(u64),
 }
 
 impl Signer {
-    fn new(kid: &str, key: SigningKey) -> Result<Self, CommandError> {
+    fn new(kid: &str, key: Held) -> Result<Self, CommandError> {
         let header = serde_json::to_vec(&access_header(kid)).map_err(|_| CommandError::Internal)?;
         Ok(Self {
             header: URL_SAFE_NO_PAD.encode(header),
             key,
         })
     }
+}
+
+/// A Transit key version's stored form, parsed: `(version, mount, key)`.
+fn transit_ref(stored: &str) -> Option<(u64, &str, &str)> {
+    let mut parts = stored.strip_prefix(TRANSIT_PREFIX)?.splitn(3, ':');
+    let version = parts.next()?.parse().ok()?;
+    Some((version, parts.next()?, parts.next()?))
+}
+
+/// The row of version `version` of a Transit key: the public half and where the private one is.
+fn transit_record(
+    transit: &Transit,
+    key: &transit::TransitKey,
+    version: u64,
+    now: DateTime<Utc>,
+) -> Result<SigningKeyRecord, KeyError> {
+    let public = key.public.get(&version).ok_or(KeyError::NoActiveKey)?;
+    let x = URL_SAFE_NO_PAD.encode(public);
+    Ok(SigningKeyRecord {
+        kid: thumbprint(&x),
+        algorithm: ALG.into(),
+        public_key: x,
+        private_key_enc: format!(
+            "{TRANSIT_PREFIX}{version}:{}:{}",
+            transit.mount(),
+            transit.key()
+        ),
+        created_at: now,
+        retired_at: None,
+        signs_from: None,
+    })
 }
 
 /// A key that signs (or will, or did) during `[from, until)`.
@@ -123,6 +180,49 @@ pub struct KeyRing {
     inner: RwLock<Inner>,
     clock: crate::Clock,
     access_ttl: Duration,
+    /// With the `vault` backend.
+    transit: Option<(Arc<Transit>, Batcher)>,
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+/// Where this node's keys are made and kept: [`KeyBackend`], connected.
+#[derive(Clone)]
+pub enum Keys {
+    Local,
+    Transit(Arc<Transit>),
+}
+
+impl Keys {
+    pub fn connect(backend: &KeyBackend) -> Result<Keys, StartError> {
+        match backend {
+            KeyBackend::Local => Ok(Keys::Local),
+            KeyBackend::Vault(cfg) => Transit::new(cfg.clone())
+                .map(|t| Keys::Transit(Arc::new(t)))
+                .map_err(|e| start_error(e.into())),
+        }
+    }
+
+    fn transit(&self) -> Option<&Arc<Transit>> {
+        match self {
+            Keys::Local => None,
+            Keys::Transit(t) => Some(t),
+        }
+    }
+
+    /// A new key (a new Transit version, or a key made here), not yet stored.
+    async fn make(
+        &self,
+        master: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<SigningKeyRecord, KeyError> {
+        match self {
+            Keys::Local => generate(master, now),
+            Keys::Transit(t) => {
+                let key = t.rotate().await?;
+                transit_record(t, &key, key.latest, now)
+            }
+        }
+    }
 }
 
 /// What `keyward keys list` shows.
@@ -134,6 +234,9 @@ pub struct KeyInfo {
     pub retired_at: Option<DateTime<Utc>>,
     /// None: it signed from its creation.
     pub signs_from: Option<DateTime<Utc>>,
+    /// Where its private half is: `local` (encrypted in the database) or
+    /// `vault:<mount>/<key>#<version>`.
+    pub held: String,
 }
 
 fn cipher(master: &[u8; 32]) -> ChaCha20Poly1305 {
@@ -212,22 +315,78 @@ fn generate(master: &[u8; 32], now: DateTime<Utc>) -> Result<SigningKeyRecord, K
 }
 
 impl KeyRing {
-    /// Loads the stored keys, generating the first one when there is none.
+    /// Loads the stored keys, making the first one when there is none. With the `vault`
+    /// backend, the Transit key (made when missing) must be the one that signs: when the
+    /// stored keys do not hold its latest version yet (a node moving to Vault, or a version
+    /// made in Vault directly), that version is stored to sign after the publish lead, as
+    /// `keys rotate` would, so verifiers know it before its first token.
     pub async fn load_or_create(
         store: &Store,
         master: &[u8; 32],
         clock: crate::Clock,
         access_ttl: Duration,
+        keys: &Keys,
+        lead: Duration,
+        metrics: Option<crate::metrics::Metrics>,
     ) -> Result<Arc<KeyRing>, StartError> {
         let now = clock();
         let mut records = store.signing_keys().all().await?;
-        if !records.iter().any(|r| r.retired_at.is_none()) {
-            let rec = generate(master, now).map_err(start_error)?;
-            let tx = store.begin().await?;
-            tx.signing_keys().insert(&rec).await?;
-            tx.commit().await?;
-            tracing::info!(kid = %rec.kid, "generated a signing key");
-            records.push(rec);
+        let active = records.iter().any(|r| r.retired_at.is_none());
+        match keys {
+            Keys::Local if !active => {
+                let rec = generate(master, now).map_err(start_error)?;
+                let tx = store.begin().await?;
+                tx.signing_keys().insert(&rec).await?;
+                tx.commit().await?;
+                tracing::info!(kid = %rec.kid, "generated a signing key");
+                records.push(rec);
+            }
+            Keys::Local => {
+                // A Transit key that signs or will: this node could not, so it does not start.
+                let vault_key = records.iter().find(|r| {
+                    r.retired_at.is_none_or(|t| t > now)
+                        && transit_ref(&r.private_key_enc).is_some()
+                });
+                if let Some(r) = vault_key {
+                    let (version, mount, name) =
+                        transit_ref(&r.private_key_enc).ok_or(StartError::Keys(String::new()))?;
+                    return Err(start_error(KeyError::TransitUnconfigured {
+                        kid: r.kid.clone(),
+                        version,
+                        mount: mount.to_owned(),
+                        name: name.to_owned(),
+                        configured:
+                            "KEYWARD_KEYS__BACKEND is not vault (set it and the Vault settings)"
+                                .into(),
+                    }));
+                }
+            }
+            Keys::Transit(t) => {
+                let key = t.ensure_key().await.map_err(|e| start_error(e.into()))?;
+                let rec = transit_record(t, &key, key.latest, now).map_err(start_error)?;
+                let kid = rec.kid.clone();
+                if !records.iter().any(|r| r.kid == kid) {
+                    let lead = if active { lead } else { Duration::zero() };
+                    match schedule(store, rec, now, lead).await {
+                        Ok(r) => {
+                            tracing::info!(kid = %r.kid, signs_from = %r.signs_from, "a Vault Transit key version signs from then")
+                        }
+                        // Another node stored it first.
+                        Err(e)
+                            if store
+                                .signing_keys()
+                                .all()
+                                .await?
+                                .iter()
+                                .any(|r| r.kid == kid) =>
+                        {
+                            tracing::debug!(error = %e, "the Transit key version was stored by another node");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    records = store.signing_keys().all().await?;
+                }
+            }
         }
         let ring = KeyRing {
             inner: RwLock::new(Inner {
@@ -236,6 +395,10 @@ impl KeyRing {
             }),
             clock,
             access_ttl,
+            transit: keys
+                .transit()
+                .map(|t| (t.clone(), Batcher::start(t.clone(), metrics.clone()))),
+            metrics,
         };
         ring.install(&records, master).map_err(start_error)?;
         Ok(Arc::new(ring))
@@ -277,12 +440,16 @@ impl KeyRing {
                 until: r.retired_at.map(|t| t + horizon),
             });
             if r.retired_at.is_none_or(|t| t > now) {
-                let der = decrypt(master, &r.kid, &r.private_key_enc)?;
-                let key =
-                    SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
-                        kid: r.kid.clone(),
-                        source,
-                    })?;
+                let key = match self.held(r, master) {
+                    Ok(key) => key,
+                    // A node not (yet) on the backend that holds this key still publishes
+                    // and accepts it; at start this is fatal (see `load_or_create`).
+                    Err(e @ KeyError::TransitUnconfigured { .. }) => {
+                        tracing::error!(error = %e, "this node cannot sign with a stored key; move every node to the same key backend before the key signs");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 signing.push(Window {
                     from: r.signs_from.unwrap_or(r.created_at),
                     until: r.retired_at,
@@ -297,21 +464,79 @@ impl KeyRing {
         Ok(())
     }
 
+    /// The private half of a stored key that (still or soon) signs.
+    fn held(&self, r: &SigningKeyRecord, master: &[u8; 32]) -> Result<Held, KeyError> {
+        let Some((version, mount, name)) = transit_ref(&r.private_key_enc) else {
+            let der = decrypt(master, &r.kid, &r.private_key_enc)?;
+            let key = SigningKey::from_pkcs8_der(&der).map_err(|source| KeyError::PrivateKey {
+                kid: r.kid.clone(),
+                source,
+            })?;
+            return Ok(Held::Here(Box::new(key)));
+        };
+        let configured = match &self.transit {
+            Some((t, _)) if t.mount() == mount && t.key() == name => {
+                return Ok(Held::Transit(version))
+            }
+            Some((t, _)) => format!(
+                "KEYWARD_KEYS__VAULT_MOUNT and __VAULT_KEY name {}/{}",
+                t.mount(),
+                t.key()
+            ),
+            None => "KEYWARD_KEYS__BACKEND is not vault".to_owned(),
+        };
+        Err(KeyError::TransitUnconfigured {
+            kid: r.kid.clone(),
+            version,
+            mount: mount.to_owned(),
+            name: name.to_owned(),
+            configured,
+        })
+    }
+
     /// Signs `claims` as an access token (typ at+jwt, alg EdDSA, kid): the JWS compact form
-    /// `jsonwebtoken::encode` makes, with the key decoded once.
-    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CommandError> {
+    /// `jsonwebtoken::encode` makes, with the key decoded once. With a Transit key, Vault
+    /// signs (batched with the signatures asked for meanwhile); Vault down or slow past
+    /// `KEYWARD_KEYS__VAULT_TIMEOUT_MS` is a 503.
+    pub async fn sign<C: Serialize>(&self, claims: &C) -> Result<String, CommandError> {
         use ed25519_dalek::Signer as _;
-        let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
-        let signer = active(&inner, (self.clock)())?;
         let body = serde_json::to_vec(claims).map_err(|e| {
             tracing::error!(error = %e, "an access token's claims do not serialize");
             CommandError::Internal
         })?;
-        let mut token = format!("{}.{}", signer.header, URL_SAFE_NO_PAD.encode(body));
-        let signature = signer.key.sign(token.as_bytes());
+        let (mut token, version) = {
+            let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
+            let signer = active(&inner, (self.clock)())?;
+            let mut token = format!("{}.{}", signer.header, URL_SAFE_NO_PAD.encode(body));
+            match &signer.key {
+                Held::Here(key) => {
+                    self.count("local");
+                    let signature = key.sign(token.as_bytes());
+                    token.push('.');
+                    token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+                    return Ok(token);
+                }
+                Held::Transit(version) => (token, *version),
+            }
+        };
+        let Some((_, batcher)) = &self.transit else {
+            tracing::error!("a Transit key signs but the node has no Vault backend");
+            return Err(CommandError::Internal);
+        };
+        let signature = batcher
+            .sign(version, token.as_bytes().to_vec())
+            .await
+            .map_err(TransitError::into_command)?;
+        self.count("vault");
         token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(token)
+    }
+
+    fn count(&self, backend: &str) {
+        if let Some(m) = &self.metrics {
+            m.signatures.with_label_values(&[backend]).inc();
+        }
     }
 
     /// The length `sign(claims)` would have, without signing: a signature is the costly part,
@@ -366,28 +591,40 @@ pub struct Rotated {
     pub signs_from: DateTime<Utc>,
 }
 
-/// Generates a key that every node publishes at once and that signs from `now + lead`, when
-/// the active keys stop signing (lead 0: at once, for emergencies); `keys.rotated` goes out in
-/// the same transaction, so running nodes reload their keys (through `keyward.broadcast`, or
-/// the outbox feed, within a second) long before the new key signs.
+/// Makes a key (locally, or a new Transit version) that every node publishes at once and that
+/// signs from `now + lead`, when the active keys stop signing (lead 0: at once, for
+/// emergencies); `keys.rotated` goes out in the same transaction, so running nodes reload
+/// their keys (through `keyward.broadcast`, or the outbox feed, within a second) long before
+/// the new key signs.
 pub async fn rotate(
     store: &Store,
     master: &[u8; 32],
+    keys: &Keys,
     now: DateTime<Utc>,
     lead: Duration,
 ) -> Result<Rotated, StartError> {
-    // Refuse to rotate under a wrong master key: the old keys must decrypt.
+    // Refuse to rotate under a wrong master key: the old keys made here must decrypt.
     for r in store
         .signing_keys()
         .all()
         .await?
         .iter()
-        .filter(|r| r.retired_at.is_none())
+        .filter(|r| r.retired_at.is_none() && transit_ref(&r.private_key_enc).is_none())
     {
         decrypt(master, &r.kid, &r.private_key_enc).map_err(start_error)?;
     }
+    let rec = keys.make(master, now).await.map_err(start_error)?;
+    schedule(store, rec, now, lead).await
+}
+
+/// Stores `rec` to sign from `now + lead`, retiring the active keys then, and tells the nodes.
+async fn schedule(
+    store: &Store,
+    mut rec: SigningKeyRecord,
+    now: DateTime<Utc>,
+    lead: Duration,
+) -> Result<Rotated, StartError> {
     let signs_from = now + lead.max(Duration::zero());
-    let mut rec = generate(master, now).map_err(start_error)?;
     rec.signs_from = Some(signs_from);
     let tx = store.begin().await?;
     tx.signing_keys().retire_active(signs_from).await?;
@@ -468,11 +705,15 @@ pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, StartError> {
         .await?
         .into_iter()
         .map(|r| KeyInfo {
-            kid: r.kid,
             algorithm: r.algorithm,
             created_at: r.created_at,
             retired_at: r.retired_at,
             signs_from: r.signs_from,
+            held: match transit_ref(&r.private_key_enc) {
+                Some((version, mount, key)) => format!("vault:{mount}/{key}#{version}"),
+                None => "local".to_owned(),
+            },
+            kid: r.kid,
         })
         .collect())
 }
@@ -546,11 +787,11 @@ fn active(inner: &Inner, now: DateTime<Utc>) -> Result<&Signer, CommandError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
-    #[test]
-    fn a_token_is_signed_as_jsonwebtoken_signs_it_and_its_length_is_predicted() {
+    #[tokio::test]
+    async fn a_token_is_signed_as_jsonwebtoken_signs_it_and_its_length_is_predicted() {
         let (master, now) = ([7; 32], Utc::now());
         let ring = ring_at(now);
         let rec = generate(&master, now).unwrap();
@@ -558,7 +799,10 @@ mod tests {
         let kid = ring.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
         let der = {
             let inner = ring.inner.read().unwrap();
-            inner.signing[0].signer.key.to_pkcs8_der().unwrap()
+            let Held::Here(key) = &inner.signing[0].signer.key else {
+                panic!("a local key")
+            };
+            key.to_pkcs8_der().unwrap()
         };
         let theirs = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
         // Every remainder of the base64 groups, and text that JSON escapes.
@@ -568,7 +812,7 @@ mod tests {
                 "email": "ünï\"cødé@example.com",
                 "roles": vec!["role"; n],
             });
-            let token = ring.sign(&claims).unwrap();
+            let token = ring.sign(&claims).await.unwrap();
             assert_eq!(ring.signed_len(&claims).unwrap(), token.len(), "{claims}");
             // Ed25519 is deterministic: the crate's encoder makes the same token.
             let expected = jsonwebtoken::encode(&access_header(&kid), &claims, &theirs).unwrap();
@@ -584,6 +828,8 @@ mod tests {
             }),
             clock: Arc::new(move || now),
             access_ttl: Duration::minutes(15),
+            transit: None,
+            metrics: None,
         }
     }
 
@@ -591,8 +837,8 @@ mod tests {
         jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
     }
 
-    #[test]
-    fn a_rotated_in_key_is_published_at_once_and_signs_only_from_its_time() {
+    #[tokio::test]
+    async fn a_rotated_in_key_is_published_at_once_and_signs_only_from_its_time() {
         let (master, t0) = ([7; 32], Utc::now());
         let mut old = generate(&master, t0 - Duration::hours(1)).unwrap();
         let mut new = generate(&master, t0).unwrap();
@@ -610,17 +856,17 @@ mod tests {
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(kids, [old.kid.clone(), new.kid.clone()]);
-        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), old.kid);
+        assert_eq!(kid_of(&ring.sign(&claims).await.unwrap()), old.kid);
         // From its time the new key signs; the old one stays published for its tokens.
         let ring = ring_at(t0 + Duration::minutes(10));
         ring.install(&records, &master).unwrap();
-        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), new.kid);
+        assert_eq!(kid_of(&ring.sign(&claims).await.unwrap()), new.kid);
         assert!(ring.decoding_key(&old.kid).is_some());
         // Once its last token expired (15 minutes, plus a minute), the old key is gone.
         let ring = ring_at(t0 + Duration::minutes(27));
         ring.install(&records, &master).unwrap();
         assert!(ring.decoding_key(&old.kid).is_none());
-        assert_eq!(kid_of(&ring.sign(&claims).unwrap()), new.kid);
+        assert_eq!(kid_of(&ring.sign(&claims).await.unwrap()), new.kid);
     }
 
     #[test]

@@ -1,0 +1,489 @@
+//! Signing through the Transit engine of HashiCorp Vault or OpenBao: the Ed25519 private key
+//! stays in Vault; Keyward sends the JWS signing input and gets the signature back. Signatures
+//! asked for while earlier calls are in flight wait and go out together as one `batch_input`
+//! call, so a burst of logins costs a few round trips, not one each.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use keyward_config::VaultTransit;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::metrics::Metrics;
+
+/// Signatures per Transit call, at most.
+const MAX_BATCH: usize = 256;
+/// Transit calls in flight at once; more requests wait and join the next batch.
+const IN_FLIGHT: usize = 4;
+/// Signatures waiting for a batch, at most; past that a request gets a 503 at once.
+const QUEUE: usize = 8192;
+
+/// Vault could not be asked, or refused, or answered what Transit does not answer. Never
+/// carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitError {
+    #[error("Vault at {addr} did not answer: {source}")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Vault answered {status} to {what}: {errors}")]
+    Refused {
+        what: String,
+        status: u16,
+        errors: String,
+    },
+    #[error("Vault's answer to {what} is not what Transit answers: {detail}")]
+    Malformed { what: String, detail: String },
+    #[error("the Transit key {key} is of type {kind}; Keyward needs an ed25519 key")]
+    WrongType { key: String, kind: String },
+    #[error("a batched signature failed: {0}")]
+    Batch(String),
+    #[error("the signing queue is full")]
+    Busy,
+    #[error("the signer stopped")]
+    Stopped,
+}
+
+impl TransitError {
+    /// Vault is down, slow or refusing: the request that needed a signature is answered 503.
+    pub fn into_command(self) -> keyward_messages::CommandError {
+        tracing::error!(error = %crate::error::chain(&self), "signing through Vault Transit failed");
+        keyward_messages::CommandError::Unavailable {
+            code: "signing_unavailable",
+            detail:
+                "tokens cannot be signed right now (the key service does not answer); retry shortly"
+                    .into(),
+            retry_after_secs: 2,
+        }
+    }
+}
+
+/// A Transit key's versions that can sign: version → raw Ed25519 public key.
+#[derive(Debug)]
+pub struct TransitKey {
+    pub latest: u64,
+    pub public: BTreeMap<u64, [u8; 32]>,
+}
+
+/// One Vault server and Transit key.
+pub struct Transit {
+    http: reqwest::Client,
+    cfg: VaultTransit,
+    token: RwLock<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct Reply<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct KeyData {
+    #[serde(rename = "type")]
+    kind: String,
+    latest_version: u64,
+    #[serde(default)]
+    min_available_version: u64,
+    keys: BTreeMap<String, KeyVersion>,
+}
+
+#[derive(Deserialize)]
+struct KeyVersion {
+    #[serde(default)]
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct SignData {
+    batch_results: Vec<SignResult>,
+}
+
+#[derive(Deserialize)]
+struct SignResult {
+    #[serde(default)]
+    signature: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Errors {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+impl Transit {
+    pub fn new(cfg: VaultTransit) -> Result<Self, TransitError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .pool_max_idle_per_host(IN_FLIGHT)
+            .build()
+            .map_err(|source| TransitError::Unreachable {
+                addr: cfg.addr.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            token: RwLock::new(cfg.token.clone()),
+            cfg,
+        })
+    }
+
+    pub fn mount(&self) -> &str {
+        &self.cfg.mount
+    }
+
+    pub fn key(&self) -> &str {
+        &self.cfg.key
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{}/{path}", self.cfg.addr, self.cfg.mount)
+    }
+
+    fn token(&self) -> SecretString {
+        self.token
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|_| self.cfg.token.clone())
+    }
+
+    /// A token file may have been renewed (a Vault Agent sink): read it again. True when it
+    /// now holds another token.
+    fn reread_token(&self) -> bool {
+        let Some(path) = &self.cfg.token_file else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let fresh = text.trim();
+        if fresh.is_empty() || fresh == self.token().expose_secret() {
+            return false;
+        }
+        if let Ok(mut t) = self.token.write() {
+            *t = SecretString::from(fresh);
+        }
+        true
+    }
+
+    /// One call; a 403 with a token file is retried once with the file's current token.
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Option<T>, TransitError> {
+        let mut retried = false;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), self.url(path))
+                .header("X-Vault-Token", self.token().expose_secret());
+            if let Some(b) = body {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string());
+            }
+            let unreachable = |source| TransitError::Unreachable {
+                addr: self.cfg.addr.clone(),
+                source,
+            };
+            let res = req.send().await.map_err(unreachable)?;
+            let status = res.status();
+            let bytes = res.bytes().await.map_err(unreachable)?;
+            if status == reqwest::StatusCode::FORBIDDEN && !retried && self.reread_token() {
+                retried = true;
+                continue;
+            }
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if status == reqwest::StatusCode::NO_CONTENT {
+                return Err(TransitError::Malformed {
+                    what: what.into(),
+                    detail: "no body".into(),
+                });
+            }
+            if !status.is_success() {
+                let errors = serde_json::from_slice::<Errors>(&bytes)
+                    .map(|e| e.errors.join("; "))
+                    .unwrap_or_default();
+                return Err(TransitError::Refused {
+                    what: what.into(),
+                    status: status.as_u16(),
+                    errors,
+                });
+            }
+            return serde_json::from_slice::<Reply<T>>(&bytes)
+                .map(|r| Some(r.data))
+                .map_err(|e| TransitError::Malformed {
+                    what: what.into(),
+                    detail: e.to_string(),
+                });
+        }
+    }
+
+    /// The key's versions, or None when there is no such key.
+    pub async fn read_key(&self) -> Result<Option<TransitKey>, TransitError> {
+        let what = format!("reading the Transit key {}", self.cfg.key);
+        let Some(data) = self
+            .call::<KeyData>(
+                reqwest::Method::GET,
+                &format!("keys/{}", self.cfg.key),
+                None,
+                &what,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        if data.kind != "ed25519" {
+            return Err(TransitError::WrongType {
+                key: self.cfg.key.clone(),
+                kind: data.kind,
+            });
+        }
+        let mut public = BTreeMap::new();
+        for (v, k) in data.keys {
+            let bad = |detail: String| TransitError::Malformed {
+                what: what.clone(),
+                detail,
+            };
+            let version: u64 = v.parse().map_err(|_| bad(format!("version {v:?}")))?;
+            if version < data.min_available_version {
+                continue;
+            }
+            let raw = STANDARD
+                .decode(&k.public_key)
+                .map_err(|e| bad(format!("public key of version {version}: {e}")))?;
+            let raw: [u8; 32] = raw
+                .try_into()
+                .map_err(|_| bad(format!("public key of version {version} is not 32 bytes")))?;
+            public.insert(version, raw);
+        }
+        if !public.contains_key(&data.latest_version) {
+            return Err(TransitError::Malformed {
+                what,
+                detail: format!(
+                    "no public key for the latest version {}",
+                    data.latest_version
+                ),
+            });
+        }
+        Ok(Some(TransitKey {
+            latest: data.latest_version,
+            public,
+        }))
+    }
+
+    /// The key, made (type ed25519) when there is none yet.
+    pub async fn ensure_key(&self) -> Result<TransitKey, TransitError> {
+        if let Some(k) = self.read_key().await? {
+            return Ok(k);
+        }
+        self.post_empty(
+            &format!("keys/{}", self.cfg.key),
+            &serde_json::json!({ "type": "ed25519" }),
+            "creating the Transit key",
+        )
+        .await?;
+        tracing::info!(mount = %self.cfg.mount, key = %self.cfg.key, "made the Transit signing key");
+        self.read_key()
+            .await?
+            .ok_or_else(|| TransitError::Malformed {
+                what: "creating the Transit key".into(),
+                detail: "the key is still missing after it was made".into(),
+            })
+    }
+
+    /// A new version of the key; the returned key's `latest` is it.
+    pub async fn rotate(&self) -> Result<TransitKey, TransitError> {
+        self.post_empty(
+            &format!("keys/{}/rotate", self.cfg.key),
+            &serde_json::json!({}),
+            "rotating the Transit key",
+        )
+        .await?;
+        self.read_key()
+            .await?
+            .ok_or_else(|| TransitError::Malformed {
+                what: "rotating the Transit key".into(),
+                detail: "the key is gone".into(),
+            })
+    }
+
+    /// A POST whose answer may be empty (204) or the key.
+    async fn post_empty(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        what: &str,
+    ) -> Result<(), TransitError> {
+        match self
+            .call::<serde_json::Value>(reqwest::Method::POST, path, Some(body), what)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // 204: done, nothing to say.
+            Err(TransitError::Malformed { detail, .. }) if detail == "no body" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs each input with `version` of the key, in one call.
+    pub async fn sign_batch(
+        &self,
+        version: u64,
+        inputs: &[Vec<u8>],
+    ) -> Result<Vec<[u8; 64]>, TransitError> {
+        let what = format!("signing {} inputs", inputs.len());
+        let batch: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|i| serde_json::json!({ "input": STANDARD.encode(i) }))
+            .collect();
+        let body = serde_json::json!({ "key_version": version, "batch_input": batch });
+        let data = self
+            .call::<SignData>(
+                reqwest::Method::POST,
+                &format!("sign/{}", self.cfg.key),
+                Some(&body),
+                &what,
+            )
+            .await?
+            .ok_or_else(|| TransitError::Refused {
+                what: what.clone(),
+                status: 404,
+                errors: format!("no Transit key {}", self.cfg.key),
+            })?;
+        let bad = |detail: String| TransitError::Malformed {
+            what: what.clone(),
+            detail,
+        };
+        if data.batch_results.len() != inputs.len() {
+            return Err(bad(format!(
+                "{} results for {} inputs",
+                data.batch_results.len(),
+                inputs.len()
+            )));
+        }
+        data.batch_results
+            .into_iter()
+            .map(|r| {
+                if let Some(e) = r.error.filter(|e| !e.is_empty()) {
+                    return Err(bad(e));
+                }
+                let sig = r.signature.unwrap_or_default();
+                // vault:v<version>:<base64 signature>
+                let b64 = sig
+                    .strip_prefix("vault:v")
+                    .and_then(|s| s.split_once(':'))
+                    .map(|(_, b)| b)
+                    .ok_or_else(|| bad("a signature without the vault:vN: prefix".into()))?;
+                let raw = STANDARD
+                    .decode(b64)
+                    .map_err(|e| bad(format!("signature: {e}")))?;
+                raw.try_into()
+                    .map_err(|_| bad("a signature that is not 64 bytes".into()))
+            })
+            .collect()
+    }
+}
+
+struct Job {
+    version: u64,
+    input: Vec<u8>,
+    reply: oneshot::Sender<Result<[u8; 64], String>>,
+}
+
+/// Collects the signatures asked for at once into Transit batch calls.
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the batching task on the current runtime.
+    pub fn start(transit: Arc<Transit>, metrics: Option<Metrics>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(async move {
+            loop {
+                // A free slot first: while every slot is busy, jobs gather into the next batch.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let (transit, metrics) = (transit.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let mut by_version: BTreeMap<u64, Vec<Job>> = BTreeMap::new();
+                    for j in jobs {
+                        by_version.entry(j.version).or_default().push(j);
+                    }
+                    for (version, jobs) in by_version {
+                        let (inputs, replies): (Vec<_>, Vec<_>) =
+                            jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
+                        let result = transit.sign_batch(version, &inputs).await;
+                        if let Some(m) = &metrics {
+                            m.signing_batches.inc();
+                            if result.is_err() {
+                                m.signing_failures.inc();
+                            }
+                        }
+                        match result {
+                            Ok(sigs) => {
+                                for (r, s) in replies.into_iter().zip(sigs) {
+                                    let _ = r.send(Ok(s));
+                                }
+                            }
+                            Err(e) => {
+                                let text = crate::error::chain(&e);
+                                for r in replies {
+                                    let _ = r.send(Err(text.clone()));
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { tx }
+    }
+
+    /// The signature of `input` by `version`, or why there is none.
+    pub async fn sign(&self, version: u64, input: Vec<u8>) -> Result<[u8; 64], TransitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Job {
+                version,
+                input,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => TransitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => TransitError::Stopped,
+            })?;
+        match answer.await {
+            Ok(Ok(sig)) => Ok(sig),
+            Ok(Err(text)) => Err(TransitError::Batch(text)),
+            Err(_) => Err(TransitError::Stopped),
+        }
+    }
+}
