@@ -181,10 +181,16 @@ async fn tokens_are_signed_by_vault_transit_and_its_public_halves_are_published(
     let versions = transit_public_keys(&key).await;
     assert_eq!(versions.len(), 2);
     wait_published(&app, &versions[1]).await;
-    assert!(jwks(&app).await.iter().any(|k| k["kid"] == new_kid.as_str()));
+    assert!(jwks(&app)
+        .await
+        .iter()
+        .any(|k| k["kid"] == new_kid.as_str()));
     let before = app.login_ok("vee@example.com", PASSWORD).await;
     let before = before["access_token"].as_str().unwrap();
-    assert!(signed_by(before, &versions[0]), "the old version signs until the lead ends");
+    assert!(
+        signed_by(before, &versions[0]),
+        "the old version signs until the lead ends"
+    );
     app.advance(601);
     let after = app.login_ok("vee@example.com", PASSWORD).await;
     let after = after["access_token"].as_str().unwrap();
@@ -240,12 +246,19 @@ async fn a_node_moving_to_vault_publishes_the_transit_key_before_it_signs() {
         }
     };
     let early = login(peer_base.clone()).await;
-    assert_eq!(header(&early).kid.unwrap(), local_kid, "the local key signs until the lead ends");
+    assert_eq!(
+        header(&early).kid.unwrap(),
+        local_kid,
+        "the local key signs until the lead ends"
+    );
     // The first node hears of the new key and publishes it.
     wait_published(&app, &versions[0]).await;
     app.advance(601);
     let late = login(peer_base).await;
-    assert!(signed_by(&late, &versions[0]), "after the lead, OpenBao signs");
+    assert!(
+        signed_by(&late, &versions[0]),
+        "after the lead, OpenBao signs"
+    );
     // The node still on local keys accepts it.
     assert_eq!(
         app.get_bearer("/v1/users/me", &late).await.status(),
@@ -369,7 +382,11 @@ async fn vault_down_or_hanging_is_a_503_that_writes_nothing_and_a_retry_succeeds
         // The client's own 10 s timeout would fail this call: the node answers first.
         let r = login().await.expect("an answer, not a hang");
         assert_signing_unavailable(r, what).await;
-        assert_eq!(session_count(&app).await, sessions, "{what}: no session was opened");
+        assert_eq!(
+            session_count(&app).await,
+            sessions,
+            "{what}: no session was opened"
+        );
     }
     // A refresh during the outage is refused; the same refresh token works once OpenBao is
     // back (within the grace window: the rotation it made returns the same successor).

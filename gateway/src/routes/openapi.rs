@@ -107,7 +107,8 @@ pub(crate) enum BearerProblems {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub(crate) enum ServerProblems {
-    /// Overloaded (the password hasher's queue is full) or a backend is down.
+    /// Overloaded (the password hasher's queue is full: `overloaded`) or a backend is down
+    /// (e.g. `signing_unavailable`: Vault Transit does not answer).
     #[response(status = 503, content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "seconds")),
         example = json!({
