@@ -37,6 +37,11 @@ rabbitmq_server="${KEYWARD_TEST_RABBITMQ_SERVER:?$usage (a services.sh that expo
 pg_ctl="${KEYWARD_TEST_PG_CTL:?$usage (a services.sh that exports KEYWARD_TEST_PG_CTL)}"
 venv="${KEYWARD_CHAOS_VENV:-/var/tmp/keyward-chaos-venv}"
 steady="${KEYWARD_CHAOS_STEADY_SECS:-8}"
+# The nodes get exactly the settings below: no KEYWARD_* of this environment (the services'
+# KEYWARD_TEST_* would only be warned about as unknown).
+for v in $(compgen -e); do
+  case "$v" in KEYWARD_*) export -n "$v" ;; esac
+done
 
 work=$(mktemp -d /tmp/keyward-chaos.XXXXXX)
 run_id=$(python3 -c 'import secrets; print(secrets.token_hex(4))')
@@ -74,10 +79,11 @@ stop_all() {
 cleanup() {
   local rc=$? f
   if [ "$rc" != 0 ]; then
+    # The nodes' and workers' JSON logs: their last warnings and errors.
     for f in "$work"/*/log "$work"/*.log; do
       [ -s "$f" ] || continue
-      printf '\n--- last lines of %s\n' "$f" >&2
-      tail -n 15 "$f" | cut -c1-400 >&2
+      printf '\n--- last warnings of %s\n' "$f" >&2
+      grep -v '"level":"\(INFO\|DEBUG\|TRACE\)"' "$f" | tail -n 15 | cut -c1-400 >&2 || true
     done
   fi
   stop_all
@@ -87,6 +93,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'printf "chaos: FAILED: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 apt_install() {
   apt-get update -qq >/dev/null
@@ -311,11 +318,11 @@ unset "pid[consumer]"
 # Mail is informational: give the workers a bounded while to send what is queued.
 for ((i = 0; i < 150; i++)); do
   left=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null |
-    awk '$1 == "keyward.notify.email" { print $2 }')
+    awk '$1 == "keyward.notify.email" { print $2 }' || true)
   [ "$left" = 0 ] && break
   sleep 0.2
 done
-dead=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null | awk '$1 == "keyward.dead" { print $2 }')
+dead=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null | awk '$1 == "keyward.dead" { print $2 }' || true)
 echo "email queue: ${left:-?} left; dead letters: ${dead:-?}"
 
 step "count"
