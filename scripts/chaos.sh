@@ -25,7 +25,7 @@
 #
 # Python deps (pika) go into a venv at ${KEYWARD_CHAOS_VENV:-/var/tmp/keyward-chaos-venv},
 # reused while scripts/chaos/requirements.txt is unchanged. KEYWARD_CHAOS_STEADY_SECS (8) is
-# the load time between two blows.
+# the load time between two blows, KEYWARD_CHAOS_PG_DOWN_SECS (3) how long PostgreSQL is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +37,7 @@ rabbitmq_server="${KEYWARD_TEST_RABBITMQ_SERVER:?$usage (a services.sh that expo
 pg_ctl="${KEYWARD_TEST_PG_CTL:?$usage (a services.sh that exports KEYWARD_TEST_PG_CTL)}"
 venv="${KEYWARD_CHAOS_VENV:-/var/tmp/keyward-chaos-venv}"
 steady="${KEYWARD_CHAOS_STEADY_SECS:-8}"
+pg_down="${KEYWARD_CHAOS_PG_DOWN_SECS:-3}"
 # The nodes get exactly the settings below: no KEYWARD_* of this environment (the services'
 # KEYWARD_TEST_* would only be warned about as unknown).
 for v in $(compgen -e); do
@@ -56,7 +57,8 @@ step() {
   printf '\n== %s (%ss)\n' "$1" "$SECONDS"
 }
 # The load driver tags each answer with the phase it fell in.
-phase() { printf '%s\n' "$1" > "$phase_file"; }
+# Renamed into place, so a reader never sees it half-written.
+phase() { printf '%s\n' "$1" > "$phase_file.new" && mv -f "$phase_file.new" "$phase_file"; }
 fail() { printf 'chaos: FAILED: %s\n' "$*" >&2; exit 1; }
 
 timings() {
@@ -286,11 +288,11 @@ for n in 1 2; do worker_ready "$n" 60 || fail "worker $n did not reconnect to Ra
 phase "steady-after-rabbitmq"
 sleep "$steady"
 
-step "restart PostgreSQL (down for 3 s)"
+step "restart PostgreSQL (down for ${pg_down} s)"
 phase "postgres-down"
 "$pg_ctl" stop -m fast >/dev/null
 echo "postgres stopped"
-sleep 3
+sleep "$pg_down"
 "$pg_ctl" start >/dev/null
 echo "postgres started again"
 phase "postgres-back"

@@ -440,8 +440,12 @@ def report(a):
                         "broker outage")
     samples = load_stats.get("samples", [])
     if samples:
-        print(f"some of the failed answers ({len(samples)} kept):")
-        for s in samples[:12]:
+        print("failed answers, at most 3 per phase:")
+        per_phase = collections.Counter()
+        for s in samples:
+            per_phase[s["phase"]] += 1
+            if per_phase[s["phase"]] > 3:
+                continue
             print(f"  {s['at']} {s['phase']:<20} node{s['node'] + 1} {s['path']:<8} "
                   f"{s['status']} {s['error'][:100]!r}")
         print()
