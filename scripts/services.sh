@@ -7,9 +7,15 @@
 # Exports for COMMAND:
 #   KEYWARD_TEST_DATABASE_URL  postgres://postgres:…@127.0.0.1:PORT/postgres (an admin URL:
 #                              the test suite creates one database per test and drops it)
+#   KEYWARD_TEST_PG_CTL        a script that runs pg_ctl on that server with its data dir and
+#                              options: `restart` (a real restart, every connection dropped),
+#                              `stop`, `start`, `status`
 #   KEYWARD_TEST_AMQP_URL      amqp://guest:guest@127.0.0.1:PORT/%2f (the test suite uses one
 #                              vhost per test)
 #   KEYWARD_TEST_RABBITMQCTL   a script that runs rabbitmqctl against that node
+#   KEYWARD_TEST_RABBITMQ_SERVER  a script: `stop` shuts the broker's Erlang VM down (every
+#                              connection drops), `start` starts rabbitmq-server again on the
+#                              same port and data and waits until it is up, `restart` does both
 #   KEYWARD_TEST_SMTP_URL      smtp://127.0.0.1:PORT (MailDev, an SMTP sink)
 #   KEYWARD_TEST_MAILDEV_URL   http://127.0.0.1:PORT (its HTTP API: GET /email)
 #   KEYWARD_TEST_NGINX         /path/to/nginx (only the binary: nothing is started; the test
@@ -81,11 +87,16 @@ start_postgres() {
   runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
     --auth-host=scram-sha-256 --pwfile="$dir/pwfile" --no-sync >"$root/pg-initdb.log" 2>&1 \
     || { cat "$root/pg-initdb.log" >&2; exit 1; }
-  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c max_connections=200" \
-    start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+  cat > "$root/pg-ctl" <<CTL
+#!/usr/bin/env bash
+exec runuser -u postgres -- '$bin/pg_ctl' -D '$dir/data' -w -l '$dir/server.log' \\
+  -o '-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c max_connections=200' "\$@"
+CTL
+  chmod 755 "$root/pg-ctl"
+  "$root/pg-ctl" start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   cleanup_steps+=("runuser -u postgres -- '$bin/pg_ctl' -D '$dir/data' -m fast stop >/dev/null 2>&1")
   export KEYWARD_TEST_DATABASE_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
+  export KEYWARD_TEST_PG_CTL="$root/pg-ctl"
   log "postgres ready on 127.0.0.1:$port"
 }
 
@@ -124,16 +135,35 @@ ENV
 exec /usr/lib/rabbitmq/bin/rabbitmqctl "\$@"
 CTL
   chmod +x "$dir/ctl"
-  ( . "$dir/env"; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >"$dir/server.out" 2>&1 &
-  cleanup_steps+=("'$dir/ctl' -q shutdown --timeout 60 >/dev/null 2>&1; (. '$dir/env'; epmd -kill >/dev/null 2>&1)")
+  # stop | start | restart: a real restart of the server process, same node, port and data.
+  cat > "$dir/server" <<SERVER
+#!/usr/bin/env bash
+set -euo pipefail
+stop() { '$dir/ctl' -q shutdown --timeout 60 >/dev/null; }
+start() {
+  ( . '$dir/env'; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >>'$dir/server.out' 2>&1 </dev/null &
   local i
-  for i in $(seq 1 120); do
-    if "$dir/ctl" -q await_startup --timeout 5 >/dev/null 2>&1; then break; fi
-    [ "$i" = 120 ] && { cat "$dir/server.out" >&2; exit 1; }
+  for i in \$(seq 1 120); do
+    '$dir/ctl' -q await_startup --timeout 5 >/dev/null 2>&1 && return 0
+    kill -0 \$! 2>/dev/null || break
     sleep 1
   done
+  echo "rabbitmq-server did not start; its output is in $dir/server.out" >&2
+  return 1
+}
+case "\${1:-}" in
+  stop) stop ;;
+  start) start ;;
+  restart) stop; start ;;
+  *) echo "usage: \$0 stop|start|restart" >&2; exit 2 ;;
+esac
+SERVER
+  chmod +x "$dir/server"
+  cleanup_steps+=("'$dir/ctl' -q shutdown --timeout 60 >/dev/null 2>&1; (. '$dir/env'; epmd -kill >/dev/null 2>&1)")
+  "$dir/server" start || { cat "$dir/server.out" >&2; exit 1; }
   export KEYWARD_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${port}/%2f"
   export KEYWARD_TEST_RABBITMQCTL="$dir/ctl"
+  export KEYWARD_TEST_RABBITMQ_SERVER="$dir/server"
   log "rabbitmq ready on 127.0.0.1:$port"
 }
 
