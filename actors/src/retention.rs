@@ -121,7 +121,7 @@ where
     repeat(limit, batch, |n| counter.inc_by(n)).await
 }
 
-/// Spawns this node's purger on the current arbiter, unless `[retention]` turns it off.
+/// Spawns this node's purger on the current runtime, unless `[retention]` turns it off.
 pub fn start(settings: &RetentionSettings, store: &Store, clock: &Clock, metrics: &Metrics) {
     if let Some(policy) = RetentionPolicy::from_settings(settings) {
         let purger = Purger {
@@ -130,7 +130,10 @@ pub fn start(settings: &RetentionSettings, store: &Store, clock: &Clock, metrics
             metrics: metrics.clone(),
             policy,
         };
-        actix_rt::spawn(purger.run());
+        // NOTE: a tokio task, not an arbiter-local one: when the runtime goes away mid-run, the
+        // run's pooled connection is dropped inside the runtime, which sqlx needs to return
+        // it (outside, its drop panics and aborts the process).
+        tokio::spawn(purger.run());
     }
 }
 

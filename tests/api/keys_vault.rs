@@ -27,9 +27,40 @@ fn key_name() -> String {
     format!("keyward-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A node signing with `key` of the Transit engine at `addr`.
+/// A token of the policy docs/operations.md gives for `key`, and nothing more.
+async fn policy_token(key: &str) -> String {
+    let (addr, root) = vault();
+    let http = reqwest::Client::new();
+    let policy = format!(
+        "path \"transit/keys/{key}\" {{ capabilities = [\"read\", \"create\", \"update\"] }}\n\
+         path \"transit/keys/{key}/rotate\" {{ capabilities = [\"update\"] }}\n\
+         path \"transit/sign/{key}\" {{ capabilities = [\"update\"] }}\n"
+    );
+    let r = http
+        .put(format!("{addr}/v1/sys/policies/acl/{key}"))
+        .header("X-Vault-Token", &root)
+        .json(&serde_json::json!({ "policy": policy }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let t: Value = http
+        .post(format!("{addr}/v1/auth/token/create"))
+        .header("X-Vault-Token", &root)
+        .json(&serde_json::json!({ "policies": [key], "no_default_policy": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    t["auth"]["client_token"].as_str().unwrap().to_owned()
+}
+
+/// A node signing with `key` of the Transit engine at `addr`, with a token of the documented
+/// policy.
 async fn vault_app(addr: String, key: String, timeout_ms: u64) -> TestApp {
-    let (_, token) = vault();
+    let token = policy_token(&key).await;
     spawn_app_with(Options {
         settings: Some(Box::new(move |s| {
             s.keys.backend = "vault".into();
@@ -211,8 +242,9 @@ async fn tokens_are_signed_by_vault_transit_and_its_public_halves_are_published(
 #[actix_web::test]
 #[ignore = "needs OpenBao: scripts/services.sh openbao"]
 async fn a_node_moving_to_vault_publishes_the_transit_key_before_it_signs() {
-    let (addr, token) = vault();
+    let (addr, _) = vault();
     let key = key_name();
+    let token = policy_token(&key).await;
     // A node on local keys, then a second one on the same database with the Vault backend:
     // the Transit key is published at once and signs after the lead, as a rotation.
     let app = spawn_app_with(Options::default()).await;

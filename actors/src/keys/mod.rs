@@ -217,8 +217,12 @@ impl Keys {
     ) -> Result<SigningKeyRecord, KeyError> {
         match self {
             Keys::Local => generate(master, now),
+            // The key's first version when there is no key yet (made now), else a new one.
             Keys::Transit(t) => {
-                let key = t.rotate().await?;
+                let key = match t.read_key().await? {
+                    None => t.ensure_key().await?,
+                    Some(_) => t.rotate().await?,
+                };
                 transit_record(t, &key, key.latest, now)
             }
         }

@@ -174,14 +174,15 @@ impl Transit {
         true
     }
 
-    /// One call; a 403 with a token file is retried once with the file's current token.
-    async fn call<T: for<'de> Deserialize<'de>>(
+    /// One call: its body, or None for a 404; a 403 with a token file is retried once with
+    /// the file's current token; any other failure is an error naming `what`.
+    async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
         what: &str,
-    ) -> Result<Option<T>, TransitError> {
+    ) -> Result<Option<bytes::Bytes>, TransitError> {
         let mut retried = false;
         loop {
             let mut req = self
@@ -207,12 +208,6 @@ impl Transit {
             if status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
             }
-            if status == reqwest::StatusCode::NO_CONTENT {
-                return Err(TransitError::Malformed {
-                    what: what.into(),
-                    detail: "no body".into(),
-                });
-            }
             if !status.is_success() {
                 let errors = serde_json::from_slice::<Errors>(&bytes)
                     .map(|e| e.errors.join("; "))
@@ -223,20 +218,34 @@ impl Transit {
                     errors,
                 });
             }
-            return serde_json::from_slice::<Reply<T>>(&bytes)
-                .map(|r| Some(r.data))
-                .map_err(|e| TransitError::Malformed {
-                    what: what.into(),
-                    detail: e.to_string(),
-                });
+            return Ok(Some(bytes));
         }
+    }
+
+    /// A call whose answer is Transit's `data`; None for a 404.
+    async fn data<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Option<T>, TransitError> {
+        let Some(bytes) = self.call(method, path, body, what).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<Reply<T>>(&bytes)
+            .map(|r| Some(r.data))
+            .map_err(|e| TransitError::Malformed {
+                what: what.into(),
+                detail: e.to_string(),
+            })
     }
 
     /// The key's versions, or None when there is no such key.
     pub async fn read_key(&self) -> Result<Option<TransitKey>, TransitError> {
         let what = format!("reading the Transit key {}", self.cfg.key);
         let Some(data) = self
-            .call::<KeyData>(
+            .data::<KeyData>(
                 reqwest::Method::GET,
                 &format!("keys/{}", self.cfg.key),
                 None,
@@ -321,7 +330,7 @@ impl Transit {
             })
     }
 
-    /// A POST whose answer may be empty (204) or the key.
+    /// A POST whose answer may be empty (204); a 404 is an error.
     async fn post_empty(
         &self,
         path: &str,
@@ -329,13 +338,18 @@ impl Transit {
         what: &str,
     ) -> Result<(), TransitError> {
         match self
-            .call::<serde_json::Value>(reqwest::Method::POST, path, Some(body), what)
-            .await
+            .call(reqwest::Method::POST, path, Some(body), what)
+            .await?
         {
-            Ok(_) => Ok(()),
-            // 204: done, nothing to say.
-            Err(TransitError::Malformed { detail, .. }) if detail == "no body" => Ok(()),
-            Err(e) => Err(e),
+            Some(_) => Ok(()),
+            None => Err(TransitError::Refused {
+                what: what.into(),
+                status: 404,
+                errors: format!(
+                    "no Transit engine at {}/ or no key {}",
+                    self.cfg.mount, self.cfg.key
+                ),
+            }),
         }
     }
 
@@ -352,7 +366,7 @@ impl Transit {
             .collect();
         let body = serde_json::json!({ "key_version": version, "batch_input": batch });
         let data = self
-            .call::<SignData>(
+            .data::<SignData>(
                 reqwest::Method::POST,
                 &format!("sign/{}", self.cfg.key),
                 Some(&body),
