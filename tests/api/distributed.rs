@@ -734,6 +734,29 @@ async fn a_database_outage_longer_than_the_retry_budget_dead_letters_no_email() 
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let got = sink.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(got, ["before-outage@example.com"], "{}", log());
+    // ...and is recorded as sent (the SMTP server has it a moment before that: a mail whose
+    // record the outage prevents is sent again after it, at least once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        use sea_orm::ConnectionTrait;
+        let rows = app
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT message_id FROM inbox WHERE consumer = 'notify.email'",
+            ))
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first mail was never recorded: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 
     // The worker's database goes away; a verification mail is queued (the node still has its
     // database and the broker).
