@@ -714,15 +714,25 @@ async fn a_database_outage_longer_than_the_retry_budget_dead_letters_no_email() 
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("worker.log");
     let port = free_port();
-    let mut worker = worker_command(
-        &app,
-        &sink.url,
-        port,
-        &gate.route(&app.settings.database_url),
-    )
-    .stderr(std::fs::File::create(&log_path).unwrap())
-    .spawn()
-    .unwrap();
+    // Killed when dropped, so a failed assertion leaves no worker behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let worker = Killed(
+        worker_command(
+            &app,
+            &sink.url,
+            port,
+            &gate.route(&app.settings.database_url),
+        )
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap(),
+    );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let management = format!("http://127.0.0.1:{port}");
     crate::helpers::wait_ready(&format!("{management}/readyz")).await;
@@ -807,8 +817,7 @@ async fn a_database_outage_longer_than_the_retry_budget_dead_letters_no_email() 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["checks"]["database"], "ok", "{body}");
     let dead_lettered = crate::ops::metric(&management, "keyward_emails_dead_lettered_total").await;
-    let _ = worker.kill();
-    let _ = worker.wait();
+    drop(worker);
     assert_eq!(dead_lettered, Some(0.0));
     let dead = ch
         .basic_get("keyward.dead".into(), BasicGetOptions::default())
