@@ -13,19 +13,25 @@
 # blow at a time with steady load between:
 #   1. kill -9 node 1, restart it;
 #   2. kill -9 worker 1, restart it;
-#   3. restart RabbitMQ (its server process: every connection drops); while it is down the
-#      non-event paths must answer 2xx on both nodes (probed, and every load request of the
-#      phase counted);
-#   4. restart PostgreSQL (pg_ctl stop -m fast, a few seconds down, start).
+#   3. restart RabbitMQ (its server process: every connection drops); while it is down every
+#      path must answer 2xx on both nodes (the non-event paths probed, and every load request
+#      of the phase counted, registrations included);
+#   4. restart PostgreSQL (pg_ctl stop -m fast, 12 s down, start) with email jobs queued: the
+#      workers are paused (SIGSTOP) for 2 s before the stop so a backlog builds, and resumed
+#      (SIGCONT) once PostgreSQL is down, so they meet the outage holding jobs.
 # Then it stops the load, waits (bounded) for the outbox to drain and the consumer to empty
 # its queue, and counts: acknowledged (2xx) registrations, how many are in the users table,
 # how many have a user.registered at the consumer, every event in the outbox against what the
-# consumer got, duplicates (allowed, counted). Exits non-zero on any loss, on a non-event path
-# failure during the broker outage, or when a bounded wait runs out. Prints each phase's time.
+# consumer got, duplicates (allowed, counted), and the verification mails in the workers' mail
+# drops and the dead-lettered email jobs. Exits non-zero on any loss (an acknowledged
+# registration without its verification mail and a dead-lettered email job included), on a
+# failure of any path during the broker outage, or when a bounded wait runs out. Prints each
+# phase's time.
 #
 # Python deps (pika) go into a venv at ${KEYWARD_CHAOS_VENV:-/var/tmp/keyward-chaos-venv},
 # reused while scripts/chaos/requirements.txt is unchanged. KEYWARD_CHAOS_STEADY_SECS (8) is
-# the load time between two blows, KEYWARD_CHAOS_PG_DOWN_SECS (3) how long PostgreSQL is down.
+# the load time between two blows, KEYWARD_CHAOS_PG_DOWN_SECS (12) how long PostgreSQL is down
+# (longer than the 6 deliveries and about 8 s of backoff an email job failing at once gets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +43,7 @@ rabbitmq_server="${KEYWARD_TEST_RABBITMQ_SERVER:?$usage (a services.sh that expo
 pg_ctl="${KEYWARD_TEST_PG_CTL:?$usage (a services.sh that exports KEYWARD_TEST_PG_CTL)}"
 venv="${KEYWARD_CHAOS_VENV:-/var/tmp/keyward-chaos-venv}"
 steady="${KEYWARD_CHAOS_STEADY_SECS:-8}"
-pg_down="${KEYWARD_CHAOS_PG_DOWN_SECS:-3}"
+pg_down="${KEYWARD_CHAOS_PG_DOWN_SECS:-12}"
 # The nodes get exactly the settings below: no KEYWARD_* of this environment (the services'
 # KEYWARD_TEST_* would only be warned about as unknown).
 for v in $(compgen -e); do
@@ -288,15 +294,27 @@ for n in 1 2; do worker_ready "$n" 60 || fail "worker $n did not reconnect to Ra
 phase "steady-after-rabbitmq"
 sleep "$steady"
 
-step "restart PostgreSQL (down for ${pg_down} s)"
+step "restart PostgreSQL (down for ${pg_down} s) with email jobs queued"
+# A backlog of verification jobs for the workers to meet the outage with: they stop taking
+# jobs for 2 s (the load goes on registering) and go on once PostgreSQL is down.
+for n in 1 2; do kill -STOP "${pid[worker$n]}"; done
+echo "workers paused (SIGSTOP)"
+sleep 2
 phase "postgres-down"
 "$pg_ctl" stop -m fast >/dev/null
 echo "postgres stopped"
+for n in 1 2; do kill -CONT "${pid[worker$n]}"; done
+echo "workers resumed (SIGCONT)"
+queued=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null |
+  awk '$1 == "keyward.notify.email" { print $2 }' || true)
+echo "email jobs queued as PostgreSQL went down: ${queued:-?}"
 sleep "$pg_down"
 "$pg_ctl" start >/dev/null
 echo "postgres started again"
 phase "postgres-back"
 for n in 1 2; do node_ready "$n" 60 || fail "node $n is not ready within 60 s after PostgreSQL's restart"; done
+# A worker is ready again once its database answers (it held its jobs meanwhile).
+for n in 1 2; do worker_ready "$n" 60 || fail "worker $n is not ready within 60 s after PostgreSQL's restart"; done
 phase "steady-after-postgres"
 sleep "$steady"
 
@@ -317,15 +335,20 @@ touch "$consumer_stop"
 wait_exit "${pid[consumer]}" 60 || fail "the consumer did not empty its queue within 60 s of the outbox draining"
 wait "${pid[consumer]}" || fail "the consumer failed"
 unset "pid[consumer]"
-# Mail is informational: give the workers a bounded while to send what is queued.
-for ((i = 0; i < 150; i++)); do
+# Give the workers a bounded while to send what is queued; the report counts what is missing.
+for ((i = 0; i < 300; i++)); do
   left=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null |
     awk '$1 == "keyward.notify.email" { print $2 }' || true)
   [ "$left" = 0 ] && break
   sleep 0.2
 done
 dead=$("$rabbitmqctl" -q list_queues -p "$vhost" name messages 2>/dev/null | awk '$1 == "keyward.dead" { print $2 }' || true)
+[ -n "$dead" ] || fail "cannot read the depth of keyward.dead on vhost $vhost"
 echo "email queue: ${left:-?} left; dead letters: ${dead:-?}"
+# Informational: how often a worker held a job through the database outage instead of
+# requeueing it (each job counts once per worker that held it).
+held=$(cat "$work"/worker*/log 2>/dev/null | grep -c 'holding the job until it does' || true)
+echo "email jobs a worker held for the database: ${held:-0}"
 
 step "count"
 psql -At "$db_url" -c "SELECT lower(email) FROM users" >"$work/db-users.txt"
@@ -335,5 +358,5 @@ psql -At "$db_url" -c "SELECT id::text || '|' || message_type FROM outbox
 echo "consumer: $(cat "$consumer_ready")"
 "${driver[@]}" report --out "$work" --events "$events" --db-users "$work/db-users.txt" \
   --outbox "$work/outbox.txt" --mail-dir "$work/worker1/data/mail" --mail-dir "$work/worker2/data/mail" \
-  --probe-failures "$probe_failures" --dead-letters "${dead:-0}"
+  --probe-failures "$probe_failures" --dead-letters "$dead"
 stop_all

@@ -177,7 +177,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn worker(settings: Settings) -> anyhow::Result<()> {
-    use keyward_actors::notify::worker::{Worker, WorkerProbe};
+    use keyward_actors::notify::worker::{DatabaseProbe, Worker, WorkerProbe};
     use secrecy::ExposeSecret;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
@@ -224,11 +224,18 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let management_addr = listener.local_addr()?;
     let management = keyward_gateway::management_server(
         listener,
-        // A worker's work is consuming: without the broker it has none to do.
-        vec![keyward_gateway::Probe::required(
-            "rabbitmq",
-            probe.recipient(),
-        )],
+        // A worker's work is consuming: without the broker it has none to do, and without
+        // its database it holds its jobs until the database answers.
+        vec![
+            keyward_gateway::Probe::required("rabbitmq", probe.recipient()),
+            keyward_gateway::Probe::required(
+                "database",
+                actix::Actor::start(DatabaseProbe {
+                    store: store.clone(),
+                })
+                .recipient(),
+            ),
+        ],
         registry,
     )?;
     let handle = management.handle();

@@ -224,7 +224,7 @@ async fn a_database_outage_makes_a_node_unready_until_the_database_is_back() {
     let (status, body) = readyz(&app.management).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    gate.cut().await;
+    gate.reject().await;
     let (status, body) = readyz_until(&app.management, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["status"], "not_ready", "{body}");
@@ -471,14 +471,27 @@ pub(crate) fn worker_process(
     smtp: &str,
     management_port: u16,
 ) -> std::process::Child {
+    worker_command(app, smtp, management_port, &app.settings.database_url)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `keyward worker` for `app`'s broker vhost, on `database_url`, logging warnings to stderr.
+fn worker_command(
+    app: &crate::helpers::TestApp,
+    smtp: &str,
+    management_port: u16,
+    database_url: &str,
+) -> std::process::Command {
     use secrecy::ExposeSecret;
     let dir = tempfile::tempdir().unwrap().keep();
-    std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .arg("worker")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.arg("worker")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KEYWARD_DATA_DIR", &dir)
-        .env("KEYWARD_DATABASE_URL", &app.settings.database_url)
+        .env("KEYWARD_DATABASE_URL", database_url)
         .env(
             "KEYWARD_AMQP_URL",
             app.settings.amqp_url.as_ref().unwrap().expose_secret(),
@@ -493,10 +506,8 @@ pub(crate) fn worker_process(
             format!("127.0.0.1:{management_port}"),
         )
         .env("KEYWARD_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+        .stdout(std::process::Stdio::null());
+    cmd
 }
 
 #[actix_web::test]
@@ -673,6 +684,146 @@ async fn a_poison_email_job_goes_to_the_dead_letter_queue_and_the_next_one_is_se
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A worker whose database is gone for longer than an email job's retry budget (6 deliveries,
+/// about 8 s of backoff when each attempt fails at once) while a verification mail is queued
+/// does not dead-letter the mail: the outage is not the job's fault. The worker holds the job,
+/// takes no other, and answers 503 on /readyz naming the database; once the database is back it
+/// sends the mail. The database goes away for this worker only: it reaches PostgreSQL through a
+/// gate that, while rejecting, closes every connection at once (as a pooler in front of a
+/// stopped server does), so each attempt fails at once rather than after the pool's 10 s
+/// connect timeout. The node keeps its own connection, so the mail is queued during the outage.
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn a_database_outage_longer_than_the_retry_budget_dead_letters_no_email() {
+    use crate::helpers::{host_port, TcpGate};
+    use lapin::options::BasicGetOptions;
+    let _broker = broker_lock().await;
+    if crate::helpers::backend() != "postgres" {
+        panic!("needs KEYWARD_TEST_DATABASE_URL: a database outage is a PostgreSQL outage");
+    }
+    let sink = crate::smtp_sink::SmtpSink::start(1).await;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        external_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let gate = TcpGate::open(&host_port(&app.settings.database_url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("worker.log");
+    let port = free_port();
+    // Killed when dropped, so a failed assertion leaves no worker behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let worker = Killed(
+        worker_command(
+            &app,
+            &sink.url,
+            port,
+            &gate.route(&app.settings.database_url),
+        )
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let management = format!("http://127.0.0.1:{port}");
+    crate::helpers::wait_ready(&format!("{management}/readyz")).await;
+
+    // The worker sends: a first mail goes out.
+    let r = app
+        .register("before-outage@example.com", PASSWORD, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let got = sink.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got, ["before-outage@example.com"], "{}", log());
+    // ...and is recorded as sent (the SMTP server has it a moment before that: a mail whose
+    // record the outage prevents is sent again after it, at least once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        use sea_orm::ConnectionTrait;
+        let rows = app
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT message_id FROM inbox WHERE consumer = 'notify.email'",
+            ))
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first mail was never recorded: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // The worker's database goes away; a verification mail is queued (the node still has its
+    // database and the broker).
+    gate.reject().await;
+    let r = app
+        .register("during-outage@example.com", PASSWORD, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.wait_outbox_drained().await;
+    // Well past the budget of a job that fails at once: 6 deliveries and 0.25 + 0.5 + 1 + 2 +
+    // 4 s of backoff between them.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let conn = lapin::Connection::connect(&app.amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let dead = ch
+        .basic_get("keyward.dead".into(), BasicGetOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        dead.is_none(),
+        "the job was dead-lettered during the outage: {:?}\n{}",
+        dead.map(|m| String::from_utf8_lossy(&m.delivery.data).into_owned()),
+        log()
+    );
+    assert_eq!(
+        sink.delivered().len(),
+        1,
+        "nothing is sent without the database"
+    );
+    // The worker says why it does no work: not ready, for the database.
+    let (status, body) = readyz(&management).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}\n{}", log());
+    assert_ne!(body["checks"]["database"], "ok", "{body}");
+    assert_eq!(body["checks"]["rabbitmq"], "ok", "{body}");
+
+    // The database is back: the held mail goes out, and the worker is ready again.
+    gate.restore().await;
+    let got = sink.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        got,
+        ["before-outage@example.com", "during-outage@example.com"],
+        "{}",
+        log()
+    );
+    let (status, body) = readyz_until(&management, StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    let dead_lettered = crate::ops::metric(&management, "keyward_emails_dead_lettered_total").await;
+    drop(worker);
+    assert_eq!(dead_lettered, Some(0.0));
+    let dead = ch
+        .basic_get("keyward.dead".into(), BasicGetOptions::default())
+        .await
+        .unwrap();
+    assert!(dead.is_none(), "nothing reached keyward.dead");
 }
 
 #[actix_web::test]

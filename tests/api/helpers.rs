@@ -531,7 +531,7 @@ async fn maildev_list(api: &str) -> Vec<Value> {
 
 /// Waits (up to 30 s) until a /readyz answers 200 with nothing degraded: ready, and connected
 /// to every backend (the broker's topology is declared, so a test can bind its queues).
-async fn wait_ready(url: &str) {
+pub async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = reqwest::get(url).await {
@@ -919,7 +919,10 @@ pub async fn admin(app: &TestApp) -> (String, String) {
 /// A TCP forwarder between a node and one backend, to stop that backend for this node alone
 /// (other tests share the server): [`cut`](Self::cut) closes every forwarded connection and
 /// the listening port, so the node sees what a stopped server shows (connections reset, new
-/// ones refused); [`restore`](Self::restore) listens on the same port again.
+/// ones refused); [`reject`](Self::reject) closes them too but goes on accepting, closing each
+/// new connection at once, as a pooler or load balancer in front of a stopped server does
+/// (a client's connect fails at once instead of retrying a refused port);
+/// [`restore`](Self::restore) forwards on the same port again.
 pub struct TcpGate {
     pub port: u16,
     target: std::net::SocketAddr,
@@ -972,8 +975,25 @@ impl TcpGate {
         }
     }
 
+    /// The backend is gone behind a front that still accepts: open connections are closed,
+    /// and each new one is accepted and closed at once.
+    pub async fn reject(&self) {
+        self.cut().await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("gate listens again on its port");
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                drop(inbound);
+            }
+        });
+        *self.forwarder.lock().expect("gate lock") = Some(task);
+    }
+
     /// The backend is back, on the same port.
     pub async fn restore(&self) {
+        // After `reject`, its listener goes first.
+        self.cut().await;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .expect("gate listens again on its port");

@@ -8,6 +8,12 @@
 //! requeue, so it goes to `keyward.dead`; a send failure is requeued after a backoff, and the
 //! quorum queue's delivery limit dead-letters a job that keeps failing. Reconnects with backoff.
 //!
+//! A database that does not answer is not the job's fault, and must not spend its deliveries:
+//! a job that failed on the database while the database does not answer a ping is neither
+//! requeued (each redelivery counts towards the limit) nor acked. The worker holds it, takes no
+//! new job while it holds one, pings the database with backoff, and runs the job again once the
+//! database answers. Meanwhile its /readyz answers 503 for the database ([`DatabaseProbe`]).
+//!
 //! `keyward_amqp_connected` and `keyward_amqp_consuming` drop to 0 as soon as the consumer
 //! ends or fails (a lost connection fails it), and return to 1 after the reconnect.
 
@@ -21,14 +27,14 @@ use futures::StreamExt;
 use keyward_messages::commands::CheckReady;
 use keyward_messages::events::Envelope;
 use keyward_messages::CommandError;
-use keyward_storage::Store;
+use keyward_storage::{StorageError, Store};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lettre::message::Mailbox;
 use tracing::Instrument;
 
-use super::{deliver, give_up, Mailer, Mailroom, TemplateCache};
+use super::{deliver, give_up, MailError, Mailer, Mailroom, TemplateCache};
 use crate::bus::amqp::{connect, EMAIL_DELIVERY_LIMIT, EMAIL_QUEUE};
 use crate::bus::BusError;
 use crate::error::chain;
@@ -55,6 +61,43 @@ impl Handler<CheckReady> for WorkerProbe {
         } else {
             Err(CommandError::unavailable("not consuming from RabbitMQ"))
         }
+    }
+}
+
+/// How long the database may take to answer a ping before the worker calls it down.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the database answers a ping within [`PING_TIMEOUT`].
+async fn database_answers(store: &Store) -> bool {
+    matches!(
+        tokio::time::timeout(PING_TIMEOUT, store.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Answers /readyz's `database` check for a worker: it cannot send without its database (it
+/// holds its jobs until the database answers again).
+pub struct DatabaseProbe {
+    pub store: Store,
+}
+
+impl Actor for DatabaseProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<CheckReady> for DatabaseProbe {
+    type Result = ResponseFuture<Result<(), CommandError>>;
+    fn handle(&mut self, _: CheckReady, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            if database_answers(&store).await {
+                Ok(())
+            } else {
+                Err(CommandError::unavailable(
+                    "the database does not answer; email jobs wait in the queue until it does",
+                ))
+            }
+        })
     }
 }
 
@@ -92,8 +135,12 @@ impl Worker {
         const CAP: Duration = Duration::from_secs(1);
         let mut backoff = FIRST;
         let mut failures = 0u32;
+        // Set while a job of this worker waits for the database: it takes no new job then.
+        let waiting = AtomicBool::new(false);
         loop {
-            let outcome = self.consume_once().await;
+            // Jobs held by a consumer that ended were dropped with it (the broker has them).
+            waiting.store(false, Ordering::SeqCst);
+            let outcome = self.consume_once(&waiting).await;
             if self.consuming.swap(false, Ordering::SeqCst) {
                 // It was consuming: this is a new outage.
                 (backoff, failures) = (FIRST, 0);
@@ -117,7 +164,7 @@ impl Worker {
         }
     }
 
-    async fn consume_once(&self) -> Result<(), BusError> {
+    async fn consume_once(&self, waiting: &AtomicBool) -> Result<(), BusError> {
         let (conn, ch) = connect(&self.amqp_url, "keyward-worker").await?;
         self.metrics.amqp_connected.set(1);
         ch.basic_qos(PREFETCH, BasicQosOptions::default())
@@ -139,11 +186,16 @@ impl Worker {
         // NOTE: jobs run concurrently inside this future, not as spawned tasks: when the
         // connection fails (or the process stops) the unfinished ones are dropped with it, and
         // the broker redelivers what they had not acked.
+        // NOTE: while a job waits for the database no new one is taken: the broker keeps them
+        // (those it already handed over wait unacked in the consumer's buffer). With no job
+        // held the flag cannot be cleared, so one job is taken to find out.
         let mut jobs = FuturesUnordered::new();
         loop {
+            let taking = jobs.len() < usize::from(PREFETCH)
+                && (jobs.is_empty() || !waiting.load(Ordering::SeqCst));
             tokio::select! {
-                next = consumer.next(), if jobs.len() < usize::from(PREFETCH) => match next {
-                    Some(delivery) => jobs.push(self.handle(delivery.map_err(BusError::Consumer)?)),
+                next = consumer.next(), if taking => match next {
+                    Some(delivery) => jobs.push(self.handle(delivery.map_err(BusError::Consumer)?, waiting)),
                     None => break,
                 },
                 Some(done) = jobs.next(), if !jobs.is_empty() => done?,
@@ -157,7 +209,7 @@ impl Worker {
     }
 
     /// Errors only for broker trouble (ack/nack failed); job failures are handled here.
-    async fn handle(&self, d: Delivery) -> Result<(), BusError> {
+    async fn handle(&self, d: Delivery, waiting: &AtomicBool) -> Result<(), BusError> {
         let env: Envelope = match serde_json::from_slice(&d.data) {
             Ok(e) => e,
             Err(e) => {
@@ -193,7 +245,26 @@ impl Worker {
             sms: self.sms.clone(),
         };
         let (room_for_log, env_for_log) = (room.clone(), env.clone());
-        match deliver(room, env).instrument(span.clone()).await {
+        let outcome = loop {
+            match deliver(room.clone(), env.clone())
+                .instrument(span.clone())
+                .await
+            {
+                Err(e) if self.database_is_down(&e).await => {
+                    span.in_scope(|| tracing::warn!(%id, error = %chain(&e), "the database does not answer; holding the job until it does"));
+                    self.wait_for_database(waiting).await;
+                    span.in_scope(
+                        || tracing::info!(%id, "the database answers again; running the job again"),
+                    );
+                }
+                outcome => break outcome,
+            }
+        };
+        if outcome.is_ok() {
+            // The job went through the database: it answers.
+            waiting.store(false, Ordering::SeqCst);
+        }
+        match outcome {
             Ok(()) => d
                 .ack(BasicAckOptions::default())
                 .await
@@ -228,6 +299,31 @@ impl Worker {
                 .map(|_| ())
                 .map_err(BusError::Nack)
             }
+        }
+    }
+
+    /// Whether `e` is the database being unreachable rather than the job failing: a database
+    /// error while the database does not answer a ping. (A statement the database answers
+    /// with an error is the job's failure, and counts.)
+    async fn database_is_down(&self, e: &MailError) -> bool {
+        matches!(e, MailError::Inbox(StorageError::Backend(_)))
+            && !database_answers(&self.store).await
+    }
+
+    /// Returns once the database answers a ping; meanwhile `waiting` stops new jobs.
+    async fn wait_for_database(&self, waiting: &AtomicBool) {
+        const FIRST: Duration = Duration::from_millis(250);
+        // NOTE: capped at 2 s, so held mail goes out within about 2 s of the database's return.
+        const CAP: Duration = Duration::from_secs(2);
+        waiting.store(true, Ordering::SeqCst);
+        let mut backoff = FIRST;
+        loop {
+            tokio::time::sleep(backoff).await;
+            if database_answers(&self.store).await {
+                waiting.store(false, Ordering::SeqCst);
+                return;
+            }
+            backoff = (backoff * 2).min(CAP);
         }
     }
 }
