@@ -31,7 +31,7 @@ if len(window) >= 2:
 top.set_ylabel("MiB")
 top.set_ylim(bottom=0)
 args = report["args"]
-rate = f"{args['rate']:.0f} req/s" if args["rate"] > 0 else "unpaced"
+rate = f"paced to ≤ {args['rate']:.0f} req/s" if args["rate"] > 0 else "unpaced"
 top.set_title(f"Soak: {args['minutes']} min of mixed traffic, embedded (SQLite), "
               f"{args['concurrency']} workers, {rate}, "
               f"{report['machine'].get('cores', '?')} cores")

@@ -51,7 +51,7 @@ struct Args {
     concurrency: usize,
     /// Requests per second of all workers together (each paced to its share); 0: as fast as
     /// the node answers.
-    #[arg(long, default_value_t = 500.0)]
+    #[arg(long, default_value_t = 800.0)]
     rate: f64,
     /// The slope is fitted over the samples from this minute on.
     #[arg(long, default_value_t = 5.0)]
@@ -895,6 +895,22 @@ fn machine() -> BTreeMap<String, String> {
             .map_or(1, |n| n.get())
             .to_string(),
     );
+    // The node inherits the harness's environment: a KEYWARD_PASSWORDS__* there changes it.
+    let argon2 = ["MEMORY_KIB", "ITERATIONS", "PARALLELISM"]
+        .iter()
+        .filter_map(|k| {
+            let v = std::env::var(format!("KEYWARD_PASSWORDS__ARGON2_{k}")).ok()?;
+            Some(format!("{} {v}", k.to_lowercase()))
+        })
+        .collect::<Vec<_>>();
+    m.insert(
+        "argon2".to_owned(),
+        if argon2.is_empty() {
+            "argon2id at its defaults, m=19456 KiB, t=2, p=1".to_owned()
+        } else {
+            format!("argon2id from the environment: {}", argon2.join(", "))
+        },
+    );
     m.insert(
         "date".to_owned(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -1097,10 +1113,12 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "{} ({} cores), {}. One `keyward serve` (release build, production argon2id), {} workers paced to {} requests/s in all, memory sampled every {} s. Made by `keyward-bench`'s `soak` binary (docs/PERFORMANCE.md).\n",
+        "{} ({} cores), {}. One `keyward serve` ({}; {}), {} workers paced to {} requests/s in all, memory sampled every {} s. Made by `keyward-bench`'s `soak` binary (docs/PERFORMANCE.md).\n",
         r.machine.get("cpu").map_or("?", String::as_str),
         r.machine.get("cores").map_or("?", String::as_str),
         r.machine.get("date").map_or("?", String::as_str),
+        a.keyward.display(),
+        r.machine.get("argon2").map_or("?", String::as_str),
         a.concurrency,
         if a.rate > 0.0 { format!("{:.0}", a.rate) } else { "as many".to_owned() },
         a.sample_secs
@@ -1116,11 +1134,19 @@ fn markdown(r: &Report) -> String {
         last.map_or(0.0, |s| s.rss_mib),
         peak
     );
-    let _ = writeln!(
-        md,
-        "- Slope (least squares over the {} samples from minute {}): **{:+.2} MiB per hour** (R² {:.2}); fitted {:.1} → {:.1} MiB. RssAnon: {:+.2} MiB per hour.",
-        f.samples, f.from_minute, f.rss_mib_per_hour, f.rss_r2, f.fitted_start_mib, f.fitted_end_mib, f.rss_anon_mib_per_hour
-    );
+    if f.samples < 2 {
+        let _ = writeln!(
+            md,
+            "- Slope: fewer than 2 samples from minute {} on, no fit (the run is shorter than its warm-up).",
+            f.from_minute
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "- Slope (least squares over the {} samples from minute {}): **{:+.2} MiB per hour** (R² {:.2}); fitted {:.1} → {:.1} MiB. RssAnon: {:+.2} MiB per hour.",
+            f.samples, f.from_minute, f.rss_mib_per_hour, f.rss_r2, f.fitted_start_mib, f.fitted_end_mib, f.rss_anon_mib_per_hour
+        );
+    }
     let _ = writeln!(
         md,
         "- Requests answered as promised: {}; shed (503): {}; errors: {}{}.",
