@@ -63,6 +63,12 @@ struct Args {
     /// One more sample after the traffic stops and the node idles this long.
     #[arg(long, default_value_t = 30)]
     cooldown_secs: u64,
+    /// An experiment: from this minute on, only requests that create nothing (forward-auth,
+    /// me, search, profile views and edits of the users and sessions made so far; no
+    /// registration, login, refresh or logout), to tell memory that follows the requests from
+    /// memory that follows what they create. Keep the run within the access tokens' life.
+    #[arg(long)]
+    steady_after_minutes: Option<f64>,
     /// Where `{name}.json` and `{name}.md` go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -284,6 +290,8 @@ struct World {
     next_user: AtomicU64,
     tally: Tally,
     refresh_after: Duration,
+    /// From then on, only requests that create nothing (`--steady-after-minutes`).
+    steady_at: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -326,15 +334,25 @@ impl World {
         if let Some((email, token)) = link {
             return self.verify_email(&email, &token).await;
         }
-        let mut draw = rng.below(1000) as u64;
-        let mut kind = Kind::ForwardAuth;
-        for (k, w) in MIX {
-            if draw < w {
-                kind = k;
-                break;
+        let steady = self.steady_at.is_some_and(|t| Instant::now() >= t);
+        let kind = loop {
+            let mut draw = rng.below(1000) as u64;
+            let mut kind = Kind::ForwardAuth;
+            for (k, w) in MIX {
+                if draw < w {
+                    kind = k;
+                    break;
+                }
+                draw -= w;
             }
-            draw -= w;
-        }
+            let creates = matches!(
+                kind,
+                Kind::Register | Kind::Login | Kind::Refresh | Kind::Logout
+            );
+            if !(steady && creates) {
+                break kind;
+            }
+        };
         match kind {
             Kind::Register => self.register(rng).await,
             Kind::Login => self.login(rng).await,
@@ -951,6 +969,9 @@ async fn main() -> anyhow::Result<()> {
         node.base,
         data.display()
     );
+    // Let the node settle after start; the first sample, before any traffic, follows.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
     let world = Arc::new(World {
         c: seed::client(),
         base: node.base.clone(),
@@ -961,13 +982,13 @@ async fn main() -> anyhow::Result<()> {
         next_user: AtomicU64::new(0),
         tally: Tally::new(),
         refresh_after: Duration::from_secs(args.refresh_after_secs),
+        steady_at: args
+            .steady_after_minutes
+            .map(|m| started + Duration::from_secs_f64(m.max(0.0) * 60.0)),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mail = tokio::spawn(read_mail(world.clone(), data.join("mail"), stop.clone()));
 
-    // Let the node settle after start, then the first sample: before any traffic.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let started = Instant::now();
     let mut sampler = Sampler::new(pid, &data, started);
     let mut samples = vec![sampler.take(&world)];
     let duration = Duration::from_secs(args.minutes * 60);
@@ -1123,6 +1144,12 @@ fn markdown(r: &Report) -> String {
         if a.rate > 0.0 { format!("{:.0}", a.rate) } else { "as many".to_owned() },
         a.sample_secs
     );
+    if let Some(m) = a.steady_after_minutes {
+        let _ = writeln!(
+            md,
+            "From minute {m} on, only requests that create nothing (`--steady-after-minutes`): forward-auth, me, search, profile views and edits of the users and sessions made before; no registration, login, refresh or logout.\n"
+        );
+    }
     let f = &r.fit;
     let first = r.samples.first();
     let last = r.samples.last();
