@@ -106,7 +106,7 @@ async fn asvs_v6_3_8_login_timing_does_not_tell_an_unknown_account_from_a_wrong_
         timed(login(format!("warm{i}@example.com"))).await;
     }
     let (mut known, mut unknown, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..40 {
+    for i in 0..80 {
         // Interleaved, alternating which goes first, so drift hits both alike.
         let (first_known, k, u);
         first_known = i % 2 == 0;
@@ -139,12 +139,15 @@ async fn asvs_v6_3_8_login_timing_does_not_tell_an_unknown_account_from_a_wrong_
         "the hash does not dominate; inconclusive: {summary}"
     );
     // Neither is consistently slower, and the medians differ by far less than a hash costs.
-    // NOTE: a known account also writes its user.login_failed event (one outbox row): about
-    // 3% of this test's hash on SQLite, and up to 17% on PostgreSQL (one more round trip).
-    // That residue is documented in SECURITY.md, and it is an open item. A skipped or extra
-    // hash moves the medians by a whole hash and fails both checks.
-    assert!((0.1..=0.9).contains(&a), "{summary}");
-    assert!(mk.abs_diff(mu) * 100 < 30 * (mk - mb), "{summary}");
+    // NOTE: a known account's failure writes one row more (its user.login_failed event), and
+    // once woke the outbox relay, whose reads and publish ran beside the reply: known accounts
+    // were slower in every run (by 1.5-4% of this hash on SQLite, 1-6% on PostgreSQL;
+    // P(unknown > known) 0.27-0.46). The relay now publishes failures at its next tick; the
+    // medians differ either way by at most 6% on a quiet machine (P 0.38-0.51). The bounds
+    // leave room for a test suite running beside this test. A skipped or extra hash moves the
+    // medians by a whole hash and fails both checks.
+    assert!((0.2..=0.8).contains(&a), "{summary}");
+    assert!(mk.abs_diff(mu) * 100 < 15 * (mk - mb), "{summary}");
     eprintln!("{summary}");
 }
 
