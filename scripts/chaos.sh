@@ -33,6 +33,8 @@
 # the load time between two blows, KEYWARD_CHAOS_PG_DOWN_SECS (12) how long PostgreSQL is down
 # (longer than the 6 deliveries and about 8 s of backoff an email job failing at once gets).
 set -euo pipefail
+# shellcheck source=scripts/lib/steps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/steps.sh"
 cd "$(dirname "$0")/.."
 
 usage="run me as: scripts/services.sh postgres rabbitmq -- scripts/chaos.sh"
@@ -53,29 +55,12 @@ done
 work=$(mktemp -d /tmp/keyward-chaos.XXXXXX)
 run_id=$(python3 -c 'import secrets; print(secrets.token_hex(4))')
 declare -A pid=()
-step_names=()
-step_starts=()
 phase_file="$work/phase"
 
-step() {
-  step_names+=("$1")
-  step_starts+=("$SECONDS")
-  printf '\n== %s (%ss)\n' "$1" "$SECONDS"
-}
 # The load driver tags each answer with the phase it fell in.
 # Renamed into place, so a reader never sees it half-written.
 phase() { printf '%s\n' "$1" > "$phase_file.new" && mv -f "$phase_file.new" "$phase_file"; }
 fail() { printf 'chaos: FAILED: %s\n' "$*" >&2; exit 1; }
-
-timings() {
-  local i end
-  printf '\n== phase times\n'
-  for i in "${!step_names[@]}"; do
-    end=${step_starts[$((i + 1))]:-$SECONDS}
-    printf '%5ss  %s\n' "$((end - step_starts[i]))" "${step_names[$i]}"
-  done
-  printf '%5ss  total\n' "$SECONDS"
-}
 
 stop_all() {
   local name
@@ -95,7 +80,7 @@ cleanup() {
     done
   fi
   stop_all
-  timings
+  timings "phase times"
   rm -rf "$work"
   exit "$rc"
 }

@@ -29,6 +29,8 @@
 # (reused while examples/products/clinic/requirements.txt is unchanged); Node deps into
 # examples/products/events/node_modules (npm ci).
 set -euo pipefail
+# shellcheck source=scripts/lib/steps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/steps.sh"
 cd "$(dirname "$0")/.."
 
 usage="run me as: scripts/services.sh postgres rabbitmq maildev nginx -- scripts/products.sh"
@@ -44,25 +46,8 @@ work=$(mktemp -d /tmp/keyward-products.XXXXXX)
 run_id=$(python3 -c 'import secrets; print(secrets.token_hex(4))')
 pids=()
 current=""
-step_names=()
-step_starts=()
 
-step() {
-  step_names+=("$1")
-  step_starts+=("$SECONDS")
-  printf '\n== %s (%ss)\n' "$1" "$SECONDS"
-}
 fail() { printf 'products: FAILED: %s\n' "$*" >&2; exit 1; }
-
-timings() {
-  local i end
-  printf '\n== step times\n'
-  for i in "${!step_names[@]}"; do
-    end=${step_starts[$((i + 1))]:-$SECONDS}
-    printf '%5ss  %s\n' "$((end - step_starts[i]))" "${step_names[$i]}"
-  done
-  printf '%5ss  total\n' "$SECONDS"
-}
 
 stop_all() {
   local pid
@@ -81,7 +66,7 @@ cleanup() {
     done
   fi
   stop_all
-  timings
+  timings "step times"
   rm -rf "$work"
   exit "$rc"
 }

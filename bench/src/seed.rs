@@ -175,15 +175,13 @@ pub async fn status(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16>
     Some(r.ok()?.status().as_u16())
 }
 
-/// A service client with `scope`, made with `keyward admin create-client`, and a token of it.
-pub async fn client_token(
+/// A service client with `scope`, made with `keyward admin create-client`: its id and secret.
+pub async fn create_client(
     keyward: &Path,
     data: &Path,
     env: &[(String, String)],
-    c: &reqwest::Client,
-    base: &str,
     scope: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let out = tokio::process::Command::new(keyward)
         .args([
             "admin",
@@ -208,9 +206,21 @@ pub async fn client_token(
         text.lines()
             .find_map(|l| l.strip_prefix(name))
             .map(|v| v.trim().to_owned())
-            .unwrap_or_default()
+            .context("create-client output")
     };
-    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
+    Ok((field("client_id:")?, field("client_secret:")?))
+}
+
+/// A service client with `scope`, made with `keyward admin create-client`, and a token of it.
+pub async fn client_token(
+    keyward: &Path,
+    data: &Path,
+    env: &[(String, String)],
+    c: &reqwest::Client,
+    base: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
+    let (client_id, secret) = create_client(keyward, data, env, scope).await?;
     let t: Value = c
         .post(format!("{base}/v1/oauth/token"))
         .basic_auth(&client_id, Some(&secret))

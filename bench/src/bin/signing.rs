@@ -122,41 +122,6 @@ fn sign_step(ring: Arc<KeyRing>) -> Arc<dyn Fn(usize, u64) -> Step + Send + Sync
     })
 }
 
-/// A service client made with the CLI: (client_id, client_secret).
-async fn make_client(
-    keyward: &Path,
-    data: &Path,
-    env: &[(String, String)],
-) -> anyhow::Result<(String, String)> {
-    let out = tokio::process::Command::new(keyward)
-        .args([
-            "admin",
-            "create-client",
-            "--name",
-            "bench",
-            "--scope",
-            "notifications:send",
-        ])
-        .env("KEYWARD_DATA_DIR", data)
-        .env("KEYWARD_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "create-client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .context("create-client output")
-    };
-    Ok((field("client_id:")?, field("client_secret:")?))
-}
-
 /// The HTTP floor, client_credentials tokens and refreshes on a node of the backend `env` names.
 async fn http_scenarios(
     args: &Args,
@@ -167,7 +132,8 @@ async fn http_scenarios(
     let mut env_all = seed::cheap_env(None, None);
     env_all.extend(env);
     let (node, _) = procs::start_keyward(&args.keyward, &data, &env_all).await?;
-    let (id, secret) = make_client(&args.keyward, &data, &env_all).await?;
+    let (id, secret) =
+        seed::create_client(&args.keyward, &data, &env_all, "notifications:send").await?;
     let c = seed::client();
     let d = Duration::from_secs(args.seconds);
     let mut out = vec![
