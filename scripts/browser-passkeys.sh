@@ -10,6 +10,8 @@
 # Playwright from PyPI into ${KEYWARD_BROWSER_VENV:-/var/tmp/keyward-browser-venv} (reused while
 # the pin is unchanged). Never `playwright install`: it downloads a browser, which fails here.
 set -euo pipefail
+# shellcheck source=scripts/lib/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 cd "$(dirname "$0")/.."
 
 playwright_pin="playwright==1.65.2"
@@ -50,21 +52,7 @@ step "chromium"
 
 step "playwright in $venv"
 echo "$playwright_pin" >"$work/requirements.txt"
-if [ -x "$venv/bin/python" ] && cmp -s "$work/requirements.txt" "$venv/requirements.txt"; then
-  echo "reusing $venv"
-else
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>"$work/venv.err"; then
-    # Debian ships venv's ensurepip separately.
-    echo "python3 -m venv failed ($(tail -n 1 "$work/venv.err")); installing python3-venv"
-    apt_install python3-venv
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$work/requirements.txt"
-  # Written last: marks the venv complete and says for which pin.
-  cp "$work/requirements.txt" "$venv/requirements.txt"
-fi
+python_venv "$venv" "$work/requirements.txt"
 
 step "start keyward serve ($keyward)"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -33,6 +33,8 @@
 # the load time between two blows, KEYWARD_CHAOS_PG_DOWN_SECS (12) how long PostgreSQL is down
 # (longer than the 6 deliveries and about 8 s of backoff an email job failing at once gets).
 set -euo pipefail
+# shellcheck source=scripts/lib/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 # shellcheck source=scripts/lib/steps.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/steps.sh"
 cd "$(dirname "$0")/.."
@@ -123,20 +125,7 @@ keyward="$target_dir/debug/keyward"
 
 step "python deps in $venv"
 reqs=scripts/chaos/requirements.txt
-if [ -x "$venv/bin/python" ] && cmp -s "$reqs" "$venv/requirements.txt"; then
-  echo "reusing $venv"
-else
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>"$work/venv.err"; then
-    echo "python3 -m venv failed ($(tail -n 1 "$work/venv.err")); installing python3-venv"
-    apt_install python3-venv
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
-  # Written last: marks the venv complete and says for which requirements.
-  cp "$reqs" "$venv/requirements.txt"
-fi
+python_venv "$venv" "$reqs"
 driver=("$venv/bin/python" scripts/chaos/driver.py)
 
 step "database, vhost, migrations, the independent consumer, users"

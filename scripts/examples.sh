@@ -12,6 +12,8 @@
 # Python deps go into a venv at ${KEYWARD_EXAMPLES_VENV:-/var/tmp/keyward-examples-venv}
 # (reused while requirements.txt is unchanged); Node deps into examples/node/node_modules.
 set -euo pipefail
+# shellcheck source=scripts/lib/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 cd "$(dirname "$0")/.."
 
 amqp_url="${KEYWARD_TEST_AMQP_URL:?run me as: scripts/services.sh rabbitmq -- scripts/examples.sh}"
@@ -56,21 +58,7 @@ keyward="$target_dir/debug/keyward"
 rust_examples="$target_dir/debug/examples"
 
 step "python deps in $venv"
-if [ -x "$venv/bin/python" ] && cmp -s examples/python/requirements.txt "$venv/requirements.txt"; then
-  echo "reusing $venv"
-else
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>"$work/venv.err"; then
-    # Debian ships venv's ensurepip separately.
-    echo "python3 -m venv failed ($(tail -n 1 "$work/venv.err")); installing python3-venv"
-    apt_install python3-venv
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r examples/python/requirements.txt
-  # Written last: marks the venv complete and says for which requirements.
-  cp examples/python/requirements.txt "$venv/requirements.txt"
-fi
+python_venv "$venv" examples/python/requirements.txt
 py="$venv/bin/python"
 
 step "node deps (npm ci in examples/node)"

@@ -29,6 +29,8 @@
 # (reused while examples/products/clinic/requirements.txt is unchanged); Node deps into
 # examples/products/events/node_modules (npm ci).
 set -euo pipefail
+# shellcheck source=scripts/lib/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 # shellcheck source=scripts/lib/steps.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/steps.sh"
 cd "$(dirname "$0")/.."
@@ -112,20 +114,7 @@ orders_bin="$target_dir/debug/examples/marketplace_orders"
 
 step "python deps of the clinic in $venv"
 reqs=examples/products/clinic/requirements.txt
-if [ -x "$venv/bin/python" ] && cmp -s "$reqs" "$venv/requirements.txt"; then
-  echo "reusing $venv"
-else
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>"$work/venv.err"; then
-    echo "python3 -m venv failed ($(tail -n 1 "$work/venv.err")); installing python3-venv"
-    apt_install python3-venv
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
-  # Written last: marks the venv complete and says for which requirements.
-  cp "$reqs" "$venv/requirements.txt"
-fi
+python_venv "$venv" "$reqs"
 py="$venv/bin/python"
 
 step "node deps of the event site (npm ci in examples/products/events)"

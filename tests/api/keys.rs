@@ -48,7 +48,7 @@ async fn until_published(base: &str, kid: &str) {
 }
 
 /// Rotates as `keyward keys rotate` does, at the node's time, with a lead of `lead` seconds.
-async fn rotate(app: &TestApp, lead: i64) -> String {
+pub(crate) async fn rotate(app: &TestApp, lead: i64) -> String {
     let master = keyward_actors::keys::master_key(&app.settings).unwrap();
     let offset = app.clock_offset.load(std::sync::atomic::Ordering::SeqCst);
     let now = chrono::Utc::now() + chrono::Duration::seconds(offset);
@@ -65,7 +65,7 @@ async fn rotate(app: &TestApp, lead: i64) -> String {
     .kid
 }
 
-async fn token_from(app: &TestApp, base: &str, email: &str) -> String {
+pub(crate) async fn token_from(app: &TestApp, base: &str, email: &str) -> String {
     let r = app
         .client
         .post(format!("{base}/v1/auth/login"))

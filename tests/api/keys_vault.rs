@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{member, spawn_app_with, Options, TestApp, PASSWORD};
+use crate::keys::{rotate, token_from};
 
 fn vault() -> (String, String) {
     let need = "needs KEYWARD_TEST_VAULT_ADDR and _TOKEN: run under scripts/services.sh openbao";
@@ -167,23 +168,6 @@ async fn stored_key_rows(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-/// Rotates as `keyward keys rotate` does, at the node's time.
-async fn rotate(app: &TestApp, lead: i64) -> String {
-    let master = keyward_actors::keys::master_key(&app.settings).unwrap();
-    let offset = app.clock_offset.load(Ordering::SeqCst);
-    let backend = app.settings.keys.backend().unwrap();
-    keyward_actors::keys::rotate(
-        &app.node.contexts.store,
-        &master,
-        &keyward_actors::keys::Keys::connect(&backend).unwrap(),
-        chrono::Utc::now() + chrono::Duration::seconds(offset),
-        chrono::Duration::seconds(lead),
-    )
-    .await
-    .unwrap()
-    .kid
-}
-
 #[actix_web::test]
 #[ignore = "needs OpenBao: scripts/services.sh openbao"]
 async fn tokens_are_signed_by_vault_transit_and_its_public_halves_are_published() {
@@ -261,23 +245,7 @@ async fn a_node_moving_to_vault_publishes_the_transit_key_before_it_signs() {
         .await;
     let peer_base = format!("http://{}", peer.public_addr);
     let versions = transit_public_keys(&key).await;
-    let login = |base: String| {
-        let client = app.client.clone();
-        async move {
-            let r = client
-                .post(format!("{base}/v1/auth/login"))
-                .json(&serde_json::json!({"login": "mo@example.com", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
-            r.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let early = login(peer_base.clone()).await;
+    let early = token_from(&app, &peer_base, "mo@example.com").await;
     assert_eq!(
         header(&early).kid.unwrap(),
         local_kid,
@@ -286,7 +254,7 @@ async fn a_node_moving_to_vault_publishes_the_transit_key_before_it_signs() {
     // The first node hears of the new key and publishes it.
     wait_published(&app, &versions[0]).await;
     app.advance(601);
-    let late = login(peer_base).await;
+    let late = token_from(&app, &peer_base, "mo@example.com").await;
     assert!(
         signed_by(&late, &versions[0]),
         "after the lead, OpenBao signs"

@@ -347,13 +347,11 @@ impl KeyRing {
             }
             Keys::Local => {
                 // A Transit key that signs or will: this node could not, so it does not start.
-                let vault_key = records.iter().find(|r| {
-                    r.retired_at.is_none_or(|t| t > now)
-                        && transit_ref(&r.private_key_enc).is_some()
-                });
-                if let Some(r) = vault_key {
-                    let (version, mount, name) =
-                        transit_ref(&r.private_key_enc).ok_or(StartError::Keys(String::new()))?;
+                let vault_key = records
+                    .iter()
+                    .filter(|r| r.retired_at.is_none_or(|t| t > now))
+                    .find_map(|r| transit_ref(&r.private_key_enc).map(|t| (r, t)));
+                if let Some((r, (version, mount, name))) = vault_key {
                     return Err(start_error(KeyError::TransitUnconfigured {
                         kid: r.kid.clone(),
                         version,
