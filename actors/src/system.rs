@@ -528,6 +528,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         actix_rt::spawn(crate::notify::intake::run(
             url,
             notifications.clone().recipient(),
+            store.clone(),
         ));
     }
     Ok(Contexts {

@@ -833,6 +833,71 @@ async fn distributed_requests_published_to_keyward_notify_are_sent_once_and_pois
     assert_eq!(items, 1, "the retried request was sent once");
 }
 
+/// A node's database goes away (behind a TCP gate that refuses every connection) while a
+/// product's request waits in `keyward.notify.requests`: the intake holds it instead of
+/// spending its deliveries (the queue dead-letters after 6, 0.5 s apart), and sends it once
+/// the database is back.
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and RabbitMQ (scripts/services.sh postgres rabbitmq -- cargo test --test api -- --include-ignored)"]
+async fn distributed_a_database_outage_longer_than_the_retry_budget_dead_letters_no_request() {
+    use crate::helpers::{host_port, TcpGate};
+    let _broker = broker_lock().await;
+    let pg = std::env::var("KEYWARD_TEST_DATABASE_URL")
+        .expect("needs KEYWARD_TEST_DATABASE_URL: a database outage is a PostgreSQL outage");
+    let gate = TcpGate::open(&host_port(&pg)).await;
+    let port = gate.port;
+    let app = spawn_app_with(Options {
+        amqp: true,
+        settings: Some(Box::new(move |s| {
+            s.database_url = s.database_url.replacen(
+                &host_port(&s.database_url),
+                &format!("127.0.0.1:{port}"),
+                1,
+            );
+        })),
+        ..Options::default()
+    })
+    .await;
+    assert!(app
+        .settings
+        .database_url
+        .contains(&format!("127.0.0.1:{port}")));
+    let url = app.amqp_url();
+    let (ann, token) = member(&app, "ann@example.com").await;
+    app.wait_outbox_drained().await;
+
+    gate.reject().await;
+    let request = serde_json::to_vec(&booking(&[&ann], "outage-1")).unwrap();
+    publish_request(&url, &request).await;
+    // Well past the budget of a request that fails at once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let dead = EventConsumer::reopen(&url, "keyward.dead").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dead: Vec<String> = dead
+        .drain()
+        .await
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.data).into_owned())
+        .collect();
+    assert!(dead.is_empty(), "dead-lettered during the outage: {dead:?}");
+
+    gate.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items = inbox(&app, &token, "").await["items"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if items == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held request was never sent ({items})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[actix_web::test]
 #[ignore = "needs RabbitMQ and an SMTP sink (scripts/services.sh postgres rabbitmq maildev -- cargo test --test api -- --include-ignored)"]
 async fn distributed_a_worker_killed_mid_batch_loses_no_notification_and_the_log_ends_sent() {

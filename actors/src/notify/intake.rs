@@ -6,9 +6,15 @@
 //! A request is acked only after its send committed (or was found already sent under its
 //! idempotency key); one that can never be sent (not JSON, a bad member, an unknown template)
 //! is published to `keyward.dead` with the reason in the `x-keyward-reason` header, then
-//! acked; a failure worth a retry (the database is down) is requeued after a backoff, and the
-//! quorum queue's delivery limit dead-letters a request that keeps failing.
+//! acked; a failure worth a retry is requeued after a backoff, and the quorum queue's delivery
+//! limit dead-letters a request that keeps failing.
+//!
+//! A database that does not answer is not the request's fault, and must not spend its
+//! deliveries (an outage longer than the retries would dead-letter every product's
+//! notifications): as in the worker, the request is held, no new one is taken, and it is sent
+//! again once the database answers a ping.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::Recipient;
@@ -17,6 +23,7 @@ use futures::StreamExt;
 use keyward_messages::access::{Caller, ClientPrincipal};
 use keyward_messages::notify::{SendNotification, SendRequest};
 use keyward_messages::{CommandError, FieldError, RequestMeta};
+use keyward_storage::Store;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -27,6 +34,7 @@ use lapin::{BasicProperties, Channel};
 use crate::bus::amqp::{connect, DEAD_EXCHANGE, REQUESTS_QUEUE};
 use crate::bus::BusError;
 use crate::error::chain;
+use crate::notify::worker::{database_answers, wait_for_database};
 
 /// Requests a node works on at once.
 const PREFETCH: u16 = 16;
@@ -40,6 +48,8 @@ enum Verdict {
     Done,
     Poison(String),
     Retry(String),
+    /// The context answered that the database is unavailable.
+    Unavailable(String),
 }
 
 fn fields(errors: &[FieldError]) -> String {
@@ -103,6 +113,7 @@ async fn judge(send: &Recipient<SendNotification>, d: &Delivery) -> Verdict {
             | CommandError::NotFound { .. }
             | CommandError::Forbidden { .. }),
         )) => Verdict::Poison(e.to_string()),
+        Ok(Err(e @ CommandError::Unavailable { .. })) => Verdict::Unavailable(e.to_string()),
         Ok(Err(e)) => Verdict::Retry(e.to_string()),
         Err(e) => Verdict::Retry(format!("the notify context did not answer: {e}")),
     }
@@ -133,15 +144,31 @@ async fn dead_letter(ch: &Channel, d: &Delivery, reason: &str) -> Result<(), Bus
 async fn handle(
     ch: &Channel,
     send: &Recipient<SendNotification>,
+    store: &Store,
+    waiting: &AtomicBool,
     d: Delivery,
 ) -> Result<(), BusError> {
-    match judge(send, &d).await {
+    let verdict = loop {
+        match judge(send, &d).await {
+            Verdict::Unavailable(reason) if !database_answers(store).await => {
+                tracing::warn!(%reason, "the database does not answer; holding the notification request until it does");
+                wait_for_database(store, waiting).await;
+                tracing::info!("the database answers again; sending the held notification request");
+            }
+            verdict => break verdict,
+        }
+    };
+    if matches!(verdict, Verdict::Done) {
+        // It went through the database: it answers.
+        waiting.store(false, Ordering::SeqCst);
+    }
+    match verdict {
         Verdict::Done => {}
         Verdict::Poison(reason) => {
             tracing::warn!(%reason, "a notification request can never be sent; dead-lettered");
             dead_letter(ch, &d, &reason).await?;
         }
-        Verdict::Retry(reason) => {
+        Verdict::Retry(reason) | Verdict::Unavailable(reason) => {
             tracing::warn!(%reason, "a notification request failed; requeueing");
             tokio::time::sleep(Duration::from_millis(500)).await;
             return d
@@ -160,7 +187,11 @@ async fn handle(
         .map_err(BusError::Ack)
 }
 
-async fn consume_once(url: &str, send: &Recipient<SendNotification>) -> Result<(), BusError> {
+async fn consume_once(
+    url: &str,
+    send: &Recipient<SendNotification>,
+    store: &Store,
+) -> Result<(), BusError> {
     let (conn, ch) = connect(url, "keyward-notify-intake").await?;
     ch.basic_qos(PREFETCH, BasicQosOptions::default())
         .await
@@ -176,11 +207,16 @@ async fn consume_once(url: &str, send: &Recipient<SendNotification>) -> Result<(
         .await
         .map_err(BusError::Consume)?;
     tracing::info!(queue = REQUESTS_QUEUE, "notification intake consuming");
+    // NOTE: while a request waits for the database no new one is taken (as in the worker);
+    // with none held the flag cannot clear, so one is taken to find out.
+    let waiting = AtomicBool::new(false);
     let mut jobs = FuturesUnordered::new();
     loop {
+        let taking = jobs.len() < usize::from(PREFETCH)
+            && (jobs.is_empty() || !waiting.load(Ordering::SeqCst));
         tokio::select! {
-            next = consumer.next(), if jobs.len() < usize::from(PREFETCH) => match next {
-                Some(d) => jobs.push(handle(&ch, send, d.map_err(BusError::Consumer)?)),
+            next = consumer.next(), if taking => match next {
+                Some(d) => jobs.push(handle(&ch, send, store, &waiting, d.map_err(BusError::Consumer)?)),
                 None => break,
             },
             Some(done) = jobs.next(), if !jobs.is_empty() => done?,
@@ -194,10 +230,10 @@ async fn consume_once(url: &str, send: &Recipient<SendNotification>) -> Result<(
 }
 
 /// Consumes until the process ends; reconnects with backoff (at most a second apart).
-pub async fn run(url: String, send: Recipient<SendNotification>) {
+pub async fn run(url: String, send: Recipient<SendNotification>, store: Store) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match consume_once(&url, &send).await {
+        match consume_once(&url, &send, &store).await {
             Ok(()) => tracing::warn!("notification intake stopped; reconnecting"),
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "notification intake cannot consume; retrying")

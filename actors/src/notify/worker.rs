@@ -68,11 +68,29 @@ impl Handler<CheckReady> for WorkerProbe {
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the database answers a ping within [`PING_TIMEOUT`].
-async fn database_answers(store: &Store) -> bool {
+pub(crate) async fn database_answers(store: &Store) -> bool {
     matches!(
         tokio::time::timeout(PING_TIMEOUT, store.ping()).await,
         Ok(Ok(()))
     )
+}
+
+/// Returns once the database answers a ping; meanwhile `waiting` tells the consumer to take no
+/// new message.
+pub(crate) async fn wait_for_database(store: &Store, waiting: &AtomicBool) {
+    const FIRST: Duration = Duration::from_millis(250);
+    // NOTE: capped at 2 s, so held work goes on within about 2 s of the database's return.
+    const CAP: Duration = Duration::from_secs(2);
+    waiting.store(true, Ordering::SeqCst);
+    let mut backoff = FIRST;
+    loop {
+        tokio::time::sleep(backoff).await;
+        if database_answers(store).await {
+            waiting.store(false, Ordering::SeqCst);
+            return;
+        }
+        backoff = (backoff * 2).min(CAP);
+    }
 }
 
 /// Answers /readyz's `database` check for a worker: it cannot send without its database (it
@@ -252,7 +270,7 @@ impl Worker {
             {
                 Err(e) if self.database_is_down(&e).await => {
                     span.in_scope(|| tracing::warn!(%id, error = %chain(&e), "the database does not answer; holding the job until it does"));
-                    self.wait_for_database(waiting).await;
+                    wait_for_database(&self.store, waiting).await;
                     span.in_scope(
                         || tracing::info!(%id, "the database answers again; running the job again"),
                     );
@@ -308,22 +326,5 @@ impl Worker {
     async fn database_is_down(&self, e: &MailError) -> bool {
         matches!(e, MailError::Inbox(StorageError::Backend(_)))
             && !database_answers(&self.store).await
-    }
-
-    /// Returns once the database answers a ping; meanwhile `waiting` stops new jobs.
-    async fn wait_for_database(&self, waiting: &AtomicBool) {
-        const FIRST: Duration = Duration::from_millis(250);
-        // NOTE: capped at 2 s, so held mail goes out within about 2 s of the database's return.
-        const CAP: Duration = Duration::from_secs(2);
-        waiting.store(true, Ordering::SeqCst);
-        let mut backoff = FIRST;
-        loop {
-            tokio::time::sleep(backoff).await;
-            if database_answers(&self.store).await {
-                waiting.store(false, Ordering::SeqCst);
-                return;
-            }
-            backoff = (backoff * 2).min(CAP);
-        }
     }
 }
