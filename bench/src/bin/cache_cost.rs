@@ -25,8 +25,8 @@ struct Args {
     /// Entries added per step.
     #[arg(long, default_value_t = 32_768)]
     step: usize,
-    /// Entries added to each cache in all (the caches hold 262,144 tokens and sessions and
-    /// 65,536 profiles).
+    /// Entries added to each cache in all (at their default capacities the caches hold
+    /// 262,144 tokens and sessions and 65,536 profiles).
     #[arg(long, default_value_t = 393_216)]
     entries: usize,
 }
@@ -113,7 +113,8 @@ fn fill(name: &str, args: &Args, mut add: impl FnMut(usize)) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.step > 0, "--step must be at least 1");
-    let gate = SessionGate::new(Duration::from_secs(1));
+    let cap = keyward_config::CacheSettings::default();
+    let gate = SessionGate::new(Duration::from_secs(1), cap.tokens, cap.sessions);
     fill("session gate: verified tokens", &args, |i| {
         let (user, session) = (UserId::new(), SessionId::new());
         let c = claims(user, session, i);
@@ -128,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     fill("session gate: ended sessions", &args, |_| {
         gate.ended(SessionId::new());
     });
-    let profiles = ProfileCache::new(Duration::from_secs(60));
+    let profiles = ProfileCache::new(Duration::from_secs(60), cap.profiles);
     fill("profile cache", &args, |i| {
         profiles.put(profiles.epoch(), Arc::new(view(i)));
     });
