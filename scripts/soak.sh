@@ -5,6 +5,7 @@
 #
 #   scripts/soak.sh                       # 30 minutes
 #   scripts/soak.sh --minutes 2 --sample-secs 15 --out /tmp/soak-check   # a check of the harness
+#   scripts/soak.sh --node-env KEYWARD_CACHE__TOKENS=8192 ...             # a setting for the node
 #
 # Every other flag goes to the harness (`keyward-bench`'s `soak` binary; --help lists them).
 set -euo pipefail
@@ -14,8 +15,9 @@ tools="${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}"
 target="${CARGO_TARGET_DIR:-target}"
 
 echo "== release build"
-cargo build --release --locked -p keyward --bin keyward
-cargo build --release --locked -p keyward-bench --bin soak
+# NOTE: one build of both packages: built apart, feature unification differs and each
+# rebuilds the shared crates.
+cargo build --release --locked -p keyward -p keyward-bench --bin keyward --bin soak
 
 out="bench/results"
 name="soak-sqlite"

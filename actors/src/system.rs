@@ -220,9 +220,10 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let recheck = opts
         .session_recheck
         .unwrap_or_else(|| std::time::Duration::from_millis(settings.tokens.session_recheck_ms));
-    let gate = Arc::new(SessionGate::new(recheck));
-    let profiles = Arc::new(ProfileCache::new(PROFILE_RECHECK));
-    let decisions = Arc::new(Decisions::default());
+    let cap = &settings.cache;
+    let gate = Arc::new(SessionGate::new(recheck, cap.tokens, cap.sessions));
+    let profiles = Arc::new(ProfileCache::new(PROFILE_RECHECK, cap.profiles));
+    let decisions = Arc::new(Decisions::new(cap.users));
     let live = Arc::new(crate::notify::live::LiveInbox::new(store.clone()));
     let caches = Arc::new(NodeCaches::new(vec![
         gate.clone(),

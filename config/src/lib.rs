@@ -86,6 +86,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// `[keys]` / `KEYWARD_KEYS__*`: signing key rotation.
     pub keys: KeySettings,
+    /// `[cache]` / `KEYWARD_CACHE__*`: how many entries each node-local cache holds.
+    pub cache: CacheSettings,
 }
 
 /// Token lifetimes, `[tokens]` / `KEYWARD_TOKENS__<FIELD>`. All durations in seconds.
@@ -638,6 +640,7 @@ impl Default for Settings {
             oauth: OAuthSettings::default(),
             retention: RetentionSettings::default(),
             keys: KeySettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -715,6 +718,7 @@ impl fmt::Debug for Settings {
             .field("notify", &self.notify)
             .field("sms", &self.sms)
             .field("retention", &self.retention)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -1097,5 +1101,39 @@ impl KeySettings {
     /// the fix, never the token.
     pub fn backend(&self) -> Result<KeyBackend, ConfigError> {
         validate::keys(self)
+    }
+}
+
+/// Capacities of the node-local caches, `[cache]` / `KEYWARD_CACHE__<FIELD>`, in entries.
+/// Each is bounded: past its capacity the least useful entries are dropped and read again
+/// from the database (or the token verified again), so a smaller cache costs reads, never
+/// correctness. With the ghosts `quick_cache` keeps of evicted keys, a full cache holds up to
+/// about 1.5 times its capacity; the bytes per entry are measured by the bench's `cache_cost`
+/// (docs/PERFORMANCE.md, "Soak"). Each is 1024..=8388608.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// `KEYWARD_CACHE__TOKENS`: access tokens verified before (a repeat skips the signature
+    /// check); about 250 B each, 62.5 MiB full at the default 262144.
+    pub tokens: usize,
+    /// `KEYWARD_CACHE__SESSIONS`: sessions remembered live, and separately sessions
+    /// remembered ended; about 90 + 50 B each, 36 MiB for both full at the default 262144.
+    pub sessions: usize,
+    /// `KEYWARD_CACHE__PROFILES`: profiles served by `GET /v1/users/me` without a read;
+    /// about 800 B each, 50 MiB full at the default 65536.
+    pub profiles: usize,
+    /// `KEYWARD_CACHE__USERS`: users' roles and standing for permission checks; about
+    /// 80–100 B each without a role, 7.6 MiB full at the default 100000.
+    pub users: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            tokens: 262_144,
+            sessions: 262_144,
+            profiles: 65_536,
+            users: 100_000,
+        }
     }
 }

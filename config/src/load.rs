@@ -151,6 +151,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "vault_timeout_ms",
         ],
     ),
+    ("cache", &["tokens", "sessions", "profiles", "users"]),
     (
         "notify",
         &["categories", "allow_loopback_push", "templates_file"],

@@ -75,6 +75,7 @@ struct Redacted<'a> {
     oauth: RedactedOAuth<'a>,
     retention: &'a crate::RetentionSettings,
     keys: RedactedKeys<'a>,
+    cache: &'a crate::CacheSettings,
     notify: RedactedNotify<'a>,
 }
 
@@ -275,6 +276,7 @@ pub(crate) fn redacted_toml(settings: &Settings) -> String {
         oauth: RedactedOAuth::new(&settings.oauth),
         retention: &settings.retention,
         keys: RedactedKeys::new(&settings.keys),
+        cache: &settings.cache,
         notify: RedactedNotify {
             allow_loopback_push: settings.notify.allow_loopback_push,
             templates_file: settings

@@ -85,6 +85,7 @@ pub(crate) fn validate(s: &Settings) -> Result<(), ConfigError> {
     mfa(s)?;
     oauth(&s.oauth)?;
     retention(s)?;
+    cache(&s.cache)?;
     at_least(
         "KEYWARD_KEYS__PUBLISH_LEAD_SECS",
         s.keys.publish_lead_secs,
@@ -1314,5 +1315,32 @@ fn retention(s: &Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `[cache]`: each capacity bounded below (a smaller cache misses on a small node's own
+/// working set) and above (a typo with extra zeros would let a cache grow past the memory).
+const CACHE_MIN: usize = 1024;
+const CACHE_MAX: usize = 8_388_608;
+
+fn cache(c: &crate::CacheSettings) -> Result<(), ConfigError> {
+    let caps = [
+        ("KEYWARD_CACHE__TOKENS", c.tokens, 262_144),
+        ("KEYWARD_CACHE__SESSIONS", c.sessions, 262_144),
+        ("KEYWARD_CACHE__PROFILES", c.profiles, 65_536),
+        ("KEYWARD_CACHE__USERS", c.users, 100_000),
+    ];
+    for (key, value, default) in caps {
+        if !(CACHE_MIN..=CACHE_MAX).contains(&value) {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "{value} is out of range: set it to {CACHE_MIN}..={CACHE_MAX} entries (the default is {default}; docs/operations.md sizes it by memory)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod retention_tests;

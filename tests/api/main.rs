@@ -8,6 +8,7 @@ mod access;
 mod accounts;
 mod avatars;
 mod backup;
+mod caches;
 mod cli;
 mod distributed;
 mod federation;

@@ -19,8 +19,6 @@ use keyward_messages::UserId;
 use keyward_storage::{ClientRecord, StorageError, Store};
 use quick_cache::sync::Cache;
 
-/// Users remembered at once; beyond it the least used are read again.
-const USERS: usize = 100_000;
 /// How long a user's grants are believed without a message: only a change made behind
 /// Keyward's back (SQL by hand) waits this long; every change Keyward makes is a message.
 const BELIEVED_FOR: Duration = Duration::from_secs(60);
@@ -60,19 +58,19 @@ pub struct Decisions {
     epoch: AtomicU64,
 }
 
-impl Default for Decisions {
-    fn default() -> Self {
+impl Decisions {
+    /// `users`: users remembered at once (`KEYWARD_CACHE__USERS`); beyond it the least used
+    /// are read again.
+    pub fn new(users: usize) -> Self {
         Self {
             roles: RwLock::new(Arc::new(HashMap::new())),
             roles_stale: AtomicBool::new(true),
-            users: Cache::new(USERS),
+            users: Cache::new(users),
             clients: Cache::new(1024),
             epoch: AtomicU64::new(0),
         }
     }
-}
 
-impl Decisions {
     /// `user`'s roles and standing, from memory or the database.
     pub async fn grants(&self, store: &Store, user: UserId) -> Result<Arc<Grants>, StorageError> {
         if let Some(g) = self.users.get(&user) {

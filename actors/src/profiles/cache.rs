@@ -23,8 +23,6 @@ use quick_cache::sync::Cache;
 pub const PROFILE_RECHECK: Duration = Duration::from_secs(30);
 /// A change reaches every node's profile within this, through the outbox feed.
 const FEED_BOUND: Duration = Duration::from_secs(1);
-/// Profiles remembered at once (about 1 KB each).
-const PROFILES: usize = 65_536;
 
 pub struct ProfileCache {
     entries: Cache<UserId, (Arc<UserView>, Instant)>,
@@ -34,9 +32,10 @@ pub struct ProfileCache {
 }
 
 impl ProfileCache {
-    pub fn new(recheck: Duration) -> Self {
+    /// `capacity`: profiles remembered at once (`KEYWARD_CACHE__PROFILES`), about 800 B each.
+    pub fn new(recheck: Duration, capacity: usize) -> Self {
         Self {
-            entries: Cache::new(PROFILES),
+            entries: Cache::new(capacity),
             epoch: AtomicU64::new(0),
             recheck,
             feed: crate::caches::FeedMark::default(),
@@ -139,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_change_is_not_kept() {
-        let cache = ProfileCache::new(Duration::from_secs(60));
+        let cache = ProfileCache::new(Duration::from_secs(60), 1024);
         let before = cache.epoch();
         let stale = view(false);
         cache.forget(stale.id); // the change commits while the read is under way
@@ -152,7 +151,7 @@ mod tests {
 
     #[test]
     fn an_entry_lapses_after_the_recheck() {
-        let cache = ProfileCache::new(Duration::ZERO);
+        let cache = ProfileCache::new(Duration::ZERO, 1024);
         let v = view(true);
         cache.put(cache.epoch(), v.clone());
         assert!(cache.get(v.id).is_none());

@@ -25,11 +25,6 @@ use keyward_messages::{SessionId, UserId};
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
-/// Tokens remembered at once; beyond it the least useful are dropped (and re-verified).
-/// About 150 bytes each with a few roles: 40 MB full.
-const TOKENS: usize = 262_144;
-/// Sessions remembered live, and ended, at once (under 100 bytes each).
-const SESSIONS: usize = 262_144;
 /// Users erased, whose sessions are refused whatever else the gate believes.
 const ERASED: usize = 16_384;
 
@@ -104,12 +99,16 @@ pub fn token_key(token: &str) -> [u8; 32] {
 
 impl SessionGate {
     /// `live_for`: how long a session read as live is believed without asking again.
-    pub fn new(live_for: Duration) -> Self {
+    /// `tokens` and `sessions`: capacities (`KEYWARD_CACHE__TOKENS`, `__SESSIONS`); beyond
+    /// them the least useful entries are dropped, and a dropped token is verified again, a
+    /// dropped session read again. A token costs about 250 B, a session about 90 B live and
+    /// 50 B ended (measured by the bench's `cache_cost`).
+    pub fn new(live_for: Duration, tokens: usize, sessions: usize) -> Self {
         Self {
-            tokens: Cache::new(TOKENS),
+            tokens: Cache::new(tokens),
             client_tokens: Cache::new(1024),
-            live: Cache::new(SESSIONS),
-            ended: Cache::new(SESSIONS),
+            live: Cache::new(sessions),
+            ended: Cache::new(sessions),
             erased: Cache::new(ERASED),
             live_for,
             feed: crate::caches::FeedMark::default(),
@@ -219,7 +218,7 @@ mod tests {
 
     #[test]
     fn an_ended_mark_outranks_a_late_live_reading() {
-        let gate = SessionGate::new(Duration::from_secs(60));
+        let gate = SessionGate::new(Duration::from_secs(60), 1024, 1024);
         let (s, u) = ids();
         let now = Utc::now();
         assert_eq!(gate.liveness(s, u, now), Liveness::Unknown);
@@ -235,11 +234,11 @@ mod tests {
     fn a_live_belief_lapses_never_outlives_the_session_and_names_no_other_user() {
         let (s, u) = ids();
         let now = Utc::now();
-        let lapsing = SessionGate::new(Duration::ZERO);
+        let lapsing = SessionGate::new(Duration::ZERO, 1024, 1024);
         lapsing.remember_live(s, u, now + chrono::Duration::hours(1));
         assert_eq!(lapsing.liveness(s, u, now), Liveness::Unknown);
 
-        let gate = SessionGate::new(Duration::from_secs(60));
+        let gate = SessionGate::new(Duration::from_secs(60), 1024, 1024);
         gate.remember_live(s, u, now + chrono::Duration::seconds(5));
         assert_eq!(
             gate.liveness(s, UserId(Uuid::new_v4()), now),
@@ -257,7 +256,7 @@ mod tests {
     fn a_current_feed_keeps_a_live_belief_until_the_session_ends_and_a_lagging_one_does_not() {
         use crate::caches::NodeCache;
         let live_for = Duration::from_millis(40);
-        let gate = SessionGate::new(live_for);
+        let gate = SessionGate::new(live_for, 1024, 1024);
         let (s, u) = ids();
         let now = Utc::now();
         gate.remember_live(s, u, now + chrono::Duration::hours(1));
@@ -283,7 +282,7 @@ mod tests {
     fn an_erased_users_sessions_are_refused() {
         use crate::caches::NodeCache;
         use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
-        let gate = SessionGate::new(Duration::from_secs(60));
+        let gate = SessionGate::new(Duration::from_secs(60), 1024, 1024);
         let (s, u) = ids();
         let now = Utc::now();
         gate.remember_live(s, u, now + chrono::Duration::hours(1));
@@ -294,7 +293,7 @@ mod tests {
 
     #[test]
     fn forgetting_live_beliefs_keeps_ended_marks() {
-        let gate = SessionGate::new(Duration::from_secs(60));
+        let gate = SessionGate::new(Duration::from_secs(60), 1024, 1024);
         let (a, u) = ids();
         let (b, _) = ids();
         let now = Utc::now();

@@ -1,9 +1,10 @@
 //! What a node's in-memory caches cost per entry, and where they stop growing
 //! (docs/PERFORMANCE.md, "Soak: 30 minutes of mixed traffic"): fills each of the caches the
 //! soak run's traffic fills (the session gate's verified tokens, live and ended sessions, the
-//! profile cache) in this process, past its capacity, and reads this process's RssAnon from
-//! /proc after every step. Entries look like the soak run's: a token of a user with one role,
-//! a profile with a nickname, a display name, a bio of a few sentences, a time zone.
+//! profile cache, the access decisions' users) in this process, past its capacity, and reads
+//! this process's RssAnon from /proc after every step. Entries look like the soak run's: a
+//! token of a user with one role, a profile with a nickname, a display name, a bio of a few
+//! sentences, a time zone; a user's grants are of an id no account has, so without roles.
 //!
 //! `cargo run --release -p keyward-bench --bin cache_cost`
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
+use keyward_actors::access::Decisions;
 use keyward_actors::profiles::ProfileCache;
 use keyward_actors::sessions::gate::{token_key, UserToken};
 use keyward_actors::sessions::{AccessClaims, SessionGate};
@@ -25,8 +27,8 @@ struct Args {
     /// Entries added per step.
     #[arg(long, default_value_t = 32_768)]
     step: usize,
-    /// Entries added to each cache in all (the caches hold 262,144 tokens and sessions and
-    /// 65,536 profiles).
+    /// Entries added to each cache in all (at their default capacities the caches hold
+    /// 262,144 tokens and sessions and 65,536 profiles).
     #[arg(long, default_value_t = 393_216)]
     entries: usize,
 }
@@ -113,7 +115,8 @@ fn fill(name: &str, args: &Args, mut add: impl FnMut(usize)) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.step > 0, "--step must be at least 1");
-    let gate = SessionGate::new(Duration::from_secs(1));
+    let cap = keyward_config::CacheSettings::default();
+    let gate = SessionGate::new(Duration::from_secs(1), cap.tokens, cap.sessions);
     fill("session gate: verified tokens", &args, |i| {
         let (user, session) = (UserId::new(), SessionId::new());
         let c = claims(user, session, i);
@@ -128,9 +131,39 @@ fn main() -> anyhow::Result<()> {
     fill("session gate: ended sessions", &args, |_| {
         gate.ended(SessionId::new());
     });
-    let profiles = ProfileCache::new(Duration::from_secs(60));
+    let profiles = ProfileCache::new(Duration::from_secs(60), cap.profiles);
     fill("profile cache", &args, |i| {
         profiles.put(profiles.epoch(), Arc::new(view(i)));
     });
+    drop(profiles);
+    users(&args, cap.users)
+}
+
+/// The access decisions' users: filled the only way a node fills it, by asking for a user's
+/// grants, here of ids no account has (so without roles: a role adds its name's allocations).
+fn users(args: &Args, capacity: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("keyward-cache-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let url = format!("sqlite://{}?mode=rwc", dir.join("cost.db").display());
+    let store = rt.block_on(async {
+        let store = keyward_storage::Store::connect(&url).await?;
+        store.migrate().await?;
+        anyhow::Ok(store)
+    })?;
+    let decisions = Decisions::new(capacity);
+    let mut failed = 0u64;
+    fill("access decisions: users without roles", args, |_| {
+        if rt
+            .block_on(decisions.grants(&store, UserId::new()))
+            .is_err()
+        {
+            failed += 1;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(failed == 0, "{failed} grant reads failed");
     Ok(())
 }

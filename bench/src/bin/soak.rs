@@ -69,11 +69,22 @@ struct Args {
     /// memory that follows what they create. Keep the run within the access tokens' life.
     #[arg(long)]
     steady_after_minutes: Option<f64>,
+    /// A setting for the node, `KEY=VALUE`, repeatable (e.g. `--node-env
+    /// KEYWARD_CACHE__TOKENS=8192`); written into the results. Set after the harness's own.
+    #[arg(long = "node-env", value_name = "KEY=VALUE", value_parser = key_value)]
+    node_env: Vec<(String, String)>,
     /// Where `{name}.json` and `{name}.md` go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
     #[arg(long, default_value = "soak-sqlite")]
     name: String,
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{raw:?} is not KEY=VALUE")),
+    }
 }
 
 /// What a request does; the mix's weights are per mille of the drawn requests.
@@ -960,6 +971,7 @@ async fn main() -> anyhow::Result<()> {
             .into_iter()
             .filter(|(k, _)| k == "KEYWARD_MASTER_KEY"),
     )
+    .chain(args.node_env.iter().cloned())
     .collect();
     let (node, ready) = procs::start_keyward(&args.keyward, &data, &env).await?;
     let pid = node.pid().context("the node's pid")?;
@@ -1144,6 +1156,17 @@ fn markdown(r: &Report) -> String {
         if a.rate > 0.0 { format!("{:.0}", a.rate) } else { "as many".to_owned() },
         a.sample_secs
     );
+    if !a.node_env.is_empty() {
+        let _ = writeln!(
+            md,
+            "The node's settings beyond the harness's (`--node-env`): {}.\n",
+            a.node_env
+                .iter()
+                .map(|(k, v)| format!("`{k}={v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(m) = a.steady_after_minutes {
         let _ = writeln!(
             md,
