@@ -1,7 +1,7 @@
-//! Group commit of refreshes: the refreshes in flight on a node are read together (two
-//! queries, beside the writer, while the group before them commits) and rotated in one
-//! transaction of three statements ([`keyward_storage::Sessions::rotate_many`]) instead of
-//! a transaction and two reads each. On SQLite's one writer that is what lets rotations keep
+//! Group commit of refreshes: the refreshes in flight on a node are read together (one
+//! query, beside the writer, while the group before them commits) and rotated in one call
+//! to the database ([`keyward_storage::Sessions::rotate_many`]) instead of a transaction
+//! and two reads each. On SQLite's one writer that is what lets rotations keep
 //! up when every client refreshes at once, after a deploy or an outage. The rules (rotate a
 //! token once, the grace window, reuse detection) stay the handler's: it learns whether its
 //! request rotated the token, exactly as from a transaction of its own.
@@ -131,29 +131,25 @@ struct Found {
 
 impl Found {
     async fn read(store: &Store, requests: &[Request]) -> Result<Self, StorageError> {
-        let reads = store.reads();
         let hashes: Vec<String> = requests.iter().map(|r| r.presented.clone()).collect();
-        let tokens: HashMap<String, (RefreshTokenRecord, SessionRecord)> = reads
+        let mut found = Self {
+            tokens: HashMap::with_capacity(hashes.len()),
+            users: HashMap::new(),
+        };
+        for (token, session, user) in store
+            .reads()
             .sessions()
-            .refresh_tokens_with_sessions(&hashes)
+            .refresh_tokens_with_holders(&hashes)
             .await?
-            .into_iter()
-            .map(|pair| (pair.0.token_hash.clone(), pair))
-            .collect();
-        let ids: Vec<UserId> = tokens
-            .values()
-            .map(|(_, s)| s.user_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let users = reads
-            .users()
-            .by_ids(&ids)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect();
-        Ok(Self { tokens, users })
+        {
+            if let Some(user) = user {
+                found.users.insert(user.id, user);
+            }
+            found
+                .tokens
+                .insert(token.token_hash.clone(), (token, session));
+        }
+        Ok(found)
     }
 
     /// The token `r` presented, its session and user, if it may be refreshed at `now`.
@@ -230,13 +226,10 @@ async fn group(
     let marked = if rotations.is_empty() {
         HashSet::new()
     } else {
-        let tx = store.begin().await?;
-        let marked = tx
+        store
             .sessions()
             .rotate_many(&rotations, now, now + idle)
-            .await?;
-        tx.commit().await?;
-        marked
+            .await?
     };
     let mut answered = HashSet::new();
     Ok(requests

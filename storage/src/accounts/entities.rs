@@ -1,7 +1,7 @@
 //! The accounts context's tables: users, their roles, their one-time email tokens, and the
 //! canonical-email migration's conflict report.
 
-pub(super) mod user {
+pub(crate) mod user {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

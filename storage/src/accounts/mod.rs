@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{Email, UserId, Username};
 use uuid::Uuid;
 
+pub(crate) use repo::user_record;
 pub use repo::{UserFilter, UserStatusFilter, Users};
 
 #[derive(Clone, Debug)]

@@ -415,7 +415,7 @@ impl<C: ConnectionTrait> Users<'_, C> {
     }
 }
 
-fn user_record(m: user::Model) -> Result<UserRecord> {
+pub(crate) fn user_record(m: user::Model) -> Result<UserRecord> {
     let email = Email::parse("email", &m.email).unwrap_or_else(|e| {
         tracing::debug!(user_id = %m.id, code = %e.code, "a stored address from before the canonical rule");
         Email::stored_before_canonical(&m.email)

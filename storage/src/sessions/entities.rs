@@ -22,7 +22,22 @@ pub(super) mod session {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        // NOTE: for a refresh's one read of token, session and user; sessions keep no
+        // foreign key to users.
+        #[sea_orm(
+            belongs_to = "crate::accounts::entities::user::Entity",
+            from = "Column::UserId",
+            to = "crate::accounts::entities::user::Column::Id"
+        )]
+        User,
+    }
+
+    impl Related<crate::accounts::entities::user::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

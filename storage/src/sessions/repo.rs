@@ -3,15 +3,19 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use sea_orm::sea_query::Expr;
+use std::collections::HashSet;
+
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::entities::{refresh_token, session};
 use super::{RefreshTokenRecord, Rotation, SessionRecord};
-use crate::Result;
+use crate::accounts::entities::user;
+use crate::accounts::user_record;
+use crate::{Result, UserRecord};
 
 /// The sessions context's repository, over the pool (`store.sessions()`) or a transaction
 /// (`tx.sessions()`).
@@ -170,23 +174,29 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
         Ok(())
     }
 
-    /// The refresh tokens with these hashes, each with its session, in one query (what a
-    /// group of refreshes reads first). Unknown hashes are absent.
-    pub async fn refresh_tokens_with_sessions(
+    /// The refresh tokens with these hashes, each with its session and the session's user
+    /// (`None` when the account is gone), in one query: what a group of refreshes reads
+    /// first. Unknown hashes are absent.
+    pub async fn refresh_tokens_with_holders(
         &self,
         hashes: &[String],
-    ) -> Result<Vec<(RefreshTokenRecord, SessionRecord)>> {
+    ) -> Result<Vec<(RefreshTokenRecord, SessionRecord, Option<UserRecord>)>> {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(refresh_token::Entity::find()
+        let rows = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.is_in(hashes.iter().map(String::as_str)))
             .find_also_related(session::Entity)
+            .and_also_related(user::Entity)
             .all(self.0)
-            .await?
-            .into_iter()
-            .filter_map(|(t, s)| Some((refresh_record(t), session_record(s?))))
-            .collect())
+            .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for (t, s, u) in rows {
+            let Some(s) = s else { continue };
+            let u = u.map(user_record).transpose()?;
+            found.push((refresh_record(t), session_record(s), u));
+        }
+        Ok(found)
     }
 
     pub async fn refresh_token_by_hash(&self, hash: &str) -> Result<Option<RefreshTokenRecord>> {
@@ -195,76 +205,6 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             .one(self.0)
             .await?
             .map(refresh_record))
-    }
-
-    /// Group commit of rotations, inside the caller's transaction: marks each presented token
-    /// not rotated yet, adds the successors of those it marked, and records the use of their
-    /// sessions (idle expiry moved to `idle_cap`, or the session's absolute expiry if sooner).
-    /// Returns the tokens it marked; any other was rotated before (the caller takes the grace
-    /// or reuse path for it). Three statements however many rotations.
-    pub async fn rotate_many(
-        &self,
-        rotations: &[Rotation],
-        now: DateTime<Utc>,
-        idle_cap: DateTime<Utc>,
-    ) -> Result<std::collections::HashSet<Uuid>> {
-        use sea_orm::sea_query::{ExprTrait, PostgresQueryBuilder, Query, SqliteQueryBuilder};
-        if rotations.is_empty() {
-            return Ok(Default::default());
-        }
-        let mut mark = Query::update();
-        mark.table(refresh_token::Entity)
-            .value(refresh_token::Column::RotatedAt, now)
-            .and_where(
-                Expr::col(refresh_token::Column::Id).is_in(rotations.iter().map(|r| r.token_id)),
-            )
-            .and_where(Expr::col(refresh_token::Column::RotatedAt).is_null())
-            .returning_col(refresh_token::Column::Id);
-        let backend = self.0.get_database_backend();
-        let (sql, values) = match backend {
-            sea_orm::DbBackend::Postgres => mark.build(PostgresQueryBuilder),
-            _ => mark.build(SqliteQueryBuilder),
-        };
-        let rows = self
-            .0
-            .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                backend, sql, values,
-            ))
-            .await?;
-        let mut marked = std::collections::HashSet::with_capacity(rows.len());
-        for r in &rows {
-            marked.insert(r.try_get::<Uuid>("", "id")?);
-        }
-        let mut sessions = Vec::with_capacity(marked.len());
-        let mut successors = Vec::with_capacity(marked.len());
-        for r in rotations.iter().filter(|r| marked.contains(&r.token_id)) {
-            sessions.push(r.session_id.0);
-            successors.push(refresh_token::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                session_id: Set(r.session_id.0),
-                token_hash: Set(r.successor_hash.clone()),
-                created_at: Set(now),
-                rotated_at: Set(None),
-            });
-        }
-        if successors.is_empty() {
-            return Ok(marked);
-        }
-        refresh_token::Entity::insert_many(successors)
-            .exec(self.0)
-            .await?;
-        let idle = Expr::case(
-            Expr::col(session::Column::ExpiresAt).lt(idle_cap),
-            Expr::col(session::Column::ExpiresAt),
-        )
-        .finally(Expr::value(idle_cap));
-        session::Entity::update_many()
-            .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .col_expr(session::Column::IdleExpiresAt, idle.into())
-            .filter(session::Column::Id.is_in(sessions))
-            .exec(self.0)
-            .await?;
-        Ok(marked)
     }
 
     /// Marks a refresh token rotated; false when another request rotated it first (the caller
@@ -277,6 +217,92 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             .exec(self.0)
             .await?;
         Ok(res.rows_affected == 1)
+    }
+}
+
+impl Sessions<'_, DatabaseConnection> {
+    /// Group commit of rotations, committed before it returns: marks each presented token
+    /// not rotated yet, adds the successors of those it marked, and records the use of their
+    /// sessions (idle expiry moved to `idle_cap`, or the session's absolute expiry if sooner).
+    /// Returns the tokens it marked; any other was rotated before (the caller takes the grace
+    /// or reuse path for it). The token ids must be distinct.
+    ///
+    /// One call to the database however many rotations: on PostgreSQL one statement (its
+    /// parts in CTEs, one round trip), on SQLite a transaction whose three statements go to
+    /// the connection's thread as one string (each call there is a hand-off between threads,
+    /// the bulk of a small write's cost).
+    pub async fn rotate_many(
+        &self,
+        rotations: &[Rotation],
+        now: DateTime<Utc>,
+        idle_cap: DateTime<Utc>,
+    ) -> Result<HashSet<Uuid>> {
+        if rotations.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let backend = self.0.get_database_backend();
+        // $1 now, $2 the idle cap, then (successor id, successor hash, presented id) per
+        // rotation. Numbered, so that each of SQLite's statements binds the same values.
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + 3 * rotations.len());
+        values.extend([now.into(), idle_cap.into()]);
+        let mut rows = Vec::with_capacity(rotations.len());
+        let mut presented = Vec::with_capacity(rotations.len());
+        for (i, r) in rotations.iter().enumerate() {
+            let n = 3 + 3 * i;
+            rows.push(format!("(${n}, ${}, ${})", n + 1, n + 2));
+            presented.push(format!("${}", n + 2));
+            values.extend([
+                Uuid::now_v7().into(),
+                r.successor_hash.clone().into(),
+                r.token_id.into(),
+            ]);
+        }
+        let (rows, presented) = (rows.join(", "), presented.join(", "));
+        let idle = "CASE WHEN expires_at < $2 THEN expires_at ELSE $2 END";
+        let marked = if backend == DbBackend::Postgres {
+            // NOTE: one statement is one transaction: a concurrent rotation of the same
+            // token (another node) waits on the row lock and then finds it rotated.
+            let sql = format!(
+                "WITH v (id, hash, presented) AS (VALUES {rows}), \
+                 marked AS (UPDATE refresh_tokens SET rotated_at = $1 \
+                   WHERE id IN (SELECT presented FROM v) AND rotated_at IS NULL \
+                   RETURNING id, session_id), \
+                 successors AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at) \
+                   SELECT v.id, marked.session_id, v.hash, $1 FROM v JOIN marked ON marked.id = v.presented), \
+                 used AS (UPDATE sessions SET last_used_at = $1, idle_expires_at = {idle} \
+                   WHERE id IN (SELECT session_id FROM marked)) \
+                 SELECT id FROM marked"
+            );
+            self.0
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+        } else {
+            // NOTE: the successors and the sessions' use are written before the tokens are
+            // marked, for the tokens still unmarked: inside the one writer's transaction
+            // nothing changes between the three, so they are the tokens the last one marks.
+            // A statement that fails leaves the transaction to roll back when `tx` drops.
+            let sql = format!(
+                "UPDATE sessions SET last_used_at = $1, idle_expires_at = {idle} \
+                   WHERE id IN (SELECT session_id FROM refresh_tokens \
+                     WHERE id IN ({presented}) AND rotated_at IS NULL); \
+                 WITH v (id, hash, presented) AS (VALUES {rows}) \
+                   INSERT INTO refresh_tokens (id, session_id, token_hash, created_at) \
+                   SELECT v.id, t.session_id, v.hash, $1 FROM v \
+                     JOIN refresh_tokens AS t ON t.id = v.presented WHERE t.rotated_at IS NULL; \
+                 UPDATE refresh_tokens SET rotated_at = $1 \
+                   WHERE id IN ({presented}) AND rotated_at IS NULL RETURNING id"
+            );
+            let tx = self.0.begin().await?;
+            let marked = tx
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+            tx.commit().await?;
+            marked
+        };
+        marked
+            .iter()
+            .map(|r| Ok(r.try_get::<Uuid>("", "id")?))
+            .collect()
     }
 }
 

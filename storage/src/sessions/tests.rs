@@ -216,8 +216,7 @@ async fn a_group_of_rotations_marks_only_unrotated_tokens_and_moves_their_sessio
         session_id: s.id,
         successor_hash: format!("next{i}"),
     };
-    let tx = db.begin().await.unwrap();
-    let marked = tx
+    let marked = db
         .sessions()
         .rotate_many(
             &[rotation(0, &a), rotation(1, &b), rotation(2, &c)],
@@ -226,7 +225,6 @@ async fn a_group_of_rotations_marks_only_unrotated_tokens_and_moves_their_sessio
         )
         .await
         .unwrap();
-    tx.commit().await.unwrap();
 
     assert_eq!(marked, [tokens[0].id, tokens[1].id].into_iter().collect());
     let db = &db;
@@ -246,13 +244,87 @@ async fn a_group_of_rotations_marks_only_unrotated_tokens_and_moves_their_sessio
         let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
         assert_eq!((back.idle_expires_at, back.last_used_at), (idle, used));
     }
-    let again = db.begin().await.unwrap();
-    assert!(again
+    assert!(db
         .sessions()
         .rotate_many(&[rotation(0, &a)], at(11), at(300))
         .await
         .unwrap()
         .is_empty());
+    let tokens_of = |s: SessionId| async move {
+        let mut n = 0;
+        for h in ["ha", "hb", "hc", "next0", "next1", "next2"] {
+            let t = db.sessions().refresh_token_by_hash(h).await.unwrap();
+            n += usize::from(t.is_some_and(|t| t.session_id == s));
+        }
+        n
+    };
+    assert_eq!(
+        (tokens_of(a.id).await, tokens_of(c.id).await),
+        (2, 1),
+        "a token rotated twice in a row gets one successor"
+    );
+}
+
+/// A group whose successor collides with a stored hash fails as a whole: nothing of it stays.
+#[tokio::test]
+async fn a_group_of_rotations_that_fails_writes_nothing() {
+    let db = test_db().await;
+    let (a, b) = (session(UserId::new(), 0), session(UserId::new(), 0));
+    let mut tokens = Vec::new();
+    for (s, h) in [(&a, "ha"), (&b, "hb")] {
+        insert(&db, s).await;
+        db.sessions()
+            .insert_refresh_token(s.id, h, at(1))
+            .await
+            .unwrap();
+        tokens.push(
+            db.sessions()
+                .refresh_token_by_hash(h)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let rotations = [
+        super::Rotation {
+            token_id: tokens[0].id,
+            session_id: a.id,
+            successor_hash: "next".into(),
+        },
+        super::Rotation {
+            token_id: tokens[1].id,
+            session_id: b.id,
+            successor_hash: "ha".into(),
+        },
+    ];
+
+    let failed = db.sessions().rotate_many(&rotations, at(10), at(200)).await;
+
+    assert!(failed.is_err(), "{failed:?}");
+    for (t, s) in tokens.iter().zip([&a, &b]) {
+        let back = db
+            .sessions()
+            .refresh_token_by_hash(&t.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(back.rotated_at.is_none());
+        let session = db.sessions().by_id(s.id).await.unwrap().unwrap();
+        assert_eq!(session.last_used_at, at(0));
+    }
+    assert!(db
+        .sessions()
+        .refresh_token_by_hash("next")
+        .await
+        .unwrap()
+        .is_none());
+    // The writer is usable again: the failed transaction did not stay open.
+    let marked = db
+        .sessions()
+        .rotate_many(&rotations[..1], at(11), at(200))
+        .await
+        .unwrap();
+    assert_eq!(marked, [tokens[0].id].into_iter().collect());
 }
 
 #[tokio::test]
@@ -276,9 +348,19 @@ async fn a_refresh_token_hash_is_unique_and_an_unknown_one_finds_nothing() {
 }
 
 #[tokio::test]
-async fn a_group_of_refresh_hashes_is_read_with_its_sessions_in_one_query() {
+async fn a_group_of_refresh_hashes_is_read_with_its_sessions_and_users_in_one_query() {
     let db = test_db().await;
     let (a, b) = (session(UserId::new(), 0), session(UserId::new(), 0));
+    let holder = crate::NewUser {
+        id: a.user_id,
+        email: keyward_messages::Email::parse("email", "a@example.com").unwrap(),
+        username: None,
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+        email_verified: true,
+        locale: "en".into(),
+        now: at(0),
+    };
+    db.users().insert(holder).await.unwrap();
     for (s, h) in [(&a, "ha"), (&b, "hb")] {
         insert(&db, s).await;
         db.sessions()
@@ -290,22 +372,33 @@ async fn a_group_of_refresh_hashes_is_read_with_its_sessions_in_one_query() {
 
     let mut found = db
         .sessions()
-        .refresh_tokens_with_sessions(&hashes)
+        .refresh_tokens_with_holders(&hashes)
         .await
         .unwrap();
 
     found.sort_by(|x, y| x.0.token_hash.cmp(&y.0.token_hash));
-    let pairs: Vec<_> = found
+    let rows: Vec<_> = found
         .iter()
-        .map(|(t, s)| (t.token_hash.as_str(), t.session_id, s.id, s.user_id))
+        .map(|(t, s, u)| {
+            (
+                t.token_hash.as_str(),
+                t.session_id,
+                s.id,
+                s.user_id,
+                u.as_ref().map(|u| u.id),
+            )
+        })
         .collect();
     assert_eq!(
-        pairs,
-        [("ha", a.id, a.id, a.user_id), ("hb", b.id, b.id, b.user_id)]
+        rows,
+        [
+            ("ha", a.id, a.id, a.user_id, Some(a.user_id)),
+            ("hb", b.id, b.id, b.user_id, None)
+        ]
     );
     assert!(db
         .sessions()
-        .refresh_tokens_with_sessions(&[])
+        .refresh_tokens_with_holders(&[])
         .await
         .unwrap()
         .is_empty());
