@@ -1340,6 +1340,16 @@ fn cache(c: &crate::CacheSettings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Settings loaded from these environment variables alone, as a node would load them.
+#[cfg(test)]
+fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Settings::load_from(None, &env)
+}
+
 #[cfg(test)]
 mod cache_tests;
 #[cfg(test)]

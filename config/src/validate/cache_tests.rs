@@ -1,13 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::load_env as load;
 use crate::{CacheSettings, Settings};
-
-fn load(vars: &[(&str, &str)]) -> Result<Settings, crate::ConfigError> {
-    let env: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Settings::load_from(None, &env)
-}
 
 #[test]
 fn cache_capacities_default_to_the_sizes_measured_in_performance_md() {

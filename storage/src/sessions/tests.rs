@@ -174,6 +174,19 @@ async fn a_rotated_refresh_token_cannot_be_rotated_again() {
     assert_eq!(token.unwrap().rotated_at, Some(at(2)));
 }
 
+/// A refresh token of `s` with hash `h`, stored at `at(1)`, as read back.
+async fn stored_token(db: &TestDb, s: &SessionRecord, h: &str) -> super::RefreshTokenRecord {
+    db.sessions()
+        .insert_refresh_token(s.id, h, at(1))
+        .await
+        .unwrap();
+    db.sessions()
+        .refresh_token_by_hash(h)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Group commit: only tokens not rotated before are marked and get a successor, and their
 /// sessions' idle expiry moves to the cap or the session's own end, whichever is sooner.
 #[tokio::test]
@@ -194,17 +207,7 @@ async fn a_group_of_rotations_marks_only_unrotated_tokens_and_moves_their_sessio
     }
     let mut tokens = Vec::new();
     for (s, h) in [(&a, "ha"), (&b, "hb"), (&c, "hc")] {
-        db.sessions()
-            .insert_refresh_token(s.id, h, at(1))
-            .await
-            .unwrap();
-        tokens.push(
-            db.sessions()
-                .refresh_token_by_hash(h)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        tokens.push(stored_token(&db, s, h).await);
     }
     assert!(db
         .sessions()
@@ -273,17 +276,7 @@ async fn a_group_of_rotations_that_fails_writes_nothing() {
     let mut tokens = Vec::new();
     for (s, h) in [(&a, "ha"), (&b, "hb")] {
         insert(&db, s).await;
-        db.sessions()
-            .insert_refresh_token(s.id, h, at(1))
-            .await
-            .unwrap();
-        tokens.push(
-            db.sessions()
-                .refresh_token_by_hash(h)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        tokens.push(stored_token(&db, s, h).await);
     }
     let rotations = [
         super::Rotation {
