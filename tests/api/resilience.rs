@@ -64,7 +64,10 @@ async fn concurrent_registrations_all_succeed_without_losing_a_mail() {
 
 #[actix_web::test]
 async fn overload_beyond_the_hasher_queue_is_shed_with_503_and_retry_after() {
+    // NOTE: production argon2 cost: with the fast test cost a hash could end before the next
+    // request reached the hasher, so 16 "at once" sometimes never overlapped (a CI flake).
     let app = spawn_app_with(Options {
+        hash_params: Some(keyward_actors::hasher::HashParams::OWASP),
         settings: Some(Box::new(|s| {
             s.passwords.hasher_threads = 1;
             s.passwords.hasher_queue = 1;
