@@ -92,7 +92,12 @@ impl Store {
             // hand-off to sqlx's SQLite thread per query; a file has no server to drop it.
             // PostgreSQL keeps the ping: it finds the connections a server restart broke.
             .test_before_acquire(!sqlite)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // NOTE: an option, not a PRAGMA run once: the pool replaces its connection (after
+            // sqlx's max lifetime), and the new one must not fall back to an fsync per commit.
+            .map_sqlx_sqlite_opts(|o| {
+                o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            });
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
         let mut reads = db.clone();
@@ -105,7 +110,6 @@ impl Store {
                 .await?
                 .map(|r| r.try_get_by_index::<String>(0))
                 .transpose()?;
-            db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
             // NOTE: searches are reads that may take a millisecond each; on the one pooled
             // connection concurrent searches queue behind each other and behind writes. WAL
             // lets readers on other connections run beside the writer, each on a committed
@@ -443,6 +447,35 @@ mod tests {
         let n = back.login_failures().since("ip:192.0.2.7", at(-1)).await;
         assert_eq!(n.unwrap().0, 3);
         assert!(db.vacuum_into(copy).await.is_err(), "never over a file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// WAL with synchronous=NORMAL fsyncs at checkpoints, not at every commit: on every
+    /// connection the writer's pool opens, not only its first.
+    #[tokio::test]
+    async fn a_replaced_sqlite_writer_connection_keeps_synchronous_normal() {
+        use sea_orm::ConnectionTrait;
+        let dir = std::env::temp_dir().join(format!("kw-sync-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+        let db = crate::Store::connect(&url).await.unwrap();
+        let synchronous = || async {
+            let row = db
+                .db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "PRAGMA synchronous",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        };
+        assert_eq!(synchronous().await, 1, "NORMAL");
+        // The pool's one connection leaves it, as at the end of its lifetime.
+        let first = db.db.get_sqlite_connection_pool().acquire().await.unwrap();
+        drop(first.detach());
+        assert_eq!(synchronous().await, 1, "NORMAL on the new connection");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -42,7 +42,6 @@ impl SessionRecord {
     }
 }
 
-/// One refresh token of a session's family; only its SHA-256 is stored.
 /// One rotation of a group commit ([`Sessions::rotate_many`]).
 #[derive(Clone, Debug)]
 pub struct Rotation {
@@ -53,6 +52,7 @@ pub struct Rotation {
     pub successor_hash: String,
 }
 
+/// One refresh token of a session's family; only its SHA-256 is stored.
 #[derive(Clone, Debug)]
 pub struct RefreshTokenRecord {
     pub id: Uuid,
