@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use keyward::{Node, StartOptions};
 use keyward_config::Settings;
 
+/// glibc's malloc kept freed memory in its per-thread arenas, and a long-running node grew
+/// by it (docs/PERFORMANCE.md, "Soak"); mimalloc returns freed pages to the OS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keyward: accounts, sessions and tokens for microservice products.
 ///
 /// Configuration comes from defaults, then keyward.toml (KEYWARD_CONFIG or --config), then
