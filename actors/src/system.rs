@@ -340,18 +340,6 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         mail_per_address: settings.throttle.mail_per_address_per_hour,
         mail_per_ip: settings.throttle.mail_per_ip_per_hour,
     };
-    let access = Arc::new(AccessDeps {
-        store: store.clone(),
-        clock: clock.clone(),
-        outbox: outbox.clone(),
-        decisions: decisions.clone(),
-        default_roles: settings.access.default_role_list(),
-        keys: keys.clone(),
-        tokens: tokens.clone(),
-        client_token_ttl: secs(settings.access.client_token_ttl_secs),
-        throttle: throttle.clone(),
-        metrics: metrics.clone(),
-    });
     let index = ProfileIndex::from_settings(settings);
     let rotator = crate::sessions::rotation::Rotator::start(
         store.clone(),
@@ -361,15 +349,28 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let sessions = Arc::new(SessionsDeps {
         index,
         store: store.clone(),
-        keys,
+        keys: keys.clone(),
         clock: clock.clone(),
         rotator,
-        tokens,
+        tokens: tokens.clone(),
         refresh_secret: derive_key(&master, "refresh-successor"),
         outbox: outbox.clone(),
         gate,
-        decisions,
+        decisions: decisions.clone(),
         metrics: metrics.clone(),
+    });
+    let access = Arc::new(AccessDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        outbox: outbox.clone(),
+        decisions: decisions.clone(),
+        default_roles: settings.access.default_role_list(),
+        keys,
+        tokens,
+        client_token_ttl: secs(settings.access.client_token_ttl_secs),
+        throttle: throttle.clone(),
+        metrics: metrics.clone(),
+        sessions: SessionsHandle::new(sessions.clone()),
     });
     let accounts = Arc::new(AccountsDeps {
         store: store.clone(),

@@ -61,6 +61,19 @@ impl FromRequest for AuthenticatedCaller {
     }
 }
 
+/// The request's bearer token, not yet verified: for a handler whose one message to its
+/// context carries the token (the check API). Missing or malformed is a 401 here.
+pub(crate) struct BearerToken(pub SecretString);
+
+impl FromRequest for BearerToken {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(bearer_token(req).map(BearerToken))
+    }
+}
+
 /// The caller when the request carries a bearer token, else None. A token that is sent but
 /// not valid is still a 401: a client that meant to sign in must learn that it did not.
 pub(crate) struct MaybeAuthenticated(pub Option<Principal>);

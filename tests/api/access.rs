@@ -513,6 +513,69 @@ async fn the_check_api_answers_about_others_only_with_access_check_and_in_batche
 }
 
 #[actix_web::test]
+async fn the_check_api_refuses_a_bad_or_ended_token_before_it_reads_the_body() {
+    let app = spawn_app_with(events_preset()).await;
+    let (di, di_token) = member(&app, "di@example.com").await;
+    let good = json!({"user_id": di, "permission": "events:read"});
+    let bad = json!({"checks": []});
+    let refused = |r: Response| async move {
+        let challenge = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (status, body) = problem(r).await;
+        (status, body["code"].as_str().map(str::to_owned), challenge)
+    };
+    let invalid = (
+        StatusCode::UNAUTHORIZED,
+        Some("unauthenticated".to_owned()),
+        Some(r#"Bearer error="invalid_token""#.to_owned()),
+    );
+    for body in [&good, &bad] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/v1/access/check",
+            "not.a.token",
+            Some(body.clone()),
+        );
+        assert_eq!(refused(r.await).await, invalid, "{body}");
+    }
+    let r = app
+        .client
+        .post(app.url("/v1/access/check"))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, StatusCode::UNAUTHORIZED);
+
+    // A user asks about themself; once logged out, the same token is refused, body or not.
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/access/check",
+        &di_token,
+        Some(good.clone()),
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"allowed": true}));
+    let r = app.post_bearer("/v1/auth/logout", &di_token, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for body in [&good, &bad] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/v1/access/check",
+            &di_token,
+            Some(body.clone()),
+        );
+        assert_eq!(refused(r.await).await, invalid, "{body}");
+    }
+}
+
+#[actix_web::test]
 async fn an_administrator_cannot_lock_themself_out_or_hand_out_what_they_lack() {
     let app = spawn_app_with(events_preset()).await;
     let (root_id, root) = admin(&app).await;

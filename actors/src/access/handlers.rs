@@ -84,7 +84,11 @@ fn view(r: RoleRecord, holders: u64) -> RoleView {
 }
 
 async fn check_access(deps: Arc<Deps>, m: CheckAccess) -> Result<Vec<bool>, HandlerError> {
-    match &m.caller {
+    let caller = match m.asker {
+        Asker::Caller(c) => c,
+        Asker::Bearer(token) => deps.sessions.authenticate_caller(token).await?,
+    };
+    match &caller {
         Caller::User(p) => {
             let me = p.user_id;
             if m.checks.iter().any(|c| c.user_id != me) {

@@ -49,6 +49,8 @@ pub struct AccessDeps {
     /// Wrong client secrets are throttled like wrong passwords.
     pub throttle: crate::accounts::ThrottlePolicy,
     pub metrics: Metrics,
+    /// Authenticates the check API's bearer tokens.
+    pub sessions: crate::sessions::SessionsHandle,
 }
 
 pub struct Access {

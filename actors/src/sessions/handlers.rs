@@ -112,7 +112,10 @@ async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, Handl
 
 /// A user's token (as [`authenticate`]) or a service client's: verified the same way, and
 /// refused once the client is deleted; its scopes are those the client still holds.
-async fn authenticate_caller(deps: Arc<Deps>, token: String) -> Result<Caller, HandlerError> {
+pub(super) async fn authenticate_caller(
+    deps: Arc<Deps>,
+    token: String,
+) -> Result<Caller, HandlerError> {
     if !access_token::names_client(&token) {
         return Ok(Caller::User(authenticate(deps, token).await?));
     }

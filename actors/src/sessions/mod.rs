@@ -115,6 +115,15 @@ impl SessionsHandle {
         Self(deps)
     }
 
+    /// A user's or a service client's bearer token, checked as `AuthenticateCaller` checks it.
+    pub async fn authenticate_caller(
+        &self,
+        token: secrecy::SecretString,
+    ) -> Result<keyward_messages::access::Caller, HandlerError> {
+        use secrecy::ExposeSecret;
+        handlers::authenticate_caller(self.0.clone(), token.expose_secret().to_owned()).await
+    }
+
     /// Session row, first refresh token and `user.logged_in` in one transaction (see
     /// `issue::open_session`).
     pub async fn open(

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, AuthenticatedCaller, Meta};
+use crate::extract::{Authenticated, BearerToken, Meta};
 use crate::input::{Fields, JsonObject};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -218,16 +218,30 @@ fn checks(body: &Map<String, Value>) -> Result<(Vec<Check>, bool), ApiError> {
 pub(super) async fn check(
     st: State,
     Meta(meta): Meta,
-    AuthenticatedCaller(caller): AuthenticatedCaller,
-    JsonObject(body): JsonObject,
-) -> Result<HttpResponse, ApiError> {
-    let (checks, batch) = checks(&body)?;
+    BearerToken(token): BearerToken,
+    body: Result<JsonObject, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let parsed = body.and_then(|JsonObject(b)| checks(&b).map_err(actix_web::Error::from));
+    let (checks, batch) = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            // A caller learns that its token is bad before what is wrong with its body.
+            let cmd = AuthenticateCaller { meta, token };
+            st.ask(&st.to.sessions.authenticate_caller, cmd)
+                .await
+                .map_err(ApiError::with_invalid_token_challenge)?;
+            return Err(e);
+        }
+    };
     let cmd = CheckAccess {
         meta,
-        caller,
+        asker: Asker::Bearer(token),
         checks,
     };
-    let answers = st.ask(&st.to.access.check, cmd).await?;
+    let answers = st
+        .ask(&st.to.access.check, cmd)
+        .await
+        .map_err(ApiError::with_invalid_token_challenge)?;
     if batch {
         let results = answers
             .into_iter()

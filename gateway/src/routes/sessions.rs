@@ -6,7 +6,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use keyward_messages::access::{forbidden, Caller, Check, CheckAccess, Permission};
+use keyward_messages::access::{forbidden, Asker, Caller, Check, CheckAccess, Permission};
 use keyward_messages::commands::{
     Authenticate, GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
 };
@@ -186,7 +186,7 @@ pub(super) async fn forward_auth(
         let name = permission.as_str().to_owned();
         let cmd = CheckAccess {
             meta,
-            caller: Caller::User(p.clone()),
+            asker: Asker::Caller(Caller::User(p.clone())),
             checks: vec![Check {
                 user_id: p.user_id,
                 permission,
