@@ -115,8 +115,65 @@ pub async fn run(
     target: &str,
     concurrency: usize,
     duration: Duration,
-    step: Arc<dyn Fn(usize, u64) -> Step + Send + Sync>,
+    step: StepFn,
 ) -> Outcome {
+    sample(concurrency, duration, step)
+        .await
+        .outcome(scenario, target, concurrency)
+}
+
+/// What one or more runs of a scenario saw, before it is summed up: a scenario measured in
+/// rounds interleaved with others adds each round's samples.
+#[derive(Default)]
+pub struct Samples {
+    /// Latencies of accepted (2xx) requests, microseconds.
+    lat: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    seconds: f64,
+}
+
+impl Samples {
+    pub fn add(&mut self, other: Samples) {
+        self.lat.extend(other.lat);
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        self.seconds += other.seconds;
+    }
+
+    pub fn outcome(mut self, scenario: &str, target: &str, concurrency: usize) -> Outcome {
+        self.lat.sort_unstable();
+        let ok: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| (200..300).contains(*s))
+            .map(|(_, n)| n)
+            .sum();
+        let shed = self.statuses.get(&503).copied().unwrap_or(0);
+        let lat = self.lat;
+        let errors = self
+            .statuses
+            .into_iter()
+            .filter(|(s, _)| !(200..300).contains(s) && *s != 503)
+            .collect();
+        Outcome {
+            scenario: scenario.to_owned(),
+            target: target.to_owned(),
+            concurrency,
+            seconds: self.seconds,
+            ok,
+            shed,
+            errors,
+            throughput: ok as f64 / self.seconds.max(1e-9),
+            p50_ms: percentile(&lat, 50.0),
+            p95_ms: percentile(&lat, 95.0),
+            p99_ms: percentile(&lat, 99.0),
+        }
+    }
+}
+
+/// `concurrency` workers sending `step(worker, iteration)` for `duration`.
+pub async fn sample(concurrency: usize, duration: Duration, step: StepFn) -> Samples {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -141,39 +198,16 @@ pub async fn run(
             (lat, statuses)
         }));
     }
-    let mut lat = Vec::new();
-    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut all = Samples::default();
     for t in tasks {
-        if let Ok((l, s)) = t.await {
-            lat.extend(l);
-            for (k, v) in s {
-                *statuses.entry(k).or_default() += v;
-            }
+        if let Ok((lat, statuses)) = t.await {
+            all.add(Samples {
+                lat,
+                statuses,
+                seconds: 0.0,
+            });
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let ok: u64 = statuses
-        .iter()
-        .filter(|(s, _)| (200..300).contains(*s))
-        .map(|(_, n)| n)
-        .sum();
-    let shed = statuses.get(&503).copied().unwrap_or(0);
-    let errors = statuses
-        .into_iter()
-        .filter(|(s, _)| !(200..300).contains(s) && *s != 503)
-        .collect();
-    Outcome {
-        scenario: scenario.to_owned(),
-        target: target.to_owned(),
-        concurrency,
-        seconds,
-        ok,
-        shed,
-        errors,
-        throughput: ok as f64 / seconds,
-        p50_ms: percentile(&lat, 50.0),
-        p95_ms: percentile(&lat, 95.0),
-        p99_ms: percentile(&lat, 99.0),
-    }
+    all.seconds = started.elapsed().as_secs_f64();
+    all
 }

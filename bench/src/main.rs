@@ -8,6 +8,7 @@
 
 mod ceilings;
 mod load;
+#[allow(dead_code)]
 mod procs;
 
 use std::collections::BTreeMap;

@@ -34,8 +34,13 @@ struct Args {
     /// Distinct users, each with a token of their own.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
+    /// Seconds per scenario and concurrency, over all rounds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The scenarios run in this many interleaved rounds (floor, forward-auth, …, floor, …),
+    /// so the machine's drift over a run reaches the floor and the scenarios alike.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     concurrency: Vec<usize>,
@@ -97,6 +102,9 @@ async fn main() -> anyhow::Result<()> {
     let n = toks.len();
     let secs = Duration::from_secs(args.seconds);
     let mut outcomes: Vec<Outcome> = Vec::new();
+    // The node's own CPU per answered request, per outcome: on 2 shared cores the "of floor"
+    // share also carries the harness's cost of each request.
+    let mut cpu_per_request: Vec<f64> = Vec::new();
     // One unmeasured pass over every token: the node verifies each signature once.
     let warm: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
         let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
@@ -124,8 +132,8 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     for &conc in &args.concurrency {
-        let floor = load::floor(&c, &base);
-        outcomes.push(load::run("http floor", "keyward", conc, secs, floor).await);
+        let mut scenarios: Vec<(String, load::StepFn)> =
+            vec![("http floor".to_owned(), load::floor(&c, &base))];
 
         let fa: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
             let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
@@ -145,16 +153,10 @@ async fn main() -> anyhow::Result<()> {
                 })
             })
         };
-        outcomes.push(
-            load::run(
-                &format!("forward-auth ?permission ({n} users, own tokens)"),
-                "keyward",
-                conc,
-                secs,
-                fa,
-            )
-            .await,
-        );
+        scenarios.push((
+            format!("forward-auth ?permission ({n} users, own tokens)"),
+            fa,
+        ));
 
         let one: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
             let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
@@ -171,16 +173,10 @@ async fn main() -> anyhow::Result<()> {
                 })
             })
         };
-        outcomes.push(
-            load::run(
-                "forward-auth ?permission (one repeated token: cache best case)",
-                "keyward",
-                conc,
-                secs,
-                one,
-            )
-            .await,
-        );
+        scenarios.push((
+            "forward-auth ?permission (one repeated token: cache best case)".to_owned(),
+            one,
+        ));
 
         let check: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
             let (c, b, ids, tok) = (c.clone(), base.clone(), ids.clone(), client_token.clone());
@@ -200,33 +196,44 @@ async fn main() -> anyhow::Result<()> {
                 })
             })
         };
-        outcomes.push(
-            load::run(
-                &format!("check API, a client asks about {n} users"),
-                "keyward",
-                conc,
-                secs,
-                check,
-            )
-            .await,
-        );
+        scenarios.push((format!("check API, a client asks about {n} users"), check));
+        let rounds = args.rounds.max(1);
+        let mut samples: Vec<load::Samples> =
+            scenarios.iter().map(|_| Default::default()).collect();
+        let mut node_cpu = vec![Duration::ZERO; scenarios.len()];
+        for _ in 0..rounds {
+            for (i, (_, step)) in scenarios.iter().enumerate() {
+                let before = node.cpu();
+                samples[i].add(load::sample(conc, secs / rounds, step.clone()).await);
+                if let (Some(a), Some(b)) = (before, node.cpu()) {
+                    node_cpu[i] += b.saturating_sub(a);
+                }
+            }
+        }
+        for (((name, _), seen), cpu) in scenarios.iter().zip(samples).zip(node_cpu) {
+            let o = seen.outcome(name, "keyward", conc);
+            let answered = o.ok + o.shed + o.error_count();
+            cpu_per_request.push(cpu.as_secs_f64() * 1e6 / answered.max(1) as f64);
+            outcomes.push(o);
+        }
     }
 
-    let mut md = String::from("| scenario | concurrency | req/s | of floor | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|\n");
-    for o in &outcomes {
+    let mut md = String::from("| scenario | concurrency | req/s | of floor | p50 ms | p99 ms | errors | node CPU µs/request |\n|---|---|---|---|---|---|---|---|\n");
+    for (o, cpu) in outcomes.iter().zip(&cpu_per_request) {
         let floor = outcomes
             .iter()
             .find(|f| f.scenario == "http floor" && f.concurrency == o.concurrency)
             .map_or(1.0, |f| f.throughput.max(1e-9));
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} |\n",
             o.scenario,
             o.concurrency,
             o.throughput,
             o.throughput / floor,
             o.p50_ms,
             o.p99_ms,
-            o.error_count()
+            o.error_count(),
+            cpu
         ));
     }
     println!("{md}");
