@@ -11,7 +11,8 @@ use keyward::{Node, StartOptions};
 use keyward_config::Settings;
 
 /// glibc's malloc kept freed memory in its per-thread arenas, and a long-running node grew
-/// by it (docs/PERFORMANCE.md, "Soak"); mimalloc returns freed pages to the OS.
+/// by it (docs/PERFORMANCE.md, "Soak"); mimalloc returns freed pages to the OS. Built
+/// without transparent huge pages (Cargo.toml), so it returns them page by page.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

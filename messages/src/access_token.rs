@@ -166,13 +166,16 @@ pub fn names_client(token: &str) -> bool {
     if payload.len() > MAX_TOKEN_BYTES {
         return false;
     }
+    // Only the one claim is looked at; the others are skipped, not built.
+    #[derive(Deserialize)]
+    struct Names {
+        client_id: Option<serde::de::IgnoredAny>,
+    }
     URL_SAFE_NO_PAD
         .decode(payload)
         .ok()
-        .and_then(|raw| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw).ok()
-        })
-        .is_some_and(|claims| claims.contains_key("client_id"))
+        .and_then(|raw| serde_json::from_slice::<Names>(&raw).ok())
+        .is_some_and(|claims| claims.client_id.is_some())
 }
 
 /// The time checks of [`verify`] alone: for claims verified earlier and remembered.
@@ -271,6 +274,19 @@ mod tests {
         }
         assert_eq!(check_header("%%%.e30.sig"), Err(Refusal::Malformed));
         assert_eq!(check_header(""), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn a_token_names_a_client_only_by_a_client_id_claim() {
+        let token = |claims: serde_json::Value| format!("e30.{}.sig", b64(&claims));
+        let client = serde_json::json!({"sub": "c1", "client_id": "c1", "scope": "access:check"});
+        let user =
+            serde_json::json!({"sub": "u1", "sid": "s1", "roles": ["a", "b"], "amr": ["pwd"]});
+        assert!(names_client(&token(client)));
+        assert!(!names_client(&token(user)));
+        for bad in ["", "e30", "e30.%%%.sig", "e30.bm90IGpzb24.sig"] {
+            assert!(!names_client(bad), "{bad}");
+        }
     }
 
     #[test]

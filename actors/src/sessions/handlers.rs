@@ -38,6 +38,7 @@ fn bad_refresh() -> CommandError {
 fn claims<C: access_token::Timed>(
     deps: &Deps,
     token: &str,
+    key: [u8; 32],
     now: i64,
     recall: impl Fn(&[u8; 32]) -> Option<Arc<C>>,
     remember: impl Fn([u8; 32], Arc<C>),
@@ -49,7 +50,6 @@ fn claims<C: access_token::Timed>(
         i64,
     ) -> Result<C, access_token::Refusal>,
 ) -> Result<Arc<C>, CommandError> {
-    let key = token_key(token);
     if let Some(c) = recall(&key) {
         access_token::check_times(c.as_ref(), now).map_err(|why| bad_token(&format!("{why:?}")))?;
         return Ok(c);
@@ -71,10 +71,20 @@ fn claims<C: access_token::Timed>(
 /// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
 /// a database read.
 async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, HandlerError> {
+    let key = token_key(&token);
+    authenticate_user(deps, &token, key).await
+}
+
+async fn authenticate_user(
+    deps: Arc<Deps>,
+    token: &str,
+    key: [u8; 32],
+) -> Result<Principal, HandlerError> {
     let now = (deps.clock)();
     let c = claims(
         &deps,
-        &token,
+        token,
+        key,
         now.timestamp(),
         |k| deps.gate.verified(k),
         |k, c| deps.gate.remember_verified(k, c),
@@ -116,13 +126,22 @@ pub(super) async fn authenticate_caller(
     deps: Arc<Deps>,
     token: String,
 ) -> Result<Caller, HandlerError> {
-    if !access_token::names_client(&token) {
-        return Ok(Caller::User(authenticate(deps, token).await?));
+    let key = token_key(&token);
+    // NOTE: a token remembered as either kind needs no look inside it; the look decodes
+    // and parses its claims, which costs more than the rest of a remembered check.
+    let client = if deps.gate.verified_client(&key).is_some() {
+        true
+    } else {
+        deps.gate.verified(&key).is_none() && access_token::names_client(&token)
+    };
+    if !client {
+        return Ok(Caller::User(authenticate_user(deps, &token, key).await?));
     }
     let now = (deps.clock)();
     let c = claims(
         &deps,
         &token,
+        key,
         now.timestamp(),
         |k| deps.gate.verified_client(k),
         |k, c| deps.gate.remember_verified_client(k, c),

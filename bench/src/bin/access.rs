@@ -201,8 +201,10 @@ async fn main() -> anyhow::Result<()> {
         let mut samples: Vec<load::Samples> =
             scenarios.iter().map(|_| Default::default()).collect();
         let mut node_cpu = vec![Duration::ZERO; scenarios.len()];
-        for _ in 0..rounds {
-            for (i, (_, step)) in scenarios.iter().enumerate() {
+        for round in 1..=rounds {
+            for (i, (name, step)) in scenarios.iter().enumerate() {
+                // A line per scenario, so a profiler beside the run can cut its record there.
+                eprintln!("round {round}/{rounds}: {name}, concurrency {conc}");
                 let before = node.cpu();
                 samples[i].add(load::sample(conc, secs / rounds, step.clone()).await);
                 if let (Some(a), Some(b)) = (before, node.cpu()) {
