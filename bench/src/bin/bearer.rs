@@ -44,8 +44,14 @@ struct Args {
     /// Sessions each user holds.
     #[arg(long, default_value_t = 2)]
     sessions_per_user: usize,
+    /// Seconds per scenario, over all rounds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The steady-state scenarios (the floor, own tokens, the check API, repeated tokens) run
+    /// in this many interleaved rounds, so the machine's drift over a run reaches the floor
+    /// and the scenarios alike.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Clients of the second refresh scenario: every client at once, after a deploy.
@@ -324,8 +330,6 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let secs = Duration::from_secs(args.seconds);
     let conc = args.concurrency;
     let mut outcomes = Vec::new();
-    let floor = load::floor(&c, &base);
-    outcomes.push(load::run("http floor", "keyward", conc, secs, floor).await);
 
     let bearer =
         |path: &'static str, pick: Pick| -> Arc<dyn Fn(usize, u64) -> Step + Send + Sync> {
@@ -373,44 +377,48 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
         let scenario = format!("check API, first request about each of {} users", ids.len());
         first_passes.push(once(&scenario, ids.len(), conc, check(Pick::Every(ids.len()))).await);
     }
-    outcomes.splice(1..1, first_passes);
 
+    let mut steady: Vec<(String, load::StepFn)> =
+        vec![("http floor".to_owned(), load::floor(&c, &base))];
     for pick in [Pick::Uniform(n), Pick::zipf(n, args.zipf)] {
         let d = pick.name();
         for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
-            if !args.runs("bearer") {
-                continue;
+            if args.runs("bearer") {
+                let scenario = format!("{name}, {n} sessions' own tokens, {d}");
+                steady.push((scenario, bearer(path, pick.clone())));
             }
-            let scenario = format!("{name}, {n} sessions' own tokens, {d}");
-            outcomes.push(
-                load::run(&scenario, "keyward", conc, secs, bearer(path, pick.clone())).await,
-            );
         }
         let users_pick = match pick {
             Pick::Zipf(_) => Pick::zipf(ids.len(), args.zipf),
             _ => Pick::Uniform(ids.len()),
         };
-        let scenario = format!("check API, a client asks about {} users, {d}", ids.len());
         if args.runs("check") {
-            outcomes.push(load::run(&scenario, "keyward", conc, secs, check(users_pick)).await);
+            let scenario = format!("check API, a client asks about {} users, {d}", ids.len());
+            steady.push((scenario, check(users_pick)));
         }
     }
     for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
-        if !args.runs("repeated") {
-            continue;
+        if args.runs("repeated") {
+            let scenario = format!("{name}, one repeated token (the cache's best case)");
+            steady.push((scenario, bearer(path, Pick::Uniform(1))));
         }
-        let scenario = format!("{name}, one repeated token (the cache's best case)");
-        outcomes.push(
-            load::run(
-                &scenario,
-                "keyward",
-                conc,
-                secs,
-                bearer(path, Pick::Uniform(1)),
-            )
-            .await,
-        );
     }
+    let rounds = args.rounds.max(1);
+    let mut samples: Vec<load::Samples> = steady.iter().map(|_| Default::default()).collect();
+    for round in 1..=rounds {
+        for ((name, step), seen) in steady.iter().zip(&mut samples) {
+            eprintln!("round {round}/{rounds}: {name}");
+            seen.add(load::sample(conc, secs / rounds, step.clone()).await);
+        }
+    }
+    let mut measured = steady
+        .iter()
+        .zip(samples)
+        .map(|((name, _), seen)| seen.outcome(name, "keyward", conc));
+    // The floor first, then the first passes, then the rest in their order.
+    outcomes.extend(measured.next());
+    outcomes.extend(first_passes);
+    outcomes.extend(measured);
     let (rss, peak) = node.memory_kib().unwrap_or((0, 0));
 
     // Every client refreshing at once (after a deploy or an outage): each request rotates
