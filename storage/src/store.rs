@@ -27,6 +27,11 @@ const SQLITE_READERS: u32 = 4;
 /// Bytes of the SQLite file each search connection maps (SQLite caps it at its own limit).
 const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 
+/// SQLite's soft heap limit, for the whole process: past it SQLite reuses its page caches'
+/// buffers instead of allocating more. Nine connections' default caches (2 MiB each) and
+/// their statements stay under it in the soak (docs/PERFORMANCE.md, "Soak").
+const SQLITE_SOFT_HEAP: u64 = 16 << 20;
+
 /// A pooled connection to the database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -64,6 +69,8 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
     let mut ro = ConnectOptions::new(url.to_owned());
     ro.max_connections(SQLITE_READERS)
         .min_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire(false)
         .sqlx_logging(false)
@@ -93,11 +100,19 @@ impl Store {
             // PostgreSQL keeps the ping: it finds the connections a server restart broke.
             .test_before_acquire(!sqlite)
             .sqlx_logging(false)
-            // NOTE: an option, not a PRAGMA run once: the pool replaces its connection (after
-            // sqlx's max lifetime), and the new one must not fall back to an fsync per commit.
+            // NOTE: an option, not a PRAGMA run once: a connection the pool opens again (after
+            // an error) must not fall back to an fsync per commit.
             .map_sqlx_sqlite_opts(|o| {
                 o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .pragma("soft_heap_limit", SQLITE_SOFT_HEAP.to_string())
             });
+        if sqlite {
+            // NOTE: sqlx replaces a connection after 30 minutes, and one idle for 10; on a
+            // file that buys nothing and costs memory: the new connection's thread takes new
+            // heap (glibc serves SQLite from per-thread arenas) while the old one's stays
+            // with the allocator, about 7 MiB at each renewal in the soak.
+            opts.max_lifetime(None).idle_timeout(None);
+        }
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
         let mut reads = db.clone();
@@ -450,32 +465,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// WAL with synchronous=NORMAL fsyncs at checkpoints, not at every commit: on every
-    /// connection the writer's pool opens, not only its first.
+    /// WAL with synchronous=NORMAL fsyncs at checkpoints, not at every commit, and SQLite's
+    /// heap has its soft limit: on every connection the writer's pool opens, not only its
+    /// first.
     #[tokio::test]
-    async fn a_replaced_sqlite_writer_connection_keeps_synchronous_normal() {
+    async fn a_replaced_sqlite_writer_connection_keeps_synchronous_normal_and_the_heap_limit() {
         use sea_orm::ConnectionTrait;
         let dir = std::env::temp_dir().join(format!("kw-sync-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}/k.db?mode=rwc", dir.display());
         let db = crate::Store::connect(&url).await.unwrap();
-        let synchronous = || async {
-            let row = db
-                .db
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "PRAGMA synchronous",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get_by_index::<i64>(0).unwrap()
+        let pragma = |name: &'static str| {
+            let db = db.db.clone();
+            async move {
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Sqlite,
+                        format!("PRAGMA {name}"),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get_by_index::<i64>(0).unwrap()
+            }
         };
-        assert_eq!(synchronous().await, 1, "NORMAL");
-        // The pool's one connection leaves it, as at the end of its lifetime.
+        let limit = i64::try_from(super::SQLITE_SOFT_HEAP).unwrap();
+        assert_eq!(pragma("synchronous").await, 1, "NORMAL");
+        assert_eq!(pragma("soft_heap_limit").await, limit);
+        // The pool's one connection leaves it, as after an error.
         let first = db.db.get_sqlite_connection_pool().acquire().await.unwrap();
         drop(first.detach());
-        assert_eq!(synchronous().await, 1, "NORMAL on the new connection");
+        assert_eq!(
+            pragma("synchronous").await,
+            1,
+            "NORMAL on the new connection"
+        );
+        assert_eq!(pragma("soft_heap_limit").await, limit);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

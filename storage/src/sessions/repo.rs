@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use sea_orm::sea_query::Expr;
+use sea_orm::sqlx;
 use std::collections::HashSet;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -228,8 +229,8 @@ impl Sessions<'_, DatabaseConnection> {
     /// or reuse path for it). The token ids must be distinct.
     ///
     /// One call to the database however many rotations: on PostgreSQL one statement (its
-    /// parts in CTEs, one round trip), on SQLite a transaction whose three statements go to
-    /// the connection's thread as one string (each call there is a hand-off between threads,
+    /// parts in CTEs, one round trip), on SQLite the whole transaction, BEGIN to COMMIT, as
+    /// one string to the connection's thread (each call there is a hand-off between threads,
     /// the bulk of a small write's cost).
     pub async fn rotate_many(
         &self,
@@ -280,9 +281,9 @@ impl Sessions<'_, DatabaseConnection> {
             // NOTE: the successors and the sessions' use are written before the tokens are
             // marked, for the tokens still unmarked: inside the one writer's transaction
             // nothing changes between the three, so they are the tokens the last one marks.
-            // A statement that fails leaves the transaction to roll back when `tx` drops.
             let sql = format!(
-                "UPDATE sessions SET last_used_at = $1, idle_expires_at = {idle} \
+                "BEGIN IMMEDIATE; \
+                 UPDATE sessions SET last_used_at = $1, idle_expires_at = {idle} \
                    WHERE id IN (SELECT session_id FROM refresh_tokens \
                      WHERE id IN ({presented}) AND rotated_at IS NULL); \
                  WITH v (id, hash, presented) AS (VALUES {rows}) \
@@ -290,19 +291,81 @@ impl Sessions<'_, DatabaseConnection> {
                    SELECT v.id, t.session_id, v.hash, $1 FROM v \
                      JOIN refresh_tokens AS t ON t.id = v.presented WHERE t.rotated_at IS NULL; \
                  UPDATE refresh_tokens SET rotated_at = $1 \
-                   WHERE id IN ({presented}) AND rotated_at IS NULL RETURNING id"
+                   WHERE id IN ({presented}) AND rotated_at IS NULL RETURNING id; \
+                 COMMIT"
             );
-            let tx = self.0.begin().await?;
-            let marked = tx
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?;
-            tx.commit().await?;
-            marked
+            return sqlite_in_one_handoff(self.0.get_sqlite_connection_pool(), sql, values).await;
         };
         marked
             .iter()
             .map(|r| Ok(r.try_get::<Uuid>("", "id")?))
             .collect()
+    }
+}
+
+/// Runs `sql`, a whole transaction (BEGIN … COMMIT) in one string, on the SQLite writer in
+/// one hand-off to its thread, and returns the rows' `id`s. sqlx does not know of a
+/// transaction begun inside a string, so the connection goes back to the pool only once no
+/// transaction is open on it: after the COMMIT, or after an error once a ROLLBACK and an
+/// empty transaction went through. Otherwise, or if this future is dropped midway, the
+/// connection is closed, which rolls back whatever the string left open (the pool opens
+/// another; on an in-memory database that is a new, empty one).
+async fn sqlite_in_one_handoff(
+    pool: &sqlx::SqlitePool,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+) -> Result<HashSet<Uuid>> {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    /// Closed on drop unless taken out first.
+    struct Untracked(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+    impl Drop for Untracked {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                c.close_on_drop();
+            }
+        }
+    }
+    let query_err = |e: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(e.into()));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for v in values {
+        query = match v {
+            sea_orm::Value::ChronoDateTimeUtc(t) => query.bind(t),
+            sea_orm::Value::Uuid(u) => query.bind(u),
+            sea_orm::Value::String(s) => query.bind(s),
+            other => return Err(DbErr::Custom(format!("not a rotation's value: {other:?}")).into()),
+        };
+    }
+    let conn = pool.acquire().await.map_err(|e| match e {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
+    })?;
+    let mut held = Untracked(Some(conn));
+    let Some(conn) = held.0.as_mut() else {
+        return Err(DbErr::Custom("the writer went missing".to_owned()).into());
+    };
+    match query.fetch_all(&mut **conn).await {
+        Ok(rows) => {
+            drop(held.0.take());
+            rows.iter()
+                .map(|r| Ok(sqlx::Row::try_get::<Uuid, _>(r, "id").map_err(query_err)?))
+                .collect()
+        }
+        Err(e) => {
+            // NOTE: the ROLLBACK fails when the error already ended the transaction; the
+            // empty one after it succeeds only when none is open.
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
+                .execute(&mut **conn)
+                .await;
+            if sqlx::raw_sql(sqlx::AssertSqlSafe("BEGIN; ROLLBACK"))
+                .execute(&mut **conn)
+                .await
+                .is_ok()
+            {
+                drop(held.0.take());
+            }
+            Err(query_err(e).into())
+        }
     }
 }
 
