@@ -97,8 +97,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             // NOTE: a pooled connection is pinged before each use by default, one more
             // hand-off to sqlx's SQLite thread per query; a file has no server to drop it.
-            // PostgreSQL keeps the ping: it finds the connections a server restart broke.
-            .test_before_acquire(!sqlite)
+            .test_before_acquire(false)
             .sqlx_logging(false)
             // NOTE: an option, not a PRAGMA run once: a connection the pool opens again (after
             // an error) must not fall back to an fsync per commit.
@@ -106,7 +105,13 @@ impl Store {
                 o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .pragma("soft_heap_limit", SQLITE_SOFT_HEAP.to_string())
             });
-        if sqlite {
+        if !sqlite {
+            // NOTE: on PostgreSQL the ping finds the connections a server restart broke, but
+            // before every query it is one more round trip each; a connection in steady use
+            // is tested by its queries (one that fails is closed when it goes back), so only
+            // one that sat idle is pinged first.
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
+        } else {
             // NOTE: sqlx replaces a connection after 30 minutes, and one idle for 10; on a
             // file that buys nothing and costs memory: the new connection's thread takes new
             // heap (glibc serves SQLite from per-thread arenas) while the old one's stays
