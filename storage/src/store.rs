@@ -95,8 +95,8 @@ impl Store {
         opts.max_connections(if sqlite { 1 } else { 16 })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            // NOTE: a pooled connection is pinged before each use by default, one more
-            // hand-off to sqlx's SQLite thread per query; a file has no server to drop it.
+            // NOTE: a pooled connection is pinged before each use by default: one more
+            // hand-off to sqlx's SQLite thread, or round trip to PostgreSQL, per query.
             .test_before_acquire(false)
             .sqlx_logging(false)
             // NOTE: an option, not a PRAGMA run once: a connection the pool opens again (after
@@ -105,18 +105,18 @@ impl Store {
                 o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .pragma("soft_heap_limit", SQLITE_SOFT_HEAP.to_string())
             });
-        if !sqlite {
-            // NOTE: on PostgreSQL the ping finds the connections a server restart broke, but
-            // before every query it is one more round trip each; a connection in steady use
-            // is tested by its queries (one that fails is closed when it goes back), so only
-            // one that sat idle is pinged first.
-            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
-        } else {
+        if sqlite {
             // NOTE: sqlx replaces a connection after 30 minutes, and one idle for 10; on a
             // file that buys nothing and costs memory: the new connection's thread takes new
             // heap (glibc serves SQLite from per-thread arenas) while the old one's stays
             // with the allocator, about 7 MiB at each renewal in the soak.
             opts.max_lifetime(None).idle_timeout(None);
+        } else {
+            // NOTE: on PostgreSQL the ping finds the connections a server restart broke, but
+            // before every query it is one more round trip each; a connection in steady use
+            // is tested by its queries (one that fails is closed when it goes back), so only
+            // one that sat idle is pinged first.
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
         }
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
