@@ -339,6 +339,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         base_delay: secs(settings.throttle.base_delay_secs),
         mail_per_address: settings.throttle.mail_per_address_per_hour,
         mail_per_ip: settings.throttle.mail_per_ip_per_hour,
+        ceremonies_per_ip: settings.throttle.ceremonies_per_ip_per_hour,
     };
     let index = ProfileIndex::from_settings(settings);
     let rotator = crate::sessions::rotation::Rotator::start(

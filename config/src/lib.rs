@@ -210,6 +210,9 @@ pub struct ThrottleSettings {
     pub mail_per_address_per_hour: u32,
     /// Requests that mail an address per client IP per hour; at least 1.
     pub mail_per_ip_per_hour: u32,
+    /// Sign-ins begun without an account per client IP per hour (passkey login options, social
+    /// login starts): each stores a ceremony until it expires; at least 1.
+    pub ceremonies_per_ip_per_hour: u32,
 }
 
 impl Default for ThrottleSettings {
@@ -221,6 +224,7 @@ impl Default for ThrottleSettings {
             base_delay_secs: 30,
             mail_per_address_per_hour: 5,
             mail_per_ip_per_hour: 30,
+            ceremonies_per_ip_per_hour: 300,
         }
     }
 }

@@ -84,6 +84,7 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "base_delay_secs",
             "mail_per_address_per_hour",
             "mail_per_ip_per_hour",
+            "ceremonies_per_ip_per_hour",
         ],
     ),
     (

@@ -324,6 +324,11 @@ fn throttle(s: &Settings) -> Result<(), ConfigError> {
         u64::from(t.mail_per_ip_per_hour),
         1,
     )?;
+    at_least(
+        "KEYWARD_THROTTLE__CEREMONIES_PER_IP_PER_HOUR",
+        u64::from(t.ceremonies_per_ip_per_hour),
+        1,
+    )?;
     Ok(())
 }
 

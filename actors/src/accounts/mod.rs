@@ -10,6 +10,7 @@
 
 mod admin;
 pub(crate) mod blocking;
+pub(crate) mod budget;
 pub mod cli;
 mod handlers;
 mod login;
@@ -43,6 +44,9 @@ pub struct ThrottlePolicy {
     /// Mail-sending requests per target address, and per client IP, per hour.
     pub mail_per_address: u32,
     pub mail_per_ip: u32,
+    /// Sign-ins begun without an account (passkey login options, social login starts) per
+    /// client IP per hour.
+    pub ceremonies_per_ip: u32,
 }
 
 /// What the accounts context works with. Shared by every accounts actor, immutable after start.

@@ -166,8 +166,6 @@ pub(super) async fn mail_budget(
     meta: &keyward_messages::RequestMeta,
     email: &keyward_messages::Email,
 ) -> Result<(), HandlerError> {
-    let now = (deps.clock)();
-    let hour = chrono::Duration::hours(1);
     let t = &deps.throttle;
     let mut keys = vec![(
         format!("mail-to:{}", email.normalized()),
@@ -176,20 +174,7 @@ pub(super) async fn mail_budget(
     if let Some(ip) = meta.client_ip {
         keys.push((format!("mail-ip:{ip}"), t.mail_per_ip));
     }
-    for (key, limit) in &keys {
-        let (n, latest) = deps.store.login_failures().since(key, now - hour).await?;
-        if n >= u64::from(*limit) {
-            // Once the latest request is an hour old, none of them counts any more.
-            let wait = latest.map_or(hour, |at| at + hour - now);
-            return Err(HandlerError::from(CommandError::RateLimited {
-                retry_after_secs: u64::try_from(wait.num_seconds().max(1)).unwrap_or(1),
-            }));
-        }
-    }
-    for (key, _) in &keys {
-        deps.store.login_failures().record(key, now).await?;
-    }
-    Ok(())
+    super::budget::spend_hourly(&deps.store, (deps.clock)(), &keys).await
 }
 
 pub(super) async fn register(deps: Arc<Deps>, m: Register) -> Result<(), HandlerError> {

@@ -69,6 +69,9 @@ pub(super) fn callback_url(deps: &Deps, p: &Provider) -> String {
 pub(super) async fn start(deps: Arc<Deps>, m: StartOAuth) -> Result<Redirect, HandlerError> {
     let p = provider(&deps, &m.provider)?;
     let redirect_uri = allowed_redirect(&deps, &m.redirect_uri)?;
+    deps.throttle
+        .ceremony_budget(&deps.store, &m.meta, (deps.clock)())
+        .await?;
     begin(&deps, p, redirect_uri, m.app_state, None).await
 }
 

@@ -285,9 +285,12 @@ pub(super) async fn register(
 
 pub(super) async fn login_options(
     deps: Arc<Deps>,
-    _m: PasskeyLoginOptions,
+    m: PasskeyLoginOptions,
 ) -> Result<PasskeyOptions, HandlerError> {
     let wa = webauthn(&deps)?;
+    deps.throttle
+        .ceremony_budget(&deps.store, &m.meta, (deps.clock)())
+        .await?;
     let (mut rcr, state) = wa
         .start_discoverable_authentication()
         .map_err(|e| internal("starting a passkey login", e))?;

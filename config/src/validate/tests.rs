@@ -568,3 +568,9 @@ fn the_vault_token_may_come_from_a_file() {
     assert_eq!(v.token.expose_secret(), "hvs.from-file");
     assert_eq!(v.token_file.as_deref(), Some(file.as_path()));
 }
+
+#[test]
+fn a_zero_budget_of_sign_ins_per_ip_names_its_key() {
+    let e = err(&with(|s| s.throttle.ceremonies_per_ip_per_hour = 0));
+    assert_eq!(e.key(), "KEYWARD_THROTTLE__CEREMONIES_PER_IP_PER_HOUR");
+}

@@ -74,6 +74,8 @@ pub(crate) struct StartQuery {
         (status = 400, description = "`redirect_not_allowed`: redirect_uri is missing or not in the allowlist", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`provider_unavailable`: its discovery did not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over this client IP's budget of sign-ins begun (KEYWARD_THROTTLE__CEREMONIES_PER_IP_PER_HOUR, 300 an hour, shared with passkey login options)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a request is accepted"))),
         ServerProblems,
     ))]
 pub(super) async fn start(

@@ -514,6 +514,8 @@ pub(super) async fn register_passkey(
     responses(
         (status = 200, description = "Options for navigator.credentials.get with no allowCredentials (the browser offers its discoverable passkeys for this site), user verification required; good for 5 minutes and one answer", body = PasskeyOptions),
         (status = 409, description = "`passkeys_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over this client IP's budget of sign-ins begun (KEYWARD_THROTTLE__CEREMONIES_PER_IP_PER_HOUR, 300 an hour, shared with social login starts)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a request is accepted"))),
         ServerProblems,
     ))]
 pub(super) async fn passkey_login_options(

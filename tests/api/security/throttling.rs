@@ -1,6 +1,7 @@
 //! Failed-login throttling, per account and per client IP, through the public API.
 
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 use crate::helpers::{problem, spawn_app, spawn_app_with, Options, PASSWORD};
@@ -221,4 +222,82 @@ async fn asvs_v6_3_1_guesses_spread_over_two_nodes_and_many_ips_count_together()
     throttled(login_from(&app, "198.51.100.50", "yan@example.com", PASSWORD).await).await;
     throttled(on_peer("198.51.100.51", PASSWORD).await.unwrap()).await;
     peer.stop().await;
+}
+
+/// Rows in `table`.
+async fn rows(app: &crate::helpers::TestApp, table: &str) -> i64 {
+    let r = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    r.try_get::<i64>("", "n").unwrap()
+}
+
+#[actix_web::test]
+async fn sign_ins_begun_without_an_account_share_one_budget_per_client_ip() {
+    use crate::federation::APP;
+    let app = spawn_app_with(Options {
+        settings: Some(Box::new(|s| {
+            s.http.trusted_proxies = "127.0.0.1".into();
+            s.throttle.ceremonies_per_ip_per_hour = 3;
+            s.oauth.redirect_allowlist = APP.into();
+            // A plain OAuth 2 kind: its start needs no answer from the provider.
+            s.oauth.providers.insert(
+                "vk".into(),
+                keyward_config::ProviderSettings {
+                    kind: "vk".into(),
+                    client_id: Some("51234567".into()),
+                    auth_url: Some("https://id.vk.example/authorize".into()),
+                    token_url: Some("https://id.vk.example/oauth2/auth".into()),
+                    userinfo_url: Some("https://id.vk.example/oauth2/user_info".into()),
+                    ..Default::default()
+                },
+            );
+        })),
+        ..Options::default()
+    })
+    .await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let passkey = |ip: &'static str| {
+        app.client
+            .post(app.url("/v1/auth/passkey/options"))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    let oauth = |ip: &'static str| {
+        no_redirects
+            .get(app.url(&format!("/v1/auth/oauth/vk/start?redirect_uri={APP}")))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    let one = "203.0.113.7";
+    assert_eq!(passkey(one).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(oauth(one).await.unwrap().status(), StatusCode::FOUND);
+    assert_eq!(passkey(one).await.unwrap().status(), StatusCode::OK);
+    // The fourth of the hour, either kind, is refused and stores nothing.
+    let (wait, _) = throttled(oauth(one).await.unwrap()).await;
+    assert!((3000..=3600).contains(&wait), "{wait}");
+    throttled(passkey(one).await.unwrap()).await;
+    assert_eq!(rows(&app, "webauthn_ceremonies").await, 2);
+    assert_eq!(rows(&app, "oauth_flows").await, 1);
+    // Another client is not held back by it.
+    assert_eq!(
+        passkey("203.0.113.8").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        oauth("203.0.113.8").await.unwrap().status(),
+        StatusCode::FOUND
+    );
+    // Once the first request is an hour old, one more may begin.
+    app.advance(3601);
+    assert_eq!(oauth(one).await.unwrap().status(), StatusCode::FOUND);
 }
