@@ -386,7 +386,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 .push(", chr(31)))");
         } else {
             sql.push("p.term IN ")
-                .list(chunk.iter().map(|k| (*k).clone()));
+                .texts(chunk.iter().map(|k| (*k).clone()));
         }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
@@ -446,18 +446,25 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     ) -> Result<()> {
         let rows: Vec<_> = rows.collect();
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut sql =
-                self.sql("INSERT INTO profile_search_terms (term, user_id, flags, vis) VALUES ");
-            for (i, (t, user, vis)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+            let mut sql = self.sql("INSERT INTO profile_search_terms (term, user_id, flags, vis) ");
+            if sql.backend == DbBackend::Sqlite {
+                sql.push("SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3 FROM ")
+                    .json_each(chunk.iter().map(|(t, user, vis)| {
+                        serde_json::json!([t.text, user.simple().to_string(), t.flags, vis])
+                    }));
+            } else {
+                sql.push("VALUES ");
+                for (i, (t, user, vis)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.row([
+                        t.text.clone().into(),
+                        (*user).into(),
+                        t.flags.into(),
+                        (*vis).into(),
+                    ]);
                 }
-                sql.row([
-                    t.text.clone().into(),
-                    (*user).into(),
-                    t.flags.into(),
-                    (*vis).into(),
-                ]);
             }
             self.exec(sql).await?;
         }
@@ -470,19 +477,31 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     async fn count_keys(&self, delta: &BTreeMap<String, i64>) -> Result<()> {
         let entries: Vec<(&String, &i64)> = delta.iter().collect();
         for chunk in entries.chunks(INSERT_CHUNK) {
-            let mut sql =
-                self.sql("INSERT INTO profile_search_vocab (term, rterm, len, refs) VALUES ");
-            for (i, (k, n)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+            let mut sql = self.sql("INSERT INTO profile_search_vocab (term, rterm, len, refs) ");
+            let rterm = |k: &str| k.chars().rev().collect::<String>();
+            let len = |k: &str| i32::try_from(k.chars().count()).unwrap_or(i32::MAX);
+            if sql.backend == DbBackend::Sqlite {
+                // NOTE: `WHERE true` keeps SQLite from reading the ON of the upsert as a join's.
+                sql.push("SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM ")
+                    .json_each(
+                        chunk
+                            .iter()
+                            .map(|(k, n)| serde_json::json!([k, rterm(k), len(k), n])),
+                    )
+                    .push(" WHERE true");
+            } else {
+                sql.push("VALUES ");
+                for (i, (k, n)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.row([
+                        (*k).clone().into(),
+                        rterm(k).into(),
+                        len(k).into(),
+                        (**n).into(),
+                    ]);
                 }
-                let len = i32::try_from(k.chars().count()).unwrap_or(i32::MAX);
-                sql.row([
-                    (*k).clone().into(),
-                    k.chars().rev().collect::<String>().into(),
-                    len.into(),
-                    (**n).into(),
-                ]);
             }
             sql.push(
                 " ON CONFLICT (term) DO UPDATE SET refs = profile_search_vocab.refs + excluded.refs",
@@ -496,7 +515,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             if !gone.is_empty() {
                 let mut sql =
                     self.sql("DELETE FROM profile_search_vocab WHERE refs <= 0 AND term IN ");
-                sql.list(gone);
+                sql.texts(gone);
                 self.exec(sql).await?;
             }
         }
@@ -607,6 +626,25 @@ impl Sql {
         }
         self.text.push(')');
         self
+    }
+
+    /// `(SELECT value FROM json_each(?))` on SQLite, one JSON array bound, so that the statement
+    /// is the same whatever the number of items (each IN list length is a statement of its own,
+    /// prepared again and cached apart on every connection); `(v1, v2, …)` elsewhere.
+    fn texts(&mut self, items: impl IntoIterator<Item = String>) -> &mut Self {
+        if self.backend != DbBackend::Sqlite {
+            return self.list(items);
+        }
+        self.push("(SELECT value FROM ")
+            .json_each(items.into_iter().map(serde_json::Value::String))
+            .push(")")
+    }
+
+    /// `json_each(?)` over the items as one JSON array (SQLite's table of them, one row each
+    /// in order, the item in `value`).
+    fn json_each(&mut self, items: impl IntoIterator<Item = serde_json::Value>) -> &mut Self {
+        let array = serde_json::Value::Array(items.into_iter().collect()).to_string();
+        self.push("json_each(").bind(array).push(")")
     }
 
     fn row<const N: usize>(&mut self, values: [Value; N]) -> &mut Self {
