@@ -247,6 +247,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/admin/notifications").route(web::get().to(notify::deliveries)))
         .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
         .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi::spec)))
         .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }

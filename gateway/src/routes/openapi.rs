@@ -254,12 +254,30 @@ impl Modify for BearerAuth {
 )]
 pub(crate) struct ApiDoc;
 
-/// `/openapi.json` and Swagger UI at `/docs/` (its assets are compiled in: no CDN).
+/// Swagger UI at `/docs/` (its assets are compiled in: no CDN), reading [`spec`].
 pub(crate) fn swagger_ui() -> utoipa_swagger_ui::SwaggerUi {
     let config = utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none");
-    utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
-        .url("/openapi.json", ApiDoc::openapi())
-        .config(config)
+    utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").config(config)
+}
+
+/// `GET /openapi.json`: the spec, serialised once per process. The document held by each HTTP
+/// worker, as Swagger UI's own route keeps it, took about 5 MiB a worker (the soak's heap
+/// profile, docs/PERFORMANCE.md); its JSON is 0.3 MiB.
+pub(crate) async fn spec() -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
+    static SPEC: std::sync::OnceLock<Option<actix_web::web::Bytes>> = std::sync::OnceLock::new();
+    let body = SPEC.get_or_init(|| match serde_json::to_vec(&ApiDoc::openapi()) {
+        Ok(v) => Some(v.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "serialising the OpenAPI document failed");
+            None
+        }
+    });
+    let body = body
+        .clone()
+        .ok_or_else(crate::problem::ApiError::internal)?;
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// The spec as pretty JSON (what `keyward openapi` prints and docs/openapi.json holds).
