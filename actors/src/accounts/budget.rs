@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use keyward_messages::{CommandError, RequestMeta};
-use keyward_storage::Store;
+use keyward_storage::{StorageError, Store};
 
 use super::ThrottlePolicy;
 use crate::error::HandlerError;
@@ -15,25 +15,41 @@ pub(crate) async fn spend_hourly(
     now: DateTime<Utc>,
     keys: &[(String, u32)],
 ) -> Result<(), HandlerError> {
-    let hour = Duration::hours(1);
-    let mut wait: Option<Duration> = None;
-    for (key, limit) in keys {
-        let (n, _) = store.login_failures().since(key, now - hour).await?;
-        if n >= u64::from(*limit) {
-            let oldest = store.login_failures().oldest_since(key, now - hour).await?;
-            let free_at = oldest.map_or(now + hour, |at| at + hour);
-            wait = Some(wait.map_or(free_at - now, |w| w.max(free_at - now)));
-        }
-    }
-    if let Some(wait) = wait {
+    let limits: Vec<(&str, u64)> = keys
+        .iter()
+        .map(|(k, n)| (k.as_str(), u64::from(*n)))
+        .collect();
+    if let Some(retry_after_secs) = hourly_wait(store, now, &limits).await? {
         return Err(HandlerError::from(CommandError::RateLimited {
-            retry_after_secs: u64::try_from(wait.num_seconds().max(1)).unwrap_or(1),
+            retry_after_secs,
         }));
     }
     for (key, _) in keys {
         store.login_failures().record(key, now).await?;
     }
     Ok(())
+}
+
+/// The seconds until every one of `keys` (key, requests per hour) has room for one more, or
+/// `None` when all have room now: the wait is until the oldest request under the fullest key
+/// leaves the hour. Records nothing; the caller records the keys where its request is kept.
+pub(crate) async fn hourly_wait(
+    store: &Store,
+    now: DateTime<Utc>,
+    keys: &[(&str, u64)],
+) -> Result<Option<u64>, StorageError> {
+    let hour = Duration::hours(1);
+    let mut wait: Option<Duration> = None;
+    for (key, limit) in keys {
+        let (n, _) = store.login_failures().since(key, now - hour).await?;
+        if n >= *limit {
+            let oldest = store.login_failures().oldest_since(key, now - hour).await?;
+            // No oldest row means the requests left the hour between the two reads.
+            let free_at = oldest.map_or(now, |at| at + hour);
+            wait = Some(wait.map_or(free_at - now, |w| w.max(free_at - now)));
+        }
+    }
+    Ok(wait.map(|w| u64::try_from(w.num_seconds().max(1)).unwrap_or(1)))
 }
 
 impl ThrottlePolicy {

@@ -25,9 +25,6 @@ pub struct SmsBudget {
     pub per_number: u64,
 }
 
-/// The budget's window.
-const WINDOW_MINUTES: i64 = 60;
-
 impl SmsBudget {
     pub fn from_settings(s: &keyward_config::SmsSettings) -> Self {
         Self {
@@ -55,21 +52,13 @@ impl SmsBudget {
         if let Some(ip) = ip {
             keys.push((format!("sms:ip:{ip}"), self.per_ip));
         }
-        let since = now - chrono::Duration::minutes(WINDOW_MINUTES);
-        let mut wait = None;
-        for (key, limit) in &keys {
-            let (n, _) = store.login_failures().since(key, since).await?;
-            if n >= *limit {
-                let oldest = store.login_failures().oldest_since(key, since).await?;
-                let free_at = oldest.map_or(now, |t| t + chrono::Duration::minutes(WINDOW_MINUTES));
-                let secs = u64::try_from((free_at - now).num_seconds().max(1)).unwrap_or(1);
-                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
-            }
-        }
-        Ok(match wait {
-            Some(w) => Err(w),
-            None => Ok(keys.into_iter().map(|(k, _)| k).collect()),
-        })
+        let limits: Vec<(&str, u64)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        Ok(
+            match crate::accounts::budget::hourly_wait(store, now, &limits).await? {
+                Some(w) => Err(w),
+                None => Ok(keys.into_iter().map(|(k, _)| k).collect()),
+            },
+        )
     }
 }
 
