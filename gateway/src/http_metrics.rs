@@ -98,16 +98,16 @@ pub(crate) async fn track(
     else {
         return next.call(req).await;
     };
-    // NOTE: read before the call, as the request moves into it and an error escaping the app
-    // brings no request back; actix matches the path against the same resource map it routes
-    // with, so a known path with the wrong method still has its pattern (and its 405).
-    let route = req.match_pattern();
     let method = method_label(req.method());
     let started = Instant::now();
     let outcome = next.call(req).await;
-    let status = match &outcome {
-        Ok(res) => res.status(),
-        Err(err) => err.as_response_error().status_code(),
+    // NOTE: read from the routed request: its resource is known, so no pattern is matched
+    // again (each `{parameter}` resource passed is a regex run). A known path with the wrong
+    // method still has its pattern (and its 405). An error escaping the app brings no request
+    // back; none of the app's layers makes one, they answer with a problem.
+    let (status, route) = match &outcome {
+        Ok(res) => (res.status(), res.request().match_pattern()),
+        Err(err) => (err.as_response_error().status_code(), None),
     };
     metrics.observe(
         route.as_deref().unwrap_or(UNMATCHED),

@@ -27,6 +27,11 @@ pub use profiles::ProfilesApi;
 pub use sessions::SessionsApi;
 
 /// Registers every public route; unknown paths answer a 404 problem.
+///
+/// Fixed paths come before paths with a `{parameter}`: actix tries resources in order, and
+/// each parameterised one costs a regex run per request that reaches it (the check API, behind
+/// a dozen of them, spent a tenth of its CPU there). A fixed path that a parameterised one also
+/// matches (`/v1/users/search`, `/v1/users/{id}`) was before it already: no answer changes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/auth/register").route(web::post().to(accounts::register)))
         .service(
@@ -59,7 +64,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(sessions::list))
                 .route(web::delete().to(sessions::revoke_others)),
         )
-        .service(web::resource("/v1/sessions/{id}").route(web::delete().to(sessions::revoke)))
         .service(
             web::resource("/v1/users/me")
                 .route(web::get().to(profiles::me))
@@ -76,7 +80,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(profiles::put_avatar))
                 .route(web::delete().to(profiles::delete_avatar)),
         )
-        .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
         .service(web::resource("/v1/users/me/phone").route(web::post().to(profiles::start_phone)))
         .service(web::resource("/v1/users/me/mfa").route(web::get().to(mfa::list)))
         .service(web::resource("/v1/users/me/mfa/totp").route(web::post().to(mfa::enroll_totp)))
@@ -88,7 +91,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/users/me/mfa/sms").route(web::post().to(mfa::enroll_sms)))
         .service(web::resource("/v1/users/me/mfa/email").route(web::post().to(mfa::enroll_email)))
-        .service(web::resource("/v1/users/me/mfa/{factor_id}").route(web::delete().to(mfa::remove)))
         .service(
             web::resource("/v1/users/me/passkeys/options")
                 .route(web::post().to(mfa::passkey_options)),
@@ -112,28 +114,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/auth/oauth/link/code").route(web::post().to(federation::link_code)),
         )
         .service(
-            web::resource("/v1/users/me/identities/{provider}/start")
-                .route(web::post().to(federation::start_link)),
-        )
-        .service(
             web::resource("/v1/users/me/identities").route(web::get().to(federation::identities)),
-        )
-        .service(
-            web::resource("/v1/users/me/identities/{id}")
-                .route(web::delete().to(federation::unlink)),
-        )
-        .service(
-            web::resource("/v1/auth/oauth/{provider}/start")
-                .route(web::get().to(federation::start)),
-        )
-        .service(
-            web::resource("/v1/auth/oauth/{provider}/callback")
-                .route(web::get().to(federation::callback)),
         )
         .service(web::resource("/v1/auth/mfa/verify").route(web::post().to(mfa::verify)))
         .service(web::resource("/v1/auth/mfa/challenge").route(web::post().to(mfa::send_code)))
         .service(web::resource("/v1/auth/step-up").route(web::post().to(mfa::step_up)))
-        .service(web::resource("/v1/admin/users/{id}/mfa").route(web::delete().to(mfa::reset)))
         .service(
             web::resource("/v1/users/me/phone/confirm")
                 .route(web::post().to(profiles::confirm_phone)),
@@ -147,54 +132,21 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(access::list_roles))
                 .route(web::post().to(access::create_role)),
         )
-        .service(
-            web::resource("/v1/admin/roles/{name}")
-                .route(web::get().to(access::get_role))
-                .route(web::put().to(access::put_role))
-                .route(web::delete().to(access::delete_role)),
-        )
         .service(web::resource("/v1/oauth/token").route(web::post().to(access::token)))
         .service(
             web::resource("/v1/admin/clients")
                 .route(web::get().to(access::list_clients))
                 .route(web::post().to(access::create_client)),
         )
-        .service(
-            web::resource("/v1/admin/clients/{id}").route(web::delete().to(access::delete_client)),
-        )
-        .service(
-            web::resource("/v1/admin/clients/{id}/secret")
-                .route(web::post().to(access::rotate_secret)),
-        )
-        .service(
-            web::resource("/v1/admin/users/{id}/roles/{role}")
-                .route(web::put().to(access::grant))
-                .route(web::delete().to(access::revoke)),
-        )
         .service(web::resource("/v1/users/me/activity").route(web::get().to(profiles::activity)))
         .service(web::resource("/v1/users/me/export").route(web::get().to(profiles::export)))
         .service(web::resource("/v1/users/search").route(web::get().to(profiles::search)))
-        .service(
-            web::resource("/v1/users/{id}")
-                .route(web::get().to(profiles::get))
-                .route(web::put().to(profiles::put)),
-        )
         .service(
             web::resource("/v1/admin/users")
                 .route(web::get().to(admin::list_users))
                 .route(web::post().to(admin::invite)),
         )
-        .service(
-            web::resource("/v1/admin/users/{id}")
-                .route(web::get().to(admin::get_user))
-                .route(web::delete().to(admin::erase)),
-        )
-        .service(web::resource("/v1/admin/users/{id}/logout").route(web::post().to(admin::logout)))
         .service(web::resource("/v1/admin/audit").route(web::get().to(admin::audit)))
-        .service(web::resource("/v1/admin/users/{id}/block").route(web::post().to(admin::block)))
-        .service(
-            web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
-        )
         .service(
             web::resource("/v1/notifications")
                 .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
@@ -208,14 +160,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/users/me/push-subscriptions")
                 .route(web::post().to(notify::subscribe_push)),
         )
-        .service(
-            web::resource("/v1/users/me/push-subscriptions/{id}")
-                .route(web::delete().to(notify::unsubscribe_push)),
-        )
-        .service(
-            web::resource("/v1/notifications/scheduled/{id}")
-                .route(web::delete().to(notify::cancel)),
-        )
         .service(web::resource("/v1/users/me/notifications").route(web::get().to(notify::inbox)))
         .service(
             web::resource("/v1/users/me/notifications/stream").route(web::get().to(notify::stream)),
@@ -225,13 +169,78 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(notify::read_all)),
         )
         .service(
-            web::resource("/v1/users/me/notifications/{id}/read")
-                .route(web::post().to(notify::read)),
-        )
-        .service(
             web::resource("/v1/users/me/notification-preferences")
                 .route(web::get().to(notify::preferences))
                 .route(web::put().to(notify::put_preferences)),
+        )
+        .service(web::resource("/v1/admin/notifications").route(web::get().to(notify::deliveries)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
+        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi::spec)))
+        .service(web::resource("/v1/sessions/{id}").route(web::delete().to(sessions::revoke)))
+        .service(web::resource("/v1/avatars/{key}").route(web::get().to(profiles::avatar)))
+        .service(web::resource("/v1/users/me/mfa/{factor_id}").route(web::delete().to(mfa::remove)))
+        .service(
+            web::resource("/v1/users/me/identities/{provider}/start")
+                .route(web::post().to(federation::start_link)),
+        )
+        .service(
+            web::resource("/v1/users/me/identities/{id}")
+                .route(web::delete().to(federation::unlink)),
+        )
+        .service(
+            web::resource("/v1/auth/oauth/{provider}/start")
+                .route(web::get().to(federation::start)),
+        )
+        .service(
+            web::resource("/v1/auth/oauth/{provider}/callback")
+                .route(web::get().to(federation::callback)),
+        )
+        .service(web::resource("/v1/admin/users/{id}/mfa").route(web::delete().to(mfa::reset)))
+        .service(
+            web::resource("/v1/admin/roles/{name}")
+                .route(web::get().to(access::get_role))
+                .route(web::put().to(access::put_role))
+                .route(web::delete().to(access::delete_role)),
+        )
+        .service(
+            web::resource("/v1/admin/clients/{id}").route(web::delete().to(access::delete_client)),
+        )
+        .service(
+            web::resource("/v1/admin/clients/{id}/secret")
+                .route(web::post().to(access::rotate_secret)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{id}/roles/{role}")
+                .route(web::put().to(access::grant))
+                .route(web::delete().to(access::revoke)),
+        )
+        .service(
+            web::resource("/v1/users/{id}")
+                .route(web::get().to(profiles::get))
+                .route(web::put().to(profiles::put)),
+        )
+        .service(
+            web::resource("/v1/admin/users/{id}")
+                .route(web::get().to(admin::get_user))
+                .route(web::delete().to(admin::erase)),
+        )
+        .service(web::resource("/v1/admin/users/{id}/logout").route(web::post().to(admin::logout)))
+        .service(web::resource("/v1/admin/users/{id}/block").route(web::post().to(admin::block)))
+        .service(
+            web::resource("/v1/admin/users/{id}/unblock").route(web::post().to(admin::unblock)),
+        )
+        .service(
+            web::resource("/v1/users/me/push-subscriptions/{id}")
+                .route(web::delete().to(notify::unsubscribe_push)),
+        )
+        .service(
+            web::resource("/v1/notifications/scheduled/{id}")
+                .route(web::delete().to(notify::cancel)),
+        )
+        .service(
+            web::resource("/v1/users/me/notifications/{id}/read")
+                .route(web::post().to(notify::read)),
         )
         .service(
             web::resource("/v1/admin/templates/{key}/{channel}/{locale}")
@@ -244,10 +253,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(crate::input::json_config(notify::BULK_BODY_BYTES))
                 .route(web::post().to(notify::preview_template)),
         )
-        .service(web::resource("/v1/admin/notifications").route(web::get().to(notify::deliveries)))
-        .service(web::resource("/.well-known/jwks.json").route(web::get().to(sessions::jwks)))
-        .service(web::resource("/docs").route(web::get().to(docs_redirect)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi::spec)))
         .service(openapi::swagger_ui())
         .default_service(web::to(not_found));
 }
