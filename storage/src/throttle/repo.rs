@@ -1,8 +1,10 @@
 //! [`LoginFailures`]: the failed-login rows.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -31,13 +33,20 @@ impl<C: ConnectionTrait> LoginFailures<'_, C> {
         key: &str,
         since: DateTime<Utc>,
     ) -> Result<(u64, Option<DateTime<Utc>>)> {
-        let rows = login_failure::Entity::find()
+        // Counted in the database: loading the rows made a much-attacked account's check cost
+        // more than an unknown login's, which timing could tell apart.
+        let row: Option<(i64, Option<DateTime<Utc>>)> = login_failure::Entity::find()
+            .select_only()
+            .column_as(Expr::col(login_failure::Column::Id).count(), "n")
+            .column_as(login_failure::Column::At.max(), "latest")
             .filter(login_failure::Column::Key.eq(key))
             .filter(login_failure::Column::At.gt(since))
-            .order_by_desc(login_failure::Column::At)
-            .all(self.0)
+            .into_tuple()
+            .one(self.0)
             .await?;
-        Ok((rows.len() as u64, rows.first().map(|r| r.at)))
+        Ok(row.map_or((0, None), |(n, latest)| {
+            (u64::try_from(n).unwrap_or(0), latest)
+        }))
     }
 
     /// The earliest entry under `key` after `since` (strictly).
