@@ -123,12 +123,16 @@ fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::missing_bearer(HOW));
     };
-    let value = value.to_str().map_err(|_| ApiError::missing_bearer(HOW))?;
-    let Some((scheme, token)) = value.trim().split_once(' ') else {
+    // NOTE: bytes, each looked at once or twice: every bearer request runs this over a token
+    // of about 800 bytes (str's checks and trims took 2% of a `me` request's CPU).
+    let value = value.as_bytes().trim_ascii();
+    let Some(space) = value.iter().position(|b| *b == b' ') else {
         return Err(ApiError::missing_bearer(HOW));
     };
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii_start());
+    // A token is visible ASCII (RFC 6750's b64token and JWTs are), so no space or control byte.
+    let visible = |b: &u8| (0x21..=0x7e).contains(b);
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || !token.iter().all(visible) {
         return Err(ApiError::missing_bearer(HOW));
     }
     if token.len() > BEARER_MAX_BYTES {
@@ -136,7 +140,8 @@ fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {
             ApiError::missing_bearer("the access token is too long").with_invalid_token_challenge()
         );
     }
-    Ok(SecretString::from(token.to_owned()))
+    let token = String::from_utf8(token.to_vec()).map_err(|_| ApiError::missing_bearer(HOW))?;
+    Ok(SecretString::from(token))
 }
 
 /// Who is asking, for events, sessions and logs.

@@ -61,9 +61,9 @@ impl HttpMetrics {
         Ok(Self { requests, duration })
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: &str, status: &str, seconds: f64) {
         self.requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, status])
             .inc();
         self.duration
             .with_label_values(&[route, method])
@@ -112,7 +112,7 @@ pub(crate) async fn track(
     metrics.observe(
         route.as_deref().unwrap_or(UNMATCHED),
         method,
-        status.as_u16(),
+        status.as_str(),
         started.elapsed().as_secs_f64(),
     );
     outcome

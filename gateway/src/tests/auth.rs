@@ -44,6 +44,29 @@ async fn the_bearer_scheme_is_case_insensitive() {
 }
 
 #[actix_web::test]
+async fn a_token_with_a_space_or_a_control_byte_is_refused_without_asking() {
+    let fake = Fake::default();
+    for value in [
+        format!("Bearer {GOOD_TOKEN} x"),
+        format!("Bearer {GOOD_TOKEN}\tx"),
+        format!("Bearer\t{GOOD_TOKEN}"),
+        "Bearer ".to_owned(),
+        "Bearer".to_owned(),
+    ] {
+        let r = call(&fake, me().insert_header(("Authorization", value.as_str()))).await;
+        r.assert_problem(401, "unauthenticated");
+    }
+    assert!(fake.seen().is_empty());
+    // Space around the credentials is not part of the token.
+    let r = call(
+        &fake,
+        me().insert_header(("Authorization", format!("  Bearer   {GOOD_TOKEN} "))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[actix_web::test]
 async fn a_token_over_8_kib_is_refused_without_asking() {
     let fake = Fake::default();
     let r = call(&fake, bearer(me(), &"t".repeat(8 * 1024 + 1))).await;
