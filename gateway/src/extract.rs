@@ -131,8 +131,10 @@ fn bearer_token(req: &HttpRequest) -> Result<SecretString, ApiError> {
     };
     let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii_start());
     // A token is visible ASCII (RFC 6750's b64token and JWTs are), so no space or control byte.
-    let visible = |b: &u8| (0x21..=0x7e).contains(b);
-    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || !token.iter().all(visible) {
+    if !scheme.eq_ignore_ascii_case(b"bearer")
+        || token.is_empty()
+        || !token.iter().all(u8::is_ascii_graphic)
+    {
         return Err(ApiError::missing_bearer(HOW));
     }
     if token.len() > BEARER_MAX_BYTES {
