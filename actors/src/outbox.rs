@@ -47,6 +47,19 @@ impl OutboxWriter {
         audit_at(tx, (self.clock)(), meta, kind, user_id, details).await
     }
 
+    /// Writes `msg` inside `tx` as a row that is never sent (`Outbox::enqueue_decoy`): the
+    /// same write as [`Self::enqueue`], for a path whose timing must not differ from one that
+    /// enqueues `msg`.
+    pub async fn enqueue_decoy(
+        &self,
+        tx: &Tx,
+        meta: &RequestMeta,
+        msg: Outgoing,
+    ) -> Result<(), StorageError> {
+        let env = envelope((self.clock)(), meta, &msg);
+        tx.outbox().enqueue_decoy(&env).await
+    }
+
     /// Tells the relay that a transaction with outbox rows committed.
     pub fn wake(&self) {
         self.relay.do_send(Wake);
@@ -67,12 +80,16 @@ pub async fn enqueue_at(
             audit_at(tx, now, meta, ev.event_type(), ev.user_id(), ev.data()).await?;
         }
     }
+    tx.outbox().enqueue(&envelope(now, meta, &msg)).await
+}
+
+/// `msg`'s envelope, correlated with the request that caused it.
+fn envelope(now: chrono::DateTime<chrono::Utc>, meta: &RequestMeta, msg: &Outgoing) -> Envelope {
     let request_id = (!meta.request_id.is_empty()).then(|| meta.request_id.clone());
     let correlation = Some(meta.correlation_id.clone())
         .filter(|c| !c.is_empty())
         .or_else(|| request_id.clone());
-    let env = Envelope::new(Uuid::now_v7(), now, correlation, &msg).with_request_id(request_id);
-    tx.outbox().enqueue(&env).await
+    Envelope::new(Uuid::now_v7(), now, correlation, msg).with_request_id(request_id)
 }
 
 /// Appends an audit-log line (time, kind, user, client, request id, details) inside `tx`.

@@ -38,6 +38,12 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
     let broadcast = EventConsumer::bind_to(&url, &queue_name(), "keyward.broadcast", "").await;
 
     app.verified_user("ext@example.com", None).await;
+    // A failed login is an event for a known account only (an unknown one writes a decoy row
+    // that is never sent; its events would carry no user).
+    for login in ["nobody@example.com", "ext@example.com"] {
+        let r = app.login(login, "not the password at all").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
     let pair = app.login_ok("ext@example.com", PASSWORD).await;
     let r = app
         .post_bearer(
@@ -48,14 +54,16 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
-    let got = consumer
+    let mut got = consumer
         .collect(&[
             "user.registered",
             "user.email_verified",
+            "user.login_failed",
             "user.logged_in",
             "session.revoked",
         ])
         .await;
+    got.extend(consumer.drain().await);
     for d in &got {
         let env = envelope(d);
         let p = &d.properties;
@@ -105,6 +113,13 @@ async fn an_external_consumer_receives_events_with_the_documented_envelope_and_p
         .find(|e| e["type"] == "user.registered")
         .unwrap();
     assert_eq!(registered["data"]["email"], "ext@example.com");
+    let failed: Vec<Value> = got
+        .iter()
+        .map(envelope)
+        .filter(|e| e["type"] == "user.login_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["data"]["user_id"], registered["data"]["user_id"]);
 
     // keyward.broadcast carries what changes node-local caches, in the same envelope.
     let invalidations = broadcast

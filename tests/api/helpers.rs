@@ -441,13 +441,14 @@ impl TestApp {
         assert_eq!(r.status(), StatusCode::OK);
     }
 
-    /// Every event envelope in the outbox (published or not), oldest first.
+    /// Every event envelope in the outbox (published or not), oldest first; not the decoys,
+    /// which are never sent.
     pub async fn events(&self) -> Vec<Value> {
         let rows = self
             .db
             .query_all_raw(Statement::from_string(
                 self.db.get_database_backend(),
-                "SELECT payload FROM outbox ORDER BY id",
+                "SELECT payload FROM outbox WHERE message_type <> 'decoy' ORDER BY id",
             ))
             .await
             .expect("outbox query");

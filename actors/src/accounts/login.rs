@@ -203,26 +203,34 @@ async fn record_failure(
     if let Some(k) = ip_key {
         tx.login_failures().record(k, now).await?;
     }
-    if user_id.is_none() {
-        // No account, so no event; the attempt still belongs in the audit log.
-        let details = serde_json::json!({ "login": account_key.trim_start_matches("login:") });
-        deps.outbox
-            .audit(&tx, &m.meta, "user.login_failed", None, details)
-            .await?;
-    }
-    if let Some(user_id) = user_id {
-        let ev = DomainEvent::UserLoginFailed {
-            user_id,
-            ip: ip.clone(),
-            user_agent: m.meta.user_agent.clone(),
-        };
-        deps.outbox
-            .enqueue(&tx, &m.meta, Outgoing::Event(ev))
-            .await?;
+    let ev = DomainEvent::UserLoginFailed {
+        // No account, no user id: a nil one of the same length for the decoy.
+        user_id: user_id.unwrap_or(keyward_messages::UserId(uuid::Uuid::nil())),
+        ip: ip.clone(),
+        user_agent: m.meta.user_agent.clone(),
+    };
+    match user_id {
+        Some(_) => {
+            // The event's audit line is written with it.
+            deps.outbox
+                .enqueue(&tx, &m.meta, Outgoing::Event(ev))
+                .await?
+        }
+        None => {
+            // No account, so no event; the attempt still belongs in the audit log. The event's
+            // row is written as a decoy, never sent, so that both failures write the same rows.
+            let details = serde_json::json!({ "login": account_key.trim_start_matches("login:") });
+            deps.outbox
+                .audit(&tx, &m.meta, "user.login_failed", None, details)
+                .await?;
+            deps.outbox
+                .enqueue_decoy(&tx, &m.meta, Outgoing::Event(ev))
+                .await?
+        }
     }
     tx.commit().await?;
     // NOTE: known and unknown logins take the same steps here, so timing does not tell them
-    // apart; only a known account has an event.
+    // apart; only a known account's event is sent.
     if let Some(retry_after_secs) =
         throttled(deps, account_key, deps.throttle.account_max_failures).await?
     {

@@ -13,6 +13,9 @@ use super::entities::{inbox, outbox};
 use super::OutboxRecord;
 use crate::{Result, StorageError};
 
+/// The `message_type` of [`Outbox::enqueue_decoy`]'s rows.
+pub(crate) const DECOY: &str = "decoy";
+
 /// The bus's repository, over the pool (`store.outbox()`) or a transaction (`tx.outbox()`).
 pub struct Outbox<'a, C>(pub(crate) &'a C);
 
@@ -20,14 +23,30 @@ impl<C: ConnectionTrait> Outbox<'_, C> {
     /// Queues a message for the relay; through a transaction, it becomes visible only if the
     /// transaction commits.
     pub async fn enqueue(&self, e: &Envelope) -> Result<()> {
+        self.insert(e, e.kind.clone(), None).await
+    }
+
+    /// Writes `e` as a row that was never to be sent: born published, so no relay picks it up
+    /// and retention removes it with the published rows. It costs what [`Self::enqueue`]
+    /// costs, for a path that must not be told apart from one that enqueues by its timing.
+    pub async fn enqueue_decoy(&self, e: &Envelope) -> Result<()> {
+        self.insert(e, DECOY.to_owned(), Some(e.occurred_at)).await
+    }
+
+    async fn insert(
+        &self,
+        e: &Envelope,
+        message_type: String,
+        published_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         let payload = serde_json::to_string(e)
             .map_err(|err| StorageError::corrupt(format!("outbox {} payload", e.id), err))?;
         outbox::ActiveModel {
             id: Set(e.id),
-            message_type: Set(e.kind.clone()),
+            message_type: Set(message_type),
             payload: Set(payload),
             created_at: Set(e.occurred_at),
-            published_at: Set(None),
+            published_at: Set(published_at),
             attempts: Set(0),
         }
         .insert(self.0)

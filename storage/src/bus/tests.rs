@@ -72,6 +72,39 @@ async fn published_messages_leave_the_pending_list_and_the_backlog() {
 }
 
 #[tokio::test]
+async fn a_decoy_is_never_pending_nor_in_a_feed_and_goes_with_the_published_rows() {
+    let db = test_db().await;
+    let decoy = envelope(0);
+    let tx = db.begin().await.unwrap();
+    tx.outbox().enqueue_decoy(&decoy).await.unwrap();
+    tx.commit().await.unwrap();
+    let [a, b, c] = three(&db).await;
+
+    assert_eq!(db.outbox().backlog().await.unwrap(), 3);
+    assert_eq!(
+        ids(&db.outbox().pending(10).await.unwrap()),
+        [a.id, b.id, c.id]
+    );
+    let feed = db
+        .outbox()
+        .recent(at(-1), &["user.unblocked", super::repo::DECOY], 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&feed), [decoy.id, a.id, b.id, c.id], "it is a row");
+    assert_eq!(
+        ids(&db
+            .outbox()
+            .recent(at(0), &["user.unblocked"], 10)
+            .await
+            .unwrap()),
+        [a.id, b.id, c.id]
+    );
+    // Published at its own time, so retention takes it once that is past the cutoff.
+    assert_eq!(db.retention().purge_outbox(at(1), 10).await.unwrap(), 1);
+    assert_eq!(db.outbox().backlog().await.unwrap(), 3);
+}
+
+#[tokio::test]
 async fn a_failed_attempt_is_counted_and_the_message_stays_pending() {
     let db = test_db().await;
     let [a, ..] = three(&db).await;

@@ -80,6 +80,9 @@ async fn asvs_v6_3_8_an_unknown_account_is_throttled_exactly_like_a_known_one() 
         known, ghost,
         "throttling does not reveal which accounts exist"
     );
+    // Only the known account's failures are events.
+    app.wait_outbox_drained().await;
+    assert_eq!(app.events_of_type("user.login_failed").await.len(), 5);
     // Another account is not affected.
     app.verified_user("other@example.com", None).await;
     app.login_ok("other@example.com", PASSWORD).await;
