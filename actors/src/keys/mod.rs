@@ -6,6 +6,7 @@
 
 pub mod transit;
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -106,8 +107,8 @@ struct Signer {
 /// Where a key's private half is.
 enum Held {
     Here(Box<SigningKey>),
-    /// This version of the Transit key.
-    Transit(u64),
+    /// This version of a Transit key, signed through that key's batcher.
+    Transit(u64, Batcher),
 }
 
 impl Signer {
@@ -182,6 +183,9 @@ pub struct KeyRing {
     access_ttl: Duration,
     /// With the `vault` backend.
     transit: Option<(Arc<Transit>, Batcher)>,
+    /// Batchers for the Transit keys older versions belong to, by mount and key, when the
+    /// configured key is another: they sign until the configured key's version takes over.
+    older: std::sync::Mutex<HashMap<(String, String), Batcher>>,
     metrics: Option<crate::metrics::Metrics>,
 }
 
@@ -400,6 +404,7 @@ impl KeyRing {
             transit: keys
                 .transit()
                 .map(|t| (t.clone(), Batcher::start(t.clone(), metrics.clone()))),
+            older: Default::default(),
             metrics,
         };
         ring.install(&records, master).map_err(start_error)?;
@@ -476,24 +481,31 @@ impl KeyRing {
             })?;
             return Ok(Held::Here(Box::new(key)));
         };
-        let configured = match &self.transit {
-            Some((t, _)) if t.mount() == mount && t.key() == name => {
-                return Ok(Held::Transit(version))
-            }
-            Some((t, _)) => format!(
-                "KEYWARD_KEYS__VAULT_MOUNT and __VAULT_KEY name {}/{}",
-                t.mount(),
-                t.key()
-            ),
-            None => "KEYWARD_KEYS__BACKEND is not vault".to_owned(),
+        let Some((t, batcher)) = &self.transit else {
+            return Err(KeyError::TransitUnconfigured {
+                kid: r.kid.clone(),
+                version,
+                mount: mount.to_owned(),
+                name: name.to_owned(),
+                configured: "KEYWARD_KEYS__BACKEND is not vault".to_owned(),
+            });
         };
-        Err(KeyError::TransitUnconfigured {
-            kid: r.kid.clone(),
-            version,
-            mount: mount.to_owned(),
-            name: name.to_owned(),
-            configured,
-        })
+        if t.mount() == mount && t.key() == name {
+            return Ok(Held::Transit(version, batcher.clone()));
+        }
+        // The settings name another Transit key, which will sign after its publish lead: this
+        // one goes on signing until then, with the same Vault and token.
+        let mut older = self.older.lock().map_err(|_| KeyError::Poisoned)?;
+        let key = (mount.to_owned(), name.to_owned());
+        let batcher = match older.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let b = Batcher::start(Arc::new(t.for_key(mount, name)?), self.metrics.clone());
+                older.insert(key, b.clone());
+                b
+            }
+        };
+        Ok(Held::Transit(version, batcher))
     }
 
     /// Signs `claims` as an access token (typ at+jwt, alg EdDSA, kid): the JWS compact form
@@ -506,7 +518,7 @@ impl KeyRing {
             tracing::error!(error = %e, "an access token's claims do not serialize");
             CommandError::Internal
         })?;
-        let (mut token, version) = {
+        let (mut token, version, batcher) = {
             let inner = self.inner.read().map_err(|_| CommandError::Internal)?;
             let signer = active(&inner, (self.clock)())?;
             let mut token = format!("{}.{}", signer.header, URL_SAFE_NO_PAD.encode(body));
@@ -518,12 +530,8 @@ impl KeyRing {
                     token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
                     return Ok(token);
                 }
-                Held::Transit(version) => (token, *version),
+                Held::Transit(version, batcher) => (token, *version, batcher.clone()),
             }
-        };
-        let Some((_, batcher)) = &self.transit else {
-            tracing::error!("a Transit key signs but the node has no Vault backend");
-            return Err(CommandError::Internal);
         };
         let signature = batcher
             .sign(version, token.as_bytes().to_vec())
@@ -831,6 +839,7 @@ mod tests {
             clock: Arc::new(move || now),
             access_ttl: Duration::minutes(15),
             transit: None,
+            older: Default::default(),
             metrics: None,
         }
     }

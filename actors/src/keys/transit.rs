@@ -136,6 +136,16 @@ impl Transit {
         })
     }
 
+    /// The same Vault, token and timeout for another Transit key (the one an older key
+    /// version belongs to, after `KEYWARD_KEYS__VAULT_MOUNT` or `__VAULT_KEY` changed).
+    pub fn for_key(&self, mount: &str, key: &str) -> Result<Self, TransitError> {
+        Self::new(VaultTransit {
+            mount: mount.to_owned(),
+            key: key.to_owned(),
+            ..self.cfg.clone()
+        })
+    }
+
     pub fn mount(&self) -> &str {
         &self.cfg.mount
     }
@@ -418,7 +428,9 @@ struct Job {
     reply: oneshot::Sender<Result<[u8; 64], String>>,
 }
 
-/// Collects the signatures asked for at once into Transit batch calls.
+/// Collects the signatures asked for at once into Transit batch calls; a clone feeds the
+/// same task.
+#[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
 }
