@@ -7,6 +7,7 @@
 //! draws the charts.
 
 mod ceilings;
+#[allow(dead_code)]
 mod load;
 #[allow(dead_code)]
 mod procs;

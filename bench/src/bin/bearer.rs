@@ -73,8 +73,9 @@ struct Args {
     /// Revocations timed across the nodes.
     #[arg(long, default_value_t = 30)]
     revocations: usize,
-    /// Only these groups of scenarios (the floor always runs): passes, bearer, check,
-    /// repeated, refresh. All when not given.
+    /// Only these groups of scenarios (the floor always runs): floors (the unknown path's
+    /// floor of earlier runs beside it), passes, bearer, check, repeated, refresh. All when
+    /// not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -380,6 +381,10 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
 
     let mut steady: Vec<(String, load::StepFn)> =
         vec![("http floor".to_owned(), load::floor(&c, &base))];
+    if args.runs("floors") {
+        let scenario = "http floor before session 23: an unknown path (404)".to_owned();
+        steady.push((scenario, load::unknown_path_floor(&c, &base)));
+    }
     for pick in [Pick::Uniform(n), Pick::zipf(n, args.zipf)] {
         let d = pick.name();
         for (name, path) in [("forward-auth", "/v1/auth/verify"), ("me", "/v1/users/me")] {
