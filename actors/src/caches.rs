@@ -222,6 +222,7 @@ mod tests {
                     user_id: user,
                     role: "organizer".into(),
                     by: None,
+                    by_client: None,
                 },
                 at,
             )

@@ -106,6 +106,7 @@ pub async fn audit_at(
         kind: kind.to_owned(),
         user_id,
         actor_id: meta.actor,
+        actor_client_id: meta.actor_client.clone(),
         ip: meta.client_ip.map(|i| i.to_string()),
         user_agent: meta.user_agent.clone(),
         request_id: (!meta.request_id.is_empty()).then(|| meta.request_id.clone()),

@@ -192,6 +192,7 @@ fn request_meta(req: &HttpRequest) -> RequestMeta {
             client_ip: client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted),
             user_agent,
             actor: None,
+            actor_client: None,
         }
     }
 }

@@ -237,7 +237,8 @@ pub struct MyPermissions {
 #[rtype(result = "Result<Vec<RoleView>, CommandError>")]
 pub struct ListRoles {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
 }
 
 /// Gateway → access. One role (`roles:read`).
@@ -245,7 +246,8 @@ pub struct ListRoles {
 #[rtype(result = "Result<RoleView, CommandError>")]
 pub struct GetRole {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub name: RoleName,
 }
 
@@ -276,7 +278,8 @@ pub struct DeleteRole {
 #[rtype(result = "Result<(), CommandError>")]
 pub struct SetGrant {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub user_id: UserId,
     pub role: RoleName,
     pub grant: bool,
@@ -318,6 +321,24 @@ pub struct ClientPrincipal {
 pub enum Caller {
     User(Principal),
     Client(ClientPrincipal),
+}
+
+impl Caller {
+    /// The user who acts; none for a service client.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Self::User(p) => Some(p.user_id),
+            Self::Client(_) => None,
+        }
+    }
+
+    /// The service client that acts; none for a user.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::User(_) => None,
+            Self::Client(c) => Some(&c.client_id),
+        }
+    }
 }
 
 /// Gateway → sessions. Like `Authenticate`, but a service client's token passes too.
@@ -465,7 +486,8 @@ pub struct AdminUserPage {
 #[rtype(result = "Result<AdminUserPage, CommandError>")]
 pub struct ListUsers {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     /// The start of the email address or username.
     pub q: Option<String>,
     pub status: Option<UserStatus>,
@@ -487,6 +509,8 @@ pub struct AuditLine {
     /// The administrator who did it, for admin actions.
     #[schema(value_type = Option<String>, format = Uuid)]
     pub actor_id: Option<UserId>,
+    /// The service client that did it, for admin actions through a client's token.
+    pub actor_client_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -505,9 +529,11 @@ pub struct AuditPage {
 #[rtype(result = "Result<AuditPage, CommandError>")]
 pub struct QueryAudit {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub user_id: Option<UserId>,
     pub actor_id: Option<UserId>,
+    pub actor_client_id: Option<String>,
     pub kind: Option<String>,
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     pub to: Option<chrono::DateTime<chrono::Utc>>,
@@ -538,7 +564,8 @@ pub struct AdminUserDetail {
 #[rtype(result = "Result<AdminUserDetail, CommandError>")]
 pub struct GetUserDetail {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub user_id: UserId,
 }
 
@@ -561,7 +588,8 @@ pub struct InviteUser {
 #[rtype(result = "Result<(), CommandError>")]
 pub struct ForceLogout {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub user_id: UserId,
 }
 
@@ -571,7 +599,8 @@ pub struct ForceLogout {
 #[rtype(result = "Result<crate::profiles::DeletionScheduled, CommandError>")]
 pub struct EraseUser {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: Caller,
     pub user_id: UserId,
 }
 

@@ -190,7 +190,8 @@ pub struct ChangePassword {
 #[rtype(result = "Result<(), CommandError>")]
 pub struct SetBlocked {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    /// A user by their live grants, or a service client by its token\'s scopes.
+    pub caller: crate::access::Caller,
     pub user_id: UserId,
     pub blocked: bool,
     pub reason: Option<crate::BlockReason>,

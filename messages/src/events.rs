@@ -86,11 +86,19 @@ pub enum DomainEvent {
     UserBlocked {
         user_id: UserId,
         reason: Option<String>,
-        /// The administrator, or none when blocked from the CLI.
+        /// The administrator, or none when blocked from the CLI or by a service client.
         by: Option<UserId>,
+        /// The service client that blocked it, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_client: Option<String>,
     },
     #[serde(rename = "user.unblocked")]
-    UserUnblocked { user_id: UserId, by: Option<UserId> },
+    UserUnblocked {
+        user_id: UserId,
+        by: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_client: Option<String>,
+    },
     /// The user changed their profile. `changed` names every changed field; `values` carries
     /// the new values of those that anyone may see (none of a profile that is not public).
     #[serde(rename = "profile.updated")]
@@ -118,19 +126,23 @@ pub enum DomainEvent {
         ip: Option<String>,
         user_agent: Option<String>,
     },
-    /// The user was granted a role; `by` is the administrator (none from the CLI or at
-    /// registration).
+    /// The user was granted a role; `by` is the administrator (none from the CLI, at
+    /// registration or by a service client, which `by_client` names).
     #[serde(rename = "role.granted")]
     RoleGranted {
         user_id: UserId,
         role: String,
         by: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_client: Option<String>,
     },
     #[serde(rename = "role.revoked")]
     RoleRevoked {
         user_id: UserId,
         role: String,
         by: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_client: Option<String>,
     },
     /// A service client was deleted or its secret replaced (`deleted: false`). `user_id` is
     /// the administrator (none from the CLI).

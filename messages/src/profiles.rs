@@ -235,7 +235,8 @@ pub struct UpdateProfile {
 #[rtype(result = "Result<ProfileView, CommandError>")]
 pub struct GetProfile {
     pub meta: RequestMeta,
-    pub viewer: Option<Principal>,
+    /// A user, or a service client (with `users:read` it sees what an administrator sees).
+    pub viewer: Option<crate::access::Caller>,
     pub user_id: UserId,
 }
 

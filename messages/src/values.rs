@@ -438,6 +438,8 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
     /// The administrator acting on someone else's account, named in the audit log.
     pub actor: Option<UserId>,
+    /// The service client acting on an account, named in the audit log.
+    pub actor_client: Option<String>,
 }
 
 impl RequestMeta {
@@ -445,6 +447,15 @@ impl RequestMeta {
     pub fn acting(&self, actor: UserId) -> Self {
         Self {
             actor: Some(actor),
+            ..self.clone()
+        }
+    }
+
+    /// The same request, done by a user (an administrator) or a service client.
+    pub fn acting_as(&self, user: Option<UserId>, client: Option<&str>) -> Self {
+        Self {
+            actor: user,
+            actor_client: client.map(str::to_owned),
             ..self.clone()
         }
     }

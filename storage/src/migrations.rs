@@ -33,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::federation::migration_links::M0016OAuthLinks),
             Box::new(crate::retention::migration::M0017Retention),
             Box::new(crate::keys::migration::M0018KeyLead),
+            Box::new(crate::audit::migration::M0019AuditClientActor),
         ]
     }
 }

@@ -530,6 +530,7 @@ mod tests {
             let ev = DomainEvent::UserUnblocked {
                 user_id: id,
                 by: None,
+                by_client: None,
             };
             let env = Envelope::new(Uuid::now_v7(), at(0), None, &Outgoing::Event(ev));
             tx.outbox().enqueue(&env).await.unwrap();

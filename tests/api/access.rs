@@ -1478,3 +1478,184 @@ async fn administrators_list_invite_inspect_log_out_and_erase_users_each_on_the_
     .await;
     assert_eq!(problem(r).await.0, StatusCode::FORBIDDEN);
 }
+
+/// A client's token with every scope it holds, or with `scope` only.
+async fn client_token(app: &TestApp, id: &str, secret: &str, scope: Option<&str>) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let r = token_request(app, Some((id, secret)), &form).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_service_client_manages_users_by_its_scopes_and_is_named_on_the_record() {
+    let app = spawn_app_with(events_preset()).await;
+    let (_, root) = admin(&app).await;
+    let (ann, ann_token) = member(&app, "ann@example.com").await;
+    let (bo, bo_token) = member(&app, "bo@example.com").await;
+    let scopes = [
+        "users:read",
+        "users:block",
+        "users:delete",
+        "audit:read",
+        "roles:write",
+    ];
+    let (id, secret) = client(&app, "admin-service", &scopes).await;
+    let full = client_token(&app, &id, &secret, None).await;
+    let narrow = client_token(&app, &id, &secret, Some("users:read")).await;
+
+    // A scope is the permission: reading needs users:read, blocking users:block.
+    let r = app.get_bearer("/v1/admin/users", &narrow).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let listed = r.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 3);
+    let r = app
+        .post_bearer(
+            &format!("/v1/admin/users/{ann}/block"),
+            &narrow,
+            Some(json!({})),
+        )
+        .await;
+    let (status, body) = problem(r).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("this needs the permission users:block")
+        )
+    );
+    let r = app
+        .get_bearer(&format!("/v1/admin/users/{ann}"), &full)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let d = r.json::<Value>().await.unwrap();
+    // The whole profile, as an administrator sees it.
+    assert_eq!(d["profile"]["email"], "ann@example.com");
+
+    // Blocking: the user's sessions end, the event and the audit line name the client.
+    let r = app
+        .post_bearer(
+            &format!("/v1/admin/users/{ann}/block"),
+            &full,
+            Some(json!({"reason": "fraud"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &ann_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let blocked = app.events_of_type("user.blocked").await;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(
+        (&blocked[0]["data"]["by"], &blocked[0]["data"]["by_client"]),
+        (&Value::Null, &json!(id))
+    );
+
+    // Roles: only those whose built-in permissions the client's scopes cover.
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/admin/users/{bo}/roles/organizer"),
+        &full,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let granted = app.events_of_type("role.granted").await;
+    assert!(granted.iter().any(|e| e["data"]["user_id"] == bo.as_str()
+        && e["data"]["role"] == "organizer"
+        && e["data"]["by_client"] == id.as_str()));
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/admin/users/{bo}/roles/admin"),
+        &full,
+        None,
+    )
+    .await;
+    let (status, body) = problem(r).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("admin has"),
+        "{body}"
+    );
+    assert!(permissions(&app, &bo_token)
+        .await
+        .contains(&"events:write".to_owned()));
+    assert!(!permissions(&app, &bo_token)
+        .await
+        .contains(&"users:read".to_owned()));
+
+    // Logging out and erasing.
+    let r = app
+        .post_bearer(&format!("/v1/admin/users/{bo}/logout"), &full, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_bearer("/v1/users/me", &bo_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .delete_bearer(&format!("/v1/admin/users/{bo}"), &full)
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // The audit log: every action of the client, found by the client's id, no user as actor.
+    let r = app
+        .get_bearer(&format!("/v1/admin/audit?actor_client_id={id}"), &full)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let lines = r.json::<Value>().await.unwrap()["items"].clone();
+    let kinds: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "user.blocked",
+        "role.granted",
+        "session.revoked",
+        "user.deletion_requested",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["actor_client_id"] == id.as_str() && l["actor_id"].is_null()));
+    let (status, body) = problem(
+        app.get_bearer("/v1/admin/audit?actor_client_id=not%20a%20client", &root)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("actor_client_id"))
+    );
+
+    // What stays with users: clients, roles' definitions and invitations.
+    assert_eq!(
+        app.get_bearer("/v1/admin/clients", &full).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .post_bearer(
+            "/v1/admin/users",
+            &full,
+            Some(json!({"email": "new@example.com"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

@@ -12,7 +12,7 @@ use keyward_messages::{CommandError, FieldError, UserId};
 use keyward_storage::{AuditFilter, AuditRecord, UserFilter, UserRecord, UserStatusFilter};
 use uuid::Uuid;
 
-use super::handlers::require;
+use super::handlers::require_caller;
 use super::AccessDeps as Deps;
 use crate::error::HandlerError;
 
@@ -51,7 +51,7 @@ pub(super) async fn list_users(
     deps: Arc<Deps>,
     m: ListUsers,
 ) -> Result<AdminUserPage, HandlerError> {
-    require(&deps, m.principal.user_id, "users:read").await?;
+    require_caller(&deps, &m.caller, "users:read").await?;
     let after = match &m.cursor {
         Some(c) => Some(parse_user_cursor(c).ok_or_else(bad_cursor)?),
         None => None,
@@ -106,6 +106,7 @@ fn line(r: AuditRecord) -> AuditLine {
         kind: r.kind,
         user_id: r.user_id,
         actor_id: r.actor_id,
+        actor_client_id: r.actor_client_id,
         ip: r.ip,
         user_agent: r.user_agent,
         request_id: r.request_id,
@@ -114,7 +115,7 @@ fn line(r: AuditRecord) -> AuditLine {
 }
 
 pub(super) async fn query_audit(deps: Arc<Deps>, m: QueryAudit) -> Result<AuditPage, HandlerError> {
-    require(&deps, m.principal.user_id, "audit:read").await?;
+    require_caller(&deps, &m.caller, "audit:read").await?;
     let before = match &m.cursor {
         Some(c) => Some(
             URL_SAFE_NO_PAD
@@ -128,6 +129,7 @@ pub(super) async fn query_audit(deps: Arc<Deps>, m: QueryAudit) -> Result<AuditP
     let filter = AuditFilter {
         user_id: m.user_id,
         actor_id: m.actor_id,
+        actor_client_id: m.actor_client_id.clone(),
         kind: m.kind.clone(),
         from: m.from,
         to: m.to,
@@ -152,7 +154,7 @@ pub(super) async fn user_detail(
     deps: Arc<Deps>,
     m: GetUserDetail,
 ) -> Result<AdminUserDetail, HandlerError> {
-    require(&deps, m.principal.user_id, "users:read").await?;
+    require_caller(&deps, &m.caller, "users:read").await?;
     let u = deps
         .store
         .users()

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use keyward_messages::access::Caller;
 use keyward_messages::events::{DomainEvent, Envelope, Outgoing};
 use keyward_messages::UserId;
 use keyward_storage::{ClientRecord, StorageError, Store};
@@ -151,6 +152,32 @@ impl Decisions {
         Ok(g.roles
             .iter()
             .any(|r| roles.get(r).is_some_and(|p| p.contains(permission))))
+    }
+
+    /// What `caller` may do now: a user's permissions from live grants; a client's token
+    /// scopes, which authenticating it already cut to the scopes the client still holds.
+    pub async fn caller_permissions(
+        &self,
+        store: &Store,
+        caller: &Caller,
+    ) -> Result<BTreeSet<String>, StorageError> {
+        match caller {
+            Caller::User(p) => self.permissions(store, p.user_id).await,
+            Caller::Client(c) => Ok(c.scopes.iter().cloned().collect()),
+        }
+    }
+
+    /// Whether `caller` may do what `permission` allows now.
+    pub async fn caller_allows(
+        &self,
+        store: &Store,
+        caller: &Caller,
+        permission: &str,
+    ) -> Result<bool, StorageError> {
+        match caller {
+            Caller::User(p) => self.allows(store, p.user_id, permission).await,
+            Caller::Client(c) => Ok(c.scopes.iter().any(|s| s == permission)),
+        }
     }
 
     /// A client as stored (none when it does not exist), from memory or the database.

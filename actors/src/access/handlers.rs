@@ -38,14 +38,35 @@ pub(super) async fn require(
     }
 }
 
-/// The built-in permissions in `perms` that `actor` does not hold: an administrator hands out
-/// only what they have.
+/// 403 `forbidden` unless `caller` (a user by live grants, a client by its token's scopes)
+/// may do what `permission` allows now.
+pub(super) async fn require_caller(
+    deps: &Deps,
+    caller: &Caller,
+    permission: &str,
+) -> Result<(), HandlerError> {
+    if deps
+        .decisions
+        .caller_allows(&deps.store, caller, permission)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(HandlerError::from(forbidden(permission)))
+    }
+}
+
+/// The built-in permissions in `perms` that `actor` does not hold: an administrator (or a
+/// client) hands out only what they have.
 async fn beyond_actor(
     deps: &Deps,
-    actor: UserId,
+    actor: &Caller,
     perms: &[String],
 ) -> Result<Option<String>, HandlerError> {
-    let held = deps.decisions.permissions(&deps.store, actor).await?;
+    let held = deps
+        .decisions
+        .caller_permissions(&deps.store, actor)
+        .await?;
     Ok(perms
         .iter()
         .find(|p| BUILTIN_PERMISSIONS.contains(&p.as_str()) && !held.contains(*p))
@@ -124,7 +145,7 @@ async fn my_permissions(deps: Arc<Deps>, m: MyPermissions) -> Result<Vec<String>
 }
 
 async fn list_roles(deps: Arc<Deps>, m: ListRoles) -> Result<Vec<RoleView>, HandlerError> {
-    require(&deps, m.principal.user_id, "roles:read").await?;
+    require_caller(&deps, &m.caller, "roles:read").await?;
     let holders = deps.store.access().holders().await?;
     let count = |name: &str| {
         holders
@@ -146,7 +167,7 @@ async fn list_roles(deps: Arc<Deps>, m: ListRoles) -> Result<Vec<RoleView>, Hand
 }
 
 async fn get_role(deps: Arc<Deps>, m: GetRole) -> Result<RoleView, HandlerError> {
-    require(&deps, m.principal.user_id, "roles:read").await?;
+    require_caller(&deps, &m.caller, "roles:read").await?;
     let r = deps
         .store
         .access()
@@ -183,7 +204,7 @@ async fn put_role(deps: Arc<Deps>, m: PutRole) -> Result<(RoleView, bool), Handl
         .iter()
         .map(|p| p.as_str().to_owned())
         .collect();
-    if let Some(p) = beyond_actor(&deps, actor, &perms).await? {
+    if let Some(p) = beyond_actor(&deps, &Caller::User(m.principal.clone()), &perms).await? {
         return Err(HandlerError::from(CommandError::Forbidden {
             code: codes::FORBIDDEN,
             detail: format!(
@@ -274,8 +295,8 @@ async fn delete_role(deps: Arc<Deps>, m: DeleteRole) -> Result<(), HandlerError>
 }
 
 async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
-    let actor = m.principal.user_id;
-    require(&deps, actor, "roles:write").await?;
+    let actor = &m.caller;
+    require_caller(&deps, actor, "roles:write").await?;
     let name = m.role.as_str();
     let role = deps
         .store
@@ -297,11 +318,11 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
                 ),
             }));
         }
-    } else if m.user_id == actor {
+    } else if actor.user_id() == Some(m.user_id) {
         let mine: Vec<String> = deps
             .store
             .users()
-            .roles_of(actor)
+            .roles_of(m.user_id)
             .await?
             .into_iter()
             .filter(|r| r != name)
@@ -311,7 +332,7 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
         }
     }
     let now = (deps.clock)();
-    let meta = m.meta.acting(actor);
+    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
     let tx = deps.store.begin().await?;
     tx.users().lock(m.user_id).await?;
     let changed = if m.grant {
@@ -320,11 +341,22 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
         tx.access().revoke(m.user_id, name).await?
     };
     if changed {
-        let (user_id, role, by) = (m.user_id, name.to_owned(), Some(actor));
+        let (user_id, role) = (m.user_id, name.to_owned());
+        let (by, by_client) = (actor.user_id(), actor.client_id().map(str::to_owned));
         let ev = if m.grant {
-            DomainEvent::RoleGranted { user_id, role, by }
+            DomainEvent::RoleGranted {
+                user_id,
+                role,
+                by,
+                by_client,
+            }
         } else {
-            DomainEvent::RoleRevoked { user_id, role, by }
+            DomainEvent::RoleRevoked {
+                user_id,
+                role,
+                by,
+                by_client,
+            }
         };
         deps.outbox.enqueue(&tx, &meta, Outgoing::Event(ev)).await?;
     }
@@ -332,7 +364,7 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
     if changed {
         deps.decisions.forget(m.user_id);
         deps.outbox.wake();
-        tracing::info!(user_id = %m.user_id, role = name, granted = m.grant, by = %actor, "role grant changed");
+        tracing::info!(user_id = %m.user_id, role = name, granted = m.grant, by = ?actor.user_id(), by_client = ?actor.client_id(), "role grant changed");
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use keyward_config::Settings;
-use keyward_messages::access::{forbidden, RoleSource, BUILTIN_PERMISSIONS};
+use keyward_messages::access::{forbidden, Caller, RoleSource, BUILTIN_PERMISSIONS};
 use keyward_messages::events::{DomainEvent, Outgoing};
 use keyward_messages::{RequestMeta, UserId};
 use keyward_storage::{RoleRecord, StorageError, Store, Tx};
@@ -108,11 +108,41 @@ impl AccessHandle {
         }
     }
 
+    /// Whether `caller` (a user by live grants, a client by its token's scopes) may do what
+    /// `permission` allows now.
+    pub async fn caller_allows(
+        &self,
+        caller: &Caller,
+        permission: &str,
+    ) -> Result<bool, StorageError> {
+        self.0
+            .decisions
+            .caller_allows(&self.0.store, caller, permission)
+            .await
+    }
+
+    /// 403 `forbidden` unless [`Self::caller_allows`].
+    pub async fn require_caller(
+        &self,
+        caller: &Caller,
+        permission: &str,
+    ) -> Result<(), HandlerError> {
+        if self.caller_allows(caller, permission).await? {
+            Ok(())
+        } else {
+            Err(HandlerError::from(forbidden(permission)))
+        }
+    }
+
     /// 404 for a role that does not exist, 403 when a role holds a built-in permission
     /// `actor` lacks: an administrator hands out only what they hold.
-    pub async fn may_grant(&self, actor: UserId, roles: &[String]) -> Result<(), HandlerError> {
+    pub async fn may_grant(&self, actor: &Caller, roles: &[String]) -> Result<(), HandlerError> {
         let defs = self.0.decisions.roles(&self.0.store).await?;
-        let held = self.permissions(actor).await?;
+        let held = self
+            .0
+            .decisions
+            .caller_permissions(&self.0.store, actor)
+            .await?;
         for r in roles {
             let Some(perms) = defs.get(r) else {
                 return Err(HandlerError::from(
@@ -173,6 +203,7 @@ pub async fn grant_roles(
                 user_id: user,
                 role: role.clone(),
                 by,
+                by_client: None,
             };
             enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
         }

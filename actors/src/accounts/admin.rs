@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use keyward_messages::access::{AdminUser, ForceLogout, InviteUser, UserStatus};
+use keyward_messages::access::{AdminUser, Caller, ForceLogout, InviteUser, UserStatus};
 use keyward_messages::events::RevokeReason;
 use keyward_messages::CommandError;
 use keyward_storage::{StorageError, TokenPurpose};
@@ -17,7 +17,9 @@ pub(super) async fn invite_user(deps: Arc<Deps>, m: InviteUser) -> Result<AdminU
     let actor = m.principal.user_id;
     deps.access.require(actor, "users:write").await?;
     let roles: Vec<String> = m.roles.iter().map(|r| r.as_str().to_owned()).collect();
-    deps.access.may_grant(actor, &roles).await?;
+    deps.access
+        .may_grant(&Caller::User(m.principal.clone()), &roles)
+        .await?;
     if deps.store.users().by_email(&m.email).await?.is_some() {
         return Err(HandlerError::from(CommandError::Conflict {
             code: "email_taken",
@@ -84,15 +86,15 @@ pub(super) async fn invite_user(deps: Arc<Deps>, m: InviteUser) -> Result<AdminU
 }
 
 pub(super) async fn force_logout(deps: Arc<Deps>, m: ForceLogout) -> Result<(), HandlerError> {
-    let actor = m.principal.user_id;
-    deps.access.require(actor, "users:block").await?;
+    let actor = &m.caller;
+    deps.access.require_caller(actor, "users:block").await?;
     if deps.store.users().by_id(m.user_id).await?.is_none() {
         return Err(HandlerError::from(
             keyward_messages::access::user_not_found(),
         ));
     }
     let now = (deps.clock)();
-    let meta = m.meta.acting(actor);
+    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
     let tx = deps.store.begin().await?;
     let ended = deps
         .sessions
@@ -109,6 +111,6 @@ pub(super) async fn force_logout(deps: Arc<Deps>, m: ForceLogout) -> Result<(), 
     tx.commit().await?;
     deps.sessions.ended(&ended);
     deps.outbox.wake();
-    tracing::info!(user_id = %m.user_id, by = %actor, sessions = ended.len(), "every session ended by an administrator");
+    tracing::info!(user_id = %m.user_id, by = ?actor.user_id(), by_client = ?actor.client_id(), sessions = ended.len(), "every session ended by an administrator");
     Ok(())
 }

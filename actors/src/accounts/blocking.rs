@@ -17,6 +17,8 @@ pub(crate) struct BlockChange {
     pub blocked: bool,
     pub reason: Option<BlockReason>,
     pub by: Option<UserId>,
+    /// The service client that did it, if one did.
+    pub by_client: Option<String>,
 }
 
 /// Blocks or unblocks `user` inside `tx`. Blocking ends every session of the user
@@ -36,13 +38,18 @@ pub(crate) async fn apply(
         blocked,
         reason,
         by,
+        by_client,
     } = change;
     if !tx.users().set_blocked(user, blocked, now).await? {
         return Ok(None);
     }
     index.sync(tx, user).await?;
     if !blocked {
-        let ev = DomainEvent::UserUnblocked { user_id: user, by };
+        let ev = DomainEvent::UserUnblocked {
+            user_id: user,
+            by,
+            by_client,
+        };
         enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
         return Ok(Some(Vec::new()));
     }
@@ -50,6 +57,7 @@ pub(crate) async fn apply(
         user_id: user,
         reason: reason.map(String::from),
         by,
+        by_client,
     };
     enqueue_at(tx, now, meta, Outgoing::Event(ev)).await?;
     let ended = sessions
@@ -62,10 +70,9 @@ pub(crate) async fn apply(
 pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), HandlerError> {
     // NOTE: live grants, not the token: an administrator who lost the permission must not
     // keep it until their access token expires.
-    deps.access
-        .require(m.principal.user_id, "users:block")
-        .await?;
-    if m.blocked && m.user_id == m.principal.user_id {
+    let actor = &m.caller;
+    deps.access.require_caller(actor, "users:block").await?;
+    if m.blocked && actor.user_id() == Some(m.user_id) {
         return Err(HandlerError::from(CommandError::Conflict {
             code: "self_lockout",
             detail: "an administrator cannot block their own account; ask another administrator"
@@ -83,12 +90,13 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
     let changed = apply(
         &tx,
         now,
-        &m.meta.acting(m.principal.user_id),
+        &m.meta.acting_as(actor.user_id(), actor.client_id()),
         m.user_id,
         BlockChange {
             blocked: m.blocked,
             reason: m.reason,
-            by: Some(m.principal.user_id),
+            by: actor.user_id(),
+            by_client: actor.client_id().map(str::to_owned),
         },
         deps.sessions.ender(),
         &deps.index,
@@ -99,7 +107,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
         deps.access.changed(m.user_id);
         deps.sessions.ended(&ended);
         deps.wake_relay();
-        tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = %m.principal.user_id, "account block flag changed");
+        tracing::info!(user_id = %m.user_id, blocked = m.blocked, by = ?actor.user_id(), by_client = ?actor.client_id(), "account block flag changed");
     }
     Ok(())
 }

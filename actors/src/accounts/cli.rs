@@ -114,6 +114,7 @@ pub async fn set_blocked(
             blocked,
             reason,
             by: None,
+            by_client: None,
         },
         crate::sessions::SessionEnder,
         &crate::profiles::ProfileIndex::from_settings(settings),
@@ -212,6 +213,7 @@ fn cli_meta() -> RequestMeta {
         client_ip: None,
         user_agent: Some("keyward admin (CLI)".into()),
         actor: None,
+        actor_client: None,
     }
 }
 

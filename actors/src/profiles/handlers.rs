@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keyward_messages::access::EraseUser;
+use keyward_messages::access::{Caller, EraseUser};
 use keyward_messages::commands::Locale;
 use keyward_messages::events::{DomainEvent, Outgoing, RevokeReason};
 use keyward_messages::profiles::*;
@@ -92,16 +92,16 @@ async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, HandlerError> {
 }
 
 async fn get_profile(deps: Arc<Deps>, m: GetProfile) -> Result<ProfileView, HandlerError> {
-    let viewer = m.viewer.as_ref().map(|p| p.user_id);
+    let viewer = m.viewer.as_ref().and_then(Caller::user_id);
     let Some(u) = deps.store.users().by_id(m.user_id).await? else {
         return Err(not_found());
     };
     let p = profile_of(&deps, m.user_id).await?;
-    let who = match viewer {
-        Some(v) if v == m.user_id => Audience::Owner,
-        Some(v) if may(&deps, v, "users:read").await? => Audience::Admin,
-        Some(_) => Audience::SignedIn,
-        None => Audience::Anonymous,
+    let who = match &m.viewer {
+        _ if viewer == Some(m.user_id) => Audience::Owner,
+        Some(c) if deps.access.caller_allows(c, "users:read").await? => Audience::Admin,
+        Some(Caller::User(_)) => Audience::SignedIn,
+        _ => Audience::Anonymous,
     };
     if matches!(who, Audience::Owner | Audience::Admin) {
         let roles = deps.store.users().roles_of(u.id).await?;
@@ -484,9 +484,9 @@ async fn delete_me(deps: Arc<Deps>, m: DeleteMe) -> Result<DeletionScheduled, Ha
 
 /// An administrator erases an account: as a self-deletion, due now.
 async fn erase_user(deps: Arc<Deps>, m: EraseUser) -> Result<DeletionScheduled, HandlerError> {
-    let actor = m.principal.user_id;
-    deps.access.require(actor, "users:delete").await?;
-    if m.user_id == actor {
+    let actor = &m.caller;
+    deps.access.require_caller(actor, "users:delete").await?;
+    if actor.user_id() == Some(m.user_id) {
         return Err(HandlerError::from(CommandError::Conflict {
             code: "self_lockout",
             detail: "an administrator cannot erase their own account here; use DELETE /v1/users/me"
@@ -500,7 +500,8 @@ async fn erase_user(deps: Arc<Deps>, m: EraseUser) -> Result<DeletionScheduled, 
         ));
     }
     let now = (deps.clock)();
-    let scheduled = schedule_erasure(&deps, &m.meta.acting(actor), m.user_id, now, now).await?;
+    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
+    let scheduled = schedule_erasure(&deps, &meta, m.user_id, now, now).await?;
     // NOTE: the eraser runs on its own schedule; waking it is not needed for correctness.
     Ok(scheduled)
 }

@@ -35,6 +35,7 @@ async fn published(store: &Store, at: DateTime<Utc>) -> Uuid {
     let ev = DomainEvent::UserUnblocked {
         user_id: UserId::new(),
         by: None,
+        by_client: None,
     };
     let env = Envelope::new(Uuid::now_v7(), at, None, &Outgoing::Event(ev));
     store.outbox().enqueue(&env).await.unwrap();
@@ -48,6 +49,7 @@ fn audit(at: DateTime<Utc>) -> AuditRecord {
         kind: "user.login_failed".into(),
         user_id: None,
         actor_id: None,
+        actor_client_id: None,
         ip: None,
         user_agent: None,
         request_id: None,

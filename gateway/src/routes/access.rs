@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, BearerToken, Meta};
+use crate::extract::{Authenticated, AuthenticatedCaller, BearerToken, Meta};
 use crate::input::{Fields, JsonObject};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -383,10 +383,10 @@ fn role_body(
 pub(super) async fn list_roles(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
 ) -> Result<HttpResponse, ApiError> {
     let roles = st
-        .ask(&st.to.access.list_roles, ListRoles { meta, principal })
+        .ask(&st.to.access.list_roles, ListRoles { meta, caller })
         .await?;
     Ok(private_json(&RoleList { roles }))
 }
@@ -439,12 +439,12 @@ pub(super) async fn create_role(
 pub(super) async fn get_role(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = GetRole {
         meta,
-        principal,
+        caller,
         name: role_name(&name)?,
     };
     Ok(private_json(&st.ask(&st.to.access.get_role, cmd).await?))
@@ -532,14 +532,14 @@ fn grant_target(path: &(String, String)) -> Result<(UserId, RoleName), ApiError>
 async fn set_grant(
     st: State,
     meta: keyward_messages::RequestMeta,
-    principal: keyward_messages::commands::Principal,
+    caller: keyward_messages::access::Caller,
     path: (String, String),
     grant: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, role) = grant_target(&path)?;
     let cmd = SetGrant {
         meta,
-        principal,
+        caller,
         user_id,
         role,
         grant,
@@ -565,10 +565,10 @@ async fn set_grant(
 pub(super) async fn grant(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    set_grant(st, meta, principal, path.into_inner(), true).await
+    set_grant(st, meta, caller, path.into_inner(), true).await
 }
 
 /// `DELETE /v1/admin/users/{id}/roles/{role}`.
@@ -589,10 +589,10 @@ pub(super) async fn grant(
 pub(super) async fn revoke(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    set_grant(st, meta, principal, path.into_inner(), false).await
+    set_grant(st, meta, caller, path.into_inner(), false).await
 }
 
 /// An error of the token endpoint (RFC 6749 §5.2).

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::openapi::*;
-use crate::extract::{Authenticated, Meta};
+use crate::extract::{Authenticated, AuthenticatedCaller, Meta};
 use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ impl RequestBody for BlockRequest {
     ))]
 pub(super) async fn block(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     id: web::Path<String>,
     Valid(reason): Valid<BlockRequest>,
@@ -58,7 +58,7 @@ pub(super) async fn block(
     let user_id = user_id(&id)?;
     let cmd = SetBlocked {
         meta,
-        principal,
+        caller,
         user_id,
         blocked: true,
         reason,
@@ -80,13 +80,13 @@ pub(super) async fn block(
     ))]
 pub(super) async fn unblock(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = SetBlocked {
         meta,
-        principal,
+        caller,
         user_id: user_id(&id)?,
         blocked: false,
         reason: None,
@@ -162,7 +162,7 @@ pub(crate) struct UserListParams {
     ))]
 pub(super) async fn list_users(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     p: web::Query<UserListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -193,7 +193,7 @@ pub(super) async fn list_users(
     }
     let cmd = ListUsers {
         meta,
-        principal,
+        caller,
         q,
         status,
         role,
@@ -226,20 +226,20 @@ pub(crate) struct AdminUserView {
     ))]
 pub(super) async fn get_user(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(&id)?;
     let cmd = GetUserDetail {
         meta: meta.clone(),
-        principal: principal.clone(),
+        caller: caller.clone(),
         user_id,
     };
     let detail = st.ask(&st.to.access.get_user_detail, cmd).await?;
     let cmd = GetProfile {
         meta,
-        viewer: Some(principal),
+        viewer: Some(caller),
         user_id,
     };
     let profile = st.ask(&st.to.profiles.get_profile, cmd).await?;
@@ -339,13 +339,13 @@ pub(super) async fn invite(
     ))]
 pub(super) async fn erase(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = EraseUser {
         meta,
-        principal,
+        caller,
         user_id: user_id(&id)?,
     };
     let scheduled = st.ask(&st.to.profiles.erase_user, cmd).await?;
@@ -364,13 +364,13 @@ pub(super) async fn erase(
     ))]
 pub(super) async fn logout(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let cmd = ForceLogout {
         meta,
-        principal,
+        caller,
         user_id: user_id(&id)?,
     };
     st.ask(&st.to.accounts.force_logout, cmd).await?;
@@ -383,6 +383,8 @@ pub(crate) struct AuditParams {
     user_id: Option<String>,
     /// Lines of this administrator's actions.
     actor_id: Option<String>,
+    /// Lines of this service client's actions (`kwc_…`).
+    actor_client_id: Option<String>,
     /// One event type, e.g. `role.granted`.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -408,7 +410,7 @@ pub(crate) struct AuditParams {
     ))]
 pub(super) async fn audit(
     st: web::Data<AppState>,
-    Authenticated(principal): Authenticated,
+    AuthenticatedCaller(caller): AuthenticatedCaller,
     Meta(meta): Meta,
     p: web::Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -422,6 +424,18 @@ pub(super) async fn audit(
         &mut errors,
         p.actor_id.as_deref().map(|u| UserId::parse("actor_id", u)),
     );
+    let client_ok = |c: &str| {
+        (1..=64).contains(&c.len())
+            && c.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    };
+    if p.actor_client_id.as_deref().is_some_and(|c| !client_ok(c)) {
+        errors.push(FieldError::new(
+            "actor_client_id",
+            "invalid_client_id",
+            "a client id as `keyward admin create-client` printed it",
+        ));
+    }
     let from = collect(&mut errors, p.from.as_deref().map(|t| time("from", t)));
     let to = collect(&mut errors, p.to.as_deref().map(|t| time("to", t)));
     let ok_kind = |k: &str| {
@@ -441,9 +455,10 @@ pub(super) async fn audit(
     }
     let cmd = QueryAudit {
         meta,
-        principal,
+        caller,
         user_id,
         actor_id,
+        actor_client_id: p.actor_client_id,
         kind: p.kind,
         from,
         to,

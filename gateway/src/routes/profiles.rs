@@ -244,7 +244,7 @@ pub(super) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let cmd = GetProfile {
         meta,
-        viewer,
+        viewer: viewer.map(keyward_messages::access::Caller::User),
         user_id: user_id(&id)?,
     };
     Ok(private_json(

@@ -12,6 +12,7 @@ pub(super) mod audit {
         pub kind: String,
         pub user_id: Option<Uuid>,
         pub actor_id: Option<Uuid>,
+        pub actor_client_id: Option<String>,
         pub ip: Option<String>,
         pub user_agent: Option<String>,
         pub request_id: Option<String>,

@@ -5,6 +5,7 @@
 //! table's triggers refuse it too), and deciding which events are audited (the actors do).
 
 mod entities;
+pub(crate) mod migration;
 mod repo;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,8 @@ pub struct AuditRecord {
     pub user_id: Option<UserId>,
     /// Who did it, when it was not the user themself: the administrator of an admin action.
     pub actor_id: Option<UserId>,
+    /// The service client that did it, for an admin action through a client's token.
+    pub actor_client_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,

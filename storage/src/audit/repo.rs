@@ -24,6 +24,7 @@ impl<C: ConnectionTrait> Audit<'_, C> {
             kind: Set(a.kind.clone()),
             user_id: Set(a.user_id.map(|u| u.0)),
             actor_id: Set(a.actor_id.map(|u| u.0)),
+            actor_client_id: Set(a.actor_client_id.clone()),
             ip: Set(a.ip.clone()),
             user_agent: Set(a.user_agent.clone()),
             request_id: Set(a.request_id.clone()),
@@ -86,6 +87,9 @@ impl<C: ConnectionTrait> Audit<'_, C> {
         if let Some(a) = f.actor_id {
             q = q.filter(audit::Column::ActorId.eq(a.0));
         }
+        if let Some(c) = &f.actor_client_id {
+            q = q.filter(audit::Column::ActorClientId.eq(c.as_str()));
+        }
         if let Some(k) = &f.kind {
             q = q.filter(audit::Column::Kind.eq(k.as_str()));
         }
@@ -113,6 +117,7 @@ impl<C: ConnectionTrait> Audit<'_, C> {
 pub struct AuditFilter {
     pub user_id: Option<UserId>,
     pub actor_id: Option<UserId>,
+    pub actor_client_id: Option<String>,
     pub kind: Option<String>,
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     pub to: Option<chrono::DateTime<chrono::Utc>>,
@@ -124,6 +129,7 @@ fn record(m: audit::Model) -> AuditRecord {
         kind: m.kind,
         user_id: m.user_id.map(UserId),
         actor_id: m.actor_id.map(UserId),
+        actor_client_id: m.actor_client_id,
         ip: m.ip,
         user_agent: m.user_agent,
         request_id: m.request_id,

@@ -13,6 +13,7 @@ use crate::testing::{at, test_db};
 fn line(kind: &str, t: i64, user_id: Option<UserId>) -> AuditRecord {
     AuditRecord {
         actor_id: None,
+        actor_client_id: None,
         at: at(t),
         kind: kind.into(),
         user_id,

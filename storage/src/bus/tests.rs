@@ -13,6 +13,7 @@ fn envelope(t: i64) -> Envelope {
     let ev = DomainEvent::UserUnblocked {
         user_id: UserId::new(),
         by: None,
+        by_client: None,
     };
     Envelope::new(Uuid::now_v7(), at(t), None, &Outgoing::Event(ev))
 }

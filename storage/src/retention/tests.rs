@@ -39,6 +39,7 @@ fn envelope(t: i64) -> Envelope {
     let ev = DomainEvent::UserUnblocked {
         user_id: UserId::new(),
         by: None,
+        by_client: None,
     };
     Envelope::new(Uuid::now_v7(), at(t), None, &Outgoing::Event(ev))
 }
@@ -244,6 +245,7 @@ fn line(t: i64, kind: &str) -> AuditRecord {
         kind: kind.into(),
         user_id: Some(UserId::new()),
         actor_id: None,
+        actor_client_id: None,
         ip: Some("192.0.2.7".into()),
         user_agent: None,
         request_id: None,
