@@ -107,3 +107,39 @@ async fn one_users_lines_page_newest_first_by_kind() {
         "bob's line and the failed login are not kate's history"
     );
 }
+
+#[tokio::test]
+async fn lines_are_found_by_the_user_or_the_client_that_acted() {
+    let db = test_db().await;
+    let admin = UserId::new();
+    let by_admin = AuditRecord {
+        actor_id: Some(admin),
+        ..line("user.blocked", 1, Some(UserId::new()))
+    };
+    let by_client = AuditRecord {
+        actor_client_id: Some("kwc_marketplace".into()),
+        ..line("role.granted", 2, Some(UserId::new()))
+    };
+    for l in [&by_admin, &by_client, &line("user.logged_in", 3, None)] {
+        db.audit().append(l).await.unwrap();
+    }
+
+    let of_client = super::AuditFilter {
+        actor_client_id: Some("kwc_marketplace".into()),
+        ..Default::default()
+    };
+    let found = db.audit().query(&of_client, None, 10).await.unwrap();
+    assert_eq!(
+        found.into_iter().map(|(_, l)| l).collect::<Vec<_>>(),
+        [by_client]
+    );
+    let of_admin = super::AuditFilter {
+        actor_id: Some(admin),
+        ..Default::default()
+    };
+    let found = db.audit().query(&of_admin, None, 10).await.unwrap();
+    assert_eq!(
+        found.into_iter().map(|(_, l)| l).collect::<Vec<_>>(),
+        [by_admin]
+    );
+}
