@@ -221,9 +221,19 @@ pub async fn client_token(
     scope: &str,
 ) -> anyhow::Result<String> {
     let (client_id, secret) = create_client(keyward, data, env, scope).await?;
+    token_of_client(c, base, &client_id, &secret).await
+}
+
+/// A fresh token of an existing client (tokens live 5 minutes; longer runs ask again).
+pub async fn token_of_client(
+    c: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<String> {
     let t: Value = c
         .post(format!("{base}/v1/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
+        .basic_auth(client_id, Some(secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await?

@@ -19,6 +19,7 @@ mod load;
 #[allow(dead_code)]
 mod procs;
 #[path = "../seed.rs"]
+#[allow(dead_code)]
 mod seed;
 
 use std::path::PathBuf;
@@ -325,8 +326,15 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let mut ids: Vec<String> = toks.iter().take(users).map(|t| sub_of(t)).collect();
     ids.dedup();
     let ids = Arc::new(ids);
-    let client_token =
-        Arc::new(seed::client_token(&args.keyward, &data, &env, &c, &base, "access:check").await?);
+    // NOTE: a client's token lives 5 minutes; each sample below starts with a fresh one, so a
+    // long run does not measure 401s.
+    let (client_id, client_secret) =
+        seed::create_client(&args.keyward, &data, &env, "access:check").await?;
+    let client_token: Arc<std::sync::RwLock<Arc<str>>> = Arc::new(std::sync::RwLock::new(
+        seed::token_of_client(&c, &base, &client_id, &client_secret)
+            .await?
+            .into(),
+    ));
 
     let secs = Duration::from_secs(args.seconds);
     let conc = args.concurrency;
@@ -354,11 +362,12 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
         Arc::new(move |w, i| {
             let (c, b, ids, tok) = (c.clone(), b.clone(), ids.clone(), tok.clone());
             let k = pick.index(w, i);
+            let tok: Arc<str> = tok.read().map(|t| t.clone()).unwrap_or_else(|_| "".into());
             Box::pin(async move {
                 let body = json!({"user_id": ids[k], "permission": "events:write"});
                 status(
                     c.post(format!("{b}/v1/access/check"))
-                        .bearer_auth(tok.as_str())
+                        .bearer_auth(&*tok)
                         .json(&body)
                         .send()
                         .await,
@@ -413,6 +422,10 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     for round in 1..=rounds {
         for ((name, step), seen) in steady.iter().zip(&mut samples) {
             eprintln!("round {round}/{rounds}: {name}");
+            let fresh = seed::token_of_client(&c, &base, &client_id, &client_secret).await?;
+            if let Ok(mut t) = client_token.write() {
+                *t = fresh.into();
+            }
             seen.add(load::sample(conc, secs / rounds, step.clone()).await);
         }
     }
