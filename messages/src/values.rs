@@ -451,11 +451,11 @@ impl RequestMeta {
         }
     }
 
-    /// The same request, done by a user (an administrator) or a service client.
-    pub fn acting_as(&self, user: Option<UserId>, client: Option<&str>) -> Self {
+    /// The same request, done by `caller`: a user (an administrator) or a service client.
+    pub fn acting_as(&self, caller: &crate::access::Caller) -> Self {
         Self {
-            actor: user,
-            actor_client: client.map(str::to_owned),
+            actor: caller.user_id(),
+            actor_client: caller.client_id().map(str::to_owned),
             ..self.clone()
         }
     }

@@ -332,7 +332,7 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
         }
     }
     let now = (deps.clock)();
-    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
+    let meta = m.meta.acting_as(actor);
     let tx = deps.store.begin().await?;
     tx.users().lock(m.user_id).await?;
     let changed = if m.grant {

@@ -94,7 +94,7 @@ pub(super) async fn force_logout(deps: Arc<Deps>, m: ForceLogout) -> Result<(), 
         ));
     }
     let now = (deps.clock)();
-    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
+    let meta = m.meta.acting_as(actor);
     let tx = deps.store.begin().await?;
     let ended = deps
         .sessions

@@ -90,7 +90,7 @@ pub(crate) async fn set_blocked(deps: &Deps, m: SetBlocked) -> Result<(), Handle
     let changed = apply(
         &tx,
         now,
-        &m.meta.acting_as(actor.user_id(), actor.client_id()),
+        &m.meta.acting_as(actor),
         m.user_id,
         BlockChange {
             blocked: m.blocked,

@@ -500,7 +500,7 @@ async fn erase_user(deps: Arc<Deps>, m: EraseUser) -> Result<DeletionScheduled, 
         ));
     }
     let now = (deps.clock)();
-    let meta = m.meta.acting_as(actor.user_id(), actor.client_id());
+    let meta = m.meta.acting_as(actor);
     let scheduled = schedule_erasure(&deps, &meta, m.user_id, now, now).await?;
     // NOTE: the eraser runs on its own schedule; waking it is not needed for correctness.
     Ok(scheduled)
