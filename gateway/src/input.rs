@@ -16,6 +16,7 @@ use keyward_messages::FieldError;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use keyward_messages::profiles::Patch;
@@ -115,6 +116,14 @@ impl FromRequest for JsonObject {
         let json = web::Json::<Value>::from_request(req, payload);
         Box::pin(async move { Ok(JsonObject(object(json.await?.into_inner())?)) })
     }
+}
+
+/// A body read as `web::Json<Box<RawValue>>` (the limits and problems of [`json_config`]) as
+/// a JSON object, refused as [`JsonObject`] refuses.
+pub(crate) fn json_object(raw: &RawValue) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let value = serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
+    object(value)
 }
 
 /// Reads a raw body of at most `limit` bytes; more is a 413 problem before it is all read.

@@ -53,6 +53,12 @@ impl ApiError {
         }
     }
 
+    /// The fields a 400 names, in order.
+    #[cfg(test)]
+    pub(crate) fn field_names(&self) -> Vec<String> {
+        self.errors.iter().map(|e| e.field.clone()).collect()
+    }
+
     /// One 400 `validation_failed` listing every field at fault.
     pub(crate) fn invalid_fields(errors: Vec<FieldError>) -> Self {
         CommandError::invalid(errors).into()
