@@ -5,8 +5,9 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
 
-use actix::{Actor, Addr, Handler, Message, ResponseFuture};
+use actix::{Actor, Addr, Handler, Message, Response};
 use futures::FutureExt;
 use keyward_messages::{CommandError, RequestMeta};
 use tracing::Instrument;
@@ -27,12 +28,17 @@ fn panic_text(p: &(dyn Any + Send)) -> String {
 
 /// Runs a handler's future inside a span carrying the request id (so every log line of a
 /// request names it, in the gateway and in the actors alike) and catches its panic.
+///
+/// The future is polled once at once: a handler that answers from memory (a bearer check, a
+/// permission check) replies without a task of its own. One that waits is polled again by the
+/// task it then runs in, whose waker replaces the no-op one of the first poll, as every
+/// future's contract says.
 pub(crate) fn guarded<A, T, F>(
     addr: Addr<A>,
     handler: &'static str,
     meta: &RequestMeta,
     fut: F,
-) -> ResponseFuture<Result<T, CommandError>>
+) -> Response<Result<T, CommandError>>
 where
     A: Actor + Handler<Restart>,
     A::Context: actix::dev::ToEnvelope<A, Restart>,
@@ -55,7 +61,12 @@ where
             }
         }
     };
-    Box::pin(guarded.instrument(span))
+    let mut fut = Box::pin(guarded.instrument(span));
+    let mut first = Context::from_waker(futures::task::noop_waker_ref());
+    match fut.as_mut().poll(&mut first) {
+        Poll::Ready(reply) => Response::reply(reply),
+        Poll::Pending => Response::fut(fut),
+    }
 }
 
 /// Every context's handlers, in one style: each message goes to an async fn of the context's
@@ -64,7 +75,7 @@ where
 macro_rules! handlers {
     ($actor:ident { $($msg:ident => $reply:ty: $($f:ident)? $(|$d:ident, $m:ident| $call:expr)?;)* }) => {$(
         impl ::actix::Handler<$msg> for $actor {
-            type Result = ::actix::ResponseFuture<Result<$reply, ::keyward_messages::CommandError>>;
+            type Result = ::actix::Response<Result<$reply, ::keyward_messages::CommandError>>;
             fn handle(&mut self, m: $msg, ctx: &mut ::actix::Context<Self>) -> Self::Result {
                 let meta = m.meta.clone();
                 let deps = self.deps.clone();

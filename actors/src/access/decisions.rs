@@ -42,7 +42,9 @@ pub struct Grants {
     lapses_at: Instant,
 }
 
-type RoleMap = HashMap<String, Arc<BTreeSet<String>>>;
+/// Looked up for each of a user's roles on every check: hashed with quick_cache's fast
+/// hasher, not SipHash (role names are the operator's, not an attacker's).
+type RoleMap = HashMap<String, Arc<BTreeSet<String>>, quick_cache::DefaultHashBuilder>;
 
 /// A service client's standing: its scopes and secret hash, or none when it does not exist.
 #[derive(Debug)]
@@ -64,7 +66,7 @@ impl Decisions {
     /// are read again.
     pub fn new(users: usize) -> Self {
         Self {
-            roles: RwLock::new(Arc::new(HashMap::new())),
+            roles: RwLock::new(Arc::new(RoleMap::default())),
             roles_stale: AtomicBool::new(true),
             users: Cache::new(users),
             clients: Cache::new(1024),
