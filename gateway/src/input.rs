@@ -38,6 +38,11 @@ pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(move |err, _req: &HttpRequest| json_error(err, limit).into())
 }
 
+// NOTE: serde_json's text gives a position and a reason, never the input itself.
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::invalid_json(format!("the body is not valid JSON: {e}"))
+}
+
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::OverflowKnownLength { .. }
@@ -47,10 +52,7 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
         JsonPayloadError::Payload(PayloadError::Io(e)) if e.kind() == ErrorKind::TimedOut => {
             ApiError::body_timeout()
         }
-        // NOTE: serde_json's text gives a position and a reason, never the input itself.
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::invalid_json(format!("the body is not valid JSON: {e}"))
-        }
+        JsonPayloadError::Deserialize(e) => not_json(&e),
         JsonPayloadError::Payload(e) => {
             tracing::debug!(error = %e, "could not read a request body");
             ApiError::invalid_body("the body could not be read (truncated or badly encoded)")
@@ -121,8 +123,7 @@ impl FromRequest for JsonObject {
 /// A body read as `web::Json<Box<RawValue>>` (the limits and problems of [`json_config`]) as
 /// a JSON object, refused as [`JsonObject`] refuses.
 pub(crate) fn json_object(raw: &RawValue) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let value = serde_json::from_str(raw.get())
-        .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
+    let value = serde_json::from_str(raw.get()).map_err(|e| not_json(&e))?;
     object(value)
 }
 

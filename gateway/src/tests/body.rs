@@ -154,3 +154,23 @@ async fn a_non_uuid_session_id_is_a_400_naming_id() {
         [("id".to_owned(), "invalid_id".to_owned())]
     );
 }
+
+#[actix_web::test]
+async fn a_check_body_nested_past_the_parsers_limit_is_a_400_invalid_json() {
+    // Well-formed (the raw body's syntax check passes), but deeper than serde_json reads.
+    let body: &'static str = Box::leak(
+        format!(r#"{{"checks":{}{}}}"#, "[".repeat(200), "]".repeat(200)).into_boxed_str(),
+    );
+    let r = call(
+        &Fake::default(),
+        raw("/v1/access/check", "application/json", body)
+            .insert_header(("authorization", format!("Bearer {GOOD_TOKEN}"))),
+    )
+    .await;
+    r.assert_problem(400, "invalid_json");
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.starts_with("the body is not valid JSON: ") && detail.contains("recursion"),
+        "{detail}"
+    );
+}
