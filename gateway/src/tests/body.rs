@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 
-fn raw(path: &str, content_type: &str, body: &'static str) -> TestRequest {
+fn raw(path: &str, content_type: &str, body: impl Into<actix_web::web::Bytes>) -> TestRequest {
     TestRequest::post()
         .uri(path)
         .insert_header(("content-type", content_type))
@@ -158,9 +158,7 @@ async fn a_non_uuid_session_id_is_a_400_naming_id() {
 #[actix_web::test]
 async fn a_check_body_nested_past_the_parsers_limit_is_a_400_invalid_json() {
     // Well-formed (the raw body's syntax check passes), but deeper than serde_json reads.
-    let body: &'static str = Box::leak(
-        format!(r#"{{"checks":{}{}}}"#, "[".repeat(200), "]".repeat(200)).into_boxed_str(),
-    );
+    let body = format!(r#"{{"checks":{}{}}}"#, "[".repeat(200), "]".repeat(200));
     let r = call(
         &Fake::default(),
         raw("/v1/access/check", "application/json", body)
