@@ -69,6 +69,11 @@ async fn policy_token_for(keys: &[&str]) -> String {
 /// A node signing with `key` of the Transit engine at `addr`, with a token of the documented
 /// policy.
 async fn vault_app(addr: String, key: String, timeout_ms: u64) -> TestApp {
+    vault_app_graced(addr, key, timeout_ms, 10).await
+}
+
+/// The same, with a refresh's grace window of `grace_secs`.
+async fn vault_app_graced(addr: String, key: String, timeout_ms: u64, grace_secs: u64) -> TestApp {
     let token = policy_token(&key).await;
     spawn_app_with(Options {
         settings: Some(Box::new(move |s| {
@@ -77,6 +82,7 @@ async fn vault_app(addr: String, key: String, timeout_ms: u64) -> TestApp {
             s.keys.vault_token = Some(token.into());
             s.keys.vault_key = key;
             s.keys.vault_timeout_ms = timeout_ms;
+            s.tokens.refresh_grace_secs = grace_secs;
         })),
         ..Default::default()
     })
@@ -394,14 +400,15 @@ impl Relay {
 }
 
 async fn session_count(app: &TestApp) -> i64 {
+    count(app, "SELECT COUNT(*) AS n FROM sessions").await
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
     use sea_orm::{ConnectionTrait, Statement};
     let backend = app.db.get_database_backend();
     let row = app
         .db
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT COUNT(*) AS n FROM sessions",
-        ))
+        .query_one_raw(Statement::from_string(backend, sql))
         .await
         .unwrap()
         .unwrap();
@@ -421,7 +428,8 @@ async fn assert_signing_unavailable(r: reqwest::Response, what: &str) {
 async fn vault_down_or_hanging_is_a_503_that_writes_nothing_and_a_retry_succeeds() {
     let (addr, _) = vault();
     let relay = Relay::start(&addr).await;
-    let app = vault_app(relay.addr.clone(), key_name(), 500).await;
+    // A grace window of 1 s: the retry below comes after it.
+    let app = vault_app_graced(relay.addr.clone(), key_name(), 500, 1).await;
     let (_, _) = member(&app, "dee@example.com").await;
     let pair = app.login_ok("dee@example.com", PASSWORD).await;
     let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
@@ -447,14 +455,27 @@ async fn vault_down_or_hanging_is_a_503_that_writes_nothing_and_a_retry_succeeds
             "{what}: no session was opened"
         );
     }
-    // A refresh during the outage is refused; the same refresh token works once OpenBao is
-    // back (within the grace window: the rotation it made returns the same successor).
-    relay.set(HANG);
-    let r = app.refresh(&refresh).await;
-    assert_signing_unavailable(r, "refresh while OpenBao hangs").await;
+    // A refresh during the outage is refused and rotates nothing, so the same refresh token
+    // works once OpenBao is back, however long that took: a retry after the grace window is
+    // not taken for reuse (which would end the session).
+    let rotated = "SELECT COUNT(*) AS n FROM refresh_tokens WHERE rotated_at IS NOT NULL";
+    for (mode, what) in [(HANG, "OpenBao hangs"), (CLOSE, "OpenBao is down")] {
+        relay.set(mode);
+        let r = app.refresh(&refresh).await;
+        assert_signing_unavailable(r, &format!("refresh while {what}")).await;
+        assert_eq!(
+            count(&app, rotated).await,
+            0,
+            "{what}: no token was rotated"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     relay.set(PASS);
     let r = app.refresh(&refresh).await;
     assert_eq!(r.status(), StatusCode::OK, "the retried refresh succeeds");
+    let next: Value = r.json().await.unwrap();
+    let r = app.refresh(next["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK, "the session lives on");
     let r = login().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(sample(&app, "keyward_signing_failures_total ").await >= 3.0);

@@ -11,7 +11,7 @@ use keyward_messages::{codes, CommandError, RequestMeta, SessionId, UserId};
 use secrecy::ExposeSecret;
 
 use super::gate::{token_key, Liveness, UserToken};
-use super::issue::pair;
+use super::issue::{access_token, pair, pair_signed, Assurance};
 use super::rotation::Refreshed;
 use super::Sessions;
 use super::SessionsDeps as Deps;
@@ -209,20 +209,32 @@ async fn refresh(
 ) -> Result<TokenPair, HandlerError> {
     let now = (deps.clock)();
     let successor = successor_token(&deps.refresh_secret, &presented);
-    let refreshed = deps
+    let mut pending = deps
         .rotator
-        .refresh(sha256_hex(&presented), sha256_hex(&successor))
+        .submit(sha256_hex(&presented), sha256_hex(&successor))
         .await?;
-    let (session, user, rotated_at) = match refreshed {
+    // Signed before the rotation is written (an error here drops the prospect, so the token
+    // stays unrotated), while the group before this one commits.
+    let signed = match pending.prospect().await {
+        Some(p) => {
+            let grants = deps.decisions.grants(&deps.store, p.user.id).await?;
+            let auth = Assurance::of(&p.session);
+            let token =
+                access_token(&deps, &p.user, &grants.roles, p.session.id, &auth, now).await?;
+            p.consent();
+            Some(token)
+        }
+        None => None,
+    };
+    let (session, user, rotated_at) = match pending.answer().await? {
         Refreshed::Refused => return Err(HandlerError::from(bad_refresh())),
         Refreshed::Rotated {
-            mut session,
-            user,
-            at,
+            mut session, at, ..
         } => {
             session.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
-            let grants = deps.decisions.grants(&deps.store, user.id).await?;
-            return Ok(pair(&deps, &user, &grants.roles, &session, successor, now).await?);
+            // Only a request that consented (signed) is answered `Rotated`.
+            let access = signed.ok_or(CommandError::Internal)?;
+            return Ok(pair_signed(&deps, access, &session, successor, now));
         }
         Refreshed::Earlier { session, user, at } => (session, user, at),
     };

@@ -30,7 +30,7 @@ impl Assurance {
         }
     }
 
-    fn of(session: &SessionRecord) -> Self {
+    pub(crate) fn of(session: &SessionRecord) -> Self {
         Self {
             amr: session.amr.clone(),
             acr: session.acr.clone(),
@@ -93,15 +93,26 @@ pub(crate) async fn pair(
     refresh_token: String,
     now: DateTime<Utc>,
 ) -> Result<TokenPair, CommandError> {
-    Ok(TokenPair {
-        access_token: access_token(deps, user, roles, session.id, &Assurance::of(session), now)
-            .await?,
+    let access = access_token(deps, user, roles, session.id, &Assurance::of(session), now).await?;
+    Ok(pair_signed(deps, access, session, refresh_token, now))
+}
+
+/// The pair of an access token signed already.
+pub(crate) fn pair_signed(
+    deps: &Deps,
+    access_token: String,
+    session: &SessionRecord,
+    refresh_token: String,
+    now: DateTime<Utc>,
+) -> TokenPair {
+    TokenPair {
+        access_token,
         token_type: "Bearer",
         expires_in: u64::try_from(deps.tokens.access_ttl.num_seconds()).unwrap_or(0),
         refresh_token,
         refresh_expires_in: secs_until(now, session.idle_expires_at.min(session.expires_at)),
         session_id: session.id,
-    })
+    }
 }
 
 /// Opens a session for an authenticated user: session row, first refresh token and

@@ -8,6 +8,12 @@
 //!
 //! One task per node takes every request queued while the previous batch committed, so a
 //! batch is as large as the load makes it and a lone refresh waits for no one.
+//!
+//! A rotation is written only after its access token is signed: each request about to rotate
+//! is offered a [`Prospect`] as soon as its group is read, signs while the group before it
+//! commits, and consents. A key service that is slow or down therefore leaves the token
+//! unrotated behind its 503 (a retry works at any time, not only within the grace window),
+//! and the signature's wait overlaps the database's instead of following it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -52,7 +58,48 @@ struct Request {
     /// SHA-256 of the presented token and of its successor.
     presented: String,
     successor: String,
+    /// Taken when the group is read: a prospect sent, or dropped when there is none.
+    prospect: Option<oneshot::Sender<Prospect>>,
     reply: oneshot::Sender<Reply>,
+}
+
+/// The token will be rotated in the group being read, with this session and user, once the
+/// requester consents (after signing its access token). Dropped without consent, the token
+/// stays as it was.
+#[derive(Debug)]
+pub struct Prospect {
+    pub session: SessionRecord,
+    pub user: UserRecord,
+    consent: oneshot::Sender<()>,
+}
+
+impl Prospect {
+    pub fn consent(self) {
+        // The group may have been answered already (the node is stopping): nothing to do.
+        let _ = self.consent.send(());
+    }
+}
+
+/// A refresh submitted to the next group: first, perhaps, its [`Prospect`]; then its answer.
+pub struct Pending {
+    prospect: oneshot::Receiver<Prospect>,
+    answer: oneshot::Receiver<Reply>,
+}
+
+impl Pending {
+    /// The prospect of rotating, or `None` when this request will not rotate the token (it is
+    /// unknown, already rotated, or its session or user is no longer live).
+    pub async fn prospect(&mut self) -> Option<Prospect> {
+        (&mut self.prospect).await.ok()
+    }
+
+    pub async fn answer(self) -> Reply {
+        self.answer.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> HandlerError {
+    HandlerError::from(CommandError::unavailable("the node is shutting down"))
 }
 
 /// The handle the sessions context refreshes through.
@@ -68,31 +115,48 @@ impl Rotator {
         Self(tx)
     }
 
-    /// Reads and rotates the token whose hash is `presented` in the next group commit, giving
-    /// it the successor whose hash is `successor`.
-    pub async fn refresh(&self, presented: String, successor: String) -> Reply {
+    /// Submits the token whose hash is `presented` to the next group commit, to be rotated to
+    /// the successor whose hash is `successor` once the requester consents to the prospect.
+    pub async fn submit(
+        &self,
+        presented: String,
+        successor: String,
+    ) -> Result<Pending, HandlerError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || HandlerError::from(CommandError::unavailable("the node is shutting down"));
+        let (offer, prospect) = oneshot::channel();
         let request = Request {
             presented,
             successor,
+            prospect: Some(offer),
             reply,
         };
         self.0.send(request).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        Ok(Pending { prospect, answer })
     }
 }
 
+/// A group read, with each request's consent to come (`None`: it will not rotate).
+type Readied = (
+    Vec<Request>,
+    Result<Found, StorageError>,
+    Vec<Option<oneshot::Receiver<()>>>,
+);
+
 async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::Receiver<Request>) {
     // One group read ahead: its reads run beside the writer while the group before it commits.
-    let (read, mut readied) = mpsc::channel::<(Vec<Request>, Result<Found, StorageError>)>(1);
+    let (read, mut readied) = mpsc::channel::<Readied>(1);
     let reads = store.clone();
+    let offers_clock = clock.clone();
     actix_rt::spawn(async move {
         let mut batch = Vec::with_capacity(MOST);
         while rx.recv_many(&mut batch, MOST).await > 0 {
             let found = Found::read(&reads, &batch).await;
+            let consents = match &found {
+                Ok(found) => offer(&mut batch, found, offers_clock()),
+                Err(_) => Vec::new(),
+            };
             if read
-                .send((std::mem::take(&mut batch), found))
+                .send((std::mem::take(&mut batch), found, consents))
                 .await
                 .is_err()
             {
@@ -100,24 +164,71 @@ async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::R
             }
         }
     });
-    while let Some((batch, found)) = readied.recv().await {
+    while let Some((batch, found, consents)) = readied.recv().await {
         match found {
-            Ok(found) => commit(&store, &clock, idle, batch, &found).await,
+            Ok(found) => {
+                let consented = gather(consents).await;
+                commit(&store, &clock, idle, batch, &consented, &found).await
+            }
             // NOTE: as with a failed commit, each is tried again alone, so each gets its own
             // answer.
             Err(e) => {
                 tracing::warn!(error = %chain(&e), refreshes = batch.len(), "reading a group of refreshes failed; refreshing one by one");
                 for r in batch {
-                    match Found::read(&store, std::slice::from_ref(&r)).await {
-                        Ok(found) => commit(&store, &clock, idle, vec![r], &found).await,
+                    let mut one = vec![r];
+                    match Found::read(&store, &one).await {
+                        Ok(found) => {
+                            let consented = gather(offer(&mut one, &found, clock())).await;
+                            commit(&store, &clock, idle, one, &consented, &found).await
+                        }
                         Err(e) => {
-                            let _ = r.reply.send(Err(e.into()));
+                            if let Some(r) = one.pop() {
+                                let _ = r.reply.send(Err(e.into()));
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Offers a prospect to each request that would rotate its token at `now`; the others' offers
+/// are dropped, so their requesters go straight to the answer.
+fn offer(
+    batch: &mut [Request],
+    found: &Found,
+    now: DateTime<Utc>,
+) -> Vec<Option<oneshot::Receiver<()>>> {
+    batch
+        .iter_mut()
+        .map(|r| {
+            let offer = r.prospect.take()?;
+            let (token, session, user) = found.usable(r, now)?;
+            if token.rotated_at.is_some() {
+                return None;
+            }
+            let (consent, consented) = oneshot::channel();
+            let prospect = Prospect {
+                session: session.clone(),
+                user: user.clone(),
+                consent,
+            };
+            offer.send(prospect).ok().map(|()| consented)
+        })
+        .collect()
+}
+
+/// Waits for every prospect's requester: consented, or gone without consenting (its
+/// signature failed, or it gave up).
+async fn gather(consents: Vec<Option<oneshot::Receiver<()>>>) -> Vec<bool> {
+    futures::future::join_all(consents.into_iter().map(|c| async move {
+        match c {
+            Some(c) => c.await.is_ok(),
+            None => false,
+        }
+    }))
+    .await
 }
 
 /// A group's tokens with their sessions, and their users: read beside the writer, before the
@@ -169,10 +280,11 @@ async fn commit(
     clock: &Clock,
     idle: chrono::Duration,
     batch: Vec<Request>,
+    consented: &[bool],
     found: &Found,
 ) {
     let now = clock();
-    match group(store, &batch, found, now, idle).await {
+    match group(store, &batch, consented, found, now, idle).await {
         Ok(answers) => {
             for (r, a) in batch.into_iter().zip(answers) {
                 // A requester that gave up (its client went away) needs no answer.
@@ -183,8 +295,10 @@ async fn commit(
         // again alone.
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %chain(&e), refreshes = batch.len(), "a group commit of refreshes failed; refreshing one by one");
-            for r in batch {
-                let answer = group(store, std::slice::from_ref(&r), found, now, idle).await;
+            for (i, r) in batch.into_iter().enumerate() {
+                let consent = &consented[i..=i];
+                let answer =
+                    group(store, std::slice::from_ref(&r), consent, found, now, idle).await;
                 let _ = r.reply.send(
                     answer
                         .map_err(HandlerError::from)
@@ -200,11 +314,12 @@ async fn commit(
     }
 }
 
-/// One transaction for `requests`: the rotations of those that may rotate; an answer per
-/// request, in order.
+/// One transaction for `requests`: the rotations of those that may rotate and consented; an
+/// answer per request, in order.
 async fn group(
     store: &Store,
     requests: &[Request],
+    consented: &[bool],
     found: &Found,
     now: DateTime<Utc>,
     idle: chrono::Duration,
@@ -214,7 +329,9 @@ async fn group(
     let mut first = HashSet::new();
     let rotations: Vec<Rotation> = requests
         .iter()
-        .filter_map(|r| {
+        .zip(consented)
+        .filter(|(_, consented)| **consented)
+        .filter_map(|(r, _)| {
             let (token, session, _) = found.usable(r, now)?;
             (token.rotated_at.is_none() && first.insert(token.id)).then(|| Rotation {
                 token_id: token.id,
@@ -234,11 +351,12 @@ async fn group(
     let mut answered = HashSet::new();
     Ok(requests
         .iter()
-        .map(|r| match found.usable(r, now) {
+        .zip(consented)
+        .map(|(r, consented)| match found.usable(r, now) {
             None => Refreshed::Refused,
             Some((token, session, user)) => {
                 let (session, user) = (session.clone(), user.clone());
-                if marked.contains(&token.id) && answered.insert(token.id) {
+                if *consented && marked.contains(&token.id) && answered.insert(token.id) {
                     Refreshed::Rotated {
                         session,
                         user,
