@@ -19,13 +19,9 @@ impl Server {
         self.child.id()
     }
 
-    /// CPU time the process has used, all its threads: utime + stime from /proc, in its
-    /// clock ticks (USER_HZ, 100 on Linux).
+    /// CPU time the process has used, all its threads.
     pub fn cpu(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 10))
+        cpu_of(self.pid()?)
     }
 
     /// Resident and peak resident memory, in KiB, from /proc.
@@ -55,6 +51,15 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// CPU time process `pid` (or `"self"`) has used, all its threads: utime + stime from /proc,
+/// in its clock ticks (USER_HZ, 100 on Linux).
+pub fn cpu_of(pid: impl std::fmt::Display) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 pub fn free_port() -> anyhow::Result<u16> {

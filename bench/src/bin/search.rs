@@ -8,6 +8,10 @@
 //!   cargo run --release -p keyward-bench --bin search -- --profiles 100000,1000000
 //!   scripts/services.sh postgres -- cargo run --release -p keyward-bench --bin search -- …
 
+#[path = "../procs.rs"]
+#[allow(dead_code)]
+mod procs;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -286,11 +290,7 @@ const TICK: Duration = Duration::from_millis(10);
 
 /// CPU time this process has used, all its threads (Linux; None elsewhere).
 fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // After the command name: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u32>().ok()? + fields.get(12)?.parse::<u32>().ok()?;
-    Some(TICK * ticks)
+    procs::cpu_of("self")
 }
 
 /// CPU time every core of the machine has spent busy since boot (Linux; None elsewhere).

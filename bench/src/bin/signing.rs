@@ -51,6 +51,9 @@ struct Args {
     /// Where the Markdown table goes.
     #[arg(long, default_value = "bench/results/signing.md")]
     out: PathBuf,
+    /// The Vault or OpenBao server's process, to read the CPU it spends per signature.
+    #[arg(long)]
+    vault_pid: Option<u32>,
 }
 
 fn vault_env(args: &Args, key: &str) -> Vec<(String, String)> {
@@ -127,22 +130,27 @@ async fn http_scenarios(
     args: &Args,
     target: &str,
     env: Vec<(String, String)>,
-) -> anyhow::Result<Vec<Outcome>> {
+) -> anyhow::Result<Vec<Measured>> {
     let data = procs::temp_dir("keyward-signing-bench")?;
     let mut env_all = seed::cheap_env(None, None);
     env_all.extend(env);
     let (node, _) = procs::start_keyward(&args.keyward, &data, &env_all).await?;
+    let pid = node.pid().map(|p| p.to_string()).unwrap_or_default();
     let (id, secret) =
         seed::create_client(&args.keyward, &data, &env_all, "notifications:send").await?;
     let c = seed::client();
     let d = Duration::from_secs(args.seconds);
     let mut out = vec![
-        load::run(
-            "http floor",
-            target,
-            args.http_concurrency,
-            d,
-            load::floor(&c, &node.base),
+        measured(
+            &pid,
+            args.vault_pid,
+            load::run(
+                "http floor",
+                target,
+                args.http_concurrency,
+                d,
+                load::floor(&c, &node.base),
+            ),
         )
         .await,
     ];
@@ -156,12 +164,16 @@ async fn http_scenarios(
         Box::pin(async move { seed::status(req.await).await })
     });
     out.push(
-        load::run(
-            "client_credentials token",
-            target,
-            args.http_concurrency,
-            d,
-            step,
+        measured(
+            &pid,
+            args.vault_pid,
+            load::run(
+                "client_credentials token",
+                target,
+                args.http_concurrency,
+                d,
+                step,
+            ),
         )
         .await,
     );
@@ -184,15 +196,57 @@ async fn http_scenarios(
     let step = load::refresh(&c, &node.base, chains, move |w, i| {
         w * per_worker + (i as usize % per_worker)
     });
-    out.push(load::run("refresh", target, args.http_concurrency, d, step).await);
+    out.push(
+        measured(
+            &pid,
+            args.vault_pid,
+            load::run("refresh", target, args.http_concurrency, d, step),
+        )
+        .await,
+    );
     node.stop().await;
     let _ = std::fs::remove_dir_all(&data);
     Ok(out)
 }
 
-fn row(o: &Outcome) -> String {
+/// A scenario's outcome with the CPU each side spent on one answer: Keyward's (this process
+/// for the in-process rows, the node for the HTTP rows) and Vault's (`--vault-pid`).
+struct Measured {
+    o: Outcome,
+    keyward_us: Option<f64>,
+    vault_us: Option<f64>,
+}
+
+/// CPU time of the processes that `keyward` and `--vault-pid` name.
+fn cpus(keyward: &str, vault: Option<u32>) -> (Option<Duration>, Option<Duration>) {
+    (procs::cpu_of(keyward), vault.and_then(procs::cpu_of))
+}
+
+/// Runs a scenario, reading both sides' CPU before and after it.
+async fn measured(
+    keyward: &str,
+    vault: Option<u32>,
+    run: impl std::future::Future<Output = Outcome>,
+) -> Measured {
+    let before = cpus(keyward, vault);
+    let o = run.await;
+    let after = cpus(keyward, vault);
+    let per = |a: Option<Duration>, b: Option<Duration>| {
+        let spent = b?.checked_sub(a?)?;
+        (o.ok > 0).then(|| spent.as_secs_f64() * 1e6 / o.ok as f64)
+    };
+    Measured {
+        keyward_us: per(before.0, after.0),
+        vault_us: per(before.1, after.1),
+        o,
+    }
+}
+
+fn row(m: &Measured) -> String {
+    let us = |v: Option<f64>| v.map_or_else(|| "".to_owned(), |v| format!("{v:.1}"));
+    let o = &m.o;
     format!(
-        "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} |",
+        "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
         o.scenario,
         o.target,
         o.concurrency,
@@ -200,7 +254,9 @@ fn row(o: &Outcome) -> String {
         o.p50_ms,
         o.p99_ms,
         o.shed,
-        o.error_count()
+        o.error_count(),
+        us(m.keyward_us),
+        us(m.vault_us),
     )
 }
 
@@ -210,9 +266,9 @@ async fn main() -> anyhow::Result<()> {
     let d = Duration::from_secs(args.seconds);
     let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let mut lines = vec![
-        "| scenario | backend | concurrency | per second | p50 ms | p99 ms | 503 | errors |"
+        "| scenario | backend | concurrency | per second | p50 ms | p99 ms | 503 | errors | Keyward CPU µs each | Vault CPU µs each |"
             .to_owned(),
-        "|---|---|---|---|---|---|---|---|".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
     let mut ratios = Vec::new();
     let started = Instant::now();
@@ -222,12 +278,22 @@ async fn main() -> anyhow::Result<()> {
     let local = ring(&local_dir, &[]).await?;
     let vault = ring(&vault_dir, &vault_env(&args, &key)).await?;
     for &c in &args.concurrency {
-        let l = load::run("sign (in process)", "local", c, d, sign_step(local.clone())).await;
-        let v = load::run("sign (in process)", "vault", c, d, sign_step(vault.clone())).await;
+        let l = measured(
+            "self",
+            args.vault_pid,
+            load::run("sign (in process)", "local", c, d, sign_step(local.clone())),
+        )
+        .await;
+        let v = measured(
+            "self",
+            args.vault_pid,
+            load::run("sign (in process)", "vault", c, d, sign_step(vault.clone())),
+        )
+        .await;
         eprintln!("{}\n{}", row(&l), row(&v));
         ratios.push(format!(
             "in process, c={c}: vault/local = {:.2}",
-            v.throughput / l.throughput
+            v.o.throughput / l.o.throughput
         ));
         lines.push(row(&l));
         lines.push(row(&v));
@@ -242,11 +308,11 @@ async fn main() -> anyhow::Result<()> {
     for k in [1, 2] {
         ratios.push(format!(
             "{} over HTTP, c={}: vault/local = {:.2} (local at {:.2} of its floor, vault at {:.2} of its floor)",
-            l[k].scenario,
+            l[k].o.scenario,
             args.http_concurrency,
-            v[k].throughput / l[k].throughput,
-            l[k].throughput / l[0].throughput,
-            v[k].throughput / v[0].throughput,
+            v[k].o.throughput / l[k].o.throughput,
+            l[k].o.throughput / l[0].o.throughput,
+            v[k].o.throughput / v[0].o.throughput,
         ));
     }
     let text = format!(
