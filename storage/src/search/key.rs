@@ -462,6 +462,23 @@ mod tests {
             ("kate1", 1),
             ("пётр иванов", 2),
             ("ab cd ef", 1),
+            // Even lengths: the halves are as long.
+            ("kuznetsova", 2),
+            ("иванова", 1),
+            ("смирнова", 1),
+            // Repeated letters, where one key aligns with the query in many ways.
+            ("анна-мария", 2),
+            ("lllooolll", 2),
+            ("abab", 1),
+            // 63 characters, the longest a walk takes, and 64, one automaton.
+            (
+                "abcdefghijklmnopqrstuvwxyzабвгдежзийклмнопрстуфхцчшщ0123456789a",
+                1,
+            ),
+            (
+                "abcdefghijklmnopqrstuvwxyzабвгдежзийклмнопрстуфхцчшщ0123456789ab",
+                1,
+            ),
         ] {
             let q = fold(q);
             // With keys one edit further (one more letter or one less), out of reach.
@@ -479,7 +496,12 @@ mod tests {
                 .filter(|t| distance(&q, t) <= budget)
                 .cloned()
                 .collect();
-            assert_eq!(found, expected, "{q}");
+            let missed: Vec<&String> = expected.difference(&found).collect();
+            let extra: Vec<&String> = found.difference(&expected).collect();
+            assert!(
+                missed.is_empty() && extra.is_empty(),
+                "{q}: missed {missed:?}, extra {extra:?}"
+            );
         }
     }
 }

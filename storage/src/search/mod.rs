@@ -29,10 +29,11 @@
 //! not fill a batch (it is read later if a page gets there), sparing the joins of rows no page
 //! uses. A profile's best place is worked out from its names once per search, its skeletons
 //! only when no key of it matches. A typo match first finds the distinct keys
-//! near the query in memory: `typo.rs` keeps the keys of `profile_search_vocab` in an FST set
-//! and walks it with a Levenshtein automaton for the budget (swaps counted as one edit), plus
-//! a short list of keys this node wrote since the set was built; their postings are then read
-//! from the key index. Keys written by another node or process reach the typo tier at the
+//! near the query in memory: `typo.rs` keeps the keys of `profile_search_vocab` in FST sets,
+//! forwards and backwards, and walks them with Levenshtein automata that each allow the
+//! budget's edits (swaps counted as one) in one half of the query, plus a short list of keys
+//! this node wrote since the sets were built; their postings are then read from the key
+//! index, on SQLite as one JSON array per statement. Keys written by another node or process reach the typo tier at the
 //! next rebuild of the set (at most about a minute later, see `typo.rs`); the other tiers are
 //! always fresh. A page that exact and prefix matches fill never reaches the typo tier.
 //!

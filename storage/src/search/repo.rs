@@ -238,9 +238,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 union(&mut sql, &direct);
             }
             let mut by_tier: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
-            let all = self.read(sql).await?;
-            for r in all {
-                let row = Row::read(&r)?;
+            for row in self.read_rows(sql).await? {
                 by_tier.entry(row.tier).or_default().push(row);
             }
             for rows in by_tier.values_mut() {
@@ -286,9 +284,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     None => {
                         let mut sql = self.sql("");
                         self.tier_select(&mut sql, &plan, tier, from.as_ref(), q.viewer, batch);
-                        let rows = self.read(sql).await?;
-                        let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
-                        Fetched::of(tier, 0, rows, batch)
+                        Fetched::of(tier, 0, self.read_rows(sql).await?, batch)
                     }
                 };
                 for (place, row) in fetched.rows {
@@ -390,9 +386,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
         finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
-        let rows = self.read(sql).await?;
-        let rows = rows.iter().map(Row::read).collect::<Result<Vec<_>>>()?;
-        let mut fetched = Fetched::of(TYPO, d, rows, batch);
+        let mut fetched = Fetched::of(TYPO, d, self.read_rows(sql).await?, batch);
         if fetched.resume.is_none() {
             // On at the first user of the next key, if any.
             fetched.resume = rest.get(chunk.len()).map(|(d, k)| Place {
@@ -528,6 +522,54 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             Some(reads) => reads.query_all_raw(sql.build()).await?,
             None => self.0.query_all_raw(sql.build()).await?,
         })
+    }
+
+    /// The [`ROWS`] of a query, each tier's in order by term and user.
+    async fn read_rows(&self, mut sql: Sql) -> Result<Vec<Row>> {
+        if sql.backend != DbBackend::Sqlite {
+            let rows = self.read(sql).await?;
+            return rows.iter().map(Row::read).collect();
+        }
+        // NOTE: sqlx hands each row from SQLite's thread to the reader's on its own, often
+        // with a wake-up of the reader's thread; as one JSON array they cross once.
+        sql.text = format!(
+            "SELECT json_group_array(json_array(tier, term, hex(user_id), username, \
+             display_name, avatar)) AS rows FROM ({})",
+            sql.text
+        );
+        let read = self.read(sql).await?;
+        let json: String = match read.first() {
+            Some(r) => r.try_get("", "rows")?,
+            None => return Ok(Vec::new()),
+        };
+        type Json = (
+            u8,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let corrupt = |e: Box<dyn std::error::Error + Send + Sync>| {
+            crate::StorageError::corrupt("profile search rows".into(), e)
+        };
+        let rows: Vec<Json> = serde_json::from_str(&json).map_err(|e| corrupt(e.into()))?;
+        let mut rows = rows
+            .into_iter()
+            .map(|(tier, term, user, username, display_name, avatar)| {
+                Ok(Row {
+                    tier,
+                    term,
+                    user: Uuid::try_parse(&user).map_err(|e| corrupt(e.into()))?,
+                    username,
+                    display_name,
+                    avatar,
+                })
+            })
+            .collect::<Result<Vec<Row>>>()?;
+        // The aggregate keeps the order its query read in, but SQL does not promise it.
+        rows.sort_by(|a, b| (a.tier, &a.term, a.user).cmp(&(b.tier, &b.term, b.user)));
+        Ok(rows)
     }
 
     /// Builds the typo index unless it is built, reading where `search` reads.

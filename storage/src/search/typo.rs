@@ -1,9 +1,11 @@
 //! [`TypoIndex`]: the typo tier's candidate keys, found in memory. The distinct keys of
-//! `profile_search_vocab` are held in an [`fst::Set`] and intersected with a Levenshtein
-//! automaton (`levenshtein_automata`, transpositions counted as one edit), which visits only
-//! the set's states that can still end within the edit budget: every key within two edits of
-//! a query in a fraction of a millisecond, most of it spent building the automaton for the
-//! query, which does not grow with the number of keys.
+//! `profile_search_vocab` are held in an [`fst::Set`], and beside it a second set of the same
+//! keys written backwards. A key within `k` edits of the query (a swap of neighbours counted
+//! as one edit) shares its edits between the query's two halves, so [`Sets::within`] walks
+//! the sets with automata that each allow edits in one half only, or one in each: all but one
+//! start with a half matched exactly and visit few of the sets' states (Mihov and Schulz's
+//! forward-backward method). One automaton for the whole query within two edits visits every
+//! key prefix within two edits of a query prefix, three times the work at a million keys.
 //!
 //! Freshness. The set is built from the vocabulary table, read in key order, when the node
 //! starts or at the first typo search (again when [`TypoIndex::invalidate`] asked for it). A
@@ -23,7 +25,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use fst::{IntoStreamer, Set, Streamer};
+use fst::{Automaton, IntoStreamer, Set, Streamer};
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
@@ -62,7 +64,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    set: Option<Arc<Set<Vec<u8>>>>,
+    set: Option<Arc<Sets>>,
     /// When the read that built `set` started.
     built_at: Option<Instant>,
     /// Rebuild before the next use (many keys were added at once).
@@ -77,7 +79,7 @@ impl fmt::Debug for TypoIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state();
         f.debug_struct("TypoIndex")
-            .field("keys", &s.set.as_ref().map(|s| s.len()))
+            .field("keys", &s.set.as_ref().map(|s| s.forward.len()))
             .field("added", &s.added.len())
             .finish()
     }
@@ -145,19 +147,24 @@ impl TypoIndex {
     }
 
     /// The distinct keys within `budget` edits of `query` (the query itself included when it
-    /// is a key), unsorted, possibly with keys no longer in use. `ensure_built` first.
+    /// is a key), unsorted, possibly repeated, possibly with keys no longer in use.
+    /// `ensure_built` first.
     pub(crate) fn candidates(&self, query: &str, budget: usize) -> Vec<String> {
-        let Some(dfa) = automaton(query, budget) else {
+        if budget == 0 {
             return Vec::new();
-        };
+        }
         let (set, mut keys, refresh) = {
             let s = self.state();
-            let keys: Vec<String> = s
-                .added
-                .keys()
-                .filter(|k| matches!(dfa.eval(k), Distance::Exact(_)))
-                .cloned()
-                .collect();
+            let dfa = (!s.added.is_empty())
+                .then(|| automaton(query, budget))
+                .flatten();
+            let keys: Vec<String> = dfa.map_or_else(Vec::new, |dfa| {
+                s.added
+                    .keys()
+                    .filter(|k| matches!(dfa.eval(k), Distance::Exact(_)))
+                    .cloned()
+                    .collect()
+            });
             let refresh = !s.rebuilding
                 && (s.added.len() > ADDED_MAX || s.built_at.is_none_or(|t| t.elapsed() > REFRESH));
             (s.set.clone(), keys, refresh)
@@ -166,7 +173,7 @@ impl TypoIndex {
             self.rebuild_in_background();
         }
         if let Some(set) = set {
-            keys.extend(search(&set, &dfa));
+            set.within(query, budget, &mut keys);
         }
         keys
     }
@@ -204,7 +211,7 @@ impl TypoIndex {
         let built = match load_keys(conn).await {
             // NOTE: building takes a few hundred milliseconds at a million keys: off the
             // runtime's worker threads.
-            Ok(keys) => tokio::task::spawn_blocking(move || build_set(keys))
+            Ok(keys) => tokio::task::spawn_blocking(move || Sets::build(keys))
                 .await
                 .unwrap_or_else(|e| Err(StorageError::corrupt("typo index build".into(), e))),
             Err(e) => Err(e),
@@ -218,7 +225,7 @@ impl TypoIndex {
         };
         let mut s = self.state();
         s.added
-            .retain(|k, at| !set.contains(k) && *at + GRACE > started);
+            .retain(|k, at| !set.forward.contains(k) && *at + GRACE > started);
         s.set = Some(set);
         s.built_at = Some(started);
         Ok(())
@@ -226,7 +233,7 @@ impl TypoIndex {
 
     /// How many keys the set holds (none before the first build).
     pub(crate) fn keys(&self) -> usize {
-        self.state().set.as_ref().map_or(0, |s| s.len())
+        self.state().set.as_ref().map_or(0, |s| s.forward.len())
     }
 }
 
@@ -240,24 +247,6 @@ fn automaton(query: &str, budget: usize) -> Option<DFA> {
         _ => TWO.get_or_init(|| LevenshteinAutomatonBuilder::new(2, true)),
     };
     Some(builder.build_dfa(query))
-}
-
-/// The keys of `set` the automaton accepts.
-fn search(set: &Set<Vec<u8>>, dfa: &DFA) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut stream = set.search(dfa).into_stream();
-    while let Some(k) = stream.next() {
-        if let Ok(k) = std::str::from_utf8(k) {
-            keys.push(k.to_owned());
-        }
-    }
-    keys
-}
-
-/// The keys of `set` within `budget` edits of `query`.
-#[cfg(test)]
-pub(super) fn within(set: &Set<Vec<u8>>, query: &str, budget: usize) -> Vec<String> {
-    automaton(query, budget).map_or_else(Vec::new, |dfa| search(set, &dfa))
 }
 
 /// Every vocabulary key, in pages by key.
@@ -298,12 +287,268 @@ async fn load_keys<C: ConnectionTrait>(conn: &C) -> Result<Vec<String>> {
     }
 }
 
-/// The set of `keys`, which come in the database's order: byte order on both backends (the
-/// column is `COLLATE "C"` on PostgreSQL), sorted here anyway if not.
-fn build_set(mut keys: Vec<String>) -> Result<Set<Vec<u8>>> {
-    if !keys.is_sorted() {
-        keys.sort_unstable();
+/// The keys, forwards and backwards.
+struct Sets {
+    forward: Set<Vec<u8>>,
+    /// Each key with its characters in reverse order.
+    backward: Set<Vec<u8>>,
+}
+
+impl Sets {
+    /// The sets of `keys`, which come in the database's order: byte order on both backends
+    /// (the column is `COLLATE "C"` on PostgreSQL), sorted here anyway if not.
+    fn build(mut keys: Vec<String>) -> Result<Self> {
+        let corrupt = |e| StorageError::corrupt("profile_search_vocab keys".into(), e);
+        if !keys.is_sorted() {
+            keys.sort_unstable();
+        }
+        keys.dedup();
+        let mut reversed: Vec<String> = keys.iter().map(|k| k.chars().rev().collect()).collect();
+        let forward = Set::from_iter(keys).map_err(corrupt)?;
+        reversed.sort_unstable();
+        reversed.dedup();
+        let backward = Set::from_iter(reversed).map_err(corrupt)?;
+        Ok(Self { forward, backward })
     }
-    keys.dedup();
-    Set::from_iter(keys).map_err(|e| StorageError::corrupt("profile_search_vocab keys".into(), e))
+
+    /// Adds to `out` every key within `budget` (1 or 2) edits of `query`, some more than once.
+    ///
+    /// Cut the query in halves `a·b`: a key within `budget` edits of it is some `x·y` with
+    /// the edits shared between `x` against `a` and `y` against `b` (an edit belongs to one
+    /// half). A walk that allows no edit in `a` starts narrow, forwards; one that allows none
+    /// in `b` too, backwards. With two edits, one in each half is left: a walk forwards that
+    /// lets the first edit fall in `a` and the second in `b`, the one walk that starts wide.
+    /// The one alignment that does not cut so is a swap of the two characters either side of
+    /// the cut (one edit, but one in each half): such a key is within `budget - 1` edits of
+    /// the query with those two swapped, with no other edit touching them, walked the same
+    /// way. Every key added is within `budget` edits.
+    fn within(&self, query: &str, budget: usize, out: &mut Vec<String>) {
+        let mut q: Vec<char> = query.chars().collect();
+        let n = q.len();
+        let m = n / 2;
+        if !(1..=2).contains(&budget) || m == 0 || n > Near::LONGEST {
+            // Too short to cut, or longer than a walk takes: one automaton for the query.
+            if let Some(dfa) = automaton(query, budget) {
+                collect(&self.forward, &dfa, false, out);
+            } else if self.forward.contains(query) {
+                out.push(query.to_owned());
+            }
+            return;
+        }
+        let (a, b) = (span(0, m), span(m, n));
+        if budget == 1 {
+            self.walk(&q, [b, 0], false, out);
+            self.walk(&q, [a, 0], true, out);
+            q.swap(m - 1, m);
+            let swapped: String = q.iter().collect();
+            if self.forward.contains(&swapped) {
+                out.push(swapped);
+            }
+            return;
+        }
+        self.walk(&q, [b, b], false, out);
+        self.walk(&q, [a, a], true, out);
+        self.walk(&q, [a, b], false, out);
+        q.swap(m - 1, m);
+        let from = out.len();
+        self.walk(&q, [b, 0], false, out);
+        self.walk(&q, [a, 0], true, out);
+        // NOTE: the walks around the swap also let an edit fall between the two swapped
+        // characters, which is no swap (three edits in all): counted out here.
+        let mut i = from;
+        while i < out.len() {
+            if super::key::distance(query, &out[i]) <= budget {
+                i += 1;
+            } else {
+                out.swap_remove(i);
+            }
+        }
+    }
+
+    /// Adds the keys within as many edits of `q` as `gates` has levels, where `gates[e - 1]`
+    /// holds the positions of `q` where the `e`th edit may fall; backwards when `backwards`
+    /// (the gates as for `q` forwards).
+    fn walk(&self, q: &[char], gates: [u64; 2], backwards: bool, out: &mut Vec<String>) {
+        let budget = gates.iter().filter(|&&g| g != 0).count();
+        let near = if backwards {
+            let n = q.len();
+            let rq: Vec<char> = q.iter().rev().copied().collect();
+            Near::new(rq, budget, gates.map(|g| mirror(g, n)))
+        } else {
+            Near::new(q.to_vec(), budget, gates)
+        };
+        let set = if backwards {
+            &self.backward
+        } else {
+            &self.forward
+        };
+        collect(set, &near, backwards, out);
+    }
+}
+
+/// Positions `lo` to `hi` of a query as bits: edits there are the characters `lo` to `hi - 1`,
+/// and insertions before each and after the last.
+fn span(lo: usize, hi: usize) -> u64 {
+    (u64::MAX >> (63 - hi)) & !((1u64 << lo) - 1)
+}
+
+/// `mask`'s positions in a query of `n` characters, for the query backwards.
+fn mirror(mask: u64, n: usize) -> u64 {
+    mask.reverse_bits() >> (63 - n)
+}
+
+/// The keys of `set` that `automaton` accepts, read backwards when `reversed`.
+fn collect<A: Automaton>(set: &Set<Vec<u8>>, automaton: A, reversed: bool, out: &mut Vec<String>) {
+    let mut stream = set.search(automaton).into_stream();
+    while let Some(k) = stream.next() {
+        if let Ok(k) = std::str::from_utf8(k) {
+            out.push(if reversed {
+                k.chars().rev().collect()
+            } else {
+                k.to_owned()
+            });
+        }
+    }
+}
+
+/// The keys of `set` within `budget` edits of `query`, each once, as the typo tier finds them.
+#[cfg(test)]
+pub(super) fn within(set: &Set<Vec<u8>>, query: &str, budget: usize) -> Vec<String> {
+    let keys: Vec<String> = set.stream().into_strs().unwrap_or_default();
+    let Ok(sets) = Sets::build(keys) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    sets.within(query, budget, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The strings within `budget` (0 to 2) edits of `pattern`, as [`key::distance`] counts
+/// them (insertions, deletions, substitutions, swaps of neighbours, in characters), where the
+/// `e`th edit may fall only at the positions of `gates[e - 1]`: the bit-parallel simulation
+/// of the Levenshtein NFA (Wu and Manber; Baeza-Yates and Navarro), with Hyyrö's term for
+/// swaps. Bit `j` of a state's `d[e]` is set when the first `j` characters of the pattern are
+/// within `e` edits of what was read.
+///
+/// NOTE: not `levenshtein_automata`'s DFAs: building one costs more than walking with it (a
+/// table of 256 transitions for each state), and a query takes up to seven walks.
+///
+/// [`key::distance`]: super::key::distance
+struct Near {
+    pattern: Vec<char>,
+    budget: usize,
+    gates: [u64; 2],
+    /// Bits 0 to the pattern's length.
+    full: u64,
+    /// Where the pattern holds each ASCII character (most keys are ASCII).
+    ascii: [u64; 128],
+}
+
+/// A [`Near`]'s state: `d` as above; `before`, `d` before the last character; `last`, the
+/// positions where the pattern holds the last character; and the bytes of a character read
+/// so far (its bits, and how many bytes are still to come).
+#[derive(Clone, Copy, Default)]
+struct Walk {
+    d: [u64; 3],
+    before: [u64; 2],
+    last: u64,
+    partial: u32,
+    pending: u8,
+}
+
+impl Near {
+    /// The longest pattern: its positions are the bits of a `u64`.
+    const LONGEST: usize = 63;
+
+    fn new(pattern: Vec<char>, budget: usize, gates: [u64; 2]) -> Self {
+        let full = u64::MAX >> (Self::LONGEST - pattern.len().min(Self::LONGEST));
+        let mut ascii = [0u64; 128];
+        for (j, &c) in pattern.iter().enumerate().take(Self::LONGEST) {
+            if let Some(at) = ascii.get_mut(c as usize) {
+                *at |= 1 << j;
+            }
+        }
+        Self {
+            pattern,
+            budget: budget.min(2),
+            gates,
+            full,
+            ascii,
+        }
+    }
+
+    /// `walk` after the character `c`.
+    fn step(&self, walk: &mut Walk, c: char) {
+        let at = match self.ascii.get(c as usize) {
+            Some(&at) => at,
+            None => self
+                .pattern
+                .iter()
+                .enumerate()
+                .filter(|(_, &p)| p == c)
+                .fold(0u64, |m, (j, _)| m | (1 << j)),
+        };
+        let s = *walk;
+        walk.before = [s.d[0], s.d[1]];
+        walk.last = at;
+        walk.d[0] = ((s.d[0] & at) << 1) & self.full;
+        for e in 1..=self.budget {
+            let g = self.gates[e - 1];
+            // A match; with one edit more where the gate allows: a substitution, an insertion
+            // (the pattern stays put), a deletion (after this character), a swap of this
+            // character and the last.
+            walk.d[e] = (((s.d[e] & at) << 1)
+                | walk.d[e - 1]
+                | ((s.d[e - 1] & g) << 1)
+                | (s.d[e - 1] & g)
+                | ((walk.d[e - 1] & g) << 1)
+                | ((s.before[e - 1] & g & at & (s.last >> 1)) << 2))
+                & self.full;
+        }
+    }
+}
+
+impl Automaton for Near {
+    type State = Walk;
+
+    /// Nothing read: the first characters may be deleted where the gates allow.
+    fn start(&self) -> Walk {
+        let mut walk = Walk::default();
+        walk.d[0] = 1;
+        for e in 1..=self.budget {
+            walk.d[e] = (walk.d[e - 1] | ((walk.d[e - 1] & self.gates[e - 1]) << 1)) & self.full;
+        }
+        walk
+    }
+
+    fn is_match(&self, walk: &Walk) -> bool {
+        walk.pending == 0 && walk.d[self.budget] & (1 << self.pattern.len()) != 0
+    }
+
+    fn can_match(&self, walk: &Walk) -> bool {
+        walk.d[self.budget] != 0
+    }
+
+    fn accept(&self, walk: &Walk, byte: u8) -> Walk {
+        let mut next = *walk;
+        // The keys are UTF-8 (they come from `String`s): no byte sequence is checked here.
+        let (bits, pending) = match (walk.pending, byte) {
+            (0, 0x00..=0x7f) => (u32::from(byte), 0),
+            (0, 0xc0..=0xdf) => (u32::from(byte & 0x1f), 1),
+            (0, 0xe0..=0xef) => (u32::from(byte & 0x0f), 2),
+            (0, _) => (u32::from(byte & 0x07), 3),
+            (n, _) => ((walk.partial << 6) | u32::from(byte & 0x3f), n - 1),
+        };
+        next.partial = bits;
+        next.pending = pending;
+        if pending == 0 {
+            self.step(
+                &mut next,
+                char::from_u32(bits).unwrap_or(char::REPLACEMENT_CHARACTER),
+            );
+        }
+        next
+    }
 }
