@@ -58,11 +58,12 @@ struct Args {
     reuse: bool,
 }
 
-const SHAPES: [&str; 4] = [
+const SHAPES: [&str; 5] = [
     "exact nickname",
     "3-letter prefix",
     "2 typos",
     "transliterated",
+    "6-letter prefix",
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 8)]
@@ -182,7 +183,7 @@ async fn measure(
     store: &Store,
     backend: &str,
     n: usize,
-    queries: &[Vec<String>; 4],
+    queries: &[Vec<String>; 5],
     args: &Args,
 ) -> anyhow::Result<()> {
     // The typo tier's in-memory index, built before the clock starts (a server builds it at
@@ -416,10 +417,10 @@ fn generate(n: usize, rng: &mut StdRng) -> Vec<Person> {
 }
 
 /// `count` distinct query strings of each shape (fewer where the data has fewer).
-fn queries(people: &[Person], count: usize, rng: &mut StdRng) -> [Vec<String>; 4] {
-    let mut shapes: [Vec<String>; 4] = Default::default();
-    let mut seen: [HashSet<String>; 4] = Default::default();
-    let mut push = |shape: usize, q: String, shapes: &mut [Vec<String>; 4]| {
+fn queries(people: &[Person], count: usize, rng: &mut StdRng) -> [Vec<String>; 5] {
+    let mut shapes: [Vec<String>; 5] = Default::default();
+    let mut seen: [HashSet<String>; 5] = Default::default();
+    let mut push = |shape: usize, q: String, shapes: &mut [Vec<String>; 5]| {
         if shapes[shape].len() < count && seen[shape].insert(q.clone()) {
             shapes[shape].push(q);
         }
@@ -442,6 +443,11 @@ fn queries(people: &[Person], count: usize, rng: &mut StdRng) -> [Vec<String>; 4
             let prefix: String = w.chars().take(3).collect();
             if prefix.chars().count() == 3 {
                 push(1, prefix, &mut shapes);
+            }
+            // Typed further: long enough for a typo, often with a page of prefix matches.
+            let prefix: String = w.chars().take(6).collect();
+            if prefix.chars().count() == 6 {
+                push(4, prefix, &mut shapes);
             }
         }
         let long = [e.username.as_deref(), e.display_name.as_deref()]

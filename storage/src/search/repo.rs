@@ -199,11 +199,24 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         let from_of = |tier: u8| after.clone().filter(|a| a.tier == tier);
 
         // NOTE: each statement costs a round trip (on SQLite two thread hand-offs), so the
-        // first rows of the three B-tree tiers come in one statement, typo keys in a second
-        // and their postings in a third, and more only when a tier runs past its batch.
-        let direct: Vec<u8> = [EXACT, PREFIX, TRANSLIT]
+        // first rows of the B-tree tiers come in one statement, and more only when a tier
+        // runs past its batch. The typo tier's first rows come in it too, its keys worked
+        // out in memory first, unless the page is likely to end before it: when a page's
+        // worth of keys start with the query, prefix matches fill it (visibility aside), and
+        // the keys are worked out only if the page gets there.
+        let mut typo_keys: Option<Vec<(u8, String)>> = None;
+        if wanted(TYPO) {
+            self.ensure_typo_index().await?;
+            if !self.1.prefixed(&plan.qkey, limit + 1) {
+                typo_keys = Some(self.typo_keys(&plan).await?);
+            }
+        }
+        let early_typo = typo_keys
+            .as_deref()
+            .is_some_and(|keys| !typo_rest(keys, from_of(TYPO).as_ref()).is_empty());
+        let direct: Vec<u8> = [EXACT, PREFIX, TYPO, TRANSLIT]
             .into_iter()
-            .filter(|&t| wanted(t))
+            .filter(|&t| if t == TYPO { early_typo } else { wanted(t) })
             .collect();
         // NOTE: the transliteration tier comes last and is rarely reached when the earlier
         // tiers filled a batch, so on PostgreSQL its rows are read only when they did not: a
@@ -217,13 +230,20 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             BTreeMap::new()
         } else {
             let mut sql = self.sql("");
-            let union = |sql: &mut Sql, tiers: &[u8]| {
+            let mut chunk: Option<TypoChunk> = None;
+            let mut union = |sql: &mut Sql, tiers: &[u8]| {
                 for (i, &tier) in tiers.iter().enumerate() {
                     if i > 0 {
                         sql.push(" UNION ALL ");
                     }
                     sql.push("SELECT * FROM (");
-                    self.tier_select(sql, &plan, tier, from_of(tier).as_ref(), q.viewer, batch);
+                    let from = from_of(tier);
+                    match (tier, typo_keys.as_deref()) {
+                        (TYPO, Some(keys)) => {
+                            chunk = self.typo_select(sql, keys, from.as_ref(), q.viewer, batch);
+                        }
+                        _ => self.tier_select(sql, &plan, tier, from.as_ref(), q.viewer, batch),
+                    }
                     sql.push(&format!(") AS t{tier}"));
                 }
             };
@@ -249,22 +269,25 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 .filter(|(&t, _)| t != TRANSLIT)
                 .map(|(_, rows)| rows.len())
                 .sum();
-            direct
-                .iter()
+            let mut first = BTreeMap::new();
+            for &t in &direct {
                 // Not read: the loop below reads it if the page gets there.
-                .filter(|&&t| !(gated && t == TRANSLIT && earlier_rows >= batch))
-                .map(|&t| {
-                    let rows = by_tier.remove(&t).unwrap_or_default();
-                    (t, Fetched::of(t, 0, rows, batch))
-                })
-                .collect()
+                if gated && t == TRANSLIT && earlier_rows >= batch {
+                    continue;
+                }
+                let rows = by_tier.remove(&t).unwrap_or_default();
+                let typo = if t == TYPO { chunk.take() } else { None };
+                let fetched = match typo {
+                    Some(typo) => typo.fetched(rows, batch),
+                    None => Fetched::of(t, 0, rows, batch),
+                };
+                first.insert(t, fetched);
+            }
+            first
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
         let mut bests: HashMap<Uuid, Option<(u8, u8, String)>> = HashMap::new();
-        // Typo keys, worked out only when a page reaches the typo tier (a page that exact and
-        // prefix matches fill ends before it).
-        let mut typo_keys: Option<Vec<(u8, String)>> = None;
         'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
             if !wanted(tier) {
                 continue;
@@ -359,20 +382,32 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         viewer: Viewer,
         batch: usize,
     ) -> Result<Fetched> {
-        let rest: Vec<&(u8, String)> = keys
-            .iter()
-            .filter(|(d, k)| from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str())))
-            .collect();
-        let Some(&&(d, _)) = rest.first() else {
+        let mut sql = self.sql("");
+        let Some(chunk) = self.typo_select(&mut sql, keys, from, viewer, batch) else {
             return Ok(Fetched::default());
         };
+        Ok(chunk.fetched(self.read_rows(sql).await?, batch))
+    }
+
+    /// Writes the query for the typo tier's next chunk of keys after `from` (None: no key is
+    /// left).
+    fn typo_select(
+        &self,
+        sql: &mut Sql,
+        keys: &[(u8, String)],
+        from: Option<&Place>,
+        viewer: Viewer,
+        batch: usize,
+    ) -> Option<TypoChunk> {
+        let rest = typo_rest(keys, from);
+        let &&(d, _) = rest.first()?;
         let chunk: Vec<&String> = rest
             .iter()
             .take_while(|(kd, _)| *kd == d)
             .take(TYPO_CHUNK)
             .map(|(_, k)| k)
             .collect();
-        let mut sql = self.sql(&format!("SELECT {TYPO} AS tier, {ROWS}"));
+        sql.push(&format!("SELECT {TYPO} AS tier, {ROWS}"));
         if sql.backend == DbBackend::Postgres && chunk.iter().all(|k| !k.contains(KEY_SEP)) {
             // NOTE: one statement text whatever the number of keys, so that PostgreSQL plans
             // it once per connection (an IN list of n keys is a statement of its own).
@@ -385,18 +420,17 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 .texts(chunk.iter().map(|k| (*k).clone()));
         }
         sql.push(&format!(" AND (p.flags & {KEY}) <> 0"));
-        finish_rows(&mut sql, from.filter(|f| f.d == d), viewer, batch);
-        let mut fetched = Fetched::of(TYPO, d, self.read_rows(sql).await?, batch);
-        if fetched.resume.is_none() {
+        finish_rows(sql, from.filter(|f| f.d == d), viewer, batch);
+        Some(TypoChunk {
+            d,
             // On at the first user of the next key, if any.
-            fetched.resume = rest.get(chunk.len()).map(|(d, k)| Place {
+            next: rest.get(chunk.len()).map(|(d, k)| Place {
                 tier: TYPO,
                 d: *d,
                 term: k.clone(),
                 user: Uuid::nil(),
-            });
-        }
-        Ok(fetched)
+            }),
+        })
     }
 
     /// The distinct keys 1 to `budget` edits from the query, as (edits, key), sorted: the
@@ -728,6 +762,30 @@ impl Row {
             display_name: self.display_name,
             avatar: self.avatar,
         }
+    }
+}
+
+/// The typo tier's keys from `from` on (all of them without it).
+fn typo_rest<'k>(keys: &'k [(u8, String)], from: Option<&Place>) -> Vec<&'k (u8, String)> {
+    keys.iter()
+        .filter(|(d, k)| from.is_none_or(|f| (*d, k.as_str()) >= (f.d, f.term.as_str())))
+        .collect()
+}
+
+/// A chunk of typo keys written into a statement: their edits, and where the tier goes on
+/// when their rows do not fill a batch.
+struct TypoChunk {
+    d: u8,
+    next: Option<Place>,
+}
+
+impl TypoChunk {
+    fn fetched(self, rows: Vec<Row>, batch: usize) -> Fetched {
+        let mut fetched = Fetched::of(TYPO, self.d, rows, batch);
+        if fetched.resume.is_none() {
+            fetched.resume = self.next;
+        }
+        fetched
     }
 }
 

@@ -231,6 +231,22 @@ impl TypoIndex {
         Ok(())
     }
 
+    /// Whether at least `n` keys of the set start with `prefix` (none before the first build).
+    pub(crate) fn prefixed(&self, prefix: &str, n: usize) -> bool {
+        let Some(set) = self.state().set.clone() else {
+            return false;
+        };
+        let mut stream = set
+            .forward
+            .search(fst::automaton::Str::new(prefix).starts_with())
+            .into_stream();
+        let mut seen = 0;
+        while seen < n && stream.next().is_some() {
+            seen += 1;
+        }
+        seen >= n
+    }
+
     /// How many keys the set holds (none before the first build).
     pub(crate) fn keys(&self) -> usize {
         self.state().set.as_ref().map_or(0, |s| s.forward.len())
