@@ -2,7 +2,7 @@
 //! (Russian and Latin names, nicknames built the ways people build them), loads them through
 //! the storage repository (`ProfileSearch::bulk_load`, no registration, no argon2) into SQLite
 //! (a file in a temp dir) and, when an admin URL is given, into a fresh PostgreSQL database,
-//! then measures search latency for four query shapes at concurrency 1 and 8, each over many
+//! then measures search latency for five query shapes at concurrency 1 and 8, each over many
 //! distinct query strings.
 //!
 //!   cargo run --release -p keyward-bench --bin search -- --profiles 100000,1000000

@@ -24,18 +24,20 @@
 //! order and cut at the page. Each kind of term (whole field, key, skeleton) has a partial
 //! index of its own (`m0008`), so that a tier's range holds only rows it can match: through
 //! one B-tree of all terms, the Latin range of a short prefix held thousands of skeletons of
-//! Cyrillic names before its first key. The first rows of the three tiers come in one
-//! statement; on PostgreSQL the transliteration tier's only when exact and prefix matches did
-//! not fill a batch (it is read later if a page gets there), sparing the joins of rows no page
-//! uses. A profile's best place is worked out from its names once per search, its skeletons
-//! only when no key of it matches. A typo match first finds the distinct keys
-//! near the query in memory: `typo.rs` keeps the keys of `profile_search_vocab` in FST sets,
-//! forwards and backwards, and walks them with Levenshtein automata that each allow the
-//! budget's edits (swaps counted as one) in one half of the query, plus a short list of keys
-//! this node wrote since the sets were built; their postings are then read from the key
-//! index, on SQLite as one JSON array per statement. Keys written by another node or process reach the typo tier at the
-//! next rebuild of the set (at most about a minute later, see `typo.rs`); the other tiers are
-//! always fresh. A page that exact and prefix matches fill never reaches the typo tier.
+//! Cyrillic names before its first key. The first rows of the tiers come in one statement
+//! (on SQLite as one JSON array: sqlx hands rows across threads one by one); on PostgreSQL
+//! the transliteration tier's only when the earlier tiers did not fill a batch (it is read
+//! later if a page gets there), sparing the joins of rows no page uses. A profile's best
+//! place is worked out from its names once per search, its skeletons only when no key of it
+//! matches. A typo match first finds the distinct keys near the query in memory: `typo.rs`
+//! keeps the keys of `profile_search_vocab` in FST sets, forwards and backwards, and walks
+//! them with Levenshtein automata that each allow the budget's edits (swaps counted as one)
+//! in one half of the query, plus a short list of keys this node wrote since the sets were
+//! built; their postings are then read from the key index, the first chunk in the first
+//! statement unless a page's worth of keys start with the query (prefix matches then
+//! likely fill the page, and the typo tier is read only if the page gets there). Keys
+//! written by another node or process reach the typo tier at the next rebuild of the set (at
+//! most about a minute later, see `typo.rs`); the other tiers are always fresh.
 //!
 //! Searches on the pool (`store.search_index()`) read through the store's search connections:
 //! on a SQLite file a few read-only, memory-mapped connections beside the one writer (WAL lets
