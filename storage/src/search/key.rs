@@ -489,15 +489,16 @@ mod tests {
                 .collect();
             all.extend(further);
             let set = fst::Set::from_iter(all.iter()).unwrap();
-            let found: std::collections::BTreeSet<String> =
+            // With the edits the typo tier counts for each key.
+            let found: std::collections::BTreeSet<(u8, String)> =
                 within(&set, &q, budget).into_iter().collect();
-            let expected: std::collections::BTreeSet<String> = all
+            let expected: std::collections::BTreeSet<(u8, String)> = all
                 .iter()
-                .filter(|t| distance(&q, t) <= budget)
-                .cloned()
+                .map(|t| (u8::try_from(distance(&q, t)).unwrap(), t.clone()))
+                .filter(|(d, _)| usize::from(*d) <= budget)
                 .collect();
-            let missed: Vec<&String> = expected.difference(&found).collect();
-            let extra: Vec<&String> = found.difference(&expected).collect();
+            let missed: Vec<&(u8, String)> = expected.difference(&found).collect();
+            let extra: Vec<&(u8, String)> = found.difference(&expected).collect();
             assert!(
                 missed.is_empty() && extra.is_empty(),
                 "{q}: missed {missed:?}, extra {extra:?}"

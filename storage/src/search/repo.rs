@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::key::{self, Term, KEY, SKEL, WHOLE};
-use super::typo::TypoIndex;
+use super::typo::{fewest_edits, TypoIndex};
 use super::{SearchEntry, SearchError, SearchHit, SearchPage, SearchQuery};
 use crate::Result;
 
@@ -434,22 +434,11 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     }
 
     /// The distinct keys 1 to `budget` edits from the query, as (edits, key), sorted: the
-    /// in-memory index's candidates ([`TypoIndex`]), their edits counted here.
+    /// in-memory index's candidates ([`TypoIndex`]).
     async fn typo_keys(&self, plan: &Plan) -> Result<Vec<(u8, String)>> {
         self.ensure_typo_index().await?;
-        let mut keys: Vec<(u8, String)> = self
-            .1
-            .candidates(&plan.qkey, plan.budget)
-            .into_iter()
-            .filter_map(|term| {
-                let d = key::distance(&plan.qkey, &term);
-                (1..=plan.budget)
-                    .contains(&d)
-                    .then(|| (u8::try_from(d).unwrap_or(u8::MAX), term))
-            })
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let mut keys = fewest_edits(self.1.candidates(&plan.qkey, plan.budget));
+        keys.retain(|(d, _)| (1..=plan.budget).contains(&usize::from(*d)));
         Ok(keys)
     }
 

@@ -146,10 +146,10 @@ impl TypoIndex {
         Ok(())
     }
 
-    /// The distinct keys within `budget` edits of `query` (the query itself included when it
-    /// is a key), unsorted, possibly repeated, possibly with keys no longer in use.
-    /// `ensure_built` first.
-    pub(crate) fn candidates(&self, query: &str, budget: usize) -> Vec<String> {
+    /// The keys within `budget` edits of `query` (the query itself included when it is a
+    /// key), with their edits, unsorted, possibly repeated (then the fewest edits is the
+    /// key's), possibly with keys no longer in use. `ensure_built` first.
+    pub(crate) fn candidates(&self, query: &str, budget: usize) -> Vec<(u8, String)> {
         if budget == 0 {
             return Vec::new();
         }
@@ -158,11 +158,11 @@ impl TypoIndex {
             let dfa = (!s.added.is_empty())
                 .then(|| automaton(query, budget))
                 .flatten();
-            let keys: Vec<String> = dfa.map_or_else(Vec::new, |dfa| {
+            let keys: Vec<(u8, String)> = dfa.map_or_else(Vec::new, |dfa| {
                 s.added
                     .keys()
                     .filter(|k| matches!(dfa.eval(k), Distance::Exact(_)))
-                    .cloned()
+                    .map(|k| (edits(query, k), k.clone()))
                     .collect()
             });
             let refresh = !s.rebuilding
@@ -337,17 +337,22 @@ impl Sets {
     /// The one alignment that does not cut so is a swap of the two characters either side of
     /// the cut (one edit, but one in each half): such a key is within `budget - 1` edits of
     /// the query with those two swapped, with no other edit touching them, walked the same
-    /// way. Every key added is within `budget` edits.
-    fn within(&self, query: &str, budget: usize, out: &mut Vec<String>) {
+    /// way. Every key added is within `budget` edits; the fewest edits any walk found for it
+    /// are its edits (the walk that allows its best alignment finds those).
+    fn within(&self, query: &str, budget: usize, out: &mut Vec<(u8, String)>) {
         let mut q: Vec<char> = query.chars().collect();
         let n = q.len();
         let m = n / 2;
         if !(1..=2).contains(&budget) || m == 0 || n > Near::LONGEST {
             // Too short to cut, or longer than a walk takes: one automaton for the query.
+            let from = out.len();
             if let Some(dfa) = automaton(query, budget) {
-                collect(&self.forward, &dfa, false, out);
+                collect(&self.forward, &dfa, |_| 0, false, out);
             } else if self.forward.contains(query) {
-                out.push(query.to_owned());
+                out.push((0, query.to_owned()));
+            }
+            for (d, k) in &mut out[from..] {
+                *d = edits(query, k);
             }
             return;
         }
@@ -358,7 +363,7 @@ impl Sets {
             q.swap(m - 1, m);
             let swapped: String = q.iter().collect();
             if self.forward.contains(&swapped) {
-                out.push(swapped);
+                out.push((1, swapped));
             }
             return;
         }
@@ -373,7 +378,8 @@ impl Sets {
         // characters, which is no swap (three edits in all): counted out here.
         let mut i = from;
         while i < out.len() {
-            if super::key::distance(query, &out[i]) <= budget {
+            out[i].0 = edits(query, &out[i].1);
+            if usize::from(out[i].0) <= budget {
                 i += 1;
             } else {
                 out.swap_remove(i);
@@ -384,7 +390,7 @@ impl Sets {
     /// Adds the keys within as many edits of `q` as `gates` has levels, where `gates[e - 1]`
     /// holds the positions of `q` where the `e`th edit may fall; backwards when `backwards`
     /// (the gates as for `q` forwards).
-    fn walk(&self, q: &[char], gates: [u64; 2], backwards: bool, out: &mut Vec<String>) {
+    fn walk(&self, q: &[char], gates: [u64; 2], backwards: bool, out: &mut Vec<(u8, String)>) {
         let budget = gates.iter().filter(|&&g| g != 0).count();
         let near = if backwards {
             let n = q.len();
@@ -398,7 +404,7 @@ impl Sets {
         } else {
             &self.forward
         };
-        collect(set, &near, backwards, out);
+        collect(set, &near, |walk| near.edits(walk), backwards, out);
     }
 }
 
@@ -413,32 +419,52 @@ fn mirror(mask: u64, n: usize) -> u64 {
     mask.reverse_bits() >> (63 - n)
 }
 
-/// The keys of `set` that `automaton` accepts, read backwards when `reversed`.
-fn collect<A: Automaton>(set: &Set<Vec<u8>>, automaton: A, reversed: bool, out: &mut Vec<String>) {
-    let mut stream = set.search(automaton).into_stream();
-    while let Some(k) = stream.next() {
+/// The keys of `set` that `automaton` accepts, read backwards when `reversed`, with the
+/// edits `edits` reads from the state it accepts them in.
+fn collect<A: Automaton<State: Clone>>(
+    set: &Set<Vec<u8>>,
+    automaton: A,
+    edits: impl Fn(&A::State) -> u8,
+    reversed: bool,
+    out: &mut Vec<(u8, String)>,
+) {
+    let mut stream = set.search_with_state(automaton).into_stream();
+    while let Some((k, state)) = stream.next() {
         if let Ok(k) = std::str::from_utf8(k) {
-            out.push(if reversed {
+            let k = if reversed {
                 k.chars().rev().collect()
             } else {
                 k.to_owned()
-            });
+            };
+            out.push((edits(&state), k));
         }
     }
 }
 
-/// The keys of `set` within `budget` edits of `query`, each once, as the typo tier finds them.
+/// Edits between `query` and `key`, as [`super::key::distance`] counts them.
+fn edits(query: &str, key: &str) -> u8 {
+    u8::try_from(super::key::distance(query, key)).unwrap_or(u8::MAX)
+}
+
+/// The keys of `set` within `budget` edits of `query` with their edits, each once, as the
+/// typo tier finds them.
 #[cfg(test)]
-pub(super) fn within(set: &Set<Vec<u8>>, query: &str, budget: usize) -> Vec<String> {
+pub(super) fn within(set: &Set<Vec<u8>>, query: &str, budget: usize) -> Vec<(u8, String)> {
     let keys: Vec<String> = set.stream().into_strs().unwrap_or_default();
     let Ok(sets) = Sets::build(keys) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     sets.within(query, budget, &mut out);
-    out.sort_unstable();
-    out.dedup();
-    out
+    fewest_edits(out)
+}
+
+/// Each key once, with its fewest edits, sorted by edits and key.
+pub(crate) fn fewest_edits(mut keys: Vec<(u8, String)>) -> Vec<(u8, String)> {
+    keys.sort_unstable_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
+    keys.dedup_by(|later, first| later.1 == first.1);
+    keys.sort_unstable();
+    keys
 }
 
 /// The strings within `budget` (0 to 2) edits of `pattern`, as [`key::distance`] counts
@@ -493,6 +519,13 @@ impl Near {
             full,
             ascii,
         }
+    }
+
+    /// The fewest edits with which `walk` matches the whole pattern (its budget if none).
+    fn edits(&self, walk: &Walk) -> u8 {
+        let end = 1u64 << self.pattern.len();
+        let e = (0..self.budget).find(|&e| walk.d[e] & end != 0);
+        u8::try_from(e.unwrap_or(self.budget)).unwrap_or(u8::MAX)
     }
 
     /// `walk` after the character `c`.
