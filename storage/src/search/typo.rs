@@ -475,7 +475,7 @@ pub(crate) fn fewest_edits(mut keys: Vec<(u8, String)>) -> Vec<(u8, String)> {
 /// within `e` edits of what was read.
 ///
 /// NOTE: not `levenshtein_automata`'s DFAs: building one costs more than walking with it (a
-/// table of 256 transitions for each state), and a query takes up to seven walks.
+/// table of 256 transitions for each state), and a query takes up to five walks.
 ///
 /// [`key::distance`]: super::key::distance
 struct Near {
