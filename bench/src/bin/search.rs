@@ -56,6 +56,12 @@ struct Args {
     /// instead of loading anew.
     #[arg(long)]
     reuse: bool,
+    /// Measure only these shapes (by name, comma separated), e.g. for a profile of one.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Concurrencies to measure each shape at.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    concurrency: Vec<usize>,
 }
 
 const SHAPES: [&str; 5] = [
@@ -222,8 +228,12 @@ async fn measure(
             search(store, q, args.limit).await?;
         }
     }
+    let measured = |shape: &str| args.only.is_empty() || args.only.iter().any(|o| o == shape);
     for (shape, qs) in SHAPES.iter().zip(queries) {
-        for concurrency in [1usize, 8] {
+        if !measured(shape) {
+            continue;
+        }
+        for &concurrency in &args.concurrency {
             let next = Arc::new(AtomicUsize::new(0));
             let qs = Arc::new(qs.clone());
             let started = Instant::now();

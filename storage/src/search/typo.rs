@@ -404,7 +404,76 @@ impl Sets {
         } else {
             &self.forward
         };
-        collect(set, &near, |walk| near.edits(walk), backwards, out);
+        let fst = set.as_fst();
+        let mut key = Vec::with_capacity(4 * q.len() + 8);
+        let mut walker = Walker {
+            fst,
+            near: &near,
+            key: &mut key,
+            reversed: backwards,
+            out,
+        };
+        walker.descend(fst.root(), near.start());
+    }
+}
+
+/// A depth-first walk of a set with a [`Near`], in place of `fst`'s stream: that one decodes
+/// the node behind every transition and copies its stack frames (state and node) twice per
+/// transition; here a node is decoded only when the walk can go on in it, and where no edit
+/// may fall, only the pattern's next characters are looked up instead of every transition
+/// tried.
+struct Walker<'a, 'f> {
+    fst: &'f fst::raw::Fst<Vec<u8>>,
+    near: &'a Near,
+    /// The bytes read from the root to the node.
+    key: &'a mut Vec<u8>,
+    reversed: bool,
+    out: &'a mut Vec<(u8, String)>,
+}
+
+impl Walker<'_, '_> {
+    fn descend(&mut self, node: fst::raw::Node<'_>, walk: Walk) {
+        if node.is_final() && self.near.is_match(&walk) {
+            if let Ok(k) = std::str::from_utf8(self.key) {
+                let k = if self.reversed {
+                    k.chars().rev().collect()
+                } else {
+                    k.to_owned()
+                };
+                self.out.push((self.near.edits(&walk), k));
+            }
+        }
+        if let Some(next) = self.near.exact_only(&walk) {
+            for c in next.into_iter().flatten() {
+                let mut buf = [0u8; 4];
+                self.follow(node, walk, c.encode_utf8(&mut buf).as_bytes());
+            }
+            return;
+        }
+        for t in node.transitions() {
+            let next = self.near.accept(&walk, t.inp);
+            if self.near.can_match(&next) {
+                self.key.push(t.inp);
+                self.descend(self.fst.node(t.addr), next);
+                self.key.pop();
+            }
+        }
+    }
+
+    /// Descends along `bytes` from `node`, if the set has them.
+    fn follow(&mut self, node: fst::raw::Node<'_>, walk: Walk, bytes: &[u8]) {
+        let Some((&b, rest)) = bytes.split_first() else {
+            return self.descend(node, walk);
+        };
+        let Some(i) = node.find_input(b) else {
+            return;
+        };
+        let next = self.near.accept(&walk, b);
+        if !rest.is_empty() || self.near.can_match(&next) {
+            self.key.push(b);
+            self.follow(self.fst.node(node.transition_addr(i)), next, rest);
+            self.key.pop();
+        }
     }
 }
 
@@ -526,6 +595,39 @@ impl Near {
         let end = 1u64 << self.pattern.len();
         let e = (0..self.budget).find(|&e| walk.d[e] & end != 0);
         u8::try_from(e.unwrap_or(self.budget)).unwrap_or(u8::MAX)
+    }
+
+    /// The characters after which `walk` can go on, when it is between characters and no
+    /// edit may fall at any of its positions (then only the pattern's character at each of
+    /// them matches; at most three, one per edit level); None when an edit may fall, and
+    /// every character may go on.
+    fn exact_only(&self, walk: &Walk) -> Option<[Option<char>; 3]> {
+        if walk.pending != 0 {
+            return None;
+        }
+        for e in 1..=self.budget {
+            let g = self.gates[e - 1];
+            if (walk.d[e - 1] | walk.before[e - 1]) & g != 0 {
+                return None;
+            }
+        }
+        let mut next = [None; 3];
+        let mut at = walk.d[self.budget] & self.full & !(1 << self.pattern.len());
+        let mut i = 0;
+        while at != 0 {
+            let j = at.trailing_zeros() as usize;
+            at &= at - 1;
+            let c = self.pattern.get(j).copied();
+            if !next.contains(&c) {
+                match next.get_mut(i) {
+                    Some(slot) => *slot = c,
+                    // More positions than levels: cannot be, but every character may go on.
+                    None => return None,
+                }
+                i += 1;
+            }
+        }
+        Some(next)
     }
 
     /// `walk` after the character `c`.
