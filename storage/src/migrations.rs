@@ -34,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::retention::migration::M0017Retention),
             Box::new(crate::keys::migration::M0018KeyLead),
             Box::new(crate::audit::migration::M0019AuditClientActor),
+            Box::new(crate::search::migration::M0020ProfileSearchWithoutRowid),
         ]
     }
 }

@@ -171,6 +171,53 @@ impl MigrationTrait for M0008ProfileSearchTierIndexes {
     }
 }
 
+/// `m0020_profile_search_without_rowid`: on SQLite, `profile_search` as a table without rowid.
+///
+/// Every row a search reads is a posting joined to its profile by `user_id`. With a rowid
+/// table and a BLOB primary key, each join is two B-tree descents: the key's automatic index,
+/// then the row by its rowid. Without rowid the row sits in the key's own B-tree: one
+/// descent (docs/PERFORMANCE.md, "Profile search"). The rows are small (names, an avatar's
+/// path), as SQLite advises for such tables. PostgreSQL keeps its heap table: nothing to do.
+pub(crate) struct M0020ProfileSearchWithoutRowid;
+
+impl MigrationName for M0020ProfileSearchWithoutRowid {
+    fn name(&self) -> &str {
+        "m0020_profile_search_without_rowid"
+    }
+}
+
+const SQLITE_0020: &[&str] = &[
+    "CREATE TABLE profile_search_0020 (
+        user_id BLOB NOT NULL PRIMARY KEY,
+        username TEXT,
+        display_name TEXT,
+        avatar TEXT,
+        visibility TEXT NOT NULL
+    ) WITHOUT ROWID",
+    "INSERT INTO profile_search_0020 (user_id, username, display_name, avatar, visibility)
+        SELECT user_id, username, display_name, avatar, visibility FROM profile_search",
+    "DROP TABLE profile_search",
+    "ALTER TABLE profile_search_0020 RENAME TO profile_search",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0020ProfileSearchWithoutRowid {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        if m.get_database_backend() != DatabaseBackend::Sqlite {
+            return Ok(());
+        }
+        let db = m.get_connection();
+        for sql in SQLITE_0020 {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::key::{KEY, SKEL, WHOLE};

@@ -502,3 +502,73 @@ async fn transliterations_follow_a_full_batch_of_prefix_matches() {
     }
     assert_eq!(paged, whole);
 }
+
+/// `m0020` moves the profiles a SQLite file already holds into a table without rowid: the
+/// same searches find the same profiles, with their names and avatars, before and after.
+#[tokio::test]
+async fn profiles_indexed_before_m0020_are_found_after_it() {
+    let dir = std::env::temp_dir().join(format!(
+        "keyward-search-m0020-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    store
+        .migrate_through("m0019_audit_client_actor")
+        .await
+        .unwrap();
+    let table_sql = || async {
+        let row = store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT sql FROM sqlite_master WHERE name = 'profile_search'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<String>("", "sql").unwrap()
+    };
+    assert!(!table_sql().await.contains("WITHOUT ROWID"));
+    let shown = public(Some("petrov"), Some("Пётр Петров"));
+    let hidden = entry(Some("petrova"), None, Visibility::Private);
+    for e in [&shown, &hidden] {
+        store.search_index().upsert(e).await.unwrap();
+    }
+    let search = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = SearchQuery {
+                q,
+                viewer: Viewer::Anonymous,
+                limit: 50,
+                cursor: None,
+            };
+            store.search_index().search(&q).await.unwrap().items
+        }
+    };
+    let before = (search("petrov").await, search("петр").await);
+
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert!(table_sql().await.contains("WITHOUT ROWID"));
+    let after = (search("petrov").await, search("петр").await);
+    assert_eq!(after, before);
+    assert_eq!(after.0.len(), 1, "the private profile stays hidden");
+    assert_eq!(after.0[0].user_id, shown.user_id);
+    assert_eq!(after.0[0].display_name.as_deref(), Some("Пётр Петров"));
+    assert_eq!(
+        after.0[0].avatar.as_deref(),
+        Some("https://cdn.example/petrov.webp")
+    );
+    // Writes after it go to the new table.
+    let later = public(Some("petrovsky"), None);
+    store.search_index().upsert(&later).await.unwrap();
+    store.search_index().remove(shown.user_id).await.unwrap();
+    let ids: Vec<UserId> = search("petrov").await.iter().map(|h| h.user_id).collect();
+    assert_eq!(ids, [later.user_id]);
+
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
