@@ -1,7 +1,7 @@
 //! [`ProfileSearch`]: writing the index and searching it (the module doc of `search` has the
 //! design).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -287,7 +287,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         };
 
         let mut found: Vec<(Place, SearchHit)> = Vec::new();
-        let mut bests: HashMap<Uuid, Option<(u8, u8, String)>> = HashMap::new();
+        let mut seen: HashSet<Uuid> = HashSet::new();
         'tiers: for tier in [EXACT, PREFIX, TYPO, TRANSLIT] {
             if !wanted(tier) {
                 continue;
@@ -311,18 +311,24 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     }
                 };
                 for (place, row) in fetched.rows {
-                    // A profile comes once per term it matches by, in several tiers.
-                    let best = bests.entry(row.user).or_insert_with(|| {
-                        plan.best(row.username.as_deref(), row.display_name.as_deref())
-                    });
-                    if best
-                        .as_ref()
-                        .is_some_and(|b| (b.0, b.1, &b.2) == (place.tier, place.d, &place.term))
-                    {
-                        found.push((place, row.hit()));
-                        if found.len() > limit {
-                            break 'tiers;
+                    // A profile comes once per term it matches by, in several tiers, and the
+                    // rows come in rank order: its first row here is its best place from the
+                    // cursor on. After a cursor, that place may not be its best, which then
+                    // came on an earlier page.
+                    if !seen.insert(row.user) {
+                        continue;
+                    }
+                    if after.is_some() {
+                        let best = plan.best(row.username.as_deref(), row.display_name.as_deref());
+                        if best
+                            .is_none_or(|b| (b.0, b.1, &b.2) != (place.tier, place.d, &place.term))
+                        {
+                            continue;
                         }
+                    }
+                    found.push((place, row.hit()));
+                    if found.len() > limit {
+                        break 'tiers;
                     }
                 }
                 match fetched.resume {
