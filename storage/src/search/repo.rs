@@ -32,6 +32,9 @@ const EXACT: u8 = 0;
 const PREFIX: u8 = 1;
 const TYPO: u8 = 2;
 const TRANSLIT: u8 = 3;
+/// The `tier` of the typo tier's second chunk of keys in a search's first statement, told
+/// apart from its first chunk's rows there.
+const TYPO_LATER: u8 = 4;
 
 /// Above every character a key holds: `[q, q + TOP)` is the range of keys that start with q.
 const TOP: char = '\u{10FFFF}';
@@ -231,6 +234,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         } else {
             let mut sql = self.sql("");
             let mut chunk: Option<TypoChunk> = None;
+            let mut later: Option<TypoChunk> = None;
             let mut union = |sql: &mut Sql, tiers: &[u8]| {
                 for (i, &tier) in tiers.iter().enumerate() {
                     if i > 0 {
@@ -240,7 +244,24 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                     let from = from_of(tier);
                     match (tier, typo_keys.as_deref()) {
                         (TYPO, Some(keys)) => {
-                            chunk = self.typo_select(sql, keys, from.as_ref(), q.viewer, batch);
+                            let first =
+                                self.typo_select(sql, keys, from.as_ref(), q.viewer, batch, TYPO);
+                            // NOTE: the keys of the next chunk (more edits, mostly) are read
+                            // in the same statement: a page that gets past the first chunk's
+                            // rows saves a statement, one that does not reads at most a
+                            // batch of rows more.
+                            if let Some(next) = first.as_ref().and_then(|c| c.next.clone()) {
+                                sql.push(") AS t2 UNION ALL SELECT * FROM (");
+                                later = self.typo_select(
+                                    sql,
+                                    keys,
+                                    Some(&next),
+                                    q.viewer,
+                                    batch,
+                                    TYPO_LATER,
+                                );
+                            }
+                            chunk = first;
                         }
                         _ => self.tier_select(sql, &plan, tier, from.as_ref(), q.viewer, batch),
                     }
@@ -278,7 +299,18 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                 let rows = by_tier.remove(&t).unwrap_or_default();
                 let typo = if t == TYPO { chunk.take() } else { None };
                 let fetched = match typo {
-                    Some(typo) => typo.fetched(rows, batch),
+                    Some(typo) => {
+                        // The second chunk's rows follow only when the first's are all here.
+                        let whole = rows.len() < batch;
+                        let mut fetched = typo.fetched(rows, batch);
+                        let later_rows = by_tier.remove(&TYPO_LATER).unwrap_or_default();
+                        if let Some(later) = later.take().filter(|_| whole) {
+                            let more = later.fetched(later_rows, batch);
+                            fetched.rows.extend(more.rows);
+                            fetched.resume = more.resume;
+                        }
+                        fetched
+                    }
                     None => Fetched::of(t, 0, rows, batch),
                 };
                 first.insert(t, fetched);
@@ -389,14 +421,14 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         batch: usize,
     ) -> Result<Fetched> {
         let mut sql = self.sql("");
-        let Some(chunk) = self.typo_select(&mut sql, keys, from, viewer, batch) else {
+        let Some(chunk) = self.typo_select(&mut sql, keys, from, viewer, batch, TYPO) else {
             return Ok(Fetched::default());
         };
         Ok(chunk.fetched(self.read_rows(sql).await?, batch))
     }
 
     /// Writes the query for the typo tier's next chunk of keys after `from` (None: no key is
-    /// left).
+    /// left), its rows' `tier` written as `arm`.
     fn typo_select(
         &self,
         sql: &mut Sql,
@@ -404,6 +436,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         from: Option<&Place>,
         viewer: Viewer,
         batch: usize,
+        arm: u8,
     ) -> Option<TypoChunk> {
         let rest = typo_rest(keys, from);
         let &&(d, _) = rest.first()?;
@@ -413,7 +446,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
             .take(TYPO_CHUNK)
             .map(|(_, k)| k)
             .collect();
-        sql.push(&format!("SELECT {TYPO} AS tier, {ROWS}"));
+        sql.push(&format!("SELECT {arm} AS tier, {ROWS}"));
         if sql.backend == DbBackend::Postgres && chunk.iter().all(|k| !k.contains(KEY_SEP)) {
             // NOTE: one statement text whatever the number of keys, so that PostgreSQL plans
             // it once per connection (an IN list of n keys is a statement of its own).

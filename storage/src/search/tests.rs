@@ -572,3 +572,44 @@ async fn profiles_indexed_before_m0020_are_found_after_it() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A search's first statement reads the typo tier's next chunk of keys too; those rows count
+/// only when the first chunk's rows all came. Here two profiles hold twelve one-edit keys
+/// each, all before a third profile's one-edit key: more rows than a page of 2 reads at once
+/// (14), yet only two profiles. Pages of every size come to the third before two edits.
+#[tokio::test]
+async fn typo_rows_past_a_full_batch_of_one_edit_come_in_rank_order() {
+    let db = test_db().await;
+    let q = "aleksandrova";
+    let words = |from: char| -> String {
+        (from..='m')
+            .map(|c| format!("Aleksandrov{c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let a1 = public(Some("aleksandrovb"), Some(&words('c')));
+    let a2 = public(None, Some(&words('b')));
+    let later = public(Some("aleksandrovz"), None);
+    let two = public(Some("aleksandrxvz"), None);
+    let all = [a1.clone(), a2.clone(), later.clone(), two.clone()];
+    db.search_index().bulk_load(&all).await.unwrap();
+
+    let whole = found(&db, q).await;
+    assert_eq!(whole.len(), 4);
+    let firsts: HashSet<UserId> = whole[..2].iter().copied().collect();
+    assert_eq!(firsts, HashSet::from([a1.user_id, a2.user_id]));
+    assert_eq!(whole[2..], [later.user_id, two.user_id]);
+    for limit in [1, 2, 3] {
+        let mut paged = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = page(&db, q, Viewer::Anonymous, limit, cursor.as_deref()).await;
+            paged.extend(p.items.iter().map(|h| h.user_id));
+            match p.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(paged, whole, "pages of {limit}");
+    }
+}
