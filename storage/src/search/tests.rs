@@ -60,6 +60,47 @@ async fn found(db: &TestDb, q: &str) -> Vec<UserId> {
     p.items.into_iter().map(|h| h.user_id).collect()
 }
 
+/// The ids an anonymous search finds going through its pages of `limit`, each checked to
+/// hold at most `limit` hits.
+async fn paged(db: &TestDb, q: &str, limit: u32) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(db, q, Viewer::Anonymous, limit, cursor.as_deref()).await;
+        assert!(p.items.len() <= limit as usize);
+        ids.extend(p.items.iter().map(|h| h.user_id));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+/// A store on a SQLite file of its own (WAL, the search connections beside the writer), not
+/// yet migrated, and its directory.
+async fn file_store(tag: &str) -> (crate::Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "keyward-search-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+/// What an anonymous search of `store` finds (one page of 50).
+async fn anonymous_hits(store: &crate::Store, q: &str) -> Vec<super::SearchHit> {
+    let q = SearchQuery {
+        q,
+        viewer: Viewer::Anonymous,
+        limit: 50,
+        cursor: None,
+    };
+    store.search_index().search(&q).await.unwrap().items
+}
+
 #[tokio::test]
 async fn exact_comes_before_prefix_before_typo_before_transliteration() {
     let db = test_db().await;
@@ -201,17 +242,7 @@ async fn pages_follow_each_other_without_duplicates_or_gaps() {
     db.search_index().bulk_load(&entries).await.unwrap();
 
     let whole = found(&db, "kate").await;
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = page(&db, "kate", Viewer::Anonymous, 4, cursor.as_deref()).await;
-        assert!(p.items.len() <= 4);
-        paged.extend(p.items.iter().map(|h| h.user_id));
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let paged = paged(&db, "kate", 4).await;
 
     assert_eq!(whole.len(), 23 + 1, "the 23 kates and kate");
     assert_eq!(paged, whole);
@@ -238,16 +269,7 @@ async fn typo_and_transliteration_matches_page_like_the_rest() {
     db.search_index().bulk_load(&entries).await.unwrap();
 
     let whole = found(&db, q).await;
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = page(&db, q, Viewer::Anonymous, 3, cursor.as_deref()).await;
-        paged.extend(p.items.iter().map(|h| h.user_id));
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let paged = paged(&db, q, 3).await;
 
     assert_eq!(whole.len(), 28);
     assert_eq!(paged, whole);
@@ -415,29 +437,13 @@ async fn keys_written_after_the_typo_index_was_built_are_found_at_once() {
 
 #[tokio::test]
 async fn on_a_sqlite_file_searches_read_beside_the_writer_and_see_what_it_committed() {
-    let dir = std::env::temp_dir().join(format!(
-        "keyward-search-test-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
-        .await
-        .unwrap();
+    let (store, dir) = file_store("readers").await;
     store.migrate().await.unwrap();
     let search = |q: &'static str| {
         let store = store.clone();
         async move {
-            let q = SearchQuery {
-                q,
-                viewer: Viewer::Anonymous,
-                limit: 50,
-                cursor: None,
-            };
-            let page = store.search_index().search(&q).await.unwrap();
-            page.items
-                .into_iter()
-                .map(|h| h.user_id)
-                .collect::<Vec<_>>()
+            let hits = anonymous_hits(&store, q).await;
+            hits.into_iter().map(|h| h.user_id).collect::<Vec<_>>()
         }
     };
     let first = public(Some("petrov"), None);
@@ -490,31 +496,14 @@ async fn transliterations_follow_a_full_batch_of_prefix_matches() {
     let p = page(&db, "petr", Viewer::Anonymous, 13, None).await;
     let ids: Vec<_> = p.items.iter().map(|h| h.user_id).collect();
     assert_eq!(ids, whole[..13]);
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = page(&db, "petr", Viewer::Anonymous, 4, cursor.as_deref()).await;
-        paged.extend(p.items.iter().map(|h| h.user_id));
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    assert_eq!(paged, whole);
+    assert_eq!(paged(&db, "petr", 4).await, whole);
 }
 
 /// `m0020` moves the profiles a SQLite file already holds into a table without rowid: the
 /// same searches find the same profiles, with their names and avatars, before and after.
 #[tokio::test]
 async fn profiles_indexed_before_m0020_are_found_after_it() {
-    let dir = std::env::temp_dir().join(format!(
-        "keyward-search-m0020-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
-        .await
-        .unwrap();
+    let (store, dir) = file_store("m0020").await;
     store
         .migrate_through("m0019_audit_client_actor")
         .await
@@ -537,18 +526,7 @@ async fn profiles_indexed_before_m0020_are_found_after_it() {
     for e in [&shown, &hidden] {
         store.search_index().upsert(e).await.unwrap();
     }
-    let search = |q: &'static str| {
-        let store = store.clone();
-        async move {
-            let q = SearchQuery {
-                q,
-                viewer: Viewer::Anonymous,
-                limit: 50,
-                cursor: None,
-            };
-            store.search_index().search(&q).await.unwrap().items
-        }
-    };
+    let search = |q: &'static str| anonymous_hits(&store, q);
     let before = (search("petrov").await, search("петр").await);
 
     assert_eq!(store.migrate().await.unwrap(), 1);
@@ -600,16 +578,6 @@ async fn typo_rows_past_a_full_batch_of_one_edit_come_in_rank_order() {
     assert_eq!(firsts, HashSet::from([a1.user_id, a2.user_id]));
     assert_eq!(whole[2..], [later.user_id, two.user_id]);
     for limit in [1, 2, 3] {
-        let mut paged = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let p = page(&db, q, Viewer::Anonymous, limit, cursor.as_deref()).await;
-            paged.extend(p.items.iter().map(|h| h.user_id));
-            match p.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        assert_eq!(paged, whole, "pages of {limit}");
+        assert_eq!(paged(&db, q, limit).await, whole, "pages of {limit}");
     }
 }
