@@ -38,6 +38,9 @@
 #                              a plain OAuth 2 server with GitHub's paths and /user, /user/emails;
 #                              the `login` parameter of its authorize URL names who signs in)
 #
+# KEYWARD_PG_SETTINGS, if set, is added to the PostgreSQL server's options as given, e.g.
+# "-c shared_buffers=2GB" for a benchmark whose database is larger than the default 128 MB.
+#
 # s3s-fs is built once with `cargo install` (about 5 minutes) into
 # ${KEYWARD_TOOLS_DIR:-/var/tmp/keyward-tools}, outside the clone, so later runs start at once.
 #
@@ -90,7 +93,7 @@ start_postgres() {
   cat > "$root/pg-ctl" <<CTL
 #!/usr/bin/env bash
 exec runuser -u postgres -- '$bin/pg_ctl' -D '$dir/data' -w -l '$dir/server.log' \\
-  -o '-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c max_connections=200' "\$@"
+  -o '-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c max_connections=200 ${KEYWARD_PG_SETTINGS:-}' "\$@"
 CTL
   chmod 755 "$root/pg-ctl"
   "$root/pg-ctl" start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
