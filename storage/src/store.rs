@@ -27,9 +27,6 @@ const SQLITE_READERS: u32 = 4;
 /// Bytes of the SQLite file each search connection maps (SQLite caps it at its own limit).
 const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 
-/// Connections of a node's pool for profile searches on PostgreSQL (see `Store::connect`).
-const POSTGRES_SEARCHERS: u32 = 8;
-
 /// SQLite's soft heap limit, for the whole process: past it SQLite reuses its page caches'
 /// buffers instead of allocating more. Nine connections' default caches (2 MiB each) and
 /// their statements stay under it in the soak (docs/PERFORMANCE.md, "Soak").
@@ -85,20 +82,6 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
             }
         });
     Ok(Database::connect(ro).await?)
-}
-
-/// A pool of [`POSTGRES_SEARCHERS`] connections for profile searches on PostgreSQL, whose
-/// prepared statements are planned once (a generic plan) instead of at every execution.
-async fn postgres_searchers(url: &str) -> Result<DatabaseConnection> {
-    let mut o = ConnectOptions::new(url.to_owned());
-    o.max_connections(POSTGRES_SEARCHERS)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
-        .test_before_acquire_if_idle_for(Duration::from_secs(1))
-        .sqlx_logging(false)
-        .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_generic_plan")]));
-    Ok(Database::connect(o).await?)
 }
 
 impl Store {
@@ -161,14 +144,6 @@ impl Store {
                 search_reads = read_only(url, Some(SQLITE_SEARCH_MMAP)).await?;
                 reads = read_only(url, None).await?;
             }
-        } else {
-            // NOTE: PostgreSQL plans a prepared statement anew at each execution while it
-            // judges a custom plan better; a search's statement (a union of tiers, each a
-            // join) cost more to plan and start than to run: half of the server's CPU
-            // per search in a profile. Its plan does not depend on the values
-            // (each tier is an ordered index range or list, a limit, a join by key), so its
-            // connections take the generic plan, made once per connection.
-            search_reads = postgres_searchers(url).await?;
         }
         let typo = TypoIndex::new(search_reads.clone());
         Ok(Self {
