@@ -27,14 +27,17 @@
 //! Cyrillic names before its first key. The first rows of the tiers come in one statement
 //! (on SQLite as one JSON array: sqlx hands rows across threads one by one); on PostgreSQL
 //! the transliteration tier's only when the earlier tiers did not fill a batch (it is read
-//! later if a page gets there), sparing the joins of rows no page uses. A profile's best
-//! place is worked out from its names once per search, its skeletons only when no key of it
-//! matches. A typo match first finds the distinct keys near the query in memory: `typo.rs`
-//! keeps the keys of `profile_search_vocab` in FST sets, forwards and backwards, and walks
-//! them with Levenshtein automata that each allow the budget's edits (swaps counted as one)
-//! in one half of the query, plus a short list of keys this node wrote since the sets were
-//! built; their postings are then read from the key index, the first chunk in the first
-//! statement unless a page's worth of keys start with the query (prefix matches then
+//! later if a page gets there), sparing the joins of rows no page uses. Each row is a
+//! posting joined to its profile (on SQLite a table without rowid since `m0020`: one B-tree
+//! descent per join). Rows come in rank order, so on a first page a profile's first row is
+//! its place; after a cursor its best place is worked out from its names (its skeletons only
+//! when no key of it matches), as it may have been served on an earlier page. A typo match
+//! first finds the distinct keys near the query in memory: `typo.rs` keeps the keys of
+//! `profile_search_vocab` in FST sets, forwards and backwards, and walks them depth-first
+//! with Levenshtein automata that each allow the budget's edits (swaps counted as one) in one
+//! half of the query, plus a short list of keys this node wrote since the sets were built;
+//! their postings are then read from the key index, the first two chunks of keys in the
+//! first statement unless a page's worth of keys start with the query (prefix matches then
 //! likely fill the page, and the typo tier is read only if the page gets there). Keys
 //! written by another node or process reach the typo tier at the next rebuild of the set (at
 //! most about a minute later, see `typo.rs`); the other tiers are always fresh.
