@@ -95,11 +95,7 @@ impl MigrationTrait for M0006ProfileSearch {
             DatabaseBackend::Postgres => POSTGRES,
             _ => SQLITE,
         };
-        let db = m.get_connection();
-        for sql in statements {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        execute_all(m, statements).await
     }
 }
 
@@ -163,11 +159,7 @@ impl MigrationTrait for M0008ProfileSearchTierIndexes {
             DatabaseBackend::Postgres => POSTGRES_0007,
             _ => SQLITE_0007,
         };
-        let db = m.get_connection();
-        for sql in statements {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        execute_all(m, statements).await
     }
 }
 
@@ -210,12 +202,17 @@ impl MigrationTrait for M0020ProfileSearchWithoutRowid {
         if m.get_database_backend() != DatabaseBackend::Sqlite {
             return Ok(());
         }
-        let db = m.get_connection();
-        for sql in SQLITE_0020 {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        execute_all(m, SQLITE_0020).await
     }
+}
+
+/// Runs `statements` in order, in the migration's transaction.
+async fn execute_all(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

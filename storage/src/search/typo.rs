@@ -347,7 +347,7 @@ impl Sets {
             // Too short to cut, or longer than a walk takes: one automaton for the query.
             let from = out.len();
             if let Some(dfa) = automaton(query, budget) {
-                collect(&self.forward, &dfa, |_| 0, false, out);
+                collect(&self.forward, &dfa, out);
             } else if self.forward.contains(query) {
                 out.push((0, query.to_owned()));
             }
@@ -405,11 +405,10 @@ impl Sets {
             &self.forward
         };
         let fst = set.as_fst();
-        let mut key = Vec::with_capacity(4 * q.len() + 8);
         let mut walker = Walker {
             fst,
             near: &near,
-            key: &mut key,
+            key: Vec::with_capacity(4 * q.len() + 8),
             reversed: backwards,
             out,
         };
@@ -426,7 +425,7 @@ struct Walker<'a, 'f> {
     fst: &'f fst::raw::Fst<Vec<u8>>,
     near: &'a Near,
     /// The bytes read from the root to the node.
-    key: &'a mut Vec<u8>,
+    key: Vec<u8>,
     reversed: bool,
     out: &'a mut Vec<(u8, String)>,
 }
@@ -434,7 +433,7 @@ struct Walker<'a, 'f> {
 impl Walker<'_, '_> {
     fn descend(&mut self, node: fst::raw::Node<'_>, walk: Walk) {
         if node.is_final() && self.near.is_match(&walk) {
-            if let Ok(k) = std::str::from_utf8(self.key) {
+            if let Ok(k) = std::str::from_utf8(&self.key) {
                 let k = if self.reversed {
                     k.chars().rev().collect()
                 } else {
@@ -488,24 +487,12 @@ fn mirror(mask: u64, n: usize) -> u64 {
     mask.reverse_bits() >> (63 - n)
 }
 
-/// The keys of `set` that `automaton` accepts, read backwards when `reversed`, with the
-/// edits `edits` reads from the state it accepts them in.
-fn collect<A: Automaton<State: Clone>>(
-    set: &Set<Vec<u8>>,
-    automaton: A,
-    edits: impl Fn(&A::State) -> u8,
-    reversed: bool,
-    out: &mut Vec<(u8, String)>,
-) {
-    let mut stream = set.search_with_state(automaton).into_stream();
-    while let Some((k, state)) = stream.next() {
+/// The keys of `set` that `dfa` accepts, their edits left at 0 for the caller to count.
+fn collect(set: &Set<Vec<u8>>, dfa: &DFA, out: &mut Vec<(u8, String)>) {
+    let mut stream = set.search(dfa).into_stream();
+    while let Some(k) = stream.next() {
         if let Ok(k) = std::str::from_utf8(k) {
-            let k = if reversed {
-                k.chars().rev().collect()
-            } else {
-                k.to_owned()
-            };
-            out.push((edits(&state), k));
+            out.push((0, k.to_owned()));
         }
     }
 }
