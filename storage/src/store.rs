@@ -27,6 +27,9 @@ const SQLITE_READERS: u32 = 4;
 /// Bytes of the SQLite file each search connection maps (SQLite caps it at its own limit).
 const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 
+/// Connections of a node's pool for profile searches on PostgreSQL (see `Store::connect`).
+const POSTGRES_SEARCHERS: u32 = 8;
+
 /// SQLite's soft heap limit, for the whole process: past it SQLite reuses its page caches'
 /// buffers instead of allocating more. Nine connections' default caches (2 MiB each) and
 /// their statements stay under it in the soak (docs/PERFORMANCE.md, "Soak").
@@ -82,6 +85,28 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
             }
         });
     Ok(Database::connect(ro).await?)
+}
+
+/// A pool of [`POSTGRES_SEARCHERS`] connections for profile searches on PostgreSQL, whose
+/// statements are planned once per connection (a generic plan) and join without Memoize, on
+/// servers that have those settings (12 and 14 on; `version` is `server_version_num`).
+async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnection> {
+    let mut settings = Vec::new();
+    if version >= 120_000 {
+        settings.push(("plan_cache_mode", "force_generic_plan"));
+    }
+    if version >= 140_000 {
+        settings.push(("enable_memoize", "off"));
+    }
+    let mut o = ConnectOptions::new(url.to_owned());
+    o.max_connections(POSTGRES_SEARCHERS)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(move |o| o.options(settings.iter().copied()));
+    Ok(Database::connect(o).await?)
 }
 
 impl Store {
@@ -144,6 +169,26 @@ impl Store {
                 search_reads = read_only(url, Some(SQLITE_SEARCH_MMAP)).await?;
                 reads = read_only(url, None).await?;
             }
+        } else {
+            // NOTE: a search's statement is a union of up to five tiers, each a join cut by
+            // a limit. PostgreSQL planned it anew at each execution, and under the joins of
+            // ranges it judged large it put a Memoize node, whose hash table is sized for
+            // the rows of the range without the limit and set up at every execution. At a
+            // million profiles those two were most of the server's CPU per search
+            // (docs/PERFORMANCE.md, "Profile search on PostgreSQL"). Each tier's best plan
+            // is the same whatever the values (an ordered index range or key list, a
+            // limit, a join by primary key), so these connections plan a statement once
+            // and join without Memoize.
+            let version = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT current_setting('server_version_num')::int4",
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<i32>(0))
+                .transpose()?
+                .unwrap_or(0);
+            search_reads = postgres_searchers(url, u32::try_from(version).unwrap_or(0)).await?;
         }
         let typo = TypoIndex::new(search_reads.clone());
         Ok(Self {

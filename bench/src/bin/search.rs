@@ -80,7 +80,12 @@ async fn main() -> anyhow::Result<()> {
     for &n in &args.profiles {
         let mut rng = StdRng::seed_from_u64(args.seed);
         let people = generate(n, &mut rng);
-        let queries = queries(&people, args.queries, &mut rng);
+        // The warm-up's own queries come after the measured ones, which stay those of the seed.
+        let warm = args.concurrency.iter().copied().max().unwrap_or(1).max(1);
+        let (queries, warmup) = (
+            queries(&people, args.queries, &mut rng),
+            queries(&people, 50 * warm, &mut rng),
+        );
         let entries: Vec<SearchEntry> = people.iter().map(|p| p.entry.clone()).collect();
         if !args.no_sqlite {
             let dir = std::env::temp_dir().join(format!("keyward-search-bench-{n}"));
@@ -102,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 "sqlite {n}: loaded in {load:.1?}, {:.0} MiB on disk",
                 size as f64 / 1048576.0
             );
-            measure(&store, "SQLite", n, &queries, &args).await?;
+            measure(&store, "SQLite", n, &queries, &warmup, &args).await?;
             drop(store);
             if !args.keep {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -154,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
                 "postgres {n}: loaded in {load:.1?}, {:.0} MiB",
                 size as f64 / 1048576.0
             );
-            measure(&store, "PostgreSQL", n, &queries, &args).await?;
+            measure(&store, "PostgreSQL", n, &queries, &warmup, &args).await?;
             drop(store);
             if !args.keep {
                 db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -190,6 +195,7 @@ async fn measure(
     backend: &str,
     n: usize,
     queries: &[Vec<String>; 5],
+    warmup: &[Vec<String>; 5],
     args: &Args,
 ) -> anyhow::Result<()> {
     // The typo tier's in-memory index, built before the clock starts (a server builds it at
@@ -222,10 +228,25 @@ async fn measure(
             keys as f64 / lat.len().max(1) as f64
         );
     }
-    // Warm the caches with a few of each shape, unmeasured.
-    for qs in queries {
-        for q in qs.iter().take(50) {
-            search(store, q, args.limit).await?;
+    // Warm the caches with queries of each shape that are not measured, at the highest
+    // concurrency measured: each pooled connection then has its statements prepared (and on
+    // PostgreSQL planned), as on a node that has been serving.
+    let warm = args.concurrency.iter().copied().max().unwrap_or(1).max(1);
+    for qs in warmup {
+        let qs = Arc::new(qs.clone());
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..warm {
+            let (store, next, qs, limit) = (store.clone(), next.clone(), qs.clone(), args.limit);
+            tasks.push(tokio::spawn(async move {
+                while let Some(q) = qs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    search(&store, q, limit).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
         }
     }
     let measured = |shape: &str| args.only.is_empty() || args.only.iter().any(|o| o == shape);

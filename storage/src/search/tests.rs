@@ -581,3 +581,35 @@ async fn typo_rows_past_a_full_batch_of_one_edit_come_in_rank_order() {
         assert_eq!(paged(&db, q, limit).await, whole, "pages of {limit}");
     }
 }
+
+#[tokio::test]
+async fn on_postgresql_searches_plan_once_and_join_without_memoize() {
+    let db = test_db().await;
+    if !db.is_postgres() {
+        return;
+    }
+    let setting = |conn: &sea_orm::DatabaseConnection, name: &str| {
+        let sql = format!("SELECT current_setting('{name}')");
+        let conn = conn.clone();
+        async move {
+            let row = conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    sql,
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<String>(0).unwrap()
+        }
+    };
+    let search = db.search_index().2.unwrap().clone();
+    assert_eq!(
+        setting(&search, "plan_cache_mode").await,
+        "force_generic_plan"
+    );
+    assert_eq!(setting(&search, "enable_memoize").await, "off");
+    // The store's other connections keep the server's defaults.
+    assert_eq!(setting(db.connection(), "enable_memoize").await, "on");
+    assert_eq!(setting(db.connection(), "plan_cache_mode").await, "auto");
+}
