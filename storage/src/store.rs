@@ -39,8 +39,9 @@ const SQLITE_SOFT_HEAP: u64 = 16 << 20;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Where profile searches outside a transaction read: `db` itself, except on a SQLite
-    /// file, where it is a pool of read-only connections.
+    /// Where profile searches outside a transaction read: on a SQLite file a pool of
+    /// read-only connections, on PostgreSQL a pool of its own ([`postgres_searchers`]),
+    /// else (in-memory SQLite) `db` itself.
     search_reads: DatabaseConnection,
     // NOTE: the profile search's in-memory typo index lives with the pool it is built from,
     // so that every clone of the store and every transaction shares one (see `search::typo`).

@@ -44,8 +44,10 @@
 //!
 //! Searches on the pool (`store.search_index()`) read through the store's search connections:
 //! on a SQLite file a few read-only, memory-mapped connections beside the one writer (WAL lets
-//! them read while it writes, each a committed snapshot), elsewhere the pool itself. A search
-//! in a transaction (`tx.search_index()`) reads through it and sees what it wrote.
+//! them read while it writes, each a committed snapshot); on PostgreSQL a pool of their own
+//! whose sessions take a generic plan (each statement planned once per connection) and join
+//! without Memoize (see `Store::connect`). A search in a transaction (`tx.search_index()`)
+//! reads through it and sees what it wrote.
 //!
 //! The vocabulary's trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) and its length
 //! indexes were dropped by `m0008`: nothing read them since the typo tier moved to memory. Its
