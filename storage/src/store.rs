@@ -94,10 +94,10 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
 async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnection> {
     let mut settings = Vec::new();
     if version >= 120_000 {
-        settings.push(("plan_cache_mode", "force_generic_plan"));
+        settings.push("SET plan_cache_mode = force_generic_plan");
     }
     if version >= 140_000 {
-        settings.push(("enable_memoize", "off"));
+        settings.push("SET enable_memoize = off");
     }
     let mut o = ConnectOptions::new(url.to_owned());
     o.max_connections(POSTGRES_SEARCHERS)
@@ -106,7 +106,20 @@ async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnectio
         .test_before_acquire(false)
         .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false)
-        .map_sqlx_postgres_opts(move |o| o.options(settings.iter().copied()));
+        // NOTE: set on each new connection rather than sent as the `options` startup
+        // parameter, which connection poolers such as PgBouncer refuse by default.
+        .map_sqlx_postgres_pool_opts(move |p| {
+            let settings = settings.clone();
+            p.after_connect(move |conn, _| {
+                let settings = settings.clone();
+                Box::pin(async move {
+                    for sql in settings {
+                        sea_orm::sqlx::Executor::execute(&mut *conn, sql).await?;
+                    }
+                    Ok(())
+                })
+            })
+        });
     Ok(Database::connect(o).await?)
 }
 
