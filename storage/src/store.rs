@@ -123,6 +123,17 @@ async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnectio
     Ok(Database::connect(o).await?)
 }
 
+/// The first column of the first row `sql` returns, if any.
+async fn first_value<T: sea_orm::TryGetable>(
+    db: &DatabaseConnection,
+    sql: &str,
+) -> Result<Option<T>> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?;
+    Ok(row.map(|r| r.try_get_by_index::<T>(0)).transpose()?)
+}
+
 impl Store {
     /// Connects to `sqlite://…` or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -161,14 +172,7 @@ impl Store {
         let mut search_reads = db.clone();
         let mut reads = db.clone();
         if sqlite {
-            let mode = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Sqlite,
-                    "PRAGMA journal_mode=WAL",
-                ))
-                .await?
-                .map(|r| r.try_get_by_index::<String>(0))
-                .transpose()?;
+            let mode: Option<String> = first_value(&db, "PRAGMA journal_mode=WAL").await?;
             // NOTE: searches are reads that may take a millisecond each; on the one pooled
             // connection concurrent searches queue behind each other and behind writes. WAL
             // lets readers on other connections run beside the writer, each on a committed
@@ -193,16 +197,10 @@ impl Store {
             // is the same whatever the values (an ordered index range or key list, a
             // limit, a join by primary key), so these connections plan a statement once
             // and join without Memoize.
-            let version = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT current_setting('server_version_num')::int4",
-                ))
-                .await?
-                .map(|r| r.try_get_by_index::<i32>(0))
-                .transpose()?
-                .unwrap_or(0);
-            search_reads = postgres_searchers(url, u32::try_from(version).unwrap_or(0)).await?;
+            let version: Option<i32> =
+                first_value(&db, "SELECT current_setting('server_version_num')::int4").await?;
+            let version = version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+            search_reads = postgres_searchers(url, version).await?;
         }
         let typo = TypoIndex::new(search_reads.clone());
         Ok(Self {
