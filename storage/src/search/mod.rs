@@ -37,10 +37,11 @@
 //! with Levenshtein automata that each allow the budget's edits (swaps counted as one) in one
 //! half of the query, plus a short list of keys this node wrote since the sets were built;
 //! their postings are then read from the key index, the first two chunks of keys in the
-//! first statement unless a page's worth of keys start with the query (prefix matches then
-//! likely fill the page, and the typo tier is read only if the page gets there). Keys
-//! written by another node or process reach the typo tier at the next rebuild of the set (at
-//! most about a minute later, see `typo.rs`); the other tiers are always fresh.
+//! first statement (the second's rows only up to about a page's worth) unless a page's
+//! worth of keys start with the query (prefix matches then likely fill the page, and the
+//! typo tier is read only if the page gets there). Keys written by another node or process
+//! reach the typo tier at the next rebuild of the set (at most about a minute later, see
+//! `typo.rs`); the other tiers are always fresh.
 //!
 //! Searches on the pool (`store.search_index()`) read through the store's search connections:
 //! on a SQLite file a few read-only, memory-mapped connections beside the one writer (WAL lets

@@ -198,6 +198,10 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         let after = q.cursor.map(|c| decode_cursor(c, &plan)).transpose()?;
         let limit = q.limit.clamp(1, 50) as usize;
         let batch = 2 * (limit + 1) + 8;
+        // NOTE: the typo tier's second chunk in the first statement serves only a page that
+        // its first chunk did not fill: it needs at most the page's rows, and a few for
+        // profiles found twice. Each row is a join, so it reads fewer than a batch.
+        let later_batch = limit + 1 + 8;
         let wanted = |tier: u8| plan.has(tier) && after.as_ref().is_none_or(|a| a.tier <= tier);
         let from_of = |tier: u8| after.clone().filter(|a| a.tier == tier);
 
@@ -257,7 +261,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                                     keys,
                                     Some(&next),
                                     q.viewer,
-                                    batch,
+                                    later_batch,
                                     TYPO_LATER,
                                 );
                             }
@@ -305,7 +309,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                         let mut fetched = typo.fetched(rows, batch);
                         let later_rows = by_tier.remove(&TYPO_LATER).unwrap_or_default();
                         if let Some(later) = later.take().filter(|_| whole) {
-                            let more = later.fetched(later_rows, batch);
+                            let more = later.fetched(later_rows, later_batch);
                             fetched.rows.extend(more.rows);
                             fetched.resume = more.resume;
                         }

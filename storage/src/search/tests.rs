@@ -583,6 +583,45 @@ async fn typo_rows_past_a_full_batch_of_one_edit_come_in_rank_order() {
 }
 
 #[tokio::test]
+async fn a_second_chunk_of_typo_keys_full_of_profiles_found_twice_pages_on() {
+    let db = test_db().await;
+    let q = "aleksandrova";
+    // One edit: the first chunk of keys, one profile. Two edits: the second chunk, where 15
+    // profiles come twice (by two words) before 10 more, so its first rows in the first
+    // statement hold fewer profiles than a page needs.
+    let first = public(Some("aleksandrovb"), None);
+    let twice: Vec<SearchEntry> = (0..15)
+        .map(|i| {
+            public(
+                Some(&format!("twice{i}")),
+                Some("Aleksandrxvy Aleksandrxvz"),
+            )
+        })
+        .collect();
+    let after: Vec<SearchEntry> = (0..10)
+        .map(|i| public(Some(&format!("after{i}")), Some("Aleksandrzvz")))
+        .collect();
+    let mut all = vec![first.clone()];
+    all.extend(twice.iter().cloned());
+    all.extend(after.iter().cloned());
+    db.search_index().bulk_load(&all).await.unwrap();
+
+    let whole = found(&db, q).await;
+    assert_eq!(whole.len(), 26);
+    assert_eq!(whole[0], first.user_id);
+    let by_id = |entries: &[SearchEntry]| {
+        let mut ids: Vec<UserId> = entries.iter().map(|e| e.user_id).collect();
+        ids.sort_by_key(|id| id.0);
+        ids
+    };
+    assert_eq!(whole[1..16], by_id(&twice)[..]);
+    assert_eq!(whole[16..], by_id(&after)[..]);
+    for limit in [20, 7] {
+        assert_eq!(paged(&db, q, limit).await, whole, "pages of {limit}");
+    }
+}
+
+#[tokio::test]
 async fn on_postgresql_searches_plan_once_and_join_without_memoize() {
     let db = test_db().await;
     if !db.is_postgres() {
