@@ -92,13 +92,13 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
 /// statements are planned once per connection (a generic plan) and join without Memoize, on
 /// servers that have those settings (12 and 14 on; `version` is `server_version_num`).
 async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnection> {
-    let mut settings = Vec::new();
-    if version >= 120_000 {
-        settings.push("SET plan_cache_mode = force_generic_plan");
-    }
-    if version >= 140_000 {
-        settings.push("SET enable_memoize = off");
-    }
+    const GENERIC: &str = "SET plan_cache_mode = force_generic_plan";
+    const NO_MEMOIZE: &str = "SET enable_memoize = off";
+    let settings: &'static [&'static str] = match version {
+        140_000.. => &[GENERIC, NO_MEMOIZE],
+        120_000.. => &[GENERIC],
+        _ => &[],
+    };
     let mut o = ConnectOptions::new(url.to_owned());
     o.max_connections(POSTGRES_SEARCHERS)
         .min_connections(1)
@@ -109,12 +109,10 @@ async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnectio
         // NOTE: set on each new connection rather than sent as the `options` startup
         // parameter, which connection poolers such as PgBouncer refuse by default.
         .map_sqlx_postgres_pool_opts(move |p| {
-            let settings = settings.clone();
             p.after_connect(move |conn, _| {
-                let settings = settings.clone();
                 Box::pin(async move {
                     for sql in settings {
-                        sea_orm::sqlx::Executor::execute(&mut *conn, sql).await?;
+                        sea_orm::sqlx::Executor::execute(&mut *conn, *sql).await?;
                     }
                     Ok(())
                 })

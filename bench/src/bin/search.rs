@@ -72,6 +72,14 @@ const SHAPES: [&str; 5] = [
     "6-letter prefix",
 ];
 
+impl Args {
+    /// The warm-up's workers: the highest concurrency measured, so that every pooled
+    /// connection has its statements prepared (and on PostgreSQL planned) before the clock.
+    fn warm_concurrency(&self) -> usize {
+        self.concurrency.iter().copied().max().unwrap_or(1).max(1)
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 8)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -81,10 +89,9 @@ async fn main() -> anyhow::Result<()> {
         let mut rng = StdRng::seed_from_u64(args.seed);
         let people = generate(n, &mut rng);
         // The warm-up's own queries come after the measured ones, which stay those of the seed.
-        let warm = args.concurrency.iter().copied().max().unwrap_or(1).max(1);
         let (queries, warmup) = (
             queries(&people, args.queries, &mut rng),
-            queries(&people, 50 * warm, &mut rng),
+            queries(&people, 50 * args.warm_concurrency(), &mut rng),
         );
         let entries: Vec<SearchEntry> = people.iter().map(|p| p.entry.clone()).collect();
         if !args.no_sqlite {
@@ -231,23 +238,8 @@ async fn measure(
     // Warm the caches with queries of each shape that are not measured, at the highest
     // concurrency measured: each pooled connection then has its statements prepared (and on
     // PostgreSQL planned), as on a node that has been serving.
-    let warm = args.concurrency.iter().copied().max().unwrap_or(1).max(1);
     for qs in warmup {
-        let qs = Arc::new(qs.clone());
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..warm {
-            let (store, next, qs, limit) = (store.clone(), next.clone(), qs.clone(), args.limit);
-            tasks.push(tokio::spawn(async move {
-                while let Some(q) = qs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    search(&store, q, limit).await?;
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
+        run(store, qs, args.warm_concurrency(), args.limit).await?;
     }
     let measured = |shape: &str| args.only.is_empty() || args.only.iter().any(|o| o == shape);
     for (shape, qs) in SHAPES.iter().zip(queries) {
@@ -255,30 +247,9 @@ async fn measure(
             continue;
         }
         for &concurrency in &args.concurrency {
-            let next = Arc::new(AtomicUsize::new(0));
-            let qs = Arc::new(qs.clone());
             let started = Instant::now();
             let cpu_before = (process_cpu(), machine_busy());
-            let mut tasks = Vec::new();
-            for _ in 0..concurrency {
-                let (store, next, qs, limit) =
-                    (store.clone(), next.clone(), qs.clone(), args.limit);
-                tasks.push(tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(q) = qs.get(i) else { break };
-                        let t = Instant::now();
-                        let hits = search(&store, q, limit).await?;
-                        out.push((t.elapsed(), hits));
-                    }
-                    anyhow::Ok(out)
-                }));
-            }
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await??);
-            }
+            let all = run(store, qs, concurrency, args.limit).await?;
             let wall = started.elapsed();
             let per_search = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
                 (Some(a), Some(b)) => format!(
@@ -339,6 +310,36 @@ fn machine_busy() -> Option<Duration> {
     let idle = cpu.get(3)? + cpu.get(4)?;
     let busy = cpu.iter().take(8).sum::<u64>().checked_sub(idle)?;
     Some(TICK * u32::try_from(busy).ok()?)
+}
+
+/// Searches each of `qs` once, `concurrency` workers taking the next string from the list;
+/// the latency and hits of each.
+async fn run(
+    store: &Store,
+    qs: &[String],
+    concurrency: usize,
+    limit: u32,
+) -> anyhow::Result<Vec<(Duration, usize)>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let qs = Arc::new(qs.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (store, next, qs) = (store.clone(), next.clone(), qs.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(q) = qs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let t = Instant::now();
+                let hits = search(&store, q, limit).await?;
+                out.push((t.elapsed(), hits));
+            }
+            anyhow::Ok(out)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
 }
 
 async fn search(store: &Store, q: &str, limit: u32) -> anyhow::Result<usize> {
