@@ -28,7 +28,11 @@ const SQLITE_READERS: u32 = 4;
 const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 
 /// Connections of a node's pool for profile searches on PostgreSQL (see `Store::connect`).
-const POSTGRES_SEARCHERS: u32 = 8;
+/// NOTE: few, so that searches beyond them wait their turn in the pool (first come, first
+/// served) rather than share the server's cores among more backends at once: on 2 cores,
+/// eight searches at a time through 4 connections had half the p99 of 8 connections at the
+/// same throughput (docs/PERFORMANCE.md, "Fewer search connections").
+const POSTGRES_SEARCHERS: u32 = 4;
 
 /// SQLite's soft heap limit, for the whole process: past it SQLite reuses its page caches'
 /// buffers instead of allocating more. Nine connections' default caches (2 MiB each) and
