@@ -1,9 +1,16 @@
 //! What a node remembers to answer permission questions without a database read: each role's
 //! permissions, and each user's roles and whether they may act at all (verified, not
 //! blocked). Both are forgotten when a message says they changed: `role.granted`,
-//! `role.revoked`, `role.updated`, `user.blocked`, `user.unblocked`, `user.email_verified` and
-//! `user.deleted` reach every node through `keyward.broadcast` and the outbox feed
-//! (`caches::follow_outbox`), so a revoke is refused everywhere within a second.
+//! `role.revoked`, `role.updated`, `user.blocked`, `user.unblocked`, `user.email_verified`,
+//! `user.password_changed` (a reset verifies the email) and `user.deleted` reach every node
+//! through `keyward.broadcast` and the outbox feed (`caches::follow_outbox`), so a revoke is
+//! refused everywhere within a second.
+//!
+//! While the feed is current (it caught up within [`FEED_BOUND`]) every change Keyward made
+//! more than that ago has been applied, so what is remembered is believed without a database
+//! read however long ago it was read, as the session gate and the profile cache do. While the
+//! feed lags (the database is slow or down), a belief lapses [`BELIEVED_FOR`] (and a spread)
+//! after its read, which bounds how long a lost message could leave it wrong.
 //!
 //! A read that raced an invalidation must not put the old answer back: every invalidation
 //! bumps an epoch, and a load only stores what it read when no invalidation happened since it
@@ -20,17 +27,13 @@ use keyward_messages::UserId;
 use keyward_storage::{ClientRecord, StorageError, Store};
 use quick_cache::sync::Cache;
 
-/// How long a user's grants are believed without a message: only a change made behind
-/// Keyward's back (SQL by hand) waits this long; every change Keyward makes is a message.
+/// How long a user's grants are believed after their read while the outbox feed lags: every
+/// change Keyward makes is a message, so only a lost one (or a change made behind Keyward's
+/// back, SQL by hand) waits this long.
 const BELIEVED_FOR: Duration = Duration::from_secs(60);
 
-/// When a belief read now lapses: [`BELIEVED_FOR`] plus up to half of it again, so entries
-/// read together (a node's first minute) are not all read again together.
-fn lapse() -> Instant {
-    use rand::Rng;
-    let spread = rand::thread_rng().gen_range(0..BELIEVED_FOR.as_millis() as u64 / 2);
-    Instant::now() + BELIEVED_FOR + Duration::from_millis(spread)
-}
+/// A change reaches every node's decisions within this, through the outbox feed.
+const FEED_BOUND: Duration = Duration::from_secs(1);
 
 /// One user's standing.
 #[derive(Debug)]
@@ -59,25 +62,49 @@ pub struct Decisions {
     roles_stale: AtomicBool,
     users: Cache<UserId, Arc<Grants>>,
     epoch: AtomicU64,
+    believed_for: Duration,
+    feed_bound: Duration,
+    feed: crate::caches::FeedMark,
 }
 
 impl Decisions {
     /// `users`: users remembered at once (`KEYWARD_CACHE__USERS`); beyond it the least used
     /// are read again.
     pub fn new(users: usize) -> Self {
+        Self::with_bounds(users, BELIEVED_FOR, FEED_BOUND)
+    }
+
+    fn with_bounds(users: usize, believed_for: Duration, feed_bound: Duration) -> Self {
         Self {
             roles: RwLock::new(Arc::new(RoleMap::default())),
             roles_stale: AtomicBool::new(true),
             users: Cache::new(users),
             clients: Cache::new(1024),
             epoch: AtomicU64::new(0),
+            believed_for,
+            feed_bound,
+            feed: crate::caches::FeedMark::default(),
         }
+    }
+
+    /// When a belief read now lapses should the feed lag: `believed_for` plus up to half of it
+    /// again, so entries read together (a node's first minute) are not all read again together.
+    fn lapse(&self) -> Instant {
+        use rand::Rng;
+        let half = u64::try_from(self.believed_for.as_millis() / 2).unwrap_or(u64::MAX);
+        let spread = rand::thread_rng().gen_range(0..half.max(1));
+        Instant::now() + self.believed_for + Duration::from_millis(spread)
+    }
+
+    /// Whether a belief that lapses at `lapses_at` holds now.
+    fn believed(&self, lapses_at: Instant) -> bool {
+        Instant::now() < lapses_at || self.feed.current_within(self.feed_bound)
     }
 
     /// `user`'s roles and standing, from memory or the database.
     pub async fn grants(&self, store: &Store, user: UserId) -> Result<Arc<Grants>, StorageError> {
         if let Some(g) = self.users.get(&user) {
-            if Instant::now() < g.lapses_at {
+            if self.believed(g.lapses_at) {
                 return Ok(g);
             }
         }
@@ -90,7 +117,7 @@ impl Decisions {
         let g = Arc::new(Grants {
             roles,
             active: record.is_some_and(|u| u.email_verified && !u.blocked),
-            lapses_at: lapse(),
+            lapses_at: self.lapse(),
         });
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.users.insert(user, g.clone());
@@ -189,14 +216,14 @@ impl Decisions {
         id: &str,
     ) -> Result<Arc<ClientStanding>, StorageError> {
         if let Some(c) = self.clients.get(id) {
-            if Instant::now() < c.lapses_at {
+            if self.believed(c.lapses_at) {
                 return Ok(c);
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let c = Arc::new(ClientStanding {
             client: store.access().client(id).await?,
-            lapses_at: lapse(),
+            lapses_at: self.lapse(),
         });
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.clients.insert(id.to_owned(), c.clone());
@@ -236,6 +263,7 @@ impl crate::caches::NodeCache for Decisions {
                 | DomainEvent::UserBlocked { user_id, .. }
                 | DomainEvent::UserUnblocked { user_id, .. }
                 | DomainEvent::UserEmailVerified { user_id, .. }
+                | DomainEvent::UserPasswordChanged { user_id, .. }
                 | DomainEvent::UserDeleted { user_id },
             )) => self.forget(user_id),
             _ => {}
@@ -247,5 +275,86 @@ impl crate::caches::NodeCache for Decisions {
         self.users.clear();
         self.clients.clear();
         self.roles_stale.store(true, Ordering::Release);
+    }
+
+    fn caught_up(&self, poll_started: Instant) {
+        self.feed.caught_up(poll_started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::caches::NodeCache;
+    use keyward_storage::NewUser;
+
+    /// A user who may act, written straight to a fresh database.
+    async fn store_with_user() -> (Store, UserId) {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let user = UserId::new();
+        store
+            .users()
+            .insert(NewUser {
+                id: user,
+                email: keyward_messages::Email::parse("email", "ada@example.com").unwrap(),
+                username: None,
+                password_hash: "not a hash".into(),
+                email_verified: true,
+                locale: "en".into(),
+                now: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        (store, user)
+    }
+
+    #[tokio::test]
+    async fn a_current_feed_keeps_grants_believed_and_a_lagging_one_lets_them_lapse() {
+        let bound = Duration::from_millis(60);
+        let decisions = Decisions::with_bounds(1024, bound, bound);
+        let (store, user) = store_with_user().await;
+        let active = async |d: &Decisions| d.grants(&store, user).await.unwrap().active;
+        assert!(active(&decisions).await);
+        // Blocked behind Keyward's back: no message says so.
+        store
+            .users()
+            .set_blocked(user, true, chrono::Utc::now())
+            .await
+            .unwrap();
+        tokio::time::sleep(bound * 2).await;
+        // The read is past its lapse and the feed caught up just now: every change Keyward
+        // made has been applied, so the belief holds without a read.
+        decisions.caught_up(Instant::now());
+        assert!(active(&decisions).await);
+        // The feed stopped catching up (the database is slow or gone): the belief lapses and
+        // the database is asked again.
+        tokio::time::sleep(bound * 2).await;
+        assert!(!active(&decisions).await);
+    }
+
+    #[tokio::test]
+    async fn a_password_reset_forgets_the_users_grants() {
+        let decisions = Decisions::new(1024);
+        let (store, user) = store_with_user().await;
+        decisions.caught_up(Instant::now());
+        assert!(decisions.grants(&store, user).await.unwrap().active);
+        store
+            .users()
+            .set_blocked(user, true, chrono::Utc::now())
+            .await
+            .unwrap();
+        let ev = Outgoing::Event(DomainEvent::UserPasswordChanged {
+            user_id: user,
+            via: "reset".into(),
+        });
+        decisions.apply(&Envelope::new(
+            uuid::Uuid::now_v7(),
+            chrono::Utc::now(),
+            None,
+            &ev,
+        ));
+        assert!(!decisions.grants(&store, user).await.unwrap().active);
     }
 }

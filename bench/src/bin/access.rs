@@ -105,20 +105,23 @@ async fn main() -> anyhow::Result<()> {
     // The node's own CPU per answered request, per outcome: on 2 shared cores the "of floor"
     // share also carries the harness's cost of each request.
     let mut cpu_per_request: Vec<f64> = Vec::new();
-    // One unmeasured pass over every token: the node verifies each signature once.
+    // One unmeasured pass over every token: the node verifies each signature once and reads
+    // each user's grants once, as it would over a day. (Before session 32 the pass asked no
+    // permission, so the first measured round of forward-auth read 10,000 users' grants.)
     let warm: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
         let (c, b, toks) = (c.clone(), base.clone(), toks.clone());
         Arc::new(move |w, i| {
             let (c, b, toks) = (c.clone(), b.clone(), toks.clone());
             Box::pin(async move {
                 let k = (w + 8 * i as usize) % toks.len();
-                status(
-                    c.get(format!("{b}/v1/auth/verify"))
+                let s = status(
+                    c.get(format!("{b}/v1/auth/verify?permission=events:write"))
                         .bearer_auth(&toks[k])
                         .send()
                         .await,
                 )
-                .await
+                .await;
+                s.map(|s| if s == 403 && k % 2 == 1 { 200 } else { s })
             })
         })
     };
