@@ -26,6 +26,10 @@ pub trait NodeCache: Send + Sync {
     fn caught_up(&self, _poll_started: Instant) {}
 }
 
+/// A cache that believes what it holds while the feed is current asks that it caught up within
+/// this: a change any node made reaches it within a second, as a revoke must.
+pub const FEED_BOUND: Duration = Duration::from_secs(1);
+
 /// When the outbox feed last caught up, as a cache keeps it: a cache whose every change comes
 /// with an invalidating message may believe what it holds for as long as the feed is current.
 pub struct FeedMark {

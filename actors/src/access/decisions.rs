@@ -6,11 +6,11 @@
 //! through `keyward.broadcast` and the outbox feed (`caches::follow_outbox`), so a revoke is
 //! refused everywhere within a second.
 //!
-//! While the feed is current (it caught up within [`FEED_BOUND`]) every change Keyward made
-//! more than that ago has been applied, so what is remembered is believed without a database
-//! read however long ago it was read, as the session gate and the profile cache do. While the
-//! feed lags (the database is slow or down), a belief lapses [`BELIEVED_FOR`] (and a spread)
-//! after its read, which bounds how long a lost message could leave it wrong.
+//! While the feed is current (it caught up within [`crate::caches::FEED_BOUND`]) every change
+//! Keyward made more than that ago has been applied, so what is remembered is believed without
+//! a database read however long ago it was read, as the session gate and the profile cache do.
+//! While the feed lags (the database is slow or down), a belief lapses `BELIEVED_FOR` (and a
+//! spread) after its read, which bounds how long a lost message could leave it wrong.
 //!
 //! A read that raced an invalidation must not put the old answer back: every invalidation
 //! bumps an epoch, and a load only stores what it read when no invalidation happened since it
@@ -31,9 +31,6 @@ use quick_cache::sync::Cache;
 /// change Keyward makes is a message, so only a lost one (or a change made behind Keyward's
 /// back, SQL by hand) waits this long.
 const BELIEVED_FOR: Duration = Duration::from_secs(60);
-
-/// A change reaches every node's decisions within this, through the outbox feed.
-const FEED_BOUND: Duration = Duration::from_secs(1);
 
 /// One user's standing.
 #[derive(Debug)]
@@ -71,7 +68,7 @@ impl Decisions {
     /// `users`: users remembered at once (`KEYWARD_CACHE__USERS`); beyond it the least used
     /// are read again.
     pub fn new(users: usize) -> Self {
-        Self::with_bounds(users, BELIEVED_FOR, FEED_BOUND)
+        Self::with_bounds(users, BELIEVED_FOR, crate::caches::FEED_BOUND)
     }
 
     fn with_bounds(users: usize, believed_for: Duration, feed_bound: Duration) -> Self {

@@ -4,9 +4,9 @@
 //! reset, a profile edit, an erasure); each forgets the user's entry after its commit on the
 //! node that made it, and every node forgets it on the event (`user.email_verified`,
 //! `user.password_changed`, `profile.updated`, `user.deleted`) from the bus and from the
-//! outbox feed. While the feed is current (it caught up within [`FEED_BOUND`]) an entry is
-//! believed; otherwise it is re-read after [`PROFILE_RECHECK`], which bounds staleness should
-//! every message be lost.
+//! outbox feed. While the feed is current (it caught up within
+//! [`crate::caches::FEED_BOUND`]) an entry is believed; otherwise it is re-read after
+//! [`PROFILE_RECHECK`], which bounds staleness should every message be lost.
 //!
 //! A read that raced a change must not store what it read: every forget bumps an epoch, and a
 //! reader stores only if the epoch it saw before reading is still current.
@@ -21,8 +21,6 @@ use quick_cache::sync::Cache;
 
 /// How long a profile is served from memory before it is read again.
 pub const PROFILE_RECHECK: Duration = Duration::from_secs(30);
-/// A change reaches every node's profile within this, through the outbox feed.
-const FEED_BOUND: Duration = Duration::from_secs(1);
 
 pub struct ProfileCache {
     entries: Cache<UserId, (Arc<UserView>, Instant)>,
@@ -45,7 +43,8 @@ impl ProfileCache {
     pub fn get(&self, user: UserId) -> Option<Arc<UserView>> {
         match self.entries.get(&user) {
             Some((view, recheck_at))
-                if Instant::now() < recheck_at || self.feed.current_within(FEED_BOUND) =>
+                if Instant::now() < recheck_at
+                    || self.feed.current_within(crate::caches::FEED_BOUND) =>
             {
                 Some(view)
             }
