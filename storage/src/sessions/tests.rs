@@ -396,3 +396,81 @@ async fn a_group_of_refresh_hashes_is_read_with_its_sessions_and_users_in_one_qu
         .unwrap()
         .is_empty());
 }
+
+/// A stampede's group, larger than the groups written with a placeholder per value: read and
+/// rotated through the one-list form, with the same outcome.
+#[tokio::test]
+async fn a_large_group_is_read_and_rotated_as_a_small_one_is() {
+    let db = test_db().await;
+    let n = super::repo::ROWS_INLINE * 2 + 3;
+    let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let s = session(UserId::new(), 0);
+        insert(&db, &s).await;
+        tokens.push(stored_token(&db, &s, &format!("h{i}")).await);
+        sessions.push(s);
+    }
+    let mut hashes: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+    hashes.push("nope".into());
+    let mut found: Vec<_> = db
+        .sessions()
+        .refresh_tokens_with_holders(&hashes)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, s, _)| (t.id, s.id))
+        .collect();
+    found.sort();
+    let mut expected: Vec<_> = tokens.iter().map(|t| (t.id, t.session_id)).collect();
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // Every third token was rotated before.
+    let before = |i: usize| i.is_multiple_of(3);
+    for i in (0..n).filter(|&i| before(i)) {
+        assert!(db
+            .sessions()
+            .mark_rotated(tokens[i].id, at(2))
+            .await
+            .unwrap());
+    }
+    let rotations: Vec<_> = (0..n)
+        .map(|i| super::Rotation {
+            token_id: tokens[i].id,
+            session_id: sessions[i].id,
+            successor_hash: format!("next{i}"),
+        })
+        .collect();
+    let marked = db
+        .sessions()
+        .rotate_many(&rotations, at(10), at(50))
+        .await
+        .unwrap();
+
+    let rotated: std::collections::HashSet<_> = (0..n)
+        .filter(|&i| !before(i))
+        .map(|i| tokens[i].id)
+        .collect();
+    assert_eq!(marked, rotated);
+    for (i, s) in sessions.iter().enumerate() {
+        let next = db
+            .sessions()
+            .refresh_token_by_hash(&format!("next{i}"))
+            .await
+            .unwrap();
+        let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+        if before(i) {
+            assert!(
+                next.is_none(),
+                "{i}: a rotated token gets no second successor"
+            );
+            assert_eq!((back.last_used_at, back.idle_expires_at), (at(0), at(100)));
+        } else {
+            assert_eq!(
+                next.map(|t| (t.session_id, t.rotated_at)),
+                Some((s.id, None))
+            );
+            assert_eq!((back.last_used_at, back.idle_expires_at), (at(10), at(50)));
+        }
+    }
+}
