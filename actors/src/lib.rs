@@ -27,6 +27,8 @@ pub mod retention;
 mod sealed;
 pub mod sessions;
 pub mod system;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 
 use std::sync::Arc;

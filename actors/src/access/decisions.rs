@@ -284,28 +284,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::caches::NodeCache;
-    use keyward_storage::NewUser;
-
-    /// A user who may act, written straight to a fresh database.
-    async fn store_with_user() -> (Store, UserId) {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        store.migrate().await.unwrap();
-        let user = UserId::new();
-        store
-            .users()
-            .insert(NewUser {
-                id: user,
-                email: keyward_messages::Email::parse("email", "ada@example.com").unwrap(),
-                username: None,
-                password_hash: "not a hash".into(),
-                email_verified: true,
-                locale: "en".into(),
-                now: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
-        (store, user)
-    }
+    use crate::testing::store_with_user;
 
     #[tokio::test]
     async fn a_current_feed_keeps_grants_believed_and_a_lagging_one_lets_them_lapse() {

@@ -422,7 +422,6 @@ mod tests {
     use std::time::Duration;
 
     use keyward_messages::SessionId;
-    use keyward_storage::NewUser;
 
     use super::*;
 
@@ -430,22 +429,8 @@ mod tests {
 
     /// A user with `TOKENS` live sessions, the i-th holding the refresh token hashed `t{i}`.
     async fn store_with_tokens() -> Store {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        store.migrate().await.unwrap();
-        let (user, now) = (UserId::new(), Utc::now());
-        store
-            .users()
-            .insert(NewUser {
-                id: user,
-                email: keyward_messages::Email::parse("email", "ada@example.com").unwrap(),
-                username: None,
-                password_hash: "not a hash".into(),
-                email_verified: true,
-                locale: "en".into(),
-                now,
-            })
-            .await
-            .unwrap();
+        let (store, user) = crate::testing::store_with_user().await;
+        let now = Utc::now();
         for i in 0..TOKENS {
             let session = SessionRecord {
                 id: SessionId::new(),

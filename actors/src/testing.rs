@@ -1,0 +1,27 @@
+//! What the actors' unit tests share.
+
+#![allow(clippy::unwrap_used)]
+
+use keyward_messages::UserId;
+use keyward_storage::{NewUser, Store};
+
+/// A fresh in-memory database with a verified user who may act, written straight to it.
+pub(crate) async fn store_with_user() -> (Store, UserId) {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let user = UserId::new();
+    store
+        .users()
+        .insert(NewUser {
+            id: user,
+            email: keyward_messages::Email::parse("email", "ada@example.com").unwrap(),
+            username: None,
+            password_hash: "not a hash".into(),
+            email_verified: true,
+            locale: "en".into(),
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    (store, user)
+}
