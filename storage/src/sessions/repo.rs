@@ -25,6 +25,12 @@ use crate::{Result, UserRecord};
 /// clients on PostgreSQL, and faster for 64 clients' groups.
 pub(crate) const ROWS_INLINE: usize = 16;
 
+/// Whether `texts` can go as one list: on PostgreSQL a comma-joined one, so none may hold a
+/// comma (token hashes are hex digests; anything else goes a placeholder per value).
+fn listable(backend: DbBackend, texts: &[impl AsRef<str>]) -> bool {
+    backend != DbBackend::Postgres || texts.iter().all(|t| !t.as_ref().contains(','))
+}
+
 /// The sessions context's repository, over the pool (`store.sessions()`) or a transaction
 /// (`tx.sessions()`).
 pub struct Sessions<'a, C>(pub(crate) &'a C);
@@ -192,10 +198,10 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        let among = if hashes.len() <= ROWS_INLINE {
+        let backend = self.0.get_database_backend();
+        let among = if hashes.len() <= ROWS_INLINE || !listable(backend, hashes) {
             refresh_token::Column::TokenHash.is_in(hashes.iter().map(String::as_str))
-        } else if self.0.get_database_backend() == DbBackend::Postgres {
-            // Hex digests: no commas inside.
+        } else if backend == DbBackend::Postgres {
             Expr::cust_with_values(
                 r#""refresh_tokens"."token_hash" = ANY(string_to_array($1, ','))"#,
                 [hashes.join(",")],
@@ -267,7 +273,11 @@ impl Sessions<'_, DatabaseConnection> {
         // numbered, so that each of SQLite's statements binds the same values.
         let mut values: Vec<sea_orm::Value> = vec![now.into(), idle_cap.into()];
         // `v`: the rows; `presented`: the presented ids alone (for SQLite's statements).
-        let (v, presented) = if rotations.len() <= ROWS_INLINE {
+        let hashes: Vec<&str> = rotations
+            .iter()
+            .map(|r| r.successor_hash.as_str())
+            .collect();
+        let (v, presented) = if rotations.len() <= ROWS_INLINE || !listable(backend, &hashes) {
             let mut rows = Vec::with_capacity(rotations.len());
             let mut presented = Vec::with_capacity(rotations.len());
             for (i, r) in rotations.iter().enumerate() {
@@ -282,7 +292,6 @@ impl Sessions<'_, DatabaseConnection> {
             }
             (format!("VALUES {}", rows.join(", ")), presented.join(", "))
         } else if backend == DbBackend::Postgres {
-            // Ids and hex digests: no commas inside.
             let list = |f: &dyn Fn(&Rotation) -> String| -> sea_orm::Value {
                 rotations.iter().map(f).collect::<Vec<_>>().join(",").into()
             };

@@ -401,16 +401,26 @@ async fn a_group_of_refresh_hashes_is_read_with_its_sessions_and_users_in_one_qu
 /// rotated through the one-list form, with the same outcome.
 #[tokio::test]
 async fn a_large_group_is_read_and_rotated_as_a_small_one_is() {
+    large_group(|i| format!("next{i}")).await;
+}
+
+/// Hashes that cannot go as PostgreSQL's comma-joined list go a placeholder per value.
+#[tokio::test]
+async fn a_large_group_with_commas_in_its_hashes_is_rotated_as_well() {
+    large_group(|i| format!("next,{i}")).await;
+}
+
+async fn large_group(successor: fn(usize) -> String) {
     let db = test_db().await;
     let n = super::repo::ROWS_INLINE * 2 + 3;
     let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
     for i in 0..n {
         let s = session(UserId::new(), 0);
         insert(&db, &s).await;
-        tokens.push(stored_token(&db, &s, &format!("h{i}")).await);
+        tokens.push(stored_token(&db, &s, &successor(i + 1000)).await);
         sessions.push(s);
     }
-    let mut hashes: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+    let mut hashes: Vec<String> = (0..n).map(|i| successor(i + 1000)).collect();
     hashes.push("nope".into());
     let mut found: Vec<_> = db
         .sessions()
@@ -438,7 +448,7 @@ async fn a_large_group_is_read_and_rotated_as_a_small_one_is() {
         .map(|i| super::Rotation {
             token_id: tokens[i].id,
             session_id: sessions[i].id,
-            successor_hash: format!("next{i}"),
+            successor_hash: successor(i),
         })
         .collect();
     let marked = db
@@ -455,7 +465,7 @@ async fn a_large_group_is_read_and_rotated_as_a_small_one_is() {
     for (i, s) in sessions.iter().enumerate() {
         let next = db
             .sessions()
-            .refresh_token_by_hash(&format!("next{i}"))
+            .refresh_token_by_hash(&successor(i))
             .await
             .unwrap();
         let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
