@@ -169,14 +169,13 @@ async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::R
     });
     let mut carried: Option<Readied> = None;
     loop {
-        let first = match carried.take() {
+        let (mut batch, found, mut consents) = match carried.take() {
             Some(r) => r,
             None => match readied.recv().await {
                 Some(r) => r,
                 None => return,
             },
         };
-        let (mut batch, found, mut consents) = first;
         let mut found = match found {
             Ok(found) => found,
             // NOTE: as with a failed commit, each is tried again alone, so each gets its own

@@ -27,8 +27,8 @@ pub(crate) const ROWS_INLINE: usize = 16;
 
 /// Whether `texts` can go as one list: on PostgreSQL a comma-joined one, so none may hold a
 /// comma (token hashes are hex digests; anything else goes a placeholder per value).
-fn listable(backend: DbBackend, texts: &[impl AsRef<str>]) -> bool {
-    backend != DbBackend::Postgres || texts.iter().all(|t| !t.as_ref().contains(','))
+fn listable<'t>(backend: DbBackend, mut texts: impl Iterator<Item = &'t str>) -> bool {
+    backend != DbBackend::Postgres || texts.all(|t| !t.contains(','))
 }
 
 /// The sessions context's repository, over the pool (`store.sessions()`) or a transaction
@@ -199,7 +199,9 @@ impl<C: ConnectionTrait> Sessions<'_, C> {
             return Ok(Vec::new());
         }
         let backend = self.0.get_database_backend();
-        let among = if hashes.len() <= ROWS_INLINE || !listable(backend, hashes) {
+        let among = if hashes.len() <= ROWS_INLINE
+            || !listable(backend, hashes.iter().map(String::as_str))
+        {
             refresh_token::Column::TokenHash.is_in(hashes.iter().map(String::as_str))
         } else if backend == DbBackend::Postgres {
             Expr::cust_with_values(
@@ -273,11 +275,9 @@ impl Sessions<'_, DatabaseConnection> {
         // numbered, so that each of SQLite's statements binds the same values.
         let mut values: Vec<sea_orm::Value> = vec![now.into(), idle_cap.into()];
         // `v`: the rows; `presented`: the presented ids alone (for SQLite's statements).
-        let hashes: Vec<&str> = rotations
-            .iter()
-            .map(|r| r.successor_hash.as_str())
-            .collect();
-        let (v, presented) = if rotations.len() <= ROWS_INLINE || !listable(backend, &hashes) {
+        let (v, presented) = if rotations.len() <= ROWS_INLINE
+            || !listable(backend, rotations.iter().map(|r| r.successor_hash.as_str()))
+        {
             let mut rows = Vec::with_capacity(rotations.len());
             let mut presented = Vec::with_capacity(rotations.len());
             for (i, r) in rotations.iter().enumerate() {
