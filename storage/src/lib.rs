@@ -17,6 +17,7 @@ mod bus;
 mod error;
 mod federation;
 mod keys;
+mod lists;
 mod mfa;
 mod migrations;
 mod notify;

@@ -84,8 +84,15 @@ impl<C: ConnectionTrait> Users<'_, C> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|u| u.0).collect();
+        let among = crate::lists::uuid_among(
+            self.0.get_database_backend(),
+            user_role::Column::UserId,
+            r#""user_roles"."user_id""#,
+            &ids,
+        );
         Ok(user_role::Entity::find()
-            .filter(user_role::Column::UserId.is_in(ids.iter().map(|u| u.0)))
+            .filter(among)
             .order_by_asc(user_role::Column::Role)
             .all(self.0)
             .await?

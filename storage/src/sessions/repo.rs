@@ -16,14 +16,8 @@ use super::entities::{refresh_token, session};
 use super::{RefreshTokenRecord, Rotation, SessionRecord};
 use crate::accounts::entities::user;
 use crate::accounts::user_record;
+use crate::lists::ROWS_INLINE;
 use crate::{Result, UserRecord};
-
-/// Groups of refresh tokens up to this many are read and rotated with a placeholder per
-/// value: a statement text per size, few enough for sqlx's cache of 100 prepared statements
-/// per connection. Larger ones (a stampede's groups, up to 256) bind their values as one
-/// list, one text for every size. The list form measured slower for the small groups of 8
-/// clients on PostgreSQL, and faster for 64 clients' groups.
-pub(crate) const ROWS_INLINE: usize = 16;
 
 /// Whether `texts` can go as one list: on PostgreSQL a comma-joined one, so none may hold a
 /// comma (token hashes are hex digests; anything else goes a placeholder per value).

@@ -412,7 +412,7 @@ async fn a_large_group_with_commas_in_its_hashes_is_rotated_as_well() {
 
 async fn large_group(successor: fn(usize) -> String) {
     let db = test_db().await;
-    let n = super::repo::ROWS_INLINE * 2 + 3;
+    let n = crate::lists::ROWS_INLINE * 2 + 3;
     let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
     for i in 0..n {
         let s = session(UserId::new(), 0);

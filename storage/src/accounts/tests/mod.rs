@@ -184,6 +184,37 @@ async fn roles_are_listed_in_alphabetical_order_and_granted_once() {
     );
 }
 
+/// A few users' roles (a placeholder per id) and many users' (one list): the same pairs,
+/// and nothing for users without roles or unknown ids.
+#[tokio::test]
+async fn the_roles_of_many_users_are_read_at_once_however_many() {
+    let db = test_db().await;
+    let mut users = Vec::new();
+    for i in 0..crate::lists::ROWS_INLINE * 2 + 3 {
+        let u = new_user(&format!("u{i}@example.com"), None);
+        db.users().insert(u.clone()).await.unwrap();
+        // Every third user holds no role, every other one two.
+        for role in ["support", "editor"].iter().take(i % 3) {
+            db.users().grant_role(u.id, role, at(1)).await.unwrap();
+        }
+        users.push(u.id);
+    }
+    for n in [3, users.len()] {
+        let mut ids = users[..n].to_vec();
+        ids.push(UserId::new());
+        let mut read = db.users().roles_of_many(&ids).await.unwrap();
+        read.sort();
+        let mut expected = Vec::new();
+        for (i, u) in users[..n].iter().enumerate() {
+            for role in ["support", "editor"].iter().take(i % 3) {
+                expected.push((*u, role.to_string()));
+            }
+        }
+        expected.sort();
+        assert_eq!(read, expected, "{n} users");
+    }
+}
+
 #[tokio::test]
 async fn blocking_an_account_twice_reports_no_change_the_second_time() {
     let db = test_db().await;
