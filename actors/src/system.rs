@@ -344,6 +344,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
     let index = ProfileIndex::from_settings(settings);
     let rotator = crate::sessions::rotation::Rotator::start(
         store.clone(),
+        decisions.clone(),
         clock.clone(),
         tokens.refresh_idle,
     );

@@ -419,6 +419,34 @@ async fn a_revoked_role_is_refused_at_once_even_for_a_token_issued_before() {
     assert_eq!(lines, vec![(bo.clone(), root_id.clone()); 2]);
 }
 
+/// A refreshed access token names the roles its user holds at the refresh: one granted since
+/// the login is in it, one revoked since is not.
+#[actix_web::test]
+async fn a_refreshed_token_names_the_roles_held_at_the_refresh() {
+    let app = spawn_app_with(events_preset()).await;
+    let (_, root) = admin(&app).await;
+    app.verified_user("bo@example.com", None).await;
+    let pair = app.login_ok("bo@example.com", PASSWORD).await;
+    let roles_of = |pair: &Value| claims(pair["access_token"].as_str().unwrap())["roles"].clone();
+    assert_eq!(roles_of(&pair), json!(["attendee"]));
+    let bo = claims(pair["access_token"].as_str().unwrap())["sub"].clone();
+    let bo = bo.as_str().unwrap();
+    let mut refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    for (method, expected) in [
+        (Method::PUT, json!(["attendee", "organizer"])),
+        (Method::DELETE, json!(["attendee"])),
+    ] {
+        let path = format!("/v1/admin/users/{bo}/roles/organizer");
+        let r = send(&app, method, &path, &root, None).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = app.refresh(&refresh).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let pair: Value = r.json().await.unwrap();
+        assert_eq!(roles_of(&pair), expected);
+        refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    }
+}
+
 #[actix_web::test]
 async fn the_check_api_answers_about_others_only_with_access_check_and_in_batches() {
     let app = spawn_app_with(events_preset()).await;

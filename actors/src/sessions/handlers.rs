@@ -217,10 +217,9 @@ async fn refresh(
     // stays unrotated), while the group before this one commits.
     let signed = match pending.prospect().await {
         Some(p) => {
-            let grants = deps.decisions.grants(&deps.store, p.user.id).await?;
             let auth = Assurance::of(&p.session);
             let token =
-                access_token(&deps, &p.user, &grants.roles, p.session.id, &auth, now).await?;
+                access_token(&deps, &p.user, &p.grants.roles, p.session.id, &auth, now).await?;
             p.consent();
             Some(token)
         }

@@ -17,6 +17,7 @@
 //! and the signature's wait overlaps the database's instead of following it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keyward_messages::{CommandError, UserId};
@@ -25,6 +26,8 @@ use keyward_storage::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access::decisions::Grants;
+use crate::access::Decisions;
 use crate::error::{chain, HandlerError};
 use crate::Clock;
 
@@ -67,12 +70,13 @@ struct Request {
 }
 
 /// The token will be rotated in the group being read, with this session and user, once the
-/// requester consents (after signing its access token). Dropped without consent, the token
-/// stays as it was.
+/// requester consents (after signing its access token with these grants' roles). Dropped
+/// without consent, the token stays as it was.
 #[derive(Debug)]
 pub struct Prospect {
     pub session: SessionRecord,
     pub user: UserRecord,
+    pub grants: Arc<Grants>,
     consent: oneshot::Sender<()>,
 }
 
@@ -111,10 +115,21 @@ pub struct Rotator(mpsc::Sender<Request>);
 
 impl Rotator {
     /// Starts the node's rotation task; `idle` is how far a rotation moves a session's idle
-    /// expiry.
-    pub fn start(store: Store, clock: Clock, idle: chrono::Duration) -> Self {
+    /// expiry. A group's users' roles come from `decisions`.
+    pub fn start(
+        store: Store,
+        decisions: Arc<Decisions>,
+        clock: Clock,
+        idle: chrono::Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        actix_rt::spawn(run(store, clock, idle, rx));
+        let context = Context {
+            store,
+            decisions,
+            clock,
+            idle,
+        };
+        actix_rt::spawn(run(context, rx));
         Self(tx)
     }
 
@@ -145,17 +160,26 @@ type Readied = (
     Vec<Option<oneshot::Receiver<()>>>,
 );
 
-async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::Receiver<Request>) {
+/// What the rotation task works with.
+#[derive(Clone)]
+struct Context {
+    store: Store,
+    decisions: Arc<Decisions>,
+    clock: Clock,
+    /// How far a rotation moves a session's idle expiry.
+    idle: chrono::Duration,
+}
+
+async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
     // Groups are read ahead, beside the writer, while the group before them commits.
     let (read, mut readied) = mpsc::channel::<Readied>(READ_AHEAD);
-    let reads = store.clone();
-    let offers_clock = clock.clone();
+    let reader = cx.clone();
     actix_rt::spawn(async move {
         let mut batch = Vec::with_capacity(MOST);
         while rx.recv_many(&mut batch, MOST).await > 0 {
-            let found = Found::read(&reads, &batch).await;
+            let found = Found::read(&reader, &batch).await;
             let consents = match &found {
-                Ok(found) => offer(&mut batch, found, offers_clock()),
+                Ok(found) => offer(&mut batch, found, (reader.clock)()),
                 Err(_) => Vec::new(),
             };
             if read
@@ -182,7 +206,7 @@ async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::R
             // answer.
             Err(e) => {
                 tracing::warn!(error = %chain(&e), refreshes = batch.len(), "reading a group of refreshes failed; refreshing one by one");
-                one_by_one(&store, &clock, idle, batch).await;
+                one_by_one(&cx, batch).await;
                 continue;
             }
         };
@@ -204,18 +228,18 @@ async fn run(store: Store, clock: Clock, idle: chrono::Duration, mut rx: mpsc::R
             }
         }
         let consented = gather(consents).await;
-        commit(&store, &clock, idle, batch, &consented, &found).await;
+        commit(&cx, batch, &consented, &found).await;
     }
 }
 
 /// Reads and commits each request alone, so that each gets its own answer.
-async fn one_by_one(store: &Store, clock: &Clock, idle: chrono::Duration, batch: Vec<Request>) {
+async fn one_by_one(cx: &Context, batch: Vec<Request>) {
     for r in batch {
         let mut one = vec![r];
-        match Found::read(store, &one).await {
+        match Found::read(cx, &one).await {
             Ok(found) => {
-                let consented = gather(offer(&mut one, &found, clock())).await;
-                commit(store, clock, idle, one, &consented, &found).await
+                let consented = gather(offer(&mut one, &found, (cx.clock)())).await;
+                commit(cx, one, &consented, &found).await
             }
             Err(e) => {
                 if let Some(r) = one.pop() {
@@ -241,10 +265,12 @@ fn offer(
             if token.rotated_at.is_some() {
                 return None;
             }
+            let grants = found.grants.get(&user.id)?.clone();
             let (consent, consented) = oneshot::channel();
             let prospect = Prospect {
                 session: session.clone(),
                 user: user.clone(),
+                grants,
                 consent,
             };
             offer.send(prospect).ok().map(|()| consented)
@@ -264,23 +290,27 @@ async fn gather(consents: Vec<Option<oneshot::Receiver<()>>>) -> Vec<bool> {
     .await
 }
 
-/// A group's tokens with their sessions, and their users: read beside the writer, before the
-/// group commits. A token rotated (or a session revoked) after this read is still decided
-/// right: the rotation marks only tokens not rotated yet, and the gate checks a session's
-/// liveness at each use of its access token.
+/// A group's tokens with their sessions, and their users with their grants: read beside the
+/// writer, before the group commits. A token rotated (or a session revoked) after this read
+/// is still decided right: the rotation marks only tokens not rotated yet, and the gate
+/// checks a session's liveness at each use of its access token.
 struct Found {
     tokens: HashMap<String, (RefreshTokenRecord, SessionRecord)>,
     users: HashMap<UserId, UserRecord>,
+    grants: HashMap<UserId, Arc<Grants>>,
 }
 
 impl Found {
-    async fn read(store: &Store, requests: &[Request]) -> Result<Self, StorageError> {
+    async fn read(cx: &Context, requests: &[Request]) -> Result<Self, StorageError> {
         let hashes: Vec<String> = requests.iter().map(|r| r.presented.clone()).collect();
+        let mark = cx.decisions.mark();
         let mut found = Self {
             tokens: HashMap::with_capacity(hashes.len()),
             users: HashMap::new(),
+            grants: HashMap::new(),
         };
-        for (token, session, user) in store
+        for (token, session, user) in cx
+            .store
             .reads()
             .sessions()
             .refresh_tokens_with_holders(&hashes)
@@ -293,6 +323,10 @@ impl Found {
                 .tokens
                 .insert(token.token_hash.clone(), (token, session));
         }
+        found.grants = cx
+            .decisions
+            .grants_of(&cx.store, found.users.values(), mark)
+            .await?;
         Ok(found)
     }
 
@@ -301,6 +335,7 @@ impl Found {
     fn merge(&mut self, later: Found) {
         self.tokens.extend(later.tokens);
         self.users.extend(later.users);
+        self.grants.extend(later.grants);
     }
 
     /// The token `r` presented, its session and user, if it may be refreshed at `now`.
@@ -315,15 +350,8 @@ impl Found {
     }
 }
 
-async fn commit(
-    store: &Store,
-    clock: &Clock,
-    idle: chrono::Duration,
-    batch: Vec<Request>,
-    consented: &[bool],
-    found: &Found,
-) {
-    let now = clock();
+async fn commit(cx: &Context, batch: Vec<Request>, consented: &[bool], found: &Found) {
+    let (store, idle, now) = (&cx.store, cx.idle, (cx.clock)());
     match group(store, &batch, consented, found, now, idle).await {
         Ok(answers) => {
             for (r, a) in batch.into_iter().zip(answers) {
@@ -429,36 +457,128 @@ mod tests {
     /// A user with `TOKENS` live sessions, the i-th holding the refresh token hashed `t{i}`.
     async fn store_with_tokens() -> Store {
         let (store, user) = crate::testing::store_with_user().await;
-        let now = Utc::now();
         for i in 0..TOKENS {
-            let session = SessionRecord {
-                id: SessionId::new(),
-                user_id: user,
-                created_at: now,
-                last_used_at: now,
-                idle_expires_at: now + chrono::Duration::hours(1),
-                expires_at: now + chrono::Duration::days(1),
-                revoked_at: None,
-                user_agent: None,
-                ip: None,
-                amr: vec!["pwd".into()],
-                acr: "aal1".into(),
-            };
-            store.sessions().insert(&session).await.unwrap();
+            session_with_token(&store, user, &format!("t{i}")).await;
+        }
+        store
+    }
+
+    /// A live session of `user` holding the refresh token hashed `hash`.
+    async fn session_with_token(store: &Store, user: UserId, hash: &str) {
+        let now = Utc::now();
+        let session = SessionRecord {
+            id: SessionId::new(),
+            user_id: user,
+            created_at: now,
+            last_used_at: now,
+            idle_expires_at: now + chrono::Duration::hours(1),
+            expires_at: now + chrono::Duration::days(1),
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
+            amr: vec!["pwd".into()],
+            acr: "aal1".into(),
+        };
+        store.sessions().insert(&session).await.unwrap();
+        store
+            .sessions()
+            .insert_refresh_token(session.id, hash, now)
+            .await
+            .unwrap();
+    }
+
+    /// Refreshes `hashes` as one group, consenting to every prospect: each one's roles.
+    async fn roles_offered(rotator: &Rotator, hashes: &[String]) -> Vec<Vec<String>> {
+        let mut pendings = Vec::new();
+        for h in hashes {
+            pendings.push(rotator.submit(h.clone(), format!("{h}+")).await.unwrap());
+        }
+        // A group commits once all of its prospects consented: every consent, then the answers.
+        let mut roles = Vec::new();
+        for pending in &mut pendings {
+            let p = pending.prospect().await.expect("a prospect");
+            roles.push(p.grants.roles.clone());
+            p.consent();
+        }
+        for pending in pendings {
+            assert!(matches!(
+                pending.answer().await,
+                Ok(Refreshed::Rotated { .. })
+            ));
+        }
+        roles
+    }
+
+    /// A group of refreshes by users the node does not know yet (after a deploy) reads their
+    /// roles at once, each user's own, and remembers them until a message says they changed.
+    #[actix_rt::test]
+    async fn a_group_gets_each_users_roles_and_the_node_remembers_them() {
+        let (store, first) = crate::testing::store_with_user().await;
+        let mut users = vec![first];
+        for i in 1..20 {
+            let id = UserId::new();
+            let email = format!("u{i}@example.com");
             store
-                .sessions()
-                .insert_refresh_token(session.id, &format!("t{i}"), now)
+                .users()
+                .insert(keyward_storage::NewUser {
+                    id,
+                    email: keyward_messages::Email::parse("email", &email).unwrap(),
+                    username: None,
+                    password_hash: "not a hash".into(),
+                    email_verified: true,
+                    locale: "en".into(),
+                    now: Utc::now(),
+                })
+                .await
+                .unwrap();
+            users.push(id);
+        }
+        // User i holds i % 3 roles: none, `a{i}`, or `a{i}` and `b{i}`.
+        let held =
+            |i: usize| -> Vec<String> { [format!("a{i}"), format!("b{i}")][..i % 3].to_vec() };
+        for (i, user) in users.iter().enumerate() {
+            for role in held(i) {
+                store
+                    .users()
+                    .grant_role(*user, &role, Utc::now())
+                    .await
+                    .unwrap();
+            }
+            session_with_token(&store, *user, &format!("t{i}")).await;
+        }
+        let decisions = Arc::new(Decisions::new(1024));
+        let rotator = Rotator::start(
+            store.clone(),
+            decisions.clone(),
+            Arc::new(Utc::now),
+            chrono::Duration::hours(1),
+        );
+        let hashes: Vec<String> = (0..users.len()).map(|i| format!("t{i}")).collect();
+        let expected: Vec<Vec<String>> = (0..users.len()).map(held).collect();
+        assert_eq!(roles_offered(&rotator, &hashes).await, expected);
+
+        // A role granted to every user behind Keyward's back, and a message about user 1
+        // only: the others' remembered roles stay until theirs comes.
+        for user in &users {
+            store
+                .users()
+                .grant_role(*user, "z", Utc::now())
                 .await
                 .unwrap();
         }
-        store
+        decisions.forget(users[1]);
+        let next: Vec<String> = hashes.iter().map(|h| format!("{h}+")).collect();
+        let mut expected = expected;
+        expected[1].push("z".into());
+        assert_eq!(roles_offered(&rotator, &next).await, expected);
     }
 
     #[actix_rt::test]
     async fn groups_read_while_the_writer_waits_rotate_each_token_once() {
         let store = store_with_tokens().await;
         let clock: Clock = Arc::new(Utc::now);
-        let rotator = Rotator::start(store.clone(), clock, chrono::Duration::hours(1));
+        let decisions = Arc::new(Decisions::new(1024));
+        let rotator = Rotator::start(store.clone(), decisions, clock, chrono::Duration::hours(1));
         // Three waves, each read before the next is sent while nothing has consented yet, so
         // the writer waits on the first group while the others are read, and commits them
         // together. Every token is presented twice in its wave (two tabs); t0 again in the
