@@ -150,13 +150,6 @@ async fn deliver_row(row: &OutboxRecord, subs: &[Subscriber], loud: bool) -> Out
     Outcome::Done
 }
 
-/// Counts a row marked published, and how long it waited in the outbox.
-fn published(metrics: &Metrics, row: &OutboxRecord, now: DateTime<Utc>) {
-    metrics.outbox_published.inc();
-    let lag = (now - row.created_at).to_std().unwrap_or_default();
-    metrics.outbox_publish_lag.observe(lag.as_secs_f64());
-}
-
 /// Publishes pending rows; false when a delivery failed (the rest waits for the retry). A
 /// failure is logged as a warning when `loud` (the first of an outage), else at debug level.
 async fn drain_once(
@@ -177,7 +170,40 @@ async fn drain_once(
     })
 }
 
-/// One relay per database (SQLite): read, deliver, mark.
+/// Delivers `rows` in order until one fails: how many went through, and the one that failed.
+async fn deliver_in_order<'r>(
+    rows: &'r [OutboxRecord],
+    subs: &[Subscriber],
+    loud: bool,
+) -> (usize, Option<&'r OutboxRecord>) {
+    for (i, row) in rows.iter().enumerate() {
+        if let Outcome::Failed = deliver_row(row, subs, loud).await {
+            return (i, Some(row));
+        }
+    }
+    (rows.len(), None)
+}
+
+/// The ids of `rows`, to mark them published in one statement.
+fn ids(rows: &[OutboxRecord]) -> Vec<uuid::Uuid> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+/// Counts the rows marked published at `now` with how long each waited in the outbox, and a
+/// failed delivery.
+fn counted(metrics: &Metrics, delivered: &[OutboxRecord], failed: bool, now: DateTime<Utc>) {
+    for row in delivered {
+        metrics.outbox_published.inc();
+        let lag = (now - row.created_at).to_std().unwrap_or_default();
+        metrics.outbox_publish_lag.observe(lag.as_secs_f64());
+    }
+    if failed {
+        metrics.outbox_publish_failures.inc();
+    }
+}
+
+/// One relay per database (SQLite): read, deliver, mark. A crash between a batch's delivery
+/// and its mark delivers the batch again: consumers deduplicate by message id.
 async fn drain_plain(
     store: &Store,
     clock: &Clock,
@@ -190,19 +216,13 @@ async fn drain_plain(
         if rows.is_empty() {
             return Ok(true);
         }
-        for row in rows {
-            match deliver_row(&row, subs, loud).await {
-                Outcome::Done => {
-                    let now = clock();
-                    store.outbox().mark_published(row.id, now).await?;
-                    published(metrics, &row, now);
-                }
-                Outcome::Failed => {
-                    metrics.outbox_publish_failures.inc();
-                    store.outbox().record_failed_attempt(row.id).await?;
-                    return Ok(false);
-                }
-            }
+        let (n, failed) = deliver_in_order(&rows, subs, loud).await;
+        let now = clock();
+        store.outbox().mark_published(&ids(&rows[..n]), now).await?;
+        counted(metrics, &rows[..n], failed.is_some(), now);
+        if let Some(row) = failed {
+            store.outbox().record_failed_attempt(row.id).await?;
+            return Ok(false);
         }
     }
 }
@@ -222,20 +242,14 @@ async fn drain_claimed(
         if rows.is_empty() {
             return Ok(true);
         }
-        for row in rows {
-            match deliver_row(&row, subs, loud).await {
-                Outcome::Done => {
-                    let now = clock();
-                    tx.outbox().mark_published(row.id, now).await?;
-                    published(metrics, &row, now);
-                }
-                Outcome::Failed => {
-                    metrics.outbox_publish_failures.inc();
-                    tx.outbox().record_failed_attempt(row.id).await?;
-                    tx.commit().await?;
-                    return Ok(false);
-                }
-            }
+        let (n, failed) = deliver_in_order(&rows, subs, loud).await;
+        let now = clock();
+        tx.outbox().mark_published(&ids(&rows[..n]), now).await?;
+        counted(metrics, &rows[..n], failed.is_some(), now);
+        if let Some(row) = failed {
+            tx.outbox().record_failed_attempt(row.id).await?;
+            tx.commit().await?;
+            return Ok(false);
         }
         tx.commit().await?;
     }

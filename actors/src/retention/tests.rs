@@ -39,7 +39,7 @@ async fn published(store: &Store, at: DateTime<Utc>) -> Uuid {
     };
     let env = Envelope::new(Uuid::now_v7(), at, None, &Outgoing::Event(ev));
     store.outbox().enqueue(&env).await.unwrap();
-    store.outbox().mark_published(env.id, at).await.unwrap();
+    store.outbox().mark_published(&[env.id], at).await.unwrap();
     env.id
 }
 

@@ -112,10 +112,20 @@ impl<C: ConnectionTrait> Outbox<'_, C> {
             .await?)
     }
 
-    pub async fn mark_published(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    /// Marks these messages published, in one statement however many.
+    pub async fn mark_published(&self, ids: &[Uuid], now: DateTime<Utc>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let among = crate::lists::uuid_among(
+            self.0.get_database_backend(),
+            outbox::Column::Id,
+            r#""outbox"."id""#,
+            ids,
+        );
         outbox::Entity::update_many()
             .col_expr(outbox::Column::PublishedAt, Expr::value(now))
-            .filter(outbox::Column::Id.eq(id))
+            .filter(among)
             .exec(self.0)
             .await?;
         Ok(())

@@ -66,10 +66,39 @@ async fn published_messages_leave_the_pending_list_and_the_backlog() {
     let [a, b, c] = three(&db).await;
     assert_eq!(db.outbox().backlog().await.unwrap(), 3);
 
-    db.outbox().mark_published(b.id, at(5)).await.unwrap();
+    db.outbox().mark_published(&[b.id], at(5)).await.unwrap();
 
     assert_eq!(db.outbox().backlog().await.unwrap(), 2);
     assert_eq!(ids(&db.outbox().pending(10).await.unwrap()), [a.id, c.id]);
+}
+
+/// A relay's batch is marked in one statement: a few rows (a placeholder each) or many (one
+/// list); the others stay pending, in order.
+#[tokio::test]
+async fn a_batch_of_published_messages_is_marked_at_once_however_large() {
+    let db = test_db().await;
+    let n = crate::lists::ROWS_INLINE * 3;
+    let tx = db.begin().await.unwrap();
+    let mut all = Vec::new();
+    for t in 0..n {
+        let e = envelope(i64::try_from(t).unwrap());
+        tx.outbox().enqueue(&e).await.unwrap();
+        all.push(e.id);
+    }
+    tx.commit().await.unwrap();
+
+    db.outbox()
+        .mark_published(&all[..3], at(100))
+        .await
+        .unwrap();
+    db.outbox()
+        .mark_published(&all[5..n - 1], at(100))
+        .await
+        .unwrap();
+
+    let left = [&all[3..5], &all[n - 1..]].concat();
+    assert_eq!(ids(&db.outbox().pending(1000).await.unwrap()), left);
+    assert_eq!(db.outbox().backlog().await.unwrap(), 3);
 }
 
 #[tokio::test]
@@ -136,7 +165,7 @@ async fn claimed_outbox_rows_are_not_claimed_twice() {
     let claimed = tx.outbox().claim_pending(2).await.unwrap();
     assert_eq!(ids(&claimed), [a.id, b.id]);
     for row in &claimed {
-        tx.outbox().mark_published(row.id, at(5)).await.unwrap();
+        tx.outbox().mark_published(&[row.id], at(5)).await.unwrap();
     }
     tx.commit().await.unwrap();
 

@@ -51,12 +51,15 @@ async fn published_outbox_rows_go_after_the_cutoff_and_unpublished_ones_never() 
     for _ in 0..5 {
         let e = envelope(0);
         db.outbox().enqueue(&e).await.unwrap();
-        db.outbox().mark_published(e.id, at(10)).await.unwrap();
+        db.outbox().mark_published(&[e.id], at(10)).await.unwrap();
         old.push(e.id);
     }
     let young = envelope(0);
     db.outbox().enqueue(&young).await.unwrap();
-    db.outbox().mark_published(young.id, at(200)).await.unwrap();
+    db.outbox()
+        .mark_published(&[young.id], at(200))
+        .await
+        .unwrap();
     // Written long ago, never published (the broker was down): it must stay.
     let stuck = envelope(-1000);
     db.outbox().enqueue(&stuck).await.unwrap();
