@@ -171,6 +171,20 @@ pub async fn tokens(
     Ok(v)
 }
 
+/// Waits until the outbox holds no unpublished row (every event of the setup is out), so a
+/// measured scenario does not share the node with the relay catching up; how long that took.
+pub async fn outbox_drained(store: &Store, within: Duration) -> anyhow::Result<Duration> {
+    let start = std::time::Instant::now();
+    while store.outbox().backlog().await? > 0 {
+        anyhow::ensure!(
+            start.elapsed() < within,
+            "the outbox did not drain in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(start.elapsed())
+}
+
 pub async fn status(r: Result<reqwest::Response, reqwest::Error>) -> Option<u16> {
     Some(r.ok()?.status().as_u16())
 }

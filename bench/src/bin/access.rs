@@ -98,6 +98,13 @@ async fn main() -> anyhow::Result<()> {
     // A service client with access:check, as a product's service would have.
     let client_token =
         Arc::new(seed::client_token(&args.keyward, &data, &env, &c, &base, "access:check").await?);
+    // The relay publishes the logins' events after they returned: the scenarios start once
+    // it is done, so none of them shares the node with that catch-up.
+    let drained = seed::outbox_drained(&store, Duration::from_secs(600)).await?;
+    eprintln!(
+        "waited {:.1} s more for the relay to publish the setup's events",
+        drained.as_secs_f64()
+    );
 
     let n = toks.len();
     let secs = Duration::from_secs(args.seconds);

@@ -258,19 +258,6 @@ async fn register(c: &reqwest::Client, base: &str, email: &str) -> bool {
     r.is_ok_and(|r| r.status().as_u16() == 202)
 }
 
-/// Waits until the outbox holds no unpublished row (every job is on the queue).
-async fn wait_outbox_empty(url: &str) -> anyhow::Result<()> {
-    let store = keyward_storage::Store::connect(url).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while store.outbox().backlog().await? > 0 {
-        if Instant::now() > deadline {
-            bail!("the outbox did not drain");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 /// N jobs wait in the queue; one worker starts and sends them all.
 async fn throughput(args: &Args, c: &reqwest::Client) -> anyhow::Result<Value> {
     let b = Backends::create(args, "mail-throughput").await?;
@@ -310,7 +297,8 @@ async fn throughput(args: &Args, c: &reqwest::Client) -> anyhow::Result<Value> {
     if failed > 0 {
         bail!("{failed} registrations failed");
     }
-    wait_outbox_empty(&b.database_url).await?;
+    let store = keyward_storage::Store::connect(&b.database_url).await?;
+    seed::outbox_drained(&store, Duration::from_secs(120)).await?;
     eprintln!("throughput: {n} mails queued; starting the worker");
 
     let started = Instant::now();
