@@ -170,40 +170,51 @@ async fn drain_once(
     })
 }
 
-/// Delivers `rows` in order until one fails: how many went through, and the one that failed.
-async fn deliver_in_order<'r>(
-    rows: &'r [OutboxRecord],
+/// A batch after its delivery: the rows that went out (in order, up to the first failure),
+/// the one that failed, and when.
+struct Delivered {
+    published: Vec<uuid::Uuid>,
+    failed: Option<uuid::Uuid>,
+    now: DateTime<Utc>,
+}
+
+/// Delivers `rows` in order until one fails, and counts the outcome: each row published with
+/// how long it waited in the outbox, or the failure.
+async fn deliver(
+    rows: &[OutboxRecord],
     subs: &[Subscriber],
+    metrics: &Metrics,
+    clock: &Clock,
     loud: bool,
-) -> (usize, Option<&'r OutboxRecord>) {
-    for (i, row) in rows.iter().enumerate() {
+) -> Delivered {
+    let mut published = Vec::with_capacity(rows.len());
+    let mut failed = None;
+    for row in rows {
         if let Outcome::Failed = deliver_row(row, subs, loud).await {
-            return (i, Some(row));
+            failed = Some(row.id);
+            break;
         }
+        published.push(row);
     }
-    (rows.len(), None)
-}
-
-/// The ids of `rows`, to mark them published in one statement.
-fn ids(rows: &[OutboxRecord]) -> Vec<uuid::Uuid> {
-    rows.iter().map(|r| r.id).collect()
-}
-
-/// Counts the rows marked published at `now` with how long each waited in the outbox, and a
-/// failed delivery.
-fn counted(metrics: &Metrics, delivered: &[OutboxRecord], failed: bool, now: DateTime<Utc>) {
-    for row in delivered {
+    let now = clock();
+    for row in &published {
         metrics.outbox_published.inc();
         let lag = (now - row.created_at).to_std().unwrap_or_default();
         metrics.outbox_publish_lag.observe(lag.as_secs_f64());
     }
-    if failed {
+    if failed.is_some() {
         metrics.outbox_publish_failures.inc();
+    }
+    Delivered {
+        published: published.iter().map(|r| r.id).collect(),
+        failed,
+        now,
     }
 }
 
-/// One relay per database (SQLite): read, deliver, mark. A crash between a batch's delivery
-/// and its mark delivers the batch again: consumers deduplicate by message id.
+/// One relay per database (SQLite): read, deliver, then mark the batch in one statement. A
+/// crash between a batch's delivery and its mark delivers the batch again: consumers
+/// deduplicate by message id.
 async fn drain_plain(
     store: &Store,
     clock: &Clock,
@@ -216,12 +227,9 @@ async fn drain_plain(
         if rows.is_empty() {
             return Ok(true);
         }
-        let (n, failed) = deliver_in_order(&rows, subs, loud).await;
-        let now = clock();
-        store.outbox().mark_published(&ids(&rows[..n]), now).await?;
-        counted(metrics, &rows[..n], failed.is_some(), now);
-        if let Some(row) = failed {
-            store.outbox().record_failed_attempt(row.id).await?;
+        let d = deliver(&rows, subs, metrics, clock, loud).await;
+        store.outbox().settle(&d.published, d.failed, d.now).await?;
+        if d.failed.is_some() {
             return Ok(false);
         }
     }
@@ -242,16 +250,12 @@ async fn drain_claimed(
         if rows.is_empty() {
             return Ok(true);
         }
-        let (n, failed) = deliver_in_order(&rows, subs, loud).await;
-        let now = clock();
-        tx.outbox().mark_published(&ids(&rows[..n]), now).await?;
-        counted(metrics, &rows[..n], failed.is_some(), now);
-        if let Some(row) = failed {
-            tx.outbox().record_failed_attempt(row.id).await?;
-            tx.commit().await?;
+        let d = deliver(&rows, subs, metrics, clock, loud).await;
+        tx.outbox().settle(&d.published, d.failed, d.now).await?;
+        tx.commit().await?;
+        if d.failed.is_some() {
             return Ok(false);
         }
-        tx.commit().await?;
     }
 }
 

@@ -144,6 +144,21 @@ impl<C: ConnectionTrait> Outbox<'_, C> {
         Ok(())
     }
 
+    /// What the relay writes after a batch: `published` marked at `now`, and a failed
+    /// delivery of `failed` counted.
+    pub async fn settle(
+        &self,
+        published: &[Uuid],
+        failed: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.mark_published(published, now).await?;
+        match failed {
+            Some(id) => self.record_failed_attempt(id).await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether `consumer` already processed message `id` (consumers dedupe on this).
     pub async fn inbox_contains(&self, consumer: &str, id: Uuid) -> Result<bool> {
         Ok(inbox::Entity::find_by_id((consumer.to_owned(), id))

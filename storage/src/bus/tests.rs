@@ -146,6 +146,28 @@ async fn a_failed_attempt_is_counted_and_the_message_stays_pending() {
     assert_eq!((rows[0].id, rows[0].attempts), (a.id, 2));
 }
 
+/// What the relay writes after a batch whose second row failed: the first published, the
+/// failure counted, the rest still pending in order.
+#[tokio::test]
+async fn a_settled_batch_marks_what_went_out_and_counts_the_failure() {
+    let db = test_db().await;
+    let [a, b, c] = three(&db).await;
+
+    db.outbox()
+        .settle(&[a.id], Some(b.id), at(5))
+        .await
+        .unwrap();
+
+    let rows = db.outbox().pending(10).await.unwrap();
+    let left: Vec<_> = rows.iter().map(|r| (r.id, r.attempts)).collect();
+    assert_eq!(left, [(b.id, 1), (c.id, 0)]);
+    db.outbox()
+        .settle(&[b.id, c.id], None, at(6))
+        .await
+        .unwrap();
+    assert_eq!(db.outbox().backlog().await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn a_message_enqueued_in_a_rolled_back_transaction_never_waits() {
     let db = test_db().await;
