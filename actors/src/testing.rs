@@ -9,12 +9,18 @@ use keyward_storage::{NewUser, Store};
 pub(crate) async fn store_with_user() -> (Store, UserId) {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
+    let user = verified_user(&store, "ada@example.com").await;
+    (store, user)
+}
+
+/// A verified user at `email`, written straight to `store`.
+pub(crate) async fn verified_user(store: &Store, email: &str) -> UserId {
     let user = UserId::new();
     store
         .users()
         .insert(NewUser {
             id: user,
-            email: keyward_messages::Email::parse("email", "ada@example.com").unwrap(),
+            email: keyward_messages::Email::parse("email", email).unwrap(),
             username: None,
             password_hash: "not a hash".into(),
             email_verified: true,
@@ -23,5 +29,5 @@ pub(crate) async fn store_with_user() -> (Store, UserId) {
         })
         .await
         .unwrap();
-    (store, user)
+    user
 }

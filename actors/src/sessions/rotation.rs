@@ -516,22 +516,7 @@ mod tests {
         let (store, first) = crate::testing::store_with_user().await;
         let mut users = vec![first];
         for i in 1..20 {
-            let id = UserId::new();
-            let email = format!("u{i}@example.com");
-            store
-                .users()
-                .insert(keyward_storage::NewUser {
-                    id,
-                    email: keyward_messages::Email::parse("email", &email).unwrap(),
-                    username: None,
-                    password_hash: "not a hash".into(),
-                    email_verified: true,
-                    locale: "en".into(),
-                    now: Utc::now(),
-                })
-                .await
-                .unwrap();
-            users.push(id);
+            users.push(crate::testing::verified_user(&store, &format!("u{i}@example.com")).await);
         }
         // User i holds i % 3 roles: none, `a{i}`, or `a{i}` and `b{i}`.
         let held =
