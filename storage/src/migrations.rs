@@ -35,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::keys::migration::M0018KeyLead),
             Box::new(crate::audit::migration::M0019AuditClientActor),
             Box::new(crate::search::migration::M0020ProfileSearchWithoutRowid),
+            Box::new(crate::search::migration::M0021ProfileSearchVocabAdded),
         ]
     }
 }

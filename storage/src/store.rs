@@ -137,6 +137,12 @@ async fn first_value<T: sea_orm::TryGetable>(
 }
 
 impl Store {
+    /// The profile search's in-memory typo index.
+    #[cfg(test)]
+    pub(crate) fn typo_index(&self) -> &TypoIndex {
+        &self.typo
+    }
+
     /// Connects to `sqlite://…` or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self> {
         let sqlite = url.starts_with("sqlite:");

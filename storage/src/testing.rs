@@ -61,6 +61,15 @@ pub(crate) async fn test_db_through(last: Option<&str>) -> TestDb {
     TestDb { store, pg }
 }
 
+impl TestDb {
+    /// The URL of the test's PostgreSQL database, if it has one (another store may connect).
+    pub(crate) fn pg_url(&self) -> Option<String> {
+        let (admin, name) = self.pg.as_ref()?;
+        let (base, _) = admin.rsplit_once('/')?;
+        Some(format!("{base}/{name}"))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some((url, name)) = self.pg.take() else {

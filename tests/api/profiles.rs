@@ -706,7 +706,7 @@ async fn the_upgrade_rekeys_usernames_by_lookalike_and_keeps_every_account_its_n
         ids.push(keyward_messages::UserId(id));
     }
 
-    assert_eq!(store.migrate().await.unwrap(), 16, "m0005 to m0020 ran");
+    assert_eq!(store.migrate().await.unwrap(), 17, "m0005 to m0021 ran");
 
     let name = |s: &str| keyward_messages::Username::parse("username", s).unwrap();
     let holder = |s: &'static str| {

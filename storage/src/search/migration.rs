@@ -206,6 +206,34 @@ impl MigrationTrait for M0020ProfileSearchWithoutRowid {
     }
 }
 
+/// The time each key joined the vocabulary (`added_at`, Unix milliseconds, stamped by the
+/// writer), so that a node's typo index catches up with the keys other nodes added by reading
+/// those of the last minutes instead of the whole vocabulary (`typo`). Keys already there get
+/// 0: every node's first build reads them.
+pub(crate) struct M0021ProfileSearchVocabAdded;
+
+impl MigrationName for M0021ProfileSearchVocabAdded {
+    fn name(&self) -> &str {
+        "m0021_profile_search_vocab_added"
+    }
+}
+
+const VOCAB_ADDED: &[&str] = &[
+    "ALTER TABLE profile_search_vocab ADD COLUMN added_at BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX profile_search_vocab_added_idx ON profile_search_vocab (added_at, term)",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0021ProfileSearchVocabAdded {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        execute_all(m, VOCAB_ADDED).await
+    }
+}
+
 /// Runs `statements` in order, in the migration's transaction.
 async fn execute_all(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
     let db = m.get_connection();

@@ -35,12 +35,12 @@
 //! first finds the distinct keys near the query in memory: `typo.rs` keeps the keys of
 //! `profile_search_vocab` in FST sets, forwards and backwards, and walks them depth-first
 //! with Levenshtein automata that each allow the budget's edits (swaps counted as one) in one
-//! half of the query, plus a short list of keys this node wrote since the sets were built;
+//! half of the query, plus a short list of keys added since the sets were built;
 //! their postings are then read from the key index, the first two chunks of keys in the
 //! first statement (the second's rows only up to about a page's worth) unless a page's
 //! worth of keys start with the query (prefix matches then likely fill the page, and the
 //! typo tier is read only if the page gets there). Keys written by another node or process
-//! reach the typo tier at the next rebuild of the set (at most about a minute later, see
+//! reach the typo tier at the node's next catch-up (at most about a minute later, see
 //! `typo.rs`); the other tiers are always fresh.
 //!
 //! Searches on the pool (`store.search_index()`) read through the store's search connections:

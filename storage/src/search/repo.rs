@@ -182,6 +182,16 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
         Ok(self.1.keys())
     }
 
+    /// Catches the typo tier's in-memory index up with the keys other nodes added (as a node
+    /// does in the background a minute after the last time), building it first if it is not
+    /// built; returns how many keys the catch-up read. For measuring it.
+    pub async fn catch_up_typo_index(&self) -> Result<usize> {
+        match self.2 {
+            Some(reads) => self.1.catch_up_now(reads).await,
+            None => self.1.catch_up_now(self.0).await,
+        }
+    }
+
     /// How many keys the typo tier would read for `q` (1 to its budget edits away), found as
     /// a search finds them: for measuring the in-memory lookup alone.
     pub async fn typo_candidates(&self, q: &str) -> Result<usize> {
@@ -537,18 +547,25 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
     async fn count_keys(&self, delta: &BTreeMap<String, i64>) -> Result<()> {
         let entries: Vec<(&String, &i64)> = delta.iter().collect();
         for chunk in entries.chunks(INSERT_CHUNK) {
-            let mut sql = self.sql("INSERT INTO profile_search_vocab (term, rterm, len, refs) ");
+            // NOTE: a key new to the vocabulary is stamped with the time it was added, for
+            // other nodes' typo indexes to catch up with (see `typo`); a key already in it
+            // keeps its stamp.
+            let mut sql =
+                self.sql("INSERT INTO profile_search_vocab (term, rterm, len, refs, added_at) ");
             let rterm = |k: &str| k.chars().rev().collect::<String>();
             let len = |k: &str| i32::try_from(k.chars().count()).unwrap_or(i32::MAX);
+            let added = super::typo::now_ms();
             if sql.backend == DbBackend::Sqlite {
                 // NOTE: `WHERE true` keeps SQLite from reading the ON of the upsert as a join's.
-                sql.push("SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM ")
-                    .json_each(
-                        chunk
-                            .iter()
-                            .map(|(k, n)| serde_json::json!([k, rterm(k), len(k), n])),
-                    )
-                    .push(" WHERE true");
+                sql.push(
+                    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM ",
+                )
+                .json_each(
+                    chunk
+                        .iter()
+                        .map(|(k, n)| serde_json::json!([k, rterm(k), len(k), n, added])),
+                )
+                .push(" WHERE true");
             } else {
                 sql.push("VALUES ");
                 for (i, (k, n)) in chunk.iter().enumerate() {
@@ -560,6 +577,7 @@ impl<C: ConnectionTrait> ProfileSearch<'_, C> {
                         rterm(k).into(),
                         len(k).into(),
                         (**n).into(),
+                        added.into(),
                     ]);
                 }
             }

@@ -435,6 +435,92 @@ async fn keys_written_after_the_typo_index_was_built_are_found_at_once() {
     assert!(db.search_index().load_typo_index().await.unwrap() >= 5);
 }
 
+/// Two stores on one database, as two nodes: the test's PostgreSQL database, or a SQLite
+/// file (an in-memory one is the store's own). The guard keeps the database.
+async fn two_nodes(tag: &str) -> (crate::Store, crate::Store, Box<dyn std::any::Any>) {
+    let db = test_db().await;
+    if let Some(url) = db.pg_url() {
+        let other = crate::Store::connect(&url).await.unwrap();
+        return (db.store.clone(), other, Box::new(db));
+    }
+    let (store, dir) = file_store(tag).await;
+    store.migrate().await.unwrap();
+    let other = crate::Store::connect(&format!("sqlite://{}/db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    (store, other, Box::new(dir))
+}
+
+/// What `store` finds for `q`, asked until it finds something or 10 s passed (a catch-up or
+/// a rebuild runs in the background of the search that starts it).
+async fn found_soon(store: &crate::Store, q: &str) -> Vec<UserId> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let hits = anonymous_hits(store, q).await;
+        if !hits.is_empty() || std::time::Instant::now() > deadline {
+            return hits.into_iter().map(|h| h.user_id).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Another node's keys reach this node's typo tier at the first catch-up after a minute,
+/// which reads what was added, not the whole vocabulary; the set is rebuilt only after an
+/// hour (or when many keys came).
+#[tokio::test]
+async fn another_nodes_keys_reach_the_typo_tier_at_the_next_catch_up_without_a_rebuild() {
+    let (node, other, _db) = two_nodes("catch-up").await;
+    let first = public(Some("aleksandrov"), None);
+    node.search_index().upsert(&first).await.unwrap();
+    assert_eq!(found_soon(&node, "aleksandrvo").await, [first.user_id]);
+    let typo = node.typo_index();
+    assert_eq!(typo.builds(), 1);
+
+    let elsewhere = public(Some("konstantinov"), None);
+    other.search_index().upsert(&elsewhere).await.unwrap();
+    // Exact and prefix matches read the database; the typo tier waits for the catch-up.
+    assert_eq!(found_soon(&node, "konstantinov").await, [elsewhere.user_id]);
+    assert!(anonymous_hits(&node, "konstantinvo").await.is_empty());
+
+    typo.age(super::typo::REFRESH + std::time::Duration::from_secs(1));
+    assert_eq!(found_soon(&node, "konstantinvo").await, [elsewhere.user_id]);
+    assert_eq!(
+        typo.builds(),
+        1,
+        "caught up without reading the whole vocabulary"
+    );
+
+    let passing = public(Some("maksimilian"), None);
+    other.search_index().upsert(&passing).await.unwrap();
+    typo.age(super::typo::REFRESH + std::time::Duration::from_secs(1));
+    assert_eq!(found_soon(&node, "maksimillian").await, [passing.user_id]);
+    // Taken away on the other node: its key lingers here until the rebuild, harmlessly.
+    other.search_index().remove(passing.user_id).await.unwrap();
+    assert!(anonymous_hits(&node, "maksimillian").await.is_empty());
+    assert_eq!(typo.builds(), 1);
+
+    typo.age(super::typo::REBUILD + std::time::Duration::from_secs(1));
+    anonymous_hits(&node, "aleksandrvo").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while typo.builds() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(typo.builds(), 2, "rebuilt after an hour");
+    assert_eq!(found_soon(&node, "konstantinvo").await, [elsewhere.user_id]);
+
+    // More new keys than the list takes (a bulk load on the other node): the catch-up
+    // leaves them to a rebuild, which the next typo search starts.
+    let bulk: Vec<SearchEntry> = (0..super::typo::ADDED_MAX + 10)
+        .map(|i| public(Some(&format!("bulk{i:05}")), None))
+        .collect();
+    other.search_index().bulk_load(&bulk).await.unwrap();
+    typo.age(super::typo::REFRESH + std::time::Duration::from_secs(1));
+    let target = &bulk[4000];
+    let hits = found_soon(&node, "buk04000").await;
+    assert!(hits.contains(&target.user_id), "{hits:?}");
+    assert_eq!(typo.builds(), 3, "rebuilt for the bulk load");
+}
+
 #[tokio::test]
 async fn on_a_sqlite_file_searches_read_beside_the_writer_and_see_what_it_committed() {
     let (store, dir) = file_store("readers").await;
@@ -523,13 +609,23 @@ async fn profiles_indexed_before_m0020_are_found_after_it() {
     assert!(!table_sql().await.contains("WITHOUT ROWID"));
     let shown = public(Some("petrov"), Some("Пётр Петров"));
     let hidden = entry(Some("petrova"), None, Visibility::Private);
+    // NOTE: today's writes stamp the vocabulary's `added_at`, which `m0021` adds: the column
+    // is there for them only, so that the file is as `m0019` left it, with these profiles.
+    let vocab = |sql: &'static str| {
+        let conn = store.connection();
+        async move {
+            conn.execute_unprepared(sql).await.unwrap();
+        }
+    };
+    vocab("ALTER TABLE profile_search_vocab ADD COLUMN added_at BIGINT NOT NULL DEFAULT 0").await;
     for e in [&shown, &hidden] {
         store.search_index().upsert(e).await.unwrap();
     }
+    vocab("ALTER TABLE profile_search_vocab DROP COLUMN added_at").await;
     let search = |q: &'static str| anonymous_hits(&store, q);
     let before = (search("petrov").await, search("петр").await);
 
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     assert!(table_sql().await.contains("WITHOUT ROWID"));
     let after = (search("petrov").await, search("петр").await);
     assert_eq!(after, before);

@@ -10,11 +10,14 @@
 //! Freshness. The set is built from the vocabulary table, read in key order, when the node
 //! starts or at the first typo search (again when [`TypoIndex::invalidate`] asked for it). A
 //! key this node writes after that goes into a small "added since build" list too, the moment
-//! the upsert writes it, and searches scan that list linearly. The set is rebuilt in the
-//! background, through the store's search connections, when the list passes [`ADDED_MAX`]
-//! keys (on the write that passes it) or a typo search finds the set older than [`REFRESH`],
-//! so a key written by **another** node or process reaches the typo tier at the first rebuild
-//! after its commit: within `REFRESH` plus one rebuild of the first typo search that follows.
+//! the upsert writes it, and searches scan that list linearly. Keys written by **another**
+//! node or process join that list at the first catch-up after their commit: when a typo
+//! search finds the last one older than [`REFRESH`], the node reads, in the background, the
+//! keys added to the vocabulary since shortly before it (`added_at`, stamped by the writer),
+//! so within `REFRESH` plus one catch-up. The set is rebuilt, through the store's search
+//! connections, when the list passes [`ADDED_MAX`] keys or the set is older than
+//! [`REBUILD`]. A catch-up reads what was added; a rebuild reads the whole vocabulary, a
+//! million keys taking seconds at a million profiles, so it is not done every minute.
 //! Exact, prefix and transliteration matches read the database and are always fresh.
 //!
 //! A key that left the vocabulary may linger in the set until the next rebuild: its
@@ -31,9 +34,13 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use crate::{Result, StorageError};
 
-/// The longest the set goes without a rebuild while typo searches come: the bound on how late
-/// a key written by another node or process reaches the typo tier (plus one rebuild).
+/// The longest the index goes without a catch-up while typo searches come: the bound on how
+/// late a key written by another node or process reaches the typo tier (plus one catch-up).
 pub(crate) const REFRESH: Duration = Duration::from_secs(60);
+
+/// The longest the set goes without a rebuild while typo searches come: the bound on how long
+/// a key that left the vocabulary lingers in it.
+pub(crate) const REBUILD: Duration = Duration::from_secs(3600);
 
 /// Keys added since the build that start a rebuild (the list is scanned on each search: a
 /// few thousand keys cost tens of microseconds).
@@ -41,6 +48,8 @@ pub(crate) const ADDED_MAX: usize = 4096;
 
 /// How long an added key stays in the list after a rebuild that does not hold it: time for
 /// the transaction that wrote it to commit (it then is in the next rebuild) or roll back.
+/// Also how far before the last catch-up (or build) the next one reads: time for a key
+/// stamped by its writer to commit, and for the writer's clock to differ from this node's.
 const GRACE: Duration = Duration::from_secs(120);
 
 /// Vocabulary keys read per statement while building, so that other statements pass between
@@ -67,12 +76,40 @@ struct State {
     set: Option<Arc<Sets>>,
     /// When the read that built `set` started.
     built_at: Option<Instant>,
+    /// When the last catch-up's read (or the build's) started.
+    caught_up_at: Option<Instant>,
+    /// The next catch-up reads the keys added at or after this (Unix milliseconds).
+    since: i64,
     /// Rebuild before the next use (many keys were added at once).
     stale: bool,
-    /// Keys written on this node since the build, and when.
+    /// Keys written since the build (on this node, or found by a catch-up), and when.
     added: BTreeMap<String, Instant>,
-    /// A background rebuild is under way.
+    /// A background rebuild or catch-up is under way.
     rebuilding: bool,
+    /// Builds so far (for tests).
+    builds: u64,
+}
+
+/// What a typo search asks of the background, if anything.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    Rebuild,
+    CatchUp,
+}
+
+impl State {
+    fn refresh(&self) -> Option<Refresh> {
+        let older = |at: Option<Instant>, than| at.is_none_or(|t| t.elapsed() > than);
+        if self.rebuilding {
+            None
+        } else if self.added.len() > ADDED_MAX || older(self.built_at, REBUILD) {
+            Some(Refresh::Rebuild)
+        } else if older(self.caught_up_at, REFRESH) {
+            Some(Refresh::CatchUp)
+        } else {
+            None
+        }
+    }
 }
 
 impl fmt::Debug for TypoIndex {
@@ -124,7 +161,7 @@ impl TypoIndex {
             }
         };
         if rebuild {
-            self.rebuild_in_background();
+            self.in_background(Refresh::Rebuild);
         }
     }
 
@@ -165,12 +202,10 @@ impl TypoIndex {
                     .map(|k| (edits(query, k), k.clone()))
                     .collect()
             });
-            let refresh = !s.rebuilding
-                && (s.added.len() > ADDED_MAX || s.built_at.is_none_or(|t| t.elapsed() > REFRESH));
-            (s.set.clone(), keys, refresh)
+            (s.set.clone(), keys, s.refresh())
         };
-        if refresh {
-            self.rebuild_in_background();
+        if let Some(refresh) = refresh {
+            self.in_background(refresh);
         }
         if let Some(set) = set {
             set.within(query, budget, &mut keys);
@@ -178,9 +213,9 @@ impl TypoIndex {
         keys
     }
 
-    /// Starts a rebuild from the pool on the runtime, unless one is under way or there is no
-    /// runtime (then the next search asks again).
-    fn rebuild_in_background(&self) {
+    /// Starts a rebuild or a catch-up from the pool on the runtime, unless one is under way
+    /// or there is no runtime (then the next search asks again).
+    fn in_background(&self, refresh: Refresh) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -195,18 +230,75 @@ impl TypoIndex {
         rt.spawn(async move {
             let res = {
                 let _one = this.inner.building.lock().await;
-                this.rebuild(&this.inner.pool).await
+                match refresh {
+                    Refresh::Rebuild => this.rebuild(&this.inner.pool).await,
+                    Refresh::CatchUp => this.catch_up(&this.inner.pool).await.map(drop),
+                }
             };
             this.state().rebuilding = false;
             if let Err(e) = res {
-                tracing::warn!(error = %e, "profile search: rebuilding the typo index failed");
+                tracing::warn!(error = %e, "profile search: refreshing the typo index failed");
             }
         });
+    }
+
+    /// Catches up now (see [`Self::catch_up`]), once the set is built: how many keys it read.
+    pub(crate) async fn catch_up_now<C: ConnectionTrait>(&self, conn: &C) -> Result<usize> {
+        self.ensure_built(conn).await?;
+        let _one = self.inner.building.lock().await;
+        self.catch_up(conn).await
+    }
+
+    /// Adds the keys added to the vocabulary since shortly before the last catch-up (or
+    /// build) and not in the set yet; with too many of them, the next typo search rebuilds
+    /// instead. How many keys it read. Call holding `building`.
+    async fn catch_up<C: ConnectionTrait>(&self, conn: &C) -> Result<usize> {
+        let started = Instant::now();
+        let started_ms = now_ms();
+        let (since, set) = {
+            let s = self.state();
+            (s.since, s.set.clone())
+        };
+        let Some(set) = set else {
+            return Ok(0);
+        };
+        // NOTE: most keys added since are in the set already (those of a bulk load just
+        // before the build, this node's own): read on, page by page, until the new ones are
+        // more than the list takes.
+        let (mut read, mut new, mut after) = (0, Vec::new(), None);
+        loop {
+            let page = added_keys(conn, since, after.as_ref(), LOAD_PAGE).await?;
+            read += page.len();
+            let full = page.len() as u64 == LOAD_PAGE;
+            let last = page.last().cloned();
+            new.extend(
+                page.into_iter()
+                    .map(|(_, k)| k)
+                    .filter(|k| !set.forward.contains(k)),
+            );
+            match last {
+                Some(last) if full && new.len() <= ADDED_MAX => after = Some(last),
+                _ => break,
+            }
+        }
+        let mut s = self.state();
+        if new.len() > ADDED_MAX {
+            // More than the list takes (a bulk load elsewhere): the next typo search rebuilds.
+            s.built_at = None;
+            return Ok(read);
+        }
+        for k in new {
+            s.added.entry(k).or_insert(started);
+        }
+        s.caught_up_at = Some(started);
+        s.since = since.max(started_ms - GRACE_MS);
+        Ok(read)
     }
 
     /// Reads the vocabulary and puts a new set in place. Call holding `building`.
     async fn rebuild<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
         let started = Instant::now();
+        let started_ms = now_ms();
         let was_stale = std::mem::take(&mut self.state().stale);
         let built = match load_keys(conn).await {
             // NOTE: building takes a few hundred milliseconds at a million keys: off the
@@ -228,7 +320,25 @@ impl TypoIndex {
             .retain(|k, at| !set.forward.contains(k) && *at + GRACE > started);
         s.set = Some(set);
         s.built_at = Some(started);
+        s.caught_up_at = Some(started);
+        s.since = started_ms - GRACE_MS;
+        s.builds += 1;
         Ok(())
+    }
+
+    /// Moves the last build and catch-up `by` into the past, as if that much time had gone.
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        let mut s = self.state();
+        let back = |t: Option<Instant>| t.and_then(|t| t.checked_sub(by));
+        s.built_at = back(s.built_at);
+        s.caught_up_at = back(s.caught_up_at);
+    }
+
+    /// How many times the set was built.
+    #[cfg(test)]
+    pub(crate) fn builds(&self) -> u64 {
+        self.state().builds
     }
 
     /// Whether at least `n` keys of the set start with `prefix` (none before the first build).
@@ -266,6 +376,49 @@ fn automaton(query: &str, budget: usize) -> Option<DFA> {
 }
 
 /// Every vocabulary key, in pages by key.
+/// [`GRACE`] in milliseconds.
+const GRACE_MS: i64 = GRACE.as_millis() as i64;
+
+/// The time as the vocabulary's `added_at` stamps it: Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Up to `limit` keys added to the vocabulary at or after `since` (Unix milliseconds), with
+/// their stamps, in order of stamp and key, after `after` if given.
+async fn added_keys<C: ConnectionTrait>(
+    conn: &C,
+    since: i64,
+    after: Option<&(i64, String)>,
+    limit: u64,
+) -> Result<Vec<(i64, String)>> {
+    let backend = conn.get_database_backend();
+    let p = |n: usize| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let (condition, values): (String, Vec<sea_orm::Value>) = match after {
+        None => (format!("added_at >= {}", p(1)), vec![since.into()]),
+        Some((at, key)) => (
+            format!("(added_at, term) > ({}, {})", p(1), p(2)),
+            vec![(*at).into(), key.clone().into()],
+        ),
+    };
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        format!(
+            "SELECT added_at, term FROM profile_search_vocab WHERE {condition} \
+             ORDER BY added_at, term LIMIT {limit}"
+        ),
+        values,
+    );
+    conn.query_all_raw(stmt)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("", "added_at")?, r.try_get("", "term")?)))
+        .collect()
+}
+
 async fn load_keys<C: ConnectionTrait>(conn: &C) -> Result<Vec<String>> {
     let backend = conn.get_database_backend();
     let mut keys: Vec<String> = Vec::new();
