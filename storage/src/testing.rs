@@ -12,6 +12,7 @@ use crate::Store;
 /// A migrated store for one test; its PostgreSQL database (if any) goes when it is dropped.
 pub(crate) struct TestDb {
     pub store: Store,
+    url: String,
     pg: Option<(String, String)>,
 }
 
@@ -58,15 +59,13 @@ pub(crate) async fn test_db_through(last: Option<&str>) -> TestDb {
         None => store.migrate().await.unwrap(),
         Some(name) => store.migrate_through(name).await.unwrap(),
     };
-    TestDb { store, pg }
+    TestDb { store, url, pg }
 }
 
 impl TestDb {
     /// The URL of the test's PostgreSQL database, if it has one (another store may connect).
     pub(crate) fn pg_url(&self) -> Option<String> {
-        let (admin, name) = self.pg.as_ref()?;
-        let (base, _) = admin.rsplit_once('/')?;
-        Some(format!("{base}/{name}"))
+        self.pg.as_ref().map(|_| self.url.clone())
     }
 }
 

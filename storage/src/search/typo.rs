@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use fst::{Automaton, IntoStreamer, Set, Streamer};
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::{Result, StorageError};
 
@@ -392,20 +392,16 @@ async fn added_keys<C: ConnectionTrait>(
     after: Option<&(i64, String)>,
     limit: u64,
 ) -> Result<Vec<(i64, String)>> {
-    let backend = conn.get_database_backend();
-    let p = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    };
-    let (condition, values): (String, Vec<sea_orm::Value>) = match after {
-        None => (format!("added_at >= {}", p(1)), vec![since.into()]),
+    // NOTE: numbered parameters read the same on both backends.
+    let (condition, values): (&str, Vec<sea_orm::Value>) = match after {
+        None => ("added_at >= $1", vec![since.into()]),
         Some((at, key)) => (
-            format!("(added_at, term) > ({}, {})", p(1), p(2)),
+            "(added_at, term) > ($1, $2)",
             vec![(*at).into(), key.clone().into()],
         ),
     };
     let stmt = Statement::from_sql_and_values(
-        backend,
+        conn.get_database_backend(),
         format!(
             "SELECT added_at, term FROM profile_search_vocab WHERE {condition} \
              ORDER BY added_at, term LIMIT {limit}"
@@ -423,23 +419,16 @@ async fn load_keys<C: ConnectionTrait>(conn: &C) -> Result<Vec<String>> {
     let backend = conn.get_database_backend();
     let mut keys: Vec<String> = Vec::new();
     loop {
-        let stmt = match (backend, keys.last()) {
-            (_, None) => Statement::from_string(
+        let stmt = match keys.last() {
+            None => Statement::from_string(
                 backend,
                 format!("SELECT term FROM profile_search_vocab ORDER BY term LIMIT {LOAD_PAGE}"),
             ),
-            (DbBackend::Postgres, Some(last)) => Statement::from_sql_and_values(
+            // NOTE: a numbered parameter reads the same on both backends.
+            Some(last) => Statement::from_sql_and_values(
                 backend,
                 format!(
                     "SELECT term FROM profile_search_vocab WHERE term > $1 \
-                     ORDER BY term LIMIT {LOAD_PAGE}"
-                ),
-                [last.clone().into()],
-            ),
-            (_, Some(last)) => Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "SELECT term FROM profile_search_vocab WHERE term > ? \
                      ORDER BY term LIMIT {LOAD_PAGE}"
                 ),
                 [last.clone().into()],
