@@ -9,7 +9,7 @@
 use std::io::ErrorKind;
 
 use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use keyward_messages::FieldError;
@@ -36,6 +36,33 @@ pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
         .limit(limit)
         .content_type_required(true)
         .error_handler(move |err, _req: &HttpRequest| json_error(err, limit).into())
+}
+
+/// The query extractor for every route: a query string it cannot read (a parameter given
+/// twice, a value of the wrong type) is a 400 problem naming the parameter where it can, not
+/// actix's plain-text 400.
+pub(crate) fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req: &HttpRequest| query_error(&err).into())
+}
+
+fn query_error(err: &QueryPayloadError) -> ApiError {
+    let text = match err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    // NOTE: serde_urlencoded names the parameter between backticks in these two.
+    let field = ["duplicate field `", "missing field `"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+        .and_then(|rest| rest.split_once('`'))
+        .map_or("query", |(f, _)| f);
+    ApiError::invalid_fields(vec![FieldError::new(
+        field,
+        "invalid_query",
+        format!(
+            "the query string could not be read ({text}); give each parameter once, as documented"
+        ),
+    )])
 }
 
 // NOTE: serde_json's text gives a position and a reason, never the input itself.

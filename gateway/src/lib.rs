@@ -207,6 +207,7 @@ pub(crate) fn public_app(
     App::new()
         .app_data(state)
         .app_data(input::json_config(max_body_bytes))
+        .app_data(input::query_config())
         .configure(routes::configure)
         .wrap(from_fn(middleware::problem_for_bare_405))
         .wrap(from_fn(middleware::body_guard))

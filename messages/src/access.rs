@@ -224,6 +224,18 @@ pub enum Asker {
     Caller(Caller),
 }
 
+/// Gateway → access. Forward-auth with `?permission=`: the bearer token authenticated as
+/// `Authenticate` does (a user's token, its session live) and the permission checked from
+/// live grants, in one message instead of two. The user's principal when they hold it; a
+/// [`forbidden`] error when they do not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Principal, CommandError>")]
+pub struct Authorize {
+    pub meta: RequestMeta,
+    pub token: secrecy::SecretString,
+    pub permission: Permission,
+}
+
 /// Gateway → access. The caller's effective permissions, sorted.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<String>, CommandError>")]

@@ -136,6 +136,15 @@ async fn check_access(deps: Arc<Deps>, m: CheckAccess) -> Result<Vec<bool>, Hand
     Ok(out)
 }
 
+async fn authorize(
+    deps: Arc<Deps>,
+    m: Authorize,
+) -> Result<keyward_messages::commands::Principal, HandlerError> {
+    let p = deps.sessions.authenticate(m.token).await?;
+    require(&deps, p.user_id, m.permission.as_str()).await?;
+    Ok(p)
+}
+
 async fn my_permissions(deps: Arc<Deps>, m: MyPermissions) -> Result<Vec<String>, HandlerError> {
     let perms = deps
         .decisions
@@ -371,6 +380,7 @@ async fn set_grant(deps: Arc<Deps>, m: SetGrant) -> Result<(), HandlerError> {
 
 crate::edge::handlers!(Access {
     CheckAccess => Vec<bool>: check_access;
+    Authorize => keyward_messages::commands::Principal: authorize;
     MyPermissions => Vec<String>: my_permissions;
     ListRoles => Vec<RoleView>: list_roles;
     GetRole => RoleView: get_role;

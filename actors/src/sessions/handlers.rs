@@ -70,7 +70,10 @@ fn claims<C: access_token::Timed>(
 /// Verifies an access token (the pure checks of `access_token::verify`) and that its session
 /// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
 /// a database read.
-async fn authenticate(deps: Arc<Deps>, token: String) -> Result<Principal, HandlerError> {
+pub(super) async fn authenticate(
+    deps: Arc<Deps>,
+    token: String,
+) -> Result<Principal, HandlerError> {
     let key = token_key(&token);
     authenticate_user(deps, &token, key).await
 }

@@ -124,6 +124,15 @@ impl SessionsHandle {
         handlers::authenticate_caller(self.0.clone(), token.expose_secret().to_owned()).await
     }
 
+    /// A user's bearer token, checked as `Authenticate` checks it.
+    pub async fn authenticate(
+        &self,
+        token: secrecy::SecretString,
+    ) -> Result<keyward_messages::commands::Principal, HandlerError> {
+        use secrecy::ExposeSecret;
+        handlers::authenticate(self.0.clone(), token.expose_secret().to_owned()).await
+    }
+
     /// Session row, first refresh token and `user.logged_in` in one transaction (see
     /// `issue::open_session`).
     pub async fn open(

@@ -26,6 +26,7 @@ crate::recipients! {
     /// What the access routes (and forward-auth's `?permission=`) send to the access context.
     pub struct AccessApi {
         check: CheckAccess,
+        authorize: keyward_messages::access::Authorize,
         my_permissions: MyPermissions,
         list_roles: ListRoles,
         get_role: GetRole,

@@ -2,22 +2,25 @@
 //! forward-auth check for reverse proxies, and the published signing keys.
 //!
 //! Refuses: reading tokens. Access tokens are verified by the sessions actor (through the
-//! `Authenticated` extractor); refresh tokens are passed on as opaque secrets.
+//! `Authenticated` extractor; forward-auth with a permission asks the access context, which
+//! verifies through the sessions context's handle); refresh tokens are passed on as opaque
+//! secrets.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use keyward_messages::access::{forbidden, Asker, Caller, Check, CheckAccess, Permission};
+use keyward_messages::access::{Authorize, Permission};
 use keyward_messages::commands::{
-    Authenticate, GetJwks, ListSessions, Logout, Refresh, RevokeOtherSessions, RevokeSession,
+    Authenticate, GetJwks, ListSessions, Logout, Principal, Refresh, RevokeOtherSessions,
+    RevokeSession,
 };
-use keyward_messages::{FieldError, SessionId};
+use keyward_messages::{FieldError, RequestMeta, SessionId};
 use secrecy::SecretString;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, Meta};
+use crate::extract::{Authenticated, BearerToken, Meta};
 use crate::input::{Fields, Input, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -177,26 +180,38 @@ pub(super) async fn revoke_others(
 pub(super) async fn forward_auth(
     st: State,
     Meta(meta): Meta,
-    Authenticated(p): Authenticated,
-    q: web::Query<ForwardAuthParams>,
-) -> Result<HttpResponse, ApiError> {
-    if let Some(raw) = &q.permission {
-        let permission =
-            Permission::parse("permission", raw).map_err(|e| ApiError::invalid_fields(vec![e]))?;
-        let name = permission.as_str().to_owned();
-        let cmd = CheckAccess {
-            meta,
-            asker: Asker::Caller(Caller::User(p.clone())),
-            checks: vec![Check {
-                user_id: p.user_id,
+    BearerToken(token): BearerToken,
+    q: Result<web::Query<ForwardAuthParams>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let wanted = q.and_then(|q| {
+        q.into_inner()
+            .permission
+            .map(|raw| {
+                Permission::parse("permission", &raw)
+                    .map_err(|e| ApiError::invalid_fields(vec![e]).into())
+            })
+            .transpose()
+    });
+    let p = match wanted {
+        // NOTE: one message, the token and the grant checked together: forward-auth with a
+        // permission sits in front of every request a proxy passes on.
+        Ok(Some(permission)) => {
+            let cmd = Authorize {
+                meta,
+                token,
                 permission,
-            }],
-        };
-        let answers = st.ask(&st.to.access.check, cmd).await?;
-        if answers.first() != Some(&true) {
-            return Err(ApiError::from(forbidden(&name)));
+            };
+            st.ask(&st.to.access.authorize, cmd)
+                .await
+                .map_err(ApiError::with_invalid_token_challenge)?
         }
-    }
+        Ok(None) => authenticate(&st, meta, token).await?,
+        Err(e) => {
+            // A caller learns that its token is bad before what is wrong with its query.
+            authenticate(&st, meta, token).await?;
+            return Err(e);
+        }
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Keyward-User-Id", p.user_id.to_string()))
@@ -205,11 +220,23 @@ pub(super) async fn forward_auth(
         .finish())
 }
 
+async fn authenticate(
+    st: &State,
+    meta: RequestMeta,
+    token: SecretString,
+) -> Result<Principal, ApiError> {
+    st.ask(&st.to.sessions.authenticate, Authenticate { meta, token })
+        .await
+        .map_err(ApiError::with_invalid_token_challenge)
+}
+
 /// The query of forward-auth.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ForwardAuthParams {
     /// A permission the user must hold now (live grants), e.g. `bookings:write`; lacking it
     /// is a 403 `forbidden`.
+    #[param(nullable)]
     permission: Option<String>,
 }
 

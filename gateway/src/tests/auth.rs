@@ -112,3 +112,77 @@ async fn a_silent_sessions_actor_makes_authentication_a_503_not_a_401() {
     let r = call_with(&fake, Duration::from_millis(20), req).await;
     r.assert_problem(503, "service_unavailable");
 }
+
+fn forward_auth(query: &str) -> TestRequest {
+    TestRequest::get().uri(&format!("/v1/auth/verify{query}"))
+}
+
+#[actix_web::test]
+async fn forward_auth_with_a_permission_is_one_message_to_the_access_context() {
+    let fake = Fake::default();
+    let r = call(
+        &fake,
+        bearer(forward_auth("?permission=events:write"), GOOD_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("x-keyward-user-id"),
+        Some(USER.to_string().as_str())
+    );
+    assert_eq!(r.header("x-keyward-roles"), Some("user,admin"));
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].starts_with("Authorize"), "{seen:?}");
+    assert!(seen[0].contains("events:write"), "{seen:?}");
+    assert!(
+        !seen[0].contains(GOOD_TOKEN),
+        "the token is not in Debug: {seen:?}"
+    );
+}
+
+#[actix_web::test]
+async fn forward_auth_with_a_permission_and_a_refused_token_is_a_401_challenge() {
+    let r = call(
+        &Fake::default(),
+        bearer(forward_auth("?permission=events:write"), "stale"),
+    )
+    .await;
+    r.assert_problem(401, "invalid_token");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    assert!(r.header("x-keyward-user-id").is_none());
+}
+
+#[actix_web::test]
+async fn forward_auth_names_a_malformed_permission_only_to_a_valid_token() {
+    // A caller learns that its token is bad before what is wrong with its query.
+    for query in ["?permission=events", "?permission=a:b&permission=c:d"] {
+        let r = call(&Fake::default(), bearer(forward_auth(query), "stale")).await;
+        r.assert_problem(401, "invalid_token");
+    }
+    let r = call(
+        &Fake::default(),
+        bearer(forward_auth("?permission=events"), GOOD_TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("permission"),
+        "{:?}",
+        r.body
+    );
+    let r = call(
+        &Fake::default(),
+        bearer(forward_auth("?permission=a:b&permission=c:d"), GOOD_TOKEN),
+    )
+    .await;
+    r.assert_problem(400, "validation_failed");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains(r#""field":"permission""#),
+        "{:?}",
+        r.body
+    );
+}

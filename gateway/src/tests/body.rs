@@ -172,3 +172,20 @@ async fn a_check_body_nested_past_the_parsers_limit_is_a_400_invalid_json() {
         "{detail}"
     );
 }
+
+#[actix_web::test]
+async fn a_query_string_that_cannot_be_read_is_a_problem_naming_the_parameter() {
+    let fake = Fake::default();
+    let r = call(
+        &fake,
+        TestRequest::get().uri("/v1/users/search?q=alice&q=bob"),
+    )
+    .await;
+    r.assert_problem(400, "validation_failed");
+    assert_eq!(r.json()["errors"][0]["field"], "q", "{}", r.text());
+    assert!(
+        fake.seen().is_empty(),
+        "nothing is asked: {:?}",
+        fake.seen()
+    );
+}

@@ -281,8 +281,15 @@ fn role_view() -> keyward_messages::access::RoleView {
 impl Canned for Principal {
     const FAULTS: bool = false;
     fn canned(msg: &dyn std::any::Any) -> Result<Self, CommandError> {
-        match msg.downcast_ref::<Authenticate>() {
-            Some(m) if m.token.expose_secret() == GOOD_TOKEN => Ok(principal()),
+        let token = msg
+            .downcast_ref::<Authenticate>()
+            .map(|m| &m.token)
+            .or_else(|| {
+                msg.downcast_ref::<keyward_messages::access::Authorize>()
+                    .map(|m| &m.token)
+            });
+        match token {
+            Some(t) if t.expose_secret() == GOOD_TOKEN => Ok(principal()),
             _ => Err(CommandError::unauthenticated(
                 codes::INVALID_TOKEN,
                 "the access token is invalid or expired",
