@@ -211,12 +211,14 @@ pub enum ProfileView {
     Public(Box<PublicProfile>),
 }
 
-/// Gateway → profiles. The caller's own account and profile.
+/// Gateway → profiles. The caller's own account and profile, for the bearer token the
+/// profiles context authenticates as `Authenticate` does: one message per request instead of
+/// two, on a route a product's UI calls on every page.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<UserView, CommandError>")]
 pub struct GetMe {
     pub meta: RequestMeta,
-    pub principal: Principal,
+    pub token: secrecy::SecretString,
 }
 
 /// Gateway → profiles. Applies a merge patch to the caller's profile (`PATCH /v1/users/me`),

@@ -718,21 +718,15 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
     let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
     let variables: std::collections::BTreeMap<String, serde_json::Value> =
         [("code".to_owned(), code.clone().into())].into();
-    let (keys, job) = match f.kind.as_str() {
+    // What the code costs, spent in the transaction that queues it.
+    enum Budget {
+        Sms(String),
+        Email(String),
+    }
+    let (budget, job) = match f.kind.as_str() {
         "sms" => {
             let phone = f.secret.clone().unwrap_or_default();
-            let keys = match deps
-                .sms_budget
-                .check(&deps.store, user_id, m.meta.client_ip, &phone, now)
-                .await?
-            {
-                Ok(keys) => keys,
-                Err(wait) => {
-                    return Err(HandlerError::from(CommandError::RateLimited {
-                        retry_after_secs: wait,
-                    }))
-                }
-            };
+            let budget = Budget::Sms(phone.clone());
             let job = Outgoing::Sms(keyward_messages::events::SmsJob {
                 delivery: None,
                 to: phone,
@@ -741,18 +735,10 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
                 locale,
                 variables,
             });
-            (keys, job)
+            (budget, job)
         }
         "email" => {
-            let key = format!("email-code:user:{user_id}");
-            let (n, _) = deps
-                .store
-                .login_failures()
-                .since(&key, now - chrono::Duration::hours(1))
-                .await?;
-            if n >= EMAIL_CODES_PER_HOUR {
-                return Err(rate_limited(600));
-            }
+            let budget = Budget::Email(format!("email-code:user:{user_id}"));
             let job = Outgoing::Email(keyward_messages::events::EmailJob {
                 to: u.email.as_str().to_owned(),
                 template: MFA_CODE.to_owned(),
@@ -760,7 +746,7 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
                 variables,
                 delivery: None,
             });
-            (vec![key], job)
+            (budget, job)
         }
         _ => {
             return Err(HandlerError::from(CommandError::field(
@@ -771,6 +757,28 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
         }
     };
     let tx = deps.store.begin().await?;
+    match budget {
+        Budget::Sms(phone) => {
+            if let Err(wait) = deps
+                .sms_budget
+                .spend(&tx, user_id, m.meta.client_ip, &phone, now)
+                .await?
+            {
+                return Err(HandlerError::from(CommandError::RateLimited {
+                    retry_after_secs: wait,
+                }));
+            }
+        }
+        Budget::Email(key) => {
+            let spent = tx
+                .login_failures()
+                .spend_hourly(&[(key.as_str(), EMAIL_CODES_PER_HOUR)], now)
+                .await?;
+            if spent.is_some() {
+                return Err(rate_limited(600));
+            }
+        }
+    }
     tx.mfa()
         .put_code(&keyward_storage::CodeRecord {
             factor_id: f.id,
@@ -781,9 +789,6 @@ async fn send_code(deps: Arc<Deps>, m: SendCode) -> Result<CodeSent, HandlerErro
             sent_at: now,
         })
         .await?;
-    for k in &keys {
-        tx.login_failures().record(k, now).await?;
-    }
     deps.outbox.enqueue(&tx, &m.meta, job).await?;
     tx.commit().await?;
     deps.outbox.wake();

@@ -34,17 +34,17 @@ impl SmsBudget {
         }
     }
 
-    /// The throttle keys a text to `phone` for `user` from `ip` would take, or the seconds to
-    /// wait when any of them is spent. Record the keys in the transaction that queues the
-    /// text.
-    pub async fn check(
+    /// Spends a place under each of the budgets a text to `phone` for `user` from `ip` takes,
+    /// inside `tx`, the transaction that queues the text; or the seconds to wait when any of
+    /// them is spent (then `tx` is to be dropped).
+    pub async fn spend(
         &self,
-        store: &keyward_storage::Store,
+        tx: &keyward_storage::Tx,
         user: keyward_messages::UserId,
         ip: Option<std::net::IpAddr>,
         phone: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Result<Vec<String>, u64>, keyward_storage::StorageError> {
+    ) -> Result<Result<(), u64>, keyward_storage::StorageError> {
         let mut keys = vec![
             (format!("sms:user:{user}"), self.per_account),
             (format!("sms:number:{phone}"), self.per_number),
@@ -54,9 +54,9 @@ impl SmsBudget {
         }
         let limits: Vec<(&str, u64)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         Ok(
-            match crate::accounts::budget::hourly_wait(store, now, &limits).await? {
-                Some(w) => Err(w),
-                None => Ok(keys.into_iter().map(|(k, _)| k).collect()),
+            match tx.login_failures().spend_hourly(&limits, now).await? {
+                Some(wait) => Err(wait),
+                None => Ok(()),
             },
         )
     }

@@ -81,7 +81,7 @@ async fn load_own(deps: &Deps, user: UserId, who: Audience) -> Result<UserView, 
 }
 
 async fn get_me(deps: Arc<Deps>, m: GetMe) -> Result<UserView, HandlerError> {
-    let user = m.principal.user_id;
+    let user = deps.sessions.authenticate(m.token).await?.user_id;
     if let Some(view) = deps.cache.get(user) {
         return Ok(UserView::clone(&view));
     }

@@ -54,18 +54,6 @@ pub(super) async fn start(
             return Err(rate_limited(wait));
         }
     }
-    let keys = match deps
-        .sms_budget
-        .check(&deps.store, me, m.meta.client_ip, m.phone.as_str(), now)
-        .await?
-    {
-        Ok(keys) => keys,
-        Err(retry_after_secs) => {
-            return Err(HandlerError::from(CommandError::RateLimited {
-                retry_after_secs,
-            }))
-        }
-    };
     let user = deps
         .store
         .users()
@@ -75,6 +63,15 @@ pub(super) async fn start(
     let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));
     let phone = m.phone.as_str().to_owned();
     let tx = deps.store.begin().await?;
+    if let Err(retry_after_secs) = deps
+        .sms_budget
+        .spend(&tx, me, m.meta.client_ip, m.phone.as_str(), now)
+        .await?
+    {
+        return Err(HandlerError::from(CommandError::RateLimited {
+            retry_after_secs,
+        }));
+    }
     tx.profiles()
         .put_phone_code(&PhoneCodeRecord {
             user_id: me,
@@ -85,9 +82,6 @@ pub(super) async fn start(
             sent_at: now,
         })
         .await?;
-    for k in &keys {
-        tx.login_failures().record(k, now).await?;
-    }
     let job = SmsJob {
         delivery: None,
         to: phone.clone(),

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::*;
 use super::private_json;
-use crate::extract::{Authenticated, MaybeAuthenticated, Meta};
+use crate::extract::{Authenticated, BearerToken, MaybeAuthenticated, Meta};
 use crate::input::{Fields, Input, JsonObject, RequestBody, Valid};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -192,11 +192,12 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 pub(super) async fn me(
     st: State,
     Meta(meta): Meta,
-    Authenticated(principal): Authenticated,
+    BearerToken(token): BearerToken,
 ) -> Result<HttpResponse, ApiError> {
     let user = st
-        .ask(&st.to.profiles.get_me, GetMe { meta, principal })
-        .await?;
+        .ask(&st.to.profiles.get_me, GetMe { meta, token })
+        .await
+        .map_err(ApiError::with_invalid_token_challenge)?;
     Ok(private_json(&user))
 }
 

@@ -186,3 +186,18 @@ async fn forward_auth_names_a_malformed_permission_only_to_a_valid_token() {
         r.body
     );
 }
+
+#[actix_web::test]
+async fn me_is_one_message_that_carries_the_token() {
+    let fake = Fake::default();
+    let r = call(&fake, bearer(me(), GOOD_TOKEN)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["id"], USER.to_string());
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].starts_with("GetMe"), "{seen:?}");
+    assert!(
+        !seen[0].contains(GOOD_TOKEN),
+        "the token is not in Debug: {seen:?}"
+    );
+}

@@ -137,26 +137,6 @@ canned! {
         email_verified: true,
     };
     TokenPair => token_pair();
-    UserView => UserView {
-        id: UserId(USER),
-        email: "alice@example.com".into(),
-        email_verified: true,
-        username: Some("alice".into()),
-        roles: vec!["user".into()],
-        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-        display_name: Some("Alice".into()),
-        bio: None,
-        avatar: None,
-        locale: Locale::En,
-        timezone: None,
-        country: None,
-        phone: None,
-        phone_verified: false,
-        visibility: Visibility::Users,
-        attributes: Default::default(),
-        updated_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-        deletion_scheduled_for: None,
-    };
     ProfileView => ProfileView::Public(Box::new(PublicProfile {
         id: UserId(USER),
         username: Some("alice".into()),
@@ -295,6 +275,45 @@ impl Canned for Principal {
                 "the access token is invalid or expired",
             )),
         }
+    }
+}
+
+/// The caller's own view; `GetMe` authenticates its token as `Authenticate` does (only
+/// `GOOD_TOKEN` is live).
+impl Canned for UserView {
+    fn canned(msg: &dyn std::any::Any) -> Result<Self, CommandError> {
+        if let Some(m) = msg.downcast_ref::<keyward_messages::commands::GetMe>() {
+            if m.token.expose_secret() != GOOD_TOKEN {
+                return Err(CommandError::unauthenticated(
+                    codes::INVALID_TOKEN,
+                    "the access token is invalid or expired",
+                ));
+            }
+        }
+        Ok(user_view())
+    }
+}
+
+fn user_view() -> UserView {
+    UserView {
+        id: UserId(USER),
+        email: "alice@example.com".into(),
+        email_verified: true,
+        username: Some("alice".into()),
+        roles: vec!["user".into()],
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        display_name: Some("Alice".into()),
+        bio: None,
+        avatar: None,
+        locale: Locale::En,
+        timezone: None,
+        country: None,
+        phone: None,
+        phone_verified: false,
+        visibility: Visibility::Users,
+        attributes: Default::default(),
+        updated_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        deletion_scheduled_for: None,
     }
 }
 
