@@ -220,8 +220,6 @@ pub enum Asker {
     /// A bearer token the access context authenticates as `AuthenticateCaller` would: the
     /// check API's hot path, one message per request instead of two.
     Bearer(secrecy::SecretString),
-    /// A caller the gateway has already authenticated.
-    Caller(Caller),
 }
 
 /// Gateway → access. Forward-auth with `?permission=`: the bearer token authenticated as

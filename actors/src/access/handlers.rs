@@ -105,10 +105,8 @@ fn view(r: RoleRecord, holders: u64) -> RoleView {
 }
 
 async fn check_access(deps: Arc<Deps>, m: CheckAccess) -> Result<Vec<bool>, HandlerError> {
-    let caller = match m.asker {
-        Asker::Caller(c) => c,
-        Asker::Bearer(token) => deps.sessions.authenticate_caller(token).await?,
-    };
+    let Asker::Bearer(token) = m.asker;
+    let caller = deps.sessions.authenticate_caller(token).await?;
     match &caller {
         Caller::User(p) => {
             let me = p.user_id;
