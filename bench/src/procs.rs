@@ -68,6 +68,20 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// A command that runs `bin`, on the cores `KEYWARD_BENCH_NODE_CPUS` lists (a `taskset` list)
+/// when it is set: with the harness itself under `taskset` on the other cores, the node and
+/// its load generator each have cores of their own, as when the load comes from other hosts.
+fn node_command(bin: &Path) -> Command {
+    match std::env::var("KEYWARD_BENCH_NODE_CPUS") {
+        Ok(cpus) if !cpus.trim().is_empty() => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus.trim()).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// Starts `keyward serve` on free ports with `data_dir` and waits until /readyz answers 200.
 /// Returns the server and the time from spawn to ready.
 pub async fn start_keyward(
@@ -77,7 +91,7 @@ pub async fn start_keyward(
 ) -> anyhow::Result<(Server, Duration)> {
     let (port, mport) = (free_port()?, free_port()?);
     let t = Instant::now();
-    let child = Command::new(bin)
+    let child = node_command(bin)
         .arg("serve")
         .env("KEYWARD_DATA_DIR", data_dir)
         .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
