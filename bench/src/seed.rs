@@ -258,3 +258,18 @@ pub async fn token_of_client(
         .context("client token")?
         .to_owned())
 }
+
+/// The check API's request bodies, one per user (`events:write`), serialized before the clock:
+/// a product's service pays its own JSON on its own host, and the harness shares the node's
+/// cores.
+pub fn check_bodies(ids: &[String]) -> std::sync::Arc<Vec<bytes::Bytes>> {
+    std::sync::Arc::new(
+        ids.iter()
+            .map(|id| {
+                serde_json::json!({"user_id": id, "permission": "events:write"})
+                    .to_string()
+                    .into()
+            })
+            .collect(),
+    )
+}

@@ -188,17 +188,7 @@ async fn main() -> anyhow::Result<()> {
             one,
         ));
 
-        // NOTE: each user's body is serialized once, before the clock: a product's service
-        // pays its own JSON on its own host, and the harness shares the node's cores.
-        let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
-            ids.iter()
-                .map(|id| {
-                    json!({"user_id": id, "permission": "events:write"})
-                        .to_string()
-                        .into()
-                })
-                .collect(),
-        );
+        let bodies = seed::check_bodies(&ids);
         let check: Arc<dyn Fn(usize, u64) -> Step + Send + Sync> = {
             let (c, b, bodies, tok) = (c.clone(), base.clone(), bodies, client_token.clone());
             Arc::new(move |w, i| {

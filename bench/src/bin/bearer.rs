@@ -348,15 +348,7 @@ async fn run_size(args: &Args, n: usize) -> anyhow::Result<Sized> {
     let client_token = Arc::new(std::sync::RwLock::new(bearer_header(
         &seed::token_of_client(&c, &base, &client_id, &client_secret).await?,
     )?));
-    let check_bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
-        ids.iter()
-            .map(|id| {
-                json!({"user_id": id, "permission": "events:write"})
-                    .to_string()
-                    .into()
-            })
-            .collect(),
-    );
+    let check_bodies = seed::check_bodies(&ids);
 
     let secs = Duration::from_secs(args.seconds);
     let conc = args.concurrency;
