@@ -109,8 +109,8 @@ async fn main() -> anyhow::Result<()> {
     let n = toks.len();
     let secs = Duration::from_secs(args.seconds);
     let mut outcomes: Vec<Outcome> = Vec::new();
-    // The node's own CPU per answered request, per outcome: on 2 shared cores the "of floor"
-    // share also carries the harness's cost of each request.
+    // The node's and the harness's own CPU per answered request, per outcome: on 2 shared
+    // cores the "of floor" share also carries the harness's cost of each request.
     let mut cpu_per_request: Vec<(f64, f64)> = Vec::new();
     // One unmeasured pass over every token: the node verifies each signature once and reads
     // each user's grants once, as it would over a day. (Before session 32 the pass asked no
