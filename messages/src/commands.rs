@@ -69,7 +69,8 @@ pub use crate::access::ADMIN_ROLE;
 pub struct Principal {
     pub user_id: UserId,
     pub session_id: SessionId,
-    pub roles: Vec<String>,
+    /// Shared with the token the gate remembers: a request copies no role name.
+    pub roles: std::sync::Arc<[String]>,
     /// The token's `acr` is `aal2`: two factors of different kinds, at login or by step-up.
     pub aal2: bool,
 }

@@ -223,10 +223,19 @@ impl Decisions {
         if !g.active {
             return Ok(false);
         }
-        let roles = self.roles(store).await?;
-        Ok(g.roles
-            .iter()
-            .any(|r| roles.get(r).is_some_and(|p| p.contains(permission))))
+        let holds = |roles: &RoleMap| {
+            g.roles
+                .iter()
+                .any(|r| roles.get(r).is_some_and(|p| p.contains(permission)))
+        };
+        // NOTE: read under the lock, not from a clone of the map's Arc: every check on every
+        // worker would write the one counter.
+        if !self.roles_stale.load(Ordering::Acquire) {
+            if let Ok(map) = self.roles.read() {
+                return Ok(holds(&map));
+            }
+        }
+        Ok(holds(&*self.roles(store).await?))
     }
 
     /// What `caller` may do now: a user's permissions from live grants; a client's token

@@ -16,13 +16,14 @@
 //! (in-process in embedded mode, `keyward.broadcast` in distributed mode), and every node reads
 //! it from the outbox feed (`caches::follow_outbox`) within a poll interval.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyward_messages::access_token::{AccessClaims, ClientClaims, Timed};
 use keyward_messages::{SessionId, UserId};
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use sha2::{Digest, Sha256};
 
 /// Users erased, whose sessions are refused whatever else the gate believes.
@@ -34,7 +35,7 @@ const ERASED: usize = 16_384;
 pub struct UserToken {
     pub user_id: UserId,
     pub session_id: SessionId,
-    pub roles: Vec<String>,
+    pub roles: Arc<[String]>,
     pub aal2: bool,
     exp: i64,
     nbf: i64,
@@ -46,7 +47,7 @@ impl UserToken {
         Some(Self {
             user_id: UserId::parse("sub", &c.sub).ok()?,
             session_id: SessionId::parse("sid", &c.sid).ok()?,
-            roles: c.roles.clone(),
+            roles: c.roles.as_slice().into(),
             aal2: c.acr == keyward_messages::access_token::AAL2,
             exp: c.exp,
             nbf: c.nbf,
@@ -72,6 +73,14 @@ struct Live {
     recheck_at: Instant,
 }
 
+/// What the gate believes of a session: live or ended, in one entry so that a bearer request
+/// makes one lookup.
+#[derive(Clone, Copy)]
+enum Belief {
+    Live(Live),
+    Ended,
+}
+
 /// What the gate knows of a session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -85,9 +94,10 @@ pub struct SessionGate {
     /// Service clients' tokens verified before (whether the client still exists is the
     /// access context's decision cache's to say).
     client_tokens: Cache<[u8; 32], Arc<ClientClaims>>,
-    live: Cache<SessionId, Live>,
-    ended: Cache<SessionId, ()>,
+    sessions: Cache<SessionId, Belief>,
     erased: Cache<UserId, ()>,
+    /// Whether any user was erased since the start: until one is, a request skips `erased`.
+    any_erased: AtomicBool,
     live_for: Duration,
     feed: crate::caches::FeedMark,
 }
@@ -101,15 +111,15 @@ impl SessionGate {
     /// `live_for`: how long a session read as live is believed without asking again.
     /// `tokens` and `sessions`: capacities (`KEYWARD_CACHE__TOKENS`, `__SESSIONS`); beyond
     /// them the least useful entries are dropped, and a dropped token is verified again, a
-    /// dropped session read again. A token costs about 250 B, a session about 90 B live and
-    /// 50 B ended (measured by the bench's `cache_cost`).
+    /// dropped session read again. A token costs about 250 B, a session, live or ended, about
+    /// 90 B (measured by the bench's `cache_cost`).
     pub fn new(live_for: Duration, tokens: usize, sessions: usize) -> Self {
         Self {
             tokens: Cache::new(tokens),
             client_tokens: Cache::new(1024),
-            live: Cache::new(sessions),
-            ended: Cache::new(sessions),
+            sessions: Cache::new(sessions),
             erased: Cache::new(ERASED),
+            any_erased: AtomicBool::new(false),
             live_for,
             feed: crate::caches::FeedMark::default(),
         }
@@ -135,50 +145,67 @@ impl SessionGate {
 
     /// Whether `session` of `user` is live at `now`, as far as the gate knows.
     pub fn liveness(&self, session: SessionId, user: UserId, now: DateTime<Utc>) -> Liveness {
-        if self.ended.get(&session).is_some() || self.erased.get(&user).is_some() {
+        if self.any_erased.load(Ordering::Acquire) && self.erased.get(&user).is_some() {
             return Liveness::Ended;
         }
-        match self.live.get(&session) {
-            Some(l) if l.user_id != user => Liveness::Ended,
+        match self.sessions.get(&session) {
+            None => Liveness::Unknown,
+            Some(Belief::Ended) => Liveness::Ended,
+            Some(Belief::Live(l)) if l.user_id != user => Liveness::Ended,
             // NOTE: not marked ended: a refresh on another node may have moved the idle expiry
             // (no message says so), so the database decides.
-            Some(l) if now >= l.ends_at => {
-                self.live.remove(&session);
+            Some(Belief::Live(l)) if now >= l.ends_at => {
+                self.sessions
+                    .remove_if(&session, |b| matches!(b, Belief::Live(_)));
                 Liveness::Unknown
             }
-            Some(l) if self.feed.current_within(self.live_for) || Instant::now() < l.recheck_at => {
+            Some(Belief::Live(l))
+                if self.feed.current_within(self.live_for) || Instant::now() < l.recheck_at =>
+            {
                 Liveness::Live
             }
-            _ => Liveness::Unknown,
+            Some(Belief::Live(_)) => Liveness::Unknown,
         }
     }
 
-    /// The database says `session` of `user` is live until `ends_at`.
+    /// The database says `session` of `user` is live until `ends_at`. An ended mark stays:
+    /// the read may have raced the revocation.
     pub fn remember_live(&self, session: SessionId, user: UserId, ends_at: DateTime<Utc>) {
-        if self.ended.get(&session).is_some() {
-            return;
+        let live = Belief::Live(Live {
+            user_id: user,
+            ends_at,
+            recheck_at: Instant::now() + self.live_for,
+        });
+        // NOTE: read and write under the shard's lock, so an `ended` in between cannot be
+        // overwritten.
+        let found = self.sessions.entry(&session, None, |_, b| {
+            if matches!(b, Belief::Live(_)) {
+                *b = live;
+            }
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(slot) = found {
+            let _ = slot.insert(live);
         }
-        let recheck_at = Instant::now() + self.live_for;
-        self.live.insert(
-            session,
-            Live {
-                user_id: user,
-                ends_at,
-                recheck_at,
-            },
-        );
     }
 
     /// `session` has ended (revoked, or read as no longer live): refuse it from now on.
     pub fn ended(&self, session: SessionId) {
-        self.ended.insert(session, ());
-        self.live.remove(&session);
+        let found = self.sessions.entry(&session, None, |_, b| {
+            *b = Belief::Ended;
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(slot) = found {
+            if slot.insert(Belief::Ended).is_err() {
+                self.sessions.insert(session, Belief::Ended);
+            }
+        }
     }
 
     /// Forgets every live belief, for when revocations may have been missed (the broadcast
     /// link was down). Ended marks stay: they are final.
     pub fn forget_live(&self) {
-        self.live.clear();
+        self.sessions.retain(|_, b| matches!(b, Belief::Ended));
     }
 }
 
@@ -192,6 +219,7 @@ impl crate::caches::NodeCache for SessionGate {
             // Its sessions ended with their own messages when the deletion was asked for;
             // this covers a session opened in between that the erasure removed.
             Ok(Outgoing::Event(DomainEvent::UserDeleted { user_id })) => {
+                self.any_erased.store(true, Ordering::Release);
                 self.erased.insert(user_id, ());
             }
             _ => {}
@@ -228,6 +256,35 @@ mod tests {
         // A read that started before the revocation committed comes back "live".
         gate.remember_live(s, u, now + chrono::Duration::hours(1));
         assert_eq!(gate.liveness(s, u, now), Liveness::Ended);
+    }
+
+    #[test]
+    fn a_revocation_racing_live_readings_on_other_threads_always_wins() {
+        let gate = Arc::new(SessionGate::new(Duration::from_secs(60), 1024, 1024));
+        let now = Utc::now();
+        let sessions: Vec<_> = (0..500).map(|_| ids()).collect();
+        let sessions = Arc::new(sessions);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, sessions) = (gate.clone(), sessions.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        for &(s, u) in sessions.iter() {
+                            gate.remember_live(s, u, now + chrono::Duration::hours(1));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for &(s, _) in sessions.iter() {
+            gate.ended(s);
+        }
+        for r in readers {
+            assert!(r.join().is_ok());
+        }
+        for &(s, u) in sessions.iter() {
+            assert_eq!(gate.liveness(s, u, now), Liveness::Ended);
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn claims<C: access_token::Timed>(
     token: &str,
     key: [u8; 32],
     now: i64,
-    recall: impl Fn(&[u8; 32]) -> Option<Arc<C>>,
+    recalled: Option<Arc<C>>,
     remember: impl Fn([u8; 32], Arc<C>),
     verify: impl FnOnce(
         &str,
@@ -50,7 +50,7 @@ fn claims<C: access_token::Timed>(
         i64,
     ) -> Result<C, access_token::Refusal>,
 ) -> Result<Arc<C>, CommandError> {
-    if let Some(c) = recall(&key) {
+    if let Some(c) = recalled {
         access_token::check_times(c.as_ref(), now).map_err(|why| bad_token(&format!("{why:?}")))?;
         return Ok(c);
     }
@@ -70,18 +70,17 @@ fn claims<C: access_token::Timed>(
 /// Verifies an access token (the pure checks of `access_token::verify`) and that its session
 /// is live. The gate remembers both answers, so a repeat costs neither a signature check nor
 /// a database read.
-pub(super) async fn authenticate(
-    deps: Arc<Deps>,
-    token: String,
-) -> Result<Principal, HandlerError> {
-    let key = token_key(&token);
-    authenticate_user(deps, &token, key).await
+pub(super) async fn authenticate(deps: Arc<Deps>, token: &str) -> Result<Principal, HandlerError> {
+    let key = token_key(token);
+    let recalled = deps.gate.verified(&key);
+    authenticate_user(deps, token, key, recalled).await
 }
 
 async fn authenticate_user(
     deps: Arc<Deps>,
     token: &str,
     key: [u8; 32],
+    recalled: Option<Arc<UserToken>>,
 ) -> Result<Principal, HandlerError> {
     let now = (deps.clock)();
     let c = claims(
@@ -89,7 +88,7 @@ async fn authenticate_user(
         token,
         key,
         now.timestamp(),
-        |k| deps.gate.verified(k),
+        recalled,
         |k, c| deps.gate.remember_verified(k, c),
         |t, k, i, a, n| {
             let c = access_token::verify(t, k, i, a, n)?;
@@ -127,26 +126,29 @@ async fn authenticate_user(
 /// refused once the client is deleted; its scopes are those the client still holds.
 pub(super) async fn authenticate_caller(
     deps: Arc<Deps>,
-    token: String,
+    token: &str,
 ) -> Result<Caller, HandlerError> {
-    let key = token_key(&token);
+    let key = token_key(token);
     // NOTE: a token remembered as either kind needs no look inside it; the look decodes
-    // and parses its claims, which costs more than the rest of a remembered check.
-    let client = if deps.gate.verified_client(&key).is_some() {
-        true
-    } else {
-        deps.gate.verified(&key).is_none() && access_token::names_client(&token)
+    // and parses its claims, which costs more than the rest of a remembered check. Users'
+    // tokens are the many, so their cache is asked first.
+    let user = deps.gate.verified(&key);
+    let client = match &user {
+        Some(_) => None,
+        None => deps.gate.verified_client(&key),
     };
-    if !client {
-        return Ok(Caller::User(authenticate_user(deps, &token, key).await?));
+    if user.is_some() || (client.is_none() && !access_token::names_client(token)) {
+        return Ok(Caller::User(
+            authenticate_user(deps, token, key, user).await?,
+        ));
     }
     let now = (deps.clock)();
     let c = claims(
         &deps,
-        &token,
+        token,
         key,
         now.timestamp(),
-        |k| deps.gate.verified_client(k),
+        client,
         |k, c| deps.gate.remember_verified_client(k, c),
         |t, k, i, a, n| access_token::verify_client(t, k, i, a, n),
     )?;
@@ -360,8 +362,8 @@ async fn revoke_others(deps: Arc<Deps>, m: RevokeOtherSessions) -> Result<(), Ha
 }
 
 crate::edge::handlers!(Sessions {
-    Authenticate => Principal: |deps, m| authenticate(deps, m.token.expose_secret().to_owned());
-    AuthenticateCaller => Caller: |deps, m| authenticate_caller(deps, m.token.expose_secret().to_owned());
+    Authenticate => Principal: |deps, m| async move { authenticate(deps, m.token.expose_secret()).await };
+    AuthenticateCaller => Caller: |deps, m| async move { authenticate_caller(deps, m.token.expose_secret()).await };
     Refresh => TokenPair: |deps, m| refresh(deps, m.meta, m.refresh_token.expose_secret().to_owned());
     Logout => (): logout;
     ListSessions => Vec<SessionView>: list;

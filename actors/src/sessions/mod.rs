@@ -121,7 +121,7 @@ impl SessionsHandle {
         token: secrecy::SecretString,
     ) -> Result<keyward_messages::access::Caller, HandlerError> {
         use secrecy::ExposeSecret;
-        handlers::authenticate_caller(self.0.clone(), token.expose_secret().to_owned()).await
+        handlers::authenticate_caller(self.0.clone(), token.expose_secret()).await
     }
 
     /// A user's bearer token, checked as `Authenticate` checks it.
@@ -130,7 +130,7 @@ impl SessionsHandle {
         token: secrecy::SecretString,
     ) -> Result<keyward_messages::commands::Principal, HandlerError> {
         use secrecy::ExposeSecret;
-        handlers::authenticate(self.0.clone(), token.expose_secret().to_owned()).await
+        handlers::authenticate(self.0.clone(), token.expose_secret()).await
     }
 
     /// Session row, first refresh token and `user.logged_in` in one transaction (see

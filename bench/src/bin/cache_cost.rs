@@ -1,6 +1,6 @@
 //! What a node's in-memory caches cost per entry, and where they stop growing
 //! (docs/PERFORMANCE.md, "Soak: 30 minutes of mixed traffic"): fills each of the caches the
-//! soak run's traffic fills (the session gate's verified tokens, live and ended sessions, the
+//! soak run's traffic fills (the session gate's verified tokens, sessions live or ended, the
 //! profile cache, the access decisions' users) in this process, past its capacity, and reads
 //! this process's RssAnon from /proc after every step. Entries look like the soak run's: a
 //! token of a user with one role, a profile with a nickname, a display name, a bio of a few
@@ -128,8 +128,11 @@ fn main() -> anyhow::Result<()> {
     fill("session gate: live sessions", &args, |_| {
         gate.remember_live(SessionId::new(), UserId::new(), ends);
     });
+    // Live and ended sessions share one cache: the ended marks get a gate of their own, and
+    // both stay alive, so that no step reuses memory another freed.
+    let ended = SessionGate::new(Duration::from_secs(1), cap.tokens, cap.sessions);
     fill("session gate: ended sessions", &args, |_| {
-        gate.ended(SessionId::new());
+        ended.ended(SessionId::new());
     });
     let profiles = ProfileCache::new(Duration::from_secs(60), cap.profiles);
     fill("profile cache", &args, |i| {

@@ -321,7 +321,7 @@ pub(crate) fn principal() -> Principal {
     Principal {
         user_id: UserId(USER),
         session_id: SessionId(SESSION),
-        roles: vec!["user".into(), "admin".into()],
+        roles: ["user".to_owned(), "admin".to_owned()].into(),
         aal2: false,
     }
 }
