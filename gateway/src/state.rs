@@ -3,9 +3,12 @@
 //! Refuses: holding actor addresses or anything but `Recipient`s, so the gateway cannot reach
 //! past the message vocabulary.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use actix::{Message, Recipient};
+use actix::{MailboxError, Message, Recipient};
 use keyward_messages::CommandError;
 
 use crate::http_metrics::HttpMetrics;
@@ -63,11 +66,43 @@ impl AppState {
         M: Message<Result = Result<T, CommandError>> + Send + 'static,
         T: Send + 'static,
     {
-        match to.send(msg).timeout(self.timeout).await {
-            Ok(reply) => reply.map_err(ApiError::from),
-            Err(err) => Err(ApiError::mailbox(err, short_type_name::<M>())),
+        match within(to.send(msg), self.timeout).await {
+            Some(Ok(reply)) => reply.map_err(ApiError::from),
+            Some(Err(err)) => Err(ApiError::mailbox(err, short_type_name::<M>())),
+            None => Err(ApiError::mailbox(
+                MailboxError::Timeout,
+                short_type_name::<M>(),
+            )),
         }
     }
+}
+
+/// `answer`'s output, or `None` once `timeout` has passed without it. The timer starts only
+/// if the answer did not come within one turn of this worker's tasks: the context actors run
+/// on the worker's own thread, and one that answers from memory (a bearer or permission
+/// check) has answered by then. Arming a timer for every message (the runtime's timer wheel,
+/// a waker) cost about 4% of the node's CPU in forward-auth (docs/PERFORMANCE.md).
+async fn within<F: Future>(answer: F, timeout: Duration) -> Option<F::Output> {
+    // NOTE: actix-http polls a handler twice in the task poll that reads its request (once
+    // when it calls the service, once for the response), so "a turn has passed" is the third
+    // poll. Until then each Pending wakes the task again, so a poll always follows.
+    const UNTIMED_POLLS: u8 = 2;
+    let mut answer = std::pin::pin!(answer);
+    let mut polls = 0u8;
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if polls < UNTIMED_POLLS {
+            polls += 1;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 pub(crate) fn short_type_name<M>() -> &'static str {

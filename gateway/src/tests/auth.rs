@@ -201,3 +201,12 @@ async fn me_is_one_message_that_carries_the_token() {
         "the token is not in Debug: {seen:?}"
     );
 }
+
+#[actix_web::test]
+async fn an_actor_on_the_workers_thread_answers_before_the_asks_timer_is_armed() {
+    // With a zero timeout, only an answer that came within the worker's first turn can get
+    // through: the ask arms no timer before then.
+    let fake = Fake::default();
+    let r = call_with(&fake, Duration::ZERO, bearer(forward_auth(""), GOOD_TOKEN)).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+}
