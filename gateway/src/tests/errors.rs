@@ -126,19 +126,19 @@ async fn an_internal_error_shows_only_a_generic_detail() {
     );
 }
 
-#[actix_web::test]
-async fn an_actor_that_does_not_answer_in_time_is_a_503_with_retry_after() {
+/// A login whose actor answers after `delay`, asked with `timeout`.
+async fn login_answered_after(delay: Duration, timeout: Duration) -> Reply {
     let fake = Fake {
-        delay: Some(Duration::from_millis(500)),
+        delay: Some(delay),
         ..Fake::default()
     };
     let body = json!({"login": "alice", "password": "correct horse"});
-    let r = call_with(
-        &fake,
-        Duration::from_millis(20),
-        post_json("/v1/auth/login", body),
-    )
-    .await;
+    call_with(&fake, timeout, post_json("/v1/auth/login", body)).await
+}
+
+#[actix_web::test]
+async fn an_actor_that_does_not_answer_in_time_is_a_503_with_retry_after() {
+    let r = login_answered_after(Duration::from_millis(500), Duration::from_millis(20)).await;
     r.assert_problem(503, "service_unavailable");
     assert_eq!(r.header("retry-after"), Some("1"));
 }
@@ -147,17 +147,7 @@ async fn an_actor_that_does_not_answer_in_time_is_a_503_with_retry_after() {
 async fn an_actor_that_answers_after_a_wait_within_the_timeout_is_answered() {
     // The answer comes after the worker's first turn, so the ask's timer is armed and must
     // not fire early or lose the answer.
-    let fake = Fake {
-        delay: Some(Duration::from_millis(30)),
-        ..Fake::default()
-    };
-    let body = json!({"login": "alice", "password": "correct horse"});
-    let r = call_with(
-        &fake,
-        Duration::from_secs(5),
-        post_json("/v1/auth/login", body),
-    )
-    .await;
+    let r = login_answered_after(Duration::from_millis(30), Duration::from_secs(5)).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(r.json()["access_token"], "at");
 }
