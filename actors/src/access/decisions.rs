@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use keyward_messages::access::Caller;
@@ -171,12 +171,18 @@ impl Decisions {
         Ok(grants)
     }
 
+    /// Every role's permissions in memory, unless a change made them stale.
+    fn fresh_roles(&self) -> Option<RwLockReadGuard<'_, Arc<RoleMap>>> {
+        if self.roles_stale.load(Ordering::Acquire) {
+            return None;
+        }
+        self.roles.read().ok()
+    }
+
     /// Every role's permissions, from memory or (after a change) the database.
     pub async fn roles(&self, store: &Store) -> Result<Arc<RoleMap>, StorageError> {
-        if !self.roles_stale.load(Ordering::Acquire) {
-            if let Ok(map) = self.roles.read() {
-                return Ok(map.clone());
-            }
+        if let Some(map) = self.fresh_roles() {
+            return Ok(map.clone());
         }
         self.roles_stale.store(false, Ordering::Release);
         let map: RoleMap = store
@@ -230,10 +236,8 @@ impl Decisions {
         };
         // NOTE: read under the lock, not from a clone of the map's Arc: every check on every
         // worker would write the one counter.
-        if !self.roles_stale.load(Ordering::Acquire) {
-            if let Ok(map) = self.roles.read() {
-                return Ok(holds(&map));
-            }
+        if let Some(map) = self.fresh_roles() {
+            return Ok(holds(&map));
         }
         Ok(holds(&*self.roles(store).await?))
     }
