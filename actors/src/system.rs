@@ -347,6 +347,7 @@ pub async fn start(settings: &Settings, opts: NodeOptions) -> Result<Contexts, S
         decisions.clone(),
         clock.clone(),
         tokens.refresh_idle,
+        keys.signs_here(),
     );
     let sessions = Arc::new(SessionsDeps {
         index,

@@ -47,6 +47,6 @@ pub use notify::{
 };
 pub use profiles::{PhoneCodeRecord, ProfileRecord, Profiles};
 pub use retention::Retention;
-pub use sessions::{RefreshTokenRecord, Rotation, SessionRecord, Sessions};
+pub use sessions::{Presented, RefreshTokenRecord, Rotation, SessionRecord, Sessions, Succession};
 pub use store::{migration_names, sqlite_file, Reads, Store, Tx};
 pub use throttle::LoginFailures;

@@ -549,6 +549,12 @@ impl KeyRing {
         }
     }
 
+    /// Whether this node signs with keys held in its own memory (the local backend), not
+    /// through a key service that can be slow or down.
+    pub fn signs_here(&self) -> bool {
+        self.transit.is_none()
+    }
+
     /// The length `sign(claims)` would have, without signing: a signature is the costly part,
     /// and its length is fixed.
     pub fn signed_len<C: Serialize>(&self, claims: &C) -> Result<usize, CommandError> {

@@ -219,7 +219,8 @@ async fn refresh(
         .submit(sha256_hex(&presented), sha256_hex(&successor))
         .await?;
     // Signed before the rotation is written (an error here drops the prospect, so the token
-    // stays unrotated), while the group before this one commits.
+    // stays unrotated), while the group before this one commits. No prospect comes when the
+    // node rotates first (PostgreSQL, keys signing here): it signs once rotated, below.
     let signed = match pending.prospect().await {
         Some(p) => {
             let auth = Assurance::of(&p.session);
@@ -233,11 +234,22 @@ async fn refresh(
     let (session, user, rotated_at) = match pending.answer().await? {
         Refreshed::Refused => return Err(HandlerError::from(bad_refresh())),
         Refreshed::Rotated {
-            mut session, at, ..
+            mut session,
+            user,
+            at,
+            grants,
         } => {
             session.idle_expires_at = (at + deps.tokens.refresh_idle).min(session.expires_at);
-            // Only a request that consented (signed) is answered `Rotated`.
-            let access = signed.ok_or(CommandError::Internal)?;
+            // Signed before the rotation (it consented), or rotated first: signed now, by the
+            // keys in this process.
+            let access = match (signed, grants) {
+                (Some(access), _) => access,
+                (None, Some(g)) => {
+                    let auth = Assurance::of(&session);
+                    access_token(&deps, &user, &g.roles, session.id, &auth, now).await?
+                }
+                (None, None) => return Err(CommandError::Internal.into()),
+            };
             return Ok(pair_signed(&deps, access, &session, successor, now));
         }
         Refreshed::Earlier { session, user, at } => (session, user, at),

@@ -15,6 +15,10 @@
 //! commits, and consents. A key service that is slow or down therefore leaves the token
 //! unrotated behind its 503 (a retry works at any time, not only within the grace window),
 //! and the signature's wait overlaps the database's instead of following it.
+//!
+//! On PostgreSQL with keys that sign in this process, a group is read and rotated in one
+//! statement instead, and signed after it ([`Rotator::start`]): one round trip per group
+//! where the read and the write took two.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use keyward_messages::{CommandError, UserId};
 use keyward_storage::{
-    RefreshTokenRecord, Rotation, SessionRecord, StorageError, Store, UserRecord,
+    RefreshTokenRecord, Rotation, SessionRecord, StorageError, Store, Succession, UserRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,10 +48,13 @@ pub enum Refreshed {
     /// No such token, or its session is no longer live, or its user is gone or blocked.
     Refused,
     /// This request rotated the token `at`; the session's idle expiry moved from `at`.
+    /// `grants` when the token was rotated before its access token was signed (the node
+    /// signs here: [`Rotator::start`]), to sign it from.
     Rotated {
         session: SessionRecord,
         user: UserRecord,
         at: DateTime<Utc>,
+        grants: Option<Arc<Grants>>,
     },
     /// The token was rotated `at`, before this request (or by another request in its batch,
     /// or on another node in the meantime): the grace window or reuse detection decides.
@@ -116,20 +123,34 @@ pub struct Rotator(mpsc::Sender<Request>);
 impl Rotator {
     /// Starts the node's rotation task; `idle` is how far a rotation moves a session's idle
     /// expiry. A group's users' roles come from `decisions`.
+    ///
+    /// `signs_here`: the node's keys sign in this process (the local key backend), so a
+    /// signature cannot wait on a key service that is down. Then, on PostgreSQL, a group is
+    /// read and rotated in one statement and its access tokens are signed after it
+    /// ([`rotate_first`]): one round trip instead of a read and a write. A signature that
+    /// failed after its rotation is mended by the client's retry within the grace window
+    /// (the same successor again). With Vault signing, or on SQLite, a token is rotated only
+    /// once its access token is signed.
     pub fn start(
         store: Store,
         decisions: Arc<Decisions>,
         clock: Clock,
         idle: chrono::Duration,
+        signs_here: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let in_one = signs_here && store.is_postgres();
         let context = Context {
             store,
             decisions,
             clock,
             idle,
         };
-        actix_rt::spawn(run(context, rx));
+        if in_one {
+            actix_rt::spawn(rotate_first(context, rx));
+        } else {
+            actix_rt::spawn(run(context, rx));
+        }
         Self(tx)
     }
 
@@ -229,6 +250,121 @@ async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
         }
         let consented = gather(consents).await;
         commit(&cx, batch, &consented, &found).await;
+    }
+}
+
+/// Groups rotating at once in [`rotate_first`]: a group's round trip overlaps the next's.
+const IN_FLIGHT: usize = 2;
+
+/// Rotates each group of requests in one statement, then answers them (PostgreSQL, keys
+/// signing in this process: [`Rotator::start`]). A group takes every request queued while
+/// the groups before it were in flight.
+async fn rotate_first(cx: Context, mut rx: mpsc::Receiver<Request>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MOST);
+        if rx.recv_many(&mut batch, MOST).await == 0 {
+            return;
+        }
+        let cx = cx.clone();
+        actix_rt::spawn(async move {
+            rotate_group(&cx, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One group of [`rotate_first`]: rotated in one statement, each request answered with its
+/// token's holder (and grants, when it rotated).
+async fn rotate_group(cx: &Context, batch: Vec<Request>) {
+    let now = (cx.clock)();
+    let mark = cx.decisions.mark();
+    // The same token twice in one group: the first request rotates it, the others find it
+    // rotated (the grace path), as if they had come a moment later.
+    let mut first = HashSet::new();
+    let successions: Vec<Succession> = batch
+        .iter()
+        .filter(|r| first.insert(r.presented.as_str()))
+        .map(|r| Succession {
+            presented_hash: r.presented.clone(),
+            successor_hash: r.successor.clone(),
+        })
+        .collect();
+    let rotated = cx
+        .store
+        .sessions()
+        .rotate_presented(&successions, now, now + cx.idle)
+        .await;
+    let found = match rotated {
+        Ok(found) => found,
+        // NOTE: one refresh the database refuses must not fail the others: each is tried
+        // again alone.
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %chain(&e), refreshes = batch.len(), "a group of refreshes failed; refreshing one by one");
+            for r in batch {
+                Box::pin(rotate_group(cx, vec![r])).await;
+            }
+            return;
+        }
+        Err(e) => {
+            if let Some(r) = batch.into_iter().next() {
+                let _ = r.reply.send(Err(e.into()));
+            }
+            return;
+        }
+    };
+    let marked_users = found
+        .iter()
+        .filter(|p| p.marked)
+        .filter_map(|p| p.user.as_ref());
+    // NOTE: the tokens are rotated already; without grants their requests fail, and each
+    // client's retry within the grace window gets the same successor.
+    let grants = cx
+        .decisions
+        .grants_of(&cx.store, marked_users, mark)
+        .await
+        .map_err(|e| tracing::warn!(error = %chain(&e), "reading a rotated group's grants failed"))
+        .ok();
+    let mut found: HashMap<String, _> = found
+        .into_iter()
+        .map(|p| (p.token.token_hash.clone(), p))
+        .collect();
+    for r in batch {
+        let answer = match found.get_mut(&r.presented) {
+            None => Ok(Refreshed::Refused),
+            Some(p) => {
+                let user = p.user.clone().filter(|u| !u.blocked);
+                match user {
+                    Some(user) if p.session.is_live(now) => {
+                        let session = p.session.clone();
+                        if std::mem::take(&mut p.marked) {
+                            match grants.as_ref().and_then(|g| g.get(&user.id)) {
+                                Some(g) => Ok(Refreshed::Rotated {
+                                    session,
+                                    user,
+                                    at: now,
+                                    grants: Some(g.clone()),
+                                }),
+                                None => Err(HandlerError::from(CommandError::unavailable(
+                                    "the database is unavailable; retry shortly",
+                                ))),
+                            }
+                        } else {
+                            Ok(Refreshed::Earlier {
+                                session,
+                                user,
+                                at: p.token.rotated_at.unwrap_or(now),
+                            })
+                        }
+                    }
+                    _ => Ok(Refreshed::Refused),
+                }
+            }
+        };
+        let _ = r.reply.send(answer);
     }
 }
 
@@ -429,6 +565,7 @@ async fn group(
                         session,
                         user,
                         at: now,
+                        grants: None,
                     }
                 } else {
                     Refreshed::Earlier {
@@ -537,6 +674,7 @@ mod tests {
             decisions.clone(),
             Arc::new(Utc::now),
             chrono::Duration::hours(1),
+            false,
         );
         let hashes: Vec<String> = (0..users.len()).map(|i| format!("t{i}")).collect();
         let expected: Vec<Vec<String>> = (0..users.len()).map(held).collect();
@@ -563,7 +701,13 @@ mod tests {
         let store = store_with_tokens().await;
         let clock: Clock = Arc::new(Utc::now);
         let decisions = Arc::new(Decisions::new(1024));
-        let rotator = Rotator::start(store.clone(), decisions, clock, chrono::Duration::hours(1));
+        let rotator = Rotator::start(
+            store.clone(),
+            decisions,
+            clock,
+            chrono::Duration::hours(1),
+            false,
+        );
         // Three waves, each read before the next is sent while nothing has consented yet, so
         // the writer waits on the first group while the others are read, and commits them
         // together. Every token is presented twice in its wave (two tabs); t0 again in the

@@ -12,6 +12,7 @@ mod repo;
 #[cfg(test)]
 mod tests;
 
+use crate::UserRecord;
 use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use uuid::Uuid;
@@ -50,6 +51,27 @@ pub struct Rotation {
     pub session_id: SessionId,
     /// SHA-256 of its successor.
     pub successor_hash: String,
+}
+
+/// One rotation of [`Sessions::rotate_presented`]: the token is named by its hash, its holder
+/// not known yet.
+#[derive(Clone, Debug)]
+pub struct Succession {
+    /// SHA-256 of the token presented.
+    pub presented_hash: String,
+    /// SHA-256 of its successor.
+    pub successor_hash: String,
+}
+
+/// A presented token as [`Sessions::rotate_presented`] found it, before its own writes.
+#[derive(Clone, Debug)]
+pub struct Presented {
+    pub token: RefreshTokenRecord,
+    pub session: SessionRecord,
+    /// `None` when the account is gone.
+    pub user: Option<UserRecord>,
+    /// This call rotated it.
+    pub marked: bool,
 }
 
 /// One refresh token of a session's family; only its SHA-256 is stored.

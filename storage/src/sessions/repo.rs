@@ -358,6 +358,105 @@ impl Sessions<'_, DatabaseConnection> {
             .map(|r| Ok(r.try_get::<Uuid>("", "id")?))
             .collect()
     }
+
+    /// Group commit of rotations whose holders are not read yet, in one statement
+    /// (PostgreSQL only): marks each presented token that is not rotated yet and whose session
+    /// is live at `now` and whose user exists and is not blocked, adds the successors of those
+    /// it marked, records their sessions' use as [`Sessions::rotate_many`] does, and returns
+    /// every presented token found with its session and user as they were before the
+    /// statement, and whether it marked it. One round trip where a read and then
+    /// [`Sessions::rotate_many`] take two; the caller learns the holder only after the token
+    /// is rotated. Unknown hashes are absent. The presented hashes must be distinct.
+    pub async fn rotate_presented(
+        &self,
+        rotations: &[super::Succession],
+        now: DateTime<Utc>,
+        idle_cap: DateTime<Utc>,
+    ) -> Result<Vec<super::Presented>> {
+        use sea_orm::{FromQueryResult, QueryTrait};
+        let backend = self.0.get_database_backend();
+        if backend != DbBackend::Postgres {
+            return Err(sea_orm::DbErr::Custom(
+                "rotate_presented runs on PostgreSQL only".to_owned(),
+            )
+            .into());
+        }
+        if rotations.is_empty() {
+            return Ok(Vec::new());
+        }
+        // What the tokens, their sessions and users were before the statement: the snapshot
+        // every part of one statement reads. Its own placeholders come first.
+        let found = refresh_token::Entity::find()
+            .filter(
+                refresh_token::Column::TokenHash
+                    .is_in(rotations.iter().map(|r| r.presented_hash.as_str())),
+            )
+            .find_also_related(session::Entity)
+            .and_also_related(user::Entity)
+            .build(backend);
+        let mut values = found.values.map(|v| v.0).unwrap_or_default();
+        let n = values.len();
+        let (at, cap) = (n + 1, n + 2);
+        values.extend([now.into(), idle_cap.into()]);
+        let rows: Vec<String> = rotations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let k = n + 3 + 3 * i;
+                values.extend([
+                    Uuid::now_v7().into(),
+                    r.successor_hash.clone().into(),
+                    r.presented_hash.clone().into(),
+                ]);
+                format!("(${k}, ${}, ${})", k + 1, k + 2)
+            })
+            .collect();
+        let select = found.sql.replacen(
+            "SELECT ",
+            r#"SELECT "refresh_tokens"."id" IN (SELECT id FROM marked) AS "rotated_now", "#,
+            1,
+        );
+        // NOTE: one statement is one transaction: a concurrent rotation of the same token
+        // (another group, another node) waits on the row lock and then finds it rotated.
+        let sql = format!(
+            "WITH v (id, hash, presented) AS (VALUES {rows}), \
+             marked AS (UPDATE refresh_tokens SET rotated_at = ${at} \
+               WHERE token_hash IN (SELECT presented FROM v) AND rotated_at IS NULL \
+               AND EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL \
+                 AND s.idle_expires_at > ${at} AND s.expires_at > ${at} AND NOT u.blocked) \
+               RETURNING id, session_id, token_hash), \
+             successors AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at) \
+               SELECT v.id, marked.session_id, v.hash, ${at} FROM v \
+               JOIN marked ON marked.token_hash = v.presented), \
+             used AS (UPDATE sessions SET last_used_at = ${at}, \
+               idle_expires_at = CASE WHEN expires_at < ${cap} THEN expires_at ELSE ${cap} END \
+               WHERE id IN (SELECT session_id FROM marked)) \
+             {select}",
+            rows = rows.join(", "),
+        );
+        let rows = self
+            .0
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut presented = Vec::with_capacity(rows.len());
+        for row in rows {
+            let token = refresh_token::Model::from_query_result(&row, "A_")?;
+            let Some(s) = session::Model::from_query_result_optional(&row, "B_")? else {
+                continue;
+            };
+            let user = user::Model::from_query_result_optional(&row, "C_")?
+                .map(user_record)
+                .transpose()?;
+            presented.push(super::Presented {
+                token: refresh_record(token),
+                session: session_record(s),
+                user,
+                marked: row.try_get("", "rotated_now")?,
+            });
+        }
+        Ok(presented)
+    }
 }
 
 /// Runs `sql`, a whole transaction (BEGIN … COMMIT) in one string, on the SQLite writer in

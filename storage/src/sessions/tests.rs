@@ -484,3 +484,132 @@ async fn large_group(successor: fn(usize) -> String) {
         }
     }
 }
+
+/// The one-statement rotation (PostgreSQL): it marks only tokens not rotated yet whose
+/// session is live and whose user is not blocked, answers with what it found before its own
+/// writes, and on SQLite says it does not run there.
+#[tokio::test]
+async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones() {
+    let db = test_db().await;
+    let one = [super::Succession {
+        presented_hash: "h".into(),
+        successor_hash: "next".into(),
+    }];
+    if !db.is_postgres() {
+        let refused = db.sessions().rotate_presented(&one, at(10), at(200)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        return;
+    }
+    let user = |name: &str, id: UserId| crate::NewUser {
+        id,
+        email: keyward_messages::Email::parse("email", &format!("{name}@example.com")).unwrap(),
+        username: None,
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+        email_verified: true,
+        locale: "en".into(),
+        now: at(0),
+    };
+    let (kate, bob) = (UserId::new(), UserId::new());
+    db.users().insert(user("kate", kate)).await.unwrap();
+    db.users().insert(user("bob", bob)).await.unwrap();
+    db.users().set_blocked(bob, true, at(1)).await.unwrap();
+    // live, ending before the idle cap, rotated before, revoked, idle-expired at 10, blocked.
+    let live = session(kate, 0);
+    let short = SessionRecord {
+        expires_at: at(150),
+        ..session(kate, 0)
+    };
+    let (rotated, revoked, idle) = (session(kate, 0), session(kate, 0), session(kate, -95));
+    let blocked = session(bob, 0);
+    let all = [
+        (&live, "h0"),
+        (&short, "h1"),
+        (&rotated, "h2"),
+        (&revoked, "h3"),
+        (&idle, "h4"),
+        (&blocked, "h5"),
+    ];
+    let mut ids = Vec::new();
+    for (s, h) in all {
+        insert(&db, s).await;
+        ids.push(stored_token(&db, s, h).await.id);
+    }
+    assert!(db.sessions().mark_rotated(ids[2], at(2)).await.unwrap());
+    assert!(db
+        .sessions()
+        .revoke(revoked.id, at(3), "logout")
+        .await
+        .unwrap());
+    let successions: Vec<super::Succession> = ["h0", "h1", "h2", "h3", "h4", "h5", "nope"]
+        .iter()
+        .map(|h| super::Succession {
+            presented_hash: (*h).into(),
+            successor_hash: format!("next-{h}"),
+        })
+        .collect();
+
+    let mut found = db
+        .sessions()
+        .rotate_presented(&successions, at(10), at(200))
+        .await
+        .unwrap();
+
+    found.sort_by(|x, y| x.token.token_hash.cmp(&y.token.token_hash));
+    let seen: Vec<_> = found
+        .iter()
+        .map(|p| {
+            (
+                p.token.token_hash.as_str(),
+                p.marked,
+                p.token.rotated_at,
+                p.session.id,
+                p.user.as_ref().map(|u| u.id),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("h0", true, None, live.id, Some(kate)),
+            ("h1", true, None, short.id, Some(kate)),
+            ("h2", false, Some(at(2)), rotated.id, Some(kate)),
+            ("h3", false, None, revoked.id, Some(kate)),
+            ("h4", false, None, idle.id, Some(kate)),
+            ("h5", false, None, blocked.id, Some(bob)),
+        ],
+        "what it found is as it was before the statement"
+    );
+    // Found before its own writes: the sessions' use shows on the next read only.
+    assert_eq!(found[0].session.last_used_at, at(0));
+    let db = &db;
+    let next = |h: String| async move { db.sessions().refresh_token_by_hash(&h).await.unwrap() };
+    for (h, successor_of) in [("h0", Some(live.id)), ("h1", Some(short.id))] {
+        let t = next(format!("next-{h}")).await;
+        assert_eq!(t.map(|t| t.session_id), successor_of);
+        let back = next(h.to_owned()).await.unwrap();
+        assert_eq!(back.rotated_at, Some(at(10)));
+    }
+    for h in ["h2", "h3", "h4", "h5", "nope"] {
+        assert!(
+            next(format!("next-{h}")).await.is_none(),
+            "{h} got a successor"
+        );
+    }
+    for (s, idle, used) in [
+        (&live, at(200), at(10)),
+        (&short, at(150), at(10)),
+        (&rotated, at(100), at(0)),
+    ] {
+        let back = db.sessions().by_id(s.id).await.unwrap().unwrap();
+        assert_eq!((back.idle_expires_at, back.last_used_at), (idle, used));
+    }
+    let again = db
+        .sessions()
+        .rotate_presented(&successions[..1], at(11), at(300))
+        .await
+        .unwrap();
+    assert!(
+        again.len() == 1 && !again[0].marked && again[0].token.rotated_at == Some(at(10)),
+        "a token rotated once is not rotated again: {again:?}"
+    );
+}
