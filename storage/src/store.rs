@@ -34,6 +34,13 @@ const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 /// same throughput (docs/PERFORMANCE.md, "Fewer search connections").
 const POSTGRES_SEARCHERS: u32 = 4;
 
+/// Connections of a node's pool for refreshes' group rotations on PostgreSQL (see
+/// `Store::rotations`): as many as the sessions context keeps groups in flight.
+/// NOTE: the main pool hands its idle connections out in turn, so each group went to another
+/// of up to 16 server processes, most of them cold; two kept busy measured 3 to 9% more
+/// rotations a second (docs/PERFORMANCE.md, "Refresh on PostgreSQL, seventh step").
+const POSTGRES_ROTATORS: u32 = 2;
+
 /// SQLite's soft heap limit, for the whole process: past it SQLite reuses its page caches'
 /// buffers instead of allocating more. Nine connections' default caches (2 MiB each) and
 /// their statements stay under it in the soak (docs/PERFORMANCE.md, "Soak").
@@ -47,6 +54,9 @@ pub struct Store {
     /// read-only connections, on PostgreSQL a pool of its own ([`postgres_searchers`]),
     /// else (in-memory SQLite) `db` itself.
     search_reads: DatabaseConnection,
+    /// Where refreshes' group rotations write: on PostgreSQL a pool of its own
+    /// ([`POSTGRES_ROTATORS`] connections), else `db` itself.
+    rotations: DatabaseConnection,
     // NOTE: the profile search's in-memory typo index lives with the pool it is built from,
     // so that every clone of the store and every transaction shares one (see `search::typo`).
     typo: TypoIndex,
@@ -92,6 +102,18 @@ async fn read_only(url: &str, mmap: Option<u64>) -> Result<DatabaseConnection> {
     Ok(Database::connect(ro).await?)
 }
 
+/// A pool of `max` connections to PostgreSQL, pinged before use only after a second idle.
+fn postgres_pool(url: &str, max: u32) -> ConnectOptions {
+    let mut o = ConnectOptions::new(url.to_owned());
+    o.max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
+        .sqlx_logging(false);
+    o
+}
+
 /// A pool of [`POSTGRES_SEARCHERS`] connections for profile searches on PostgreSQL, whose
 /// statements are planned once per connection (a generic plan) and join without Memoize, on
 /// servers that have those settings (12 and 14 on; `version` is `server_version_num`).
@@ -103,25 +125,19 @@ async fn postgres_searchers(url: &str, version: u32) -> Result<DatabaseConnectio
         120_000.. => &[GENERIC],
         _ => &[],
     };
-    let mut o = ConnectOptions::new(url.to_owned());
-    o.max_connections(POSTGRES_SEARCHERS)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
-        .test_before_acquire_if_idle_for(Duration::from_secs(1))
-        .sqlx_logging(false)
-        // NOTE: set on each new connection rather than sent as the `options` startup
-        // parameter, which connection poolers such as PgBouncer refuse by default.
-        .map_sqlx_postgres_pool_opts(move |p| {
-            p.after_connect(move |conn, _| {
-                Box::pin(async move {
-                    for sql in settings {
-                        sea_orm::sqlx::Executor::execute(&mut *conn, *sql).await?;
-                    }
-                    Ok(())
-                })
+    let mut o = postgres_pool(url, POSTGRES_SEARCHERS);
+    // NOTE: set on each new connection rather than sent as the `options` startup
+    // parameter, which connection poolers such as PgBouncer refuse by default.
+    o.map_sqlx_postgres_pool_opts(move |p| {
+        p.after_connect(move |conn, _| {
+            Box::pin(async move {
+                for sql in settings {
+                    sea_orm::sqlx::Executor::execute(&mut *conn, *sql).await?;
+                }
+                Ok(())
             })
-        });
+        })
+    });
     Ok(Database::connect(o).await?)
 }
 
@@ -179,6 +195,7 @@ impl Store {
         let db = Database::connect(opts).await?;
         let mut search_reads = db.clone();
         let mut reads = db.clone();
+        let mut rotations = db.clone();
         if sqlite {
             let mode: Option<String> = first_value(&db, "PRAGMA journal_mode=WAL").await?;
             // NOTE: searches are reads that may take a millisecond each; on the one pooled
@@ -209,6 +226,7 @@ impl Store {
                 first_value(&db, "SELECT current_setting('server_version_num')::int4").await?;
             let version = version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
             search_reads = postgres_searchers(url, version).await?;
+            rotations = Database::connect(postgres_pool(url, POSTGRES_ROTATORS)).await?;
         }
         let typo = TypoIndex::new(search_reads.clone());
         Ok(Self {
@@ -218,6 +236,7 @@ impl Store {
             },
             typo,
             search_reads,
+            rotations,
             db,
         })
     }
@@ -262,6 +281,12 @@ impl Store {
             Migrator::up(&self.db, Some(n)).await?;
         }
         Ok(n as usize)
+    }
+
+    /// The sessions repository on the connections kept for refreshes' group rotations
+    /// ([`POSTGRES_ROTATORS`] of their own on PostgreSQL).
+    pub fn rotations(&self) -> crate::Sessions<'_, DatabaseConnection> {
+        crate::Sessions(&self.rotations)
     }
 
     /// PostgreSQL, where several nodes may share the outbox.

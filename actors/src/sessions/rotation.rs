@@ -254,6 +254,7 @@ async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
 }
 
 /// Groups rotating at once in [`rotate_first`]: a group's round trip overlaps the next's.
+/// Their statements go through a pool of as many connections (`Store::rotations`).
 const IN_FLIGHT: usize = 2;
 
 /// Rotates each group of requests in one statement, then answers them (PostgreSQL, keys
@@ -295,7 +296,7 @@ async fn rotate_group(cx: &Context, batch: Vec<Request>) {
         .collect();
     let rotated = cx
         .store
-        .sessions()
+        .rotations()
         .rotate_presented(&successions, now, now + cx.idle)
         .await;
     let found = match rotated {
