@@ -16,9 +16,10 @@
 //! unrotated behind its 503 (a retry works at any time, not only within the grace window),
 //! and the signature's wait overlaps the database's instead of following it.
 //!
-//! On PostgreSQL with keys that sign in this process, a group is read and rotated in one
-//! statement instead, and signed after it ([`Rotator::start`]): one round trip per group
-//! where the read and the write took two.
+//! With keys that sign in this process, a group is read and rotated in one database call
+//! instead (one statement on PostgreSQL, one transaction in one hand-off to SQLite's writer),
+//! and signed after it ([`Rotator::start`]): one round trip per group where the read and the
+//! write took two.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{CommandError, UserId};
 use keyward_storage::{
     RefreshTokenRecord, Rotation, SessionRecord, StorageError, Store, Succession, UserRecord,
+    WriterLease,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,12 +127,11 @@ impl Rotator {
     /// expiry. A group's users' roles come from `decisions`.
     ///
     /// `signs_here`: the node's keys sign in this process (the local key backend), so a
-    /// signature cannot wait on a key service that is down. Then, on PostgreSQL, a group is
-    /// read and rotated in one statement and its access tokens are signed after it
-    /// ([`rotate_first`]): one round trip instead of a read and a write. A signature that
-    /// failed after its rotation is mended by the client's retry within the grace window
-    /// (the same successor again). With Vault signing, or on SQLite, a token is rotated only
-    /// once its access token is signed.
+    /// signature cannot wait on a key service that is down. Then a group is read and rotated
+    /// in one database call and its access tokens are signed after it ([`rotate_first`]):
+    /// one round trip instead of a read and a write. A signature that failed after its
+    /// rotation is mended by the client's retry within the grace window (the same successor
+    /// again). With Vault signing a token is rotated only once its access token is signed.
     pub fn start(
         store: Store,
         decisions: Arc<Decisions>,
@@ -139,14 +140,13 @@ impl Rotator {
         signs_here: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let in_one = signs_here && store.is_postgres();
         let context = Context {
             store,
             decisions,
             clock,
             idle,
         };
-        if in_one {
+        if signs_here {
             actix_rt::spawn(rotate_first(context, rx));
         } else {
             actix_rt::spawn(run(context, rx));
@@ -253,14 +253,22 @@ async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Groups rotating at once in [`rotate_first`]: a group's round trip overlaps the next's.
-/// Their statements go through a pool of as many connections (`Store::rotations`).
+/// Groups rotating at once in [`rotate_first`] on PostgreSQL: a group's round trip overlaps
+/// the next's. Their statements go through a pool of as many connections
+/// (`Store::rotations`).
 const IN_FLIGHT: usize = 2;
 
-/// Rotates each group of requests in one statement, then answers them (PostgreSQL, keys
-/// signing in this process: [`Rotator::start`]). A group takes every request queued while
+/// How long [`rotate_first`] keeps SQLite's writer from one group to the next while more are
+/// queued: every other write of the node waits for it meanwhile.
+const LEASE_MOST: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// Rotates each group of requests in one database call, then answers them (keys signing in
+/// this process: [`Rotator::start`]). A group takes every request queued while
 /// the groups before it were in flight.
 async fn rotate_first(cx: Context, mut rx: mpsc::Receiver<Request>) {
+    if !cx.store.is_postgres() {
+        return rotate_first_on_one_writer(cx, rx).await;
+    }
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -272,15 +280,32 @@ async fn rotate_first(cx: Context, mut rx: mpsc::Receiver<Request>) {
         }
         let cx = cx.clone();
         actix_rt::spawn(async move {
-            rotate_group(&cx, batch).await;
+            rotate_group(&cx, batch, &mut WriterLease::default()).await;
             drop(slot);
         });
     }
 }
 
+/// [`rotate_first`] on SQLite: its one writer takes one group at a time, so the groups go one
+/// after the other, and the writer stays with them while more are queued, up to
+/// [`LEASE_MOST`] ([`WriterLease`]).
+async fn rotate_first_on_one_writer(cx: Context, mut rx: mpsc::Receiver<Request>) {
+    let mut lease = WriterLease::default();
+    let mut batch = Vec::with_capacity(MOST);
+    loop {
+        if rx.is_empty() || lease.held_for().is_some_and(|held| held >= LEASE_MOST) {
+            lease.release();
+        }
+        if rx.recv_many(&mut batch, MOST).await == 0 {
+            return;
+        }
+        rotate_group(&cx, std::mem::take(&mut batch), &mut lease).await;
+    }
+}
+
 /// One group of [`rotate_first`]: rotated in one statement, each request answered with its
 /// token's holder (and grants, when it rotated).
-async fn rotate_group(cx: &Context, batch: Vec<Request>) {
+async fn rotate_group(cx: &Context, batch: Vec<Request>, lease: &mut WriterLease) {
     let now = (cx.clock)();
     let mark = cx.decisions.mark();
     // The same token twice in one group: the first request rotates it, the others find it
@@ -297,7 +322,7 @@ async fn rotate_group(cx: &Context, batch: Vec<Request>) {
     let rotated = cx
         .store
         .rotations()
-        .rotate_presented(&successions, now, now + cx.idle)
+        .rotate_presented(lease, &successions, now, now + cx.idle)
         .await;
     let found = match rotated {
         Ok(found) => found,
@@ -306,7 +331,7 @@ async fn rotate_group(cx: &Context, batch: Vec<Request>) {
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %chain(&e), refreshes = batch.len(), "a group of refreshes failed; refreshing one by one");
             for r in batch {
-                Box::pin(rotate_group(cx, vec![r])).await;
+                Box::pin(rotate_group(cx, vec![r], lease)).await;
             }
             return;
         }

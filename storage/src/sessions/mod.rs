@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use uuid::Uuid;
 
-pub use repo::Sessions;
+pub use repo::{Sessions, WriterLease};
 
 #[derive(Clone, Debug)]
 pub struct SessionRecord {

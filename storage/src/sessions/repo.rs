@@ -351,7 +351,12 @@ impl Sessions<'_, DatabaseConnection> {
                    WHERE id IN ({presented}) AND rotated_at IS NULL RETURNING id; \
                  COMMIT"
             );
-            return sqlite_in_one_handoff(self.0.get_sqlite_connection_pool(), sql, values).await;
+            let pool = self.0.get_sqlite_connection_pool();
+            let rows = sqlite_in_one_handoff(pool, None, sql, values).await?;
+            return rows
+                .iter()
+                .map(|r| Ok(r.try_get::<Uuid>("", "id")?))
+                .collect();
         };
         marked
             .iter()
@@ -359,8 +364,9 @@ impl Sessions<'_, DatabaseConnection> {
             .collect()
     }
 
-    /// Group commit of rotations whose holders are not read yet, in one statement
-    /// (PostgreSQL only): marks each presented token that is not rotated yet and whose session
+    /// Group commit of rotations whose holders are not read yet, in one database call (one
+    /// statement on PostgreSQL, one transaction in one hand-off on SQLite): marks each
+    /// presented token that is not rotated yet and whose session
     /// is live at `now` and whose user exists and is not blocked, adds the successors of those
     /// it marked, records their sessions' use as [`Sessions::rotate_many`] does, and returns
     /// every presented token found with its session and user as they were before the
@@ -369,18 +375,13 @@ impl Sessions<'_, DatabaseConnection> {
     /// is rotated. Unknown hashes are absent. The presented hashes must be distinct.
     pub async fn rotate_presented(
         &self,
+        lease: &mut WriterLease,
         rotations: &[super::Succession],
         now: DateTime<Utc>,
         idle_cap: DateTime<Utc>,
     ) -> Result<Vec<super::Presented>> {
-        use sea_orm::{FromQueryResult, QueryTrait};
+        use sea_orm::QueryTrait;
         let backend = self.0.get_database_backend();
-        if backend != DbBackend::Postgres {
-            return Err(sea_orm::DbErr::Custom(
-                "rotate_presented runs on PostgreSQL only".to_owned(),
-            )
-            .into());
-        }
         if rotations.is_empty() {
             return Ok(Vec::new());
         }
@@ -411,6 +412,53 @@ impl Sessions<'_, DatabaseConnection> {
                 format!("(${k}, ${}, ${})", k + 1, k + 2)
             })
             .collect();
+        // A presented token that may rotate: not rotated yet, its session live, its user there
+        // and not blocked.
+        let usable = format!(
+            "rotated_at IS NULL \
+             AND EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+               WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL \
+               AND s.idle_expires_at > ${at} AND s.expires_at > ${at} AND NOT u.blocked)"
+        );
+        let idle = format!("CASE WHEN expires_at < ${cap} THEN expires_at ELSE ${cap} END");
+        if backend != DbBackend::Postgres {
+            // NOTE: the snapshot first, then the session's use and the successors for the
+            // tokens still usable, then their marks: inside the one writer's transaction
+            // nothing else changes between them (the idle move keeps a live session live), so
+            // the marks are those the earlier two wrote for. The snapshot's `?` placeholders
+            // take the values before the numbered ones.
+            let presented = (0..rotations.len())
+                .map(|i| format!("${}", n + 5 + 3 * i))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "BEGIN IMMEDIATE; \
+                 {select}; \
+                 UPDATE sessions SET last_used_at = ${at}, idle_expires_at = {idle} \
+                   WHERE id IN (SELECT session_id FROM refresh_tokens \
+                     WHERE token_hash IN ({presented}) AND {usable}); \
+                 WITH v (id, hash, presented) AS (VALUES {rows}) \
+                   INSERT INTO refresh_tokens (id, session_id, token_hash, created_at) \
+                   SELECT v.id, refresh_tokens.session_id, v.hash, ${at} FROM v \
+                     JOIN refresh_tokens ON refresh_tokens.token_hash = v.presented \
+                     WHERE {usable}; \
+                 UPDATE refresh_tokens SET rotated_at = ${at} \
+                   WHERE token_hash IN ({presented}) AND {usable} RETURNING id; \
+                 COMMIT",
+                select = found.sql,
+                rows = rows.join(", "),
+            );
+            let pool = self.0.get_sqlite_connection_pool();
+            let rows = sqlite_in_one_handoff(pool, Some(lease), sql, values).await?;
+            // NOTE: the marks' rows are the only ones of one column.
+            let (marks, found): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|r| r.column_names().len() == 1);
+            let marked = marks
+                .iter()
+                .map(|r| r.try_get::<Uuid>("", "id"))
+                .collect::<std::result::Result<HashSet<_>, _>>()?;
+            return presented_rows(found, |_, token| Ok(marked.contains(&token.id)));
+        }
         let select = found.sql.replacen(
             "SELECT ",
             r#"SELECT "refresh_tokens"."id" IN (SELECT id FROM marked) AS "rotated_now", "#,
@@ -421,16 +469,12 @@ impl Sessions<'_, DatabaseConnection> {
         let sql = format!(
             "WITH v (id, hash, presented) AS (VALUES {rows}), \
              marked AS (UPDATE refresh_tokens SET rotated_at = ${at} \
-               WHERE token_hash IN (SELECT presented FROM v) AND rotated_at IS NULL \
-               AND EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL \
-                 AND s.idle_expires_at > ${at} AND s.expires_at > ${at} AND NOT u.blocked) \
+               WHERE token_hash IN (SELECT presented FROM v) AND {usable} \
                RETURNING id, session_id, token_hash), \
              successors AS (INSERT INTO refresh_tokens (id, session_id, token_hash, created_at) \
                SELECT v.id, marked.session_id, v.hash, ${at} FROM v \
                JOIN marked ON marked.token_hash = v.presented), \
-             used AS (UPDATE sessions SET last_used_at = ${at}, \
-               idle_expires_at = CASE WHEN expires_at < ${cap} THEN expires_at ELSE ${cap} END \
+             used AS (UPDATE sessions SET last_used_at = ${at}, idle_expires_at = {idle} \
                WHERE id IN (SELECT session_id FROM marked)) \
              {select}",
             rows = rows.join(", "),
@@ -439,28 +483,61 @@ impl Sessions<'_, DatabaseConnection> {
             .0
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
-        let mut presented = Vec::with_capacity(rows.len());
-        for row in rows {
-            let token = refresh_token::Model::from_query_result(&row, "A_")?;
-            let Some(s) = session::Model::from_query_result_optional(&row, "B_")? else {
-                continue;
-            };
-            let user = user::Model::from_query_result_optional(&row, "C_")?
-                .map(user_record)
-                .transpose()?;
-            presented.push(super::Presented {
-                token: refresh_record(token),
-                session: session_record(s),
-                user,
-                marked: row.try_get("", "rotated_now")?,
-            });
-        }
-        Ok(presented)
+        presented_rows(rows, |row, _| Ok(row.try_get("", "rotated_now")?))
+    }
+}
+
+/// [`Sessions::rotate_presented`]'s snapshot rows (`A_` the token, `B_` its session, `C_` its
+/// user), each with whether the call marked it.
+fn presented_rows(
+    rows: Vec<sea_orm::QueryResult>,
+    marked: impl Fn(&sea_orm::QueryResult, &refresh_token::Model) -> Result<bool>,
+) -> Result<Vec<super::Presented>> {
+    use sea_orm::FromQueryResult;
+    let mut presented = Vec::with_capacity(rows.len());
+    for row in rows {
+        let token = refresh_token::Model::from_query_result(&row, "A_")?;
+        let Some(s) = session::Model::from_query_result_optional(&row, "B_")? else {
+            continue;
+        };
+        let user = user::Model::from_query_result_optional(&row, "C_")?
+            .map(user_record)
+            .transpose()?;
+        presented.push(super::Presented {
+            marked: marked(&row, &token)?,
+            token: refresh_record(token),
+            session: session_record(s),
+            user,
+        });
+    }
+    Ok(presented)
+}
+
+/// SQLite's one writer, kept between calls of [`Sessions::rotate_presented`] by a caller that
+/// has more to write at once: sqlx pings a connection each time it goes back to the pool (one
+/// more hand-off to its thread, and the next call waits for it), so a group queued behind
+/// another starts sooner on a writer still held. Whoever holds it must give it back
+/// ([`WriterLease::release`]) as soon as it has nothing queued, and after a few milliseconds
+/// even when it has, since every other write of the node waits for it. Never holds anything
+/// on PostgreSQL.
+#[derive(Default)]
+pub struct WriterLease(Option<(sqlx::pool::PoolConnection<sqlx::Sqlite>, std::time::Instant)>);
+
+impl WriterLease {
+    /// How long the writer has been held, if it is.
+    pub fn held_for(&self) -> Option<std::time::Duration> {
+        self.0.as_ref().map(|(_, since)| since.elapsed())
+    }
+
+    /// Gives the writer back to the pool.
+    pub fn release(&mut self) {
+        self.0 = None;
     }
 }
 
 /// Runs `sql`, a whole transaction (BEGIN … COMMIT) in one string, on the SQLite writer in
-/// one hand-off to its thread, and returns the rows' `id`s. sqlx does not know of a
+/// one hand-off to its thread, and returns the rows of all its statements. With a `lease`,
+/// the writer it holds (or takes from the pool) stays in it after a success. sqlx does not know of a
 /// transaction begun inside a string, so the connection goes back to the pool only once no
 /// transaction is open on it: after the COMMIT, or after an error once a ROLLBACK and an
 /// empty transaction went through. Otherwise, or if this future is dropped midway, the
@@ -468,9 +545,10 @@ impl Sessions<'_, DatabaseConnection> {
 /// another; on an in-memory database that is a new, empty one).
 async fn sqlite_in_one_handoff(
     pool: &sqlx::SqlitePool,
+    mut lease: Option<&mut WriterLease>,
     sql: String,
     values: Vec<sea_orm::Value>,
-) -> Result<HashSet<Uuid>> {
+) -> Result<Vec<sea_orm::QueryResult>> {
     use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
     /// Closed on drop unless taken out first.
     struct Untracked(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
@@ -491,21 +569,30 @@ async fn sqlite_in_one_handoff(
             other => return Err(DbErr::Custom(format!("not a rotation's value: {other:?}")).into()),
         };
     }
-    let conn = pool.acquire().await.map_err(|e| match e {
-        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
-        e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
-    })?;
+    let (conn, since) = match lease.as_mut().and_then(|l| l.0.take()) {
+        Some(held) => held,
+        None => {
+            let conn = pool.acquire().await.map_err(|e| match e {
+                sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+                sqlx::Error::PoolClosed => {
+                    DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+                }
+                e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
+            })?;
+            (conn, std::time::Instant::now())
+        }
+    };
     let mut held = Untracked(Some(conn));
     let Some(conn) = held.0.as_mut() else {
         return Err(DbErr::Custom("the writer went missing".to_owned()).into());
     };
     match query.fetch_all(&mut **conn).await {
         Ok(rows) => {
-            drop(held.0.take());
-            rows.iter()
-                .map(|r| Ok(sqlx::Row::try_get::<Uuid, _>(r, "id").map_err(query_err)?))
-                .collect()
+            let conn = held.0.take();
+            if let (Some(lease), Some(conn)) = (lease, conn) {
+                lease.0 = Some((conn, since));
+            }
+            Ok(rows.into_iter().map(sea_orm::QueryResult::from).collect())
         }
         Err(e) => {
             // NOTE: the ROLLBACK fails when the error already ended the transaction; the

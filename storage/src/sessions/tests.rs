@@ -485,22 +485,10 @@ async fn large_group(successor: fn(usize) -> String) {
     }
 }
 
-/// The one-statement rotation (PostgreSQL): it marks only tokens not rotated yet whose
-/// session is live and whose user is not blocked, answers with what it found before its own
-/// writes, and on SQLite says it does not run there.
-#[tokio::test]
-async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones() {
-    let db = test_db().await;
-    let one = [super::Succession {
-        presented_hash: "h".into(),
-        successor_hash: "next".into(),
-    }];
-    if !db.is_postgres() {
-        let refused = db.sessions().rotate_presented(&one, at(10), at(200)).await;
-        assert!(refused.is_err(), "{refused:?}");
-        return;
-    }
-    let user = |name: &str, id: UserId| crate::NewUser {
+/// A verified user named `name`, stored.
+async fn stored_user(db: &TestDb, name: &str) -> UserId {
+    let id = UserId::new();
+    let user = crate::NewUser {
         id,
         email: keyward_messages::Email::parse("email", &format!("{name}@example.com")).unwrap(),
         username: None,
@@ -509,9 +497,60 @@ async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones()
         locale: "en".into(),
         now: at(0),
     };
-    let (kate, bob) = (UserId::new(), UserId::new());
-    db.users().insert(user("kate", kate)).await.unwrap();
-    db.users().insert(user("bob", bob)).await.unwrap();
+    db.users().insert(user).await.unwrap();
+    id
+}
+
+/// A one-call rotation the database refuses (a successor's hash taken) writes nothing, and
+/// the connection it ran on rotates again afterwards.
+#[tokio::test]
+async fn a_one_call_rotation_that_fails_writes_nothing() {
+    let db = test_db().await;
+    let kate = stored_user(&db, "kate").await;
+    let (a, b) = (session(kate, 0), session(kate, 0));
+    for (s, h) in [(&a, "ha"), (&b, "hb")] {
+        insert(&db, s).await;
+        stored_token(&db, s, h).await;
+    }
+    let succession = |presented: &str, successor: &str| super::Succession {
+        presented_hash: presented.into(),
+        successor_hash: successor.into(),
+    };
+    let both = [succession("ha", "next"), succession("hb", "ha")];
+
+    let mut lease = super::WriterLease::default();
+    let failed = db
+        .sessions()
+        .rotate_presented(&mut lease, &both, at(10), at(200))
+        .await;
+
+    assert!(failed.is_err(), "{failed:?}");
+    for (h, s) in [("ha", &a), ("hb", &b)] {
+        let back = db.sessions().refresh_token_by_hash(h).await.unwrap();
+        assert!(back.unwrap().rotated_at.is_none(), "{h} was marked");
+        let session = db.sessions().by_id(s.id).await.unwrap().unwrap();
+        assert_eq!(session.last_used_at, at(0));
+    }
+    let next = db.sessions().refresh_token_by_hash("next").await.unwrap();
+    assert!(next.is_none());
+    let again = db
+        .sessions()
+        .rotate_presented(&mut lease, &both[..1], at(11), at(200))
+        .await
+        .unwrap();
+    assert!(again.len() == 1 && again[0].marked, "{again:?}");
+}
+
+/// The one-call rotation (one statement on PostgreSQL, one hand-off on SQLite): it marks only
+/// tokens not rotated yet whose session is live and whose user is not blocked, and answers
+/// with what it found before its own writes.
+#[tokio::test]
+async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones() {
+    let db = test_db().await;
+    let (kate, bob) = (
+        stored_user(&db, "kate").await,
+        stored_user(&db, "bob").await,
+    );
     db.users().set_blocked(bob, true, at(1)).await.unwrap();
     // live, ending before the idle cap, rotated before, revoked, idle-expired at 10, blocked.
     let live = session(kate, 0);
@@ -550,7 +589,7 @@ async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones()
 
     let mut found = db
         .sessions()
-        .rotate_presented(&successions, at(10), at(200))
+        .rotate_presented(&mut Default::default(), &successions, at(10), at(200))
         .await
         .unwrap();
 
@@ -605,11 +644,58 @@ async fn rotating_presented_tokens_in_one_statement_marks_only_the_usable_ones()
     }
     let again = db
         .sessions()
-        .rotate_presented(&successions[..1], at(11), at(300))
+        .rotate_presented(&mut Default::default(), &successions[..1], at(11), at(300))
         .await
         .unwrap();
     assert!(
         again.len() == 1 && !again[0].marked && again[0].token.rotated_at == Some(at(10)),
         "a token rotated once is not rotated again: {again:?}"
     );
+}
+
+/// On SQLite a lease keeps the one writer after a rotation: the node's other writes wait for
+/// it until it is released, then go through. On PostgreSQL it holds nothing.
+#[tokio::test]
+async fn a_writer_lease_holds_sqlites_writer_until_released() {
+    let db = test_db().await;
+    let kate = stored_user(&db, "kate").await;
+    let live = session(kate, 0);
+    insert(&db, &live).await;
+    stored_token(&db, &live, "h").await;
+    let mut lease = super::WriterLease::default();
+
+    let rotated = db
+        .sessions()
+        .rotate_presented(
+            &mut lease,
+            &[super::Succession {
+                presented_hash: "h".into(),
+                successor_hash: "next".into(),
+            }],
+            at(10),
+            at(200),
+        )
+        .await
+        .unwrap();
+
+    assert!(rotated.len() == 1 && rotated[0].marked, "{rotated:?}");
+    if db.is_postgres() {
+        assert!(lease.held_for().is_none());
+        return;
+    }
+    assert!(lease.held_for().is_some());
+    let other = session(kate, 0);
+    let write = {
+        let (store, other) = (db.store.clone(), other.clone());
+        tokio::spawn(async move { store.sessions().insert(&other).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!write.is_finished(), "a write went through a held writer");
+    lease.release();
+    tokio::time::timeout(std::time::Duration::from_secs(5), write)
+        .await
+        .expect("the write goes through once the writer is released")
+        .unwrap()
+        .unwrap();
+    assert!(db.sessions().by_id(other.id).await.unwrap().is_some());
 }
