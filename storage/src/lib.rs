@@ -48,7 +48,7 @@ pub use notify::{
 pub use profiles::{PhoneCodeRecord, ProfileRecord, Profiles};
 pub use retention::Retention;
 pub use sessions::{
-    Presented, RefreshTokenRecord, Rotation, SessionRecord, Sessions, Succession, WriterLease,
+    ConnectionLease, Presented, RefreshTokenRecord, Rotation, SessionRecord, Sessions, Succession,
 };
 pub use store::{migration_names, sqlite_file, Reads, Store, Tx};
 pub use throttle::LoginFailures;

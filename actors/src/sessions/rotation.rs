@@ -27,8 +27,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use keyward_messages::{CommandError, UserId};
 use keyward_storage::{
-    RefreshTokenRecord, Rotation, SessionRecord, StorageError, Store, Succession, UserRecord,
-    WriterLease,
+    ConnectionLease, RefreshTokenRecord, Rotation, SessionRecord, StorageError, Store, Succession,
+    UserRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -258,54 +258,52 @@ async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
 /// (`Store::rotations`).
 const IN_FLIGHT: usize = 2;
 
-/// How long [`rotate_first`] keeps SQLite's writer from one group to the next while more are
-/// queued: every other write of the node waits for it meanwhile.
+/// How long a lane of [`rotate_first`] keeps SQLite's writer from one group to the next
+/// while more are queued: every other write of the node waits for it meanwhile.
 const LEASE_MOST: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// Rotates each group of requests in one database call, then answers them (keys signing in
-/// this process: [`Rotator::start`]). A group takes every request queued while
-/// the groups before it were in flight.
-async fn rotate_first(cx: Context, mut rx: mpsc::Receiver<Request>) {
-    if !cx.store.is_postgres() {
-        return rotate_first_on_one_writer(cx, rx).await;
+/// this process: [`Rotator::start`]). A group takes every request queued while the groups
+/// before it were in flight: one lane at a time on SQLite, whose one writer takes one group
+/// at a time; [`IN_FLIGHT`] on PostgreSQL, where a group's round trip overlaps the next's.
+async fn rotate_first(cx: Context, rx: mpsc::Receiver<Request>) {
+    let (lanes, one_writer) = match cx.store.is_postgres() {
+        true => (IN_FLIGHT, false),
+        false => (1, true),
+    };
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 1..lanes {
+        actix_rt::spawn(lane(cx.clone(), rx.clone(), one_writer));
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(MOST);
-        if rx.recv_many(&mut batch, MOST).await == 0 {
-            return;
-        }
-        let cx = cx.clone();
-        actix_rt::spawn(async move {
-            rotate_group(&cx, batch, &mut WriterLease::default()).await;
-            drop(slot);
-        });
-    }
+    lane(cx, rx, one_writer).await;
 }
 
-/// [`rotate_first`] on SQLite: its one writer takes one group at a time, so the groups go one
-/// after the other, and the writer stays with them while more are queued, up to
-/// [`LEASE_MOST`] ([`WriterLease`]).
-async fn rotate_first_on_one_writer(cx: Context, mut rx: mpsc::Receiver<Request>) {
-    let mut lease = WriterLease::default();
+/// One lane of [`rotate_first`]: it keeps its connection from one group to the next
+/// ([`ConnectionLease`]). A PostgreSQL connection kept for rotations stays with its lane; SQLite's one
+/// writer goes back to the node's other writes as soon as nothing is queued, or after
+/// [`LEASE_MOST`].
+async fn lane(cx: Context, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>, one_writer: bool) {
+    let mut lease = ConnectionLease::default();
     let mut batch = Vec::with_capacity(MOST);
     loop {
-        if rx.is_empty() || lease.held_for().is_some_and(|held| held >= LEASE_MOST) {
-            lease.release();
-        }
-        if rx.recv_many(&mut batch, MOST).await == 0 {
-            return;
+        {
+            let mut rx = rx.lock().await;
+            if one_writer
+                && (rx.is_empty() || lease.held_for().is_some_and(|held| held >= LEASE_MOST))
+            {
+                lease.release();
+            }
+            if rx.recv_many(&mut batch, MOST).await == 0 {
+                return;
+            }
         }
         rotate_group(&cx, std::mem::take(&mut batch), &mut lease).await;
     }
 }
 
-/// One group of [`rotate_first`]: rotated in one statement, each request answered with its
+/// One group of [`rotate_first`]: rotated in one database call, each request answered with its
 /// token's holder (and grants, when it rotated).
-async fn rotate_group(cx: &Context, batch: Vec<Request>, lease: &mut WriterLease) {
+async fn rotate_group(cx: &Context, batch: Vec<Request>, lease: &mut ConnectionLease) {
     let now = (cx.clock)();
     let mark = cx.decisions.mark();
     // The same token twice in one group: the first request rotates it, the others find it

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use keyward_messages::{SessionId, UserId};
 use uuid::Uuid;
 
-pub use repo::{Sessions, WriterLease};
+pub use repo::{ConnectionLease, Sessions};
 
 #[derive(Clone, Debug)]
 pub struct SessionRecord {

@@ -375,7 +375,7 @@ impl Sessions<'_, DatabaseConnection> {
     /// is rotated. Unknown hashes are absent. The presented hashes must be distinct.
     pub async fn rotate_presented(
         &self,
-        lease: &mut WriterLease,
+        lease: &mut ConnectionLease,
         rotations: &[super::Succession],
         now: DateTime<Utc>,
         idle_cap: DateTime<Utc>,
@@ -479,10 +479,7 @@ impl Sessions<'_, DatabaseConnection> {
              {select}",
             rows = rows.join(", "),
         );
-        let rows = self
-            .0
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let rows = postgres_held(self.0.get_postgres_connection_pool(), lease, sql, values).await?;
         presented_rows(rows, |row, _| Ok(row.try_get("", "rotated_now")?))
     }
 }
@@ -513,26 +510,87 @@ fn presented_rows(
     Ok(presented)
 }
 
-/// SQLite's one writer, kept between calls of [`Sessions::rotate_presented`] by a caller that
-/// has more to write at once: sqlx pings a connection each time it goes back to the pool (one
-/// more hand-off to its thread, and the next call waits for it), so a group queued behind
-/// another starts sooner on a writer still held. Whoever holds it must give it back
-/// ([`WriterLease::release`]) as soon as it has nothing queued, and after a few milliseconds
-/// even when it has, since every other write of the node waits for it. Never holds anything
-/// on PostgreSQL.
+/// A connection kept between calls of [`Sessions::rotate_presented`] by a caller that has
+/// more to rotate: sqlx pings a connection each time it goes back to the pool (on SQLite one
+/// more hand-off to its thread, on PostgreSQL one more round trip), and the next call waits
+/// for it. On SQLite it holds the one writer: whoever holds it must give it back
+/// ([`ConnectionLease::release`]) as soon as it has nothing queued, and after a few
+/// milliseconds even when it has, since every other write of the node waits for it. On
+/// PostgreSQL it holds one of the connections kept for rotations (`Store::rotations`).
 #[derive(Default)]
-pub struct WriterLease(Option<(sqlx::pool::PoolConnection<sqlx::Sqlite>, std::time::Instant)>);
+pub struct ConnectionLease(Option<(Held, std::time::Instant)>);
 
-impl WriterLease {
-    /// How long the writer has been held, if it is.
+enum Held {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl ConnectionLease {
+    /// How long the connection has been held, if it is.
     pub fn held_for(&self) -> Option<std::time::Duration> {
         self.0.as_ref().map(|(_, since)| since.elapsed())
     }
 
-    /// Gives the writer back to the pool.
+    /// Gives the connection back to its pool.
     pub fn release(&mut self) {
         self.0 = None;
     }
+}
+
+/// Binds `values` (a rotation's: instants, ids, texts) to `query` in order.
+macro_rules! bind_rotation_values {
+    ($query:expr, $values:expr) => {{
+        let mut query = $query;
+        for v in $values {
+            query = match v {
+                sea_orm::Value::ChronoDateTimeUtc(t) => query.bind(t),
+                sea_orm::Value::Uuid(u) => query.bind(u),
+                sea_orm::Value::String(s) => query.bind(s),
+                other => {
+                    return Err(sea_orm::DbErr::Custom(format!(
+                        "not a rotation's value: {other:?}"
+                    ))
+                    .into())
+                }
+            };
+        }
+        query
+    }};
+}
+
+fn acquire_err(e: sqlx::Error) -> sea_orm::DbErr {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    match e {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
+    }
+}
+
+fn query_err(e: sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
+}
+
+/// Runs `sql`, one statement, on PostgreSQL through the connection `lease` holds (or one taken
+/// from `pool`, then held), and returns its rows. After an error the connection goes back to
+/// the pool (which closes it if it is broken).
+async fn postgres_held(
+    pool: &sqlx::PgPool,
+    lease: &mut ConnectionLease,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+) -> Result<Vec<sea_orm::QueryResult>> {
+    let query = bind_rotation_values!(sqlx::query(sqlx::AssertSqlSafe(sql)), values);
+    let (mut conn, since) = match lease.0.take() {
+        Some((Held::Postgres(conn), since)) => (conn, since),
+        _ => (
+            pool.acquire().await.map_err(acquire_err)?,
+            std::time::Instant::now(),
+        ),
+    };
+    let rows = query.fetch_all(&mut *conn).await.map_err(query_err)?;
+    lease.0 = Some((Held::Postgres(conn), since));
+    Ok(rows.into_iter().map(sea_orm::QueryResult::from).collect())
 }
 
 /// Runs `sql`, a whole transaction (BEGIN … COMMIT) in one string, on the SQLite writer in
@@ -545,11 +603,11 @@ impl WriterLease {
 /// another; on an in-memory database that is a new, empty one).
 async fn sqlite_in_one_handoff(
     pool: &sqlx::SqlitePool,
-    mut lease: Option<&mut WriterLease>,
+    mut lease: Option<&mut ConnectionLease>,
     sql: String,
     values: Vec<sea_orm::Value>,
 ) -> Result<Vec<sea_orm::QueryResult>> {
-    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    use sea_orm::DbErr;
     /// Closed on drop unless taken out first.
     struct Untracked(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
     impl Drop for Untracked {
@@ -559,28 +617,13 @@ async fn sqlite_in_one_handoff(
             }
         }
     }
-    let query_err = |e: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(e.into()));
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for v in values {
-        query = match v {
-            sea_orm::Value::ChronoDateTimeUtc(t) => query.bind(t),
-            sea_orm::Value::Uuid(u) => query.bind(u),
-            sea_orm::Value::String(s) => query.bind(s),
-            other => return Err(DbErr::Custom(format!("not a rotation's value: {other:?}")).into()),
-        };
-    }
+    let query = bind_rotation_values!(sqlx::query(sqlx::AssertSqlSafe(sql)), values);
     let (conn, since) = match lease.as_mut().and_then(|l| l.0.take()) {
-        Some(held) => held,
-        None => {
-            let conn = pool.acquire().await.map_err(|e| match e {
-                sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-                sqlx::Error::PoolClosed => {
-                    DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
-                }
-                e => DbErr::Conn(RuntimeErr::SqlxError(e.into())),
-            })?;
-            (conn, std::time::Instant::now())
-        }
+        Some((Held::Sqlite(conn), since)) => (conn, since),
+        _ => (
+            pool.acquire().await.map_err(acquire_err)?,
+            std::time::Instant::now(),
+        ),
     };
     let mut held = Untracked(Some(conn));
     let Some(conn) = held.0.as_mut() else {
@@ -590,7 +633,7 @@ async fn sqlite_in_one_handoff(
         Ok(rows) => {
             let conn = held.0.take();
             if let (Some(lease), Some(conn)) = (lease, conn) {
-                lease.0 = Some((conn, since));
+                lease.0 = Some((Held::Sqlite(conn), since));
             }
             Ok(rows.into_iter().map(sea_orm::QueryResult::from).collect())
         }
