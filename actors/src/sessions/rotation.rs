@@ -279,9 +279,9 @@ async fn rotate_first(cx: Context, rx: mpsc::Receiver<Request>) {
 }
 
 /// One lane of [`rotate_first`]: it keeps its connection from one group to the next
-/// ([`ConnectionLease`]). A PostgreSQL connection kept for rotations stays with its lane; SQLite's one
-/// writer goes back to the node's other writes as soon as nothing is queued, or after
-/// [`LEASE_MOST`].
+/// ([`ConnectionLease`]). A PostgreSQL connection kept for rotations stays with its lane;
+/// SQLite's one writer goes back to the node's other writes as soon as nothing is queued, or
+/// after [`LEASE_MOST`].
 async fn lane(cx: Context, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>, one_writer: bool) {
     let mut lease = ConnectionLease::default();
     let mut batch = Vec::with_capacity(MOST);
@@ -301,8 +301,8 @@ async fn lane(cx: Context, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
     }
 }
 
-/// One group of [`rotate_first`]: rotated in one database call, each request answered with its
-/// token's holder (and grants, when it rotated).
+/// One group of [`rotate_first`]: rotated in one database call, each request answered with
+/// its token's holder (and grants, when it rotated).
 async fn rotate_group(cx: &Context, batch: Vec<Request>, lease: &mut ConnectionLease) {
     let now = (cx.clock)();
     let mark = cx.decisions.mark();

@@ -365,14 +365,15 @@ impl Sessions<'_, DatabaseConnection> {
     }
 
     /// Group commit of rotations whose holders are not read yet, in one database call (one
-    /// statement on PostgreSQL, one transaction in one hand-off on SQLite): marks each
-    /// presented token that is not rotated yet and whose session
-    /// is live at `now` and whose user exists and is not blocked, adds the successors of those
-    /// it marked, records their sessions' use as [`Sessions::rotate_many`] does, and returns
-    /// every presented token found with its session and user as they were before the
-    /// statement, and whether it marked it. One round trip where a read and then
-    /// [`Sessions::rotate_many`] take two; the caller learns the holder only after the token
-    /// is rotated. Unknown hashes are absent. The presented hashes must be distinct.
+    /// statement on PostgreSQL, one transaction in one hand-off on SQLite) on the connection
+    /// `lease` holds, or one it takes and then holds: marks each presented token that is not
+    /// rotated yet and whose session is live at `now` and whose user exists and is not
+    /// blocked, adds the successors of those it marked, records their sessions' use as
+    /// [`Sessions::rotate_many`] does, and returns every presented token found with its
+    /// session and user as they were before the call, and whether it marked it. One round
+    /// trip where a read and then [`Sessions::rotate_many`] take two; the caller learns the
+    /// holder only after the token is rotated. Unknown hashes are absent. The presented hashes
+    /// must be distinct.
     pub async fn rotate_presented(
         &self,
         lease: &mut ConnectionLease,
