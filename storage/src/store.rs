@@ -35,7 +35,7 @@ const SQLITE_SEARCH_MMAP: u64 = 2 << 30;
 const POSTGRES_SEARCHERS: u32 = 4;
 
 /// Connections of a node's pool for refreshes' group rotations on PostgreSQL (see
-/// `Store::rotations`): as many as the sessions context keeps groups in flight.
+/// `Store::rotations`): the sessions context keeps a group in flight on each.
 /// NOTE: the main pool hands its idle connections out in turn, so each group went to another
 /// of up to 16 server processes, most of them cold; two kept busy measured 3 to 9% more
 /// rotations a second (docs/PERFORMANCE.md, "Refresh on PostgreSQL, seventh step").
@@ -287,6 +287,16 @@ impl Store {
     /// ([`POSTGRES_ROTATORS`] of their own on PostgreSQL).
     pub fn rotations(&self) -> crate::Sessions<'_, DatabaseConnection> {
         crate::Sessions(&self.rotations)
+    }
+
+    /// How many connections [`Store::rotations`] has: [`POSTGRES_ROTATORS`] on PostgreSQL,
+    /// SQLite's one writer otherwise.
+    pub fn rotation_connections(&self) -> usize {
+        if self.is_postgres() {
+            POSTGRES_ROTATORS as usize
+        } else {
+            1
+        }
     }
 
     /// PostgreSQL, where several nodes may share the outbox.

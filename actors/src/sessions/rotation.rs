@@ -253,24 +253,17 @@ async fn run(cx: Context, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Groups rotating at once in [`rotate_first`] on PostgreSQL: a group's round trip overlaps
-/// the next's. Their statements go through a pool of as many connections
-/// (`Store::rotations`).
-const IN_FLIGHT: usize = 2;
-
 /// How long a lane of [`rotate_first`] keeps SQLite's writer from one group to the next
 /// while more are queued: every other write of the node waits for it meanwhile.
 const LEASE_MOST: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// Rotates each group of requests in one database call, then answers them (keys signing in
 /// this process: [`Rotator::start`]). A group takes every request queued while the groups
-/// before it were in flight: one lane at a time on SQLite, whose one writer takes one group
-/// at a time; [`IN_FLIGHT`] on PostgreSQL, where a group's round trip overlaps the next's.
+/// before it were in flight: a lane per connection kept for rotations
+/// (`Store::rotation_connections`), one on SQLite, whose one writer takes one group at a
+/// time; on PostgreSQL a group's round trip overlaps the next's.
 async fn rotate_first(cx: Context, rx: mpsc::Receiver<Request>) {
-    let (lanes, one_writer) = match cx.store.is_postgres() {
-        true => (IN_FLIGHT, false),
-        false => (1, true),
-    };
+    let (lanes, one_writer) = (cx.store.rotation_connections(), !cx.store.is_postgres());
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     for _ in 1..lanes {
         actix_rt::spawn(lane(cx.clone(), rx.clone(), one_writer));
